@@ -1,0 +1,467 @@
+"""The Python entry points; the CLI only parses arguments and renders results.
+
+Example::
+
+    from bigmodel_cli import api
+    api.init("exp", "linear")
+    out = api.train("exp", overrides=["train.epochs=10"])
+    api.evaluate(out.run_dir).metrics["mse"]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import ExperimentConfig, apply_overrides, dump, load_experiment, read_yaml, validate
+from .errors import ConfigError, DataError, ModelFileError
+from .runs import (
+    CHECKPOINTS,
+    CONFIG_FILE,
+    META_FILE,
+    METRICS_FILE,
+    PLOTS,
+    atomic_write_json,
+    atomic_write_text,
+    create_run,
+    read_json,
+    resolve_run,
+)
+
+# Keys a resumed run may change: they cannot break what was trained so far.
+RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.checkpoint_every_steps", "train.steps_per_execution")
+
+# Set while a command works on a run folder, so an internal error can log there.
+current_run_dir: Path | None = None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------- init
+
+
+def templates():
+    from .scaffold import list_templates
+
+    return list_templates()
+
+
+def init(target: str | Path, template: str, force: bool = False, name: str | None = None):
+    from .scaffold import init_experiment
+
+    return init_experiment(Path(target), template, force=force, name=name)
+
+
+# ------------------------------------------------------------------- train
+
+
+@dataclass
+class TrainOutcome:
+    run_dir: Path
+    model_path: Path | None
+    history: list[dict[str, Any]]
+    epochs_done: int
+    status: str  # completed | already_finished
+    plot: Path | None = None
+    strategy: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+
+def resolved_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    cfg, _ = load_experiment(path, overrides)
+    return cfg
+
+
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    f = run_dir / CONFIG_FILE
+    if not f.is_file():
+        raise ModelFileError(f"{run_dir} has no {CONFIG_FILE}; is it a run folder?")
+    raw, node = read_yaml(f)
+    return validate(raw, str(f), node)
+
+
+def _run_base_dir(run_dir: Path) -> Path:
+    """The experiment folder a run belongs to (data paths are relative to it)."""
+    return run_dir.resolve().parent.parent
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    return {"bigmodel": __version__, "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": numpy.__version__}
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _command_line() -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in ["bigmodel", *sys.argv[1:]]) if sys.argv and "bigmodel" in Path(sys.argv[0]).name else " ".join(map(shlex.quote, sys.argv))
+
+
+def train(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    observer: Any = None,
+    resume: bool = False,
+) -> TrainOutcome:
+    """Train an experiment (or resume a run); returns where everything went."""
+    global current_run_dir
+    from . import distribute
+
+    overrides = list(overrides or [])
+    if resume:
+        run_dir, cfg, base_dir = _prepare_resume(Path(path), overrides)
+    else:
+        cfg, base_dir = load_experiment(path, overrides)
+        run_dir = None
+    distribute.import_tensorflow()
+    from . import data as data_mod
+    from . import train as train_mod
+
+    if resume:
+        assert run_dir is not None
+        state = train_mod.read_state(run_dir / CHECKPOINTS / train_mod.LAST)
+        if state.epoch >= cfg.train.epochs or (state.stopped_early and not _extends(overrides)):
+            return TrainOutcome(run_dir, run_dir / "model.keras", state.history, state.epoch, "already_finished", best_epoch=state.best_epoch, stopped_early=state.stopped_early)
+        if state.stopped_early:
+            state.stopped_early = False
+            state.wait = 0
+        datasets = data_mod.load_datasets(cfg, base_dir, features=cfg.data.features, classes=cfg.data.classes)
+    else:
+        datasets = data_mod.load_datasets(cfg, base_dir)
+
+    plan = distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
+    if not resume:
+        cfg.data.features = datasets.features
+        cfg.data.classes = datasets.classes
+        if plan.is_chief:
+            run_dir = create_run(base_dir, cfg.name)
+        else:
+            import tempfile
+
+            run_dir = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))  # never shown to the user
+            (run_dir / CHECKPOINTS).mkdir()
+            (run_dir / PLOTS).mkdir()
+        atomic_write_text(run_dir / CONFIG_FILE, dump(cfg))
+        if cfg.model.architecture and ":" in cfg.model.architecture:
+            shutil.copyfile(base_dir / cfg.model.architecture.split(":")[0], run_dir / "model.py")
+    assert run_dir is not None
+    current_run_dir = run_dir
+    meta = _start_session(run_dir, cfg, plan, resume, datasets)
+    resume_cmd = f"bigmodel train {run_dir} --resume"
+    status = "failed"
+    try:
+        result = train_mod.fit(cfg, base_dir, run_dir, datasets, observer, strategy_plan=plan, resume=resume, resume_command=resume_cmd)
+        status = "completed"
+    except BaseException as e:
+        from .errors import Interrupted
+
+        status = "interrupted" if isinstance(e, (Interrupted, KeyboardInterrupt)) else "failed"
+        raise
+    finally:
+        _end_session(run_dir, meta, status, plan.is_chief)
+    plot = None
+    if plan.is_chief:
+        from .evaluate import plot_history
+
+        plot = plot_history(result.history, run_dir / PLOTS / "training.png")
+    return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early)
+
+
+def _extends(overrides: list[str]) -> bool:
+    return any(o.split("=", 1)[0].strip() == "train.epochs" for o in overrides)
+
+
+def _prepare_resume(path: Path, overrides: list[str]) -> tuple[Path, ExperimentConfig, Path]:
+    from .train import LAST
+
+    ref_dir = path
+    if not (path / CONFIG_FILE).is_file():
+        ref = resolve_run(path, need_model=False)
+        if ref.run_dir is None:
+            raise ModelFileError(f"{path} is not a run folder", hint="resume with: bigmodel train runs/<name>-<N> --resume")
+        ref_dir = ref.run_dir
+    run_dir = ref_dir
+    if not (run_dir / CHECKPOINTS / LAST).is_file():
+        raise ModelFileError(f"{run_dir} has no checkpoint to resume from (it stopped before its first epoch ended)", hint=f"start a new run: bigmodel train {_run_base_dir(run_dir)}")
+    for o in overrides:
+        key = o.split("=", 1)[0].strip()
+        if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS):
+            raise ConfigError(f"--set {o}: '{key}' cannot change when resuming a run (it would break what was trained)", hint=f"on resume you may change: {', '.join(RESUMABLE_KEYS)}; for other changes start a new run")
+    raw, node = read_yaml(run_dir / CONFIG_FILE)
+    overridden = apply_overrides(raw, overrides)
+    cfg = validate(raw, str(run_dir / CONFIG_FILE), node, overridden)
+    return run_dir, cfg, _run_base_dir(run_dir)
+
+
+def _start_session(run_dir: Path, cfg: ExperimentConfig, plan: Any, resume: bool, datasets: Any) -> dict[str, Any]:
+    meta_path = run_dir / META_FILE
+    meta = read_json(meta_path) if (resume and meta_path.is_file()) else {
+        "name": cfg.name,
+        "task": cfg.task,
+        "seed": cfg.seed,
+        "created": _now(),
+        "versions": _versions(),
+        "git_commit": _git_commit(_run_base_dir(run_dir)),
+        "features": len(datasets.features),
+        "classes": datasets.classes,
+        "train_rows": len(datasets.train),
+        "validation_rows": len(datasets.validation) if datasets.validation else 0,
+        "sessions": [],
+    }
+    meta["strategy"] = {"kind": plan.kind, "devices": plan.devices, "reason": plan.reason, "workers": plan.workers}
+    meta["sessions"].append({"start": _now(), "end": None, "status": "running", "command": _command_line(), "resumed": resume, "host": platform.node(), "pid": os.getpid()})
+    if plan.is_chief:
+        atomic_write_json(meta_path, meta)
+    return meta
+
+
+def _end_session(run_dir: Path, meta: dict[str, Any], status: str, is_chief: bool) -> None:
+    if not is_chief:
+        return
+    from .train import LAST, read_state
+
+    s = meta["sessions"][-1]
+    s["end"] = _now()
+    s["status"] = status
+    try:
+        s["epochs_done"] = read_state(run_dir / CHECKPOINTS / LAST).epoch
+    except Exception:
+        s["epochs_done"] = 0
+    atomic_write_json(run_dir / META_FILE, meta)
+
+
+# -------------------------------------------------------------------- eval
+
+
+@dataclass
+class EvalOutcome:
+    run_dir: Path | None
+    data: str
+    metrics: dict[str, Any]
+    metrics_path: Path | None
+    plot: Path | None
+    task: str
+
+
+def _run_and_model(run: str | Path, unsafe: bool = False) -> tuple[Any, ExperimentConfig | None, Any]:
+    global current_run_dir
+    from . import distribute
+
+    ref = resolve_run(run)
+    current_run_dir = ref.run_dir
+    cfg = load_run_config(ref.run_dir) if ref.run_dir else None
+    distribute.import_tensorflow()
+    from .models import load_trained
+
+    model = load_trained(ref.model_path, unsafe=unsafe, user_code_dir=ref.run_dir)
+    return ref, cfg, model
+
+
+def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> EvalOutcome:
+    import numpy as np
+
+    from . import data as data_mod
+    from .evaluate import metrics_for, plot_confusion
+
+    ref, cfg, model = _run_and_model(run, unsafe)
+    if cfg is None:
+        raise ModelFileError(f"{ref.model_path} is a bare model file; eval needs its run folder (for the task, columns and classes)", hint="pass the run folder that holds it")
+    base = _run_base_dir(ref.run_dir)
+    feats, classes = cfg.data.features or [], cfg.data.classes
+    if data is not None:
+        split = data_mod.make_split(data_mod.read_table(str(Path(data).resolve()), base, "test"), cfg, feats, classes)
+        label = data
+    elif cfg.data.test:
+        split = data_mod.make_split(data_mod.read_table(cfg.data.test, base, "test"), cfg, feats, classes)
+        label = cfg.data.test
+    else:
+        ds = data_mod.load_datasets(cfg, base, features=feats, classes=classes)
+        if ds.validation is None:
+            raise DataError("nothing to evaluate on: the config has no data.test and no validation split", hint="pass --data test.csv")
+        split, label = ds.validation, ds.validation.source
+    probs = np.asarray(model.predict(split.x, batch_size=1024, verbose=0))
+    metrics = metrics_for(cfg.task, split.y, probs, classes, cfg.train.loss)
+    metrics = {"data": label, "task": cfg.task, **metrics}
+    assert ref.run_dir is not None
+    path = ref.run_dir / METRICS_FILE
+    atomic_write_json(path, metrics)
+    plot = None
+    if cfg.task != "regression":
+        plot = plot_confusion(metrics["confusion_matrix"], metrics["classes"], ref.run_dir / PLOTS / "confusion_matrix.png")
+    return EvalOutcome(ref.run_dir, label, metrics, path, plot, cfg.task)
+
+
+# ----------------------------------------------------------------- predict
+
+
+def predict(
+    run: str | Path,
+    inputs: list[str],
+    output: str | None = None,
+    output_dir: str | None = None,
+    probabilities: bool = False,
+    columns: list[str] | None = None,
+    batch_size: int | None = None,
+    force: bool = False,
+    input_format: str | None = None,
+    unsafe: bool = False,
+    progress: Any = None,
+):
+    from .predict import PredictSpec, predict_file
+
+    ref, cfg, model = _run_and_model(run, unsafe)
+    spec = _predict_spec(cfg, model, probabilities, columns or [])
+    files = expand_inputs(inputs)
+    if output_dir is None and len(files) > 1:
+        raise ConfigError(f"{len(files)} input files need --output-dir, not --output", hint="e.g. --output-dir preds/")
+    results = []
+    if output_dir is not None:
+        out_dir = Path(output_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        targets = [str(out_dir / _pred_name(f)) for f in files]
+        if not force:
+            for t in targets:
+                if Path(t).exists():
+                    from .errors import PathError
+
+                    raise PathError(f"output {t} exists already", hint="pass --force to overwrite it")
+    else:
+        targets = [output or "-"]
+    for f, t in zip(files, targets):
+        results.append(predict_file(model, spec, f, t, batch_size=batch_size, force=force, fmt=input_format, progress=(lambda r, s, f=f: progress(f, r, s)) if progress else None))
+    _ = PredictSpec
+    return results
+
+
+def _pred_name(f: str) -> str:
+    name = Path(f).name
+    for ext in (".gz", ".bz2", ".xz", ".zst"):
+        name = name.removesuffix(ext)
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem or name}.predictions.{suffix if stem else 'csv'}"
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    import glob
+
+    files: list[str] = []
+    for pattern in inputs:
+        if pattern == "-":
+            files.append("-")
+            continue
+        if any(ch in pattern for ch in "*?["):
+            matched = sorted(glob.glob(pattern))
+            if not matched:
+                raise DataError(f"--input '{pattern}' matches no file")
+            files += matched
+        else:
+            if not Path(pattern).exists():
+                raise DataError(f"input file {pattern} does not exist")
+            files.append(pattern)
+    return files
+
+
+def _predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool, columns: list[str]):
+    from .predict import PredictSpec
+
+    if cfg is None:  # a bare .keras file: features are positional x0..xN, regression-like output
+        n = int(model.inputs[0].shape[-1])
+        out = int(model.outputs[0].shape[-1])
+        return PredictSpec(features=[f"x{i}" for i in range(n)], task="classification" if out > 1 else "regression", classes=list(range(out)) if out > 1 else None, keep_columns=columns, probabilities=probabilities)
+    if probabilities and cfg.task == "regression":
+        raise ConfigError("--probabilities is for classifiers; this run is a regression")
+    return PredictSpec(
+        features=list(cfg.data.features or []),
+        task=cfg.task,
+        classes=cfg.data.classes,
+        id_columns=list(cfg.data.id_columns),
+        keep_columns=[c for c in columns if c not in cfg.data.id_columns],
+        probabilities=probabilities,
+        missing=cfg.data.missing,
+        fill_value=cfg.data.fill_value,
+    )
+
+
+# ------------------------------------------------------------------ export
+
+
+def export(run: str | Path, fmt: str, output: str | None = None, force: bool = False, unsafe: bool = False):
+    import numpy as np
+
+    from .export import FORMATS, default_path, export_model
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
+    ref, cfg, model = _run_and_model(run, unsafe)
+    out = Path(output) if output else default_path(ref.run_dir or ref.model_path.parent, fmt)
+    sample = None
+    if cfg is not None:
+        from . import data as data_mod
+
+        try:
+            base = _run_base_dir(ref.run_dir)
+            spec = cfg.data.test or cfg.data.train
+            df = data_mod.read_table(spec, base, "test" if cfg.data.test else "train").head(64)
+            sample = data_mod.numeric_matrix(df, list(cfg.data.features or []))
+            sample = sample[np.isfinite(sample).all(axis=1)]
+        except Exception:
+            sample = None
+    if sample is None or len(sample) == 0:
+        n = int(model.inputs[0].shape[-1])
+        sample = np.random.default_rng(0).normal(size=(16, n)).astype(np.float32)
+    return export_model(model, fmt, out, sample, force=force)
+
+
+# -------------------------------------------------------------------- info
+
+
+def info() -> dict[str, Any]:
+    from . import distribute
+
+    tf = distribute.import_tensorflow()
+    gpus = distribute.visible_gpus()
+    gpu_details = []
+    for g in tf.config.list_physical_devices("GPU"):
+        d = tf.config.experimental.get_device_details(g)
+        gpu_details.append({"name": g.name, "model": d.get("device_name"), "compute_capability": d.get("compute_capability")})
+    try:
+        p = distribute.plan("auto", gpus, os.environ)
+        auto = {"kind": p.kind, "devices": p.devices, "reason": p.reason, "workers": p.workers}
+    except Exception as e:  # a broken TF_CONFIG is worth showing, not crashing on
+        auto = {"error": str(e)}
+    out: dict[str, Any] = {
+        **_versions(),
+        "platform": platform.platform(),
+        "cpu_threads": os.cpu_count(),
+        "gpus": gpu_details,
+        "auto_strategy": auto,
+    }
+    if os.environ.get("TF_CONFIG"):
+        out["tf_config"] = os.environ["TF_CONFIG"]
+    slurm = {k: v for k, v in os.environ.items() if k.startswith("SLURM_") and k in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_NODELIST", "SLURM_JOB_NODELIST")}
+    if slurm:
+        out["slurm"] = slurm
+    return out

@@ -1,0 +1,305 @@
+"""bigmodel: the everyday deep-learning loop from the command line.
+
+One thin function per command; the work happens in :mod:`bigmodel_cli.api`
+and the rendering in :mod:`bigmodel_cli.ui`. This module must stay light:
+``--help``, ``--version``, ``init`` and ``templates`` never import
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BigmodelError, Interrupted
+
+app = typer.Typer(
+    name="bigmodel",
+    help="Scaffold, train, evaluate, predict and export Keras models.\n\nGlobal flags (anywhere on the line): --verbose shows TensorFlow's logs, --debug shows tracebacks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+DEBUG = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"bigmodel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Scaffold, train, evaluate, predict and export Keras models."""
+
+
+# ------------------------------------------------------------------ commands
+
+
+@app.command()
+def init(
+    target: Path = typer.Argument(..., help="Folder to create the experiment in."),
+    template: str = typer.Option("mnist-cnn", "--template", "-t", help="Template name (see `bigmodel templates`)."),
+    name: Optional[str] = typer.Option(None, help="Experiment name (default: the template's)."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty folder."),
+) -> None:
+    """Create an experiment folder from a template."""
+    from . import api, ui
+
+    r = api.init(target, template, force=force, name=name)
+    con = ui.err_console()
+    con.print(f"created {r.path} from template '{r.template}' ({len(r.files)} files)")
+    con.print(f"next: bigmodel train {r.path}")
+    print(r.path)
+
+
+@app.command()
+def templates(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the experiment templates."""
+    from . import api, ui
+
+    items = api.templates()
+    if json_out:
+        ui.print_json([{"name": t.name, "task": t.task, "summary": t.summary} for t in items])
+    else:
+        ui.templates_table(items)
+
+
+@app.command()
+def train(
+    path: Path = typer.Argument(..., help="Experiment folder or YAML file; with --resume, a run folder."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key: dotted.key=value (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run (or the experiment's latest run) from its last checkpoint."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Start N local worker processes (multi-worker on one machine)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Train a model; prints the run folder."""
+    from . import api, ui
+
+    overrides = list(set_ or [])
+    if print_config:
+        from .config import dump
+
+        sys.stdout.write(dump(api.resolved_config(path, overrides)) if not resume else dump(api._prepare_resume(path, overrides)[1]))
+        return
+    if workers is not None and workers > 1:
+        from .launch import launch_local
+
+        code = launch_local(path, overrides, workers, resume=resume, json_out=json_out)
+        raise typer.Exit(code)
+    progress = ui.TrainProgress()
+    try:
+        outcome = api.train(path, overrides, observer=progress, resume=resume)
+    finally:
+        progress.close()
+    if json_out:
+        ui.print_json({"run_dir": str(outcome.run_dir), "status": outcome.status, "epochs": outcome.epochs_done, "history": outcome.history, "model": str(outcome.model_path) if outcome.model_path else None, "seconds": outcome.seconds, "samples_per_s": outcome.samples_per_s, "strategy": outcome.strategy.get("strategy")})
+    else:
+        ui.train_summary(outcome)
+        print(outcome.run_dir)
+
+
+@app.command("eval")
+def eval_(
+    run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data file to evaluate on (default: data.test, else the validation split)."),
+    json_out: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers (runs code from the file)."),
+) -> None:
+    """Report loss and the task's metrics; writes metrics.json."""
+    from . import api, ui
+
+    outcome = api.evaluate(run, data, unsafe=unsafe)
+    if json_out:
+        ui.print_json(outcome.metrics)
+    else:
+        ui.eval_table(outcome)
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),
+    input_: List[str] = typer.Option(..., "--input", "-i", help="CSV/TSV/Parquet/JSONL file(s), a glob, or - for stdin."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (.csv, .tsv, .parquet, .jsonl, optionally .gz) or - for stdout."),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="Folder for one output per input."),
+    probabilities: bool = typer.Option(False, "--probabilities", help="Add one probability column per class."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Extra input columns to copy to the output (comma-separated)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rows per inference call (default: chosen for throughput)."),
+    input_format: Optional[str] = typer.Option(None, "--input-format", help="Format of stdin: csv, tsv, parquet, jsonl."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
+) -> None:
+    """Predict every row of CSV/Parquet/JSONL files, streaming."""
+    from . import api, ui
+
+    if output is None and output_dir is None:
+        output = "-"
+    if json_out and output == "-":
+        raise BigmodelError("--json prints a summary on stdout, so predictions need --output FILE", hint="e.g. --output preds.csv --json")
+    prog = ui.PredictProgress()
+    results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog)
+    if json_out:
+        docs = [{"input": r.input, "output": r.output, "rows": r.rows, "seconds": round(r.seconds, 3), "rows_per_s": round(r.rows_per_s, 1)} for r in results]
+        ui.print_json(docs[0] if len(docs) == 1 else docs)
+    else:
+        prog.done(results)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),
+    format_: str = typer.Option("savedmodel", "--format", "-f", help="keras, savedmodel, onnx or tflite."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write (default: RUN/export/model.<ext>)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing export."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
+) -> None:
+    """Export the model for serving and check it against Keras."""
+    from . import api, ui
+
+    r = api.export(run, format_, output, force=force, unsafe=unsafe)
+    if json_out:
+        ui.print_json(r.__dict__)
+    else:
+        ui.export_summary(r)
+        print(r.path)
+    if not r.parity_ok:
+        raise BigmodelError(f"the {r.format} export differs from the Keras model by {r.max_abs_diff:.3g}", hint="the file was written; do not serve it without checking")
+
+
+@app.command()
+def info(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Versions, devices and the strategy `auto` would pick."""
+    from . import api, ui
+
+    d = api.info()
+    if json_out:
+        ui.print_json(d)
+    else:
+        ui.info_table(d, ui.out_console())
+
+
+# --------------------------------------------------------------------- main
+
+
+def _log_internal(exc: BaseException) -> Path | None:
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    from . import api as _api_mod  # light: no TensorFlow at import
+
+    candidates = []
+    if _api_mod.current_run_dir is not None:
+        candidates.append(Path(_api_mod.current_run_dir) / "error.log")
+    candidates.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bigmodel" / "last-error.log")
+    for p in candidates:
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with open(p, "a", encoding="utf-8") as f:
+                f.write(f"$ {' '.join(sys.argv)}\n{text}\n")
+            return p
+        except OSError:
+            continue
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: maps errors to exit codes (0, 1, 2, 130)."""
+    from typer.exceptions import Abort, Exit, TyperException
+
+    global DEBUG
+    args = list(sys.argv[1:] if argv is None else argv)
+    DEBUG = "--debug" in args
+    verbose = "--verbose" in args
+    args = [a for a in args if a not in ("--debug", "--verbose")]
+    if verbose:
+        os.environ["BIGMODEL_VERBOSE"] = "1"
+    else:
+        _quiet()
+    from .ui import err_console
+
+    con = err_console()
+    try:
+        rv = app(args=args, prog_name="bigmodel", standalone_mode=False)
+        return int(rv or 0) if isinstance(rv, int) else 0
+    except Interrupted as e:
+        con.print(f"[yellow]interrupted:[/] {e.message}", highlight=False)
+        if e.resume_command:
+            con.print(f"resume with: [bold]{e.resume_command}[/]", highlight=False)
+        return EXIT_INTERRUPTED
+    except BigmodelError as e:
+        con.print(f"[red]error:[/] {_esc(e.message)}", highlight=False)
+        if e.hint:
+            con.print(f"[dim]hint:[/] {_esc(e.hint)}", highlight=False)
+        if DEBUG:
+            import traceback
+
+            traceback.print_exc()
+        return e.exit_code
+    except Exit as e:
+        return e.exit_code
+    except Abort:
+        return EXIT_INTERRUPTED
+    except TyperException as e:  # usage errors from the vendored click
+        show = getattr(e, "show", None)
+        show() if show else con.print(f"error: {e}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        con.print("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # an internal bug: one line, traceback to a log
+        log = _log_internal(e)
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        con.print(f"[red]internal error:[/] {type(e).__name__}: {_esc(first)}", highlight=False)
+        if DEBUG:
+            import traceback
+
+            traceback.print_exc()
+        else:
+            con.print(f"see {log} for details (or rerun with --debug)" if log else "rerun with --debug for details")
+        return EXIT_INTERNAL
+
+
+def _esc(s: str) -> str:
+    from rich.markup import escape
+
+    return escape(s)
+
+
+def _quiet() -> None:
+    import logging
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    for name in ("tensorflow", "absl", "tf2onnx", "keras", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for mod in ("keras", "tensorflow", "tf2onnx", "google", "absl", "onnx", "numpy", "h5py"):
+        warnings.filterwarnings("ignore", module=mod)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

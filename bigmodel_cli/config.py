@@ -1,0 +1,364 @@
+"""The experiment schema, loading, ``--set`` overrides and validation errors.
+
+The pydantic models below are the single source of truth for
+``experiment.yaml``: defaults, accepted values and ranges live here and
+nowhere else. Unknown keys are errors with a did-you-mean hint; every error
+names the dotted key path and, when it came from a file, the file and line.
+
+Example::
+
+    cfg, base = load_experiment("exp/", overrides=["train.epochs=3"])
+    cfg.train.epochs  # 3
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+CONFIG_NAME = "experiment.yaml"
+
+Task = Literal["classification", "binary", "regression"]
+
+# Losses and training metrics each task accepts (first = default).
+TASK_LOSSES: dict[str, tuple[str, ...]] = {
+    "classification": ("sparse_categorical_crossentropy",),
+    "binary": ("binary_crossentropy",),
+    "regression": ("mse", "mae", "huber"),
+}
+LOSS_ALIASES = {"mean_squared_error": "mse", "mean_absolute_error": "mae"}
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy",),
+    "binary": ("accuracy",),
+    "regression": ("mae", "mse", "rmse"),
+}
+DEFAULT_METRICS = {"classification": ["accuracy"], "binary": ["accuracy"], "regression": ["mae"]}
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "adagrad", "nadam", "adamax")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Strict):
+    train: str = Field(description="csv/tsv/parquet/jsonl/npz path (gzip by extension), or keras:mnist")
+    validation: float | str | None = Field(0.1, description="fraction of train held out, a path, or null")
+    test: str | None = Field(None, description="optional test set path")
+    target: str = Field(description="the column to predict")
+    features: list[str] | None = Field(None, description="null = every column but target and id columns")
+    id_columns: list[str] = Field(default_factory=list, description="passed through to predictions")
+    image_shape: list[int] | None = Field(None, description="reshape flat feature columns to this shape")
+    scale: float | None = Field(None, description="divide inputs by this (inside the model)")
+    normalize: bool = Field(False, description="standardise features with training mean/variance (inside the model)")
+    classes: list[str | int] | None = Field(None, description="class labels in output order; null = sorted labels of train")
+    missing: Literal["error", "drop", "fill"] = Field("error", description="what to do with NaN/inf rows")
+    fill_value: float = 0.0
+
+    @field_validator("validation")
+    @classmethod
+    def _validation(cls, v: Any) -> Any:
+        if isinstance(v, float) and not (0.0 <= v < 1.0):
+            raise ValueError(f"a validation fraction must be in [0, 1), got {v}")
+        return v
+
+    @field_validator("image_shape")
+    @classmethod
+    def _shape(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(d <= 0 for d in v)):
+            raise ValueError(f"image_shape must be a list of positive integers, got {v}")
+        return v
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v: float | None) -> float | None:
+        if v is not None and (v <= 0 or not math.isfinite(v)):
+            raise ValueError(f"scale must be a positive number, got {v}")
+        return v
+
+
+class ModelConfig(Strict):
+    architecture: str | None = Field(None, description="a built-in name, or model.py:build")
+    layers: list[Any] | None = Field(None, description="declarative list of keras.layers, e.g. - Dense: {units: 20}")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "ModelConfig":
+        if (self.architecture is None) == (self.layers is None):
+            raise ValueError("set exactly one of model.architecture or model.layers")
+        return self
+
+
+class EarlyStoppingConfig(Strict):
+    monitor: str = "val_loss"
+    patience: int = Field(3, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(5, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1, description="global batch size (all replicas together)")
+    optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
+    learning_rate: float = Field(0.001, gt=0, le=10)
+    loss: str | None = Field(None, description="null = the task's default loss")
+    metrics: list[str] | None = Field(None, description="null = the task's default metrics")
+    early_stopping: EarlyStoppingConfig | None = None
+    distribute: Literal["auto", "cpu", "gpu", "mirrored", "multi_worker"] = "auto"
+    devices: list[int] | None = Field(None, description="GPU indices for mirrored (null = all)")
+    scale_lr: Literal["none", "linear"] = Field("none", description="linear: lr x replicas")
+    steps_per_epoch: int | None = Field(None, ge=1, description="steps per epoch (null = one pass over the data); more cycles through fresh shuffles")
+    steps_per_execution: int = Field(10, ge=1, le=10_000, description="steps run per compiled call")
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="also save resume state every N steps")
+    shuffle: bool = True
+
+
+class ExperimentConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    task: Task
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _cross(self) -> "ExperimentConfig":
+        task = self.task
+        if self.train.loss is None:
+            self.train.loss = TASK_LOSSES[task][0]
+        loss = LOSS_ALIASES.get(self.train.loss, self.train.loss)
+        if loss not in TASK_LOSSES[task]:
+            raise _CrossError("train.loss", f"loss '{self.train.loss}' does not fit task '{task}'; use one of: {', '.join(TASK_LOSSES[task])}")
+        self.train.loss = loss
+        if self.train.metrics is None:
+            self.train.metrics = list(DEFAULT_METRICS[task])
+        for m in self.train.metrics:
+            if m not in TASK_METRICS[task]:
+                raise _CrossError("train.metrics", f"metric '{m}' does not fit task '{task}'; use any of: {', '.join(TASK_METRICS[task])}")
+        d = self.data
+        if d.features is not None:
+            if d.target in d.features:
+                raise _CrossError("data.features", f"the target column '{d.target}' is also listed as a feature")
+            both = sorted(set(d.features) & set(d.id_columns))
+            if both:
+                raise _CrossError("data.features", f"column(s) {', '.join(both)} listed as both feature and id column")
+            if len(set(d.features)) != len(d.features):
+                raise _CrossError("data.features", "a feature column is listed twice")
+        if d.target in d.id_columns:
+            raise _CrossError("data.id_columns", f"the target column '{d.target}' is also an id column")
+        if d.image_shape is not None and d.features is not None and math.prod(d.image_shape) != len(d.features):
+            raise _CrossError("data.image_shape", f"image_shape {d.image_shape} holds {math.prod(d.image_shape)} values but {len(d.features)} feature columns are listed")
+        if d.classes is not None:
+            if task == "regression":
+                raise _CrossError("data.classes", "a regression task has no classes")
+            if task == "binary" and len(d.classes) != 2:
+                raise _CrossError("data.classes", f"a binary task needs exactly 2 classes, got {len(d.classes)}")
+            if len(set(map(str, d.classes))) != len(d.classes):
+                raise _CrossError("data.classes", "a class is listed twice")
+        es = self.train.early_stopping
+        if es is not None and es.monitor.startswith("val_") and d.validation in (None, 0, 0.0):
+            raise _CrossError("train.early_stopping.monitor", f"monitoring '{es.monitor}' needs validation data; set data.validation or monitor 'loss'")
+        return self
+
+
+class _CrossError(ValueError):
+    """A cross-field check that knows which key it is about."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+# ----------------------------------------------------------------- loading
+
+
+def find_config(path: str | Path) -> Path:
+    """Map an experiment folder or a YAML path to the YAML file."""
+    p = Path(path)
+    if p.is_dir():
+        f = p / CONFIG_NAME
+        if not f.is_file():
+            raise ConfigError(f"{p} has no {CONFIG_NAME}", hint=f"create one with: bigmodel init {p} --template mnist-cnn")
+        return f
+    if p.is_file():
+        if p.suffix not in (".yaml", ".yml"):
+            raise ConfigError(f"{p} is not a YAML file", hint="pass an experiment folder or its experiment.yaml")
+        return p
+    raise ConfigError(f"{p} does not exist", hint="pass an experiment folder made by `bigmodel init`")
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """Parse YAML into a dict plus its node tree (for line numbers)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: YAML does not parse: {problem}", hint="check the indentation and the ':' after each key") from None
+    if raw is None:
+        raise ConfigError(f"{path} is empty", hint="start from a template: bigmodel init DIR --template mnist-cnn")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    return raw, node
+
+
+def line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
+    """1-based line of a dotted key path in a composed YAML tree."""
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(part):
+                    line = k.start_mark.line + 1
+                    node = v
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.epochs=3`` -> (['train', 'epochs'], 3). Values are YAML scalars."""
+    if "=" not in text:
+        raise ConfigError(f"--set '{text}' has no '='", hint="write --set dotted.key=value, e.g. --set train.epochs=3")
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"--set '{text}': '{key}' is not a dotted key", hint="e.g. --set train.batch_size=64")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value  # a plain string
+    return key.split("."), parsed
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _submodel(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    ann = model.model_fields[name].annotation
+    for cand in (ann, *getattr(ann, "__args__", ())):
+        if isinstance(cand, type) and issubclass(cand, BaseModel):
+            return cand
+    return None
+
+
+def suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(options)}"
+
+
+def check_key(parts: list[str], origin: str) -> None:
+    """Refuse an override of a key the schema does not have."""
+    model: type[BaseModel] | None = ExperimentConfig
+    for i, part in enumerate(parts):
+        if model is None:
+            return  # free-form below here (e.g. model.layers)
+        names = _field_names(model)
+        if part not in names:
+            where = ".".join(parts[:i]) or "the top level"
+            raise ConfigError(f"{origin}: unknown key '{'.'.join(parts)}' ('{part}' is not a key of {where})", hint=suggest(part, names))
+        model = _submodel(model, part)
+
+
+def set_dotted(raw: dict[str, Any], parts: list[str], value: Any) -> None:
+    cur = raw
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[part] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def validate(raw: dict[str, Any], source: str = "config", node: yaml.Node | None = None, overridden: dict[str, str] | None = None) -> ExperimentConfig:
+    """Validate a raw dict; raise ConfigError naming key, file and line."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise _explain(e, source, node, overridden or {}) from None
+
+
+def _explain(e: ValidationError, source: str, node: yaml.Node | None, overridden: dict[str, str]) -> ConfigError:
+    err = e.errors(include_url=False)[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[", "list[", "float", "str", "int", "EarlyStopping"))))
+    ctx_err = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_err, _CrossError):
+        loc = tuple(ctx_err.key.split("."))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    where = _where(source, node, loc, overridden)
+    etype = err["type"]
+    if etype == "extra_forbidden":
+        parent: type[BaseModel] | None = ExperimentConfig
+        for part in loc[:-1]:
+            parent = _submodel(parent, str(part)) if parent and str(part) in parent.model_fields else None
+        options = _field_names(parent) if parent else []
+        return ConfigError(f"{where}unknown key '{key}'", hint=suggest(str(loc[-1]), options) if options else None)
+    if etype == "missing":
+        return ConfigError(f"{where}required key '{key}' is missing", hint=_describe(loc))
+    msg = ctx_err.message if isinstance(ctx_err, _CrossError) else err["msg"]
+    msg = msg.removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(ctx_err, _CrossError) or isinstance(got, (dict, list)) else f" (got {got!r})"
+    return ConfigError(f"{where}{key}: {msg}{shown}", hint=_describe(loc))
+
+
+def _where(source: str, node: yaml.Node | None, loc: tuple[Any, ...], overridden: dict[str, str]) -> str:
+    dotted = ".".join(str(p) for p in loc)
+    for k, text in overridden.items():
+        if dotted == k or dotted.startswith(k + "."):
+            return f"--set {text}: "
+    line = line_of(node, loc) if node is not None else None
+    return f"{source}:{line}: " if line else f"{source}: "
+
+
+def _describe(loc: tuple[Any, ...]) -> str | None:
+    model: type[BaseModel] | None = ExperimentConfig
+    field = None
+    for part in loc:
+        if model is None or str(part) not in model.model_fields:
+            return None
+        field = model.model_fields[str(part)]
+        model = _submodel(model, str(part))
+    return field.description if field is not None else None
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentConfig, Path]:
+    """Load, override and validate; returns the config and its folder."""
+    f = find_config(path)
+    raw, node = read_yaml(f)
+    overridden = apply_overrides(raw, overrides or [])
+    return validate(raw, str(f), node, overridden), f.parent.resolve()
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, str]:
+    overridden: dict[str, str] = {}
+    for text in overrides:
+        parts, value = parse_override(text)
+        check_key(parts, f"--set {text}")
+        set_dotted(raw, parts, value)
+        overridden[".".join(parts)] = text
+    return overridden
+
+
+def dump(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,206 @@
+"""Strategy selection, device setup and batch scaling.
+
+:func:`plan` is pure (environment and device list in, decision out) so every
+case is unit-tested without GPUs; :func:`make_strategy` turns a plan into a
+``tf.distribute`` strategy. ``train.batch_size`` is always the global batch.
+
+Example::
+
+    p = plan("auto", gpus=["GPU:0", "GPU:1"], env={})
+    p.kind  # 'mirrored'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from .errors import EnvironmentProblem
+
+
+@dataclass
+class Plan:
+    kind: str  # one_device | mirrored | multi_worker
+    devices: list[str]
+    reason: str
+    workers: int = 1
+    task_type: str | None = None
+    task_index: int = 0
+    cluster: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None  # TF_CONFIG | slurm
+
+    @property
+    def is_chief(self) -> bool:
+        if self.kind != "multi_worker":
+            return True
+        if "chief" in self.cluster:
+            return self.task_type == "chief"
+        return self.task_type in ("worker", None) and self.task_index == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_tf_config(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise EnvironmentProblem(f"TF_CONFIG is not valid JSON: {e.msg} at character {e.pos}", hint='e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}') from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("cluster"), dict):
+        raise EnvironmentProblem("TF_CONFIG has no 'cluster' mapping", hint='TF_CONFIG needs {"cluster": {...}, "task": {"type": ..., "index": ...}}')
+    task = cfg.get("task") or {}
+    if not isinstance(task, dict) or "type" not in task:
+        raise EnvironmentProblem("TF_CONFIG has no 'task' with a 'type'", hint='add "task": {"type": "worker", "index": 0}')
+    members = cfg["cluster"].get(task["type"])
+    idx = int(task.get("index", 0))
+    if not isinstance(members, list) or not (0 <= idx < len(members)):
+        raise EnvironmentProblem(f"TF_CONFIG task {task['type']}:{idx} is not in the cluster {cfg['cluster']}")
+    return cfg
+
+
+def cluster_size(cfg: Mapping[str, Any] | None) -> int:
+    if not cfg:
+        return 0
+    return sum(len(v) for k, v in cfg["cluster"].items() if k in ("chief", "worker") and isinstance(v, list))
+
+
+def slurm_tasks(env: Mapping[str, str]) -> int:
+    try:
+        return int(env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS") or 0)
+    except ValueError:
+        return 0
+
+
+def plan(distribute: str, gpus: list[str], env: Mapping[str, str], devices: list[int] | None = None) -> Plan:
+    """Decide the strategy. ``gpus`` are the physical GPUs TensorFlow sees."""
+    tf_config = parse_tf_config(env.get("TF_CONFIG"))
+    n_cluster = cluster_size(tf_config)
+    n_slurm = slurm_tasks(env) if "SLURM_JOB_ID" in env else 0
+    if devices is not None:
+        bad = [d for d in devices if not (0 <= d < len(gpus))]
+        if bad:
+            raise EnvironmentProblem(f"train.devices asks for GPU {bad[0]} but this machine has {len(gpus)} GPU(s)", hint=_have(gpus))
+    chosen = [gpus[d] for d in devices] if devices is not None else list(gpus)
+
+    if distribute == "auto":
+        if n_cluster > 1:
+            distribute = "multi_worker"
+        elif n_slurm > 1:
+            distribute = "multi_worker"
+        elif len(chosen) > 1:
+            distribute = "mirrored"
+        else:
+            return Plan("one_device", [_gpu_device(chosen[0]) if chosen else "/cpu:0"], "auto: one GPU" if chosen else "auto: no GPU, one CPU device")
+    if distribute == "cpu":
+        return Plan("one_device", ["/cpu:0"], "train.distribute: cpu")
+    if distribute == "gpu":
+        if not chosen:
+            raise EnvironmentProblem("train.distribute is 'gpu' but TensorFlow sees no GPU on this machine", hint=_have(gpus) + "; use train.distribute: auto or cpu")
+        return Plan("one_device", [_gpu_device(chosen[0])], "train.distribute: gpu")
+    if distribute == "mirrored":
+        if not chosen:
+            raise EnvironmentProblem("train.distribute is 'mirrored' but TensorFlow sees no GPU on this machine", hint=_have(gpus) + "; use train.distribute: auto or cpu")
+        return Plan("mirrored", [_gpu_device(g) for g in chosen], f"mirrored over {len(chosen)} GPU(s)")
+    if distribute == "multi_worker":
+        if tf_config is not None:
+            task = tf_config["task"]
+            return Plan("multi_worker", [_gpu_device(g) for g in chosen] or ["/cpu:0"], f"multi_worker: TF_CONFIG with {n_cluster} workers", workers=n_cluster, task_type=task["type"], task_index=int(task.get("index", 0)), cluster=tf_config["cluster"], source="TF_CONFIG")
+        if n_slurm > 1:
+            rank = int(env.get("SLURM_PROCID", "0") or 0)
+            return Plan("multi_worker", [_gpu_device(g) for g in chosen] or ["/cpu:0"], f"multi_worker: Slurm job with {n_slurm} tasks", workers=n_slurm, task_type="worker", task_index=rank, source="slurm")
+        raise EnvironmentProblem("train.distribute is 'multi_worker' but neither TF_CONFIG nor a Slurm job describes a cluster", hint="set TF_CONFIG on every worker, run under srun, or try locally with --workers 2")
+    raise EnvironmentProblem(f"unknown train.distribute '{distribute}'")
+
+
+def _gpu_device(name: str) -> str:
+    # "/physical_device:GPU:1" or "GPU:1" -> "/gpu:1"
+    return "/gpu:" + name.rsplit(":", 1)[-1]
+
+
+def _have(gpus: list[str]) -> str:
+    return f"this machine has {len(gpus)} GPU(s)" + (f": {', '.join(gpus)}" if gpus else "")
+
+
+def quiet_tensorflow(verbose: bool) -> None:
+    """Silence TensorFlow's C++ and Python log noise unless --verbose."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def import_tensorflow(verbose: bool | None = None):
+    """Import TensorFlow and Keras with their C++ start-up logs silenced.
+
+    TensorFlow 2.21 logs through absl from C++ while importing, whatever
+    TF_CPP_MIN_LOG_LEVEL says, so stderr's file descriptor is pointed at a
+    temporary file for the import; if the import fails, the captured text is
+    replayed so nothing useful is lost."""
+    import sys
+    import tempfile
+
+    if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return sys.modules["tensorflow"]
+    verbose = bool(os.environ.get("BIGMODEL_VERBOSE")) if verbose is None else verbose
+    quiet_tensorflow(verbose)
+    if verbose:
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        return tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+
+            tf.get_logger().setLevel("ERROR")
+            tf.config.list_physical_devices("GPU")
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return tf
+
+
+def visible_gpus() -> list[str]:
+    tf = import_tensorflow()
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for g in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(g, True)
+        except (RuntimeError, ValueError):
+            pass  # already initialised
+    return [g.name for g in gpus]
+
+
+def make_strategy(p: Plan):
+    import tensorflow as tf
+
+    if p.kind == "one_device":
+        return tf.distribute.OneDeviceStrategy(p.devices[0])
+    if p.kind == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=p.devices)
+    resolver = None
+    if p.source == "slurm":
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=None)
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+
+
+def per_replica_batch(global_batch: int, replicas: int) -> int:
+    if global_batch % replicas:
+        raise EnvironmentProblem(f"train.batch_size {global_batch} does not split evenly over {replicas} replicas", hint=f"use a multiple of {replicas}, e.g. {global_batch - global_batch % replicas or replicas}")
+    return global_batch // replicas

@@ -1,0 +1,175 @@
+"""Metrics per task, computed in numpy from the model's outputs.
+
+classification: loss, accuracy, per-class precision/recall/F1, confusion matrix
+binary:         loss, accuracy, precision, recall, F1, ROC AUC, confusion matrix
+regression:     loss, MSE, MAE, RMSE, R²
+
+Example::
+
+    m = metrics_for("binary", y_true=np.array([0, 1]), probs=np.array([[0.2], [0.9]]), classes=["no", "yes"])
+    m["roc_auc"]  # 1.0
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EPS = 1e-7
+
+
+def metrics_for(task: str, y_true: np.ndarray, probs: np.ndarray, classes: list[Any] | None, loss_name: str | None = None) -> dict[str, Any]:
+    if task == "regression":
+        return regression_metrics(y_true.astype(np.float64), probs[:, 0].astype(np.float64), loss_name)
+    if task == "binary":
+        return binary_metrics(y_true.astype(np.int64), probs[:, 0].astype(np.float64), classes or [0, 1])
+    return classification_metrics(y_true.astype(np.int64), probs.astype(np.float64), classes or list(range(probs.shape[1])))
+
+
+def regression_metrics(y: np.ndarray, p: np.ndarray, loss_name: str | None) -> dict[str, Any]:
+    err = p - y
+    mse = float(np.mean(err**2))
+    mae = float(np.mean(np.abs(err)))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else float("nan")
+    loss = {"mae": mae}.get(loss_name or "mse", mse)
+    if loss_name == "huber":
+        a = np.abs(err)
+        loss = float(np.mean(np.where(a <= 1.0, 0.5 * err**2, a - 0.5)))
+    return {"loss": loss, "mse": mse, "mae": mae, "rmse": float(np.sqrt(mse)), "r2": r2, "rows": int(len(y))}
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+
+
+def _prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    tp = np.diag(cm).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    actual = cm.sum(axis=1).astype(np.float64)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    return precision, recall, f1, actual
+
+
+def classification_metrics(y: np.ndarray, probs: np.ndarray, classes: list[Any]) -> dict[str, Any]:
+    k = probs.shape[1]
+    pred = probs.argmax(axis=1)
+    cm = confusion(y, pred, k)
+    precision, recall, f1, support = _prf(cm)
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], EPS, 1.0))))
+    per_class = [
+        {"class": c, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, c in enumerate(classes)
+    ]
+    return {
+        "loss": loss,
+        "accuracy": float(np.mean(pred == y)),
+        "macro_f1": float(np.mean(f1)),
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "classes": list(classes),
+        "rows": int(len(y)),
+    }
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney U with tie correction (average ranks)."""
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score), np.float64)
+    sorted_scores = score[order]
+    i = 0
+    while i < len(score):
+        j = i
+        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, classes: list[Any]) -> dict[str, Any]:
+    pred = (p > 0.5).astype(np.int64)
+    cm = confusion(y, pred, 2)
+    tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
+    precision = float(tp / (tp + fp)) if tp + fp else 0.0
+    recall = float(tp / (tp + fn)) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    pc = np.clip(p, EPS, 1 - EPS)
+    loss = float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)))
+    return {
+        "loss": loss,
+        "accuracy": float(np.mean(pred == y)),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": roc_auc(y, p),
+        "positive_class": classes[1],
+        "confusion_matrix": cm.tolist(),
+        "classes": list(classes),
+        "rows": int(len(y)),
+    }
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(cm: list[list[int]], classes: list[Any], path: Path) -> Path:
+    from .runs import atomic_path
+
+    plt = _plt()
+    m = np.asarray(cm)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k), dpi=110)
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(k), [str(c) for c in classes], rotation=45 if k > 10 else 0)
+    ax.set_yticks(range(k), [str(c) for c in classes])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = m.max() or 1
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8, color="white" if m[i, j] > top / 2 else "black")
+    ax.set_title("confusion matrix")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_history(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    from .runs import atomic_path
+
+    if not rows:
+        return None
+    plt = _plt()
+    keys = [k for k in rows[0] if k not in ("epoch", "seconds", "samples_per_s") and not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), dpi=110, squeeze=False)
+    epochs = [r["epoch"] for r in rows]
+    for ax, k in zip(axes[0], keys):
+        ax.plot(epochs, [r[k] for r in rows], marker="o", label="train")
+        if f"val_{k}" in rows[0]:
+            ax.plot(epochs, [r[f"val_{k}"] for r in rows], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(k)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

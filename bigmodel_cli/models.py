@@ -1,0 +1,266 @@
+"""Built-in architectures, the declarative layer builder and the model.py hook.
+
+Every model takes the raw feature columns as a flat float32 vector. The
+preprocessing the config asks for (``data.normalize``, ``data.scale``,
+``data.image_shape``) is built into the model's first layers, so a saved
+``model.keras`` (and every export) predicts straight from CSV columns.
+
+Example::
+
+    model = build_model(cfg, n_features=784, classes=list(range(10)), base_dir=Path("exp"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import ExperimentConfig
+from .errors import ConfigError
+
+# Layers that run arbitrary code or load foreign graphs: never from YAML.
+REFUSED_LAYERS = {"Lambda", "TFSMLayer", "Input", "InputLayer", "Layer"}
+
+
+def _mnist_cnn(inputs, n_out: int, task: str):
+    """The documents' MNIST CNN: 3 conv blocks, Dense(64), softmax."""
+    from keras import layers as L
+
+    x = inputs
+    if len(x.shape) == 2:  # flat 784 pixels without image_shape
+        side = int(math.isqrt(x.shape[-1]))
+        if side * side != x.shape[-1]:
+            raise ConfigError(f"mnist_cnn needs square images, got {x.shape[-1]} features", hint="set data.image_shape, e.g. [28, 28, 1]")
+        x = L.Reshape((side, side, 1))(x)
+    x = L.Conv2D(32, 3, activation="relu")(x)
+    x = L.MaxPooling2D(2)(x)
+    x = L.Conv2D(64, 3, activation="relu")(x)
+    x = L.MaxPooling2D(2)(x)
+    x = L.Conv2D(64, 3, activation="relu")(x)
+    x = L.Flatten()(x)
+    x = L.Dense(64, activation="relu")(x)
+    return _head(x, n_out, task)
+
+
+def _linear(inputs, n_out: int, task: str):
+    """y = θ0 + θ·x (logistic/softmax regression for classifiers)."""
+    from keras import layers as L
+
+    x = L.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
+    return _head(x, n_out, task)
+
+
+def _mlp(inputs, n_out: int, task: str):
+    """Two hidden ReLU layers of 64 units."""
+    from keras import layers as L
+
+    x = L.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
+    x = L.Dense(64, activation="relu")(x)
+    x = L.Dense(64, activation="relu")(x)
+    return _head(x, n_out, task)
+
+
+def _head(x, n_out: int, task: str):
+    from keras import layers as L
+
+    activation = {"classification": "softmax", "binary": "sigmoid"}.get(task)
+    return L.Dense(n_out, activation=activation, name="output")(x)
+
+
+BUILTINS: dict[str, Callable[..., Any]] = {"mnist_cnn": _mnist_cnn, "linear": _linear, "mlp": _mlp}
+
+
+def outputs_for(task: str, classes: list[Any] | None) -> int:
+    return len(classes or []) if task == "classification" else 1
+
+
+def preprocessing(inputs, cfg: ExperimentConfig, x_train: np.ndarray | None):
+    """Normalisation, scaling and reshaping, as layers of the model."""
+    from keras import layers as L
+
+    x = inputs
+    d = cfg.data
+    if d.normalize:
+        if x_train is None:
+            raise ConfigError("data.normalize needs the training data to compute mean and variance")
+        mean = np.nanmean(x_train, axis=0)
+        var = np.nanvar(x_train, axis=0)
+        var = np.where(var > 0, var, 1.0)
+        x = L.Normalization(mean=mean.tolist(), variance=var.tolist(), name="normalize")(x)
+    if d.scale:
+        x = L.Rescaling(1.0 / d.scale, name="scale")(x)
+    if d.image_shape:
+        x = L.Reshape(tuple(d.image_shape), name="image")(x)
+    return x
+
+
+def declarative(x, specs: list[Any]):
+    """Apply ``model.layers``: each item ``Name`` or ``{Name: {kwargs}}``."""
+    import keras
+
+    for i, spec in enumerate(specs):
+        key = f"model.layers[{i}]"
+        if isinstance(spec, str):
+            name, kwargs = spec, {}
+        elif isinstance(spec, dict) and len(spec) == 1:
+            name, kwargs = next(iter(spec.items()))
+            kwargs = kwargs or {}
+            if not isinstance(kwargs, dict):
+                raise ConfigError(f"{key}: the arguments of {name} must be a mapping, got {kwargs!r}", hint=f"e.g. - {name}: {{units: 10}}")
+        else:
+            raise ConfigError(f"{key}: expected a layer name or {{LayerName: {{arguments}}}}, got {spec!r}", hint="e.g. - Dense: {units: 20, activation: relu}")
+        if name in REFUSED_LAYERS:
+            raise ConfigError(f"{key}: {name} is not allowed in model.layers (it runs arbitrary code)", hint="define such a model in model.py:build")
+        cls = getattr(keras.layers, str(name), None)
+        if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
+            import difflib
+
+            names = [n for n in dir(keras.layers) if n[:1].isupper()]
+            close = difflib.get_close_matches(str(name), names, n=1)
+            raise ConfigError(f"{key}: '{name}' is not a keras.layers class", hint=f"did you mean '{close[0]}'?" if close else "see https://keras.io/api/layers/")
+        try:
+            x = cls(**kwargs)(x)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{key}: {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {str(e).splitlines()[0]}") from None
+    return x
+
+
+def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
+    """``model.py:build`` -> the function, imported from the experiment folder."""
+    file, _, func = spec.partition(":")
+    path = (base_dir / file).resolve()
+    if not path.is_file():
+        raise ConfigError(f"model.architecture: {path} does not exist", hint="use a built-in (" + ", ".join(BUILTINS) + ") or model.py:build")
+    mod_name = f"bigmodel_user_{path.stem}"
+    spec_ = importlib.util.spec_from_file_location(mod_name, path)
+    assert spec_ and spec_.loader
+    module = importlib.util.module_from_spec(spec_)
+    sys.modules[mod_name] = module
+    try:
+        spec_.loader.exec_module(module)
+    except Exception as e:
+        raise ConfigError(f"model.architecture: importing {path} failed: {type(e).__name__}: {e}") from None
+    fn = getattr(module, func or "build", None)
+    if not callable(fn):
+        raise ConfigError(f"model.architecture: {path} has no function '{func or 'build'}'")
+    return fn
+
+
+def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | None, base_dir: Path, x_train: np.ndarray | None = None):
+    import keras
+
+    n_out = outputs_for(cfg.task, classes)
+    inputs = keras.Input(shape=(n_features,), name="features", dtype="float32")
+    x = preprocessing(inputs, cfg, x_train)
+    arch = cfg.model.architecture
+    if cfg.model.layers is not None:
+        outputs = declarative(x, cfg.model.layers)
+    elif arch in BUILTINS:
+        outputs = BUILTINS[arch](x, n_out, cfg.task)
+    elif arch and ":" in arch:
+        fn = load_hook(arch, base_dir)
+        inner = fn(input_shape=tuple(x.shape[1:]), num_outputs=n_out, config=cfg)
+        if not isinstance(inner, keras.Model):
+            raise ConfigError(f"model.architecture: {arch} returned {type(inner).__name__}, not a keras.Model")
+        outputs = inner(x)
+    else:
+        raise ConfigError(f"model.architecture: unknown architecture '{arch}'", hint="built-ins: " + ", ".join(BUILTINS) + "; or model.py:build; or list model.layers")
+    model = keras.Model(inputs, outputs, name=cfg.name.replace("-", "_").replace(".", "_"))
+    check_output(model, cfg.task, n_out)
+    return model
+
+
+def check_output(model, task: str, n_out: int) -> None:
+    """The model's output must match the task: shape and final activation."""
+    shape = tuple(model.output.shape[1:])
+    if shape != (n_out,):
+        what = f"{n_out} classes" if task == "classification" else "1 value"
+        raise ConfigError(f"the model outputs shape {shape} but task '{task}' needs ({n_out},) ({what})", hint=f"end the model with Dense({n_out}{', activation=softmax' if task == 'classification' else ', activation=sigmoid' if task == 'binary' else ''})")
+    want = {"classification": "softmax", "binary": "sigmoid"}.get(task)
+    if want:
+        last = _last_layer(model)
+        act = getattr(getattr(last, "activation", None), "__name__", None)
+        if act is not None and act != want:
+            raise ConfigError(f"task '{task}' needs probabilities, but the last layer's activation is '{act}'", hint=f"end the model with activation: {want}")
+
+
+def _last_layer(model):
+    layer = model.layers[-1]
+    while hasattr(layer, "layers") and layer.layers:
+        layer = layer.layers[-1]
+    return layer
+
+
+def make_optimizer(cfg: ExperimentConfig, replicas: int = 1):
+    import keras
+
+    lr = cfg.train.learning_rate * (replicas if cfg.train.scale_lr == "linear" else 1)
+    cls = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop, "adamw": keras.optimizers.AdamW, "adagrad": keras.optimizers.Adagrad, "nadam": keras.optimizers.Nadam, "adamax": keras.optimizers.Adamax}[cfg.train.optimizer]
+    return cls(learning_rate=lr)
+
+
+def _saved_keras_version(path: Path) -> str | None:
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("metadata.json")).get("keras_version")
+    except Exception:
+        return None
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    import re
+
+    return tuple(int(p) for p in re.findall(r"\d+", v)[:3])
+
+
+def load_trained(path: Path, unsafe: bool = False, user_code_dir: Path | None = None):
+    """Load a ``.keras`` file with Keras's safe mode; every failure is one clear line.
+
+    ``user_code_dir``: a run folder holding a copied ``model.py`` whose custom
+    layers must be importable before loading."""
+    import zipfile
+
+    import keras
+
+    from .errors import ModelFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a valid .keras file (corrupt or truncated)", hint="re-export it, or use the run's checkpoints/best.keras")
+    saved = _saved_keras_version(path)
+    if saved is None:
+        raise ModelFileError(f"{path} is not a valid .keras file (no metadata.json; corrupt or truncated)", hint="re-export it, or use the run's checkpoints/best.keras")
+    newer = _version_tuple(saved)[:2] > _version_tuple(keras.__version__)[:2]
+    if _version_tuple(saved)[:1] > _version_tuple(keras.__version__)[:1]:
+        raise ModelFileError(f"{path} was saved by Keras {saved}, a newer format than the installed Keras {keras.__version__}", hint=f"upgrade: pip install 'keras>={saved}'")
+    if user_code_dir is not None and (user_code_dir / "model.py").is_file():
+        with contextlib.suppress(ConfigError):
+            load_hook("model.py:build", user_code_dir)
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=not unsafe)
+    except ValueError as e:
+        text = str(e)
+        if "Lambda" in text or "safe_mode" in text or "arbitrary code" in text:
+            raise ModelFileError(f"{path} contains a Lambda layer (Python code); refused by Keras safe mode", hint="pass --unsafe only if you trust where this file came from") from None
+        raise ModelFileError(_load_failure(path, text, saved, newer), hint=f"upgrade: pip install 'keras>={saved}'" if newer else None) from None
+    except Exception as e:  # any other failure of a file we did not write is bad input
+        raise ModelFileError(_load_failure(path, f"{type(e).__name__}: {e}", saved, newer), hint=f"upgrade: pip install 'keras>={saved}'" if newer else "the file may be corrupt; use the run's checkpoints/best.keras") from None
+
+
+def _load_failure(path: Path, text: str, saved: str | None, newer: bool) -> str:
+    first = text.strip().splitlines()[0][:200] if text.strip() else "unknown error"
+    if newer:
+        return f"{path} was saved by Keras {saved}, newer than the installed one, and does not load: {first}"
+    return f"cannot load {path}: {first}"
+

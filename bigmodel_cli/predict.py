@@ -1,0 +1,440 @@
+"""Streaming batch prediction: constant memory, large compiled batches.
+
+Input is read in blocks (pyarrow's streaming CSV/JSON readers, Parquet row
+groups); each block goes through one compiled inference function in large
+batches and its predictions are written while the next block is read. The
+output is written under a temporary name and renamed at the end, so a
+failure or a kill never leaves a partial file under the final name.
+
+Example::
+
+    result = predict_file(model, spec, Path("big.csv"), Path("preds.csv"))
+    result.rows
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .data import table_format
+from .errors import DataError, PathError
+
+BLOCK_BYTES = 8 << 20  # bytes of input parsed per block
+
+
+@dataclass
+class PredictSpec:
+    """What the run says about inputs and outputs."""
+
+    features: list[str]
+    task: str
+    classes: list[Any] | None = None
+    id_columns: list[str] = field(default_factory=list)
+    keep_columns: list[str] = field(default_factory=list)
+    probabilities: bool = False
+    missing: str = "error"
+    fill_value: float = 0.0
+
+
+@dataclass
+class PredictResult:
+    rows: int
+    seconds: float
+    rows_per_s: float
+    output: str
+    input: str
+
+
+# ------------------------------------------------------------------ readers
+
+
+def _in_format(path: str, fmt: str | None) -> tuple[str, str | None]:
+    if path == "-":
+        return fmt or "csv", None
+    f, comp = table_format(path)
+    return fmt or f, comp
+
+
+def _header(stream_factory: Callable[[], Any], delimiter: str) -> list[str]:
+    """The header line, read in blocks (pyarrow streams have no readline)."""
+    buf = b""
+    with stream_factory() as s:
+        while b"\n" not in buf and len(buf) < (16 << 20):
+            chunk = s.read(65536)
+            if not chunk:
+                break
+            buf += chunk
+    line = buf.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    if not line.strip():
+        return []
+    return next(csv.reader([line], delimiter=delimiter))
+
+
+def _check_input_columns(have: list[str], spec: PredictSpec, source: str) -> None:
+    needed = spec.features + spec.id_columns + spec.keep_columns
+    missing = [c for c in needed if c not in have]
+    if missing:
+        import difflib
+
+        kind = "feature" if missing[0] in spec.features else "id" if missing[0] in spec.id_columns else "requested"
+        close = difflib.get_close_matches(missing[0], have, n=1)
+        shown = ", ".join(have[:12]) + (f", ... ({len(have)} in all)" if len(have) > 12 else "")
+        raise DataError(
+            f"{source}: {kind} column '{missing[0]}' is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+            hint=(f"did you mean '{close[0]}'? " if close else "") + f"the input has columns: {shown}",
+        )
+
+
+def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterator[Any]:
+    """Yield pyarrow RecordBatches holding the needed columns, in file order."""
+    import pyarrow as pa
+
+    fmt, comp = _in_format(path, fmt)
+    source = "stdin" if path == "-" else path
+    if path != "-" and not os.path.exists(path):
+        raise DataError(f"input file {path} does not exist")
+    wanted = list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns))
+    text_cols = [c for c in spec.id_columns + spec.keep_columns if c not in spec.features]
+    if fmt in ("csv", "tsv"):
+        import pyarrow.csv as pc
+
+        delim = "\t" if fmt == "tsv" else ","
+        if path == "-":
+            raw = sys.stdin.buffer.read()  # stdin cannot be reopened: buffer it once
+            if not raw.strip():
+                raise DataError("stdin is empty")
+            factory = lambda: pa.BufferReader(raw)  # noqa: E731
+        else:
+            if os.path.getsize(path) == 0:
+                raise DataError(f"{path} is empty")
+            factory = lambda: pa.input_stream(path, compression=comp)  # noqa: E731
+        header = _header(factory, delim)
+        if not header:
+            raise DataError(f"{source} has no header line")
+        _check_input_columns(header, spec, source)
+        types = {c: pa.float32() for c in spec.features}
+        types.update({c: pa.string() for c in text_cols})
+        try:
+            reader = pc.open_csv(
+                factory(),
+                read_options=pc.ReadOptions(block_size=BLOCK_BYTES),
+                parse_options=pc.ParseOptions(delimiter=delim),
+                convert_options=pc.ConvertOptions(column_types=types, include_columns=wanted, strings_can_be_null=False),
+            )
+        except pa.ArrowInvalid as e:
+            raise _locate(factory, delim, header, spec, 0, source, e) from None
+        rows = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as e:
+                raise _locate(factory, delim, header, spec, rows, source, e) from None
+            rows += batch.num_rows
+            yield batch
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path if path != "-" else pa.BufferReader(sys.stdin.buffer.read()))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(f"{source}: not a readable Parquet file: {e}") from None
+        _check_input_columns(pf.schema_arrow.names, spec, source)
+        for batch in pf.iter_batches(batch_size=65536, columns=wanted):
+            yield _cast_features(batch, spec)
+    elif fmt == "jsonl":
+        import pyarrow.json as pj
+
+        stream = pa.BufferReader(sys.stdin.buffer.read()) if path == "-" else pa.input_stream(path, compression=comp)
+        try:
+            reader = pj.open_json(stream, read_options=pj.ReadOptions(block_size=BLOCK_BYTES))
+        except pa.ArrowInvalid as e:
+            raise DataError(f"{source}: cannot parse JSON lines: {e}") from None
+        _check_input_columns(reader.schema.names, spec, source)
+        rows = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as e:
+                raise DataError(f"{source}: cannot parse JSON lines after row {rows}: {e}") from None
+            rows += batch.num_rows
+            yield _cast_features(batch.select(wanted), spec, source, rows - batch.num_rows)
+    else:
+        raise DataError(f"{source}: predict reads csv, tsv, parquet or jsonl, not {fmt}")
+
+
+def _cast_features(batch, spec: PredictSpec, source: str = "input", first_row: int = 0):
+    import pyarrow as pa
+
+    cols, names = [], []
+    for name in batch.schema.names:
+        col = batch.column(name)
+        if name in spec.features and not pa.types.is_floating(col.type):
+            try:
+                col = col.cast(pa.float32())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                values = col.to_pylist()
+                for i, v in enumerate(values):
+                    try:
+                        float(v)
+                    except (TypeError, ValueError):
+                        raise DataError(f"{source}: column '{name}' is not numeric: row {first_row + i + 1} has {str(v)[:40]!r}") from None
+                raise
+        elif name not in spec.features and not pa.types.is_string(col.type):
+            col = col.cast(pa.string())
+        cols.append(col)
+        names.append(name)
+    return pa.RecordBatch.from_arrays(cols, names=names)
+
+
+def _locate(factory, delim: str, header: list[str], spec: PredictSpec, start_row: int, source: str, err: Exception) -> DataError:
+    """Re-scan (error path only) to name the exact line of a bad row."""
+    feat_idx = {header.index(c): c for c in spec.features}
+    with factory() as s:
+        text = io.TextIOWrapper(_Readable(s), encoding="utf-8", newline="")
+        reader = csv.reader(text, delimiter=delim)
+        next(reader, None)
+        for i, row in enumerate(reader):
+            if i < start_row:
+                continue
+            line = reader.line_num
+            if len(row) != len(header):
+                return DataError(f"{source}: line {line} has {len(row)} fields, the header has {len(header)}", hint="fix or remove that row; no output was written")
+            for j, name in feat_idx.items():
+                v = row[j]
+                try:
+                    float(v)
+                except ValueError:
+                    if v.strip() == "":
+                        continue  # empty = missing value, handled later
+                    return DataError(f"{source}: column '{name}' is not numeric: line {line} has {v[:40]!r}", hint="fix that value; no output was written")
+    msg = str(err).splitlines()[0]
+    return DataError(f"{source}: cannot parse after data row {start_row}: {msg}", hint="no output was written")
+
+
+class _Readable(io.RawIOBase):
+    """Adapt a pyarrow stream to io for csv.reader."""
+
+    def __init__(self, s: Any):
+        self.s = s
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self.s.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+# ------------------------------------------------------------------ writers
+
+
+class Writer:
+    """Writes output blocks in order to a temporary file, renamed on close."""
+
+    def __init__(self, output: str, force: bool):
+        self.output = output
+        self.tmp: str | None = None
+        if output == "-":
+            self.fmt, self.comp = "csv", None
+            self.sink: Any = sys.stdout.buffer
+        else:
+            out = Path(output)
+            if out.exists() and not force:
+                raise PathError(f"output {out} exists already", hint="pass --force to overwrite it, or choose another path")
+            if not out.parent.is_dir():
+                raise PathError(f"output folder {out.parent} does not exist", hint=f"create it first: mkdir -p {out.parent}")
+            self.fmt, self.comp = table_format(out)
+            if self.fmt == "npz":
+                raise PathError(f"{out}: predictions are written as csv, tsv, parquet or jsonl")
+            import tempfile
+
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+            os.close(fd)
+            self.sink = None
+        self._w: Any = None
+
+    def _open(self, schema: Any) -> None:
+        import pyarrow as pa
+
+        target = self.sink if self.tmp is None else pa.output_stream(self.tmp, compression=self.comp)
+        self._stream = target
+        if self.fmt in ("csv", "tsv"):
+            import pyarrow.csv as pc
+
+            delim = "\t" if self.fmt == "tsv" else ","
+            plain = not any(ch in name for name in schema.names for ch in (delim, '"', "\n", "\r"))
+            self._w = pc.CSVWriter(target, schema, write_options=pc.WriteOptions(delimiter=delim, quoting_style="needed", quoting_header="none" if plain else "needed"))
+        elif self.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            self._w = pq.ParquetWriter(target, schema)
+        else:
+            self._w = "jsonl"
+
+    def write(self, table: Any) -> None:
+        if self._w is None:
+            self._open(table.schema)
+        if self._w == "jsonl":
+            import json
+
+            names = table.schema.names
+            cols = [table.column(n).to_pylist() for n in names]
+            lines = "".join(json.dumps(dict(zip(names, vals)), allow_nan=False) + "\n" for vals in zip(*cols))
+            self._stream.write(lines.encode())
+        else:
+            self._w.write_table(table) if hasattr(self._w, "write_table") else self._w.write(table)
+
+    def close(self, ok: bool) -> None:
+        try:
+            if self._w not in (None, "jsonl"):
+                self._w.close()
+            if self._w is not None and self.tmp is not None:
+                self._stream.close()
+            elif self._w is not None and self.tmp is None:
+                self.sink.flush()
+        finally:
+            if self.tmp is not None:
+                if ok:
+                    if self._w is None:  # no rows: still write a valid empty file
+                        Path(self.tmp).write_bytes(b"")
+                    os.replace(self.tmp, self.output)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.tmp)
+
+
+# ---------------------------------------------------------------- inference
+
+
+def make_infer(model, n_features: int):
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, n_features], tf.float32)], reduce_retracing=True)
+    def infer(x):
+        return model(x, training=False)
+
+    return lambda x: infer(tf.constant(x)).numpy()
+
+
+def default_batch_size(model) -> int:
+    """Rows per inference call: ~256 MB of activations, 256..65536 rows."""
+    per_row = 0
+    for layer in model.layers:
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        per_row += math.prod(d for d in shape[1:] if d)
+    per_row = max(per_row, 1)
+    return int(min(65536, max(256, (64 << 20) // per_row)))
+
+
+def _features_matrix(batch, spec: PredictSpec, first_row: int, source: str) -> np.ndarray:
+    cols = []
+    for name in spec.features:
+        col = batch.column(name)
+        arr = col.to_numpy(zero_copy_only=False)
+        if col.null_count:
+            arr = arr.astype(np.float32)
+        cols.append(arr)
+    x = np.column_stack(cols).astype(np.float32, copy=False) if len(cols) > 1 else cols[0].reshape(-1, 1).astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        if spec.missing == "fill":
+            x = np.where(bad, np.float32(spec.fill_value), x)
+        else:
+            r, c = np.argwhere(bad)[0]
+            raise DataError(
+                f"{source}: row {first_row + int(r) + 1} has a missing or infinite value in feature '{spec.features[int(c)]}' ({int(bad.any(axis=1).sum())} such row(s) in this block)",
+                hint="fix the input, or train with data.missing: fill to fill missing values; no output was written",
+            )
+    return x
+
+
+def _output_table(batch, probs: np.ndarray, spec: PredictSpec):
+    import pyarrow as pa
+
+    arrays, names = [], []
+    for c in spec.id_columns + [k for k in spec.keep_columns if k not in spec.id_columns]:
+        arrays.append(batch.column(c))
+        names.append(c)
+    if spec.task == "regression":
+        arrays.append(pa.array(probs[:, 0].astype(np.float32, copy=False)))
+        names.append("prediction")
+        return pa.Table.from_arrays(arrays, names=names)
+    classes = spec.classes or []
+    if spec.task == "binary":
+        idx = (probs[:, 0] > 0.5).astype(np.int64)
+        full = np.column_stack([1.0 - probs[:, 0], probs[:, 0]])
+    else:
+        idx = probs.argmax(axis=1)
+        full = probs
+    labels = np.asarray(classes, dtype=object)[idx]
+    arr = pa.array(labels.tolist())
+    arrays.append(arr)
+    names.append("prediction")
+    if spec.probabilities:
+        for i, c in enumerate(classes):
+            arrays.append(pa.array(full[:, i].astype(np.float32, copy=False)))
+            names.append(f"prob_{c}")
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def predict_file(
+    model,
+    spec: PredictSpec,
+    input_path: str,
+    output_path: str,
+    batch_size: int | None = None,
+    force: bool = False,
+    fmt: str | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> PredictResult:
+    """Predict every row of one input; rows stay in order."""
+    t0 = time.perf_counter()
+    infer = make_infer(model, len(spec.features))
+    bs = batch_size or default_batch_size(model)
+    writer = Writer(output_path, force)
+    rows = 0
+    ok = False
+    source = "stdin" if input_path == "-" else input_path
+    total = os.path.getsize(input_path) if input_path != "-" and os.path.exists(input_path) else 0
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigmodel-writer")
+    pending: Future | None = None
+    try:
+        for batch in iter_blocks(input_path, spec, fmt):
+            x = _features_matrix(batch, spec, rows, source)
+            probs = np.concatenate([infer(x[s : s + bs]) for s in range(0, len(x), bs)]) if len(x) else np.zeros((0, 1), np.float32)
+            table = _output_table(batch, probs, spec)
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(writer.write, table)
+            rows += len(x)
+            if progress:
+                progress(rows, time.perf_counter() - t0)
+        if pending is not None:
+            pending.result()
+        ok = True
+    finally:
+        pool.shutdown(wait=True)
+        writer.close(ok)
+    secs = time.perf_counter() - t0
+    _ = total
+    return PredictResult(rows=rows, seconds=secs, rows_per_s=rows / max(secs, 1e-9), output=output_path, input=input_path)

@@ -1,0 +1,157 @@
+"""Run folders: create, find the latest, resolve a RUN argument, atomic writes.
+
+A run folder is ``<experiment>/runs/<name>-<N>/``; N counts up and a folder
+is claimed with an atomic ``mkdir`` so two runs never share one. Every file
+that matters is written to a temporary name in the same folder and renamed,
+so a crash leaves the old file or the new one, never a torn one.
+
+Example::
+
+    run = create_run(Path("exp"), "mnist-cnn")   # exp/runs/mnist-cnn-1
+    atomic_write_text(run / "meta.json", "{}")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ModelFileError
+
+RUNS_DIR = "runs"
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.yaml"
+META_FILE = "meta.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+CHECKPOINTS = "checkpoints"
+PLOTS = "plots"
+LOG_FILE = "train.log"
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename onto it on success.
+
+    The temporary name keeps the final suffix (Keras insists on ``.keras``)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else (path.suffix or ".tmp"), dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        _fsync(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if tmp_path.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp_path)
+            else:
+                tmp_path.unlink()
+        raise
+
+
+def _fsync(p: Path) -> None:
+    if p.is_file():
+        with open(p, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+_RUN_RE = re.compile(r"^(?P<name>.+)-(?P<n>\d+)$")
+
+
+def create_run(experiment_dir: Path, name: str) -> Path:
+    """Claim the next free ``runs/<name>-<N>`` folder atomically."""
+    root = Path(experiment_dir) / RUNS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((int(m["n"]) for p in root.iterdir() if (m := _RUN_RE.match(p.name)) and m["name"] == name), default=0)
+    while True:
+        run = root / f"{name}-{n}"
+        try:
+            run.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        (run / CHECKPOINTS).mkdir()
+        (run / PLOTS).mkdir()
+        return run
+
+
+def list_runs(experiment_dir: Path) -> list[Path]:
+    root = Path(experiment_dir) / RUNS_DIR
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and _RUN_RE.match(p.name) and (p / CONFIG_FILE).is_file()]
+    return sorted(runs, key=lambda p: (p.stat().st_mtime, int(_RUN_RE.match(p.name)["n"])))  # type: ignore[index]
+
+
+@dataclass
+class RunRef:
+    """What a RUN argument points at."""
+
+    run_dir: Path | None  # None for a bare .keras file
+    model_path: Path
+
+    @property
+    def config_path(self) -> Path | None:
+        return self.run_dir / CONFIG_FILE if self.run_dir else None
+
+
+def resolve_run(arg: str | Path, need_model: bool = True) -> RunRef:
+    """RUN = a run folder, an experiment folder (its latest run) or a .keras file."""
+    p = Path(arg)
+    if not p.exists():
+        raise ModelFileError(f"{p} does not exist", hint="pass a run folder (runs/<name>-<N>), an experiment folder or a .keras file")
+    if p.is_file():
+        if p.suffix != ".keras":
+            raise ModelFileError(f"{p} is not a .keras model file", hint="pass a run folder, an experiment folder or a .keras file")
+        run_dir = p.parent if (p.parent / CONFIG_FILE).is_file() else None
+        return RunRef(run_dir, p)
+    if (p / CONFIG_FILE).is_file() and (p / CHECKPOINTS).is_dir():
+        run = p
+    else:
+        runs = list_runs(p)
+        if not runs:
+            what = "an experiment folder with no runs yet" if (p / "experiment.yaml").is_file() else "not a run or experiment folder"
+            raise ModelFileError(f"{p} is {what}", hint=f"train first: bigmodel train {p}" if "experiment" in what else "pass runs/<name>-<N> or an experiment folder")
+        run = runs[-1]
+    model = run / MODEL_FILE
+    if need_model and not model.is_file():
+        raise ModelFileError(f"{run} has no {MODEL_FILE}: the run did not finish", hint=f"resume it: bigmodel train {run} --resume")
+    return RunRef(run, model)
+
+
+def human_size(n: int | float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def path_size(p: Path) -> int:
+    p = Path(p)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size

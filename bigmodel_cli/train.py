@@ -1,0 +1,452 @@
+"""The training driver: one path for every strategy.
+
+A custom step (``strategy.run`` over a distributed dataset, loss averaged
+over the *global* batch, ``optimizer.apply_gradients``) runs under
+OneDevice, Mirrored and MultiWorkerMirrored strategies alike; Keras 3's
+``model.fit`` does not work under MultiWorkerMirroredStrategy
+(keras-team/keras#20585). Several steps run per compiled call
+(``train.steps_per_execution``), which also makes it faster than ``fit`` on
+CPU.
+
+Data order is a pure function of (seed, epoch): each epoch's permutation is
+``default_rng([seed, epoch])``, and workers take interleaved shards of it, so
+every global batch holds the same rows whether one process or N train.
+
+Resume state is embedded in the checkpoint itself (``bigmodel_state.json``
+inside the ``.keras`` zip), written to a temporary name and renamed: a kill
+at any instant leaves a consistent checkpoint.
+
+Example::
+
+    result = fit(cfg, base_dir, run_dir, datasets, observer)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .config import ExperimentConfig
+from .data import Datasets
+from .errors import ConfigError, Interrupted, ModelFileError
+from .runs import CHECKPOINTS, HISTORY_FILE, MODEL_FILE, atomic_path, atomic_write_text
+
+STATE_NAME = "bigmodel_state.json"
+LAST = "last.keras"
+BEST = "best.keras"
+
+
+class Observer(Protocol):
+    def on_train_begin(self, info: dict[str, Any]) -> None: ...
+    def on_epoch_begin(self, epoch: int, steps: int) -> None: ...
+    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None: ...
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None: ...
+    def on_saved(self, path: Path) -> None: ...
+    def on_train_end(self, info: dict[str, Any]) -> None: ...
+
+
+class NullObserver:
+    def __getattr__(self, name: str):
+        return lambda *a, **k: None
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    epoch: int = 0  # epochs fully completed
+    step: int = 0  # steps completed inside epoch `epoch` (mid-epoch checkpoints)
+    partial: list[float] = field(default_factory=list)  # metric sums of the unfinished epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float | None = None
+    best_epoch: int | None = None
+    wait: int = 0
+    stopped_early: bool = False
+    global_step: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainState":
+        return cls(**json.loads(text))
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+    epochs_done: int
+    best_epoch: int | None
+    model_path: Path
+    stopped_early: bool
+    seconds: float
+    samples_per_s: float
+    strategy: dict[str, Any]
+
+
+# ----------------------------------------------------------------- signals
+
+
+class StopFlag:
+    """SIGINT/SIGTERM set a flag the loop checks between compiled calls; a
+    second signal exits at once (the last checkpoint on disk stays valid)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:
+            os._exit(130)
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+# -------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(model, path: Path, state: TrainState) -> None:
+    """model + optimizer + resume state in one file, atomically."""
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(STATE_NAME, state.to_json())
+
+
+def read_state(path: Path) -> TrainState:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return TrainState.from_json(z.read(STATE_NAME).decode())
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as e:
+        raise ModelFileError(f"checkpoint {path} is unreadable ({type(e).__name__})", hint="the run cannot be resumed from it; start a new run") from None
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+    import io
+
+    if not rows:
+        return
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write_text(run_dir / HISTORY_FILE, buf.getvalue())
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def metric_names(cfg: ExperimentConfig) -> list[str]:
+    return list(cfg.train.metrics or [])
+
+
+def _per_example(cfg: ExperimentConfig):
+    """(y, p) -> [loss, metric...] per example, as tensors."""
+    import keras
+    import tensorflow as tf
+
+    task, names = cfg.task, metric_names(cfg)
+    loss_fn = {
+        "sparse_categorical_crossentropy": lambda y, p: keras.losses.sparse_categorical_crossentropy(y, p),
+        "binary_crossentropy": lambda y, p: keras.losses.binary_crossentropy(tf.expand_dims(tf.cast(y, p.dtype), -1), p),
+        "mse": lambda y, p: tf.square(p[:, 0] - y),
+        "mae": lambda y, p: tf.abs(p[:, 0] - y),
+        "huber": lambda y, p: keras.losses.huber(tf.expand_dims(y, -1), p),
+    }[cfg.train.loss or ""]
+
+    def metrics(y, p):
+        out = []
+        for m in names:
+            if m == "accuracy":
+                if task == "classification":
+                    hit = tf.equal(tf.cast(tf.argmax(p, -1), y.dtype), y)
+                else:
+                    hit = tf.equal(tf.cast(p[:, 0] > 0.5, y.dtype), y)
+                out.append(tf.cast(hit, tf.float32))
+            elif m == "mae":
+                out.append(tf.abs(p[:, 0] - y))
+            elif m in ("mse", "rmse"):
+                out.append(tf.square(p[:, 0] - y))
+        return out
+
+    return loss_fn, metrics
+
+
+def finish_metrics(names: list[str], sums: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """sums = [loss_sum, count, metric sums...] -> averaged logs."""
+    n = max(float(sums[1]), 1.0)
+    logs = {prefix + "loss": float(sums[0]) / n}
+    for i, m in enumerate(names):
+        v = float(sums[2 + i]) / n
+        logs[prefix + m] = math.sqrt(v) if m == "rmse" else v
+    return logs
+
+
+# ------------------------------------------------------------------ the fit
+
+
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool, rows: int | None = None) -> np.ndarray:
+    """Row order of one epoch: a pure function of (seed, epoch).
+
+    ``rows`` > n (train.steps_per_epoch) chains fresh permutations."""
+    rows = n if rows is None else rows
+    passes = max(1, -(-rows // n))
+    parts = [np.random.default_rng([seed, epoch, p]).permutation(n) if shuffle else np.arange(n) for p in range(passes)]
+    return np.concatenate(parts)[:rows]
+
+
+def monitor_mode(name: str, mode: str) -> str:
+    if mode != "auto":
+        return mode
+    return "max" if any(k in name for k in ("acc", "auc", "r2", "precision", "recall")) else "min"
+
+
+def fit(
+    cfg: ExperimentConfig,
+    base_dir: Path,
+    run_dir: Path,
+    data: Datasets,
+    observer: Observer | None = None,
+    strategy_plan=None,
+    resume: bool = False,
+    resume_command: str | None = None,
+) -> TrainResult:
+    import keras
+    import tensorflow as tf
+
+    from . import distribute, models
+
+    obs: Any = observer or NullObserver()
+    plan = strategy_plan or distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
+    strategy = distribute.make_strategy(plan)
+    replicas = strategy.num_replicas_in_sync
+    G = cfg.train.batch_size
+    per_replica = distribute.per_replica_batch(G, replicas)
+    n_train = len(data.train)
+    if G > n_train:
+        raise ConfigError(f"train.batch_size {G} is larger than the {n_train} training rows", hint=f"use train.batch_size <= {n_train}")
+    is_chief = plan.is_chief
+    names = metric_names(cfg)
+    ckpt_dir = run_dir / CHECKPOINTS
+
+    keras.utils.set_random_seed(cfg.seed)
+    with strategy.scope():
+        if resume:
+            state = read_state(ckpt_dir / LAST)
+            try:
+                model = keras.models.load_model(ckpt_dir / LAST, compile=True)
+            except Exception as e:
+                raise ModelFileError(f"cannot load checkpoint {ckpt_dir / LAST}: {str(e).splitlines()[0][:200]}") from None
+            optimizer = model.optimizer
+            if cfg.train.learning_rate and optimizer is not None:
+                pass  # learning rate is part of the optimizer state; not overridable on resume
+        else:
+            state = TrainState()
+            model = models.build_model(cfg, len(data.features), data.classes, base_dir, data.train.x)
+            optimizer = models.make_optimizer(cfg, replicas)
+            model.compile(optimizer=optimizer, loss=cfg.train.loss)
+            optimizer.build(model.trainable_variables)
+    loss_fn, metric_fn = _per_example(cfg)
+
+    # ---- data: each pipeline takes an interleaved shard of the epoch order
+    X = tf.constant(data.train.x)
+    Y = tf.constant(data.train.y)
+    drop = replicas > 1  # equal step counts on every replica
+    steps_per_epoch = cfg.train.steps_per_epoch or (n_train // G if drop else math.ceil(n_train / G))
+    epoch_rows = min(steps_per_epoch * G, n_train) if not cfg.train.steps_per_epoch else steps_per_epoch * G
+    if steps_per_epoch == 0:
+        raise ConfigError(f"train.batch_size {G} leaves no full batch of {n_train} rows over {replicas} replicas")
+
+    def dataset_for(order: np.ndarray):
+        order = order[: (len(order) // G) * G] if drop else order
+        idx_all = tf.constant(order.astype(np.int64))
+
+        def fn(ctx: tf.distribute.InputContext):
+            idx = tf.data.Dataset.from_tensor_slices(idx_all).shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+            ds = idx.batch(ctx.get_per_replica_batch_size(G), drop_remainder=drop)
+            ds = ds.map(lambda i: (tf.gather(X, i), tf.gather(Y, i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            opts = tf.data.Options()
+            opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
+            opts.deterministic = True
+            return ds.with_options(opts).prefetch(tf.data.AUTOTUNE)
+
+        return iter(strategy.distribute_datasets_from_function(fn))
+
+    n_sums = 2 + len(names)
+    single = replicas == 1
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            p = model(x, training=True)
+            per = loss_fn(y, p)
+            if single:
+                loss = tf.reduce_mean(per)
+            else:
+                loss = tf.nn.compute_average_loss(per, global_batch_size=G)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        parts = [tf.reduce_sum(per), tf.cast(tf.shape(per)[0], tf.float32)] + [tf.reduce_sum(m) for m in metric_fn(y, p)]
+        return tf.stack(parts)
+
+    @tf.function
+    def train_chunk(iterator, k):
+        acc = tf.zeros([n_sums], tf.float32)
+        for _ in tf.range(k):
+            x, y = next(iterator)
+            per_replica_sums = strategy.run(replica_step, args=(x, y))
+            acc += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_sums, axis=None)
+        return acc
+
+    @tf.function
+    def eval_batch(x, y):
+        p = model(x, training=False)
+        parts = [tf.reduce_sum(loss_fn(y, p)), tf.cast(tf.shape(x)[0], tf.float32)] + [tf.reduce_sum(m) for m in metric_fn(y, p)]
+        return tf.stack(parts)
+
+    def evaluate_split(split) -> np.ndarray:
+        sums = np.zeros(n_sums, np.float64)
+        bs = max(256, G)
+        for s in range(0, len(split), bs):
+            sums += eval_batch(tf.constant(split.x[s : s + bs]), tf.constant(split.y[s : s + bs])).numpy()
+        return sums
+
+    # ---- monitoring, early stopping, best model
+    es = cfg.train.early_stopping
+    has_val = data.validation is not None and len(data.validation) > 0
+    monitor = es.monitor if es else ("val_loss" if has_val else "loss")
+    mode = monitor_mode(monitor, es.mode if es else "auto")
+    valid_monitors = ["loss", *names] + (["val_loss", *[f"val_{m}" for m in names]] if has_val else [])
+    if monitor not in valid_monitors:
+        raise ConfigError(f"train.early_stopping.monitor '{monitor}' is not logged", hint=f"choose one of: {', '.join(valid_monitors)}")
+
+    K = cfg.train.steps_per_execution
+    every = cfg.train.checkpoint_every_steps
+    info = {
+        "epochs": cfg.train.epochs, "steps_per_epoch": steps_per_epoch, "metrics": names, "validation": has_val,
+        "strategy": type(strategy).__name__, "replicas": replicas, "global_batch": G, "per_replica_batch": per_replica,
+        "learning_rate": float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate))), "devices": plan.devices,
+        "start_epoch": state.epoch, "train_rows": n_train, "val_rows": len(data.validation) if has_val else 0,
+        "params": int(model.count_params()), "is_chief": is_chief, "plan": plan.as_dict(),
+    }
+    obs.on_train_begin(info)
+    t_start = time.perf_counter()
+    samples_seen = 0
+    last_ckpt_step = state.global_step
+
+    def save(path_name: str, st: TrainState) -> None:
+        if is_chief:
+            save_checkpoint(model, ckpt_dir / path_name, st)
+
+    def interrupted(st: TrainState, sig: int) -> Interrupted:
+        save(LAST, st)
+        if is_chief:
+            write_history(run_dir, st.history)
+        name = "SIGINT (Ctrl-C)" if sig == signal.SIGINT else "SIGTERM" if sig == signal.SIGTERM else f"signal {sig}"
+        where = f"epoch {st.epoch + 1}, step {st.step}/{steps_per_epoch}" if st.step else f"after epoch {st.epoch}"
+        return Interrupted(f"training interrupted by {name} at {where}; resume state saved in {run_dir}", resume_command, str(run_dir))
+
+    with StopFlag() as stop:
+        epoch = state.epoch
+        while epoch < cfg.train.epochs and not state.stopped_early:
+            order = epoch_order(cfg.seed, epoch, n_train, cfg.train.shuffle, epoch_rows)
+            start_step = state.step
+            iterator = dataset_for(order[start_step * G :])
+            sums = np.array(state.partial, np.float64) if state.partial else np.zeros(n_sums, np.float64)
+            obs.on_epoch_begin(epoch + 1, steps_per_epoch)
+            t0 = time.perf_counter()
+            done = start_step
+            epoch_samples = 0
+            while done < steps_per_epoch:
+                k = min(K, steps_per_epoch - done)
+                sums += train_chunk(iterator, tf.constant(k)).numpy()
+                rows = min(k * G, epoch_rows - done * G)
+                done += k
+                epoch_samples += rows
+                state.global_step += k
+                dt = time.perf_counter() - t0
+                obs.on_steps(epoch + 1, done, steps_per_epoch, finish_metrics(names, sums), epoch_samples / max(dt, 1e-9))
+                if not np.isfinite(sums[0]):
+                    raise ConfigError(f"the loss became {sums[0]} in epoch {epoch + 1} (step {done}): training diverged", hint="lower train.learning_rate, or set data.normalize: true")
+                if stop.signal is not None or (every and state.global_step - last_ckpt_step >= every and done < steps_per_epoch):
+                    state.step, state.partial = done, sums.tolist()
+                    if stop.signal is not None:
+                        raise interrupted(state, stop.signal)
+                    save(LAST, state)
+                    last_ckpt_step = state.global_step
+            seconds = time.perf_counter() - t0
+            samples_seen += epoch_samples
+            row: dict[str, Any] = {"epoch": epoch + 1, **finish_metrics(names, sums)}
+            if has_val:
+                row.update(finish_metrics(names, evaluate_split(data.validation), "val_"))
+            row["seconds"] = round(seconds, 3)
+            row["samples_per_s"] = round(epoch_samples / max(seconds, 1e-9), 1)
+            value = row[monitor]
+            improved = state.best is None or (value < state.best - (es.min_delta if es else 0) if mode == "min" else value > state.best + (es.min_delta if es else 0))
+            if improved:
+                state.best, state.best_epoch, state.wait = float(value), epoch + 1, 0
+            else:
+                state.wait += 1
+            epoch += 1
+            state.epoch, state.step, state.partial = epoch, 0, []
+            state.history.append(row)
+            if es and state.wait > es.patience:
+                state.stopped_early = True
+            if improved:
+                save(BEST, state)
+            save(LAST, state)
+            last_ckpt_step = state.global_step
+            if is_chief:
+                write_history(run_dir, state.history)
+            obs.on_epoch_end(epoch, row)
+            if stop.signal is not None:
+                raise interrupted(state, stop.signal)
+
+    final_src = ckpt_dir / (BEST if (ckpt_dir / BEST).is_file() else LAST)
+    model_path = run_dir / MODEL_FILE
+    if is_chief:
+        finalize_model(final_src, model_path)
+        obs.on_saved(model_path)
+    total = time.perf_counter() - t_start
+    result = TrainResult(
+        run_dir=run_dir, history=state.history, epochs_done=state.epoch, best_epoch=state.best_epoch, model_path=model_path,
+        stopped_early=state.stopped_early, seconds=total, samples_per_s=samples_seen / max(total, 1e-9), strategy=info,
+    )
+    obs.on_train_end({"result": result, "monitor": monitor, "best": state.best})
+    return result
+
+
+def finalize_model(src: Path, dst: Path) -> None:
+    """The final model: the best checkpoint without optimizer or resume state."""
+    import keras
+
+    model = keras.models.load_model(src, compile=False)
+    with atomic_path(dst, suffix=".keras") as tmp:
+        model.save(tmp)

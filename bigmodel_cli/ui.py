@@ -1,0 +1,286 @@
+"""Rich rendering: the live training table, summaries, and JSON mode.
+
+Progress and tables go to stderr; stdout carries only results (a path, or
+one JSON document with ``--json``). Without a TTY there are no colours and no
+live redraws: one plain line per epoch.
+
+Example::
+
+    obs = TrainProgress(err_console())
+    api.train("exp", observer=obs)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+_err: Console | None = None
+_out: Console | None = None
+
+
+def err_console() -> Console:
+    global _err
+    if _err is None:
+        _err = Console(stderr=True, highlight=False, soft_wrap=False)
+    return _err
+
+
+def out_console() -> Console:
+    global _out
+    if _out is None:
+        _out = Console(highlight=False, soft_wrap=True)
+    return _out
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.1f}"
+    return str(v)
+
+
+def duration(s: float) -> str:
+    s = max(0, int(round(s)))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+# ----------------------------------------------------------------- training
+
+
+class TrainProgress:
+    """Observer for :func:`bigmodel_cli.train.fit` drawing a live table."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or err_console()
+        self.live_mode = self.console.is_terminal
+        self.rows: list[dict[str, Any]] = []
+        self.current: dict[str, Any] | None = None
+        self.live: Live | None = None
+        self.info: dict[str, Any] = {}
+        self.t_epoch = 0.0
+        self.t_start = 0.0
+
+    # ---- observer protocol
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        self.info = info
+        self.t_start = time.perf_counter()
+        if not info.get("is_chief", True):
+            self.live_mode = False
+            self.console = Console(stderr=True, quiet=True)
+            return
+        lr = info["learning_rate"]
+        self.console.print(
+            f"strategy [bold]{info['strategy']}[/] ({info['plan']['reason']}) · replicas {info['replicas']} · devices {', '.join(info['devices'])}\n"
+            f"batch {info['global_batch']} global / {info['per_replica_batch']} per replica · lr {lr:g} · "
+            f"{info['train_rows']:,} train rows · {info['val_rows']:,} validation rows · {info['params']:,} parameters"
+            + (f" · resuming after epoch {info['start_epoch']}" if info["start_epoch"] else "")
+        )
+        if self.live_mode:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
+            self.live.start()
+
+    def on_epoch_begin(self, epoch: int, steps: int) -> None:
+        self.t_epoch = time.perf_counter()
+        self.current = {"epoch": epoch, "done": 0, "steps": steps, "logs": {}, "sps": 0.0}
+        self._refresh()
+
+    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], sps: float) -> None:
+        if self.current is not None:
+            self.current.update(done=done, logs=logs, sps=sps)
+        self._refresh()
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.current = None
+        if self.live is not None:
+            self._refresh()
+        elif self.info.get("is_chief", True):
+            parts = [f"epoch {epoch}/{self.info['epochs']}"] + [f"{k} {fmt(v)}" for k, v in row.items() if k not in ("epoch", "seconds", "samples_per_s")]
+            parts.append(f"{row['samples_per_s']:,.0f} samples/s")
+            parts.append(f"{row['seconds']:.1f}s")
+            self.console.print(" · ".join(parts))
+
+    def on_saved(self, path: Path) -> None:
+        pass
+
+    def on_train_end(self, info: dict[str, Any]) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.stop()
+            self.live = None
+
+    # ---- rendering
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def _columns(self) -> list[str]:
+        names = self.info.get("metrics", [])
+        cols = ["loss", *names]
+        if self.info.get("validation"):
+            cols += ["val_loss", *[f"val_{m}" for m in names]]
+        return cols
+
+    def _render(self) -> Table:
+        t = Table(box=None, header_style="bold", pad_edge=False, expand=False)
+        t.add_column("epoch", justify="right")
+        t.add_column("progress", width=24)
+        cols = self._columns()
+        for c in cols:
+            t.add_column(c.replace("_", " "), justify="right")
+        t.add_column("samples/s", justify="right")
+        t.add_column("time", justify="right")
+        total = self.info.get("epochs", 0)
+        for r in self.rows:
+            t.add_row(f"{r['epoch']}/{total}", ProgressBar(total=1, completed=1, width=22, complete_style="green", finished_style="green"), *[fmt(r.get(c, "")) for c in cols], f"{r['samples_per_s']:,.0f}", duration(r["seconds"]))
+        c = self.current
+        if c is not None:
+            done, steps = c["done"], c["steps"]
+            elapsed = time.perf_counter() - self.t_epoch
+            eta = elapsed / done * (steps - done) if done else float("nan")
+            logs = c["logs"]
+            t.add_row(
+                f"{c['epoch']}/{total}",
+                Group(ProgressBar(total=steps, completed=done, width=22), Text(f"{done}/{steps} steps", style="dim")),
+                *[fmt(logs[k]) if k in logs else "" for k in cols],
+                f"{c['sps']:,.0f}",
+                f"eta {duration(eta)}" if done else "…",
+            )
+        return t
+
+
+def train_summary(outcome: Any, console: Console | None = None) -> None:
+    con = console or err_console()
+    if outcome.status == "already_finished":
+        con.print(f"run {outcome.run_dir} already finished {outcome.epochs_done} epoch(s); nothing to do (extend it with --set train.epochs=N)")
+        return
+    t = Table(title="training finished", title_justify="left", box=None, show_header=False, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    last = outcome.history[-1] if outcome.history else {}
+    t.add_row("run folder", str(outcome.run_dir))
+    t.add_row("epochs", f"{outcome.epochs_done}" + (" (stopped early)" if outcome.stopped_early else ""))
+    for k, v in last.items():
+        if k not in ("epoch", "seconds", "samples_per_s"):
+            t.add_row(k, fmt(v))
+    if outcome.best_epoch:
+        t.add_row("best epoch", str(outcome.best_epoch))
+    t.add_row("time", f"{outcome.seconds:.1f}s · {outcome.samples_per_s:,.0f} samples/s")
+    if outcome.model_path:
+        t.add_row("model", _sized(outcome.model_path))
+    if outcome.plot:
+        t.add_row("curves", _sized(outcome.plot))
+    con.print(t)
+
+
+def _sized(p: Path | str) -> str:
+    from .runs import human_size, path_size
+
+    try:
+        return f"{p} ({human_size(path_size(Path(p)))})"
+    except OSError:
+        return str(p)
+
+
+def eval_table(outcome: Any, console: Console | None = None) -> None:
+    con = console or err_console()
+    m = outcome.metrics
+    t = Table(title=f"{outcome.task} metrics on {outcome.data} ({m.get('rows', '?')} rows)", title_justify="left", box=None, show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    for k, v in m.items():
+        if isinstance(v, (int, float)) and k != "rows":
+            t.add_row(k, fmt(v))
+    con.print(t)
+    if "per_class" in m:
+        pc = Table(box=None, header_style="bold")
+        for c in ("class", "precision", "recall", "f1", "support"):
+            pc.add_column(c, justify="right")
+        for row in m["per_class"]:
+            pc.add_row(str(row["class"]), fmt(row["precision"]), fmt(row["recall"]), fmt(row["f1"]), str(row["support"]))
+        con.print(pc)
+    if "confusion_matrix" in m:
+        cm = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left", box=None, header_style="bold")
+        cm.add_column("")
+        for c in m["classes"]:
+            cm.add_column(str(c), justify="right")
+        for c, row in zip(m["classes"], m["confusion_matrix"]):
+            cm.add_row(str(c), *[str(v) for v in row])
+        con.print(cm)
+    con.print(f"metrics: {_sized(outcome.metrics_path)}" + (f"\nplot: {_sized(outcome.plot)}" if outcome.plot else ""))
+
+
+class PredictProgress:
+    """rows/s on stderr for inputs that take more than a moment."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or err_console()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, source: str, rows: int, seconds: float) -> None:
+        if seconds < 1.0 or seconds - self.last < 0.5:
+            return
+        self.last = seconds
+        self.shown = True
+        msg = f"{source}: {rows:,} rows · {rows / max(seconds, 1e-9):,.0f} rows/s · {duration(seconds)}"
+        if self.console.is_terminal:
+            self.console.print(msg, end="\r")
+        else:
+            self.console.print(msg)
+
+    def done(self, results: list[Any]) -> None:
+        for r in results:
+            where = "stdout" if r.output == "-" else _sized(r.output)
+            self.console.print(f"predicted {r.rows:,} rows in {r.seconds:.1f}s ({r.rows_per_s:,.0f} rows/s) -> {where}")
+
+
+def export_summary(r: Any, console: Console | None = None) -> None:
+    con = console or err_console()
+    status = "[green]parity ok[/]" if r.parity_ok else "[red]PARITY FAILED[/]"
+    con.print(f"exported {r.format}: {_sized(r.path)}\n{status}: largest |difference| {r.max_abs_diff:.3g} over {r.rows_compared} rows ({r.runtime} vs keras)")
+
+
+def info_table(d: dict[str, Any], console: Console | None = None) -> None:
+    con = console or err_console()
+    t = Table(box=None, show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in d.items():
+        if k == "gpus":
+            v = ", ".join(f"{g['name']} ({g.get('model') or '?'})" for g in v) or "none"
+        elif k == "auto_strategy":
+            v = v.get("error") or f"{v['kind']} on {', '.join(v['devices'])} ({v['reason']})"
+        t.add_row(k.replace("_", " "), str(v))
+    con.print(t)
+
+
+def templates_table(items: list[Any], console: Console | None = None) -> None:
+    con = console or out_console()
+    t = Table(box=None, header_style="bold")
+    t.add_column("template")
+    t.add_column("task")
+    t.add_column("what it is")
+    for it in items:
+        t.add_row(it.name, it.task, it.summary)
+    con.print(t)
