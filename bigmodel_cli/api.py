@@ -299,9 +299,10 @@ def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> 
         label = cfg.data.test
     else:
         ds = data_mod.load_datasets(cfg, base, features=feats, classes=classes)
-        if ds.validation is None:
-            raise DataError("nothing to evaluate on: the config has no data.test and no validation split", hint="pass --data test.csv")
-        split, label = ds.validation, ds.validation.source
+        if ds.validation is not None:
+            split, label = ds.validation, ds.validation.source
+        else:  # no test set, no hold-out: say plainly that this is the training data
+            split, label = ds.train, f"{cfg.data.train} (the training data: no data.test or validation split)"
     probs = np.asarray(model.predict(split.x, batch_size=1024, verbose=0))
     metrics = metrics_for(cfg.task, split.y, probs, classes, cfg.train.loss)
     metrics = {"data": label, "task": cfg.task, **metrics}

@@ -57,6 +57,7 @@ class DataConfig(Strict):
     image_shape: list[int] | None = Field(None, description="reshape flat feature columns to this shape")
     scale: float | None = Field(None, description="divide inputs by this (inside the model)")
     normalize: bool = Field(False, description="standardise features with training mean/variance (inside the model)")
+    normalize_target: bool = Field(False, description="regression: train on the standardised target; the model outputs real units")
     classes: list[str | int] | None = Field(None, description="class labels in output order; null = sorted labels of train")
     missing: Literal["error", "drop", "fill"] = Field("error", description="what to do with NaN/inf rows")
     fill_value: float = 0.0
@@ -153,6 +154,8 @@ class ExperimentConfig(Strict):
             raise _CrossError("data.id_columns", f"the target column '{d.target}' is also an id column")
         if d.image_shape is not None and d.features is not None and math.prod(d.image_shape) != len(d.features):
             raise _CrossError("data.image_shape", f"image_shape {d.image_shape} holds {math.prod(d.image_shape)} values but {len(d.features)} feature columns are listed")
+        if d.normalize_target and task != "regression":
+            raise _CrossError("data.normalize_target", f"normalize_target is for regression, not task '{task}'")
         if d.classes is not None:
             if task == "regression":
                 raise _CrossError("data.classes", "a regression task has no classes")

@@ -112,9 +112,9 @@ def export_model(model, fmt: str, output: Path, sample_x: np.ndarray, force: boo
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     tmp = work / (output.name if fmt != "savedmodel" else "savedmodel")
     try:
-        _write(model, fmt, tmp)
         x = np.ascontiguousarray(sample_x, dtype=np.float32)
-        reference = np.asarray(model.predict(x, verbose=0))
+        reference = np.asarray(model.predict(x, verbose=0))  # also marks the model as called (the ONNX exporter needs it)
+        _write(model, fmt, tmp)
         got, runtime = _run_export(fmt, tmp, x)
         diff = float(np.max(np.abs(got.reshape(reference.shape) - reference))) if reference.size else 0.0
         _replace(tmp, output)

@@ -152,7 +152,13 @@ def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
     return fn
 
 
-def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | None, base_dir: Path, x_train: np.ndarray | None = None):
+def target_stats(y: np.ndarray) -> tuple[float, float]:
+    """(mean, std) of a regression target; std 1 for a constant target."""
+    mean, std = float(np.mean(y)), float(np.std(y))
+    return mean, (std if std > 0 else 1.0)
+
+
+def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | None, base_dir: Path, x_train: np.ndarray | None = None, y_train: np.ndarray | None = None):
     import keras
 
     n_out = outputs_for(cfg.task, classes)
@@ -171,6 +177,11 @@ def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | Non
         outputs = inner(x)
     else:
         raise ConfigError(f"model.architecture: unknown architecture '{arch}'", hint="built-ins: " + ", ".join(BUILTINS) + "; or model.py:build; or list model.layers")
+    if cfg.data.normalize_target:
+        if y_train is None:
+            raise ConfigError("data.normalize_target needs the training targets")
+        mean, std = target_stats(y_train)
+        outputs = keras.layers.Rescaling(scale=std, offset=mean, name="target_units")(outputs)
     model = keras.Model(inputs, outputs, name=cfg.name.replace("-", "_").replace(".", "_"))
     check_output(model, cfg.task, n_out)
     return model

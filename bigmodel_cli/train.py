@@ -268,7 +268,7 @@ def fit(
                 pass  # learning rate is part of the optimizer state; not overridable on resume
         else:
             state = TrainState()
-            model = models.build_model(cfg, len(data.features), data.classes, base_dir, data.train.x)
+            model = models.build_model(cfg, len(data.features), data.classes, base_dir, data.train.x, data.train.y)
             optimizer = models.make_optimizer(cfg, replicas)
             model.compile(optimizer=optimizer, loss=cfg.train.loss)
             optimizer.build(model.trainable_variables)
@@ -300,15 +300,19 @@ def fit(
 
     n_sums = 2 + len(names)
     single = replicas == 1
+    # data.normalize_target: optimise the loss of the standardised target (the
+    # model ends in Rescaling(std, mean)); log losses in the target's units.
+    t_mean, t_std = models.target_stats(data.train.y) if cfg.data.normalize_target else (0.0, 1.0)
 
     def replica_step(x, y):
         with tf.GradientTape() as tape:
             p = model(x, training=True)
             per = loss_fn(y, p)
+            opt_per = loss_fn((y - t_mean) / t_std, (p - t_mean) / t_std) if cfg.data.normalize_target else per
             if single:
-                loss = tf.reduce_mean(per)
+                loss = tf.reduce_mean(opt_per)
             else:
-                loss = tf.nn.compute_average_loss(per, global_batch_size=G)
+                loss = tf.nn.compute_average_loss(opt_per, global_batch_size=G)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)

@@ -32,7 +32,7 @@ _out: Console | None = None
 def err_console() -> Console:
     global _err
     if _err is None:
-        _err = Console(stderr=True, highlight=False, soft_wrap=False)
+        _err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message = one line
     return _err
 
 
@@ -205,7 +205,8 @@ def _sized(p: Path | str) -> str:
 def eval_table(outcome: Any, console: Console | None = None) -> None:
     con = console or err_console()
     m = outcome.metrics
-    t = Table(title=f"{outcome.task} metrics on {outcome.data} ({m.get('rows', '?')} rows)", title_justify="left", box=None, show_header=False)
+    con.print(f"[bold]{outcome.task} metrics[/] on {outcome.data} ({m.get('rows', '?')} rows)")
+    t = Table(box=None, show_header=False)
     t.add_column(style="bold")
     t.add_column(justify="right")
     for k, v in m.items():
@@ -220,7 +221,8 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
             pc.add_row(str(row["class"]), fmt(row["precision"]), fmt(row["recall"]), fmt(row["f1"]), str(row["support"]))
         con.print(pc)
     if "confusion_matrix" in m:
-        cm = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left", box=None, header_style="bold")
+        con.print("confusion matrix (rows: true, columns: predicted)")
+        cm = Table(box=None, header_style="bold")
         cm.add_column("")
         for c in m["classes"]:
             cm.add_column(str(c), justify="right")

@@ -1,0 +1,50 @@
+# bigmodel: `make demo` and `make test` set up everything they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo
+
+.PHONY: install demo test test-slow test-all bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "bigmodel needs Python 3.11+; run: make PYTHON=python3.11 ..."'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: train the mnist-cnn template on its 8,000 shipped digits, evaluate on
+## 2,000 others, predict a CSV and export ONNX. Earlier runs in $(DEMO)/runs are kept.
+demo: $(STAMP)
+	$(BIN)/bigmodel init $(DEMO) --template mnist-cnn --force
+	$(BIN)/bigmodel train $(DEMO)
+	$(BIN)/bigmodel eval $(DEMO)
+	$(BIN)/bigmodel predict $(DEMO) --input $(DEMO)/data/test.csv --output $(DEMO)/predictions.csv --probabilities --force
+	$(BIN)/bigmodel export $(DEMO) --format onnx --output $(DEMO)/model.onnx --force
+	@echo
+	@echo "demo done:"
+	@echo "  test accuracy  $$($(BIN)/python -c 'import json,sys; print(format(json.load(open(sys.argv[1]))["accuracy"], ".2%"))' $$(ls -td $(DEMO)/runs/*/ | head -1)metrics.json)  ($$(ls -td $(DEMO)/runs/*/ | head -1)metrics.json)"
+	@echo "  predictions    $(DEMO)/predictions.csv"
+	@echo "  ONNX model     $(DEMO)/model.onnx"
+
+## test: the fast suite (under 10 minutes on 2 cores).
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+## test-slow: end-to-end checks that take minutes (full templates, kills, workers).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## bench: speed and memory against baselines measured in the same run.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/train_bench.py
+	$(BIN)/python benchmarks/predict_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,59 @@
+"""--help, --version, init and templates answer without importing TensorFlow."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+CHECK = "import sys; from bigmodel_cli.cli import main; rc = main({args!r}); print('TF' if 'tensorflow' in sys.modules else 'noTF', rc)"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["templates"], ["train", "--help"], ["init", "{tmp}/exp", "-t", "linear"]])
+def test_no_tensorflow_import(args, tmp_path):
+    args = [a.format(tmp=tmp_path) for a in args]
+    p = subprocess.run([sys.executable, "-c", CHECK.format(args=args)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.stdout.strip().splitlines()[-1] == "noTF 0", p.stdout + p.stderr
+
+
+def test_version(cli):
+    r = cli("--version")
+    assert r.code == 0 and r.out.startswith("bigmodel ")
+
+
+def test_templates_lists_all(cli):
+    r = cli("templates", "--json")
+    import json
+
+    names = {t["name"] for t in json.loads(r.out)}
+    assert {"mnist-cnn", "linear", "regression", "binary-classifier"} <= names
+
+
+def test_init_refuses_non_empty_and_unknown(cli, tmp_path):
+    target = tmp_path / "exp"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    r = cli("init", target, "-t", "linear")
+    assert r.code == 2 and "not empty" in r.err and "--force" in r.err
+    assert (target / "notes.txt").read_text() == "mine" and not (target / "experiment.yaml").exists()
+    r = cli("init", tmp_path / "new", "-t", "mnist-cnnn")
+    assert r.code == 2 and "unknown template" in r.err and "mnist-cnn" in r.err
+    assert not (tmp_path / "new").exists()
+    r = cli("init", target, "-t", "linear", "--force")
+    assert r.code == 0 and (target / "experiment.yaml").is_file() and (target / "notes.txt").read_text() == "mine"
+
+
+def test_installed_wheel_carries_templates(tmp_path):
+    """`pip install .` (not editable) must ship templates/: build the wheel and look inside."""
+    import zipfile
+
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    if p.returncode != 0 and "No module named" in p.stderr:
+        pytest.skip("wheel building tools missing: " + p.stderr.strip().splitlines()[-1])
+    assert p.returncode == 0, p.stderr
+    wheel = next(tmp_path.glob("bigmodel-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for t in ("mnist-cnn", "linear", "regression", "binary-classifier"):
+        assert f"bigmodel_cli/templates/{t}/experiment.yaml" in names
+        assert f"bigmodel_cli/templates/{t}/data/train.csv" in names

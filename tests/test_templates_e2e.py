@@ -1,0 +1,121 @@
+"""Each template end to end through the CLI: init, train, eval, predict, export."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+RUN_FILES = ["config.yaml", "meta.json", "history.csv", "model.keras", "checkpoints/last.keras", "checkpoints/best.keras", "plots/training.png"]
+
+CASES = [
+    # template, overrides for a quick run, export format
+    ("mnist-cnn", ["train.epochs=1", "train.steps_per_epoch=20"], "onnx"),
+    ("regression", ["train.epochs=2"], "savedmodel"),
+    ("binary-classifier", ["train.epochs=2"], "tflite"),
+    ("linear", ["train.epochs=1"], "keras"),
+]
+
+
+def _sets(overrides):
+    out = []
+    for o in overrides:
+        out += ["--set", o]
+    return out
+
+
+@pytest.mark.parametrize("template,overrides,fmt", CASES, ids=[c[0] for c in CASES])
+def test_template_end_to_end(template, overrides, fmt, make_exp, cli, tmp_path):
+    exp = make_exp(template)
+    r = cli("train", exp, *_sets(overrides))
+    assert r.code == 0, r.err
+    run = Path(r.out.strip().splitlines()[-1])
+    assert run.parent == exp / "runs" and run.name.startswith(template)
+    for f in RUN_FILES:
+        assert (run / f).is_file(), f"{f} missing after train"
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1))
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["sessions"][-1]["status"] == "completed" and meta["versions"]["tensorflow"]
+
+    r = cli("eval", run, "--json")
+    assert r.code == 0, r.err
+    metrics = json.loads(r.out)
+    assert (run / "metrics.json").is_file() and json.loads((run / "metrics.json").read_text()) == metrics
+    if template in ("mnist-cnn", "binary-classifier"):
+        assert 0.0 <= metrics["accuracy"] <= 1.0 and (run / "plots/confusion_matrix.png").is_file()
+    else:
+        assert {"mse", "mae", "rmse", "r2"} <= set(metrics)
+
+    data = exp / "data" / ("predict.csv" if template == "linear" else "test.csv")
+    out = tmp_path / "preds.csv"
+    r = cli("predict", run, "--input", data, "--output", out)
+    assert r.code == 0, r.err
+    preds = list(csv.DictReader(open(out)))
+    src = list(csv.DictReader(open(data)))
+    assert len(preds) == len(src)
+    cfg_ids = {"regression": "patient_id", "binary-classifier": "sample_id"}
+    if template in cfg_ids:
+        assert [p[cfg_ids[template]] for p in preds] == [s[cfg_ids[template]] for s in src]
+
+    target = tmp_path / ("export" + {"onnx": ".onnx", "savedmodel": "", "tflite": ".tflite", "keras": ".keras"}[fmt])
+    r = cli("export", run, "--format", fmt, "--output", target, "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["parity_ok"] and doc["max_abs_diff"] < 1e-4 and Path(doc["path"]).exists() and doc["size_bytes"] > 0
+    r = cli("export", run, "--format", fmt, "--output", target)
+    assert r.code == 2 and "exists" in r.err
+
+
+def test_linear_recovers_least_squares(make_exp, cli, tmp_path):
+    """θ0 = 2.20 ± 0.02 and θ1 = 0.60 ± 0.01, read back with predict at x = 0 and 1."""
+    exp = make_exp("linear")
+    r = cli("train", exp)
+    assert r.code == 0, r.err
+    out = tmp_path / "line.csv"
+    assert cli("predict", exp, "--input", exp / "data/predict.csv", "--output", out).code == 0
+    p = [float(row["prediction"]) for row in csv.DictReader(open(out))]
+    theta0, theta1 = p[0], p[1] - p[0]
+    assert abs(theta0 - 2.2) <= 0.02 and abs(theta1 - 0.6) <= 0.01, (theta0, theta1)
+
+
+def test_same_seed_same_history(make_exp, cli):
+    exp = make_exp("regression")
+    runs = []
+    for _ in range(2):
+        r = cli("train", exp, "--set", "train.epochs=3")
+        assert r.code == 0, r.err
+        runs.append(Path(r.out.strip().splitlines()[-1]))
+    assert runs[0] != runs[1]  # never overwritten
+    strip = lambda run: [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_s")} for row in csv.DictReader(open(run / "history.csv"))]  # noqa: E731
+    assert strip(runs[0]) == strip(runs[1])
+
+
+def test_model_py_hook_and_declarative_layers(make_exp, cli):
+    exp = make_exp("binary-classifier")
+    (exp / "model.py").write_text(
+        "import keras\n"
+        "def build(input_shape, num_outputs, config):\n"
+        "    inp = keras.Input(input_shape)\n"
+        "    x = keras.layers.Dense(4, activation='tanh')(inp)\n"
+        "    return keras.Model(inp, keras.layers.Dense(num_outputs, activation='sigmoid')(x))\n"
+    )
+    r = cli("train", exp, "--set", "model.layers=null", "--set", "model.architecture=model.py:build", "--set", "train.epochs=1")
+    assert r.code == 0, r.err
+    run = Path(r.out.strip().splitlines()[-1])
+    assert (run / "model.py").is_file()  # copied for reproducibility
+    import keras
+
+    m = keras.models.load_model(run / "model.keras")
+    assert any(getattr(getattr(l, "activation", None), "__name__", "") == "tanh" for l in m._flatten_layers())
+
+
+def test_print_config_shows_resolved_values(make_exp, cli):
+    exp = make_exp("regression")
+    r = cli("train", exp, "--print-config", "--set", "train.epochs=7")
+    assert r.code == 0
+    import yaml
+
+    cfg = yaml.safe_load(r.out)
+    assert cfg["train"]["epochs"] == 7 and cfg["train"]["loss"] == "mse" and not (exp / "runs").exists()
