@@ -153,27 +153,35 @@ def train(
         datasets = data_mod.load_datasets(cfg, base_dir)
 
     plan = distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
-    if not resume:
-        cfg.data.features = datasets.features
-        cfg.data.classes = datasets.classes
-        if plan.is_chief:
-            run_dir = create_run(base_dir, cfg.name)
-        else:
-            import tempfile
+    session: dict[str, Any] = {}
 
-            run_dir = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))  # never shown to the user
-            (run_dir / CHECKPOINTS).mkdir()
-            (run_dir / PLOTS).mkdir()
-        atomic_write_text(run_dir / CONFIG_FILE, dump(cfg))
-        if cfg.model.architecture and ":" in cfg.model.architecture:
-            shutil.copyfile(base_dir / cfg.model.architecture.split(":")[0], run_dir / "model.py")
-    assert run_dir is not None
-    current_run_dir = run_dir
-    meta = _start_session(run_dir, cfg, plan, resume, datasets)
-    resume_cmd = f"bigmodel train {run_dir} --resume"
+    def open_run() -> Path:
+        """Called by fit once every check has passed: nothing is written before."""
+        global current_run_dir
+        nonlocal run_dir
+        if run_dir is None:
+            cfg.data.features = datasets.features
+            cfg.data.classes = datasets.classes
+            if plan.is_chief:
+                run_dir = create_run(base_dir, cfg.name)
+            else:
+                import tempfile
+
+                run_dir = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))  # never shown to the user
+                (run_dir / CHECKPOINTS).mkdir()
+                (run_dir / PLOTS).mkdir()
+            atomic_write_text(run_dir / CONFIG_FILE, dump(cfg))
+            if cfg.model.architecture and ":" in cfg.model.architecture:
+                shutil.copyfile(base_dir / cfg.model.architecture.split(":")[0], run_dir / "model.py")
+        current_run_dir = run_dir
+        session["meta"] = _start_session(run_dir, cfg, plan, resume, datasets)
+        return run_dir
+
     status = "failed"
     try:
-        result = train_mod.fit(cfg, base_dir, run_dir, datasets, observer, strategy_plan=plan, resume=resume, resume_command=resume_cmd)
+        if resume:
+            open_run()
+        result = train_mod.fit(cfg, base_dir, run_dir if resume else open_run, datasets, observer, strategy_plan=plan, resume=resume)
         status = "completed"
     except BaseException as e:
         from .errors import Interrupted
@@ -181,7 +189,9 @@ def train(
         status = "interrupted" if isinstance(e, (Interrupted, KeyboardInterrupt)) else "failed"
         raise
     finally:
-        _end_session(run_dir, meta, status, plan.is_chief)
+        if "meta" in session and run_dir is not None:
+            _end_session(run_dir, session["meta"], status, plan.is_chief)
+    run_dir = result.run_dir
     plot = None
     if plan.is_chief:
         from .evaluate import plot_history

@@ -302,7 +302,9 @@ def validate(raw: dict[str, Any], source: str = "config", node: yaml.Node | None
 
 
 def _explain(e: ValidationError, source: str, node: yaml.Node | None, overridden: dict[str, str]) -> ConfigError:
-    err = e.errors(include_url=False)[0]
+    errors = e.errors(include_url=False)
+    # An unknown key usually explains a "missing" one (a typo): report it first.
+    err = sorted(errors, key=lambda x: x["type"] != "extra_forbidden")[0]
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[", "list[", "float", "str", "int", "EarlyStopping"))))
     ctx_err = (err.get("ctx") or {}).get("error")
     if isinstance(ctx_err, _CrossError):

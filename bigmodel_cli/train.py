@@ -31,7 +31,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -230,12 +230,11 @@ def monitor_mode(name: str, mode: str) -> str:
 def fit(
     cfg: ExperimentConfig,
     base_dir: Path,
-    run_dir: Path,
+    run_dir: "Path | Callable[[], Path]",
     data: Datasets,
     observer: Observer | None = None,
     strategy_plan=None,
     resume: bool = False,
-    resume_command: str | None = None,
 ) -> TrainResult:
     import keras
     import tensorflow as tf
@@ -253,19 +252,18 @@ def fit(
         raise ConfigError(f"train.batch_size {G} is larger than the {n_train} training rows", hint=f"use train.batch_size <= {n_train}")
     is_chief = plan.is_chief
     names = metric_names(cfg)
-    ckpt_dir = run_dir / CHECKPOINTS
 
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
         if resume:
-            state = read_state(ckpt_dir / LAST)
+            assert isinstance(run_dir, Path), "resume needs the run folder"
+            last = run_dir / CHECKPOINTS / LAST
+            state = read_state(last)
             try:
-                model = keras.models.load_model(ckpt_dir / LAST, compile=True)
+                model = keras.models.load_model(last, compile=True)
             except Exception as e:
-                raise ModelFileError(f"cannot load checkpoint {ckpt_dir / LAST}: {str(e).splitlines()[0][:200]}") from None
-            optimizer = model.optimizer
-            if cfg.train.learning_rate and optimizer is not None:
-                pass  # learning rate is part of the optimizer state; not overridable on resume
+                raise ModelFileError(f"cannot load checkpoint {last}: {str(e).splitlines()[0][:200]}") from None
+            optimizer = model.optimizer  # its learning rate and state come from the checkpoint
         else:
             state = TrainState()
             model = models.build_model(cfg, len(data.features), data.classes, base_dir, data.train.x, data.train.y)
@@ -351,6 +349,10 @@ def fit(
     if monitor not in valid_monitors:
         raise ConfigError(f"train.early_stopping.monitor '{monitor}' is not logged", hint=f"choose one of: {', '.join(valid_monitors)}")
 
+    # Every check has passed: only now does the run folder come into being.
+    if callable(run_dir):
+        run_dir = run_dir()
+    ckpt_dir = run_dir / CHECKPOINTS
     K = cfg.train.steps_per_execution
     every = cfg.train.checkpoint_every_steps
     info = {
@@ -375,7 +377,7 @@ def fit(
             write_history(run_dir, st.history)
         name = "SIGINT (Ctrl-C)" if sig == signal.SIGINT else "SIGTERM" if sig == signal.SIGTERM else f"signal {sig}"
         where = f"epoch {st.epoch + 1}, step {st.step}/{steps_per_epoch}" if st.step else f"after epoch {st.epoch}"
-        return Interrupted(f"training interrupted by {name} at {where}; resume state saved in {run_dir}", resume_command, str(run_dir))
+        return Interrupted(f"training interrupted by {name} at {where}; resume state saved in {run_dir}", f"bigmodel train {run_dir} --resume", str(run_dir))
 
     with StopFlag() as stop:
         epoch = state.epoch
