@@ -46,6 +46,7 @@ class PredictSpec:
     probabilities: bool = False
     missing: str = "error"
     fill_value: float = 0.0
+    notes: list[str] = field(default_factory=list)  # warnings for the user
 
 
 @dataclass
@@ -55,6 +56,7 @@ class PredictResult:
     rows_per_s: float
     output: str
     input: str
+    notes: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ readers
@@ -83,6 +85,11 @@ def _header(stream_factory: Callable[[], Any], delimiter: str) -> list[str]:
 
 
 def _check_input_columns(have: list[str], spec: PredictSpec, source: str) -> None:
+    """Features and --columns are required; a missing id column is dropped with a note."""
+    absent_ids = [c for c in spec.id_columns if c not in have and c not in spec.features]
+    if absent_ids:
+        spec.id_columns = [c for c in spec.id_columns if c not in absent_ids]
+        spec.notes.append(f"{source} has no id column {', '.join(repr(c) for c in absent_ids)}; predictions are written without it")
     needed = spec.features + spec.id_columns + spec.keep_columns
     missing = [c for c in needed if c not in have]
     if missing:
@@ -105,8 +112,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterato
     source = "stdin" if path == "-" else path
     if path != "-" and not os.path.exists(path):
         raise DataError(f"input file {path} does not exist")
-    wanted = list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns))
-    text_cols = [c for c in spec.id_columns + spec.keep_columns if c not in spec.features]
+    wanted = lambda: list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns))  # noqa: E731 (after the column check)
     if fmt in ("csv", "tsv"):
         import pyarrow.csv as pc
 
@@ -124,6 +130,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterato
         if not header:
             raise DataError(f"{source} has no header line")
         _check_input_columns(header, spec, source)
+        text_cols = [c for c in spec.id_columns + spec.keep_columns if c not in spec.features]
         types = {c: pa.float32() for c in spec.features}
         types.update({c: pa.string() for c in text_cols})
         try:
@@ -131,7 +138,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterato
                 factory(),
                 read_options=pc.ReadOptions(block_size=BLOCK_BYTES),
                 parse_options=pc.ParseOptions(delimiter=delim),
-                convert_options=pc.ConvertOptions(column_types=types, include_columns=wanted, strings_can_be_null=False),
+                convert_options=pc.ConvertOptions(column_types=types, include_columns=wanted(), strings_can_be_null=False),
             )
         except pa.ArrowInvalid as e:
             raise _locate(factory, delim, header, spec, 0, source, e) from None
@@ -153,7 +160,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterato
         except (pa.ArrowInvalid, OSError) as e:
             raise DataError(f"{source}: not a readable Parquet file: {e}") from None
         _check_input_columns(pf.schema_arrow.names, spec, source)
-        for batch in pf.iter_batches(batch_size=65536, columns=wanted):
+        for batch in pf.iter_batches(batch_size=65536, columns=wanted()):
             yield _cast_features(batch, spec)
     elif fmt == "jsonl":
         import pyarrow.json as pj
@@ -173,7 +180,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterato
             except pa.ArrowInvalid as e:
                 raise DataError(f"{source}: cannot parse JSON lines after row {rows}: {e}") from None
             rows += batch.num_rows
-            yield _cast_features(batch.select(wanted), spec, source, rows - batch.num_rows)
+            yield _cast_features(batch.select(wanted()), spec, source, rows - batch.num_rows)
     else:
         raise DataError(f"{source}: predict reads csv, tsv, parquet or jsonl, not {fmt}")
 
@@ -408,6 +415,9 @@ def predict_file(
     progress: Callable[[int, float], None] | None = None,
 ) -> PredictResult:
     """Predict every row of one input; rows stay in order."""
+    import copy
+
+    spec = copy.deepcopy(spec)  # per file: a missing id column changes it
     t0 = time.perf_counter()
     infer = make_infer(model, len(spec.features))
     bs = batch_size or default_batch_size(model)
@@ -415,7 +425,6 @@ def predict_file(
     rows = 0
     ok = False
     source = "stdin" if input_path == "-" else input_path
-    total = os.path.getsize(input_path) if input_path != "-" and os.path.exists(input_path) else 0
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigmodel-writer")
     pending: Future | None = None
     try:
@@ -436,5 +445,4 @@ def predict_file(
         pool.shutdown(wait=True)
         writer.close(ok)
     secs = time.perf_counter() - t0
-    _ = total
-    return PredictResult(rows=rows, seconds=secs, rows_per_s=rows / max(secs, 1e-9), output=output_path, input=input_path)
+    return PredictResult(rows=rows, seconds=secs, rows_per_s=rows / max(secs, 1e-9), output=output_path, input=input_path, notes=spec.notes)

@@ -253,6 +253,8 @@ class PredictProgress:
 
     def done(self, results: list[Any]) -> None:
         for r in results:
+            for note in r.notes:
+                self.console.print(f"[yellow]note:[/] {note}")
             where = "stdout" if r.output == "-" else _sized(r.output)
             self.console.print(f"predicted {r.rows:,} rows in {r.seconds:.1f}s ({r.rows_per_s:,.0f} rows/s) -> {where}")
 

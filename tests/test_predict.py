@@ -129,6 +129,16 @@ def test_missing_feature_column_named(trained, tmp_path, cli):
     assert r.code == 2 and "'bmi'" in r.err and "columns" in r.err
 
 
+def test_missing_id_column_is_a_note_not_an_error(trained, tmp_path, cli):
+    df = big_frame(50).drop(columns=["patient_id"])
+    src = tmp_path / "in.csv"
+    df.to_csv(src, index=False)
+    out = tmp_path / "o.csv"
+    r = cli("predict", trained, "--input", src, "--output", out)
+    assert r.code == 0 and "no id column 'patient_id'" in r.err
+    assert list(pd.read_csv(out).columns) == ["prediction"] and len(pd.read_csv(out)) == 50
+
+
 def test_existing_output_needs_force(trained, tmp_path, cli):
     src = tmp_path / "in.csv"
     big_frame(10).to_csv(src, index=False)

@@ -1,0 +1,168 @@
+"""Crash safety: kill -9 at any moment, resume, and nothing is lost or repeated."""
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+CFG = ["train.epochs=8", "train.steps_per_execution=1", "train.checkpoint_every_steps=4"]
+
+
+def _sets(items):
+    out = []
+    for o in items:
+        out += ["--set", o]
+    return out
+
+
+def start_train(exp: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.Popen([sys.executable, "-m", "bigmodel_cli", "train", str(exp), *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def wait_for(pred, timeout=120.0):
+    t = time.time()
+    while time.time() - t < timeout:
+        if pred():
+            return True
+        time.sleep(0.02)
+    raise TimeoutError
+
+
+def history(run: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in csv.DictReader(open(run / "history.csv"))]
+
+
+def weights(path: Path) -> list[np.ndarray]:
+    import keras
+
+    return [np.asarray(w) for w in keras.models.load_model(path, compile=False).get_weights()]
+
+
+def all_files_load(run: Path) -> None:
+    import json
+
+    import keras
+    import yaml
+
+    for p in run.rglob("*"):
+        if p.suffix == ".keras":
+            keras.models.load_model(p, compile=False)
+        elif p.suffix == ".json":
+            json.loads(p.read_text())
+        elif p.suffix == ".yaml":
+            yaml.safe_load(p.read_text())
+        elif p.suffix == ".csv":
+            list(csv.DictReader(open(p)))
+    assert not [p for p in run.rglob(".*") if p.is_file()], "temporary files left in the run folder"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run with the same seed and config."""
+    from bigmodel_cli import api
+
+    exp = tmp_path_factory.mktemp("ref") / "exp"
+    api.init(exp, "regression")
+    out = api.train(exp, CFG)
+    return out.run_dir
+
+
+def run_folder(exp: Path) -> Path:
+    runs = list((exp / "runs").glob("regression-*"))
+    assert len(runs) == 1
+    return runs[0]
+
+
+@pytest.mark.parametrize("when", ["after-epoch", "mid-epoch"])
+def test_kill9_then_resume_matches_uninterrupted(when, reference, make_exp, cli):
+    exp = make_exp("regression")
+    p = start_train(exp, *_sets(CFG))
+    if when == "after-epoch":
+        wait_for(lambda: (exp / "runs").exists() and any((r / "history.csv").exists() and len(history(r)) >= 2 for r in (exp / "runs").iterdir()))
+    else:
+        wait_for(lambda: (exp / "runs").exists() and any((r / "checkpoints/last.keras").exists() for r in (exp / "runs").iterdir()))
+        time.sleep(random.uniform(0.05, 0.6))
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    run = run_folder(exp)
+    all_files_load(run)
+    r = cli("train", run, "--resume")
+    assert r.code == 0, r.err
+    h = history(run)
+    assert [int(x["epoch"]) for x in h] == list(range(1, 9))  # each epoch exactly once
+    assert h == history(reference)
+    for a, b in zip(weights(run / "model.keras"), weights(reference / "model.keras")):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    all_files_load(run)
+    import json
+
+    sessions = json.loads((run / "meta.json").read_text())["sessions"]
+    assert len(sessions) == 2 and sessions[0]["status"] == "running" and sessions[1]["status"] == "completed" and sessions[1]["resumed"]
+
+
+def test_resume_finished_changes_nothing_then_extends(make_exp, cli):
+    from conftest import snapshot
+
+    exp = make_exp("regression")
+    r = cli("train", exp, "--set", "train.epochs=2")
+    run = Path(r.out.strip().splitlines()[-1])
+    before = snapshot(run)
+    r = cli("train", run, "--resume")
+    assert r.code == 0 and "already finished" in r.err and snapshot(run) == before
+    r = cli("train", run, "--resume", "--set", "train.batch_size=8")
+    assert r.code == 2 and "cannot change when resuming" in r.err and "train.epochs" in r.err and snapshot(run) == before
+    r = cli("train", exp, "--resume", "--set", "train.epochs=4")  # experiment folder = its latest run
+    assert r.code == 0, r.err
+    assert [int(x["epoch"]) for x in history(run)] == [1, 2, 3, 4]
+
+
+def test_sigint_saves_state_and_prints_resume_command(make_exp):
+    exp = make_exp("regression")
+    p = start_train(exp, *_sets(["train.epochs=500"]))
+    wait_for(lambda: (exp / "runs").exists() and any((r / "history.csv").exists() for r in (exp / "runs").iterdir()))
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    run = run_folder(exp)
+    assert f"bigmodel train {run} --resume" in err and "Traceback" not in err
+    import json
+
+    assert json.loads((run / "meta.json").read_text())["sessions"][-1]["status"] == "interrupted"
+    all_files_load(run)
+
+
+def test_killed_predict_leaves_no_output(tmp_path, make_exp, cli):
+    import pandas as pd
+
+    exp = make_exp("regression")
+    assert cli("train", exp, "--set", "train.epochs=1").code == 0
+    import pyarrow as pa
+    import pyarrow.csv as pc
+
+    n = 8_000_000  # several seconds of predicting: the kill lands mid-file
+    rng = np.random.default_rng(0)
+    src = tmp_path / "big.csv"
+    names = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    block = pa.Table.from_arrays([pa.array(np.arange(n // 8))] + [pa.array(rng.normal(size=n // 8).round(2).astype("float32")) for _ in names], names=["patient_id", *names])
+    with pc.CSVWriter(str(src), block.schema) as w:
+        for _ in range(8):
+            w.write_table(block)
+    out = tmp_path / "preds.csv"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    p = subprocess.Popen([sys.executable, "-m", "bigmodel_cli", "predict", str(exp), "--input", str(src), "--output", str(out)], env=env, stderr=subprocess.PIPE, cwd=ROOT)
+    wait_for(lambda: any(tmp_path.glob(".preds.csv.*")))  # the model is loaded, rows are flowing
+    time.sleep(1.0)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "predict finished before the kill: make the file bigger"
+    assert not out.exists()
