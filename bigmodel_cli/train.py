@@ -357,7 +357,7 @@ def fit(
     every = cfg.train.checkpoint_every_steps
     info = {
         "epochs": cfg.train.epochs, "steps_per_epoch": steps_per_epoch, "metrics": names, "validation": has_val,
-        "strategy": type(strategy).__name__, "replicas": replicas, "global_batch": G, "per_replica_batch": per_replica,
+        "strategy": {"one_device": "OneDeviceStrategy", "mirrored": "MirroredStrategy", "multi_worker": "MultiWorkerMirroredStrategy"}.get(plan.kind, type(strategy).__name__), "replicas": replicas, "global_batch": G, "per_replica_batch": per_replica,
         "learning_rate": float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate))), "devices": plan.devices,
         "start_epoch": state.epoch, "train_rows": n_train, "val_rows": len(data.validation) if has_val else 0,
         "params": int(model.count_params()), "is_chief": is_chief, "plan": plan.as_dict(),

@@ -1,0 +1,68 @@
+"""Strategy selection for every input, without GPUs."""
+
+import json
+
+import pytest
+
+from bigmodel_cli.distribute import per_replica_batch, plan
+from bigmodel_cli.errors import EnvironmentProblem
+
+TWO = json.dumps({"cluster": {"worker": ["h1:1", "h2:1"]}, "task": {"type": "worker", "index": 1}})
+ONE = json.dumps({"cluster": {"worker": ["h1:1"]}, "task": {"type": "worker", "index": 0}})
+GPUS = ["/physical_device:GPU:0", "/physical_device:GPU:1", "/physical_device:GPU:2"]
+
+
+@pytest.mark.parametrize(
+    "distribute,gpus,env,devices,kind,devs",
+    [
+        ("auto", [], {}, None, "one_device", ["/cpu:0"]),
+        ("auto", GPUS[:1], {}, None, "one_device", ["/gpu:0"]),
+        ("auto", GPUS, {}, None, "mirrored", ["/gpu:0", "/gpu:1", "/gpu:2"]),
+        ("auto", GPUS, {}, [0, 2], "mirrored", ["/gpu:0", "/gpu:2"]),
+        ("auto", GPUS, {}, [1], "one_device", ["/gpu:1"]),
+        ("auto", [], {"TF_CONFIG": TWO}, None, "multi_worker", ["/cpu:0"]),
+        ("auto", [], {"TF_CONFIG": ONE}, None, "one_device", ["/cpu:0"]),
+        ("auto", [], {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "2"}, None, "multi_worker", ["/cpu:0"]),
+        ("cpu", GPUS, {}, None, "one_device", ["/cpu:0"]),
+        ("gpu", GPUS, {}, None, "one_device", ["/gpu:0"]),
+        ("mirrored", GPUS[:2], {}, None, "mirrored", ["/gpu:0", "/gpu:1"]),
+        ("multi_worker", [], {"TF_CONFIG": TWO}, None, "multi_worker", ["/cpu:0"]),
+    ],
+)
+def test_plan(distribute, gpus, env, devices, kind, devs):
+    p = plan(distribute, gpus, env, devices)
+    assert (p.kind, p.devices) == (kind, devs)
+
+
+def test_chief_and_workers():
+    assert not plan("auto", [], {"TF_CONFIG": TWO}).is_chief  # index 1
+    chief = json.dumps({"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "chief", "index": 0}})
+    p = plan("auto", [], {"TF_CONFIG": chief})
+    assert p.workers == 2 and p.is_chief
+    assert plan("auto", [], {"SLURM_JOB_ID": "1", "SLURM_NTASKS": "2", "SLURM_PROCID": "0"}).is_chief
+
+
+@pytest.mark.parametrize(
+    "distribute,gpus,env,devices,words",
+    [
+        ("gpu", [], {}, None, ["no GPU", "0 GPU"]),
+        ("mirrored", [], {}, None, ["no GPU"]),
+        ("auto", GPUS[:1], {}, [3], ["GPU 3", "1 GPU"]),
+        ("multi_worker", [], {}, None, ["TF_CONFIG", "--workers"]),
+        ("auto", [], {"TF_CONFIG": "{oops"}, None, ["not valid JSON"]),
+        ("auto", [], {"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 5}}'}, None, ["worker:5", "not in the cluster"]),
+    ],
+)
+def test_plan_errors(distribute, gpus, env, devices, words):
+    with pytest.raises(EnvironmentProblem) as e:
+        plan(distribute, gpus, env, devices)
+    text = str(e.value) + (e.value.hint or "")
+    for w in words:
+        assert w in text
+
+
+def test_per_replica_batch():
+    assert per_replica_batch(64, 4) == 16
+    with pytest.raises(EnvironmentProblem) as e:
+        per_replica_batch(30, 4)
+    assert "split evenly over 4" in str(e.value) and "multiple of 4" in e.value.hint
