@@ -145,3 +145,75 @@ def test_bad_input(case, make_exp, cli, monkeypatch):
         assert w in r.err, f"{w!r} not in: {r.err}"
     assert snapshot(exp) == before, "files on disk changed"
     assert not (exp / "runs").exists() or not any((exp / "runs").iterdir()), "a run folder was left behind"
+
+
+# --- model files: each a clear line, exit 2 ------------------------------------
+
+
+def _tiny_model(path: Path, lam: bool = False) -> None:
+    import keras
+
+    inp = keras.Input((3,))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inp) if lam else inp
+    keras.Model(inp, keras.layers.Dense(1)(x)).save(path)
+
+
+def _newer(path: Path) -> None:
+    import json
+    import zipfile
+
+    _tiny_model(path.with_name("ok.keras"))
+    with zipfile.ZipFile(path.with_name("ok.keras")) as src, zipfile.ZipFile(path, "w") as dst:
+        for item in src.namelist():
+            data = src.read(item)
+            if item == "metadata.json":
+                meta = json.loads(data)
+                meta["keras_version"] = "9.0.0"
+                data = json.dumps(meta).encode()
+            dst.writestr(item, data)
+
+
+MODEL_CASES = [
+    ("garbage", lambda p: p.write_bytes(b"not a zip at all"), ["not a valid .keras file", "corrupt"]),
+    ("truncated", lambda p: (_tiny_model(p), p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])), ["corrupt or truncated"]),
+    ("newer-version", _newer, ["Keras 9.0.0", "newer", "upgrade"]),
+    ("lambda", lambda p: _tiny_model(p, lam=True), ["Lambda", "--unsafe"]),
+]
+
+
+@pytest.mark.parametrize("name,make,words", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
+def test_bad_model_file(name, make, words, tmp_path, cli):
+    model = tmp_path / "m.keras"
+    make(model)
+    data = tmp_path / "x.csv"
+    data.write_text("x0,x1,x2\n1,2,3\n")
+    before = snapshot(tmp_path)
+    r = cli("predict", model, "--input", data, "--output", tmp_path / "out.csv")
+    assert r.code == 2, r.err
+    assert "Traceback" not in r.err and len([ln for ln in r.err.splitlines() if ln.startswith("error:")]) == 1
+    for w in words:
+        assert w in r.err, r.err
+    assert snapshot(tmp_path) == before
+
+
+def test_lambda_model_allowed_with_unsafe(tmp_path, cli):
+    model = tmp_path / "m.keras"
+    _tiny_model(model, lam=True)
+    data = tmp_path / "x.csv"
+    data.write_text("x0,x1,x2\n1,2,3\n")
+    r = cli("predict", model, "--input", data, "--output", tmp_path / "o.csv", "--unsafe")
+    assert r.code == 0, r.err
+
+
+def test_internal_error_is_one_line_and_logged(cli, monkeypatch, tmp_path):
+    from bigmodel_cli import api
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(api, "current_run_dir", None)
+    monkeypatch.setattr(api, "templates", lambda: 1 / 0)
+    r = cli("templates")
+    assert r.code == 1 and "internal error: ZeroDivisionError" in r.err and "Traceback" not in r.err
+    log = tmp_path / "bigmodel" / "last-error.log"
+    assert str(log) in r.err and "Traceback" in log.read_text()
+    r = cli("templates", "--debug")
+    assert r.code == 1 and "Traceback" in r.err
