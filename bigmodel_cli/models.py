@@ -89,10 +89,13 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: np.ndarray | None):
     if d.normalize:
         if x_train is None:
             raise ConfigError("data.normalize needs the training data to compute mean and variance")
-        mean = np.nanmean(x_train, axis=0)
-        var = np.nanvar(x_train, axis=0)
-        var = np.where(var > 0, var, 1.0)
-        x = L.Normalization(mean=mean.tolist(), variance=var.tolist(), name="normalize")(x)
+        mean = np.nanmean(x_train, axis=0).astype(np.float64)
+        std = np.nanstd(x_train, axis=0).astype(np.float64)
+        std = np.where(std > 0, std, 1.0)
+        # (x - mean) / std as Rescaling, not keras Normalization: Normalization keeps
+        # mean/variance as eager tensors, which the ONNX exporter turns into extra
+        # graph inputs; Rescaling's constants live in the graph.
+        x = L.Rescaling(scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name="normalize")(x)
     if d.scale:
         x = L.Rescaling(1.0 / d.scale, name="scale")(x)
     if d.image_shape:

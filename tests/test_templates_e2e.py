@@ -68,6 +68,17 @@ def test_template_end_to_end(template, overrides, fmt, make_exp, cli, tmp_path):
     assert r.code == 2 and "exists" in r.err
 
 
+@pytest.mark.parametrize("template", ["binary-classifier", "regression"])
+def test_every_export_format_of_a_normalized_model(template, make_exp, cli, tmp_path):
+    """data.normalize (and normalize_target) live inside the model: every format must carry them."""
+    exp = make_exp(template)
+    assert cli("train", exp, "--set", "train.epochs=1").code == 0
+    for fmt, name in [("onnx", "m.onnx"), ("tflite", "m.tflite"), ("savedmodel", "sm"), ("keras", "m.keras")]:
+        r = cli("export", exp, "--format", fmt, "--output", tmp_path / name, "--json")
+        assert r.code == 0, f"{fmt}: {r.err}"
+        assert json.loads(r.out)["parity_ok"], fmt
+
+
 def test_linear_recovers_least_squares(make_exp, cli, tmp_path):
     """θ0 = 2.20 ± 0.02 and θ1 = 0.60 ± 0.01, read back with predict at x = 0 and 1."""
     exp = make_exp("linear")
