@@ -341,11 +341,12 @@ def predict(
     unsafe: bool = False,
     progress: Any = None,
 ):
-    from .predict import PredictSpec, predict_file
+    from .predict import make_infer, predict_file
 
     ref, cfg, model = _run_and_model(run, unsafe)
     spec = _predict_spec(cfg, model, probabilities, columns or [])
     files = expand_inputs(inputs)
+    infer = make_infer(model, len(spec.features))  # traced once for every file
     if output_dir is None and len(files) > 1:
         raise ConfigError(f"{len(files)} input files need --output-dir, not --output", hint="e.g. --output-dir preds/")
     results = []
@@ -362,8 +363,7 @@ def predict(
     else:
         targets = [output or "-"]
     for f, t in zip(files, targets):
-        results.append(predict_file(model, spec, f, t, batch_size=batch_size, force=force, fmt=input_format, progress=(lambda r, s, f=f: progress(f, r, s)) if progress else None))
-    _ = PredictSpec
+        results.append(predict_file(model, spec, f, t, infer=infer, batch_size=batch_size, force=force, fmt=input_format, progress=(lambda r, s, f=f: progress(f, r, s)) if progress else None))
     return results
 
 
@@ -435,7 +435,7 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
         try:
             base = _run_base_dir(ref.run_dir)
             spec = cfg.data.test or cfg.data.train
-            df = data_mod.read_table(spec, base, "test" if cfg.data.test else "train").head(64)
+            df = data_mod.read_table(spec, base, "test" if cfg.data.test else "train", nrows=64)
             sample = data_mod.numeric_matrix(df, list(cfg.data.features or []))
             sample = sample[np.isfinite(sample).all(axis=1)]
         except Exception:

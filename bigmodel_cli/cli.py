@@ -227,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args if a not in ("--debug", "--verbose")]
     if verbose:
         os.environ["BIGMODEL_VERBOSE"] = "1"
-    else:
-        _quiet()
+    from .distribute import quiet_tensorflow  # light: no TensorFlow import
+
+    quiet_tensorflow(verbose)
     from .ui import err_console
 
     con = err_console()
@@ -279,22 +280,6 @@ def _esc(s: str) -> str:
     from rich.markup import escape
 
     return escape(s)
-
-
-def _quiet() -> None:
-    import logging
-    import warnings
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    for name in ("tensorflow", "absl", "tf2onnx", "keras", "h5py"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    for mod in ("keras", "tensorflow", "tf2onnx", "google", "absl", "onnx", "numpy", "h5py"):
-        warnings.filterwarnings("ignore", module=mod)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def run() -> None:

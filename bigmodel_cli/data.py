@@ -66,12 +66,13 @@ def resolve_path(spec: str, base_dir: Path) -> Path:
     return p if p.is_absolute() else base_dir / p
 
 
-def read_table(spec: str, base_dir: Path, role: str = "train"):
-    """Read a whole table into a DataFrame (training-sized data)."""
+def read_table(spec: str, base_dir: Path, role: str = "train", nrows: int | None = None):
+    """Read a table into a DataFrame (training-sized data); ``nrows`` reads only the first rows."""
     import pandas as pd
 
     if spec.startswith("keras:"):
-        return _keras_set(spec, role)
+        df = _keras_set(spec, role)
+        return df.head(nrows) if nrows else df
     path = resolve_path(spec, base_dir)
     if not path.exists():
         raise DataError(f"data.{role}: file {path} does not exist", hint="check the path (relative paths are from the experiment folder)")
@@ -82,7 +83,7 @@ def read_table(spec: str, base_dir: Path, role: str = "train"):
         if path.stat().st_size == 0:
             raise DataError(f"{path} is empty", hint="the file needs a header line and at least one row")
         if fmt in ("csv", "tsv"):
-            df = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", compression=compression, low_memory=False)
+            df = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", compression=compression, low_memory=False, nrows=nrows)
         elif fmt == "parquet":
             df = pd.read_parquet(path)
         elif fmt == "jsonl":
@@ -104,6 +105,8 @@ def read_table(spec: str, base_dir: Path, role: str = "train"):
         raise DataError(f"{path}: not UTF-8 text (byte {e.start}): is it really a {fmt} file?") from None
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read as {fmt}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    if nrows:
+        df = df.head(nrows)
     if len(df) == 0:
         raise DataError(f"{path} has a header but no rows", hint="add data rows below the header")
     df.attrs["source"] = str(path)

@@ -126,12 +126,25 @@ def _have(gpus: list[str]) -> str:
 
 
 def quiet_tensorflow(verbose: bool) -> None:
-    """Silence TensorFlow's C++ and Python log noise unless --verbose."""
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    """Silence TensorFlow's C++ and Python log noise unless --verbose.
+
+    Only environment variables, loggers and warning filters: importing this
+    costs nothing, so the CLI calls it before any command runs."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if verbose:
+        return
+    import logging
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    for name in ("tensorflow", "absl", "tf2onnx", "keras", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for mod in ("keras", "tensorflow", "tf2onnx", "google", "absl", "onnx", "numpy", "h5py"):
+        warnings.filterwarnings("ignore", module=mod)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def import_tensorflow(verbose: bool | None = None):

@@ -142,16 +142,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterato
             )
         except pa.ArrowInvalid as e:
             raise _locate(factory, delim, header, spec, 0, source, e) from None
-        rows = 0
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as e:
-                raise _locate(factory, delim, header, spec, rows, source, e) from None
-            rows += batch.num_rows
-            yield batch
+        yield from _read_batches(reader, lambda rows, e: _locate(factory, delim, header, spec, rows, source, e))
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -172,17 +163,28 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterato
             raise DataError(f"{source}: cannot parse JSON lines: {e}") from None
         _check_input_columns(reader.schema.names, spec, source)
         rows = 0
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as e:
-                raise DataError(f"{source}: cannot parse JSON lines after row {rows}: {e}") from None
+        for batch in _read_batches(reader, lambda at, e: DataError(f"{source}: cannot parse JSON lines after row {at}: {e}")):
+            yield _cast_features(batch.select(wanted()), spec, source, rows)
             rows += batch.num_rows
-            yield _cast_features(batch.select(wanted()), spec, source, rows - batch.num_rows)
     else:
         raise DataError(f"{source}: predict reads csv, tsv, parquet or jsonl, not {fmt}")
+
+
+def _read_batches(reader, on_error: Callable[[int, Exception], Exception]) -> Iterator[Any]:
+    """Batches of a pyarrow streaming reader; a parse error becomes
+    ``on_error(rows read before it, error)``."""
+    import pyarrow as pa
+
+    rows = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as e:
+            raise on_error(rows, e) from None
+        rows += batch.num_rows
+        yield batch
 
 
 def _cast_features(batch, spec: PredictSpec, source: str = "input", first_row: int = 0):
@@ -393,9 +395,7 @@ def _output_table(batch, probs: np.ndarray, spec: PredictSpec):
     else:
         idx = probs.argmax(axis=1)
         full = probs
-    labels = np.asarray(classes, dtype=object)[idx]
-    arr = pa.array(labels.tolist())
-    arrays.append(arr)
+    arrays.append(pa.array(classes).take(pa.array(idx)))  # vectorised: no Python object per row
     names.append("prediction")
     if spec.probabilities:
         for i, c in enumerate(classes):
@@ -413,13 +413,14 @@ def predict_file(
     force: bool = False,
     fmt: str | None = None,
     progress: Callable[[int, float], None] | None = None,
+    infer: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> PredictResult:
     """Predict every row of one input; rows stay in order."""
     import copy
 
     spec = copy.deepcopy(spec)  # per file: a missing id column changes it
     t0 = time.perf_counter()
-    infer = make_infer(model, len(spec.features))
+    infer = infer or make_infer(model, len(spec.features))
     bs = batch_size or default_batch_size(model)
     writer = Writer(output_path, force)
     rows = 0
