@@ -78,6 +78,7 @@ class TrainOutcome:
     samples_per_s: float = 0.0
     best_epoch: int | None = None
     stopped_early: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 def resolved_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -193,11 +194,29 @@ def train(
             _end_session(run_dir, session["meta"], status, plan.is_chief)
     run_dir = result.run_dir
     plot = None
+    notes: list[str] = []
     if plan.is_chief:
         from .evaluate import plot_history
 
         plot = plot_history(result.history, run_dir / PLOTS / "training.png")
-    return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early)
+        notes += _inference_copy(result.model_path, datasets.train.x)
+    return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes)
+
+
+def _inference_copy(model_path: Path, x_train: Any) -> list[str]:
+    """Write the run's inference.onnx (predict's fast path); say why if it cannot be."""
+    from .export import write_inference_copy
+    from .models import load_trained
+    from .predict import default_batch_size
+
+    try:
+        model = load_trained(model_path, user_code_dir=model_path.parent)
+        r = write_inference_copy(model, model_path, x_train[:256], default_batch_size(model))
+    except Exception as e:  # the Keras model is the product; this copy is an optimisation
+        return [f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow"]
+    if not r.parity_ok:
+        return [f"no inference.onnx: it differs from Keras by {r.max_abs_diff:.3g}; predict will use TensorFlow"]
+    return []
 
 
 def _extends(overrides: list[str]) -> bool:
@@ -340,16 +359,38 @@ def predict(
     input_format: str | None = None,
     unsafe: bool = False,
     progress: Any = None,
+    engine: str = "auto",
 ):
-    from .predict import make_infer, predict_file
+    """Predict files. ``engine``: auto (the run's inference.onnx through
+    onnxruntime when it matches model.keras, else TensorFlow), onnxruntime,
+    or tensorflow."""
+    global current_run_dir
+    from .predict import make_infer, make_onnx_infer, predict_file
 
-    ref, cfg, model = _run_and_model(run, unsafe)
-    spec = _predict_spec(cfg, model, probabilities, columns or [])
+    if engine not in ("auto", "onnxruntime", "tensorflow"):
+        raise ConfigError(f"unknown --engine '{engine}'", hint="use auto, onnxruntime or tensorflow")
     files = expand_inputs(inputs)
-    infer = make_infer(model, len(spec.features))  # traced once for every file
     if output_dir is None and len(files) > 1:
         raise ConfigError(f"{len(files)} input files need --output-dir, not --output", hint="e.g. --output-dir preds/")
-    results = []
+    ref = resolve_run(run)
+    fast = None
+    if engine != "tensorflow" and ref.run_dir is not None:
+        from .export import inference_copy
+
+        fast = inference_copy(ref.model_path)
+    if engine == "onnxruntime" and fast is None:
+        raise ModelFileError(f"{ref.run_dir or ref.model_path} has no inference.onnx made from its model.keras", hint="use --engine tensorflow, or retrain (train writes it)")
+    if fast is not None:  # no TensorFlow import at all
+        current_run_dir = ref.run_dir
+        onnx_path, meta = fast
+        cfg = load_run_config(ref.run_dir)
+        spec = _predict_spec(cfg, None, probabilities, columns or [])
+        model, infer, used = None, make_onnx_infer(onnx_path), "onnxruntime"
+        batch_size = batch_size or int(meta.get("batch_size") or 8192)
+    else:
+        ref, cfg, model = _run_and_model(run, unsafe)
+        spec = _predict_spec(cfg, model, probabilities, columns or [])
+        infer, used = make_infer(model, len(spec.features)), "tensorflow"  # traced once for every file
     if output_dir is not None:
         out_dir = Path(output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -362,8 +403,11 @@ def predict(
                     raise PathError(f"output {t} exists already", hint="pass --force to overwrite it")
     else:
         targets = [output or "-"]
+    results = []
     for f, t in zip(files, targets):
-        results.append(predict_file(model, spec, f, t, infer=infer, batch_size=batch_size, force=force, fmt=input_format, progress=(lambda r, s, f=f: progress(f, r, s)) if progress else None))
+        r = predict_file(model, spec, f, t, infer=infer, batch_size=batch_size, force=force, fmt=input_format, progress=(lambda rows, s, f=f: progress(f, rows, s)) if progress else None)
+        r.engine = used
+        results.append(r)
     return results
 
 

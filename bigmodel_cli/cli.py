@@ -139,6 +139,7 @@ def predict(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rows per inference call (default: chosen for throughput)."),
     input_format: Optional[str] = typer.Option(None, "--input-format", help="Format of stdin: csv, tsv, parquet, jsonl."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    engine: str = typer.Option("auto", "--engine", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras, else TensorFlow), onnxruntime or tensorflow."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
 ) -> None:
@@ -150,9 +151,9 @@ def predict(
     if json_out and output == "-":
         raise BigmodelError("--json prints a summary on stdout, so predictions need --output FILE", hint="e.g. --output preds.csv --json")
     prog = ui.PredictProgress()
-    results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog)
+    results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog, engine=engine)
     if json_out:
-        docs = [{"input": r.input, "output": r.output, "rows": r.rows, "seconds": round(r.seconds, 3), "rows_per_s": round(r.rows_per_s, 1)} for r in results]
+        docs = [{"input": r.input, "output": r.output, "rows": r.rows, "seconds": round(r.seconds, 3), "rows_per_s": round(r.rows_per_s, 1), "engine": r.engine} for r in results]
         ui.print_json(docs[0] if len(docs) == 1 else docs)
     else:
         prog.done(results)

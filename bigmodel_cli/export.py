@@ -135,3 +135,54 @@ def _replace(src: Path, dst: Path) -> None:
     os.replace(dst, old)
     os.replace(src, dst)
     shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+# ------------------------------------------------- the run's inference copy
+
+INFERENCE_ONNX = "inference.onnx"
+INFERENCE_META = "inference.json"
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_inference_copy(model, model_path: Path, sample_x: np.ndarray, batch_size: int) -> ExportResult:
+    """``inference.onnx`` beside ``model.keras``: predict runs it with onnxruntime
+    and never imports TensorFlow. ``inference.json`` records the hash of the
+    model.keras it was made from, so a stale copy is never used."""
+    from .runs import atomic_write_json
+
+    run_dir = Path(model_path).parent
+    r = export_model(model, "onnx", run_dir / INFERENCE_ONNX, sample_x, force=True)
+    if not r.parity_ok:
+        (run_dir / INFERENCE_ONNX).unlink(missing_ok=True)
+        return r
+    atomic_write_json(run_dir / INFERENCE_META, {
+        "model_sha256": file_sha256(model_path), "batch_size": batch_size,
+        "max_abs_diff": r.max_abs_diff, "rows_compared": r.rows_compared, "runtime": r.runtime,
+    })
+    return r
+
+
+def inference_copy(model_path: Path) -> tuple[Path, dict] | None:
+    """The run's ONNX copy if it exists and was made from this very model.keras."""
+    import json
+
+    run_dir = Path(model_path).parent
+    onnx_path, meta_path = run_dir / INFERENCE_ONNX, run_dir / INFERENCE_META
+    if not (onnx_path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("model_sha256") != file_sha256(model_path):
+        return None
+    return onnx_path, meta

@@ -190,7 +190,12 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
         t.add_row("model", _sized(outcome.model_path))
     if outcome.plot:
         t.add_row("curves", _sized(outcome.plot))
+    inference = Path(outcome.run_dir) / "inference.onnx"
+    if inference.is_file():
+        t.add_row("inference", _sized(inference))
     con.print(t)
+    for note in outcome.notes:
+        con.print(f"[yellow]note:[/] {note}")
 
 
 def _sized(p: Path | str) -> str:
@@ -256,7 +261,7 @@ class PredictProgress:
             for note in r.notes:
                 self.console.print(f"[yellow]note:[/] {note}")
             where = "stdout" if r.output == "-" else _sized(r.output)
-            self.console.print(f"predicted {r.rows:,} rows in {r.seconds:.1f}s ({r.rows_per_s:,.0f} rows/s) -> {where}")
+            self.console.print(f"predicted {r.rows:,} rows in {r.seconds:.1f}s ({r.rows_per_s:,.0f} rows/s, {r.engine}) -> {where}")
 
 
 def export_summary(r: Any, console: Console | None = None) -> None:

@@ -161,3 +161,40 @@ def test_classifier_probabilities(tmp_path, cli, make_exp):
     assert set(got["prediction"]) <= {"benign", "malignant"}
     np.testing.assert_allclose(got["prob_benign"] + got["prob_malignant"], 1.0, atol=1e-5)
     assert ((got["prob_malignant"] > 0.5) == (got["prediction"] == "malignant")).all()
+
+
+def test_onnx_engine_skips_tensorflow_and_matches_it(trained, tmp_path, cli):
+    src = tmp_path / "in.csv"
+    df = big_frame(5_000, seed=4)
+    df.to_csv(src, index=False)
+    assert (trained / "inference.onnx").is_file() and (trained / "inference.json").is_file()
+    code = (
+        "import sys; from bigmodel_cli.cli import main; "
+        f"rc = main(['predict', {str(trained)!r}, '--input', {str(src)!r}, '--output', {str(tmp_path / 'fast.csv')!r}, '--json']); "
+        "print('TF' if 'tensorflow' in sys.modules else 'noTF', rc)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.stdout.strip().splitlines()[-1] == "noTF 0", p.stdout + p.stderr
+    assert json.loads("\n".join(p.stdout.strip().splitlines()[:-1]))["engine"] == "onnxruntime"
+    r = cli("predict", trained, "--input", src, "--output", tmp_path / "slow.csv", "--engine", "tensorflow", "--json")
+    assert r.code == 0 and json.loads(r.out)["engine"] == "tensorflow"
+    fast, slow = pd.read_csv(tmp_path / "fast.csv"), pd.read_csv(tmp_path / "slow.csv")
+    assert fast["patient_id"].tolist() == slow["patient_id"].tolist()
+    np.testing.assert_allclose(fast["prediction"], slow["prediction"], rtol=1e-5, atol=1e-3)
+
+
+def test_stale_inference_copy_is_never_used(trained, tmp_path, cli):
+    src = tmp_path / "in.csv"
+    big_frame(20).to_csv(src, index=False)
+    meta_path = trained / "inference.json"
+    original = meta_path.read_text()
+    try:
+        meta = json.loads(original)
+        meta["model_sha256"] = "0" * 64  # as if model.keras changed after the copy was made
+        meta_path.write_text(json.dumps(meta))
+        r = cli("predict", trained, "--input", src, "--output", tmp_path / "a.csv", "--json")
+        assert r.code == 0 and json.loads(r.out)["engine"] == "tensorflow"
+        r = cli("predict", trained, "--input", src, "--output", tmp_path / "b.csv", "--engine", "onnxruntime")
+        assert r.code == 2 and "no inference.onnx made from its model.keras" in r.err
+    finally:
+        meta_path.write_text(original)
