@@ -405,7 +405,7 @@ def predict(
         targets = [output or "-"]
     results = []
     for f, t in zip(files, targets):
-        r = predict_file(model, spec, f, t, infer=infer, batch_size=batch_size, force=force, fmt=input_format, progress=(lambda rows, s, f=f: progress(f, rows, s)) if progress else None)
+        r = predict_file(model, spec, f, t, infer=infer, batch_size=batch_size, force=force, fmt=input_format, progress=(lambda rows, s, frac, f=f: progress(f, rows, s, frac)) if progress else None)
         r.engine = used
         results.append(r)
     return results

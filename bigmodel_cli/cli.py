@@ -151,7 +151,10 @@ def predict(
     if json_out and output == "-":
         raise BigmodelError("--json prints a summary on stdout, so predictions need --output FILE", hint="e.g. --output preds.csv --json")
     prog = ui.PredictProgress()
-    results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog, engine=engine)
+    try:
+        results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog, engine=engine)
+    finally:
+        prog.close()
     if json_out:
         docs = [{"input": r.input, "output": r.output, "rows": r.rows, "seconds": round(r.seconds, 3), "rows_per_s": round(r.rows_per_s, 1), "engine": r.engine} for r in results]
         ui.print_json(docs[0] if len(docs) == 1 else docs)

@@ -109,7 +109,46 @@ def _check_input_columns(have: list[str], spec: PredictSpec, source: str) -> Non
         )
 
 
-def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterator[Any]:
+class Position:
+    """How far through its input a reader is, as a fraction (None: unknown).
+
+    For files, the byte offset of the raw (still compressed) file; the reader
+    reads ahead a few blocks, so it runs slightly ahead of the rows delivered."""
+
+    def __init__(self) -> None:
+        self._raw: Any = None
+        self._size = 0
+        self._rows_total = 0
+        self.rows = 0
+
+    def track_file(self, raw: Any, size: int) -> None:
+        self._raw, self._size = raw, size
+
+    def track_rows(self, total: int) -> None:
+        self._rows_total = total
+
+    def fraction(self) -> float | None:
+        try:
+            if self._raw is not None and self._size:
+                return min(1.0, self._raw.tell() / self._size)
+        except (OSError, ValueError):  # closed
+            return None
+        if self._rows_total:
+            return min(1.0, self.rows / self._rows_total)
+        return None
+
+
+def _file_stream(path: str, comp: str | None, position: Position | None = None):
+    """Open a file for streaming; the raw file's offset feeds ``position``."""
+    import pyarrow as pa
+
+    raw = pa.OSFile(path)
+    if position is not None:
+        position.track_file(raw, os.path.getsize(path))
+    return pa.CompressedInputStream(raw, comp) if comp else raw
+
+
+def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: Position | None = None) -> Iterator[Any]:
     """Yield pyarrow RecordBatches holding the needed columns, in file order."""
     import pyarrow as pa
 
@@ -140,7 +179,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterato
         types.update({c: pa.string() for c in text_cols})
         try:
             reader = pc.open_csv(
-                factory(),
+                factory() if path == "-" else _file_stream(path, comp, position),
                 read_options=pc.ReadOptions(block_size=BLOCK_BYTES),
                 parse_options=pc.ParseOptions(delimiter=delim),
                 convert_options=pc.ConvertOptions(column_types=types, include_columns=wanted(), strings_can_be_null=False),
@@ -156,12 +195,14 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None) -> Iterato
         except (pa.ArrowInvalid, OSError) as e:
             raise DataError(f"{source}: not a readable Parquet file: {e}") from None
         _check_input_columns(pf.schema_arrow.names, spec, source)
+        if position is not None:
+            position.track_rows(pf.metadata.num_rows)
         for batch in pf.iter_batches(batch_size=65536, columns=wanted()):
             yield _cast_features(batch, spec)
     elif fmt == "jsonl":
         import pyarrow.json as pj
 
-        stream = pa.BufferReader(sys.stdin.buffer.read()) if path == "-" else pa.input_stream(path, compression=comp)
+        stream = pa.BufferReader(sys.stdin.buffer.read()) if path == "-" else _file_stream(path, comp, position)
         try:
             reader = pj.open_json(stream, read_options=pj.ReadOptions(block_size=BLOCK_BYTES))
         except pa.ArrowInvalid as e:
@@ -426,7 +467,7 @@ def predict_file(
     batch_size: int | None = None,
     force: bool = False,
     fmt: str | None = None,
-    progress: Callable[[int, float], None] | None = None,
+    progress: Callable[[int, float, float | None], None] | None = None,
     infer: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> PredictResult:
     """Predict every row of one input; rows stay in order."""
@@ -443,7 +484,8 @@ def predict_file(
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigmodel-writer")
     pending: Future | None = None
     try:
-        for batch in iter_blocks(input_path, spec, fmt):
+        position = Position()
+        for batch in iter_blocks(input_path, spec, fmt, position):
             x = _features_matrix(batch, spec, rows, source)
             probs = np.concatenate([infer(x[s : s + bs]) for s in range(0, len(x), bs)]) if len(x) else np.zeros((0, 1), np.float32)
             table = _output_table(batch, probs, spec)
@@ -451,8 +493,9 @@ def predict_file(
                 pending.result()
             pending = pool.submit(writer.write, table)
             rows += len(x)
+            position.rows = rows
             if progress:
-                progress(rows, time.perf_counter() - t0)
+                progress(rows, time.perf_counter() - t0, position.fraction())
         if pending is not None:
             pending.result()
         ok = True

@@ -238,25 +238,46 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
 
 
 class PredictProgress:
-    """rows/s on stderr for inputs that take more than a moment."""
+    """A progress bar with rows/s on stderr for inputs that take more than a
+    moment (a line every few seconds without a terminal)."""
+
+    SHOW_AFTER_S = 1.0
+    PLAIN_EVERY_S = 5.0
 
     def __init__(self, console: Console | None = None):
         self.console = console or err_console()
         self.last = 0.0
-        self.shown = False
+        self.progress: Any = None
+        self.task: Any = None
+        self.source: str | None = None
 
-    def __call__(self, source: str, rows: int, seconds: float) -> None:
-        if seconds < 1.0 or seconds - self.last < 0.5:
+    def __call__(self, source: str, rows: int, seconds: float, fraction: float | None = None) -> None:
+        if seconds < self.SHOW_AFTER_S:
             return
-        self.last = seconds
-        self.shown = True
-        msg = f"{source}: {rows:,} rows · {rows / max(seconds, 1e-9):,.0f} rows/s · {duration(seconds)}"
-        if self.console.is_terminal:
-            self.console.print(msg, end="\r")
-        else:
-            self.console.print(msg)
+        rate = rows / max(seconds, 1e-9)
+        pct = f"{fraction:.0%} · " if fraction is not None else ""
+        if not self.console.is_terminal:
+            if seconds - self.last >= self.PLAIN_EVERY_S:
+                self.last = seconds
+                self.console.print(f"{source}: {pct}{rows:,} rows · {rate:,.0f} rows/s · {duration(seconds)}")
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        if self.progress is None or self.source != source:
+            self.close()
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[rows]} rows · {task.fields[rate]} rows/s"), TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True)
+            self.task = self.progress.add_task(Path(source).name, total=1.0 if fraction is not None else None, rows="0", rate="0")
+            self.source = source
+            self.progress.start()
+        self.progress.update(self.task, completed=fraction if fraction is not None else 0, rows=f"{rows:,}", rate=f"{rate:,.0f}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
     def done(self, results: list[Any]) -> None:
+        self.close()
         for r in results:
             for note in r.notes:
                 self.console.print(f"[yellow]note:[/] {note}")

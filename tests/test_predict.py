@@ -198,3 +198,20 @@ def test_stale_inference_copy_is_never_used(trained, tmp_path, cli):
         assert r.code == 2 and "no inference.onnx made from its model.keras" in r.err
     finally:
         meta_path.write_text(original)
+
+
+def test_progress_lines_without_a_terminal(trained, tmp_path, cli, monkeypatch):
+    from bigmodel_cli import predict as P
+    from bigmodel_cli import ui
+
+    monkeypatch.setattr(P, "BLOCK_BYTES", 32 << 10)
+    monkeypatch.setattr(ui.PredictProgress, "SHOW_AFTER_S", 0.0)
+    monkeypatch.setattr(ui.PredictProgress, "PLAIN_EVERY_S", 0.0)
+    src = tmp_path / "in.csv.gz"
+    big_frame(20_000).to_csv(src, index=False, compression="gzip")
+    r = cli("predict", trained, "--input", src, "--output", tmp_path / "o.csv")
+    assert r.code == 0, r.err
+    lines = [ln for ln in r.err.splitlines() if "rows/s" in ln and "%" in ln]
+    assert len(lines) >= 2, r.err
+    pcts = [int(ln.split("%")[0].split()[-1]) for ln in lines]
+    assert pcts == sorted(pcts) and 0 < pcts[-1] <= 100  # position in the compressed file
