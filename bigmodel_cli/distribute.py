@@ -213,7 +213,23 @@ def make_strategy(p: Plan):
     return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
 
 
+def pipeline_batches(global_batch: int, pipelines: int, local_replicas: int = 1) -> list[int]:
+    """Per-replica batch of each input pipeline (one pipeline per worker).
+
+    Pipeline i takes the positions j of every global batch with j % pipelines
+    == i, so a global batch of 32 over 3 workers is 11/11/10 rows and still
+    holds exactly the rows one process would use. A pipeline's share must
+    split evenly over its local replicas (several GPUs in one process)."""
+    shares = [len(range(i, global_batch, pipelines)) for i in range(pipelines)]
+    if any(s % local_replicas for s in shares):
+        replicas = pipelines * local_replicas
+        raise EnvironmentProblem(
+            f"train.batch_size {global_batch} does not split evenly over {replicas} replicas ({local_replicas} per worker)",
+            hint=f"use a multiple of {replicas}, e.g. {global_batch - global_batch % replicas or replicas}",
+        )
+    return [s // local_replicas for s in shares]
+
+
 def per_replica_batch(global_batch: int, replicas: int) -> int:
-    if global_batch % replicas:
-        raise EnvironmentProblem(f"train.batch_size {global_batch} does not split evenly over {replicas} replicas", hint=f"use a multiple of {replicas}, e.g. {global_batch - global_batch % replicas or replicas}")
-    return global_batch // replicas
+    """The per-replica batch when every replica is fed by one pipeline (one process)."""
+    return pipeline_batches(global_batch, 1, replicas)[0]

@@ -246,7 +246,9 @@ def fit(
     strategy = distribute.make_strategy(plan)
     replicas = strategy.num_replicas_in_sync
     G = cfg.train.batch_size
-    per_replica = distribute.per_replica_batch(G, replicas)
+    pipelines = plan.workers if plan.kind == "multi_worker" else 1
+    batches = distribute.pipeline_batches(G, pipelines, replicas // pipelines)
+    per_replica = batches[0] if len(set(batches)) == 1 else "/".join(map(str, batches))
     n_train = len(data.train)
     if G > n_train:
         raise ConfigError(f"train.batch_size {G} is larger than the {n_train} training rows", hint=f"use train.batch_size <= {n_train}")
@@ -286,8 +288,11 @@ def fit(
         idx_all = tf.constant(order.astype(np.int64))
 
         def fn(ctx: tf.distribute.InputContext):
-            idx = tf.data.Dataset.from_tensor_slices(idx_all).shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-            ds = idx.batch(ctx.get_per_replica_batch_size(G), drop_remainder=drop)
+            # Pipeline i takes positions j % W == i of every global batch (see
+            # distribute.pipeline_batches): the same rows as one process.
+            i, w = ctx.input_pipeline_id, ctx.num_input_pipelines
+            mine = tf.boolean_mask(idx_all, tf.equal(tf.range(tf.size(idx_all)) % G % w, i)) if w > 1 else idx_all
+            ds = tf.data.Dataset.from_tensor_slices(mine).batch(batches[i], drop_remainder=drop)
             ds = ds.map(lambda i: (tf.gather(X, i), tf.gather(Y, i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             opts = tf.data.Options()
             opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
@@ -379,7 +384,7 @@ def fit(
         where = f"epoch {st.epoch + 1}, step {st.step}/{steps_per_epoch}" if st.step else f"after epoch {st.epoch}"
         return Interrupted(f"training interrupted by {name} at {where}; resume state saved in {run_dir}", f"bigmodel train {run_dir} --resume", str(run_dir))
 
-    with StopFlag() as stop:
+    with StopFlag() as stop, peer_failures(plan, run_dir):
         epoch = state.epoch
         while epoch < cfg.train.epochs and not state.stopped_early:
             order = epoch_order(cfg.seed, epoch, n_train, cfg.train.shuffle, epoch_rows)
@@ -447,6 +452,49 @@ def fit(
     )
     obs.on_train_end({"result": result, "monitor": monitor, "best": state.best})
     return result
+
+
+def describe_peer(plan, text: str) -> str:
+    """'worker 1 (127.0.0.1:5001)': a cluster member whose address the error names."""
+    import re
+
+    for kind, members in (plan.cluster or {}).items():
+        for i, member in enumerate(members if isinstance(members, list) else []):
+            if member and re.search(re.escape(member) + r"(?!\d)", text):  # :5001 is not :50011
+                return f"{kind} {i} ({member})"
+    # The coordination service names tasks instead: /job:worker/replica:0/task:1
+    for kind, index in re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text):
+        if (kind, int(index)) != (plan.task_type, plan.task_index):
+            members = (plan.cluster or {}).get(kind) or []
+            where = f" ({members[int(index)]})" if int(index) < len(members) else ""
+            return f"{kind} {index}{where}"
+    return "another worker"
+
+
+class peer_failures:
+    """In a multi-worker run, a collective that fails because a peer is gone
+    becomes one clear WorkerFailed line naming the worker, with the resume command."""
+
+    def __init__(self, plan, run_dir: Path):
+        self.plan, self.run_dir = plan, run_dir
+
+    def __enter__(self) -> "peer_failures":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or self.plan.kind != "multi_worker":
+            return False
+        import tensorflow as tf
+
+        if isinstance(exc, (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)):
+            from .errors import WorkerFailed
+
+            me = f"{self.plan.task_type or 'worker'} {self.plan.task_index}"
+            raise WorkerFailed(
+                f"{me}: {describe_peer(self.plan, str(exc))} stopped answering ({type(exc).__name__}); this worker stops too",
+                hint=f"restart every worker with: bigmodel train {self.run_dir} --resume (it continues from the last checkpoint)",
+            ) from None
+        return False
 
 
 def finalize_model(src: Path, dst: Path) -> None:

@@ -66,3 +66,16 @@ def test_per_replica_batch():
     with pytest.raises(EnvironmentProblem) as e:
         per_replica_batch(30, 4)
     assert "split evenly over 4" in str(e.value) and "multiple of 4" in e.value.hint
+
+
+def test_describe_peer_names_the_cluster_member():
+    from bigmodel_cli.distribute import Plan
+    from bigmodel_cli.train import describe_peer
+
+    p = Plan("multi_worker", ["/cpu:0"], "x", 2, "worker", 0, {"worker": ["127.0.0.1:5739", "127.0.0.1:57395"]})
+    grpc = 'grpc_status:14, grpc_message:"last error: UNKNOWN: ipv4:127.0.0.1:57395: Failed to connect to remote host"'
+    assert describe_peer(p, grpc) == "worker 1 (127.0.0.1:57395)"
+    heartbeat = "Error reported from /job:worker/task:1: The following tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1"
+    assert describe_peer(p, heartbeat) == "worker 1 (127.0.0.1:57395)"
+    assert describe_peer(p, "/job:worker/replica:0/task:0 only names me") == "another worker"
+    assert describe_peer(p, "no address") == "another worker"

@@ -56,3 +56,58 @@ def test_killing_a_worker_stops_all_with_a_message(make_exp):
     assert time.time() - t1 < 60
     assert p.returncode != 0 and "worker 1 of 2 failed" in err
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def _start_workers(exp, *sets):
+    from bigmodel_cli.launch import tf_configs
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    return [
+        subprocess.Popen([sys.executable, "-m", "bigmodel_cli", "train", str(exp), *sets], env={**env, "TF_CONFIG": cfg}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        for cfg in tf_configs(2)
+    ]
+
+
+def test_survivor_of_a_dead_worker_exits_and_names_it(make_exp):
+    """A real cluster, no launcher: worker 1 dies, worker 0 stops with a clear line."""
+    exp = make_exp("regression")
+    chief, other = _start_workers(exp, "--set", "train.epochs=100000", "--set", "train.steps_per_execution=1")
+    t0 = time.time()
+    while not ((exp / "runs").exists() and any((r / "history.csv").exists() for r in (exp / "runs").iterdir())):
+        assert time.time() - t0 < 120 and chief.poll() is None
+        time.sleep(0.1)
+    other.send_signal(signal.SIGKILL)
+    t1 = time.time()
+    out, err = chief.communicate(timeout=90)
+    other.communicate()
+    assert time.time() - t1 < 60
+    assert chief.returncode != 0 and "worker 1 (127.0.0.1:" in err and "--resume" in err and "Traceback" not in err, err
+
+
+def test_multi_worker_run_resumes_and_extends(make_exp):
+    exp = make_exp("regression")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    base = [sys.executable, "-m", "bigmodel_cli", "train", str(exp), "--workers", "2"]
+    p = subprocess.run([*base, "--set", "train.epochs=2"], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([*base, "--resume", "--set", "train.epochs=4"], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert "resuming after epoch 2" in p.stderr
+    (run,) = list((exp / "runs").iterdir())
+    assert [int(h["epoch"]) for h in csv.DictReader(open(run / "history.csv"))] == [1, 2, 3, 4]
+
+
+def test_three_workers_uneven_batch_match_one_process(make_exp, cli):
+    """Global batch 59 over 3 workers is 20/20/19 rows: still the same global batches."""
+    sets = ["--set", "data.validation=null", "--set", "train.batch_size=59", "--set", "train.epochs=3", "--set", "train.optimizer=adam"]
+    exp = make_exp("regression")
+    r = cli("train", exp, *sets)
+    assert r.code == 0, r.err
+    single = Path(r.out.strip().splitlines()[-1])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    p = subprocess.run([sys.executable, "-m", "bigmodel_cli", "train", str(exp), "--workers", "3", *sets], env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert "59 global / 20/20/19 per replica" in p.stderr
+    multi = [r for r in (exp / "runs").iterdir() if r != single][0]
+    for a, b in zip(weights(multi / "model.keras"), weights(single / "model.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
