@@ -83,12 +83,18 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run (or the experiment's latest run) from its last checkpoint."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Start N local worker processes (multi-worker on one machine)."),
+    devices: Optional[str] = typer.Option(None, "--devices", help="GPU indices to use, e.g. 0,2 (same as --set train.devices=[0,2])."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Train a model; prints the run folder."""
     from . import api, ui
 
     overrides = list(set_ or [])
+    if devices is not None:
+        try:
+            overrides.append(f"train.devices=[{','.join(str(int(d)) for d in devices.split(',') if d.strip())}]")
+        except ValueError:
+            raise BigmodelError(f"--devices '{devices}' is not a list of GPU indices", hint="e.g. --devices 0,2") from None
     if print_config:
         from .config import dump
 

@@ -83,7 +83,7 @@ def plan(distribute: str, gpus: list[str], env: Mapping[str, str], devices: list
     if devices is not None:
         bad = [d for d in devices if not (0 <= d < len(gpus))]
         if bad:
-            raise EnvironmentProblem(f"train.devices asks for GPU {bad[0]} but this machine has {len(gpus)} GPU(s)", hint=_have(gpus))
+            raise EnvironmentProblem(f"train.devices asks for GPU {bad[0]} but this machine has {len(gpus)} GPU(s)" + (f": {', '.join(gpus)}" if gpus else ""), hint=f"use indices 0..{len(gpus) - 1}" if gpus else "drop --devices (train.devices) to train on the CPU")
     chosen = [gpus[d] for d in devices] if devices is not None else list(gpus)
 
     if distribute == "auto":
@@ -199,13 +199,29 @@ def visible_gpus() -> list[str]:
     return [g.name for g in gpus]
 
 
+def restrict_gpus(tf, devices: list[str]) -> list[str]:
+    """Make only the chosen GPUs visible (before the runtime starts), so the
+    others are never initialised; returns the logical names to use. If the
+    runtime has already started, the physical names are used as they are."""
+    wanted = [int(d.rsplit(":", 1)[1]) for d in devices if d.startswith("/gpu:")]
+    if not wanted:
+        return devices
+    gpus = tf.config.list_physical_devices("GPU")
+    try:
+        tf.config.set_visible_devices([gpus[i] for i in wanted], "GPU")
+    except RuntimeError:
+        return devices
+    return [f"/gpu:{k}" for k in range(len(wanted))]
+
+
 def make_strategy(p: Plan):
     import tensorflow as tf
 
+    devices = restrict_gpus(tf, p.devices)
     if p.kind == "one_device":
-        return tf.distribute.OneDeviceStrategy(p.devices[0])
+        return tf.distribute.OneDeviceStrategy(devices[0])
     if p.kind == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=p.devices)
+        return tf.distribute.MirroredStrategy(devices=devices)
     resolver = None
     if p.source == "slurm":
         resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()

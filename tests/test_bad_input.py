@@ -100,6 +100,8 @@ CASES = [
     # --- environment
     ("gpu-none", "regression", edit("train.distribute", "gpu"), TRAIN, ["distribute", "'gpu'", "no GPU", "0 GPU"]),
     ("mirrored-none", "regression", edit("train.distribute", "mirrored"), TRAIN, ["mirrored", "no GPU"]),
+    ("devices-without-gpus", "regression", nothing, TRAIN + ["--devices", "0,2"], ["train.devices", "GPU 0", "0 GPU", "drop --devices"]),
+    ("devices-not-numbers", "regression", nothing, TRAIN + ["--devices", "a,b"], ["--devices 'a,b'", "0,2"]),
     ("bad-tf-config", "regression", nothing, ["env:TF_CONFIG={not json", "train", "{exp}"], ["TF_CONFIG", "not valid JSON"]),
     # --- paths and runs
     ("eval-missing-run", "regression", nothing, ["eval", "{exp}/runs/regression-99"], ["regression-99", "does not exist"]),

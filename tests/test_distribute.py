@@ -47,7 +47,7 @@ def test_chief_and_workers():
     [
         ("gpu", [], {}, None, ["no GPU", "0 GPU"]),
         ("mirrored", [], {}, None, ["no GPU"]),
-        ("auto", GPUS[:1], {}, [3], ["GPU 3", "1 GPU"]),
+        ("auto", GPUS[:1], {}, [3], ["GPU 3", "1 GPU", "0..0"]),
         ("multi_worker", [], {}, None, ["TF_CONFIG", "--workers"]),
         ("auto", [], {"TF_CONFIG": "{oops"}, None, ["not valid JSON"]),
         ("auto", [], {"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 5}}'}, None, ["worker:5", "not in the cluster"]),
@@ -79,3 +79,29 @@ def test_describe_peer_names_the_cluster_member():
     assert describe_peer(p, heartbeat) == "worker 1 (127.0.0.1:57395)"
     assert describe_peer(p, "/job:worker/replica:0/task:0 only names me") == "another worker"
     assert describe_peer(p, "no address") == "another worker"
+
+
+class FakeTF:
+    """Just enough of tf.config to test device visibility without GPUs."""
+
+    def __init__(self, started: bool = False):
+        self.visible = None
+        self.started = started
+        self.config = self
+
+    def list_physical_devices(self, kind):
+        return ["GPU:0", "GPU:1", "GPU:2"]
+
+    def set_visible_devices(self, devices, kind):
+        if self.started:
+            raise RuntimeError("Visible devices cannot be modified after being initialized")
+        self.visible = devices
+
+
+def test_restrict_gpus_sets_visibility_and_renames():
+    from bigmodel_cli.distribute import restrict_gpus
+
+    tf = FakeTF()
+    assert restrict_gpus(tf, ["/gpu:0", "/gpu:2"]) == ["/gpu:0", "/gpu:1"] and tf.visible == ["GPU:0", "GPU:2"]
+    assert restrict_gpus(FakeTF(started=True), ["/gpu:2"]) == ["/gpu:2"]  # too late: physical names
+    assert restrict_gpus(FakeTF(), ["/cpu:0"]) == ["/cpu:0"]
