@@ -19,24 +19,31 @@ from test_resume import weights
 SETS = ["--set", "data.validation=null", "--set", "train.batch_size=6", "--set", "train.epochs=3"]
 
 
-def test_two_workers_match_one_process(make_exp, cli):
+def single_vs_workers(make_exp, cli, workers: int, sets: list[str]):
+    """Train once in this process and once with N local workers, same config:
+    returns (single run, multi run, the launcher's stderr); the weights must agree."""
     exp = make_exp("regression")
-    r = cli("train", exp, *SETS)
+    r = cli("train", exp, *sets)
     assert r.code == 0, r.err
     single = Path(r.out.strip().splitlines()[-1])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    p = subprocess.run([sys.executable, "-m", "bigmodel_cli", "train", str(exp), "--workers", "2", *SETS], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    p = subprocess.run([sys.executable, "-m", "bigmodel_cli", "train", str(exp), "--workers", str(workers), *sets], env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     runs = sorted((exp / "runs").iterdir())
-    assert len(runs) == 2, runs  # the chief wrote one run folder; the other worker nothing
+    assert len(runs) == 2, runs  # the chief wrote one run folder; the other workers nothing
     multi = [r for r in runs if r != single][0]
-    assert "MultiWorkerMirroredStrategy" in p.stderr and "replicas 2" in p.stderr
+    for a, b in zip(weights(multi / "model.keras"), weights(single / "model.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    return single, multi, p.stderr
+
+
+def test_two_workers_match_one_process(make_exp, cli):
+    single, multi, err = single_vs_workers(make_exp, cli, 2, SETS)
+    assert "MultiWorkerMirroredStrategy" in err and "replicas 2" in err
     hist = list(csv.DictReader(open(multi / "history.csv")))
     assert [int(h["epoch"]) for h in hist] == [1, 2, 3]
     losses = [float(h["loss"]) for h in hist]
     assert losses[-1] < losses[0]
-    for a, b in zip(weights(multi / "model.keras"), weights(single / "model.keras")):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_killing_a_worker_stops_all_with_a_message(make_exp):
@@ -100,14 +107,5 @@ def test_multi_worker_run_resumes_and_extends(make_exp):
 def test_three_workers_uneven_batch_match_one_process(make_exp, cli):
     """Global batch 59 over 3 workers is 20/20/19 rows: still the same global batches."""
     sets = ["--set", "data.validation=null", "--set", "train.batch_size=59", "--set", "train.epochs=3", "--set", "train.optimizer=adam"]
-    exp = make_exp("regression")
-    r = cli("train", exp, *sets)
-    assert r.code == 0, r.err
-    single = Path(r.out.strip().splitlines()[-1])
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    p = subprocess.run([sys.executable, "-m", "bigmodel_cli", "train", str(exp), "--workers", "3", *sets], env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
-    assert p.returncode == 0, p.stderr
-    assert "59 global / 20/20/19 per replica" in p.stderr
-    multi = [r for r in (exp / "runs").iterdir() if r != single][0]
-    for a, b in zip(weights(multi / "model.keras"), weights(single / "model.keras")):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    _, _, err = single_vs_workers(make_exp, cli, 3, sets)
+    assert "59 global / 20/20/19 per replica" in err
