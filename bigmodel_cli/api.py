@@ -156,6 +156,8 @@ def train(
         datasets = data_mod.load_datasets(cfg, base_dir)
 
     plan = distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
+    if resume and plan.is_chief:  # only the chief: another worker could catch it mid-write
+        _sweep_killed_writes(run_dir)
     session: dict[str, Any] = {}
 
     def open_run() -> Path:
@@ -245,6 +247,13 @@ def _prepare_resume(path: Path, overrides: list[str]) -> tuple[Path, ExperimentC
     overridden = apply_overrides(raw, overrides)
     cfg = validate(raw, str(run_dir / CONFIG_FILE), node, overridden)
     return run_dir, cfg, _run_base_dir(run_dir)
+
+
+def _sweep_killed_writes(run_dir: Path) -> None:
+    """A kill during an atomic write leaves its temporary file; resuming removes it."""
+    from .runs import sweep_temp
+
+    sweep_temp(run_dir)
 
 
 def _start_session(run_dir: Path, cfg: ExperimentConfig, plan: Any, resume: bool, datasets: Any) -> dict[str, Any]:

@@ -65,6 +65,26 @@ def _fsync(p: Path) -> None:
             os.fsync(f.fileno())
 
 
+# atomic_path's temporary names: ".<final name>.<8 random chars><suffix>"
+_TEMP_RE = re.compile(r"^\.(?P<final>.+)\.[a-z0-9_]{8}(?:\.[A-Za-z0-9]+|\.partial)?$")
+
+
+def sweep_temp(folder: Path) -> list[Path]:
+    """Remove what killed atomic writes left behind (temporary names only;
+    a final name is never touched). Returns what was removed."""
+    import shutil
+
+    removed = []
+    for d in (folder, folder / CHECKPOINTS, folder / PLOTS):
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if _TEMP_RE.match(p.name):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
