@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import __version__
 from .config import ExperimentConfig, apply_overrides, dump, load_experiment, read_yaml, validate
 from .errors import ConfigError, DataError, ModelFileError
@@ -151,7 +153,7 @@ def train(
         if state.stopped_early:
             state.stopped_early = False
             state.wait = 0
-        datasets = data_mod.load_datasets(cfg, base_dir, features=cfg.data.features, classes=cfg.data.classes)
+        datasets = data_mod.load_datasets(cfg, base_dir, features=cfg.data.features, classes=cfg.data.classes, tokenizers=run_tokenizers(run_dir, cfg))
     else:
         datasets = data_mod.load_datasets(cfg, base_dir)
 
@@ -167,6 +169,7 @@ def train(
         if run_dir is None:
             cfg.data.features = datasets.features
             cfg.data.classes = datasets.classes
+            cfg.data.columns = dict(datasets.columns)
             if plan.is_chief:
                 run_dir = create_run(base_dir, cfg.name)
             else:
@@ -176,6 +179,10 @@ def train(
                 (run_dir / CHECKPOINTS).mkdir()
                 (run_dir / PLOTS).mkdir()
             atomic_write_text(run_dir / CONFIG_FILE, dump(cfg))
+            if datasets.tokenizers:
+                from .text import PREPROCESSING_DIR, save_tokenizers
+
+                save_tokenizers(run_dir / PREPROCESSING_DIR, datasets.tokenizers)
             if cfg.model.architecture and ":" in cfg.model.architecture:
                 shutil.copyfile(base_dir / cfg.model.architecture.split(":")[0], run_dir / "model.py")
         current_run_dir = run_dir
@@ -203,19 +210,35 @@ def train(
         from .evaluate import plot_history
 
         plot = plot_history(result.history, run_dir / PLOTS / "training.png")
-        notes += _inference_copy(result.model_path, datasets.train.x)
+        notes += _inference_copy(result.model_path, datasets.train.take(np.arange(min(256, len(datasets.train)))), datasets.tokenizers)
     return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes)
 
 
-def _inference_copy(model_path: Path, x_train: Any) -> list[str]:
-    """Write the run's inference.onnx (predict's fast path); say why if it cannot be."""
-    from .export import write_inference_copy
+def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[str, Any] | None:
+    """The text tokenisers a run was trained with (None when it has no text column)."""
+    if run_dir is None or cfg is None or not any(t == "text" for t in (cfg.data.columns or {}).values()):
+        return None
+    from .text import PREPROCESSING_DIR, load_tokenizers
+
+    return load_tokenizers(run_dir / PREPROCESSING_DIR)
+
+
+def _inference_copy(model_path: Path, sample: Any, tokenizers: dict[str, Any] | None = None) -> list[str]:
+    """Write the run's inference.onnx (predict's fast path); say why if it cannot be.
+
+    For a text model it holds the integer-id core; the parity check compares it,
+    fed by the Python tokeniser read back from the run folder, with model.keras
+    reading the raw strings."""
+    from .export import model_sample, write_inference_copy
     from .models import load_trained
     from .predict import default_batch_size
 
     try:
         model = load_trained(model_path, user_code_dir=model_path.parent)
-        r = write_inference_copy(model, model_path, x_train[:256], default_batch_size(model))
+        if tokenizers:
+            tokenizers = run_tokenizers(model_path.parent, load_run_config(model_path.parent))
+        x, core_x = model_sample(sample, tokenizers)
+        r = write_inference_copy(model, model_path, x, default_batch_size(model), core_x)
     except Exception as e:  # the Keras model is the product; this copy is an optimisation
         return [f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow"]
     if not r.parity_ok:
@@ -320,9 +343,20 @@ def _run_and_model(run: str | Path, unsafe: bool = False) -> tuple[Any, Experime
     return ref, cfg, model
 
 
-def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> EvalOutcome:
-    import numpy as np
+def predict_arrays(model: Any, x: Any, batch_size: int = 1024) -> np.ndarray:
+    """Model outputs for a split's inputs; a text model's core takes its ids."""
+    if not isinstance(x, dict):
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    from .models import core_of
+    from .text import trim_ids
 
+    core = core_of(model)
+    n = len(next(iter(x.values())))
+    outs = [np.asarray(core({k: trim_ids(k, v[s : s + batch_size]) for k, v in x.items()}, training=False)) for s in range(0, n, batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
+
+
+def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> EvalOutcome:
     from . import data as data_mod
     from .evaluate import metrics_for, plot_confusion
 
@@ -331,19 +365,20 @@ def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> 
         raise ModelFileError(f"{ref.model_path} is a bare model file; eval needs its run folder (for the task, columns and classes)", hint="pass the run folder that holds it")
     base = _run_base_dir(ref.run_dir)
     feats, classes = cfg.data.features or [], cfg.data.classes
+    tokenizers = run_tokenizers(ref.run_dir, cfg)
     if data is not None:
-        split = data_mod.make_split(data_mod.read_table(str(Path(data).resolve()), base, "test"), cfg, feats, classes)
+        split = data_mod.make_split(data_mod.read_table(str(Path(data).resolve()), base, "test"), cfg, feats, classes, tokenizers=tokenizers)
         label = data
     elif cfg.data.test:
-        split = data_mod.make_split(data_mod.read_table(cfg.data.test, base, "test"), cfg, feats, classes)
+        split = data_mod.make_split(data_mod.read_table(cfg.data.test, base, "test"), cfg, feats, classes, tokenizers=tokenizers)
         label = cfg.data.test
     else:
-        ds = data_mod.load_datasets(cfg, base, features=feats, classes=classes)
+        ds = data_mod.load_datasets(cfg, base, features=feats, classes=classes, tokenizers=tokenizers)
         if ds.validation is not None:
             split, label = ds.validation, ds.validation.source
         else:  # no test set, no hold-out: say plainly that this is the training data
             split, label = ds.train, f"{cfg.data.train} (the training data: no data.test or validation split)"
-    probs = np.asarray(model.predict(split.x, batch_size=1024, verbose=0))
+    probs = predict_arrays(model, split.x)
     metrics = metrics_for(cfg.task, split.y, probs, classes, cfg.train.loss)
     metrics = {"data": label, "task": cfg.task, **metrics}
     assert ref.run_dir is not None
@@ -396,6 +431,7 @@ def predict(
         onnx_path, meta = fast
         cfg = load_run_config(ref.run_dir)
         spec = _predict_spec(cfg, None, probabilities, columns or [])
+        spec.tokenizers = run_tokenizers(ref.run_dir, cfg)  # the core takes ids: tokenise here
         model, infer, used = None, make_onnx_infer(onnx_path), "onnxruntime"
         batch_size = batch_size or int(meta.get("batch_size") or 8192)
     else:
@@ -468,6 +504,7 @@ def _predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool,
         probabilities=probabilities,
         missing=cfg.data.missing,
         fill_value=cfg.data.fill_value,
+        text_columns=[c for c in (cfg.data.features or []) if (cfg.data.columns or {}).get(c) == "text"],
     )
 
 
@@ -475,15 +512,14 @@ def _predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool,
 
 
 def export(run: str | Path, fmt: str, output: str | None = None, force: bool = False, unsafe: bool = False):
-    import numpy as np
-
-    from .export import FORMATS, default_path, export_model
+    from .export import FORMATS, default_path, export_model, model_sample
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     ref, cfg, model = _run_and_model(run, unsafe)
     out = Path(output) if output else default_path(ref.run_dir or ref.model_path.parent, fmt)
-    sample = None
+    tokenizers = run_tokenizers(ref.run_dir, cfg)
+    sample = core_x = None
     if cfg is not None:
         from . import data as data_mod
 
@@ -491,14 +527,16 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
             base = _run_base_dir(ref.run_dir)
             spec = cfg.data.test or cfg.data.train
             df = data_mod.read_table(spec, base, "test" if cfg.data.test else "train", nrows=64)
-            sample = data_mod.numeric_matrix(df, list(cfg.data.features or []))
-            sample = sample[np.isfinite(sample).all(axis=1)]
+            split = data_mod.make_split(df, cfg.model_copy(update={"data": cfg.data.model_copy(update={"missing": "drop"})}), list(cfg.data.features or []), cfg.data.classes, with_target=False, tokenizers=tokenizers or {})
+            sample, core_x = model_sample(split, tokenizers)
         except Exception:
+            if tokenizers:
+                raise
             sample = None
     if sample is None or len(sample) == 0:
         n = int(model.inputs[0].shape[-1])
         sample = np.random.default_rng(0).normal(size=(16, n)).astype(np.float32)
-    return export_model(model, fmt, out, sample, force=force)
+    return export_model(model, fmt, out, sample, force=force, core_x=core_x, tokenizers=tokenizers)
 
 
 # -------------------------------------------------------------------- info

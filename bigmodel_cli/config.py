@@ -47,6 +47,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Column types. Every feature column has one; those not given in data.columns
+# are inferred from the training data (and written into the run's config.yaml).
+ColumnType = Literal["number", "text"]
+COLUMN_TYPES: tuple[str, ...] = ColumnType.__args__  # type: ignore[attr-defined]
+
+
+class TextConfig(Strict):
+    """How text columns become ids (see bigmodel_cli/text.py)."""
+
+    ngrams: int = Field(2, ge=1, le=5, description="n-grams of consecutive tokens (words; characters for Chinese/Japanese/Thai)")
+    max_tokens: int = Field(512, ge=1, le=100_000, description="tokens read from each text (the rest is ignored)")
+    max_chars: int = Field(20_000, ge=1, le=10_000_000, description="characters read from each text")
+    vocabulary_size: int = Field(200_000, ge=1, le=10_000_000, description="the most frequent n-grams kept")
+    min_count: int = Field(2, ge=1, description="an n-gram must appear in this many training rows to be kept")
+
+
 class DataConfig(Strict):
     train: str = Field(description="csv/tsv/parquet/jsonl/npz path (gzip by extension), or keras:mnist")
     validation: float | str | None = Field(0.1, description="fraction of train held out, a path, or null")
@@ -61,6 +77,8 @@ class DataConfig(Strict):
     classes: list[str | int] | None = Field(None, description="class labels in output order; null = sorted labels of train")
     missing: Literal["error", "drop", "fill"] = Field("error", description="what to do with NaN/inf rows")
     fill_value: float = 0.0
+    columns: dict[str, ColumnType] | None = Field(None, description="type per feature column: number or text (others are inferred)")
+    text: TextConfig = Field(default_factory=TextConfig, description="tokenisation of text columns")
 
     @field_validator("validation")
     @classmethod
@@ -87,6 +105,8 @@ class DataConfig(Strict):
 class ModelConfig(Strict):
     architecture: str | None = Field(None, description="a built-in name, or model.py:build")
     layers: list[Any] | None = Field(None, description="declarative list of keras.layers, e.g. - Dense: {units: 20}")
+    embedding_dim: int = Field(64, ge=1, le=4096, description="size of the learned vector of each text n-gram")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the text vectors while training")
 
     @model_validator(mode="after")
     def _one_of(self) -> "ModelConfig":
@@ -152,6 +172,18 @@ class ExperimentConfig(Strict):
                 raise _CrossError("data.features", "a feature column is listed twice")
         if d.target in d.id_columns:
             raise _CrossError("data.id_columns", f"the target column '{d.target}' is also an id column")
+        if d.columns:
+            if d.target in d.columns:
+                raise _CrossError("data.columns", f"the target column '{d.target}' has no feature type; remove it from data.columns")
+            both = sorted(set(d.columns) & set(d.id_columns))
+            if both:
+                raise _CrossError("data.columns", f"id column(s) {', '.join(both)} have no feature type; remove them from data.columns")
+            if d.features is not None:
+                extra = sorted(set(d.columns) - set(d.features))
+                if extra:
+                    raise _CrossError("data.columns", f"column(s) {', '.join(extra)} are typed but not in data.features")
+            if any(t == "text" for t in d.columns.values()) and d.image_shape is not None:
+                raise _CrossError("data.image_shape", "image_shape reshapes numeric columns only; it cannot be used with text columns")
         if d.image_shape is not None and d.features is not None and math.prod(d.image_shape) != len(d.features):
             raise _CrossError("data.image_shape", f"image_shape {d.image_shape} holds {math.prod(d.image_shape)} values but {len(d.features)} feature columns are listed")
         if d.normalize_target and task != "regression":

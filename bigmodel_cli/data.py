@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,26 @@ TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".parquet": "parqu
 
 @dataclass
 class Split:
-    x: np.ndarray  # (n, features) float32
+    """Model inputs of one split. ``x`` is a float32 matrix (n, features) when
+    every feature is numeric; with text columns it is a dict of the core
+    model's inputs ("features": float32 numbers, "ids_<col>": int32 ids), and
+    ``raw`` holds each text column's strings."""
+
+    x: Any  # np.ndarray | dict[str, np.ndarray]
     y: np.ndarray  # (n,) int32 class index, or float32 target
     source: str
+    raw: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.y)
+
+    def take(self, idx: np.ndarray, source: str | None = None) -> "Split":
+        return Split(take_rows(self.x, idx), self.y[idx], source or self.source, take_rows(self.raw, idx) if self.raw is not None else None)
+
+
+def take_rows(x: Any, idx: Any) -> Any:
+    """Rows of a matrix or of every array of a dict of inputs."""
+    return {k: v[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]
 
 
 @dataclass
@@ -45,6 +59,16 @@ class Datasets:
     test: Split | None
     features: list[str]
     classes: list[Any] | None
+    columns: dict[str, str] = field(default_factory=dict)  # feature -> number | text
+    tokenizers: dict[str, Any] = field(default_factory=dict)  # text column -> text.PyTokenizer
+
+    @property
+    def numeric(self) -> list[str]:
+        return [c for c in self.features if self.columns.get(c, "number") == "number"]
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [c for c in self.features if self.columns.get(c) == "text"]
 
 
 def table_format(path: str | Path) -> tuple[str, str | None]:
@@ -144,7 +168,13 @@ def feature_columns(df, cfg: ExperimentConfig) -> list[str]:
 
 
 def _where(df, row: int) -> str:
+    """Where row ``row`` (a position in ``df``) is in its file; ``df`` may be a
+    subset of the rows read (its index keeps their positions in the file)."""
     off = df.attrs.get("line_offset", 1)
+    try:
+        row = int(df.index[row])
+    except (TypeError, ValueError, IndexError):
+        pass
     return f"line {row + off}" if off == 2 else f"row {row + 1}"
 
 
@@ -189,17 +219,17 @@ def numeric_matrix(df, columns: list[str]) -> np.ndarray:
 
 
 def handle_missing(df, x: np.ndarray, y: np.ndarray | None, columns: list[str], cfg: ExperimentConfig, target_numeric: bool):
-    """Apply data.missing to NaN/inf; returns (x, y) possibly with rows dropped."""
+    """Apply data.missing to NaN/inf; returns (x, y, kept rows or None) with rows dropped."""
     bad_x = ~np.isfinite(x)
     rows_x = bad_x.any(axis=1)
     rows_y = ~np.isfinite(y) if (y is not None and target_numeric) else (np.zeros(len(x), bool) if y is None else _missing_labels(y))
     bad_rows = rows_x | rows_y
     n_bad = int(bad_rows.sum())
     if n_bad == 0:
-        return x, y
+        return x, y, None
     policy = cfg.data.missing
     first = int(np.flatnonzero(bad_rows)[0])
-    if rows_x[first]:
+    if rows_x[first] and columns:
         col = columns[int(np.flatnonzero(bad_x[first])[0])]
     else:
         col = cfg.data.target
@@ -216,7 +246,7 @@ def handle_missing(df, x: np.ndarray, y: np.ndarray | None, columns: list[str], 
         keep = ~bad_rows
     if not keep.any():
         raise DataError(f"{src}: every row has missing values; nothing is left to train on")
-    return x[keep], (y[keep] if y is not None else None)
+    return x[keep], (y[keep] if y is not None else None), keep
 
 
 def _missing_labels(y: np.ndarray) -> np.ndarray:
@@ -272,11 +302,65 @@ def _key(v: Any) -> str | None:
     return str(v.item() if hasattr(v, "item") else v)
 
 
-def make_split(df, cfg: ExperimentConfig, features: list[str], classes: list[Any] | None, with_target: bool = True) -> Split:
+def infer_column_types(df, features: list[str], given: dict[str, str] | None) -> dict[str, str]:
+    """A type for every feature: as given in data.columns, else inferred.
+
+    A column is a number when it is numeric, boolean, or nearly all its
+    values parse as numbers (a stray 'n/a?' is then reported as a bad value,
+    not taken for text); any other column of strings is text."""
+    import pandas as pd
+
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(features))
+    if unknown:
+        raise DataError(f"data.columns names {', '.join(repr(c) for c in unknown)}, which {'is' if len(unknown) == 1 else 'are'} not a feature column of {df.attrs.get('source', 'the data')}", hint=f"feature columns: {', '.join(features[:12])}")
+    out: dict[str, str] = {}
+    for c in features:
+        if c in given:
+            out[c] = given[c]
+            continue
+        s = df[c]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            out[c] = "number"
+            continue
+        present = s.dropna()
+        parsed = pd.to_numeric(present, errors="coerce").notna().sum()
+        out[c] = "number" if len(present) == 0 or parsed >= 0.95 * len(present) else "text"
+    return out
+
+
+def text_strings(df, column: str) -> np.ndarray:
+    """A text column as Python strings; a missing cell is the empty text."""
+    s = df[column]
+    return s.astype(object).where(s.notna(), "").map(str).to_numpy(dtype=object)
+
+
+def encode_inputs(df, features: list[str], columns: dict[str, str], tokenizers: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray] | None]:
+    """(model inputs, raw text columns): a float32 matrix when every feature is
+    a number, else the dict the core model takes (see :class:`Split`)."""
+    from .text import ids_name
+
+    numeric = [c for c in features if columns.get(c, "number") == "number"]
+    text_cols = [c for c in features if columns.get(c) == "text"]
+    if not text_cols:
+        return numeric_matrix(df, numeric), None
+    x: dict[str, np.ndarray] = {}
+    if numeric:
+        x["features"] = numeric_matrix(df, numeric)
+    raw = {c: text_strings(df, c) for c in text_cols}
+    for c in text_cols:
+        x[ids_name(c)] = tokenizers[c].ids(raw[c])
+    return x, raw
+
+
+def make_split(df, cfg: ExperimentConfig, features: list[str], classes: list[Any] | None, with_target: bool = True, columns: dict[str, str] | None = None, tokenizers: dict[str, Any] | None = None) -> Split:
     check_columns(df, features, "feature")
     if with_target:
         check_columns(df, [cfg.data.target], "target")
-    x = numeric_matrix(df, features)
+    columns = columns if columns is not None else (cfg.data.columns or {})
+    x, raw = encode_inputs(df, features, columns, tokenizers or {})
+    numbers = x.get("features") if isinstance(x, dict) else x
+    numeric = [c for c in features if columns.get(c, "number") == "number"]
     y = None
     numeric_target = cfg.task == "regression"
     if with_target:
@@ -285,10 +369,20 @@ def make_split(df, cfg: ExperimentConfig, features: list[str], classes: list[Any
         else:
             y = encode_labels(df, df[cfg.data.target].to_numpy(), classes or [])
             numeric_target = True  # NaN marks a missing label now
-    x, y = handle_missing(df, x, y, features, cfg, numeric_target)
+    if numbers is None:
+        numbers = np.zeros((len(df), 0), np.float32)
+    numbers, y, keep = handle_missing(df, numbers, y, numeric, cfg, numeric_target)
+    if isinstance(x, dict):
+        if "features" in x:
+            x["features"] = numbers
+        if keep is not None:
+            x = {k: (v if k == "features" else v[keep]) for k, v in x.items()}
+            raw = {k: v[keep] for k, v in (raw or {}).items()}
+    else:
+        x = numbers
     if y is not None:
         y = y.astype(np.float32 if cfg.task == "regression" else np.int32)
-    return Split(x, y if y is not None else np.zeros(len(x), np.float32), df.attrs.get("source", "data"))
+    return Split(x, y if y is not None else np.zeros(len(numbers), np.float32), df.attrs.get("source", "data"), raw)
 
 
 def check_shape(features: list[str], cfg: ExperimentConfig, source: str) -> None:
@@ -303,31 +397,75 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def load_datasets(cfg: ExperimentConfig, base_dir: Path, with_test: bool = False, classes: list[Any] | None = None, features: list[str] | None = None) -> Datasets:
-    """Read and check train (+ validation, + test) before any training starts."""
+def fit_tokenizers(df, rows: np.ndarray | None, text_cols: list[str], cfg: ExperimentConfig) -> dict[str, Any]:
+    """One tokeniser per text column, its vocabulary from the training rows only."""
+    from .text import PyTokenizer, build_vocabulary, spec_of
+
+    spec = spec_of(cfg.data.text)
+    out = {}
+    for c in text_cols:
+        texts = text_strings(df, c)
+        if rows is not None:
+            texts = texts[rows]
+        vocab = build_vocabulary(texts, spec, cfg.data.text.vocabulary_size, cfg.data.text.min_count)
+        if not vocab:
+            raise DataError(
+                f"{df.attrs.get('source', 'data')}: text column '{c}' has no n-gram that appears in {cfg.data.text.min_count} or more rows",
+                hint="lower data.text.min_count, or check that the column really holds text",
+            )
+        out[c] = PyTokenizer(spec, vocab)
+    return out
+
+
+def load_datasets(
+    cfg: ExperimentConfig,
+    base_dir: Path,
+    with_test: bool = False,
+    classes: list[Any] | None = None,
+    features: list[str] | None = None,
+    tokenizers: dict[str, Any] | None = None,
+) -> Datasets:
+    """Read and check train (+ validation, + test) before any training starts.
+
+    ``tokenizers`` (a resumed or evaluated run's) are used as they are; else each
+    text column's vocabulary is built from the training rows."""
     d = cfg.data
     df = read_table(d.train, base_dir, "train")
     feats = features or feature_columns(df, cfg)
     if not feats:
         raise DataError(f"{df.attrs['source']} has no feature columns besides the target", hint="list them in data.features")
+    check_columns(df, feats, "feature")
     check_columns(df, [d.target], "target")
+    types = infer_column_types(df, feats, d.columns)
+    text_cols = [c for c in feats if types[c] == "text"]
+    if text_cols and d.image_shape is not None:
+        raise DataError(f"data.image_shape reshapes numeric columns, but {', '.join(text_cols)} hold text", hint="drop data.image_shape, or set data.columns to number for them")
     check_shape(feats, cfg, df.attrs["source"])
     if cfg.task != "regression" and classes is None:
         classes = infer_classes(df[d.target].to_numpy(), cfg)
+    held_out = None
+    if not isinstance(d.validation, str) and d.validation:
+        tr, va = split_indices(len(df), float(d.validation), cfg.seed)
+        if len(va) == 0 or len(tr) == 0:
+            raise DataError(f"data.validation {d.validation} of {len(df)} rows leaves {len(tr)} to train and {len(va)} to validate", hint="use a larger dataset or a different fraction")
+        held_out = (tr, va)
+    if tokenizers is None:
+        tokenizers = fit_tokenizers(df, held_out[0] if held_out else None, text_cols, cfg)
+    split = lambda frame: make_split(frame, cfg, feats, classes, columns=types, tokenizers=tokenizers)  # noqa: E731
     validation = None
     if isinstance(d.validation, str):
-        validation = make_split(read_table(d.validation, base_dir, "validation"), cfg, feats, classes)
-        train = make_split(df, cfg, feats, classes)
-    elif d.validation:
-        full = make_split(df, cfg, feats, classes)
-        tr, va = split_indices(len(full), float(d.validation), cfg.seed)
-        if len(va) == 0 or len(tr) == 0:
-            raise DataError(f"data.validation {d.validation} of {len(full)} rows leaves {len(tr)} to train and {len(va)} to validate", hint="use a larger dataset or a different fraction")
-        train = Split(full.x[tr], full.y[tr], full.source)
-        validation = Split(full.x[va], full.y[va], f"{full.source} (held out {d.validation:.0%})")
+        validation = split(read_table(d.validation, base_dir, "validation"))
+        train = split(df)
+    elif held_out is not None:
+        tr, va = held_out
+        train = split(df.iloc[tr].copy())
+        validation = split(df.iloc[va].copy())
+        validation.source = f"{train.source} (held out {d.validation:.0%})"
+        if len(train) == 0 or len(validation) == 0:
+            raise DataError(f"data.validation {d.validation} leaves {len(train)} rows to train and {len(validation)} to validate after removing rows with missing values")
     else:
-        train = make_split(df, cfg, feats, classes)
+        train = split(df)
     test = None
     if with_test and d.test:
-        test = make_split(read_table(d.test, base_dir, "test"), cfg, feats, classes)
-    return Datasets(train, validation, test, feats, classes)
+        test = split(read_table(d.test, base_dir, "test"))
+    return Datasets(train, validation, test, feats, classes, types, tokenizers)

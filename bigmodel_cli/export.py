@@ -59,24 +59,37 @@ def _write(model, fmt: str, tmp: Path) -> None:
         model.export(str(tmp), format="litert", verbose=False)
 
 
-def _run_export(fmt: str, path: Path, x: np.ndarray) -> tuple[np.ndarray, str]:
+def keras_outputs(model, x) -> np.ndarray:
+    """A Keras model's outputs on numbers, or on a dict holding raw strings."""
+    if not isinstance(x, dict):
+        return np.asarray(model.predict(x, verbose=0))
+    import tensorflow as tf
+
+    return np.asarray(model({k: tf.constant(v) for k, v in x.items()}, training=False))
+
+
+def _run_export(fmt: str, path: Path, x) -> tuple[np.ndarray, str]:
     """Outputs of the exported artefact, computed by its own runtime."""
     if fmt == "keras":
         import keras
 
+        from .text import layers
+
+        layers()
         m = keras.models.load_model(path, compile=False)
-        return np.asarray(m.predict(x, verbose=0)), f"keras {keras.__version__}"
+        return keras_outputs(m, x), f"keras {keras.__version__}"
     if fmt == "savedmodel":
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(path))
-        return np.asarray(loaded.serve(tf.constant(x))), f"tf.saved_model {tf.__version__}"
+        feed = {k: tf.constant(v) for k, v in x.items()} if isinstance(x, dict) else tf.constant(x)
+        return np.asarray(loaded.serve(feed)), f"tf.saved_model {tf.__version__}"
     if fmt == "onnx":
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        return np.asarray(sess.run(None, {name: x})[0]), f"onnxruntime {ort.__version__}"
+        feed = {i.name: x[i.name] for i in sess.get_inputs()} if isinstance(x, dict) else {sess.get_inputs()[0].name: x}
+        return np.asarray(sess.run(None, feed)[0]), f"onnxruntime {ort.__version__}"
     interp, runtime = _tflite_interpreter(path)
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
@@ -100,9 +113,34 @@ def _tflite_interpreter(path: Path):
             return tf.lite.Interpreter(model_path=str(path)), f"tf.lite {tf.__version__}"
 
 
-def export_model(model, fmt: str, output: Path, sample_x: np.ndarray, force: bool = False) -> ExportResult:
+def model_sample(split, tokenizers: dict | None) -> tuple:
+    """(inputs of the user's model, inputs of the ONNX core or None) for sample rows."""
+    if not tokenizers:
+        x = split.x if not isinstance(split.x, dict) else split.x["features"]
+        return x, None
+    from .models import raw_input_name
+    from .text import ids_name
+
+    x, core = {}, {}
+    if isinstance(split.x, dict) and "features" in split.x:
+        x["features"] = core["features"] = np.ascontiguousarray(split.x["features"], dtype=np.float32)
+    for col, tok in tokenizers.items():
+        texts = split.raw[col]
+        x[raw_input_name(col)] = np.asarray(texts, dtype=object)
+        core[ids_name(col)] = tok.ids(texts)
+    return x, core
+
+
+def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, core_x: dict | None = None, tokenizers: dict | None = None) -> ExportResult:
+    """Write ``model`` as ``fmt`` and check it against Keras on ``sample_x``.
+
+    A text model (``core_x`` given: the sample's ids) exports to ONNX as its
+    integer-id core, checked on ``core_x``; ``tokenizers`` then go beside it
+    (``<name>.text/``) for whoever feeds it. TFLite cannot hold string ops."""
     if fmt not in FORMATS:
         raise BigmodelError(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
+    if core_x is not None and fmt == "tflite":
+        raise BigmodelError("a model with text columns cannot be exported to tflite: TFLite has no string operations to tokenise with", hint="export savedmodel (raw strings in) or onnx (the integer-id core plus its vocabulary)")
     output = Path(output)
     if output.exists() and not force:
         raise PathError(f"{output} exists already", hint="pass --force to replace it, or choose another --output")
@@ -112,16 +150,26 @@ def export_model(model, fmt: str, output: Path, sample_x: np.ndarray, force: boo
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     tmp = work / (output.name if fmt != "savedmodel" else "savedmodel")
     try:
-        x = np.ascontiguousarray(sample_x, dtype=np.float32)
-        reference = np.asarray(model.predict(x, verbose=0))  # also marks the model as called (the ONNX exporter needs it)
-        _write(model, fmt, tmp)
-        got, runtime = _run_export(fmt, tmp, x)
+        x = sample_x if isinstance(sample_x, dict) else np.ascontiguousarray(sample_x, dtype=np.float32)
+        reference = keras_outputs(model, x)  # also marks the model as called (the ONNX exporter needs it)
+        written, fed = model, x
+        if core_x is not None and fmt == "onnx":
+            from .models import core_of
+
+            written, fed = core_of(model), core_x
+            keras_outputs(written, core_x)
+        _write(written, fmt, tmp)
+        got, runtime = _run_export(fmt, tmp, fed)
         diff = float(np.max(np.abs(got.reshape(reference.shape) - reference))) if reference.size else 0.0
         _replace(tmp, output)
+        if core_x is not None and fmt == "onnx" and tokenizers:
+            from .text import save_tokenizers
+
+            save_tokenizers(output.with_suffix(".text"), tokenizers)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     scale = max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0
-    return ExportResult(fmt, str(output), path_size(output), diff, len(x), runtime, diff <= PARITY_TOLERANCE * scale)
+    return ExportResult(fmt, str(output), path_size(output), diff, len(reference), runtime, diff <= PARITY_TOLERANCE * scale)
 
 
 def _replace(src: Path, dst: Path) -> None:
@@ -153,19 +201,23 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_inference_copy(model, model_path: Path, sample_x: np.ndarray, batch_size: int) -> ExportResult:
+def write_inference_copy(model, model_path: Path, sample_x, batch_size: int, core_x: dict | None = None) -> ExportResult:
     """``inference.onnx`` beside ``model.keras``: predict runs it with onnxruntime
     and never imports TensorFlow. ``inference.json`` records the hash of the
     model.keras it was made from, so a stale copy is never used."""
     from .runs import atomic_write_json
 
     run_dir = Path(model_path).parent
-    r = export_model(model, "onnx", run_dir / INFERENCE_ONNX, sample_x, force=True)
+    r = export_model(model, "onnx", run_dir / INFERENCE_ONNX, sample_x, force=True, core_x=core_x)
     if not r.parity_ok:
         (run_dir / INFERENCE_ONNX).unlink(missing_ok=True)
         return r
+    from .text import PREPROCESSING_DIR
+
+    text_files = sorted((run_dir / PREPROCESSING_DIR).glob("*")) if core_x is not None else []
     atomic_write_json(run_dir / INFERENCE_META, {
         "model_sha256": file_sha256(model_path), "batch_size": batch_size,
+        "text_sha256": {p.name: file_sha256(p) for p in text_files},
         "max_abs_diff": r.max_abs_diff, "rows_compared": r.rows_compared, "runtime": r.runtime,
     })
     return r
@@ -185,4 +237,8 @@ def inference_copy(model_path: Path) -> tuple[Path, dict] | None:
         return None
     if meta.get("model_sha256") != file_sha256(model_path):
         return None
+    for name, digest in (meta.get("text_sha256") or {}).items():
+        p = run_dir / "preprocessing" / name
+        if not p.is_file() or file_sha256(p) != digest:
+            return None  # the vocabulary beside the copy is not the one it was checked with
     return onnx_path, meta

@@ -161,12 +161,21 @@ def target_stats(y: np.ndarray) -> tuple[float, float]:
     return mean, (std if std > 0 else 1.0)
 
 
-def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | None, base_dir: Path, x_train: np.ndarray | None = None, y_train: np.ndarray | None = None):
+def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | None, base_dir: Path, x_train: np.ndarray | None = None, y_train: np.ndarray | None = None, tokenizers: dict[str, Any] | None = None):
+    """The model to train. With text columns (``tokenizers``) it is the *core*:
+    it takes each text column as int32 ids (:func:`text_inputs`) and
+    :func:`with_raw_text` later wraps it to take the strings themselves.
+
+    ``n_features`` and ``x_train`` are the numeric feature columns only."""
     import keras
 
     n_out = outputs_for(cfg.task, classes)
-    inputs = keras.Input(shape=(n_features,), name="features", dtype="float32")
-    x = preprocessing(inputs, cfg, x_train)
+    inputs: Any
+    if not tokenizers:
+        inputs = keras.Input(shape=(n_features,), name="features", dtype="float32")
+        x = preprocessing(inputs, cfg, x_train)
+    else:
+        inputs, x = text_inputs(cfg, n_features, x_train, tokenizers)
     arch = cfg.model.architecture
     if cfg.model.layers is not None:
         outputs = declarative(x, cfg.model.layers)
@@ -187,6 +196,66 @@ def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | Non
         outputs = keras.layers.Rescaling(scale=std, offset=mean, name="target_units")(outputs)
     model = keras.Model(inputs, outputs, name=cfg.name.replace("-", "_").replace(".", "_"))
     check_output(model, cfg.task, n_out)
+    return model
+
+
+def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | None, tokenizers: dict[str, Any]):
+    """Inputs of a core model with text: ``features`` (numbers, if any) and one
+    int32 id input per text column, each an n-gram embedding bag (the mean of
+    learned vectors, fastText-style); returns (inputs dict, one flat vector)."""
+    import keras
+    from keras import layers as L
+
+    from . import text
+
+    _, MaskedMean = text.layers()
+    inputs: dict[str, Any] = {}
+    parts = []
+    if n_numeric:
+        inputs["features"] = keras.Input(shape=(n_numeric,), name="features", dtype="float32")
+        parts.append(preprocessing(inputs["features"], cfg, x_numeric))
+    for col, tok in tokenizers.items():
+        name = text.ids_name(col)
+        ids = inputs[name] = keras.Input(shape=(None,), name=name, dtype="int32")
+        emb = L.Embedding(len(tok.vocabulary) + 2, cfg.model.embedding_dim, name=f"embed_{name[4:]}")(ids)
+        parts.append(MaskedMean(name=f"bag_{name[4:]}")(emb, ids))
+    x = parts[0] if len(parts) == 1 else L.Concatenate(name="inputs")(parts)
+    if cfg.model.dropout:
+        x = L.Dropout(cfg.model.dropout, name="text_dropout")(x)
+    return inputs, x
+
+
+def raw_input_name(column: str) -> str:
+    import re
+
+    name = re.sub(r"\W", "_", column, flags=re.ASCII) or "_"
+    return name if name not in ("features",) and not name.startswith("ids_") else f"text_{name}"
+
+
+def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
+    """The model users get: each text column as raw strings, tokenised inside
+    (bigmodel_cli.text.TextTokenizer), then the trained core."""
+    import keras
+
+    from . import text
+
+    inputs: dict[str, Any] = {}
+    feed: dict[str, Any] = {}
+    core_inputs = core.input if isinstance(core.input, dict) else {"features": core.input}
+    if "features" in core_inputs:
+        inputs["features"] = feed["features"] = keras.Input(shape=tuple(core_inputs["features"].shape[1:]), name="features", dtype="float32")
+    for col, tok in tokenizers.items():
+        raw = inputs[raw_input_name(col)] = keras.Input(shape=(), name=raw_input_name(col), dtype="string")
+        feed[text.ids_name(col)] = text.keras_tokenizer(tok.spec, tok.vocabulary, name=f"tokenize_{raw_input_name(col)}")(raw)
+    return keras.Model(inputs, core(feed), name=name or core.name)
+
+
+def core_of(model):
+    """The integer-id core inside a raw-text model (the model itself otherwise)."""
+    if any(type(l).__name__ == "TextTokenizer" for l in model.layers):
+        inner = [l for l in model.layers if hasattr(l, "layers") and hasattr(l, "inputs")]
+        if inner:
+            return inner[-1]
     return model
 
 
@@ -261,6 +330,9 @@ def load_trained(path: Path, unsafe: bool = False, user_code_dir: Path | None = 
     if user_code_dir is not None and (user_code_dir / "model.py").is_file():
         with contextlib.suppress(ConfigError):
             load_hook("model.py:build", user_code_dir)
+    from .text import layers as text_layers
+
+    text_layers()  # registers bigmodel's text layers with Keras
     try:
         return keras.models.load_model(path, compile=False, safe_mode=not unsafe)
     except ValueError as e:

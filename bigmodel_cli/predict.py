@@ -51,6 +51,12 @@ class PredictSpec:
     missing: str = "error"
     fill_value: float = 0.0
     notes: list[str] = field(default_factory=list)  # warnings for the user
+    text_columns: list[str] = field(default_factory=list)  # features that hold text
+    tokenizers: dict[str, Any] | None = None  # set: feed ids (the ONNX core); None: raw strings
+
+    @property
+    def numeric(self) -> list[str]:
+        return [c for c in self.features if c not in self.text_columns]
 
 
 @dataclass
@@ -174,8 +180,8 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
         if not header:
             raise DataError(f"{source} has no header line")
         _check_input_columns(header, spec, source)
-        text_cols = [c for c in spec.id_columns + spec.keep_columns if c not in spec.features]
-        types = {c: pa.float32() for c in spec.features}
+        text_cols = [c for c in spec.id_columns + spec.keep_columns + spec.text_columns if c not in spec.numeric]
+        types = {c: pa.float32() for c in spec.numeric}
         types.update({c: pa.string() for c in text_cols})
         try:
             reader = pc.open_csv(
@@ -239,7 +245,7 @@ def _cast_features(batch, spec: PredictSpec, source: str = "input", first_row: i
     cols, names = [], []
     for name in batch.schema.names:
         col = batch.column(name)
-        if name in spec.features and not pa.types.is_floating(col.type):
+        if name in spec.numeric and not pa.types.is_floating(col.type):
             try:
                 col = col.cast(pa.float32())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -250,7 +256,7 @@ def _cast_features(batch, spec: PredictSpec, source: str = "input", first_row: i
                     except (TypeError, ValueError):
                         raise DataError(f"{source}: column '{name}' is not numeric: row {first_row + i + 1} has {str(v)[:40]!r}") from None
                 raise
-        elif name not in spec.features and not pa.types.is_string(col.type):
+        elif name not in spec.numeric and not pa.types.is_string(col.type):
             col = col.cast(pa.string())
         cols.append(col)
         names.append(name)
@@ -259,7 +265,7 @@ def _cast_features(batch, spec: PredictSpec, source: str = "input", first_row: i
 
 def _locate(factory, delim: str, header: list[str], spec: PredictSpec, start_row: int, source: str, err: Exception) -> DataError:
     """Re-scan (error path only) to name the exact line of a bad row."""
-    feat_idx = {header.index(c): c for c in spec.features}
+    feat_idx = {header.index(c): c for c in spec.numeric}
     with factory() as s:
         text = io.TextIOWrapper(_Readable(s), encoding="utf-8", newline="")
         reader = csv.reader(text, delimiter=delim)
@@ -383,12 +389,23 @@ def make_onnx_infer(path: Path):
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda x: sess.run(None, {name: x})[0]
+    names = [i.name for i in sess.get_inputs()]
+    if len(names) > 1 or names[0] != "features":  # several named inputs (text ids)
+        return lambda x: sess.run(None, {n: x[n] for n in names} if isinstance(x, dict) else {names[0]: x})[0]
+    return lambda x: sess.run(None, {names[0]: x if not isinstance(x, dict) else x["features"]})[0]
 
 
 def make_infer(model, n_features: int):
     import tensorflow as tf
+
+    if isinstance(model.input, dict):  # raw text columns (and numbers): the model tokenises
+        sig = {k: tf.TensorSpec([None, *v.shape[1:]], v.dtype) for k, v in model.input.items()}
+
+        @tf.function(input_signature=[sig], reduce_retracing=True)
+        def infer_dict(x):
+            return model(x, training=False)
+
+        return lambda x: infer_dict({k: tf.constant(v) for k, v in x.items()}).numpy()
 
     @tf.function(input_signature=[tf.TensorSpec([None, n_features], tf.float32)], reduce_retracing=True)
     def infer(x):
@@ -407,12 +424,44 @@ def default_batch_size(model) -> int:
             continue
         per_row += math.prod(d for d in shape[1:] if d)
     per_row = max(per_row, 1)
+    if isinstance(model.input, dict) or len(model.inputs) > 1:
+        # Text: id rows and their vectors run up to max_tokens * ngrams long, which
+        # the shapes above (None) do not show; 512 rows keep that under ~300 MB.
+        return int(min(512, max(64, (64 << 20) // per_row)))
     return int(min(65536, max(256, (64 << 20) // per_row)))
 
 
-def _features_matrix(batch, spec: PredictSpec, first_row: int, source: str) -> np.ndarray:
+def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
+    """A block's model inputs: the feature matrix, or with text columns a dict
+    of numbers plus each text as ids (``spec.tokenizers``) or as raw strings."""
+    if not spec.text_columns:
+        return _features_matrix(batch, spec.features, spec, first_row, source)
+    from .models import raw_input_name
+    from .text import ids_name
+
+    out: dict[str, np.ndarray] = {}
+    if spec.numeric:
+        out["features"] = _features_matrix(batch, spec.numeric, spec, first_row, source)
+    for c in spec.text_columns:
+        texts = batch.column(c).fill_null("").to_pylist()
+        if spec.tokenizers is not None:
+            out[ids_name(c)] = spec.tokenizers[c].ids(texts)
+        else:
+            out[raw_input_name(c)] = np.asarray(texts, dtype=object)
+    return out
+
+
+def _rows(x: Any, start: int, stop: int) -> Any:
+    if not isinstance(x, dict):
+        return x[start:stop]
+    from .text import trim_ids
+
+    return {k: trim_ids(k, v[start:stop]) for k, v in x.items()}
+
+
+def _features_matrix(batch, features: list[str], spec: PredictSpec, first_row: int, source: str) -> np.ndarray:
     cols = []
-    for name in spec.features:
+    for name in features:
         col = batch.column(name)
         arr = col.to_numpy(zero_copy_only=False)
         if col.null_count:
@@ -426,7 +475,7 @@ def _features_matrix(batch, spec: PredictSpec, first_row: int, source: str) -> n
         else:
             r, c = np.argwhere(bad)[0]
             raise DataError(
-                f"{source}: row {first_row + int(r) + 1} has a missing or infinite value in feature '{spec.features[int(c)]}' ({int(bad.any(axis=1).sum())} such row(s) in this block)",
+                f"{source}: row {first_row + int(r) + 1} has a missing or infinite value in feature '{features[int(c)]}' ({int(bad.any(axis=1).sum())} such row(s) in this block)",
                 hint="fix the input, or train with data.missing: fill to fill missing values; no output was written",
             )
     return x
@@ -486,13 +535,14 @@ def predict_file(
     try:
         position = Position()
         for batch in iter_blocks(input_path, spec, fmt, position):
-            x = _features_matrix(batch, spec, rows, source)
-            probs = np.concatenate([infer(x[s : s + bs]) for s in range(0, len(x), bs)]) if len(x) else np.zeros((0, 1), np.float32)
+            x = model_inputs(batch, spec, rows, source)
+            n = batch.num_rows
+            probs = np.concatenate([infer(_rows(x, s, s + bs)) for s in range(0, n, bs)]) if n else np.zeros((0, 1), np.float32)
             table = _output_table(batch, probs, spec)
             if pending is not None:
                 pending.result()
             pending = pool.submit(writer.write, table)
-            rows += len(x)
+            rows += n
             position.rows = rows
             if progress:
                 progress(rows, time.perf_counter() - t0, position.fraction())

