@@ -141,6 +141,10 @@ def train(
     else:
         cfg, base_dir = load_experiment(path, overrides)
         run_dir = None
+    if cfg.model.backbone:
+        from .pretrained import require_extra
+
+        require_extra()  # before TensorFlow starts: one line and the install command
     distribute.import_tensorflow()
     from . import data as data_mod
     from . import train as train_mod

@@ -106,6 +106,7 @@ class ModelConfig(Strict):
     architecture: str | None = Field(None, description="a built-in name, or model.py:build")
     layers: list[Any] | None = Field(None, description="declarative list of keras.layers, e.g. - Dense: {units: 20}")
     embedding_dim: int = Field(64, ge=1, le=4096, description="size of the learned vector of each text n-gram")
+    backbone: str | None = Field(None, description="a pretrained text encoder to fine-tune: a local BERT directory, or all-minilm-l6-v2 (needs bigmodel[pretrained])")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the text vectors while training")
 
     @model_validator(mode="after")

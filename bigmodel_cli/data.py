@@ -397,10 +397,12 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def fit_tokenizers(df, rows: np.ndarray | None, text_cols: list[str], cfg: ExperimentConfig) -> dict[str, Any]:
+def fit_tokenizers(df, rows: np.ndarray | None, text_cols: list[str], cfg: ExperimentConfig, base_dir: Path = Path(".")) -> dict[str, Any]:
     """One tokeniser per text column, its vocabulary from the training rows only."""
     from .text import PyTokenizer, build_vocabulary, spec_of
 
+    if cfg.model.backbone and text_cols:
+        return backbone_tokenizers(cfg, text_cols, base_dir)
     spec = spec_of(cfg.data.text)
     out = {}
     for c in text_cols:
@@ -415,6 +417,21 @@ def fit_tokenizers(df, rows: np.ndarray | None, text_cols: list[str], cfg: Exper
             )
         out[c] = PyTokenizer(spec, vocab)
     return out
+
+
+def backbone_tokenizers(cfg: ExperimentConfig, text_cols: list[str], base_dir: Path) -> dict[str, Any]:
+    """The pretrained encoder's own WordPiece vocabulary for every text column
+    (``data.text.max_tokens`` is the sequence length, [CLS] and [SEP] included)."""
+    from . import pretrained
+    from .wordpiece import WordPiece
+
+    pretrained.require_extra()
+    folder = pretrained.resolve_backbone(cfg.model.backbone or "", base_dir)
+    vocab, lowercase = pretrained.read_vocabulary(folder)
+    try:
+        return {c: WordPiece(vocab, max(cfg.data.text.max_tokens, 3), lowercase=lowercase, strip_accents=True) for c in text_cols}
+    except ValueError as e:
+        raise DataError(f"model.backbone {folder}: {e}") from None
 
 
 def load_datasets(
@@ -450,7 +467,7 @@ def load_datasets(
             raise DataError(f"data.validation {d.validation} of {len(df)} rows leaves {len(tr)} to train and {len(va)} to validate", hint="use a larger dataset or a different fraction")
         held_out = (tr, va)
     if tokenizers is None:
-        tokenizers = fit_tokenizers(df, held_out[0] if held_out else None, text_cols, cfg)
+        tokenizers = fit_tokenizers(df, held_out[0] if held_out else None, text_cols, cfg, base_dir)
     split = lambda frame: make_split(frame, cfg, feats, classes, columns=types, tokenizers=tokenizers)  # noqa: E731
     validation = None
     if isinstance(d.validation, str):

@@ -73,14 +73,20 @@ def _run_export(fmt: str, path: Path, x) -> tuple[np.ndarray, str]:
     if fmt == "keras":
         import keras
 
+        from .pretrained import import_if_needed
         from .text import layers
 
         layers()
+        import_if_needed(path)
         m = keras.models.load_model(path, compile=False)
         return keras_outputs(m, x), f"keras {keras.__version__}"
     if fmt == "savedmodel":
         import tensorflow as tf
 
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow_text") is not None:
+            import tensorflow_text  # noqa: F401  (registers the ops a pretrained encoder's tokeniser uses)
         loaded = tf.saved_model.load(str(path))
         feed = {k: tf.constant(v) for k, v in x.items()} if isinstance(x, dict) else tf.constant(x)
         return np.asarray(loaded.serve(feed)), f"tf.saved_model {tf.__version__}"

@@ -175,7 +175,7 @@ def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | Non
         inputs = keras.Input(shape=(n_features,), name="features", dtype="float32")
         x = preprocessing(inputs, cfg, x_train)
     else:
-        inputs, x = text_inputs(cfg, n_features, x_train, tokenizers)
+        inputs, x = text_inputs(cfg, n_features, x_train, tokenizers, base_dir)
     arch = cfg.model.architecture
     if cfg.model.layers is not None:
         outputs = declarative(x, cfg.model.layers)
@@ -199,7 +199,7 @@ def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | Non
     return model
 
 
-def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | None, tokenizers: dict[str, Any]):
+def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | None, tokenizers: dict[str, Any], cfg_dir: Path | None = None):
     """Inputs of a core model with text: ``features`` (numbers, if any) and one
     int32 id input per text column, each an n-gram embedding bag (the mean of
     learned vectors, fastText-style); returns (inputs dict, one flat vector)."""
@@ -214,9 +214,19 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
     if n_numeric:
         inputs["features"] = keras.Input(shape=(n_numeric,), name="features", dtype="float32")
         parts.append(preprocessing(inputs["features"], cfg, x_numeric))
+    backbone = None
     for col, tok in tokenizers.items():
         name = text.ids_name(col)
         ids = inputs[name] = keras.Input(shape=(None,), name=name, dtype="int32")
+        if cfg.model.backbone:  # a pretrained encoder, fine-tuned: mean of its token vectors
+            from . import pretrained
+
+            _, BertInputs = pretrained.layers()
+            if backbone is None:
+                backbone = pretrained.load_backbone(pretrained.resolve_backbone(cfg.model.backbone, Path.cwd() if cfg_dir is None else cfg_dir))
+            seq = backbone(BertInputs(name=f"bert_inputs_{name[4:]}")(ids))["sequence_output"]
+            parts.append(MaskedMean(name=f"pool_{name[4:]}")(seq, ids))
+            continue
         emb = L.Embedding(len(tok.vocabulary) + 2, cfg.model.embedding_dim, name=f"embed_{name[4:]}")(ids)
         parts.append(MaskedMean(name=f"bag_{name[4:]}")(emb, ids))
     x = parts[0] if len(parts) == 1 else L.Concatenate(name="inputs")(parts)
@@ -246,13 +256,20 @@ def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
         inputs["features"] = feed["features"] = keras.Input(shape=tuple(core_inputs["features"].shape[1:]), name="features", dtype="float32")
     for col, tok in tokenizers.items():
         raw = inputs[raw_input_name(col)] = keras.Input(shape=(), name=raw_input_name(col), dtype="string")
-        feed[text.ids_name(col)] = text.keras_tokenizer(tok.spec, tok.vocabulary, name=f"tokenize_{raw_input_name(col)}")(raw)
+        if isinstance(tok, text.PyTokenizer):
+            layer = text.keras_tokenizer(tok.spec, tok.vocabulary, name=f"tokenize_{raw_input_name(col)}")
+        else:  # a pretrained encoder's WordPiece
+            from . import pretrained
+
+            BertTokenize, _ = pretrained.layers()
+            layer = BertTokenize(tok.vocabulary, tok.sequence_length, tok.lowercase, tok.strip_accents, name=f"tokenize_{raw_input_name(col)}")
+        feed[text.ids_name(col)] = layer(raw)
     return keras.Model(inputs, core(feed), name=name or core.name)
 
 
 def core_of(model):
     """The integer-id core inside a raw-text model (the model itself otherwise)."""
-    if any(type(l).__name__ == "TextTokenizer" for l in model.layers):
+    if any(type(l).__name__ in ("TextTokenizer", "BertTokenize") for l in model.layers):
         inner = [l for l in model.layers if hasattr(l, "layers") and hasattr(l, "inputs")]
         if inner:
             return inner[-1]
@@ -330,9 +347,11 @@ def load_trained(path: Path, unsafe: bool = False, user_code_dir: Path | None = 
     if user_code_dir is not None and (user_code_dir / "model.py").is_file():
         with contextlib.suppress(ConfigError):
             load_hook("model.py:build", user_code_dir)
+    from .pretrained import import_if_needed
     from .text import layers as text_layers
 
     text_layers()  # registers bigmodel's text layers with Keras
+    import_if_needed(path)  # and keras-hub's, for a model.backbone run
     try:
         return keras.models.load_model(path, compile=False, safe_mode=not unsafe)
     except ValueError as e:

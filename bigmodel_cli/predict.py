@@ -187,7 +187,9 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
             reader = pc.open_csv(
                 factory() if path == "-" else _file_stream(path, comp, position),
                 read_options=pc.ReadOptions(block_size=BLOCK_BYTES),
-                parse_options=pc.ParseOptions(delimiter=delim),
+                # Text may hold line breaks inside quotes (e-mails, posts); parsing them
+                # costs speed, so only text models pay for it.
+                parse_options=pc.ParseOptions(delimiter=delim, newlines_in_values=bool(spec.text_columns)),
                 convert_options=pc.ConvertOptions(column_types=types, include_columns=wanted(), strings_can_be_null=False),
             )
         except pa.ArrowInvalid as e:

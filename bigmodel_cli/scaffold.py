@@ -78,6 +78,12 @@ def init_experiment(target: Path, template: str, force: bool = False, name: str 
     if target.is_dir() and any(target.iterdir()) and not force:
         raise PathError(f"{target} is not empty", hint="choose a new folder, or pass --force to write the template files into it (existing runs/ are kept)")
     src = known[template].path
+    import yaml
+
+    if ((yaml.safe_load((src / "experiment.yaml").read_text()) or {}).get("model") or {}).get("backbone"):
+        from .pretrained import require_extra
+
+        require_extra()  # a pretrained-encoder template is no use without the extra: say so now
     target.mkdir(parents=True, exist_ok=True)
     files = []
     for f in sorted(src.rglob("*")):

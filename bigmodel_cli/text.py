@@ -318,9 +318,12 @@ def save_tokenizers(folder, tokenizers: dict[str, PyTokenizer]) -> list:
     folder.mkdir(parents=True, exist_ok=True)
     doc = {"version": 1, "columns": {}}
     for col, tok in tokenizers.items():
-        doc["columns"][col] = {"input": ids_name(col), "ngrams": tok.spec.ngrams, "max_tokens": tok.spec.max_tokens, "max_chars": tok.spec.max_chars, "vocabulary": tok.vocabulary}
+        if isinstance(tok, PyTokenizer):
+            doc["columns"][col] = {"kind": "ngrams", "input": ids_name(col), "ngrams": tok.spec.ngrams, "max_tokens": tok.spec.max_tokens, "max_chars": tok.spec.max_chars, "vocabulary": tok.vocabulary}
+        else:  # wordpiece.WordPiece: a pretrained encoder's vocabulary
+            doc["columns"][col] = {"kind": "wordpiece", "input": ids_name(col), "sequence_length": tok.sequence_length, "lowercase": tok.lowercase, "strip_accents": tok.strip_accents, "vocabulary": tok.vocabulary}
     atomic_write_text(folder / TEXT_FILE, json.dumps(doc, ensure_ascii=False))
-    table = next(iter(tokenizers.values())).table if tokenizers else fold_table()
+    table = next((t.table for t in tokenizers.values() if isinstance(t, PyTokenizer)), fold_table())
     keys, values = table_diff(table)
     buf = io.BytesIO()
     np.savez_compressed(buf, keys=keys, values=values)
@@ -329,7 +332,7 @@ def save_tokenizers(folder, tokenizers: dict[str, PyTokenizer]) -> list:
     return [folder / TEXT_FILE, folder / TABLE_FILE]
 
 
-def load_tokenizers(folder) -> dict[str, PyTokenizer]:
+def load_tokenizers(folder) -> dict[str, Any]:
     """The tokenisers :func:`save_tokenizers` wrote (no TensorFlow needed)."""
     import json
     from pathlib import Path
@@ -343,4 +346,12 @@ def load_tokenizers(folder) -> dict[str, PyTokenizer]:
             table = table_from_diff(z["keys"], z["values"])
     except (OSError, ValueError, KeyError) as e:
         raise ModelFileError(f"{folder}: the text vocabulary is missing or unreadable ({type(e).__name__})", hint="retrain the run; predict --engine tensorflow reads the vocabulary inside model.keras") from None
-    return {col: PyTokenizer(TextSpec(c["ngrams"], c["max_tokens"], c["max_chars"]), c["vocabulary"], table) for col, c in doc["columns"].items()}
+    out: dict[str, Any] = {}
+    for col, c in doc["columns"].items():
+        if c.get("kind") == "wordpiece":
+            from .wordpiece import WordPiece
+
+            out[col] = WordPiece(c["vocabulary"], c["sequence_length"], c["lowercase"], c["strip_accents"])
+        else:
+            out[col] = PyTokenizer(TextSpec(c["ngrams"], c["max_tokens"], c["max_chars"]), c["vocabulary"], table)
+    return out

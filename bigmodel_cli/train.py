@@ -268,6 +268,9 @@ def fit(
             assert isinstance(run_dir, Path), "resume needs the run folder"
             last = run_dir / CHECKPOINTS / LAST
             state = read_state(last)
+            from .pretrained import import_if_needed
+
+            import_if_needed(last)
             try:
                 model = keras.models.load_model(last, compile=True)
             except Exception as e:
@@ -522,6 +525,9 @@ def finalize_model(src: Path, dst: Path, wrap: Callable[[Any], Any] | None = Non
     ``wrap`` turns a text model's integer-id core into the raw-text model."""
     import keras
 
+    from .pretrained import import_if_needed
+
+    import_if_needed(src)
     model = keras.models.load_model(src, compile=False)
     if wrap is not None:
         model = wrap(model)

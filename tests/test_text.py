@@ -140,6 +140,7 @@ def _make_text_exp(tmp_path: Path, cli) -> Path:
         rows.append((f"r{i}", int(rng.integers(3, 6) if pos else rng.integers(1, 4)), " ".join(words), "pos" if pos else "neg"))
     rows[3] = ("r3", 2, "", "neg")  # an empty review
     rows[5] = ("r5", 1, None, "neg")  # a missing one
+    rows[7] = ("r7", 2, "terrible,\nbroke after a day\r\n\"quoted\"", "neg")  # line breaks and quotes inside
     exp = tmp_path / "reviews"
     (exp / "data").mkdir(parents=True)
     _reviews(exp / "data" / "train.csv", rows[:320])
@@ -185,10 +186,10 @@ def test_text_table_trains_predicts_and_exports(tmp_path, cli):
     with gzip.open(new, "wt", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["review", "stars", "id"])
-        w.writerows([["brand new words only", 3, "a"], ["", 4, "b"], [None, 2, "c"], ["很好用 " * 20000, 5, "d"]])
+        w.writerows([["brand new words only", 3, "a"], ["", 4, "b"], [None, 2, "c"], ["很好用 " * 20000, 5, "d"], ["two\nlines, \"quoted\"", 1, "e"]])
     r = cli("predict", run, "--input", new, "--output", tmp_path / "new.csv")
     assert r.code == 0, r.err
-    assert [x["id"] for x in csv.DictReader(open(tmp_path / "new.csv"))] == ["a", "b", "c", "d"]
+    assert [x["id"] for x in csv.DictReader(open(tmp_path / "new.csv"))] == ["a", "b", "c", "d", "e"]
 
     for fmt in ("savedmodel", "onnx", "keras"):
         r = cli("export", run, "--format", fmt, "--json")
