@@ -46,6 +46,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_bench.py
 	$(BIN)/python benchmarks/predict_bench.py
+	$(BIN)/python benchmarks/text_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
