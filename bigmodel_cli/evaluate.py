@@ -122,16 +122,37 @@ def _plt():
     return plt
 
 
+def _short(c: Any, width: int = 24) -> str:
+    t = str(c)
+    return t if len(t) <= width else t[: width - 1] + "…"
+
+
 def plot_confusion(cm: list[list[int]], classes: list[Any], path: Path) -> Path:
     from .runs import atomic_path
 
     plt = _plt()
+    fig = confusion_figure(cm, classes)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def confusion_figure(cm: list[list[int]], classes: list[Any]):
+    plt = _plt()
     m = np.asarray(cm)
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k), dpi=110)
+    labels = [_short(c) for c in classes]
+    longest = max((len(t) for t in labels), default=1)
+    # Long names would overlap on the x-axis: rotate them once any is wider than a
+    # cell, and give the figure room for them on both axes.
+    rotate = 45 if (longest > 4 or k > 10) else 0
+    extra = 0.09 * longest
+    cell = max(0.55, min(0.9, 0.12 * longest)) if rotate == 0 else 0.55
+    fig, ax = plt.subplots(figsize=(1.6 + cell * k + extra, 1.2 + 0.5 * k + (extra * 0.75 if rotate else 0)), dpi=110)
     ax.imshow(m, cmap="Blues")
-    ax.set_xticks(range(k), [str(c) for c in classes], rotation=45 if k > 10 else 0)
-    ax.set_yticks(range(k), [str(c) for c in classes])
+    ax.set_xticks(range(k), labels, rotation=rotate, ha="right" if rotate else "center", rotation_mode="anchor" if rotate else "default", fontsize=9)
+    ax.set_yticks(range(k), labels, fontsize=9)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     top = m.max() or 1
@@ -140,10 +161,7 @@ def plot_confusion(cm: list[list[int]], classes: list[Any], path: Path) -> Path:
             ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8, color="white" if m[i, j] > top / 2 else "black")
     ax.set_title("confusion matrix")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return fig
 
 
 def plot_history(rows: list[dict[str, Any]], path: Path) -> Path | None:
