@@ -213,14 +213,15 @@ def train(
     if plan.is_chief:
         from .evaluate import plot_history
 
+        notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
         plot = plot_history(result.history, run_dir / PLOTS / "training.png")
         notes += _inference_copy(result.model_path, datasets.train.take(np.arange(min(256, len(datasets.train)))), datasets.tokenizers)
     return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes)
 
 
 def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[str, Any] | None:
-    """The text tokenisers a run was trained with (None when it has no text column)."""
-    if run_dir is None or cfg is None or not any(t == "text" for t in (cfg.data.columns or {}).values()):
+    """The text tokenisers and category encoders a run was trained with (None when it has neither)."""
+    if run_dir is None or cfg is None or not any(t in ("text", "category") for t in (cfg.data.columns or {}).values()):
         return None
     from .text import PREPROCESSING_DIR, load_tokenizers
 
@@ -508,7 +509,7 @@ def _predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool,
         probabilities=probabilities,
         missing=cfg.data.missing,
         fill_value=cfg.data.fill_value,
-        text_columns=[c for c in (cfg.data.features or []) if (cfg.data.columns or {}).get(c) == "text"],
+        text_columns=[c for c in (cfg.data.features or []) if (cfg.data.columns or {}).get(c) in ("text", "category")],
     )
 
 

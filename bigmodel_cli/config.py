@@ -49,7 +49,7 @@ class Strict(BaseModel):
 
 # Column types. Every feature column has one; those not given in data.columns
 # are inferred from the training data (and written into the run's config.yaml).
-ColumnType = Literal["number", "text"]
+ColumnType = Literal["number", "category", "text"]
 COLUMN_TYPES: tuple[str, ...] = ColumnType.__args__  # type: ignore[attr-defined]
 
 
@@ -75,9 +75,10 @@ class DataConfig(Strict):
     normalize: bool = Field(False, description="standardise features with training mean/variance (inside the model)")
     normalize_target: bool = Field(False, description="regression: train on the standardised target; the model outputs real units")
     classes: list[str | int] | None = Field(None, description="class labels in output order; null = sorted labels of train")
-    missing: Literal["error", "drop", "fill"] = Field("error", description="what to do with NaN/inf rows")
+    missing: Literal["error", "drop", "fill", "impute"] = Field("error", description="missing numbers: error, drop the row, fill with fill_value, or impute (training median + a missing flag, inside the model)")
     fill_value: float = 0.0
-    columns: dict[str, ColumnType] | None = Field(None, description="type per feature column: number or text (others are inferred)")
+    columns: dict[str, ColumnType] | None = Field(None, description="type per feature column: number, category or text (others are inferred)")
+    max_categories: int = Field(10_000, ge=1, description="a category column keeps its most frequent values (the rest are 'unseen')")
     text: TextConfig = Field(default_factory=TextConfig, description="tokenisation of text columns")
 
     @field_validator("validation")

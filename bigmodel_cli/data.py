@@ -60,7 +60,8 @@ class Datasets:
     features: list[str]
     classes: list[Any] | None
     columns: dict[str, str] = field(default_factory=dict)  # feature -> number | text
-    tokenizers: dict[str, Any] = field(default_factory=dict)  # text column -> text.PyTokenizer
+    tokenizers: dict[str, Any] = field(default_factory=dict)  # text/category column -> its encoder
+    dropped: list[tuple[str, int]] = field(default_factory=list)  # (source, rows) dropped for a missing target
 
     @property
     def numeric(self) -> list[str]:
@@ -197,10 +198,19 @@ def _close(word: str, options: list[str]) -> str | None:
     return m[0] if m else None
 
 
-def numeric_matrix(df, columns: list[str]) -> np.ndarray:
-    """Columns -> float32 matrix; names the column and line of a bad value."""
+def numeric_matrix(df, columns: list[str], lenient: bool = False) -> np.ndarray:
+    """Columns -> float32 matrix; names the column and line of a bad value.
+    ``lenient`` (data.missing: impute): a value that is not a number is missing."""
     import pandas as pd
 
+    if lenient:
+        out = np.empty((len(df), len(columns)), np.float32)
+        for j, c in enumerate(columns):
+            s = df[c]
+            if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+                s = pd.to_numeric(s, errors="coerce")
+            out[:, j] = s.to_numpy(dtype=np.float32, na_value=np.nan)
+        return out
     for c in columns:
         s = df[c]
         if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
@@ -228,6 +238,14 @@ def handle_missing(df, x: np.ndarray, y: np.ndarray | None, columns: list[str], 
     if n_bad == 0:
         return x, y, None
     policy = cfg.data.missing
+    if policy == "impute":  # the model fills numbers itself; only rows without a target go
+        keep = ~rows_y
+        if keep.all():
+            return x, y, None
+        if not keep.any():
+            raise DataError(f"{df.attrs.get('source', 'data')}: every row's target '{cfg.data.target}' is missing")
+        dropped_targets.append((df.attrs.get("source", "data"), int((~keep).sum())))
+        return x[keep], (y[keep] if y is not None else None), keep
     first = int(np.flatnonzero(bad_rows)[0])
     if rows_x[first] and columns:
         col = columns[int(np.flatnonzero(bad_x[first])[0])]
@@ -237,8 +255,10 @@ def handle_missing(df, x: np.ndarray, y: np.ndarray | None, columns: list[str], 
     if policy == "error":
         raise DataError(
             f"{src}: {n_bad} row(s) have missing or infinite values (first: {_where(df, first)}, column '{col}')",
-            hint="set data.missing: drop (skip those rows) or data.missing: fill (use data.fill_value)",
+            hint="set data.missing: impute (training median + a missing flag, inside the model), drop (skip those rows) or fill (use data.fill_value)",
         )
+    if rows_y.any():
+        dropped_targets.append((src, int(rows_y.sum())))
     if policy == "fill":
         x = np.where(np.isfinite(x), x, np.float32(cfg.data.fill_value)).astype(np.float32)
         keep = ~rows_y
@@ -247,6 +267,10 @@ def handle_missing(df, x: np.ndarray, y: np.ndarray | None, columns: list[str], 
     if not keep.any():
         raise DataError(f"{src}: every row has missing values; nothing is left to train on")
     return x[keep], (y[keep] if y is not None else None), keep
+
+
+# (source, rows) whose target was missing and were dropped: train reports them.
+dropped_targets: list[tuple[str, int]] = []
 
 
 def _missing_labels(y: np.ndarray) -> np.ndarray:
@@ -303,30 +327,41 @@ def _key(v: Any) -> str | None:
 
 
 def infer_column_types(df, features: list[str], given: dict[str, str] | None) -> dict[str, str]:
-    """A type for every feature: as given in data.columns, else inferred.
-
-    A column is a number when it is numeric, boolean, or nearly all its
-    values parse as numbers (a stray 'n/a?' is then reported as a bad value,
-    not taken for text); any other column of strings is text."""
-    import pandas as pd
-
+    """A type for every feature: as given in data.columns, else inferred
+    (:func:`infer_type`, whose reason ``bigmodel init --data`` prints)."""
     given = dict(given or {})
     unknown = sorted(set(given) - set(features))
     if unknown:
         raise DataError(f"data.columns names {', '.join(repr(c) for c in unknown)}, which {'is' if len(unknown) == 1 else 'are'} not a feature column of {df.attrs.get('source', 'the data')}", hint=f"feature columns: {', '.join(features[:12])}")
-    out: dict[str, str] = {}
-    for c in features:
-        if c in given:
-            out[c] = given[c]
-            continue
-        s = df[c]
-        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-            out[c] = "number"
-            continue
-        present = s.dropna()
-        parsed = pd.to_numeric(present, errors="coerce").notna().sum()
-        out[c] = "number" if len(present) == 0 or parsed >= 0.95 * len(present) else "text"
-    return out
+    return {c: given[c] if c in given else infer_type(df[c])[0] for c in features}
+
+
+def infer_type(s) -> tuple[str, str]:
+    """(number | category | text, why) for one column of a training table.
+
+    - number: numeric or boolean dtype, or nearly all values parse as numbers
+      (a stray 'n/a?' is then a bad value, not a sign of text);
+    - category: strings with few distinct values, or short labels;
+    - text: longer strings, most of them distinct (reviews, titles, e-mails)."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(s):
+        return "number", "true/false values"
+    if pd.api.types.is_numeric_dtype(s):
+        return "number", "numbers"
+    present = s.dropna()
+    if len(present) == 0:
+        return "number", "no values"
+    parsed = int(pd.to_numeric(present, errors="coerce").notna().sum())
+    if parsed >= 0.95 * len(present):
+        return "number", f"{parsed / len(present):.0%} of the values are numbers"
+    strings = present.astype(str)
+    n_unique = int(strings.nunique())
+    mean_len = float(strings.str.len().mean())
+    mean_words = float(strings.str.split().str.len().mean())
+    if n_unique <= 20 or (mean_words < 3 and mean_len <= 24 and n_unique <= max(50, 0.3 * len(present))):
+        return "category", f"{n_unique} distinct values"
+    return "text", f"strings of {mean_len:.0f} characters on average, {n_unique / len(present):.0%} distinct"
 
 
 def text_strings(df, column: str) -> np.ndarray:
@@ -335,20 +370,20 @@ def text_strings(df, column: str) -> np.ndarray:
     return s.astype(object).where(s.notna(), "").map(str).to_numpy(dtype=object)
 
 
-def encode_inputs(df, features: list[str], columns: dict[str, str], tokenizers: dict[str, Any]) -> tuple[Any, dict[str, np.ndarray] | None]:
+def encode_inputs(df, features: list[str], columns: dict[str, str], tokenizers: dict[str, Any], lenient: bool = False) -> tuple[Any, dict[str, np.ndarray] | None]:
     """(model inputs, raw text columns): a float32 matrix when every feature is
     a number, else the dict the core model takes (see :class:`Split`)."""
     from .text import ids_name
 
     numeric = [c for c in features if columns.get(c, "number") == "number"]
-    text_cols = [c for c in features if columns.get(c) == "text"]
-    if not text_cols:
-        return numeric_matrix(df, numeric), None
+    coded = [c for c in features if columns.get(c) in ("text", "category")]
+    if not coded:
+        return numeric_matrix(df, numeric, lenient=lenient), None
     x: dict[str, np.ndarray] = {}
     if numeric:
-        x["features"] = numeric_matrix(df, numeric)
-    raw = {c: text_strings(df, c) for c in text_cols}
-    for c in text_cols:
+        x["features"] = numeric_matrix(df, numeric, lenient=lenient)
+    raw = {c: text_strings(df, c) for c in coded}  # as a CSV shows them: what predict reads
+    for c in coded:
         x[ids_name(c)] = tokenizers[c].ids(raw[c])
     return x, raw
 
@@ -358,7 +393,7 @@ def make_split(df, cfg: ExperimentConfig, features: list[str], classes: list[Any
     if with_target:
         check_columns(df, [cfg.data.target], "target")
     columns = columns if columns is not None else (cfg.data.columns or {})
-    x, raw = encode_inputs(df, features, columns, tokenizers or {})
+    x, raw = encode_inputs(df, features, columns, tokenizers or {}, lenient=cfg.data.missing == "impute")
     numbers = x.get("features") if isinstance(x, dict) else x
     numeric = [c for c in features if columns.get(c, "number") == "number"]
     y = None
@@ -397,14 +432,21 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def fit_tokenizers(df, rows: np.ndarray | None, text_cols: list[str], cfg: ExperimentConfig, base_dir: Path = Path(".")) -> dict[str, Any]:
-    """One tokeniser per text column, its vocabulary from the training rows only."""
+def fit_tokenizers(df, rows: np.ndarray | None, text_cols: list[str], cfg: ExperimentConfig, base_dir: Path = Path("."), types: dict[str, str] | None = None) -> dict[str, Any]:
+    """One encoder per text or category column (``text_cols``), its vocabulary
+    from the training rows only."""
+    from .categories import CategoryEncoder
     from .text import PyTokenizer, build_vocabulary, spec_of
 
+    types = types or {}
+    out: dict[str, Any] = {}
+    for c in [c for c in text_cols if types.get(c) == "category"]:
+        values = df[c].to_numpy(dtype=object)
+        out[c] = CategoryEncoder.fit(values[rows] if rows is not None else values, max_values=cfg.data.max_categories)
+    text_cols = [c for c in text_cols if types.get(c) != "category"]
     if cfg.model.backbone and text_cols:
-        return backbone_tokenizers(cfg, text_cols, base_dir)
+        return {**out, **backbone_tokenizers(cfg, text_cols, base_dir)}
     spec = spec_of(cfg.data.text)
-    out = {}
     for c in text_cols:
         texts = text_strings(df, c)
         if rows is not None:
@@ -447,6 +489,7 @@ def load_datasets(
     ``tokenizers`` (a resumed or evaluated run's) are used as they are; else each
     text column's vocabulary is built from the training rows."""
     d = cfg.data
+    dropped_targets.clear()
     df = read_table(d.train, base_dir, "train")
     feats = features or feature_columns(df, cfg)
     if not feats:
@@ -454,9 +497,9 @@ def load_datasets(
     check_columns(df, feats, "feature")
     check_columns(df, [d.target], "target")
     types = infer_column_types(df, feats, d.columns)
-    text_cols = [c for c in feats if types[c] == "text"]
+    text_cols = [c for c in feats if types[c] in ("text", "category")]
     if text_cols and d.image_shape is not None:
-        raise DataError(f"data.image_shape reshapes numeric columns, but {', '.join(text_cols)} hold text", hint="drop data.image_shape, or set data.columns to number for them")
+        raise DataError(f"data.image_shape reshapes numeric columns, but {', '.join(text_cols)} hold text or categories", hint="drop data.image_shape, or set data.columns to number for them")
     check_shape(feats, cfg, df.attrs["source"])
     if cfg.task != "regression" and classes is None:
         classes = infer_classes(df[d.target].to_numpy(), cfg)
@@ -467,7 +510,7 @@ def load_datasets(
             raise DataError(f"data.validation {d.validation} of {len(df)} rows leaves {len(tr)} to train and {len(va)} to validate", hint="use a larger dataset or a different fraction")
         held_out = (tr, va)
     if tokenizers is None:
-        tokenizers = fit_tokenizers(df, held_out[0] if held_out else None, text_cols, cfg, base_dir)
+        tokenizers = fit_tokenizers(df, held_out[0] if held_out else None, text_cols, cfg, base_dir, types)
     split = lambda frame: make_split(frame, cfg, feats, classes, columns=types, tokenizers=tokenizers)  # noqa: E731
     validation = None
     if isinstance(d.validation, str):
@@ -485,4 +528,4 @@ def load_datasets(
     test = None
     if with_test and d.test:
         test = split(read_table(d.test, base_dir, "test"))
-    return Datasets(train, validation, test, feats, classes, types, tokenizers)
+    return Datasets(train, validation, test, feats, classes, types, tokenizers, list(dropped_targets))

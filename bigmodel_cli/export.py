@@ -73,10 +73,10 @@ def _run_export(fmt: str, path: Path, x) -> tuple[np.ndarray, str]:
     if fmt == "keras":
         import keras
 
+        from .models import register_layers
         from .pretrained import import_if_needed
-        from .text import layers
 
-        layers()
+        register_layers()
         import_if_needed(path)
         m = keras.models.load_model(path, compile=False)
         return keras_outputs(m, x), f"keras {keras.__version__}"
@@ -146,7 +146,7 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
     if fmt not in FORMATS:
         raise BigmodelError(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     if core_x is not None and fmt == "tflite":
-        raise BigmodelError("a model with text columns cannot be exported to tflite: TFLite has no string operations to tokenise with", hint="export savedmodel (raw strings in) or onnx (the integer-id core plus its vocabulary)")
+        raise BigmodelError("a model with text or category columns cannot be exported to tflite: TFLite has no string operations to look them up with", hint="export savedmodel (raw strings in) or onnx (the integer-id core plus its vocabulary)")
     output = Path(output)
     if output.exists() and not force:
         raise PathError(f"{output} exists already", hint="pass --force to replace it, or choose another --output")

@@ -86,6 +86,10 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: np.ndarray | None):
 
     x = inputs
     d = cfg.data
+    if d.missing == "impute":
+        if x_train is None:
+            raise ConfigError("data.missing: impute needs the training data to compute medians")
+        x, x_train = impute_layer(x, x_train)
     if d.normalize:
         if x_train is None:
             raise ConfigError("data.normalize needs the training data to compute mean and variance")
@@ -101,6 +105,59 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: np.ndarray | None):
     if d.image_shape:
         x = L.Reshape(tuple(d.image_shape), name="image")(x)
     return x
+
+
+def impute_layer(x, x_train: np.ndarray):
+    """Missing numbers (NaN, inf) -> the column's training median, plus a 0/1
+    flag column for each column that had missing values in training. Returns
+    the layer's output and the training matrix as it will look after it."""
+    _register_impute()
+    finite = np.where(np.isfinite(x_train), x_train, np.nan)
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(finite, axis=0) if len(finite) else np.zeros(x_train.shape[1])
+    med = np.where(np.isfinite(med), med, 0.0)
+    flagged = [int(j) for j in np.flatnonzero((~np.isfinite(x_train)).any(axis=0))]
+    bad = ~np.isfinite(x_train)
+    after = np.concatenate([np.where(bad, med.astype(np.float32), x_train), bad[:, flagged].astype(np.float32)], axis=1)
+    return _IMPUTE[0](medians=med.astype(float).tolist(), flagged=flagged, name="impute")(x), after
+
+
+_IMPUTE: list[Any] = []
+
+
+def _register_impute() -> None:
+    if _IMPUTE:
+        return
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class Impute(keras.layers.Layer):
+        """[batch, n] with NaN/inf -> [batch, n + len(flagged)]: training medians, then missing flags."""
+
+        def __init__(self, medians: list[float], flagged: list[int], **kwargs: Any):
+            super().__init__(**kwargs)
+            self.medians, self.flagged = [float(m) for m in medians], [int(j) for j in flagged]
+
+        def call(self, x):
+            import tensorflow as tf
+
+            # One tf.where per test, each straight on IsNaN/IsInf: tf2onnx rewrites
+            # where(not(is_finite(x)), m, x) into arithmetic, and NaN * 0 is NaN.
+            fill = tf.broadcast_to(tf.constant(self.medians, x.dtype), tf.shape(x))
+            nan, inf = tf.math.is_nan(x), tf.math.is_inf(x)
+            filled = tf.where(inf, fill, tf.where(nan, fill, x))
+            if not self.flagged:
+                return filled
+            flags = tf.gather(tf.cast(nan, x.dtype) + tf.cast(inf, x.dtype), self.flagged, axis=1)
+            return tf.concat([filled, flags], axis=1)
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], input_shape[1] + len(self.flagged))
+
+        def get_config(self):
+            return {**super().get_config(), "medians": self.medians, "flagged": self.flagged}
+
+    _IMPUTE.append(Impute)
 
 
 def declarative(x, specs: list[Any]):
@@ -132,6 +189,15 @@ def declarative(x, specs: list[Any]):
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{key}: {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {str(e).splitlines()[0]}") from None
     return x
+
+
+def register_layers() -> None:
+    """Make bigmodel's own layers known to Keras before a model file is loaded."""
+    from . import categories, text
+
+    text.layers()
+    categories.layers()
+    _register_impute()
 
 
 def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
@@ -218,6 +284,16 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
     for col, tok in tokenizers.items():
         name = text.ids_name(col)
         ids = inputs[name] = keras.Input(shape=(None,), name=name, dtype="int32")
+        if getattr(tok, "kind", None) == "category":  # one-hot for few values, else a learned vector
+            from . import categories
+
+            CategoryLookup, OneHot = categories.layers()
+            if tok.size <= categories.ONE_HOT_MAX:
+                parts.append(OneHot(tok.size, name=f"onehot_{name[4:]}")(ids))
+            else:
+                emb = L.Embedding(tok.size, categories.embedding_size(tok.size), name=f"embed_{name[4:]}")(ids)
+                parts.append(L.Flatten(name=f"flat_{name[4:]}")(emb))
+            continue
         if cfg.model.backbone:  # a pretrained encoder, fine-tuned: mean of its token vectors
             from . import pretrained
 
@@ -256,7 +332,12 @@ def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
         inputs["features"] = feed["features"] = keras.Input(shape=tuple(core_inputs["features"].shape[1:]), name="features", dtype="float32")
     for col, tok in tokenizers.items():
         raw = inputs[raw_input_name(col)] = keras.Input(shape=(), name=raw_input_name(col), dtype="string")
-        if isinstance(tok, text.PyTokenizer):
+        if getattr(tok, "kind", None) == "category":
+            from . import categories
+
+            CategoryLookup, _ = categories.layers()
+            layer = CategoryLookup(tok.vocabulary, tok.boolean, name=f"lookup_{raw_input_name(col)}")
+        elif isinstance(tok, text.PyTokenizer):
             layer = text.keras_tokenizer(tok.spec, tok.vocabulary, name=f"tokenize_{raw_input_name(col)}")
         else:  # a pretrained encoder's WordPiece
             from . import pretrained
@@ -269,7 +350,7 @@ def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
 
 def core_of(model):
     """The integer-id core inside a raw-text model (the model itself otherwise)."""
-    if any(type(l).__name__ in ("TextTokenizer", "BertTokenize") for l in model.layers):
+    if any(type(l).__name__ in ("TextTokenizer", "BertTokenize", "CategoryLookup") for l in model.layers):
         inner = [l for l in model.layers if hasattr(l, "layers") and hasattr(l, "inputs")]
         if inner:
             return inner[-1]
@@ -348,9 +429,8 @@ def load_trained(path: Path, unsafe: bool = False, user_code_dir: Path | None = 
         with contextlib.suppress(ConfigError):
             load_hook("model.py:build", user_code_dir)
     from .pretrained import import_if_needed
-    from .text import layers as text_layers
 
-    text_layers()  # registers bigmodel's text layers with Keras
+    register_layers()
     import_if_needed(path)  # and keras-hub's, for a model.backbone run
     try:
         return keras.models.load_model(path, compile=False, safe_mode=not unsafe)

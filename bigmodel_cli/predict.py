@@ -181,7 +181,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
             raise DataError(f"{source} has no header line")
         _check_input_columns(header, spec, source)
         text_cols = [c for c in spec.id_columns + spec.keep_columns + spec.text_columns if c not in spec.numeric]
-        types = {c: pa.float32() for c in spec.numeric}
+        types = {c: (pa.string() if spec.missing == "impute" else pa.float32()) for c in spec.numeric}
         types.update({c: pa.string() for c in text_cols})
         try:
             reader = pc.open_csv(
@@ -247,7 +247,7 @@ def _cast_features(batch, spec: PredictSpec, source: str = "input", first_row: i
     cols, names = [], []
     for name in batch.schema.names:
         col = batch.column(name)
-        if name in spec.numeric and not pa.types.is_floating(col.type):
+        if name in spec.numeric and not pa.types.is_floating(col.type) and spec.missing != "impute":
             try:
                 col = col.cast(pa.float32())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -466,12 +466,16 @@ def _features_matrix(batch, features: list[str], spec: PredictSpec, first_row: i
     for name in features:
         col = batch.column(name)
         arr = col.to_numpy(zero_copy_only=False)
-        if col.null_count:
+        if arr.dtype == object:  # data.missing: impute reads numbers as text: a stray word is missing
+            import pandas as pd
+
+            arr = pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(np.float32, na_value=np.nan)
+        elif col.null_count:
             arr = arr.astype(np.float32)
         cols.append(arr)
     x = np.column_stack(cols).astype(np.float32, copy=False) if len(cols) > 1 else cols[0].reshape(-1, 1).astype(np.float32)
     bad = ~np.isfinite(x)
-    if bad.any():
+    if bad.any() and spec.missing != "impute":  # impute: the model fills them
         if spec.missing == "fill":
             x = np.where(bad, np.float32(spec.fill_value), x)
         else:

@@ -318,7 +318,9 @@ def save_tokenizers(folder, tokenizers: dict[str, PyTokenizer]) -> list:
     folder.mkdir(parents=True, exist_ok=True)
     doc = {"version": 1, "columns": {}}
     for col, tok in tokenizers.items():
-        if isinstance(tok, PyTokenizer):
+        if getattr(tok, "kind", None) == "category":
+            doc["columns"][col] = {"kind": "category", "input": ids_name(col), "boolean": tok.boolean, "vocabulary": tok.vocabulary}
+        elif isinstance(tok, PyTokenizer):
             doc["columns"][col] = {"kind": "ngrams", "input": ids_name(col), "ngrams": tok.spec.ngrams, "max_tokens": tok.spec.max_tokens, "max_chars": tok.spec.max_chars, "vocabulary": tok.vocabulary}
         else:  # wordpiece.WordPiece: a pretrained encoder's vocabulary
             doc["columns"][col] = {"kind": "wordpiece", "input": ids_name(col), "sequence_length": tok.sequence_length, "lowercase": tok.lowercase, "strip_accents": tok.strip_accents, "vocabulary": tok.vocabulary}
@@ -348,7 +350,11 @@ def load_tokenizers(folder) -> dict[str, Any]:
         raise ModelFileError(f"{folder}: the text vocabulary is missing or unreadable ({type(e).__name__})", hint="retrain the run; predict --engine tensorflow reads the vocabulary inside model.keras") from None
     out: dict[str, Any] = {}
     for col, c in doc["columns"].items():
-        if c.get("kind") == "wordpiece":
+        if c.get("kind") == "category":
+            from .categories import CategoryEncoder
+
+            out[col] = CategoryEncoder(c["vocabulary"], c["boolean"])
+        elif c.get("kind") == "wordpiece":
             from .wordpiece import WordPiece
 
             out[col] = WordPiece(c["vocabulary"], c["sequence_length"], c["lowercase"], c["strip_accents"])

@@ -255,10 +255,9 @@ def fit(
     is_chief = plan.is_chief
     names = metric_names(cfg)
 
-    from .text import layers as text_layers
     from .text import trim_ids
 
-    text_layers()  # bigmodel's text layers are known to Keras before any load
+    models.register_layers()  # bigmodel's layers are known to Keras before any load
     tokenizers = data.tokenizers or None
     numeric_x = data.train.x.get("features") if isinstance(data.train.x, dict) else data.train.x
     n_numeric = len(data.numeric) if tokenizers else len(data.features)
@@ -525,8 +524,10 @@ def finalize_model(src: Path, dst: Path, wrap: Callable[[Any], Any] | None = Non
     ``wrap`` turns a text model's integer-id core into the raw-text model."""
     import keras
 
+    from .models import register_layers
     from .pretrained import import_if_needed
 
+    register_layers()
     import_if_needed(src)
     model = keras.models.load_model(src, compile=False)
     if wrap is not None:
