@@ -66,6 +66,13 @@ def init(target: str | Path, template: str, force: bool = False, name: str | Non
     return init_experiment(Path(target), template, force=force, name=name)
 
 
+def init_data(target: str | Path, data: str | Path, target_column: str, task: str | None = None, copy: bool = False, force: bool = False, name: str | None = None):
+    """``bigmodel init DIR --data FILE --target COL``: an experiment for the user's own table."""
+    from .scaffold import init_from_data
+
+    return init_from_data(Path(target), Path(data), target_column, task=task, copy=copy, force=force, name=name)
+
+
 # ------------------------------------------------------------------- train
 
 
@@ -532,7 +539,8 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
             base = _run_base_dir(ref.run_dir)
             spec = cfg.data.test or cfg.data.train
             df = data_mod.read_table(spec, base, "test" if cfg.data.test else "train", nrows=64)
-            split = data_mod.make_split(df, cfg.model_copy(update={"data": cfg.data.model_copy(update={"missing": "drop"})}), list(cfg.data.features or []), cfg.data.classes, with_target=False, tokenizers=tokenizers or {})
+            sample_cfg = cfg if cfg.data.missing == "impute" else cfg.model_copy(update={"data": cfg.data.model_copy(update={"missing": "drop"})})
+            split = data_mod.make_split(df, sample_cfg, list(cfg.data.features or []), cfg.data.classes, with_target=False, tokenizers=tokenizers or {})
             sample, core_x = model_sample(split, tokenizers)
         except Exception:
             if tokenizers:

@@ -50,18 +50,39 @@ def _root(
 @app.command()
 def init(
     target: Path = typer.Argument(..., help="Folder to create the experiment in."),
-    template: str = typer.Option("mnist-cnn", "--template", "-t", help="Template name (see `bigmodel templates`)."),
-    name: Optional[str] = typer.Option(None, help="Experiment name (default: the template's)."),
+    template: Optional[str] = typer.Option(None, "--template", "-t", help="Template name (see `bigmodel templates`); mnist-cnn without --data."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Your own table (csv/tsv/parquet/jsonl, .gz ok): infer the task and column types from it."),
+    target_column: Optional[str] = typer.Option(None, "--target", help="With --data: the column to predict."),
+    task: Optional[str] = typer.Option(None, "--task", help="With --data: classification, binary or regression (default: inferred)."),
+    copy: bool = typer.Option(False, "--copy", help="With --data: copy the file into DIR/data/ (default: reference it)."),
+    name: Optional[str] = typer.Option(None, help="Experiment name (default: the template's, or the folder's)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty folder."),
+    json_out: bool = typer.Option(False, "--json", help="With --data: print what was inferred as JSON."),
 ) -> None:
-    """Create an experiment folder from a template."""
+    """Create an experiment folder from a template, or from your own table (--data)."""
     from . import api, ui
+    from .errors import ConfigError
 
-    r = api.init(target, template, force=force, name=name)
-    con = ui.err_console()
-    con.print(f"created {r.path} from template '{r.template}' ({len(r.files)} files)")
-    con.print(f"next: bigmodel train {r.path}")
-    print(r.path)
+    if data is None:
+        if target_column or task or copy:
+            raise ConfigError("--target, --task and --copy go with --data", hint="e.g. bigmodel init exp --data table.csv --target price")
+        r = api.init(target, template or "mnist-cnn", force=force, name=name)
+        con = ui.err_console()
+        con.print(f"created {r.path} from template '{r.template}' ({len(r.files)} files)")
+        con.print(f"next: bigmodel train {r.path}")
+        print(r.path)
+        return
+    if template is not None:
+        raise ConfigError("give --template or --data, not both")
+    if not target_column:
+        raise ConfigError("--data needs --target COLUMN (the column to predict)", hint=f"e.g. bigmodel init {target} --data {data} --target label")
+    r = api.init_data(target, data, target_column, task=task, copy=copy, force=force, name=name)
+    if json_out:
+        p = r.profile
+        ui.print_json({"path": str(r.path), "task": p.task, "task_why": p.task_why, "rows_read": p.rows_read, "columns": [{"name": c.name, "role": c.role, "why": c.why, "missing": c.missing} for c in p.columns], "notes": p.notes})
+    else:
+        ui.profile_table(r)
+    print(r.path) if not json_out else None
 
 
 @app.command()

@@ -99,3 +99,50 @@ def init_experiment(target: Path, template: str, force: bool = False, name: str 
         text = cfg.read_text()
         cfg.write_text(re.sub(r"(?m)^name:.*$", f"name: {name}", text, count=1))
     return InitResult(target, template, files)
+
+
+@dataclass
+class DataInitResult:
+    path: Path
+    data: Path
+    profile: object  # profile.TableProfile
+    copied: bool
+
+
+def init_from_data(target: Path, data: Path, target_col: str, task: str | None = None, copy: bool = False, force: bool = False, name: str | None = None) -> DataInitResult:
+    """An experiment folder for the user's own table: inferred task and column types."""
+    from .data import table_format
+    from .profile import experiment_yaml, profile_table
+
+    data = Path(data).expanduser()
+    if not data.is_file():
+        raise PathError(f"--data {data} is not a file", hint="give a CSV, TSV, Parquet or JSON Lines file (.gz allowed)")
+    table_format(data)  # an unknown extension is refused here
+    if task is not None and task not in ("classification", "binary", "regression"):
+        raise BigmodelError(f"unknown --task '{task}'", hint="use classification, binary or regression")
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise PathError(f"{target} exists and is a file", hint="choose a folder name for the experiment")
+    if (target / "experiment.yaml").exists() and not force:
+        raise PathError(f"{target} already holds an experiment.yaml", hint="choose a new folder, or pass --force to replace it (existing runs/ are kept)")
+    prof = profile_table(data, target_col, task)  # every check before anything is written
+    exp_name = name or re.sub(r"[^A-Za-z0-9_.-]+", "-", target.resolve().name).strip("-.") or "experiment"
+    if not re.match(r"^[A-Za-z0-9]", exp_name):
+        exp_name = "exp-" + exp_name
+    target.mkdir(parents=True, exist_ok=True)
+    if copy:
+        (target / "data").mkdir(exist_ok=True)
+        dst = target / "data" / data.name
+        if dst.resolve() != data.resolve():
+            shutil.copyfile(data, dst)
+        ref = f"data/{data.name}"
+    else:
+        import os
+
+        ref = os.path.relpath(data.resolve(), target.resolve())
+        if ref.startswith(".." + os.sep + ".." + os.sep + ".."):
+            ref = str(data.resolve())
+    from .runs import atomic_write_text
+
+    atomic_write_text(target / "experiment.yaml", experiment_yaml(prof, exp_name, ref))
+    return DataInitResult(target, data, prof, copy)

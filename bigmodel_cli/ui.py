@@ -314,3 +314,28 @@ def templates_table(items: list[Any], console: Console | None = None) -> None:
     for it in items:
         t.add_row(it.name, it.task, it.summary)
     con.print(t)
+
+
+def profile_table(r: Any, console: Console | None = None) -> None:
+    """What `init --data` inferred, column by column, and why."""
+    con = console or err_console()
+    p = r.profile
+    con.print(f"read {p.rows_read:,} rows of {p.path}")
+    t = Table(box=None, header_style="bold")
+    t.add_column("column")
+    t.add_column("use")
+    t.add_column("missing", justify="right")
+    t.add_column("why")
+    style = {"target": "bold", "drop": "dim", "id": "cyan"}
+    for c in p.columns:
+        use = {"target": f"target ({p.task})", "drop": "left out", "id": "id (passed through)"}.get(c.role, c.role)
+        t.add_row(c.name, f"[{style[c.role]}]{use}[/]" if c.role in style else use, f"{c.missing:,}" if c.missing else "", c.why)
+    con.print(t)
+    for n in p.notes:
+        con.print(f"note: {n}")
+    dropped = [c.name for c in p.columns if c.role == "drop"]
+    if dropped:
+        con.print(f"note: left out {', '.join(dropped)} (see the reasons above)")
+    con.print(f"wrote {r.path / 'experiment.yaml'}" + (f" (data copied to {r.path / 'data' / r.data.name})" if r.copied else f" (it reads {r.data})"))
+    con.print("change a column's use in data.columns, data.id_columns or data.features")
+    con.print(f"next: bigmodel train {r.path}")

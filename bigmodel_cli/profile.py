@@ -1,0 +1,222 @@
+"""``bigmodel init DIR --data FILE --target COL``: read a sample of the user's
+table, infer the task and a role for every column, and explain each choice.
+
+Roles: ``number``, ``category`` and ``text`` are features; ``id`` columns are
+passed through to predictions; ``drop`` columns (constant, or nearly always
+missing) are left out. Never imports TensorFlow.
+
+Example::
+
+    p = profile_table(Path("penguins.csv"), "species")
+    p.task                      # 'classification'
+    [(c.name, c.role) for c in p.columns]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+SAMPLE_ROWS = 100_000  # rows read to infer from (the file is streamed, not loaded)
+MOSTLY_MISSING = 0.95
+_ID_NAME = re.compile(r"(^|[_\W])(id|uuid|guid|key)$|^(id|uuid|guid|index|row|rownum|row_?id)$", re.IGNORECASE)
+_AMOUNT_NAME = re.compile(r"(year|age|count|num|size|qty|quantity|amount|price|total|score|rank|level|rooms|floor|days|hours|minutes)", re.IGNORECASE)
+_CODE_NAME = re.compile(r"(zip|postal|postcode|code|fips|category|cat|type|class|kind|group)", re.IGNORECASE)
+
+
+@dataclass
+class ColumnProfile:
+    name: str
+    role: str  # number | category | text | id | drop | target
+    why: str
+    missing: int = 0
+
+
+@dataclass
+class TableProfile:
+    path: Path
+    rows_read: int
+    task: str
+    task_why: str
+    target: str
+    columns: list[ColumnProfile]
+    target_missing: int = 0
+    classes: list[Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def by_role(self, *roles: str) -> list[str]:
+        return [c.name for c in self.columns if c.role in roles]
+
+
+def profile_table(path: Path, target: str, task: str | None = None) -> TableProfile:
+    import pandas as pd
+
+    from .data import _close, infer_type, read_table
+
+    df = read_table(str(path.resolve()), Path("."), "train", nrows=SAMPLE_ROWS)
+    cols = [str(c) for c in df.columns]
+    if target not in cols:
+        close = _close(target, cols)
+        raise DataError(f"{path}: no column '{target}'", hint=(f"did you mean '{close}'? " if close else "") + f"the file has columns: {', '.join(cols[:12])}")
+    y = df[target]
+    n_missing_y = int(y.isna().sum())
+    present_y = y.dropna()
+    if len(present_y) == 0:
+        raise DataError(f"{path}: the target column '{target}' has no values")
+    inferred, why = _infer_task(present_y)
+    if task is None:
+        task = inferred
+    elif task != inferred:
+        why = f"--task {task} (the values look like {inferred}: {why})"
+    classes = None
+    if task in ("classification", "binary"):
+        classes = sorted(present_y.astype(str).unique().tolist()) if not pd.api.types.is_numeric_dtype(present_y) else sorted(present_y.unique().tolist())
+        if task == "binary" and len(classes) != 2:
+            raise DataError(f"--task binary needs 2 target values, '{target}' has {len(classes)}", hint="use --task classification")
+        if len(classes) < 2:
+            raise DataError(f"the target '{target}' has only one value ({classes[0]!r}): nothing to learn")
+    elif not pd.api.types.is_numeric_dtype(present_y) and pd.to_numeric(present_y, errors="coerce").isna().any():
+        raise DataError(f"--task regression needs a numeric target, but '{target}' holds text", hint="use --task classification")
+    profiles = [ColumnProfile(target, "target", f"{task}: {why}", n_missing_y)]
+    for c in cols:
+        if c == target:
+            continue
+        role, reason = _column_role(df[c], c, infer_type)
+        profiles.append(ColumnProfile(c, role, reason, int(df[c].isna().sum())))
+    p = TableProfile(path, len(df), task, why, target, profiles, n_missing_y, classes)
+    if not p.by_role("number", "category", "text"):
+        raise DataError(f"{path}: no usable feature column besides the target", hint="every other column is constant, an id, or empty")
+    if n_missing_y:
+        p.notes.append(f"{n_missing_y:,} of {len(df):,} rows have no '{target}': training leaves them out")
+    return p
+
+
+def _infer_task(y) -> tuple[str, str]:
+    import numpy as np
+    import pandas as pd
+
+    n_unique = int(y.nunique())
+    if pd.api.types.is_bool_dtype(y):
+        return "binary", "true/false values"
+    if not pd.api.types.is_numeric_dtype(y):
+        numeric = pd.to_numeric(y, errors="coerce")
+        if numeric.notna().all():
+            y = numeric
+        else:
+            return ("binary", "2 labels") if n_unique == 2 else ("classification", f"{n_unique} labels")
+    values = y.to_numpy(dtype=float)
+    integral = bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+    if n_unique == 2:
+        return "binary", f"2 values ({', '.join(map(str, sorted(y.unique())[:2]))})"
+    if integral and n_unique <= 20 and n_unique <= max(3, 0.05 * len(y)):
+        return "classification", f"{n_unique} integer values"
+    return "regression", f"numbers, {n_unique:,} distinct"
+
+
+def _column_role(s, name: str, infer_type) -> tuple[str, str]:
+    import pandas as pd
+
+    n = len(s)
+    present = s.dropna()
+    if len(present) == 0:
+        return "drop", "always missing"
+    if len(present) <= (1 - MOSTLY_MISSING) * n:
+        return "drop", f"{1 - len(present) / n:.0%} missing"
+    n_unique = int(present.astype(str).nunique())
+    if n_unique == 1:
+        return "drop", f"constant ({str(present.iloc[0])[:20]!r})"
+    unique_ratio = n_unique / len(present)
+    kind, why = infer_type(s)
+    if _ID_NAME.search(name) and unique_ratio > 0.9:
+        return "id", f"named like an id, {unique_ratio:.0%} distinct"
+    if kind != "text" and unique_ratio == 1.0 and len(present) >= 20:
+        if pd.api.types.is_integer_dtype(s) and _is_sequence(present):
+            return "id", "distinct consecutive integers (a row number)"
+        if kind == "category":
+            return "id", "every value distinct"
+    if kind == "number" and pd.api.types.is_integer_dtype(present.dtype) or (kind == "number" and _integral(present)):
+        if _CODE_NAME.search(name) and n_unique > 2:
+            return "category", f"integer codes ({n_unique} distinct; named like a code)"
+        if 3 <= n_unique <= 10 and not pd.api.types.is_bool_dtype(s) and not _AMOUNT_NAME.search(name):
+            return "category", f"{n_unique} distinct integers: codes, not amounts"
+    if kind == "number" and not pd.api.types.is_numeric_dtype(s):
+        bad = present[pd.to_numeric(present, errors="coerce").isna()]
+        return "number", f"{why}; {len(bad)} stray value(s) such as {str(bad.iloc[0])[:15]!r} count as missing"
+    return kind, why
+
+
+def _integral(s) -> bool:
+    import numpy as np
+    import pandas as pd
+
+    v = pd.to_numeric(s, errors="coerce").dropna().to_numpy(dtype=float)
+    return bool(len(v)) and bool(np.all(v == np.round(v)))
+
+
+def _is_sequence(s) -> bool:
+    import numpy as np
+
+    v = np.sort(s.to_numpy(dtype=np.int64))
+    return bool(len(v) > 1 and np.all(np.diff(v) == 1))
+
+
+def experiment_yaml(p: TableProfile, name: str, data_ref: str) -> str:
+    """An experiment.yaml for the profiled table, with each inference as a comment."""
+    import yaml
+
+    features = p.by_role("number", "category", "text")
+    ids = p.by_role("id")
+    rows = p.rows_read
+    batch = 32 if rows < 20_000 else 128 if rows < 200_000 else 256
+    metrics = {"regression": "val_loss", "binary": "val_loss", "classification": "val_loss"}[p.task]
+    doc = {
+        "name": name,
+        "task": p.task,
+        "seed": 42,
+        "data": {
+            "train": data_ref,
+            "validation": 0.2,
+            "target": p.target,
+            "id_columns": ids,
+            "features": features,
+            "columns": {c.name: c.role for c in p.columns if c.name in features},
+            "normalize": True,
+            "normalize_target": p.task == "regression",
+            "missing": "impute",
+        },
+        "model": {"architecture": "mlp", "dropout": 0.0},
+        "train": {
+            "epochs": 100,
+            "batch_size": batch,
+            "optimizer": "adam",
+            "learning_rate": 0.001,
+            "early_stopping": {"monitor": metrics, "patience": 8},
+        },
+    }
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    why = {c.name: c.why for c in p.columns}
+    out = [
+        f"# Made by `bigmodel init --data {p.path.name} --target {p.target}` from {rows:,} rows.",
+        "# Every choice below is an inference: edit it, then `bigmodel train` this folder.",
+        f"# task: {p.task} ({p.task_why})",
+    ]
+    dropped = [c for c in p.columns if c.role == "drop"]
+    if dropped:
+        out.append("# left out: " + "; ".join(f"{c.name} ({c.why})" for c in dropped))
+    key_of = None  # the data key whose items are being written
+    for line in text.splitlines():
+        stripped = line.strip()
+        if line.startswith("  ") and not line.startswith("   ") and not stripped.startswith("- "):
+            key_of = stripped.split(":", 1)[0]
+        item = stripped[2:].strip("'\"") if stripped.startswith("- ") else None
+        key = stripped.split(":", 1)[0].strip("'\"")
+        if key_of == "columns" and line.startswith("    ") and key in why:
+            line = f"{line:<40} # {why[key]}"
+        elif key_of == "id_columns" and item in why:
+            line = f"{line:<40} # {why[item]}"
+        out.append(line)
+    return "\n".join(out) + "\n"
