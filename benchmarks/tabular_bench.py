@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
 
 PLAIN = r'''
 import os, sys
@@ -34,12 +36,11 @@ from bigmodel_cli.models import register_layers
 register_layers()                                  # bigmodel's lookup layers, so model.keras loads
 model = keras.models.load_model(sys.argv[1] + "/model.keras")
 df = pd.read_csv(sys.argv[2])
-feed = {}
-for name, inp in model.input.items():
-    col = df[name]
-    feed[name] = tf.constant(col.fillna("").astype(str).to_numpy()) if inp.dtype == "string" else None
 numbers = [c for c in ("amount", "balance", "tenure", "visits") if c in df]
-feed["features"] = tf.constant(df[numbers].to_numpy("float32"))
+feed = {"features": tf.constant(df[numbers].to_numpy("float32"))}
+for name, inp in model.input.items():
+    if inp.dtype == "string":
+        feed[name] = tf.constant(df[name].fillna("").astype(str).to_numpy())
 p = model.predict(feed, verbose=0)
 pd.DataFrame({"account": df["account"], "prediction": p[:, 0]}).to_csv(sys.argv[3], index=False)
 '''
@@ -103,7 +104,7 @@ def main() -> None:
         b = pd.read_csv(tmp / "ours.csv")["prediction"].to_numpy()
         engine = json.loads(subprocess.run([*bm, "predict", run_dir, "--input", str(tmp / "small.csv"), "--output", str(tmp / "e.csv"), "--json"], capture_output=True, text=True, env=env).stdout)["engine"]
     report = {
-        "machine": f"{platform.node()} · {os.cpu_count()} CPU threads · {platform.processor() or platform.machine()}",
+        "machine": machine(),
         "rows": args.rows,
         "plain_seconds": round(t_plain, 2),
         "bigmodel_seconds": round(t_ours, 2),

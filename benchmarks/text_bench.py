@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import BIGMODEL, machine, median, train_template  # noqa: E402
 DATA = ROOT / "templates" / "text-classifier" / "data"
 
 PLAIN_TRAIN = r'''
@@ -71,11 +72,6 @@ pd.DataFrame({"prediction": p.argmax(1)}).to_csv(sys.argv[3], index=False)
 '''
 
 
-def median(v: list[float]) -> float:
-    v = sorted(v)
-    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
-
-
 def timed(cmd: list[str], env: dict) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env=env)
@@ -91,19 +87,14 @@ def main() -> None:
     args = ap.parse_args()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     cfg = yaml.safe_load((ROOT / "templates" / "text-classifier" / "experiment.yaml").read_text())["train"]
-    bm = [sys.executable, "-m", "bigmodel_cli"]
+    bm = BIGMODEL
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         p = subprocess.run([sys.executable, "-c", PLAIN_TRAIN, str(DATA), str(cfg["epochs"]), str(cfg["batch_size"]), str(cfg["learning_rate"]), str(tmp / "plain.keras")], capture_output=True, text=True, env=env, check=True)
         plain = json.loads(p.stdout.strip().splitlines()[-1])
 
-        exp = tmp / "exp"
-        subprocess.run([*bm, "init", exp, "-t", "text-classifier"], check=True, capture_output=True, env=env)
         # Every epoch runs (no early stop) so both train the same number of epochs.
-        r = subprocess.run([*bm, "train", exp, "--set", "train.early_stopping=null", "--json"], check=True, capture_output=True, text=True, env=env)
-        doc = json.loads(r.stdout)
-        e = subprocess.run([*bm, "eval", doc["run_dir"], "--json"], check=True, capture_output=True, text=True, env=env)
-        ours = {"samples_per_s": [row["samples_per_s"] for row in doc["history"]], "test_accuracy": json.loads(e.stdout)["accuracy"]}
+        doc, ours = train_template("text-classifier", tmp / "exp", ["train.early_stopping=null"], env)
 
         test = pd.read_csv(DATA / "test.csv.gz")
         big = pd.concat([test] * (args.rows // len(test) + 1)).head(args.rows)
@@ -115,7 +106,7 @@ def main() -> None:
 
     a, b = median(plain["samples_per_s"][1:]), median(ours["samples_per_s"][1:])
     report = {
-        "machine": f"{platform.node()} · {os.cpu_count()} CPU threads · {platform.processor() or platform.machine()}",
+        "machine": machine(),
         "train_plain_samples_per_s": round(a, 1),
         "train_bigmodel_samples_per_s": round(b, 1),
         "train_ratio": round(b / a, 3),

@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, median, train_template  # noqa: E402
 
 PLAIN = r'''
 import json, os, sys, time
@@ -53,11 +54,6 @@ print(json.dumps({"samples_per_s": [len(y) / t for t in times], "test_accuracy":
 '''
 
 
-def median(v: list[float]) -> float:
-    v = sorted(v)
-    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=5)
@@ -67,17 +63,11 @@ def main() -> None:
     plain = json.loads(p.stdout.strip().splitlines()[-1])
 
     with tempfile.TemporaryDirectory() as tmp:
-        exp = Path(tmp) / "exp"
-        bm = [sys.executable, "-m", "bigmodel_cli"]
-        subprocess.run([*bm, "init", exp, "-t", "mnist-cnn"], check=True, capture_output=True, env=env)
-        r = subprocess.run([*bm, "train", exp, "--set", f"train.epochs={args.epochs}", "--json"], check=True, capture_output=True, text=True, env=env)
-        doc = json.loads(r.stdout)
-        e = subprocess.run([*bm, "eval", doc["run_dir"], "--json"], check=True, capture_output=True, text=True, env=env)
-        ours = {"samples_per_s": [row["samples_per_s"] for row in doc["history"]], "test_accuracy": json.loads(e.stdout)["accuracy"]}
+        _, ours = train_template("mnist-cnn", Path(tmp) / "exp", [f"train.epochs={args.epochs}"], env)
 
     a, b = median(plain["samples_per_s"][1:]), median(ours["samples_per_s"][1:])
     report = {
-        "machine": f"{platform.node()} · {os.cpu_count()} CPU threads · {platform.processor() or platform.machine()}",
+        "machine": machine(),
         "plain_keras_samples_per_s": round(a, 1),
         "bigmodel_samples_per_s": round(b, 1),
         "ratio_bigmodel_over_plain": round(b / a, 3),

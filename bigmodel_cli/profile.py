@@ -133,6 +133,8 @@ def _column_role(s, name: str, infer_type) -> tuple[str, str]:
     kind, why = infer_type(s)
     if _ID_NAME.search(name) and unique_ratio > 0.9:
         return "id", f"named like an id, {unique_ratio:.0%} distinct"
+    if kind == "text" and unique_ratio >= 0.99 and len(present) >= 20 and float(present.astype(str).str.split().str.len().mean()) < 1.5:
+        return "id", f"{unique_ratio:.0%} distinct single words (a key, not text)"
     if kind != "text" and unique_ratio == 1.0 and len(present) >= 20:
         if pd.api.types.is_integer_dtype(s) and _is_sequence(present):
             return "id", "distinct consecutive integers (a row number)"

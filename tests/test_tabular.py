@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from bigmodel_cli.categories import CategoryEncoder, canonical
 
@@ -16,6 +15,7 @@ def _tricky(path: Path, n: int = 300) -> pd.DataFrame:
     df = pd.DataFrame(
         {
             "customer_id": [f"C{i:05d}" for i in range(n)],  # an id
+            "account": [f"AC-{i * 7919 % 100_003:06d}" for i in range(n)],  # a key, not named like one
             "row": np.arange(1, n + 1),  # a row number
             "zip_code": rng.choice([2134, 10001, 94105, 60601, 73301], n),  # integers that are codes
             "store_type": rng.integers(1, 6, n),  # 5 integer codes
@@ -46,7 +46,7 @@ def test_inference_on_tricky_columns(tmp_path):
     roles = {c.name: c.role for c in p.columns}
     assert p.task == "binary" and p.target_missing == 4
     assert roles == {
-        "churn": "target", "customer_id": "id", "row": "id", "zip_code": "category", "store_type": "category", "age": "number",
+        "churn": "target", "customer_id": "id", "account": "id", "row": "id", "zip_code": "category", "store_type": "category", "age": "number",
         "income": "number", "plan": "category", "member": "category", "comment": "text", "country": "drop", "fax": "drop",
     }
     why = {c.name: c.why for c in p.columns}
