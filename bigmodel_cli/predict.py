@@ -271,21 +271,47 @@ def _locate(factory, delim: str, header: list[str], spec: PredictSpec, start_row
     with factory() as s:
         text = io.TextIOWrapper(_Readable(s), encoding="utf-8", newline="")
         reader = csv.reader(text, delimiter=delim)
-        next(reader, None)
-        for i, row in enumerate(reader):
-            if i < start_row:
-                continue
-            line = reader.line_num
-            if len(row) != len(header):
-                return DataError(f"{source}: line {line} has {len(row)} fields, the header has {len(header)}", hint="fix or remove that row; no output was written")
-            for j, name in feat_idx.items():
-                v = row[j]
+        try:
+            return _scan(reader, start_row, header, feat_idx, source, err)
+        except UnicodeDecodeError:
+            return DataError(f"{source}: line {_first_non_utf8_line(factory)} is not UTF-8 text", hint="save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8); no output was written")
+
+
+def _first_non_utf8_line(factory) -> int:
+    """The 1-based number of the first line that is not valid UTF-8 (error path only)."""
+    line, rest = 1, b""
+    with factory() as s:
+        while True:
+            chunk = s.read(1 << 20)
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop() if chunk else b""
+            for raw in lines:
                 try:
-                    float(v)
-                except ValueError:
-                    if v.strip() == "":
-                        continue  # empty = missing value, handled later
-                    return DataError(f"{source}: column '{name}' is not numeric: line {line} has {v[:40]!r}", hint="fix that value; no output was written")
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return line
+                line += 1
+            if not chunk:
+                return line
+
+
+def _scan(reader, start_row: int, header: list[str], feat_idx: dict[int, str], source: str, err: Exception) -> DataError:
+    """The first row from ``start_row`` on that is malformed or not numeric."""
+    next(reader, None)
+    for i, row in enumerate(reader):
+        if i < start_row:
+            continue
+        line = reader.line_num
+        if len(row) != len(header):
+            return DataError(f"{source}: line {line} has {len(row)} fields, the header has {len(header)}", hint="fix or remove that row; no output was written")
+        for j, name in feat_idx.items():
+            v = row[j]
+            try:
+                float(v)
+            except ValueError:
+                if v.strip() == "":
+                    continue  # empty = missing value, handled later
+                return DataError(f"{source}: column '{name}' is not numeric: line {line} has {v[:40]!r}", hint="fix that value; no output was written")
     msg = str(err).splitlines()[0]
     return DataError(f"{source}: cannot parse after data row {start_row}: {msg}", hint="no output was written")
 

@@ -237,6 +237,11 @@ def test_text_bad_input(tmp_path, cli):
     r = cli("train", exp, "--set", "train.epochs=1")
     assert r.code == 0, r.err
     run = Path(r.out.strip().splitlines()[-1])
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("id,review,stars\nx,fine,3\ny,\"two\nlines\",2\nz,很好用,5\n".encode("gb18030"))
+    for engine in ("onnxruntime", "tensorflow"):
+        r = cli("predict", run, "--input", gbk, "--output", tmp_path / "o.csv", "--engine", engine)
+        assert r.code == 2 and "line 5 is not UTF-8" in r.err and "Traceback" not in r.err, r.err
     no_text = tmp_path / "no_text.csv"
     no_text.write_text("id,stars\nx,3\n")
     r = cli("predict", run, "--input", no_text, "--output", tmp_path / "o.csv")
