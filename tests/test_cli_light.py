@@ -57,3 +57,6 @@ def test_installed_wheel_carries_templates(tmp_path):
     for t in ("mnist-cnn", "linear", "regression", "binary-classifier"):
         assert f"bigmodel_cli/templates/{t}/experiment.yaml" in names
         assert f"bigmodel_cli/templates/{t}/data/train.csv" in names
+    for t in ("text-classifier", "text-bert"):
+        assert f"bigmodel_cli/templates/{t}/README.md" in names
+        assert f"bigmodel_cli/templates/{t}/data/train.csv.gz" in names
