@@ -57,7 +57,7 @@ class TextConfig(Strict):
     """How text columns become ids (see bigmodel_cli/text.py)."""
 
     ngrams: int = Field(2, ge=1, le=5, description="n-grams of consecutive tokens (words; characters for Chinese/Japanese/Thai)")
-    max_tokens: int = Field(512, ge=1, le=100_000, description="tokens read from each text (the rest is ignored)")
+    max_tokens: int = Field(2000, ge=1, le=100_000, description="tokens read from each text (the rest is ignored); with model.backbone, the sequence length")
     max_chars: int = Field(20_000, ge=1, le=10_000_000, description="characters read from each text")
     vocabulary_size: int = Field(200_000, ge=1, le=10_000_000, description="the most frequent n-grams kept")
     min_count: int = Field(2, ge=1, description="an n-gram must appear in this many training rows to be kept")

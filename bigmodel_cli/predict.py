@@ -454,8 +454,8 @@ def default_batch_size(model) -> int:
     per_row = max(per_row, 1)
     if isinstance(model.input, dict) or len(model.inputs) > 1:
         # Text: id rows and their vectors run up to max_tokens * ngrams long, which
-        # the shapes above (None) do not show; 512 rows keep that under ~300 MB.
-        return int(min(512, max(64, (64 << 20) // per_row)))
+        # the shapes above (None) do not show; 256 rows keep that near 130 MB at 2,000 tokens.
+        return int(min(256, max(64, (64 << 20) // per_row)))
     return int(min(65536, max(256, (64 << 20) // per_row)))
 
 

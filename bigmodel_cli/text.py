@@ -121,7 +121,7 @@ class TextSpec:
     """How a text column is cut into ids (``data.text`` in the config)."""
 
     ngrams: int = 2
-    max_tokens: int = 512
+    max_tokens: int = 2000
     max_chars: int = 20000
 
 
@@ -204,7 +204,7 @@ def _register():
             layer(tf.constant(["好评"]))   # [[2, 3, 4]]
         """
 
-        def __init__(self, vocabulary: list[str], ngrams: int = 2, max_tokens: int = 512, max_chars: int = 20000, **kwargs: Any):
+        def __init__(self, vocabulary: list[str], ngrams: int = 2, max_tokens: int = 2000, max_chars: int = 20000, **kwargs: Any):
             super().__init__(**kwargs)
             if ngrams < 1:
                 raise ValueError(f"ngrams must be >= 1, got {ngrams}")
