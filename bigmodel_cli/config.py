@@ -64,9 +64,9 @@ class TextConfig(Strict):
 
 
 class DataConfig(Strict):
-    train: str = Field(description="csv/tsv/parquet/jsonl/npz path (gzip by extension), or keras:mnist")
-    validation: float | str | None = Field(0.1, description="fraction of train held out, a path, or null")
-    test: str | None = Field(None, description="optional test set path")
+    train: str | list[str] = Field(description="csv/tsv/parquet/jsonl/npz path (gzip by extension), a glob, a folder or a list of such shards, or keras:mnist")
+    validation: float | str | list[str] | None = Field(0.1, description="fraction of train held out, a path (or shards), or null")
+    test: str | list[str] | None = Field(None, description="optional test set path (or shards)")
     target: str = Field(description="the column to predict")
     features: list[str] | None = Field(None, description="null = every column but target and id columns")
     id_columns: list[str] = Field(default_factory=list, description="passed through to predictions")

@@ -91,10 +91,53 @@ def resolve_path(spec: str, base_dir: Path) -> Path:
     return p if p.is_absolute() else base_dir / p
 
 
-def read_table(spec: str, base_dir: Path, role: str = "train", nrows: int | None = None):
-    """Read a table into a DataFrame (training-sized data); ``nrows`` reads only the first rows."""
+def shard_paths(spec: Any, base_dir: Path, role: str) -> list[Path] | None:
+    """The files of a sharded ``data.<role>``: a list, a glob, or a folder of
+    table files (sorted by name); None for a single file or a keras: set."""
+    import glob
+
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise DataError(f"data.{role} is an empty list", hint="list one or more data files")
+        out = []
+        for item in spec:
+            out += shard_paths(item, base_dir, role) or [resolve_path(str(item), base_dir)]
+        return out
+    spec = str(spec)
+    if spec.startswith("keras:"):
+        return None
+    if any(ch in spec for ch in "*?["):
+        pattern = str(resolve_path(spec, base_dir))
+        found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not found:
+            raise DataError(f"data.{role}: '{spec}' matches no file", hint="check the pattern (relative paths are from the experiment folder)")
+        return found
+    path = resolve_path(spec, base_dir)
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _is_table(p))
+        if not found:
+            raise DataError(f"data.{role}: the folder {path} holds no csv, tsv, parquet or jsonl file")
+        return found
+    return None
+
+
+def _is_table(p: Path) -> bool:
+    try:
+        return table_format(p)[0] != "npz"
+    except DataError:
+        return False
+
+
+def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None = None):
+    """Read a table into a DataFrame (training-sized data); ``nrows`` reads only the first rows.
+
+    ``spec`` may name shards (:func:`shard_paths`): they are read in order and
+    joined; every shard must have the same columns."""
     import pandas as pd
 
+    shards = shard_paths(spec, base_dir, role)
+    if shards is not None:
+        return _read_shards(shards, base_dir, role, nrows, spec)
     if spec.startswith("keras:"):
         df = _keras_set(spec, role)
         return df.head(nrows) if nrows else df
@@ -139,6 +182,26 @@ def read_table(spec: str, base_dir: Path, role: str = "train", nrows: int | None
     return df
 
 
+def _read_shards(paths: list[Path], base_dir: Path, role: str, nrows: int | None, spec: Any):
+    import pandas as pd
+
+    frames, parts, start = [], [], 0
+    for p in paths:
+        df = read_table(str(p), base_dir, role, nrows=(nrows - start) if nrows else None)
+        if frames and list(df.columns) != list(frames[0].columns):
+            raise DataError(f"data.{role}: {p} has columns {list(df.columns)[:8]}, but {paths[0]} has {list(frames[0].columns)[:8]}", hint="every shard needs the same header")
+        parts.append((df.attrs["source"], start, df.attrs["line_offset"]))
+        frames.append(df)
+        start += len(df)
+        if nrows and start >= nrows:
+            break
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["source"] = f"{len(frames)} file{'s' if len(frames) > 1 else ''} of data.{role}" if len(frames) > 1 else parts[0][0]
+    out.attrs["line_offset"] = parts[0][2]
+    out.attrs["parts"] = parts
+    return out
+
+
 def _keras_set(spec: str, role: str):
     import pandas as pd
 
@@ -176,6 +239,10 @@ def _where(df, row: int) -> str:
         row = int(df.index[row])
     except (TypeError, ValueError, IndexError):
         pass
+    parts = df.attrs.get("parts")
+    if parts and len(parts) > 1:  # shards: name the file, and the line inside it
+        source, start, off = max((p for p in parts if p[1] <= row), key=lambda p: p[1])
+        return f"{source} {'line' if off == 2 else 'row'} {row - start + off if off == 2 else row - start + 1}"
     return f"line {row + off}" if off == 2 else f"row {row + 1}"
 
 
@@ -504,7 +571,7 @@ def load_datasets(
     if cfg.task != "regression" and classes is None:
         classes = infer_classes(df[d.target].to_numpy(), cfg)
     held_out = None
-    if not isinstance(d.validation, str) and d.validation:
+    if isinstance(d.validation, float) and d.validation:
         tr, va = split_indices(len(df), float(d.validation), cfg.seed)
         if len(va) == 0 or len(tr) == 0:
             raise DataError(f"data.validation {d.validation} of {len(df)} rows leaves {len(tr)} to train and {len(va)} to validate", hint="use a larger dataset or a different fraction")
@@ -513,7 +580,7 @@ def load_datasets(
         tokenizers = fit_tokenizers(df, held_out[0] if held_out else None, text_cols, cfg, base_dir, types)
     split = lambda frame: make_split(frame, cfg, feats, classes, columns=types, tokenizers=tokenizers)  # noqa: E731
     validation = None
-    if isinstance(d.validation, str):
+    if isinstance(d.validation, (str, list)):
         validation = split(read_table(d.validation, base_dir, "validation"))
         train = split(df)
     elif held_out is not None:

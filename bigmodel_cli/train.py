@@ -38,6 +38,7 @@ import numpy as np
 from .config import ExperimentConfig
 from .data import Datasets
 from .errors import ConfigError, Interrupted, ModelFileError
+from .pipeline import InMemory, epoch_order  # noqa: F401  (epoch_order: the order contract, re-exported)
 from .runs import CHECKPOINTS, HISTORY_FILE, MODEL_FILE, atomic_path, atomic_write_text
 
 STATE_NAME = "bigmodel_state.json"
@@ -211,16 +212,6 @@ def finish_metrics(names: list[str], sums: np.ndarray, prefix: str = "") -> dict
 # ------------------------------------------------------------------ the fit
 
 
-def epoch_order(seed: int, epoch: int, n: int, shuffle: bool, rows: int | None = None) -> np.ndarray:
-    """Row order of one epoch: a pure function of (seed, epoch).
-
-    ``rows`` > n (train.steps_per_epoch) chains fresh permutations."""
-    rows = n if rows is None else rows
-    passes = max(1, -(-rows // n))
-    parts = [np.random.default_rng([seed, epoch, p]).permutation(n) if shuffle else np.arange(n) for p in range(passes)]
-    return np.concatenate(parts)[:rows]
-
-
 def monitor_mode(name: str, mode: str) -> str:
     if mode != "auto":
         return mode
@@ -250,10 +241,13 @@ def fit(
     batches = distribute.pipeline_batches(G, pipelines, replicas // pipelines)
     per_replica = batches[0] if len(set(batches)) == 1 else "/".join(map(str, batches))
     n_train = len(data.train)
-    if G > n_train:
-        raise ConfigError(f"train.batch_size {G} is larger than the {n_train} training rows", hint=f"use train.batch_size <= {n_train}")
     is_chief = plan.is_chief
     names = metric_names(cfg)
+    # ---- data: the step loop only asks the source for an epoch's iterator
+    source = InMemory(data.train.x, data.train.y, G, cfg.seed, cfg.train.shuffle, cfg.train.steps_per_epoch)
+    steps_per_epoch = source.steps_per_epoch(replicas)
+    epoch_rows = source.epoch_rows(replicas)
+
 
     from .text import trim_ids
 
@@ -282,44 +276,6 @@ def fit(
             model.compile(optimizer=optimizer, loss=cfg.train.loss)
             optimizer.build(model.trainable_variables)
     loss_fn, metric_fn = _per_example(cfg)
-
-    # ---- data: each pipeline takes an interleaved shard of the epoch order
-    X = tf.nest.map_structure(tf.constant, data.train.x)
-    Y = tf.constant(data.train.y)
-
-    def gather(i):
-        """Rows i of every input; id matrices are cut to the batch's longest row."""
-        def one(name, v):
-            rows = tf.gather(v, i)
-            if name.startswith("ids_"):
-                width = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(rows != 0, tf.int32), axis=1)), 1)
-                rows = rows[:, :width]
-            return rows
-
-        return ({k: one(k, v) for k, v in X.items()} if isinstance(X, dict) else tf.gather(X, i)), tf.gather(Y, i)
-    drop = replicas > 1  # equal step counts on every replica
-    steps_per_epoch = cfg.train.steps_per_epoch or (n_train // G if drop else math.ceil(n_train / G))
-    epoch_rows = min(steps_per_epoch * G, n_train) if not cfg.train.steps_per_epoch else steps_per_epoch * G
-    if steps_per_epoch == 0:
-        raise ConfigError(f"train.batch_size {G} leaves no full batch of {n_train} rows over {replicas} replicas")
-
-    def dataset_for(order: np.ndarray):
-        order = order[: (len(order) // G) * G] if drop else order
-        idx_all = tf.constant(order.astype(np.int64))
-
-        def fn(ctx: tf.distribute.InputContext):
-            # Pipeline i takes positions j % W == i of every global batch (see
-            # distribute.pipeline_batches): the same rows as one process.
-            i, w = ctx.input_pipeline_id, ctx.num_input_pipelines
-            mine = tf.boolean_mask(idx_all, tf.equal(tf.range(tf.size(idx_all)) % G % w, i)) if w > 1 else idx_all
-            ds = tf.data.Dataset.from_tensor_slices(mine).batch(batches[i], drop_remainder=drop)
-            ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            opts = tf.data.Options()
-            opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
-            opts.deterministic = True
-            return ds.with_options(opts).prefetch(tf.data.AUTOTUNE)
-
-        return iter(strategy.distribute_datasets_from_function(fn))
 
     n_sums = 2 + len(names)
     single = replicas == 1
@@ -409,9 +365,8 @@ def fit(
     with StopFlag() as stop, peer_failures(plan, run_dir):
         epoch = state.epoch
         while epoch < cfg.train.epochs and not state.stopped_early:
-            order = epoch_order(cfg.seed, epoch, n_train, cfg.train.shuffle, epoch_rows)
             start_step = state.step
-            iterator = dataset_for(order[start_step * G :])
+            iterator = source.iterator(strategy, batches, epoch, start_step)
             sums = np.array(state.partial, np.float64) if state.partial else np.zeros(n_sums, np.float64)
             obs.on_epoch_begin(epoch + 1, steps_per_epoch)
             t0 = time.perf_counter()
