@@ -246,3 +246,29 @@ def test_text_bad_input(tmp_path, cli):
     no_text.write_text("id,stars\nx,3\n")
     r = cli("predict", run, "--input", no_text, "--output", tmp_path / "o.csv")
     assert r.code == 2 and "review" in r.err and not (tmp_path / "o.csv").exists()
+
+
+def test_text_model_two_workers_match_one_process(tmp_path, cli):
+    """Each worker's batch holds a different number of ids: the embedding's gradient
+    must still reduce across workers (it aborted with a collective shape mismatch)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from bigmodel_cli.models import load_trained
+
+    exp = _make_text_exp(tmp_path, cli)
+    sets = ["--set", "data.validation=null", "--set", "train.batch_size=16", "--set", "train.epochs=2"]
+    r = cli("train", exp, *sets)
+    assert r.code == 0, r.err
+    single = Path(r.out.strip().splitlines()[-1])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    p = subprocess.run([sys.executable, "-m", "bigmodel_cli", "train", str(exp), "--workers", "2", *sets], env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    multi = [r for r in sorted((exp / "runs").iterdir()) if r != single][0]
+    a, b = load_trained(single / "model.keras").get_weights(), load_trained(multi / "model.keras").get_weights()
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-4)
