@@ -379,10 +379,10 @@ def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> 
     feats, classes = cfg.data.features or [], cfg.data.classes
     tokenizers = run_tokenizers(ref.run_dir, cfg)
     if data is not None:
-        split = data_mod.make_split(data_mod.read_table(str(Path(data).resolve()), base, "test"), cfg, feats, classes, tokenizers=tokenizers)
+        split = data_mod.make_split(data_mod.read_table(str(Path(data).resolve()), base, "test", cfg=cfg), cfg, feats, classes, tokenizers=tokenizers)
         label = data
     elif cfg.data.test:
-        split = data_mod.make_split(data_mod.read_table(cfg.data.test, base, "test"), cfg, feats, classes, tokenizers=tokenizers)
+        split = data_mod.make_split(data_mod.read_table(cfg.data.test, base, "test", cfg=cfg), cfg, feats, classes, tokenizers=tokenizers)
         label = cfg.data.test
     else:
         ds = data_mod.load_datasets(cfg, base, features=feats, classes=classes, tokenizers=tokenizers)
@@ -427,7 +427,10 @@ def predict(
 
     if engine not in ("auto", "onnxruntime", "tensorflow"):
         raise ConfigError(f"unknown --engine '{engine}'", hint="use auto, onnxruntime or tensorflow")
-    files = expand_inputs(inputs)
+    from .images import expand as image_files
+
+    images = image_files(inputs)
+    files = [] if images else expand_inputs(inputs)
     if output_dir is None and len(files) > 1:
         raise ConfigError(f"{len(files)} input files need --output-dir, not --output", hint="e.g. --output-dir preds/")
     ref = resolve_run(run)
@@ -450,6 +453,14 @@ def predict(
         ref, cfg, model = _run_and_model(run, unsafe)
         spec = _predict_spec(cfg, model, probabilities, columns or [])
         infer, used = make_infer(model, len(spec.features)), "tensorflow"  # traced once for every file
+    if images:  # one row per image: its path and the prediction
+        from .predict import predict_images
+
+        if cfg is None or not cfg.data.image_shape:
+            raise ConfigError("image inputs need a run trained on images (data.image_shape)", hint="predict a table of pixel columns instead")
+        r = predict_images(images, spec, infer, output or "-", cfg.data.image_shape, batch_size=min(batch_size or 256, 4096), force=force)
+        r.engine = used
+        return [r]
     if output_dir is not None:
         out_dir = Path(output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -538,7 +549,7 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
         try:
             base = _run_base_dir(ref.run_dir)
             spec = cfg.data.test or cfg.data.train
-            df = data_mod.read_table(spec, base, "test" if cfg.data.test else "train", nrows=64)
+            df = data_mod.read_table(spec, base, "test" if cfg.data.test else "train", nrows=64, cfg=cfg)
             sample_cfg = cfg if cfg.data.missing == "impute" else cfg.model_copy(update={"data": cfg.data.model_copy(update={"missing": "drop"})})
             split = data_mod.make_split(df, sample_cfg, list(cfg.data.features or []), cfg.data.classes, with_target=False, tokenizers=tokenizers or {})
             sample, core_x = model_sample(split, tokenizers)

@@ -128,13 +128,23 @@ def _is_table(p: Path) -> bool:
         return False
 
 
-def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None = None):
+def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None = None, cfg: ExperimentConfig | None = None):
     """Read a table into a DataFrame (training-sized data); ``nrows`` reads only the first rows.
 
     ``spec`` may name shards (:func:`shard_paths`): they are read in order and
-    joined; every shard must have the same columns."""
+    joined; every shard must have the same columns. An image folder (one
+    subfolder per class, ``cfg`` giving the image shape) reads as pixel columns."""
     import pandas as pd
 
+    if isinstance(spec, str) and not spec.startswith("keras:") and resolve_path(spec, base_dir).is_dir():
+        from .images import ImageFolder, folder_frame
+
+        folder = ImageFolder.find(resolve_path(spec, base_dir))
+        if folder is not None:
+            if cfg is None:
+                raise DataError(f"data.{role}: {folder.root} is an image folder; this command reads tables")
+            df = folder_frame(folder, cfg.data.image_shape, cfg.data.target, role)
+            return df.head(nrows) if nrows else df
     shards = shard_paths(spec, base_dir, role)
     if shards is not None:
         return _read_shards(shards, base_dir, role, nrows, spec)
@@ -228,6 +238,8 @@ def feature_columns(df, cfg: ExperimentConfig) -> list[str]:
     if d.features is not None:
         return list(d.features)
     skip = {d.target, *d.id_columns}
+    if df.attrs.get("image_paths"):
+        skip.add("path")  # an image folder's file names: not a feature
     return [c for c in df.columns if c not in skip]
 
 
@@ -557,7 +569,7 @@ def load_datasets(
     text column's vocabulary is built from the training rows."""
     d = cfg.data
     dropped_targets.clear()
-    df = read_table(d.train, base_dir, "train")
+    df = read_table(d.train, base_dir, "train", cfg=cfg)
     feats = features or feature_columns(df, cfg)
     if not feats:
         raise DataError(f"{df.attrs['source']} has no feature columns besides the target", hint="list them in data.features")
@@ -581,7 +593,7 @@ def load_datasets(
     split = lambda frame: make_split(frame, cfg, feats, classes, columns=types, tokenizers=tokenizers)  # noqa: E731
     validation = None
     if isinstance(d.validation, (str, list)):
-        validation = split(read_table(d.validation, base_dir, "validation"))
+        validation = split(read_table(d.validation, base_dir, "validation", cfg=cfg))
         train = split(df)
     elif held_out is not None:
         tr, va = held_out
@@ -594,5 +606,5 @@ def load_datasets(
         train = split(df)
     test = None
     if with_test and d.test:
-        test = split(read_table(d.test, base_dir, "test"))
+        test = split(read_table(d.test, base_dir, "test", cfg=cfg))
     return Datasets(train, validation, test, feats, classes, types, tokenizers, list(dropped_targets))

@@ -586,3 +586,26 @@ def predict_file(
         writer.close(ok)
     secs = time.perf_counter() - t0
     return PredictResult(rows=rows, seconds=secs, rows_per_s=rows / max(secs, 1e-9), output=output_path, input=input_path, notes=spec.notes)
+
+
+def predict_images(paths: list[Path], spec: PredictSpec, infer: Callable[[np.ndarray], np.ndarray], output_path: str, image_shape: list[int], batch_size: int = 256, force: bool = False) -> PredictResult:
+    """Predict image files (decoded like the training folder); rows keep the files' order."""
+    import pyarrow as pa
+
+    from .images import decode
+
+    t0 = time.perf_counter()
+    writer = Writer(output_path, force)
+    spec = PredictSpec(**{**spec.__dict__, "id_columns": ["path"], "keep_columns": []})
+    ok = False
+    try:
+        for s in range(0, len(paths), batch_size):
+            chunk = paths[s : s + batch_size]
+            probs = infer(decode(chunk, image_shape))
+            batch = pa.RecordBatch.from_arrays([pa.array([str(p) for p in chunk])], names=["path"])
+            writer.write(_output_table(batch, probs, spec))
+        ok = True
+    finally:
+        writer.close(ok)
+    secs = time.perf_counter() - t0
+    return PredictResult(rows=len(paths), seconds=secs, rows_per_s=len(paths) / max(secs, 1e-9), output=output_path, input=f"{len(paths)} images", notes=[])

@@ -1,0 +1,109 @@
+"""Image folders: one subfolder per class of PNG/JPEG files (the ImageFolder layout).
+
+Images are decoded with Pillow (no TensorFlow: predict's ONNX path uses this
+too), converted to ``data.image_shape``'s channels (1: grey, 3: RGB), resized
+to its height and width, and flattened to pixel columns, the layout of a
+pixel CSV such as the digit-recognizer one. So the same experiment trains on
+``data/train.csv`` or on ``data/train/<class>/*.png`` with only the path
+changed. They are decoded into memory for now (streaming is the next step).
+
+Example::
+
+    folder = ImageFolder.find(Path("data/train"))
+    x, labels, paths = decode_folder(folder, [28, 28, 1])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+@dataclass
+class ImageFolder:
+    root: Path
+    files: list[Path]
+    labels: list[str]
+
+    @classmethod
+    def find(cls, root: Path) -> "ImageFolder | None":
+        """The layout if ``root`` is a folder of class subfolders holding images, else None."""
+        if not root.is_dir():
+            return None
+        subs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        files, labels = [], []
+        for d in subs:
+            imgs = sorted(p for p in d.rglob("*") if p.is_file() and is_image(p))
+            files += imgs
+            labels += [d.name] * len(imgs)
+        if not files:
+            return None
+        return cls(root, files, labels)
+
+
+def pixel_names(shape: list[int]) -> list[str]:
+    return [f"pixel{i}" for i in range(int(np.prod(shape)))]
+
+
+def decode(paths: Iterable[Path | str], shape: list[int]) -> np.ndarray:
+    """Images -> float32 [n, H*W*C] pixel values 0..255 (as a pixel CSV holds them)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
+        raise DataError(f"data.image_shape {shape} cannot hold images", hint="use [height, width, 1] for grey or [height, width, 3] for colour")
+    h, w = int(shape[0]), int(shape[1])
+    mode = "RGB" if len(shape) == 3 and shape[2] == 3 else "L"
+    rows = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                im = im.convert(mode)
+                if im.size != (w, h):
+                    im = im.resize((w, h), Image.Resampling.BILINEAR)
+                rows.append(np.asarray(im, dtype=np.float32).reshape(-1))
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise DataError(f"{p}: not a readable image ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})", hint="remove or replace that file") from None
+    return np.stack(rows) if rows else np.zeros((0, h * w * (3 if mode == "RGB" else 1)), np.float32)
+
+
+def folder_frame(folder: ImageFolder, shape: list[int] | None, target: str, role: str):
+    """An image folder as a table: pixel columns, the class in ``target``, and ``path``."""
+    import pandas as pd
+
+    if not shape:
+        raise DataError(f"data.{role} is an image folder ({folder.root}); set data.image_shape to the size to train at", hint="e.g. data.image_shape: [28, 28, 1] (grey) or [224, 224, 3] (colour)")
+    x = decode(folder.files, shape)
+    df = pd.DataFrame(x, columns=pixel_names(shape))
+    df[target] = folder.labels
+    df["path"] = [str(p) for p in folder.files]
+    df.attrs["source"] = str(folder.root)
+    df.attrs["line_offset"] = 1
+    df.attrs["image_paths"] = True
+    return df
+
+
+def expand(inputs: Iterable[str]) -> list[Path]:
+    """Image files named by --input: files, folders (searched below) or globs."""
+    import glob
+
+    out: list[Path] = []
+    for spec in inputs:
+        p = Path(spec)
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and is_image(f))
+        elif any(ch in spec for ch in "*?["):
+            out += sorted(Path(f) for f in glob.glob(spec, recursive=True) if is_image(Path(f)))
+        elif p.is_file() and is_image(p):
+            out.append(p)
+    return out
