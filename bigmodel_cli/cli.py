@@ -82,7 +82,7 @@ def init(
         ui.print_json({"path": str(r.path), "task": p.task, "task_why": p.task_why, "rows_read": p.rows_read, "columns": [{"name": c.name, "role": c.role, "why": c.why, "missing": c.missing} for c in p.columns], "notes": p.notes})
     else:
         ui.profile_table(r)
-    print(r.path) if not json_out else None
+        print(r.path)
 
 
 @app.command()
