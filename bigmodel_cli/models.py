@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import math
 import sys
@@ -111,7 +112,6 @@ def impute_layer(x, x_train: np.ndarray):
     """Missing numbers (NaN, inf) -> the column's training median, plus a 0/1
     flag column for each column that had missing values in training. Returns
     the layer's output and the training matrix as it will look after it."""
-    _register_impute()
     finite = np.where(np.isfinite(x_train), x_train, np.nan)
     with np.errstate(all="ignore"):
         med = np.nanmedian(finite, axis=0) if len(finite) else np.zeros(x_train.shape[1])
@@ -119,15 +119,12 @@ def impute_layer(x, x_train: np.ndarray):
     flagged = [int(j) for j in np.flatnonzero((~np.isfinite(x_train)).any(axis=0))]
     bad = ~np.isfinite(x_train)
     after = np.concatenate([np.where(bad, med.astype(np.float32), x_train), bad[:, flagged].astype(np.float32)], axis=1)
-    return _IMPUTE[0](medians=med.astype(float).tolist(), flagged=flagged, name="impute")(x), after
+    return _register_impute()(medians=med.astype(float).tolist(), flagged=flagged, name="impute")(x), after
 
 
-_IMPUTE: list[Any] = []
-
-
-def _register_impute() -> None:
-    if _IMPUTE:
-        return
+@functools.lru_cache(maxsize=1)
+def _register_impute():
+    """The Impute layer class, registered with Keras on first use (like text.layers())."""
     import keras
 
     @keras.saving.register_keras_serializable(package="bigmodel")
@@ -157,7 +154,7 @@ def _register_impute() -> None:
         def get_config(self):
             return {**super().get_config(), "medians": self.medians, "flagged": self.flagged}
 
-    _IMPUTE.append(Impute)
+    return Impute
 
 
 def declarative(x, specs: list[Any]):
@@ -312,9 +309,9 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
 
 
 def raw_input_name(column: str) -> str:
-    import re
+    from .text import safe_name
 
-    name = re.sub(r"\W", "_", column, flags=re.ASCII) or "_"
+    name = safe_name(column)
     return name if name not in ("features",) and not name.startswith("ids_") else f"text_{name}"
 
 

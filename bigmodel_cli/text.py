@@ -294,11 +294,16 @@ TEXT_FILE = "text.json"
 TABLE_FILE = "fold_table.npz"
 
 
-def ids_name(column: str) -> str:
-    """The core model's input holding a text column's ids (an ONNX-safe name)."""
+def safe_name(column: str) -> str:
+    """A column name as a model input name (ASCII word characters: ONNX-safe)."""
     import re
 
-    return "ids_" + (re.sub(r"\W", "_", column, flags=re.ASCII) or "_")
+    return re.sub(r"\W", "_", column, flags=re.ASCII) or "_"
+
+
+def ids_name(column: str) -> str:
+    """The core model's input holding a text or category column's ids."""
+    return "ids_" + safe_name(column)
 
 
 def spec_of(cfg_text: Any) -> TextSpec:
