@@ -164,9 +164,9 @@ def train(
         if state.stopped_early:
             state.stopped_early = False
             state.wait = 0
-        datasets = data_mod.load_datasets(cfg, base_dir, features=cfg.data.features, classes=cfg.data.classes, tokenizers=run_tokenizers(run_dir, cfg))
+        datasets = data_mod.load_datasets(cfg, base_dir, features=cfg.data.features, classes=cfg.data.classes, tokenizers=run_tokenizers(run_dir, cfg), progress=getattr(observer, "on_prepare", None))
     else:
-        datasets = data_mod.load_datasets(cfg, base_dir)
+        datasets = data_mod.load_datasets(cfg, base_dir, progress=getattr(observer, "on_prepare", None))
 
     plan = distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
     if resume and plan.is_chief:  # only the chief: another worker could catch it mid-write
@@ -222,8 +222,24 @@ def train(
 
         notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
         plot = plot_history(result.history, run_dir / PLOTS / "training.png")
-        notes += _inference_copy(result.model_path, datasets.train.take(np.arange(min(256, len(datasets.train)))), datasets.tokenizers)
+        from .streaming import parity_sample
+
+        notes += _inference_copy(result.model_path, parity_sample(cfg, base_dir, datasets), datasets.tokenizers)
     return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes)
+
+
+def prepare(path: str | Path, overrides: list[str] | None = None, progress: Any = None, rebuild: bool = False) -> dict[str, Any]:
+    """Convert an experiment's training data into the block cache that streamed
+    training reads (``data.stream``); reuses a cache whose key still matches.
+    Returns what :func:`.blocks.describe` says of it."""
+    cfg, base_dir = load_experiment(path, list(overrides or []))
+    from . import blocks
+    from .streaming import stream_mode
+
+    mode = stream_mode(cfg.model_copy(update={"data": cfg.data.model_copy(update={"stream": True})}), base_dir)
+    if mode == "images":
+        raise ConfigError(f"data.train {cfg.data.train} is an image folder: its images are decoded as training reads them, nothing to prepare")
+    return blocks.describe(blocks.prepare(cfg, base_dir, progress, rebuild=rebuild))
 
 
 def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[str, Any] | None:
@@ -390,6 +406,9 @@ def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> 
             split, label = ds.validation, ds.validation.source
         else:  # no test set, no hold-out: say plainly that this is the training data
             split, label = ds.train, f"{cfg.data.train} (the training data: no data.test or validation split)"
+        from .streaming import in_memory
+
+        split = in_memory(split)
     probs = predict_arrays(model, split.x)
     metrics = metrics_for(cfg.task, split.y, probs, classes, cfg.train.loss)
     metrics = {"data": label, "task": cfg.task, **metrics}

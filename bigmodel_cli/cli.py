@@ -138,6 +138,29 @@ def train(
         print(outcome.run_dir)
 
 
+@app.command()
+def prepare(
+    path: Path = typer.Argument(..., help="Experiment folder or YAML file."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key: dotted.key=value (repeatable)."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Convert again even if the cache matches."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Convert the training data into the block cache that streamed training reads."""
+    from . import api, ui
+
+    bar = ui.PredictProgress()
+    start = __import__("time").perf_counter()
+    try:
+        d = api.prepare(path, list(set_ or []), progress=lambda done, total, rows: bar("preparing blocks", rows, __import__("time").perf_counter() - start, done / max(total, 1)), rebuild=rebuild)
+    finally:
+        bar.close()
+    if json_out:
+        ui.print_json(d)
+    else:
+        ui.prepare_summary(d)
+        print(d["folder"])
+
+
 @app.command("eval")
 def eval_(
     run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),

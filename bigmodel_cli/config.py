@@ -63,6 +63,14 @@ class TextConfig(Strict):
     min_count: int = Field(2, ge=1, description="an n-gram must appear in this many training rows to be kept")
 
 
+class AugmentConfig(Strict):
+    flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | None = Field(None, description="random flips")
+    rotation: float = Field(0.0, ge=0.0, le=1.0, description="random rotation, a fraction of a full turn either way")
+    zoom: float = Field(0.0, ge=0.0, lt=1.0, description="random zoom in or out by up to this fraction")
+    translation: float = Field(0.0, ge=0.0, lt=1.0, description="random shift by up to this fraction of height and width")
+    contrast: float = Field(0.0, ge=0.0, lt=1.0, description="random contrast change by up to this factor")
+
+
 class DataConfig(Strict):
     train: str | list[str] = Field(description="csv/tsv/parquet/jsonl/npz path (gzip by extension), a glob, a folder or a list of such shards, or keras:mnist")
     validation: float | str | list[str] | None = Field(0.1, description="fraction of train held out, a path (or shards), or null")
@@ -80,6 +88,11 @@ class DataConfig(Strict):
     columns: dict[str, ColumnType] | None = Field(None, description="type per feature column: number, category or text (others are inferred)")
     max_categories: int = Field(10_000, ge=1, description="a category column keeps its most frequent values (the rest are 'unseen')")
     text: TextConfig = Field(default_factory=TextConfig, description="tokenisation of text columns")
+    stream: Literal["auto", True, False] = Field("auto", description="read training data in blocks as it trains: true, false, or auto (when it would take over a quarter of RAM; image folders always)")
+    block_mb: float = Field(8.0, gt=0.0, le=1024.0, description="streaming: size of one float32 block file of the prepared cache")
+    shuffle_blocks: int = Field(2, ge=1, le=1024, description="streaming: rows are shuffled within a window of this many blocks of each partition")
+    cache: str = Field("cache", description="streaming: the folder (relative to the experiment) of prepared block caches")
+    augment: AugmentConfig | None = Field(None, description="image augmentation while training: flip, rotation, zoom, translation, contrast")
 
     @field_validator("validation")
     @classmethod

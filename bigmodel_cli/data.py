@@ -62,6 +62,7 @@ class Datasets:
     columns: dict[str, str] = field(default_factory=dict)  # feature -> number | text
     tokenizers: dict[str, Any] = field(default_factory=dict)  # text/category column -> its encoder
     dropped: list[tuple[str, int]] = field(default_factory=list)  # (source, rows) dropped for a missing target
+    stream: dict[str, Any] | None = None  # when train/validation are streamed: what was prepared (blocks.describe)
 
     @property
     def numeric(self) -> list[str]:
@@ -173,16 +174,8 @@ def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None
                 x = z["x"].reshape(len(z["x"]), -1)
                 df = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
                 df["y"] = z["y"]
-    except DataError:
-        raise
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty", hint="the file needs a header line and at least one row") from None
-    except pd.errors.ParserError as e:
-        raise DataError(f"{path}: cannot parse: {str(e).strip().splitlines()[-1]}") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}): is it really a {fmt} file?") from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read as {fmt}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    except (DataError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
+        raise read_error(e, path, fmt) from None
     if nrows:
         df = df.head(nrows)
     if len(df) == 0:
@@ -190,6 +183,23 @@ def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None
     df.attrs["source"] = str(path)
     df.attrs["line_offset"] = 2 if fmt in ("csv", "tsv") else 1  # row 0 is on line 2 of a CSV
     return df
+
+
+def read_error(e: Exception, path: Path, fmt: str) -> Exception:
+    """What went wrong reading a table file, as one DataError line (other errors unchanged)."""
+    import pandas as pd
+
+    if isinstance(e, DataError):
+        return e
+    if isinstance(e, pd.errors.EmptyDataError):
+        return DataError(f"{path} is empty", hint="the file needs a header line and at least one row")
+    if isinstance(e, pd.errors.ParserError):
+        return DataError(f"{path}: cannot parse: {str(e).strip().splitlines()[-1]}")
+    if isinstance(e, UnicodeDecodeError):
+        return DataError(f"{path}: not UTF-8 text (byte {e.start}): is it really a {fmt} file?")
+    if isinstance(e, (OSError, ValueError)):
+        return DataError(f"{path}: cannot read as {fmt}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+    return e
 
 
 def _read_shards(paths: list[Path], base_dir: Path, role: str, nrows: int | None, spec: Any):
@@ -562,11 +572,19 @@ def load_datasets(
     classes: list[Any] | None = None,
     features: list[str] | None = None,
     tokenizers: dict[str, Any] | None = None,
+    progress: Any = None,
 ) -> Datasets:
     """Read and check train (+ validation, + test) before any training starts.
 
     ``tokenizers`` (a resumed or evaluated run's) are used as they are; else each
-    text column's vocabulary is built from the training rows."""
+    text column's vocabulary is built from the training rows. Streamed data
+    (``data.stream``, :mod:`.streaming`) is checked in its one conversion pass,
+    whose progress goes to ``progress(bytes_done, bytes_total, rows)``."""
+    from . import streaming
+
+    mode = streaming.stream_mode(cfg, base_dir)
+    if mode is not None:
+        return streaming.load(cfg, base_dir, mode, with_test, classes, tokenizers, progress)
     d = cfg.data
     dropped_targets.clear()
     df = read_table(d.train, base_dir, "train", cfg=cfg)

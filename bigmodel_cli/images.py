@@ -5,7 +5,9 @@ too), converted to ``data.image_shape``'s channels (1: grey, 3: RGB), resized
 to its height and width, and flattened to pixel columns, the layout of a
 pixel CSV such as the digit-recognizer one. So the same experiment trains on
 ``data/train.csv`` or on ``data/train/<class>/*.png`` with only the path
-changed. They are decoded into memory for now (streaming is the next step).
+changed. Unless ``data.stream: false`` they are decoded as training goes
+(:class:`StreamedImages`, in a few threads), so memory does not grow with the
+number of images; the order is the in-memory order, ``rng([seed, epoch])``.
 
 Example::
 
@@ -75,6 +77,92 @@ def decode(paths: Iterable[Path | str], shape: list[int]) -> np.ndarray:
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise DataError(f"{p}: not a readable image ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})", hint="remove or replace that file") from None
     return np.stack(rows) if rows else np.zeros((0, h * w * (3 if mode == "RGB" else 1)), np.float32)
+
+
+def check_readable(paths: list[Path], threads: int = 4) -> None:
+    """Every file opens as an image (its header only: fast); names the first that does not."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image, UnidentifiedImageError
+
+    def bad(p: Path) -> str | None:
+        try:
+            with Image.open(p) as im:
+                im.size  # noqa: B018  (the header is read)
+            return None
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            return f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+
+    with ThreadPoolExecutor(threads) as pool:
+        for p, why in zip(paths, pool.map(bad, paths, chunksize=256)):
+            if why:
+                raise DataError(f"{p}: not a readable image ({why})", hint="remove or replace that file")
+
+
+def decode_many(paths: list[Path], shape: list[int], threads: int = 4) -> np.ndarray:
+    """:func:`decode` in ``threads`` threads (Pillow releases the GIL while it decodes)."""
+    if len(paths) < 64 or threads <= 1:
+        return decode(paths, shape)
+    from concurrent.futures import ThreadPoolExecutor
+
+    step = -(-len(paths) // threads)
+    with ThreadPoolExecutor(threads) as pool:
+        return np.concatenate(list(pool.map(lambda a: decode(paths[a : a + step], shape), range(0, len(paths), step))))
+
+
+class StreamedImages:
+    """An image folder's files and class indices, decoded as they are read:
+    a row source of ``pipeline.Streamed``. Rows are file indices until
+    :meth:`structure` decodes them."""
+
+    streamed = True
+
+    def __init__(self, files: list[Path], y: np.ndarray, shape: list[int], source: str):
+        self.files, self.y, self.shape, self.source = list(files), np.asarray(y, np.int32), list(shape), source
+        self._stats = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def subset(self, idx: np.ndarray, source: str | None = None) -> "StreamedImages":
+        return StreamedImages([self.files[i] for i in idx], self.y[idx], self.shape, source or self.source)
+
+    def structure(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.asarray(idx, np.int64)
+        return decode_many([self.files[i] for i in idx], self.shape), self.y[idx]
+
+    def worker_rows(self, key: list[int], start: int, stop: int, i: int, W: int, chunk: int, shuffle: bool):
+        """File indices at epoch positions start <= p < stop with p % W == i."""
+        order = np.random.default_rng(key).permutation(len(self.files)) if shuffle else np.arange(len(self.files))
+        for a in range(start, stop, chunk):
+            b = min(a + chunk, stop)
+            yield order[a + ((i - a) % W) : b : W]
+
+    def batches(self, size: int):
+        for a in range(0, len(self.files), size):
+            yield self.structure(np.arange(a, min(a + size, len(self.files))))
+
+    def numeric_stats(self):
+        """Pixel statistics (data.normalize), in one decoding pass."""
+        from .stats import ColumnStats
+
+        if self._stats is None:
+            stats = None
+            for x, _ in self.batches(1024):
+                part = ColumnStats.of(x)
+                stats = part if stats is None else stats.merge(part)
+                stats.median = np.zeros(x.shape[1])  # a decoded image has no gaps: nothing is imputed
+            self._stats = stats
+        return self._stats
+
+    def target_stats(self):
+        return None
+
+    def take(self, idx: np.ndarray):
+        from .data import Split
+
+        x, y = self.structure(np.asarray(idx))
+        return Split(x, y, self.source)
 
 
 def folder_frame(folder: ImageFolder, shape: list[int] | None, target: str, role: str):

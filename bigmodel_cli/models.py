@@ -18,12 +18,15 @@ import importlib.util
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .config import ExperimentConfig
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .stats import ColumnStats
 
 # Layers that run arbitrary code or load foreign graphs: never from YAML.
 REFUSED_LAYERS = {"Lambda", "TFSMLayer", "Input", "InputLayer", "Layer"}
@@ -81,21 +84,28 @@ def outputs_for(task: str, classes: list[Any] | None) -> int:
     return len(classes or []) if task == "classification" else 1
 
 
-def preprocessing(inputs, cfg: ExperimentConfig, x_train: np.ndarray | None):
-    """Normalisation, scaling and reshaping, as layers of the model."""
+def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnStats | None"):
+    """Imputation, normalisation, scaling, reshaping and augmentation, as layers of the model.
+
+    ``x_train`` is the training matrix of the numeric columns, or its
+    :class:`~bigmodel_cli.stats.ColumnStats` when the data is streamed."""
     from keras import layers as L
+
+    from .stats import ColumnStats
 
     x = inputs
     d = cfg.data
+    stats = None
+    if d.missing == "impute" or d.normalize:
+        if x_train is None:
+            raise ConfigError(f"data.{'missing: impute' if d.missing == 'impute' else 'normalize'} needs the training data to compute its statistics")
+        stats = x_train if isinstance(x_train, ColumnStats) else ColumnStats.of(x_train)
     if d.missing == "impute":
-        if x_train is None:
-            raise ConfigError("data.missing: impute needs the training data to compute medians")
-        x, x_train = impute_layer(x, x_train)
+        assert stats is not None
+        x = impute_layer(x, stats)
     if d.normalize:
-        if x_train is None:
-            raise ConfigError("data.normalize needs the training data to compute mean and variance")
-        mean = np.nanmean(x_train, axis=0).astype(np.float64)
-        std = np.nanstd(x_train, axis=0).astype(np.float64)
+        assert stats is not None
+        mean, std = stats.after_impute() if d.missing == "impute" else stats.plain()
         std = np.where(std > 0, std, 1.0)
         # (x - mean) / std as Rescaling, not keras Normalization: Normalization keeps
         # mean/variance as eager tensors, which the ONNX exporter turns into extra
@@ -105,21 +115,74 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: np.ndarray | None):
         x = L.Rescaling(1.0 / d.scale, name="scale")(x)
     if d.image_shape:
         x = L.Reshape(tuple(d.image_shape), name="image")(x)
+    if d.augment is not None:
+        x = augmentation(x, d.augment, cfg.seed)
     return x
 
 
-def impute_layer(x, x_train: np.ndarray):
+def augmentation(x, aug: Any, seed: int):
+    """Random flips, rotations, zooms, translations and contrast (Keras
+    preprocessing layers) in one :func:`_register_augment` layer, which changes
+    images only when called with ``training=True`` (the training step)."""
+    if len(x.shape) != 4:
+        raise ConfigError("data.augment works on images", hint="set data.image_shape, e.g. [28, 28, 1]")
+    settings = {k: v for k, v in aug.model_dump().items() if v}
+    if not settings:
+        return x
+    return _register_augment()(settings=settings, seed=seed, name="augment")(x)
+
+
+@functools.lru_cache(maxsize=1)
+def _register_augment():
+    """The Augment layer class, registered with Keras on first use.
+
+    Keras's random layers run their random ops unless told ``training=False``,
+    and an export traced without it would hold them (tf2onnx cannot convert
+    StatelessRandomUniformV2 or ImageProjectiveTransformV3). Here anything but
+    ``training=True`` passes images through, so model.keras, every export and
+    the ONNX copy contain no augmentation at all."""
+    import keras
+    from keras import layers as L
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class Augment(keras.layers.Layer):
+        def __init__(self, settings: dict[str, Any], seed: int = 0, **kwargs: Any):
+            super().__init__(**kwargs)
+            self.settings, self.seed = dict(settings), int(seed)
+            a = self.settings
+            self.steps = []
+            if a.get("flip"):
+                self.steps.append(L.RandomFlip(a["flip"], seed=seed, name="flip"))
+            if a.get("rotation"):
+                self.steps.append(L.RandomRotation(a["rotation"], fill_mode="constant", seed=seed + 1, name="rotation"))
+            if a.get("zoom"):
+                self.steps.append(L.RandomZoom(a["zoom"], fill_mode="constant", seed=seed + 2, name="zoom"))
+            if a.get("translation"):
+                self.steps.append(L.RandomTranslation(a["translation"], a["translation"], fill_mode="constant", seed=seed + 3, name="translation"))
+            if a.get("contrast"):
+                self.steps.append(L.RandomContrast(a["contrast"], seed=seed + 4, name="contrast"))
+
+        def call(self, x, training=None):
+            if training is not True:
+                return x
+            for step in self.steps:
+                x = step(x, training=True)
+            return x
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "settings": self.settings, "seed": self.seed}
+
+    return Augment
+
+
+def impute_layer(x, stats: "ColumnStats"):
     """Missing numbers (NaN, inf) -> the column's training median, plus a 0/1
-    flag column for each column that had missing values in training. Returns
-    the layer's output and the training matrix as it will look after it."""
-    finite = np.where(np.isfinite(x_train), x_train, np.nan)
-    with np.errstate(all="ignore"):
-        med = np.nanmedian(finite, axis=0) if len(finite) else np.zeros(x_train.shape[1])
-    med = np.where(np.isfinite(med), med, 0.0)
-    flagged = [int(j) for j in np.flatnonzero((~np.isfinite(x_train)).any(axis=0))]
-    bad = ~np.isfinite(x_train)
-    after = np.concatenate([np.where(bad, med.astype(np.float32), x_train), bad[:, flagged].astype(np.float32)], axis=1)
-    return _register_impute()(medians=med.astype(float).tolist(), flagged=flagged, name="impute")(x), after
+    flag column for each column that had missing values in training."""
+    med = stats.fill_values()
+    return _register_impute()(medians=med.astype(float).tolist(), flagged=stats.flagged, name="impute")(x)
 
 
 @functools.lru_cache(maxsize=1)
@@ -195,6 +258,7 @@ def register_layers() -> None:
     text.layers()
     categories.layers()
     _register_impute()
+    _register_augment()
 
 
 def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
@@ -218,9 +282,14 @@ def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
     return fn
 
 
-def target_stats(y: np.ndarray) -> tuple[float, float]:
-    """(mean, std) of a regression target; std 1 for a constant target."""
-    mean, std = float(np.mean(y)), float(np.std(y))
+def target_stats(y: "np.ndarray | ColumnStats") -> tuple[float, float]:
+    """(mean, std) of a regression target (or of its streamed statistics); std 1 for a constant target."""
+    from .stats import ColumnStats
+
+    if isinstance(y, ColumnStats):
+        mean, std = float(y.mean[0]), float(y.std[0])
+    else:
+        mean, std = float(np.mean(y)), float(np.std(y))
     return mean, (std if std > 0 else 1.0)
 
 

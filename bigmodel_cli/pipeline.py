@@ -2,9 +2,11 @@
 
 The step loop in ``train.py`` asks an input source for an iterator over the
 batches of one epoch from a given step on, and never sees where rows come from.
-Today's source holds the training split in memory; streamed blocks and image
-folders are meant to sit behind the same two calls (``steps_per_epoch`` and
-``iterator``).
+:class:`InMemory` gathers them from tensors; :class:`Streamed` reads them as
+the epoch goes from a *row source*: the block cache of a table
+(``blocks.StreamedTable``) or the files of an image folder
+(``images.StreamedImages``). Both answer the same two calls
+(``steps_per_epoch`` and ``iterator``).
 
 Data order is a pure function of (seed, epoch): :func:`epoch_order`. Input
 pipeline i of W takes positions j % W == i of every global batch (see
@@ -40,19 +42,14 @@ def epoch_order(seed: int, epoch: int, n: int, shuffle: bool, rows: int | None =
     return np.concatenate(parts)[:rows]
 
 
-class InMemory:
-    """The training split as tensors; batches gathered by index.
+class Source:
+    """Steps and rows of an epoch, the same for every kind of source."""
 
-    ``x`` is a matrix or a dict of named inputs; id matrices (``ids_*``) are cut
-    to each batch's longest row."""
-
-    def __init__(self, x: Any, y: np.ndarray, global_batch: int, seed: int, shuffle: bool, steps: int | None = None):
-        self.x, self.y = x, y
-        self.n = len(y)
+    def __init__(self, n: int, global_batch: int, seed: int, shuffle: bool, steps: int | None = None):
+        self.n = n
         self.G, self.seed, self.shuffle, self.fixed_steps = global_batch, seed, shuffle, steps
         if global_batch > self.n:
             raise ConfigError(f"train.batch_size {global_batch} is larger than the {self.n} training rows", hint=f"use train.batch_size <= {self.n}")
-        self._tensors = None
 
     def steps_per_epoch(self, replicas: int) -> int:
         """Steps of one epoch: one pass (or ``train.steps_per_epoch``). With several
@@ -66,6 +63,18 @@ class InMemory:
     def epoch_rows(self, replicas: int) -> int:
         steps = self.steps_per_epoch(replicas)
         return min(steps * self.G, self.n) if not self.fixed_steps else steps * self.G
+
+
+class InMemory(Source):
+    """The training split as tensors; batches gathered by index.
+
+    ``x`` is a matrix or a dict of named inputs; id matrices (``ids_*``) are cut
+    to each batch's longest row."""
+
+    def __init__(self, x: Any, y: np.ndarray, global_batch: int, seed: int, shuffle: bool, steps: int | None = None):
+        super().__init__(len(y), global_batch, seed, shuffle, steps)
+        self.x, self.y = x, y
+        self._tensors = None
 
     def _gather(self):
         import tensorflow as tf
@@ -112,3 +121,111 @@ class InMemory:
             return ds.with_options(opts).prefetch(tf.data.AUTOTUNE)
 
         return iter(strategy.distribute_datasets_from_function(fn))
+
+
+class Streamed(Source):
+    """Rows read as the epoch goes from a row source, which yields the rows at
+    epoch positions p (start <= p < stop, p % W == i) in order for worker i of W,
+    the rows of pass k of an epoch (``train.steps_per_epoch`` beyond one pass)
+    keyed by (seed, epoch, k).
+
+    Worker i's share of every global batch is the positions p % W == i, so the
+    batch size must split evenly over the workers. A Python generator feeds
+    ``tf.data`` chunks of ``chunk_batches`` batches; nothing of the iterator is
+    checkpointed: a resumed epoch starts at position ``start_step * batch``."""
+
+    def __init__(self, rows: Any, global_batch: int, seed: int, shuffle: bool, steps: int | None = None, chunk_batches: int = 32):
+        super().__init__(len(rows), global_batch, seed, shuffle, steps)
+        self.rows, self.chunk_batches = rows, chunk_batches
+
+    def positions(self, epoch: int, start: int, stop: int, i: int, W: int, chunk: int):
+        """Rows of epoch positions [start, stop) for worker i of W, chunk after chunk."""
+        n = self.n
+        for k in range(start // n, -(-stop // n)):
+            a, b = max(start, k * n), min(stop, (k + 1) * n)
+            if a >= b:
+                continue
+            # the pass's own positions: p = P - k*n, and P % W == i means p % W == (i - k*n) % W
+            yield from self.rows.worker_rows([self.seed, epoch, k], a - k * n, b - k * n, (i - k * n) % W, W, chunk, self.shuffle)
+
+    def iterator(self, strategy, batches: list[int], epoch: int, start_step: int):
+        import tensorflow as tf
+
+        replicas = strategy.num_replicas_in_sync
+        drop = replicas > 1
+        G = self.G
+        steps = self.steps_per_epoch(replicas)
+        stop = steps * G if drop else self.epoch_rows(replicas)
+        start = min(start_step * G, stop)
+        probe_x, probe_y = self.rows.structure(next(self.rows.worker_rows([self.seed, 0, 0], 0, 1, 0, 1, 1, False)))
+
+        def spec(a: np.ndarray):
+            return tf.TensorSpec([None, None, *a.shape[1:]], tf.as_dtype(a.dtype))
+
+        signature = (tf.nest.map_structure(spec, probe_x), spec(probe_y))
+
+        def fn(ctx: tf.distribute.InputContext):
+            i, W = ctx.input_pipeline_id, ctx.num_input_pipelines
+            if G % W:
+                raise ConfigError(f"train.batch_size {G} does not split evenly over {W} workers when the data is streamed", hint=f"use a multiple of {W}, e.g. {G - G % W or W}")
+            per = batches[i]
+
+            def chunks():
+                held: list[np.ndarray] = []
+                have = 0
+                want = per * self.chunk_batches
+                for rows in self.positions(epoch, start, stop, i, W, G * self.chunk_batches):
+                    held.append(rows)
+                    have += len(rows)
+                    while have >= want:
+                        block = np.concatenate(held) if len(held) > 1 else held[0]
+                        out, rest = block[:want], block[want:]
+                        held, have = ([rest] if len(rest) else []), len(rest)
+                        yield shaped(out, per)
+                if have:
+                    block = np.concatenate(held)
+                    full = (len(block) // per) * per
+                    if full:
+                        yield shaped(block[:full], per)
+                    if len(block) > full and not drop:
+                        yield shaped(block[full:], len(block) - full)
+
+            def shaped(rows: np.ndarray, size: int):
+                x, y = self.rows.structure(rows)
+                return tf.nest.map_structure(lambda a: a.reshape(-1, size, *a.shape[1:]), x), y.reshape(-1, size)
+
+            ds = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch()
+            opts = tf.data.Options()
+            opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
+            opts.deterministic = True
+            return ds.with_options(opts).prefetch(tf.data.AUTOTUNE)
+
+        return iter(strategy.distribute_datasets_from_function(fn))
+
+
+def source_for(split: Any, global_batch: int, seed: int, shuffle: bool, steps: int | None = None) -> Source:
+    """The input source of a training split: streamed, or in memory."""
+    if getattr(split, "streamed", False):
+        return Streamed(split, global_batch, seed, shuffle, steps)
+    return InMemory(split.x, split.y, global_batch, seed, shuffle, steps)
+
+
+def eval_batches(split: Any, size: int):
+    """(x, y) numpy batches of every row of a split, in order (validation after each epoch)."""
+    if getattr(split, "streamed", False):
+        yield from split.batches(size)
+        return
+    from .text import trim_ids
+
+    for s in range(0, len(split), size):
+        rows = slice(s, s + size)
+        x = {k: trim_ids(k, v[rows]) for k, v in split.x.items()} if isinstance(split.x, dict) else split.x[rows]
+        yield x, split.y[rows]
+
+
+def training_stats(split: Any, numeric: Any) -> tuple[Any, Any]:
+    """What the model's preprocessing is built from: (numeric columns or their
+    ColumnStats, targets or their ColumnStats)."""
+    if getattr(split, "streamed", False):
+        return split.numeric_stats(), split.target_stats()
+    return numeric, split.y

@@ -38,7 +38,7 @@ import numpy as np
 from .config import ExperimentConfig
 from .data import Datasets
 from .errors import ConfigError, Interrupted, ModelFileError
-from .pipeline import InMemory, epoch_order  # noqa: F401  (epoch_order: the order contract, re-exported)
+from .pipeline import epoch_order, eval_batches, source_for, training_stats  # noqa: F401  (epoch_order: the order contract, re-exported)
 from .runs import CHECKPOINTS, HISTORY_FILE, MODEL_FILE, atomic_path, atomic_write_text
 
 STATE_NAME = "bigmodel_state.json"
@@ -244,16 +244,14 @@ def fit(
     is_chief = plan.is_chief
     names = metric_names(cfg)
     # ---- data: the step loop only asks the source for an epoch's iterator
-    source = InMemory(data.train.x, data.train.y, G, cfg.seed, cfg.train.shuffle, cfg.train.steps_per_epoch)
+    source = source_for(data.train, G, cfg.seed, cfg.train.shuffle, cfg.train.steps_per_epoch)
     steps_per_epoch = source.steps_per_epoch(replicas)
     epoch_rows = source.epoch_rows(replicas)
 
-
-    from .text import trim_ids
-
     models.register_layers()  # bigmodel's layers are known to Keras before any load
     tokenizers = data.tokenizers or None
-    numeric_x = data.train.x.get("features") if isinstance(data.train.x, dict) else data.train.x
+    train_x = getattr(data.train, "x", None)
+    numeric_x, train_y = training_stats(data.train, train_x.get("features") if isinstance(train_x, dict) else train_x)
     n_numeric = len(data.numeric) if tokenizers else len(data.features)
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
@@ -271,7 +269,7 @@ def fit(
             optimizer = model.optimizer  # its learning rate and state come from the checkpoint
         else:
             state = TrainState()
-            model = models.build_model(cfg, n_numeric, data.classes, base_dir, numeric_x, data.train.y, tokenizers=tokenizers)
+            model = models.build_model(cfg, n_numeric, data.classes, base_dir, numeric_x, train_y, tokenizers=tokenizers)
             optimizer = models.make_optimizer(cfg, replicas)
             model.compile(optimizer=optimizer, loss=cfg.train.loss)
             optimizer.build(model.trainable_variables)
@@ -281,7 +279,7 @@ def fit(
     single = replicas == 1
     # data.normalize_target: optimise the loss of the standardised target (the
     # model ends in Rescaling(std, mean)); log losses in the target's units.
-    t_mean, t_std = models.target_stats(data.train.y) if cfg.data.normalize_target else (0.0, 1.0)
+    t_mean, t_std = models.target_stats(train_y) if cfg.data.normalize_target else (0.0, 1.0)
 
     def replica_step(x, y):
         with tf.GradientTape() as tape:
@@ -324,11 +322,8 @@ def fit(
 
     def evaluate_split(split) -> np.ndarray:
         sums = np.zeros(n_sums, np.float64)
-        bs = max(256, G)
-        for s in range(0, len(split), bs):
-            rows = slice(s, s + bs)
-            xb = {k: trim_ids(k, v[rows]) for k, v in split.x.items()} if isinstance(split.x, dict) else split.x[rows]
-            sums += eval_batch(tf.nest.map_structure(tf.constant, xb), tf.constant(split.y[rows])).numpy()
+        for xb, yb in eval_batches(split, max(256, G)):
+            sums += eval_batch(tf.nest.map_structure(tf.constant, xb), tf.constant(yb)).numpy()
         return sums
 
     # ---- monitoring, early stopping, best model
@@ -351,7 +346,7 @@ def fit(
         "strategy": {"one_device": "OneDeviceStrategy", "mirrored": "MirroredStrategy", "multi_worker": "MultiWorkerMirroredStrategy"}.get(plan.kind, type(strategy).__name__), "replicas": replicas, "global_batch": G, "per_replica_batch": per_replica,
         "learning_rate": float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate))), "devices": plan.devices,
         "start_epoch": state.epoch, "train_rows": n_train, "val_rows": len(data.validation) if has_val else 0,
-        "params": int(model.count_params()), "is_chief": is_chief, "plan": plan.as_dict(),
+        "params": int(model.count_params()), "is_chief": is_chief, "plan": plan.as_dict(), "stream": data.stream,
     }
     obs.on_train_begin(info)
     t_start = time.perf_counter()
@@ -382,7 +377,10 @@ def fit(
             epoch_samples = 0
             while done < steps_per_epoch:
                 k = min(K, steps_per_epoch - done)
-                sums += train_chunk(iterator, tf.constant(k)).numpy()
+                try:
+                    sums += train_chunk(iterator, tf.constant(k)).numpy()
+                except tf.errors.OpError as e:
+                    raise _reader_error(e) from None
                 rows = min(k * G, epoch_rows - done * G)
                 done += k
                 epoch_samples += rows
@@ -437,6 +435,17 @@ def fit(
     )
     obs.on_train_end({"result": result, "monitor": monitor, "best": state.best})
     return result
+
+
+def _reader_error(e: Exception) -> Exception:
+    """A streamed source's DataError (a file that broke after the checks, an
+    unreadable image) reaches the loop wrapped in a TensorFlow error: unwrap it."""
+    import re
+
+    from .errors import DataError
+
+    m = re.search(r"(?:DataError|ConfigError): (.+)", str(e))
+    return DataError(m.group(1).strip(), hint="fix or remove that file, then: bigmodel train RUN --resume") if m else e
 
 
 def describe_peer(plan, text: str) -> str:

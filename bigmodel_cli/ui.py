@@ -76,11 +76,22 @@ class TrainProgress:
         self.info: dict[str, Any] = {}
         self.t_epoch = 0.0
         self.t_start = 0.0
+        self.preparing: PredictProgress | None = None
 
     # ---- observer protocol
+    def on_prepare(self, done: int, total: int, rows: int) -> None:
+        """The block cache being written (streamed data, first run)."""
+        if self.preparing is None:
+            self.preparing = PredictProgress(self.console)
+            self.t_prepare = time.perf_counter()
+        self.preparing("preparing blocks", rows, time.perf_counter() - self.t_prepare, done / max(total, 1))
+
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.info = info
         self.t_start = time.perf_counter()
+        if self.preparing is not None:
+            self.preparing.close()
+            self.preparing = None
         if not info.get("is_chief", True):
             self.live_mode = False
             self.console = Console(stderr=True, quiet=True)
@@ -92,6 +103,12 @@ class TrainProgress:
             f"{info['train_rows']:,} train rows · {info['val_rows']:,} validation rows · {info['params']:,} parameters"
             + (f" · resuming after epoch {info['start_epoch']}" if info["start_epoch"] else "")
         )
+        st = info.get("stream")
+        if st and "blocks" in st:
+            how = f"converted in {duration(st['seconds'])}, {st['mb_per_s']:,.0f} MB/s" if st["converted"] else "reused"
+            self.console.print(f"streaming {st['train_rows']:,} rows in {st['blocks']:,} blocks ({st['cache_mb']:,.0f} MB, {how}) from {st['folder']}")
+        elif st:
+            self.console.print(f"streaming {st['images']:,} images from {st['folder']}, decoded as they are read")
         if self.live_mode:
             self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
             self.live.start()
@@ -283,6 +300,15 @@ class PredictProgress:
                 self.console.print(f"[yellow]note:[/] {note}")
             where = "stdout" if r.output == "-" else _sized(r.output)
             self.console.print(f"predicted {r.rows:,} rows in {r.seconds:.1f}s ({r.rows_per_s:,.0f} rows/s, {r.engine}) -> {where}")
+
+
+def prepare_summary(d: dict[str, Any], console: Console | None = None) -> None:
+    con = console or err_console()
+    what = f"converted {d['source_mb']:,.1f} MB in {duration(d['seconds'])} ({d['mb_per_s']:,.1f} MB/s)" if d["converted"] else "reused (the data and settings have not changed)"
+    con.print(f"block cache {what}")
+    con.print(f"{d['train_rows']:,} training rows · {d['validation_rows']:,} validation rows · {d['features']} features · {d['blocks']:,} blocks of {d['block_rows']:,} rows · {d['cache_mb']:,.1f} MB")
+    for src, n in d.get("dropped") or []:
+        con.print(f"[yellow]note:[/] {n:,} row(s) of {src} have no target and were left out")
 
 
 def export_summary(r: Any, console: Console | None = None) -> None:

@@ -66,3 +66,47 @@ def test_image_folder_errors(make_exp, cli):
     (exp / "data" / "imgs" / "1" / "broken.png").write_bytes(b"not a png")
     r = cli("train", exp, "--set", "data.train=data/imgs", "--set", "data.test=null")
     assert r.code == 2 and "broken.png" in r.err and "not a readable image" in r.err
+
+
+def test_streamed_folder_trains_exactly_like_the_in_memory_one(make_exp, cli):
+    """Decoded as training reads them (data.stream: auto), the images come in the
+    in-memory order: the same weights."""
+    from test_resume import weights
+
+    exp = make_exp("mnist-cnn")
+    _digits_to_folders(exp, "train.csv", exp / "data" / "imgs", 240)
+    sets = ["--set", "data.train=data/imgs", "--set", "data.test=null", "--set", "train.epochs=2", "--set", "train.batch_size=32"]
+    runs = []
+    for stream in ("auto", "false"):
+        r = cli("train", exp, *sets, "--set", f"data.stream={stream}")
+        assert r.code == 0, r.err
+        runs.append(Path(r.out.strip().splitlines()[-1]))
+    assert "decoded as they are read" in cli("train", exp, *sets, "--set", "train.epochs=1").err
+    for a, b in zip(weights(runs[0] / "model.keras"), weights(runs[1] / "model.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_augmentation_acts_only_while_training(make_exp, cli, tmp_path):
+    exp = make_exp("mnist-cnn")
+    _digits_to_folders(exp, "train.csv", exp / "data" / "imgs", 200)
+    r = cli("train", exp, "--set", "data.train=data/imgs", "--set", "data.test=null", "--set", "train.epochs=1",
+            "--set", "data.augment={flip: horizontal, rotation: 0.05, zoom: 0.1, translation: 0.1, contrast: 0.2}")
+    assert r.code == 0, r.err
+    run = Path(r.out.strip().splitlines()[-1])
+    assert (run / "inference.onnx").is_file()  # parity held: the random layers pass images through
+    import keras
+
+    from bigmodel_cli.models import register_layers
+
+    register_layers()
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    layer = model.get_layer("augment")
+    assert [s.name for s in layer.steps] == ["flip", "rotation", "zoom", "translation", "contrast"]
+    x = np.random.default_rng(0).uniform(0, 255, size=(4, 784)).astype("float32")
+    np.testing.assert_allclose(model(x), model(x, training=False))
+    images = keras.Model(model.inputs, layer.output)
+    np.testing.assert_allclose(images(x), x.reshape(4, 28, 28, 1) / 255, atol=1e-6)  # predicting: untouched
+    assert not np.allclose(images(x, training=True), images(x))
+    r = cli("train", exp, "--set", "data.augment={flip: horizontal}", "--set", "data.image_shape=null", "--set", "train.epochs=1",
+            "--set", "model.architecture=null", "--set", "model.layers=[{Dense: {units: 10, activation: softmax}}]")
+    assert r.code == 2 and "data.augment works on images" in r.err

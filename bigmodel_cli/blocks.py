@@ -1,0 +1,733 @@
+"""Streaming tables: converted once into float32 block files, read back in a seeded order.
+
+**Conversion** (``bigmodel prepare``, or the first streamed ``train``) reads
+the training files chunk by chunk (CSV/TSV/Parquet/JSONL, ``.gz`` allowed),
+checks every value as the in-memory path does (file and line of a bad value),
+and writes each training row as float32 ``[numbers..., category codes...,
+target]`` into one of :data:`PARTITIONS` canonical partitions: row r goes to
+partition r % 12, and a partition is a series of block files of
+``data.block_mb``. The same pass merges the column statistics (mean and
+variance exactly, the median from a uniform sample of
+:data:`SAMPLE_ROWS`), counts category values and labels, and holds out the
+validation fraction by a hash of (seed, row). ``manifest.json`` records the
+schema, the raw value codes, the statistics, the blocks and a key made of the
+files' names, sizes and modification times and of the settings that change
+the blocks; the cache folder is reused while the key matches.
+
+Category values and labels are stored as first-seen codes; the maps to the
+model's class indices and category ids are made when the cache is *read*
+(:meth:`Prepared.remaps`), so a resumed run reuses its own encoders.
+
+**Order.** Partition c of epoch e reads its blocks in the order
+``rng([seed, e, pass, c]).permutation``, and shuffles rows within windows of
+``data.shuffle_blocks`` blocks (``rng([seed, e, pass, c, window])``). Epoch
+position p takes the next row of partition p % 12; so, with ``shuffle:
+false``, the order is the files' order. Every position is a pure function of
+(seed, epoch, position): resuming at step s skips s * batch positions
+without reading them.
+
+**Workers.** Worker i of W (W divides 12) owns the partitions c with
+c % W == i, which hold exactly the positions p with p % W == i, its share of
+every global batch (``pipeline.Streamed``). It reads only those blocks.
+
+**Memory.** A reader holds one window per partition it owns: at most
+12 / W * shuffle_blocks * block_mb, whatever the data size. Blocks are read
+with plain reads into one buffer per window (:func:`read_block`), never memory-mapped: mapped pages count
+as resident memory.
+
+Example::
+
+    prepared = prepare(cfg, base_dir)        # converts once, then reuses
+    split = prepared.split("train", remaps)  # a StreamedSplit for train.fit
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .config import ExperimentConfig
+from .errors import ConfigError, DataError
+from .stats import ColumnStats
+
+PARTITIONS = 12  # canonical partitions: 1, 2, 3, 4, 6 or 12 workers read disjoint shares
+VERSION = 1
+SAMPLE_ROWS = 100_000  # training rows kept (a uniform sample) for medians
+CHUNK_ROWS = 100_000  # rows read from a file at a time
+MANIFEST = "manifest.json"
+
+Progress = Callable[[int, int, int], None]  # (bytes read, bytes in all, rows)
+
+
+# ------------------------------------------------------------------ hashing
+
+
+def mix64(seed: int, rows: np.ndarray) -> np.ndarray:
+    """splitmix64 of (seed, row number): uniform uint64, the same on every machine."""
+    z = rows.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def held_out(seed: int, rows: np.ndarray, fraction: float) -> np.ndarray:
+    """Rows of the validation fraction: a hash of (seed, row) below fraction * 2**64."""
+    with np.errstate(over="ignore"):
+        return mix64(seed, rows) < np.uint64(min(int(fraction * 2.0**64), 2**64 - 1))
+
+
+# ------------------------------------------------------------------ reading files
+
+
+def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[Any, int]]:
+    """(DataFrame chunk, bytes of the file read so far); each chunk's index is
+    its rows' positions in the file and ``attrs`` say where it came from."""
+    import pandas as pd
+
+    from .data import read_error, table_format
+
+    fmt, compression = table_format(path)
+    if fmt == "npz":
+        raise DataError(f"{path}: an .npz file cannot be streamed", hint="use csv, tsv, parquet or jsonl shards, or data.stream: false")
+    if not path.is_file():
+        raise DataError(f"{path} does not exist", hint="check the path (relative paths are from the experiment folder)")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty", hint="the file needs a header line and at least one row")
+    where = {"source": str(path), "line_offset": 2 if fmt in ("csv", "tsv") else 1}
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            total, start, size = max(pf.metadata.num_rows, 1), 0, path.stat().st_size
+            for batch in pf.iter_batches(batch_size=chunk_rows):
+                df = batch.to_pandas()
+                df.index = pd.RangeIndex(start, start + len(df))
+                start += len(df)
+                df.attrs.update(where)
+                yield df, int(size * start / total)
+            return
+        with open(path, "rb") as f:
+            if fmt == "jsonl":
+                reader = pd.read_json(f, lines=True, chunksize=chunk_rows, compression=compression)
+            else:
+                reader = pd.read_csv(f, sep="\t" if fmt == "tsv" else ",", compression=compression, chunksize=chunk_rows, low_memory=False)
+            start = 0
+            for df in reader:
+                if fmt == "jsonl":
+                    df.index = pd.RangeIndex(start, start + len(df))
+                start += len(df)
+                df.attrs.update(where)
+                yield df, f.tell()
+    except (DataError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
+        raise read_error(e, path, fmt) from None
+
+
+# ------------------------------------------------------------------ writing blocks
+
+
+class BlockWriter:
+    """Rows -> block files of ``block_rows`` rows, dealt to ``parts`` partitions by row number."""
+
+    def __init__(self, folder: Path, prefix: str, width: int, block_rows: int, parts: int):
+        self.folder, self.prefix, self.width, self.block_rows, self.parts = folder, prefix, width, block_rows, parts
+        self.buffers = [np.empty((block_rows, width), np.float32) for _ in range(parts)]
+        self.filled = [0] * parts
+        self.blocks: list[list[list[Any]]] = [[] for _ in range(parts)]  # per partition: [file, rows]
+        self.rows = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        for c in range(self.parts):
+            mine = rows[(c - self.rows) % self.parts :: self.parts]
+            while len(mine):
+                room = self.block_rows - self.filled[c]
+                take = mine[:room]
+                self.buffers[c][self.filled[c] : self.filled[c] + len(take)] = take
+                self.filled[c] += len(take)
+                mine = mine[room:]
+                if self.filled[c] == self.block_rows:
+                    self._flush(c)
+        self.rows += len(rows)
+
+    def _flush(self, c: int) -> None:
+        if not self.filled[c]:
+            return
+        name = f"{self.prefix}-p{c:02d}-{len(self.blocks[c]):06d}.f32"
+        self.buffers[c][: self.filled[c]].tofile(self.folder / name)
+        self.blocks[c].append([name, self.filled[c]])
+        self.filled[c] = 0
+
+    def close(self) -> list[list[list[Any]]]:
+        for c in range(self.parts):
+            self._flush(c)
+        self.buffers = []
+        return self.blocks
+
+
+# ------------------------------------------------------------------ the conversion
+
+
+@dataclass
+class Schema:
+    features: list[str]
+    types: dict[str, str]
+    target: str
+    task: str
+
+    @property
+    def numeric(self) -> list[str]:
+        return [c for c in self.features if self.types[c] == "number"]
+
+    @property
+    def categories(self) -> list[str]:
+        return [c for c in self.features if self.types[c] == "category"]
+
+    @property
+    def width(self) -> int:
+        return len(self.numeric) + len(self.categories) + 1
+
+
+@dataclass
+class Codes:
+    """First-seen codes of a column's values (0: missing; k + 1: the k-th value seen)."""
+
+    keys: list[Any] = field(default_factory=list)  # the value (labels: as read, for sorting)
+    index: dict[str, int] = field(default_factory=dict)  # its canonical key -> k
+    counts: list[int] = field(default_factory=list)  # training rows holding it
+
+    def encode(self, values: np.ndarray, key: Callable[[Any], str | None], keep_value: bool = False) -> np.ndarray:
+        """Codes of ``values`` (0 for a missing one), new values appended."""
+        import pandas as pd
+
+        codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+        mapped = np.zeros(len(uniques) + 1, np.float32)  # slot 0: pandas' NA (-1 + 1)
+        for j, u in enumerate(uniques):
+            k = key(u)
+            if k is None:
+                continue
+            if k not in self.index:
+                self.index[k] = len(self.keys)
+                self.keys.append(_plain(u) if keep_value else k)
+                self.counts.append(0)
+            mapped[j + 1] = self.index[k] + 1
+        return mapped[codes + 1]
+
+    def count(self, codes: np.ndarray) -> None:
+        found = np.bincount(codes.astype(np.int64), minlength=len(self.keys) + 1)[1:]
+        for k, n in enumerate(found.tolist()):
+            self.counts[k] += n
+
+
+def _plain(v: Any) -> Any:
+    v = v.item() if hasattr(v, "item") else v
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+class Sample:
+    """The training rows with the SAMPLE_ROWS smallest hashes: a uniform sample, the same whatever the chunking."""
+
+    def __init__(self, seed: int, columns: int):
+        self.seed = seed
+        self.keys = np.zeros(0, np.uint64)
+        self.values = np.zeros((0, columns), np.float32)
+
+    def add(self, rows: np.ndarray, x: np.ndarray) -> None:
+        keys = np.concatenate([self.keys, mix64(self.seed + 1, rows)])
+        values = np.concatenate([self.values, x])
+        if len(keys) > SAMPLE_ROWS:
+            keep = np.argpartition(keys, SAMPLE_ROWS)[:SAMPLE_ROWS]
+            keys, values = keys[keep], values[keep]
+        self.keys, self.values = keys, values
+
+    def medians(self) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            finite = np.where(np.isfinite(self.values), self.values, np.nan)
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: NaN
+                return np.nanmedian(finite, axis=0) if len(finite) else np.full(self.values.shape[1], np.nan)
+
+
+class Converter:
+    """One pass over the files: checks, codes, statistics and block files."""
+
+    def __init__(self, cfg: ExperimentConfig, schema: Schema, folder: Path, progress: Progress | None, total_bytes: int):
+        self.cfg, self.schema, self.folder = cfg, schema, folder
+        width = schema.width
+        self.block_rows = max(1, int(cfg.data.block_mb * 2**20) // (4 * width))
+        self.train = BlockWriter(folder, "train", width, self.block_rows, PARTITIONS)
+        self.valid = BlockWriter(folder, "valid", width, self.block_rows, 1)
+        self.labels = Codes()
+        self.cats = {c: Codes() for c in schema.categories}
+        self.boolean: dict[str, bool] = {}
+        n_num = len(schema.numeric)
+        self.stats = ColumnStats.empty(n_num)
+        self.y_stats = ColumnStats.empty(1)
+        self.sample = Sample(cfg.seed, n_num)
+        self.rows_read = 0  # every data row of every training file: the row number hashed
+        self.dropped: dict[str, int] = {}
+        self.progress, self.total_bytes, self.done_bytes = progress, total_bytes, 0
+        self.columns: list[str] | None = None
+
+    def add_file(self, path: Path, role: str) -> None:
+        from . import data as D
+        from .categories import canonical, is_boolean
+
+        s, cfg = self.schema, self.cfg
+        lenient = cfg.data.missing == "impute"
+        first = True
+        base_bytes = self.done_bytes
+        for df, at in read_chunks(path):
+            if first:
+                if self.columns is not None and list(df.columns) != self.columns:
+                    raise DataError(f"data.{role}: {path} has columns {list(df.columns)[:8]}, but the first file has {self.columns[:8]}", hint="every shard needs the same header")
+                self.columns = self.columns or list(df.columns)
+                D.check_columns(df, s.features, "feature")
+                D.check_columns(df, [s.target], "target")
+                for c in s.categories:
+                    self.boolean.setdefault(c, is_boolean(df[c].to_numpy(dtype=object)))
+                first = False
+            x = D.numeric_matrix(df, s.numeric, lenient=lenient) if s.numeric else np.zeros((len(df), 0), np.float32)
+            cat = [self.cats[c].encode(df[c].to_numpy(dtype=object), lambda v, b=self.boolean[c]: canonical(v, b)) for c in s.categories]
+            if s.task == "regression":
+                y = D.numeric_matrix(df, [s.target])[:, 0]
+            else:
+                y = self.labels.encode(df[s.target].to_numpy(dtype=object), D._key, keep_value=True)
+                y = np.where(y == 0, np.nan, y - 1).astype(np.float32)  # NaN: a missing label
+            D.dropped_targets.clear()
+            x, y, keep = D.handle_missing(df, x, y, s.numeric, cfg, True)
+            for src, n in D.dropped_targets:
+                self.dropped[src] = self.dropped.get(src, 0) + n
+            rows = np.arange(self.rows_read, self.rows_read + len(df), dtype=np.int64)
+            if keep is not None:
+                rows, cat = rows[keep], [c[keep] for c in cat]
+            if role == "train":
+                self.rows_read += len(df)
+            block = np.concatenate([x, np.stack(cat, axis=1) if cat else np.zeros((len(x), 0), np.float32), y[:, None]], axis=1).astype(np.float32)
+            val = held_out(cfg.seed, rows, float(cfg.data.validation)) if role == "train" and isinstance(cfg.data.validation, float) and cfg.data.validation else None
+            if role == "validation":
+                self.valid.add(block)
+            else:
+                tr = ~val if val is not None else slice(None)
+                if val is not None and val.any():
+                    self.valid.add(block[val])
+                self._learn(block[tr], x[tr], y[tr], rows[tr], [c[tr] for c in cat])
+                self.train.add(block[tr])
+            self.done_bytes = base_bytes + at
+            if self.progress:
+                self.progress(self.done_bytes, self.total_bytes, self.train.rows + self.valid.rows)
+        self.done_bytes = base_bytes + path.stat().st_size
+
+    def _learn(self, block: np.ndarray, x: np.ndarray, y: np.ndarray, rows: np.ndarray, cat: list[np.ndarray]) -> None:
+        """Statistics, counts and the median sample, from training rows only."""
+        if not len(block):
+            return
+        if x.shape[1]:
+            self.stats = self.stats.merge(ColumnStats.of(x))
+            self.sample.add(rows, x)
+        if self.schema.task == "regression":
+            self.y_stats = self.y_stats.merge(ColumnStats.of(y[:, None]))
+        else:
+            self.labels.count(y + 1)
+        for c, codes in zip(self.schema.categories, cat):
+            self.cats[c].count(codes)
+
+    def finish(self, key: str, sources: dict[str, list[dict[str, Any]]], seconds: float) -> dict[str, Any]:
+        s = self.schema
+        train_blocks, valid_blocks = self.train.close(), self.valid.close()[0]
+        if self.train.rows == 0:
+            raise DataError(f"data.train: no training rows are left of {self.rows_read:,} read", hint="check data.missing and data.validation")
+        self.stats.median = self.sample.medians()
+        return {
+            "version": VERSION, "key": key, "sources": sources, "features": s.features, "types": s.types, "target": s.target, "task": s.task,
+            "layout": {"numeric": s.numeric, "categories": s.categories, "width": s.width},
+            "block_rows": self.block_rows, "partitions": PARTITIONS,
+            "train": {"rows": self.train.rows, "blocks": train_blocks},
+            "validation": {"rows": self.valid.rows, "blocks": valid_blocks} if self.valid.rows else None,
+            "labels": {"values": self.labels.keys, "counts": self.labels.counts} if s.task != "regression" else None,
+            "categories": {c: {"values": self.cats[c].keys, "counts": self.cats[c].counts, "boolean": self.boolean.get(c, False)} for c in s.categories},
+            "stats": self.stats.to_json(), "target_stats": self.y_stats.to_json() if s.task == "regression" else None,
+            "rows_read": self.rows_read, "dropped": sorted(self.dropped.items()),
+            "bytes": (self.train.rows + self.valid.rows) * s.width * 4, "source_bytes": self.total_bytes, "seconds": round(seconds, 3),
+        }
+
+
+# ------------------------------------------------------------------ prepare: convert or reuse
+
+
+def _stat(p: Path) -> dict[str, Any]:
+    st = p.stat()
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def cache_key(cfg: ExperimentConfig, schema: Schema, sources: dict[str, list[dict[str, Any]]]) -> str:
+    d = cfg.data
+    fraction = d.validation if isinstance(d.validation, float) else None
+    doc = {
+        "version": VERSION, "partitions": PARTITIONS, "sources": sources, "features": schema.features, "types": schema.types,
+        "target": schema.target, "task": schema.task, "missing": d.missing, "fill_value": d.fill_value,
+        "validation": fraction, "seed": cfg.seed if fraction else None, "block_mb": d.block_mb,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def source_files(cfg: ExperimentConfig, base_dir: Path, role: str) -> list[Path]:
+    from .data import resolve_path, shard_paths
+
+    spec = getattr(cfg.data, role)
+    paths = shard_paths(spec, base_dir, role)
+    return paths if paths is not None else [resolve_path(str(spec), base_dir)]
+
+
+def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
+    """Features and their types, from data.features/data.columns or the first chunk of the first file."""
+    from . import data as D
+
+    df, _ = next(read_chunks(first))
+    feats = D.feature_columns(df, cfg)
+    if not feats:
+        raise DataError(f"{first} has no feature columns besides the target", hint="list them in data.features")
+    D.check_columns(df, feats, "feature")
+    D.check_columns(df, [cfg.data.target], "target")
+    types = D.infer_column_types(df, feats, cfg.data.columns)
+    text = [c for c in feats if types[c] == "text"]
+    if text:
+        raise ConfigError(
+            f"streaming does not handle text columns yet: {', '.join(text)}",
+            hint="set data.stream: false to load the data in memory, or data.columns: {" + f"{text[0]}: category" + "} if it holds labels",
+        )
+    return Schema(feats, types, cfg.data.target, cfg.task)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock file: workers started together convert once, the others wait."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def prepare(cfg: ExperimentConfig, base_dir: Path, progress: Progress | None = None, rebuild: bool = False) -> "Prepared":
+    """The block cache of the training data (and a validation file, if given):
+    reused when its key matches, else converted in one pass."""
+    t0 = time.perf_counter()
+    roles = ["train"] + (["validation"] if isinstance(cfg.data.validation, (str, list)) else [])
+    files = {r: source_files(cfg, base_dir, r) for r in roles}
+    schema = schema_of(cfg, files["train"][0])
+    sources = {r: [_stat(p) for p in ps] for r, ps in files.items()}
+    key = cache_key(cfg, schema, sources)
+    root = (base_dir / cfg.data.cache).resolve()
+    stem = Path(str(files["train"][0])).name.split(".")[0][:40] or "data"
+    folder = root / f"{stem}-{key[:12]}"
+    with _locked(root / f".{key[:12]}.lock"):
+        if not rebuild:
+            found = Prepared.open(folder, key)
+            if found is not None:
+                return found
+        tmp = root / f".{folder.name}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            conv = Converter(cfg, schema, tmp, progress, sum(s["size"] for ss in sources.values() for s in ss))
+            for role, paths in files.items():
+                for p in paths:
+                    conv.add_file(p, role)
+            manifest = conv.finish(key, sources, time.perf_counter() - t0)
+            (tmp / MANIFEST).write_text(json.dumps(manifest))
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for stale in root.glob(f".{stem}-*.tmp"):  # left by a killed conversion
+            with contextlib.suppress(OSError, ValueError):
+                if not Path(f"/proc/{int(stale.name.rsplit('.', 2)[-2])}").exists():
+                    shutil.rmtree(stale, ignore_errors=True)
+    found = Prepared.open(folder, key)
+    assert found is not None
+    found.converted = True
+    return found
+
+
+# ------------------------------------------------------------------ reading blocks back
+
+
+class Prepared:
+    """A converted cache: its manifest, and the splits read from it."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any]):
+        self.folder, self.m = folder, manifest
+        self.converted = False
+
+    @classmethod
+    def open(cls, folder: Path, key: str | None = None) -> "Prepared | None":
+        """The cache in ``folder`` if it is whole (and has ``key``), else None."""
+        try:
+            m = json.loads((folder / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        if m.get("version") != VERSION or (key is not None and m.get("key") != key):
+            return None
+        width = m["layout"]["width"]
+        blocks = [b for part in m["train"]["blocks"] for b in part] + (m["validation"]["blocks"] if m["validation"] else [])
+        for name, rows in blocks:
+            p = folder / name
+            if not p.is_file() or p.stat().st_size != rows * width * 4:
+                return None
+        return cls(folder, m)
+
+    @property
+    def schema(self) -> Schema:
+        return Schema(self.m["features"], self.m["types"], self.m["target"], self.m["task"])
+
+    @property
+    def stats(self) -> ColumnStats:
+        return ColumnStats.from_json(self.m["stats"])
+
+    def label_values(self) -> list[Any]:
+        return list(self.m["labels"]["values"]) if self.m["labels"] else []
+
+    def encoders(self, max_values: int) -> dict[str, Any]:
+        """A CategoryEncoder per category column, from the training counts."""
+        from collections import Counter
+
+        from .categories import CategoryEncoder, canonical
+
+        out = {}
+        for c, info in self.m["categories"].items():
+            counts: Counter[str] = Counter()
+            for k, n in zip(info["values"], info["counts"]):
+                key = canonical(k, info["boolean"])
+                if key is not None and n:
+                    counts[key] += n
+            kept = sorted(counts.items(), key=lambda kc: (-kc[1], kc[0]))[:max_values]
+            out[c] = CategoryEncoder([k for k, _ in kept], info["boolean"])
+        return out
+
+    def remaps(self, classes: list[Any] | None, encoders: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Code -> model value: class index for the target, category id per column."""
+        from .categories import MISSING, UNSEEN, canonical
+        from .data import _key
+
+        out: dict[str, np.ndarray] = {}
+        if self.m["labels"] is not None:
+            index = {_key(c): i for i, c in enumerate(classes or [])}
+            values = self.m["labels"]["values"]
+            missing = [v for v in values if _key(v) not in index]
+            if missing:
+                raise DataError(f"data.train: label {missing[0]!r} is not one of the model's classes", hint=f"classes are {list(classes or [])[:20]}")
+            out["__target__"] = np.asarray([index[_key(v)] for v in values], np.int32)
+        for c, info in self.m["categories"].items():
+            enc = encoders[c]
+            ids = [MISSING] + [enc.index.get(canonical(k, enc.boolean) or "", UNSEEN) for k in info["values"]]
+            out[c] = np.asarray(ids, np.int32)
+        return out
+
+    def split(self, role: str, remaps: dict[str, np.ndarray], source: str, window: int = 2) -> "StreamedTable | None":
+        part = self.m[role]
+        if part is None:
+            return None
+        blocks = part["blocks"] if role == "train" else [part["blocks"]]
+        return StreamedTable(self.folder, blocks, self.m, remaps, source, window)
+
+
+def read_block(path: Path, out: np.ndarray) -> None:
+    """A block file into ``out`` with plain reads (not mmap: mapped pages count as resident memory)."""
+    view = memoryview(out).cast("B")
+    with open(path, "rb", buffering=0) as f:
+        got = 0
+        while got < len(view):
+            n = f.readinto(view[got:])
+            if not n:
+                raise DataError(f"{path} is shorter than its manifest says", hint="delete the cache folder (or run bigmodel prepare --rebuild)")
+            got += n
+
+
+class PartitionStream:
+    """One partition's rows in an epoch's order: blocks permuted, rows shuffled
+    within windows of ``window`` blocks; ``seek`` and ``take`` move through it."""
+
+    def __init__(self, folder: Path, blocks: list[list[Any]], width: int, key: list[int], shuffle: bool, window: int):
+        self.folder, self.blocks, self.width, self.key, self.shuffle = folder, blocks, width, key, shuffle
+        order = np.random.default_rng(key).permutation(len(blocks)) if shuffle else np.arange(len(blocks))
+        self.windows = [order[w : w + window] for w in range(0, len(blocks), window)]
+        self.ends = np.cumsum([sum(blocks[b][1] for b in win) for win in self.windows])
+        self.w, self.data, self.off, self.perm = -1, np.zeros((0, width), np.float32), 0, None
+
+    def _load(self, w: int) -> None:
+        """Read window w straight into one buffer; its shuffle is an index
+        (rows are gathered as they are taken, so the window is never copied)."""
+        wins = self.windows[w]
+        data = np.empty((sum(self.blocks[b][1] for b in wins), self.width), np.float32)
+        at = 0
+        for b in wins:
+            name, rows = self.blocks[b]
+            read_block(self.folder / name, data[at : at + rows])
+            at += rows
+        self.perm = np.random.default_rng([*self.key, w]).permutation(len(data)) if self.shuffle else None
+        self.w, self.data = w, data
+
+    def seek(self, row: int) -> None:
+        w = int(np.searchsorted(self.ends, row, side="right"))
+        if w >= len(self.windows):
+            self.w, self.data, self.off = len(self.windows), np.zeros((0, self.width), np.float32), 0
+            return
+        self._load(w)
+        self.off = row - (int(self.ends[w - 1]) if w else 0)
+
+    def take(self, k: int) -> np.ndarray:
+        out = []
+        while k > 0:
+            if self.off >= len(self.data):
+                if self.w + 1 >= len(self.windows):
+                    raise RuntimeError("a partition ran out of rows: the manifest does not match the blocks")
+                self._load(self.w + 1)
+                self.off = 0
+            got = self.data[self.perm[self.off : self.off + k]] if self.perm is not None else self.data[self.off : self.off + k]
+            self.off += len(got)
+            k -= len(got)
+            out.append(got)
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+    def release(self) -> None:
+        self.data = np.zeros((0, self.width), np.float32)
+
+
+class StreamedTable:
+    """A split of the block cache, read as training goes (``pipeline.Streamed``),
+    or in file order for evaluation."""
+
+    streamed = True
+
+    def __init__(self, folder: Path, blocks: list[list[list[Any]]], manifest: dict[str, Any], remaps: dict[str, np.ndarray], source: str, window: int = 2):
+        self.folder, self.parts, self.m, self.remaps, self.source = folder, blocks, manifest, remaps, source
+        self.width = manifest["layout"]["width"]
+        self.numeric, self.categories = manifest["layout"]["numeric"], manifest["layout"]["categories"]
+        self.n = sum(rows for part in blocks for _, rows in part)
+        self.window = window
+        self.regression = manifest["task"] == "regression"
+
+    def __len__(self) -> int:
+        return self.n
+
+    # -- statistics the model is built from
+    def numeric_stats(self):
+        return ColumnStats.from_json(self.m["stats"])
+
+    def target_stats(self):
+        return ColumnStats.from_json(self.m["target_stats"]) if self.m.get("target_stats") else None
+
+    # -- rows -> model inputs
+    def structure(self, rows: np.ndarray) -> tuple[Any, np.ndarray]:
+        from .text import ids_name
+
+        n_num = len(self.numeric)
+        numbers = np.ascontiguousarray(rows[:, :n_num])
+        t = rows[:, -1]
+        y = t.astype(np.float32) if self.regression else self.remaps["__target__"][t.astype(np.int64)]
+        if not self.categories:
+            return numbers, y
+        x: dict[str, np.ndarray] = {"features": numbers} if n_num else {}
+        for j, c in enumerate(self.categories):
+            x[ids_name(c)] = self.remaps[c][rows[:, n_num + j].astype(np.int64)].reshape(-1, 1)
+        return x, y
+
+    def worker_rows(self, key: list[int], start: int, stop: int, i: int, W: int, chunk: int, shuffle: bool) -> Iterator[np.ndarray]:
+        """Rows at positions start <= p < stop with p % W == i, in order, ``chunk`` positions at a time."""
+        C = len(self.parts)
+        if C % W:
+            raise ConfigError(f"streamed data is read by 1, 2, 3, 4, 6 or 12 workers, not {W}", hint="change --workers, or set data.stream: false")
+        mine = [c for c in range(C) if c % W == i]
+        streams = {c: PartitionStream(self.folder, self.parts[c], self.width, [*key, c], shuffle, self.window) for c in mine}
+        for c in mine:
+            streams[c].seek(len(range(c, start, C)))
+        a = start
+        try:
+            while a < stop:
+                b = min(a + chunk, stop)
+                first = a + ((i - a) % W)
+                out = np.empty((len(range(first, b, W)), self.width), np.float32)
+                for c in mine:
+                    p0 = a + ((c - a) % C)
+                    k = len(range(p0, b, C))
+                    if k:
+                        out[(p0 - first) // W :: C // W][:k] = streams[c].take(k)
+                a = b
+                yield out
+        finally:
+            for s in streams.values():
+                s.release()
+
+    def batches(self, size: int) -> Iterator[tuple[Any, np.ndarray]]:
+        """Every row once, in file order (evaluation)."""
+        yield from (self.structure(r) for r in self.worker_rows([0], 0, self.n, 0, 1, size, shuffle=False))
+
+    def take(self, idx: np.ndarray) -> Any:
+        """The rows at ``idx`` (a small sample: the run's ONNX parity check), as an in-memory Split."""
+        from .data import Split
+
+        idx = np.asarray(idx, np.int64)
+        end = int(idx.max()) + 1 if len(idx) else 0
+        rows = np.concatenate([np.zeros((0, self.width), np.float32), *self.worker_rows([0], 0, end, 0, 1, max(end, 1), shuffle=False)])
+        x, y = self.structure(rows[idx])
+        return Split(x, y, self.source)
+
+
+def describe(prepared: Prepared) -> dict[str, Any]:
+    """What ``bigmodel prepare`` prints."""
+    m = prepared.m
+    blocks = sum(len(p) for p in m["train"]["blocks"]) + (len(m["validation"]["blocks"]) if m["validation"] else 0)
+    mb = m["source_bytes"] / 2**20
+    return {
+        "folder": str(prepared.folder), "converted": prepared.converted, "train_rows": m["train"]["rows"],
+        "validation_rows": m["validation"]["rows"] if m["validation"] else 0, "blocks": blocks, "block_rows": m["block_rows"],
+        "cache_mb": round(m["bytes"] / 2**20, 1), "source_mb": round(mb, 1), "seconds": m["seconds"],
+        "mb_per_s": round(mb / max(m["seconds"], 1e-9), 1), "features": len(m["features"]), "dropped": m["dropped"],
+    }
+
+
+def estimated_bytes(paths: list[Path]) -> int:
+    """About how much memory the in-memory path needs for these files."""
+    from .data import table_format
+
+    total = 0
+    for p in paths:
+        size = p.stat().st_size if p.is_file() else 0
+        try:
+            fmt, comp = table_format(p)
+        except DataError:
+            fmt, comp = "csv", None
+        total += size * (4 if comp else 1) * (3 if fmt == "parquet" else 1)
+    return total * 2  # the DataFrame, then the float32 arrays and the tensors made of them
+
+
+def memory_budget() -> int:
+    """A quarter of this machine's RAM."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def bytes_text(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{math.floor(n)} B"

@@ -1,0 +1,92 @@
+"""Column statistics the model's preprocessing layers are built from.
+
+Normalisation needs each numeric column's mean and standard deviation,
+``data.missing: impute`` its median and which columns had gaps. In memory
+they come from the training matrix (:meth:`ColumnStats.of`); when the data is
+streamed they are merged chunk by chunk in the same pass that writes the
+blocks (:meth:`ColumnStats.merge`, Chan et al.'s parallel variance), with the
+median taken from a fixed-size uniform sample of the training rows (exact
+when the data has fewer rows than the sample).
+
+Example::
+
+    s = ColumnStats.of(x)                          # exact, from a matrix
+    s = ColumnStats.of(chunk1).merge(ColumnStats.of(chunk2))
+    mean, std = s.after_impute()[:2]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ColumnStats:
+    rows: int  # rows seen, missing values included
+    count: np.ndarray  # finite values per column
+    mean: np.ndarray  # mean of the finite values
+    m2: np.ndarray  # sum of squared deviations of the finite values
+    median: np.ndarray  # of the finite values (NaN when a column has none)
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> "ColumnStats":
+        x = np.asarray(x, np.float64).reshape(len(x), -1)
+        finite = np.isfinite(x)
+        count = finite.sum(axis=0)
+        with np.errstate(all="ignore"):
+            xf = np.where(finite, x, np.nan)
+            mean = np.where(count > 0, np.nansum(xf, axis=0) / np.maximum(count, 1), 0.0)
+            m2 = np.nansum((xf - mean) ** 2, axis=0)
+            median = np.nanmedian(xf, axis=0) if len(x) else np.full(x.shape[1], np.nan)
+        return cls(len(x), count.astype(np.int64), mean, m2, median)
+
+    @classmethod
+    def empty(cls, columns: int) -> "ColumnStats":
+        z = np.zeros(columns)
+        return cls(0, np.zeros(columns, np.int64), z, z.copy(), np.full(columns, np.nan))
+
+    def merge(self, other: "ColumnStats") -> "ColumnStats":
+        """Both parts' statistics as one (the median is left to the caller: it needs the values)."""
+        n = self.count + other.count
+        with np.errstate(all="ignore"):
+            delta = other.mean - self.mean
+            mean = np.where(n > 0, self.mean + delta * other.count / np.maximum(n, 1), 0.0)
+            m2 = self.m2 + other.m2 + delta**2 * self.count * other.count / np.maximum(n, 1)
+        return ColumnStats(self.rows + other.rows, n, mean, m2, self.median)
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / np.maximum(self.count, 1))
+
+    @property
+    def flagged(self) -> list[int]:
+        """Columns with a missing value somewhere: they get a missing flag when imputed."""
+        return [int(j) for j in np.flatnonzero(self.count < self.rows)]
+
+    def fill_values(self) -> np.ndarray:
+        """The imputed value of each column: its median, 0 when it has no value at all."""
+        return np.where(np.isfinite(self.median), self.median, 0.0)
+
+    def after_impute(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of the columns as the impute layer outputs them: gaps filled
+        with the median, then a 0/1 flag per :attr:`flagged` column."""
+        n = max(self.rows, 1)
+        med = self.fill_values()
+        miss = self.rows - self.count
+        mean = (self.count * self.mean + miss * med) / n
+        m2 = self.m2 + self.count * (self.mean - mean) ** 2 + miss * (med - mean) ** 2
+        p = miss[self.flagged] / n
+        return np.concatenate([mean, p]), np.concatenate([np.sqrt(m2 / n), np.sqrt(p * (1 - p))])
+
+    def plain(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of the finite values of each column."""
+        return self.mean.copy(), self.std
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows, "count": self.count.tolist(), "mean": self.mean.tolist(), "m2": self.m2.tolist(), "median": [None if not np.isfinite(m) else float(m) for m in self.median]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ColumnStats":
+        return cls(int(d["rows"]), np.asarray(d["count"], np.int64), np.asarray(d["mean"], np.float64), np.asarray(d["m2"], np.float64), np.asarray([np.nan if m is None else m for m in d["median"]], np.float64))

@@ -1,0 +1,176 @@
+"""``data.stream``: whether the training data is read as training goes, and the splits when it is.
+
+- ``true``: tables go through the block cache (:mod:`.blocks`), image folders
+  are decoded as they are read (:class:`.images.StreamedImages`);
+- ``auto`` (the default): image folders always stream; tables stream when
+  they would take more than a quarter of RAM in memory
+  (:func:`.blocks.estimated_bytes` against :func:`.blocks.memory_budget`);
+- ``false``: everything is read into memory, as before.
+
+A streamed :class:`~.data.Datasets` holds row sources instead of in-memory
+splits for train and validation; the test split is always in memory.
+
+Example::
+
+    if stream_mode(cfg, base_dir):
+        datasets = load(cfg, base_dir)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ExperimentConfig
+from .errors import ConfigError, DataError
+
+
+def _image_folder(spec: Any, base_dir: Path):
+    from .data import resolve_path
+    from .images import ImageFolder
+
+    if isinstance(spec, str) and not spec.startswith("keras:") and resolve_path(spec, base_dir).is_dir():
+        return ImageFolder.find(resolve_path(spec, base_dir))
+    return None
+
+
+def stream_mode(cfg: ExperimentConfig, base_dir: Path) -> str | None:
+    """"table", "images" or None (in memory) for this experiment's training data."""
+    from . import blocks
+
+    want = cfg.data.stream
+    spec = cfg.data.train
+    if want is False:
+        return None
+    if _image_folder(spec, base_dir) is not None:
+        return "images"
+    if isinstance(spec, str) and spec.startswith("keras:"):
+        if want is True:
+            raise ConfigError(f"data.train {spec} cannot be streamed: it is downloaded into memory", hint="set data.stream: auto or false")
+        return None
+    files = blocks.source_files(cfg, base_dir, "train")
+    npz = [p for p in files if p.name.lower().endswith(".npz")]
+    if npz:
+        if want is True:
+            raise ConfigError(f"data.train {npz[0]} cannot be streamed (.npz)", hint="convert it to csv or parquet shards, or set data.stream: false")
+        return None
+    if want is True:
+        return "table"
+    missing = [p for p in files if not p.exists()]
+    if missing:
+        return None  # the in-memory reader names the missing file
+    return "table" if blocks.estimated_bytes(files) > blocks.memory_budget() else None
+
+
+def load(cfg: ExperimentConfig, base_dir: Path, mode: str, with_test: bool = False, classes: list[Any] | None = None, tokenizers: dict[str, Any] | None = None, progress: Any = None):
+    return (_images if mode == "images" else _table)(cfg, base_dir, with_test, classes, tokenizers, progress)
+
+
+def _test_split(cfg: ExperimentConfig, base_dir: Path, features: list[str], classes: list[Any] | None, types: dict[str, str], tokenizers: dict[str, Any]):
+    from .data import make_split, read_table
+
+    if not cfg.data.test:
+        return None
+    return make_split(read_table(cfg.data.test, base_dir, "test", cfg=cfg), cfg, features, classes, columns=types, tokenizers=tokenizers)
+
+
+def _table(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list[Any] | None, tokenizers: dict[str, Any] | None, progress: Any):
+    from . import blocks
+    from .data import Datasets, infer_classes
+
+    prepared = blocks.prepare(cfg, base_dir, progress)
+    schema = prepared.schema
+    if cfg.task != "regression" and classes is None:
+        classes = infer_classes(np.asarray(prepared.label_values(), dtype=object), cfg)
+    encoders = tokenizers if tokenizers is not None else prepared.encoders(cfg.data.max_categories)
+    remaps = prepared.remaps(classes, encoders)
+    source = str(cfg.data.train)
+    train = prepared.split("train", remaps, source, cfg.data.shuffle_blocks)
+    validation = prepared.split("validation", remaps, f"{source} (held out {cfg.data.validation:.0%})" if isinstance(cfg.data.validation, float) else str(cfg.data.validation), cfg.data.shuffle_blocks)
+    test = _test_split(cfg, base_dir, schema.features, classes, schema.types, encoders) if with_test else None
+    ds = Datasets(train, validation, test, schema.features, classes, schema.types, encoders, [tuple(d) for d in prepared.m["dropped"]])
+    ds.stream = blocks.describe(prepared)
+    return ds
+
+
+def _images(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list[Any] | None, tokenizers: dict[str, Any] | None, progress: Any):
+    from .data import Datasets, check_shape, infer_classes, split_indices
+    from .images import StreamedImages, pixel_names
+
+    d = cfg.data
+    shape = d.image_shape
+    if not shape:
+        raise DataError(f"data.train is an image folder ({d.train}); set data.image_shape to the size to train at", hint="e.g. data.image_shape: [28, 28, 1] (grey) or [224, 224, 3] (colour)")
+    features = pixel_names(shape)
+    check_shape(features, cfg, str(d.train))
+
+    def folder_split(spec: Any, role: str) -> StreamedImages:
+        folder = _image_folder(spec, base_dir)
+        if folder is None:
+            raise DataError(f"data.{role}: {spec} is not an image folder (one subfolder per class of PNG/JPEG files)", hint="with an image folder for data.train, the other splits are image folders too")
+        from .images import check_readable
+
+        check_readable(folder.files)
+        index = {str(c): i for i, c in enumerate(classes or [])}
+        unknown = sorted({lab for lab in folder.labels if lab not in index})
+        if unknown:
+            raise DataError(f"data.{role}: the folder {folder.root / unknown[0]} is not one of the model's classes", hint=f"classes are {list(classes or [])[:20]}")
+        return StreamedImages(folder.files, np.asarray([index[lab] for lab in folder.labels]), shape, str(folder.root))
+
+    if classes is None:
+        folder = _image_folder(d.train, base_dir)
+        assert folder is not None
+        classes = infer_classes(np.asarray(folder.labels, dtype=object), cfg)
+    train = folder_split(d.train, "train")
+    validation = None
+    if isinstance(d.validation, float) and d.validation:
+        tr, va = split_indices(len(train), float(d.validation), cfg.seed)
+        if len(va) == 0 or len(tr) == 0:
+            raise DataError(f"data.validation {d.validation} of {len(train)} images leaves {len(tr)} to train and {len(va)} to validate", hint="use more images or a different fraction")
+        train, validation = train.subset(tr), train.subset(va, f"{train.source} (held out {d.validation:.0%})")
+    elif isinstance(d.validation, (str, list)):
+        validation = folder_split(d.validation, "validation")
+    types = {c: "number" for c in features}
+    test = _test_split(cfg, base_dir, features, classes, types, {}) if with_test else None
+    ds = Datasets(train, validation, test, features, classes, types, {}, [])
+    ds.stream = {"images": len(train) + (len(validation) if validation is not None else 0), "folder": str(d.train)}
+    return ds
+
+
+def in_memory(split: Any, limit_bytes: int | None = None) -> Any:
+    """A streamed split read whole into an in-memory Split (``bigmodel eval``), if it fits."""
+    from . import blocks
+    from .data import Split
+
+    if not getattr(split, "streamed", False):
+        return split
+    limit = limit_bytes or blocks.memory_budget()
+    xs, ys = [], []
+    held = 0
+    for x, y in split.batches(4096):
+        xs.append(x)
+        ys.append(y)
+        held += sum(a.nbytes for a in (x.values() if isinstance(x, dict) else [x]))
+        if held > limit:
+            raise ConfigError(f"{split.source} is too big to evaluate in memory", hint="set data.test to a test file, or pass --data FILE")
+    if isinstance(xs[0], dict):
+        x = {k: np.concatenate([b[k] for b in xs]) for k in xs[0]}
+    else:
+        x = np.concatenate(xs)
+    return Split(x, np.concatenate(ys), split.source)
+
+
+def parity_sample(cfg: ExperimentConfig, base_dir: Path, datasets: Any, n: int = 256) -> Any:
+    """Up to ``n`` training rows as an in-memory Split, raw category strings
+    included (the inference copy's parity check feeds model.keras with them)."""
+    from . import blocks
+    from .data import make_split, read_table
+
+    if not isinstance(datasets.train, blocks.StreamedTable):
+        return datasets.train.take(np.arange(min(n, len(datasets.train))))
+    first = blocks.source_files(cfg, base_dir, "train")[0]
+    df = read_table(str(first), base_dir, "train", nrows=n)
+    split = make_split(df, cfg, datasets.features, datasets.classes, columns=datasets.columns, tokenizers=datasets.tokenizers)
+    return split
