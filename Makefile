@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/predict_bench.py
 	$(BIN)/python benchmarks/text_bench.py
 	$(BIN)/python benchmarks/tabular_bench.py
+	$(BIN)/python benchmarks/stream_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
