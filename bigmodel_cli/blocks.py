@@ -531,7 +531,7 @@ class Prepared:
             values = self.m["labels"]["values"]
             missing = [v for v in values if _key(v) not in index]
             if missing:
-                raise DataError(f"data.train: label {missing[0]!r} is not one of the model's classes", hint=f"classes are {list(classes or [])[:20]}")
+                raise DataError(f"{self.m['target']} value {missing[0]!r} (in the training or validation files) is not one of the model's classes", hint=f"classes are {list(classes or [])[:20]}")
             out["__target__"] = np.asarray([index[_key(v)] for v in values], np.int32)
         for c, info in self.m["categories"].items():
             enc = encoders[c]
@@ -690,8 +690,10 @@ class StreamedTable:
 
 
 def describe(prepared: Prepared) -> dict[str, Any]:
-    """What ``bigmodel prepare`` prints."""
+    """What ``bigmodel prepare`` prints; ``others`` are older caches beside it
+    (other data or settings), kept: another run may read them."""
     m = prepared.m
+    others = [p for p in prepared.folder.parent.iterdir() if p.is_dir() and p != prepared.folder and (p / MANIFEST).is_file()]
     blocks = sum(len(p) for p in m["train"]["blocks"]) + (len(m["validation"]["blocks"]) if m["validation"] else 0)
     mb = m["source_bytes"] / 2**20
     return {
@@ -699,6 +701,7 @@ def describe(prepared: Prepared) -> dict[str, Any]:
         "validation_rows": m["validation"]["rows"] if m["validation"] else 0, "blocks": blocks, "block_rows": m["block_rows"],
         "cache_mb": round(m["bytes"] / 2**20, 1), "source_mb": round(mb, 1), "seconds": m["seconds"],
         "mb_per_s": round(mb / max(m["seconds"], 1e-9), 1), "features": len(m["features"]), "dropped": m["dropped"],
+        "others": [str(p) for p in others], "others_mb": round(sum(f.stat().st_size for p in others for f in p.iterdir()) / 2**20, 1),
     }
 
 

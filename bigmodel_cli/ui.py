@@ -309,6 +309,8 @@ def prepare_summary(d: dict[str, Any], console: Console | None = None) -> None:
     con.print(f"{d['train_rows']:,} training rows · {d['validation_rows']:,} validation rows · {d['features']} features · {d['blocks']:,} blocks of {d['block_rows']:,} rows · {d['cache_mb']:,.1f} MB")
     for src, n in d.get("dropped") or []:
         con.print(f"[yellow]note:[/] {n:,} row(s) of {src} have no target and were left out")
+    if d.get("others"):
+        con.print(f"[yellow]note:[/] {len(d['others'])} older cache(s) beside it hold {d['others_mb']:,.1f} MB (other data or settings); delete them when no run needs them: rm -r {' '.join(d['others'][:3])}{' ...' if len(d['others']) > 3 else ''}")
 
 
 def export_summary(r: Any, console: Console | None = None) -> None:
