@@ -90,6 +90,7 @@ class TrainOutcome:
     best_epoch: int | None = None
     stopped_early: bool = False
     notes: list[str] = field(default_factory=list)
+    times: dict[str, float] = field(default_factory=dict)  # seconds per phase: import, data, build, epochs, validation, saves, finalize, export, plots
 
 
 def resolved_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -152,10 +153,15 @@ def train(
         from .pretrained import require_extra
 
         require_extra()  # before TensorFlow starts: one line and the install command
+    import time
+
+    t0 = time.perf_counter()
     distribute.import_tensorflow()
+    times = {"import": round(time.perf_counter() - t0, 3)}
     from . import data as data_mod
     from . import train as train_mod
 
+    t0 = time.perf_counter()
     if resume:
         assert run_dir is not None
         state = train_mod.read_state(run_dir / CHECKPOINTS / train_mod.LAST)
@@ -168,7 +174,11 @@ def train(
     else:
         datasets = data_mod.load_datasets(cfg, base_dir, progress=getattr(observer, "on_prepare", None))
 
+    times["data"] = round(time.perf_counter() - t0, 3)
     plan = distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
+    distribute.set_precision(plan, cfg.train.precision)
+    if not resume:
+        cfg.train.precision = plan.precision  # the run's config.yaml says what it trained with; resume keeps it
     if resume and plan.is_chief:  # only the chief: another worker could catch it mid-write
         _sweep_killed_writes(run_dir)
     session: dict[str, Any] = {}
@@ -221,11 +231,16 @@ def train(
         from .evaluate import plot_history
 
         notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
+        t0 = time.perf_counter()
         plot = plot_history(result.history, run_dir / PLOTS / "training.png")
+        times["plots"] = round(time.perf_counter() - t0, 3)
         from .streaming import parity_sample
 
+        t0 = time.perf_counter()
         notes += _inference_copy(result.model_path, parity_sample(cfg, base_dir, datasets), datasets.tokenizers)
-    return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes)
+        times["export"] = round(time.perf_counter() - t0, 3)
+    times.update(result.times)
+    return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes, times)
 
 
 def prepare(path: str | Path, overrides: list[str] | None = None, progress: Any = None, rebuild: bool = False) -> dict[str, Any]:
@@ -323,6 +338,7 @@ def _start_session(run_dir: Path, cfg: ExperimentConfig, plan: Any, resume: bool
         "sessions": [],
     }
     meta["strategy"] = {"kind": plan.kind, "devices": plan.devices, "reason": plan.reason, "workers": plan.workers}
+    meta["precision"] = {"policy": plan.precision, "reason": plan.precision_reason}
     meta["sessions"].append({"start": _now(), "end": None, "status": "running", "command": _command_line(), "resumed": resume, "host": platform.node(), "pid": os.getpid()})
     if plan.is_chief:
         atomic_write_json(meta_path, meta)
@@ -590,19 +606,17 @@ def info() -> dict[str, Any]:
 
     tf = distribute.import_tensorflow()
     gpus = distribute.visible_gpus()
-    gpu_details = []
-    for g in tf.config.list_physical_devices("GPU"):
-        d = tf.config.experimental.get_device_details(g)
-        gpu_details.append({"name": g.name, "model": d.get("device_name"), "compute_capability": d.get("compute_capability")})
+    gpu_details = distribute.gpu_details(tf)
     try:
-        p = distribute.plan("auto", gpus, os.environ)
-        auto = {"kind": p.kind, "devices": p.devices, "reason": p.reason, "workers": p.workers}
+        p = distribute.set_precision(distribute.plan("auto", gpus, os.environ), "auto")
+        auto = {"kind": p.kind, "devices": p.devices, "reason": p.reason, "workers": p.workers, "precision": p.precision, "precision_reason": p.precision_reason}
     except Exception as e:  # a broken TF_CONFIG is worth showing, not crashing on
         auto = {"error": str(e)}
     out: dict[str, Any] = {
         **_versions(),
         "platform": platform.platform(),
         "cpu_threads": os.cpu_count(),
+        "cpu_bfloat16": sorted(f for f in distribute.BF16_CPU_FLAGS if f in distribute.cpu_flags()) or None,
         "gpus": gpu_details,
         "auto_strategy": auto,
     }

@@ -142,6 +142,7 @@ class TrainConfig(Strict):
     batch_size: int = Field(32, ge=1, description="global batch size (all replicas together)")
     optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
     learning_rate: float = Field(0.001, gt=0, le=10)
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="cosine: decay the learning rate to 0 over train.epochs (fixed when the run starts)")
     loss: str | None = Field(None, description="null = the task's default loss")
     metrics: list[str] | None = Field(None, description="null = the task's default metrics")
     early_stopping: EarlyStoppingConfig | None = None
@@ -152,6 +153,7 @@ class TrainConfig(Strict):
     steps_per_execution: int = Field(10, ge=1, le=10_000, description="steps run per compiled call")
     checkpoint_every_steps: int | None = Field(None, ge=1, description="also save resume state every N steps")
     shuffle: bool = True
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field("auto", description="auto: bfloat16 where the hardware runs it fast (AMX/avx512_bf16 CPUs, GPUs of compute capability 8+), float16 with loss scaling on 7.x GPUs, else float32")
 
 
 class ExperimentConfig(Strict):

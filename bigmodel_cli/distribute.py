@@ -30,6 +30,8 @@ class Plan:
     task_index: int = 0
     cluster: dict[str, Any] = field(default_factory=dict)
     source: str | None = None  # TF_CONFIG | slurm
+    precision: str = "float32"  # the Keras dtype policy training uses (choose_precision)
+    precision_reason: str = ""
 
     @property
     def is_chief(self) -> bool:
@@ -212,6 +214,85 @@ def restrict_gpus(tf, devices: list[str]) -> list[str]:
     except RuntimeError:
         return devices
     return [f"/gpu:{k}" for k in range(len(wanted))]
+
+
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def gpu_details(tf=None) -> list[dict[str, Any]]:
+    """Name, compute capability and memory of each GPU TensorFlow sees."""
+    tf = tf or import_tensorflow()
+    out = []
+    memory = _nvidia_memory()
+    for i, g in enumerate(tf.config.list_physical_devices("GPU")):
+        try:
+            d = tf.config.experimental.get_device_details(g)
+        except (RuntimeError, ValueError):
+            d = {}
+        cc = d.get("compute_capability")
+        out.append({"device": g.name, "name": d.get("device_name", g.name), "compute_capability": f"{cc[0]}.{cc[1]}" if cc else None, "memory_mb": memory[i] if i < len(memory) else None})
+    return out
+
+
+def _nvidia_memory() -> list[int]:
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        r = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+        return [int(v) for v in r.stdout.split()]
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return []
+
+
+def choose_precision(setting: str, devices: list[str], flags: set[str], capabilities: list[str | None]) -> tuple[str, str]:
+    """(Keras dtype policy, why) for the plan's devices. Pure: the CPU flags and
+    the GPUs' compute capabilities ("8.0") come in, so every case is tested.
+
+    auto: bfloat16 on CPUs with AMX or avx512_bf16 and on GPUs of compute
+    capability 8.0 or more; float16 (with loss scaling) on 7.x GPUs; else float32."""
+    if setting != "auto":
+        return setting, f"train.precision: {setting}"
+    gpus = [d for d in devices if "gpu" in d.lower()]
+    if gpus:
+        caps = []
+        for d in gpus:
+            i = int(d.rsplit(":", 1)[1]) if d.rsplit(":", 1)[-1].isdigit() else 0
+            c = capabilities[i] if i < len(capabilities) else None
+            caps.append(tuple(int(v) for v in c.split(".")) if c else (0, 0))
+        low = min(caps)
+        shown = ", ".join(f"{a}.{b}" for a, b in caps)
+        if low >= (8, 0):
+            return "mixed_bfloat16", f"auto: GPU compute capability {shown}"
+        if low >= (7, 0):
+            return "mixed_float16", f"auto: GPU compute capability {shown} (no fast bfloat16)"
+        return "float32", f"auto: GPU compute capability {shown or 'unknown'}"
+    fast = [f for f in BF16_CPU_FLAGS if f in flags]
+    if fast:
+        return "mixed_bfloat16", f"auto: the CPU has {fast[0]}"
+    return "float32", "auto: no AMX or avx512_bf16 on this CPU"
+
+
+def set_precision(p: Plan, setting: str) -> Plan:
+    """Fill in the plan's precision for its devices (:func:`choose_precision`)."""
+    uses_gpu = any("gpu" in d.lower() for d in p.devices)
+    caps = [g["compute_capability"] for g in gpu_details()] if uses_gpu else []
+    p.precision, p.precision_reason = choose_precision(setting, p.devices, cpu_flags(), caps)
+    return p
 
 
 def make_strategy(p: Plan):

@@ -88,7 +88,9 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnSt
     """Imputation, normalisation, scaling, reshaping and augmentation, as layers of the model.
 
     ``x_train`` is the training matrix of the numeric columns, or its
-    :class:`~bigmodel_cli.stats.ColumnStats` when the data is streamed."""
+    :class:`~bigmodel_cli.stats.ColumnStats` when the data is streamed. They
+    compute in float32 under any precision: ``x * (1/std) - mean/std`` in
+    bfloat16 would cancel away most of a large column's digits."""
     from keras import layers as L
 
     from .stats import ColumnStats
@@ -110,9 +112,9 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnSt
         # (x - mean) / std as Rescaling, not keras Normalization: Normalization keeps
         # mean/variance as eager tensors, which the ONNX exporter turns into extra
         # graph inputs; Rescaling's constants live in the graph.
-        x = L.Rescaling(scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name="normalize")(x)
+        x = L.Rescaling(scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name="normalize", dtype="float32")(x)
     if d.scale:
-        x = L.Rescaling(1.0 / d.scale, name="scale")(x)
+        x = L.Rescaling(1.0 / d.scale, name="scale", dtype="float32")(x)
     if d.image_shape:
         x = L.Reshape(tuple(d.image_shape), name="image")(x)
     if d.augment is not None:
@@ -182,7 +184,7 @@ def impute_layer(x, stats: "ColumnStats"):
     """Missing numbers (NaN, inf) -> the column's training median, plus a 0/1
     flag column for each column that had missing values in training."""
     med = stats.fill_values()
-    return _register_impute()(medians=med.astype(float).tolist(), flagged=stats.flagged, name="impute")(x)
+    return _register_impute()(medians=med.astype(float).tolist(), flagged=stats.flagged, name="impute", dtype="float32")(x)
 
 
 @functools.lru_cache(maxsize=1)
@@ -293,7 +295,54 @@ def target_stats(y: "np.ndarray | ColumnStats") -> tuple[float, float]:
     return mean, (std if std > 0 else 1.0)
 
 
-def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | None, base_dir: Path, x_train: np.ndarray | None = None, y_train: np.ndarray | None = None, tokenizers: dict[str, Any] | None = None):
+def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | None, base_dir: Path, x_train: np.ndarray | None = None, y_train: np.ndarray | None = None, tokenizers: dict[str, Any] | None = None, precision: str = "float32"):
+    """:func:`_build_model` under the Keras dtype policy ``precision``; the
+    output layer computes in float32 (mixed precision's rule for a stable loss)."""
+    import keras
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        model = _build_model(cfg, n_features, classes, base_dir, x_train, y_train, tokenizers)
+    finally:
+        keras.config.set_dtype_policy(before)
+    if precision != "float32":
+        float32_output(model)
+    return model
+
+
+def float32_output(model) -> None:
+    """The layers that make the model's output compute in float32."""
+    layer = _last_layer(model)
+    layer.dtype_policy = "float32"
+    if layer.name == "target_units" and len(model.layers) > 1:  # Rescaling after the real head
+        head = model.layers[-2]
+        (_last_layer(head) if hasattr(head, "layers") and head.layers else head).dtype_policy = "float32"
+
+
+def float32_copy(model):
+    """The same model and weights with every mixed-precision policy made float32:
+    what model.keras, the exports and the ONNX copy hold."""
+    import keras
+
+    def plain(o: Any) -> Any:
+        if isinstance(o, dict):
+            if o.get("class_name") == "DTypePolicy" and str((o.get("config") or {}).get("name", "")).startswith("mixed_"):
+                return {**o, "config": {**o["config"], "name": "float32"}}
+            return {k: plain(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [plain(v) for v in o]
+        return o
+
+    config = model.get_config()
+    if "mixed_" not in repr(config):
+        return model
+    copy = model.__class__.from_config(plain(config))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | None, base_dir: Path, x_train: np.ndarray | None = None, y_train: np.ndarray | None = None, tokenizers: dict[str, Any] | None = None):
     """The model to train. With text columns (``tokenizers``) it is the *core*:
     it takes each text column as int32 ids (:func:`text_inputs`) and
     :func:`with_raw_text` later wraps it to take the strings themselves.
@@ -444,12 +493,19 @@ def _last_layer(model):
     return layer
 
 
-def make_optimizer(cfg: ExperimentConfig, replicas: int = 1):
+def make_optimizer(cfg: ExperimentConfig, replicas: int = 1, precision: str = "float32", total_steps: int | None = None):
+    """The optimizer; under mixed_float16 wrapped in a LossScaleOptimizer (the
+    training step scales the loss with it, so small float16 gradients survive).
+    ``train.lr_schedule: cosine`` decays the rate to 0 over ``total_steps``; the
+    schedule is saved in the checkpoints, so a resumed run keeps it."""
     import keras
 
-    lr = cfg.train.learning_rate * (replicas if cfg.train.scale_lr == "linear" else 1)
+    lr: Any = cfg.train.learning_rate * (replicas if cfg.train.scale_lr == "linear" else 1)
+    if cfg.train.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(int(total_steps or 1), 1))
     cls = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop, "adamw": keras.optimizers.AdamW, "adagrad": keras.optimizers.Adagrad, "nadam": keras.optimizers.Nadam, "adamax": keras.optimizers.Adamax}[cfg.train.optimizer]
-    return cls(learning_rate=lr)
+    opt = cls(learning_rate=lr)
+    return keras.optimizers.LossScaleOptimizer(opt) if precision == "mixed_float16" else opt
 
 
 def _saved_keras_version(path: Path) -> str | None:

@@ -51,6 +51,12 @@ class Source:
         if global_batch > self.n:
             raise ConfigError(f"train.batch_size {global_batch} is larger than the {self.n} training rows", hint=f"use train.batch_size <= {self.n}")
 
+    def epochs_per_iterator(self, replicas: int, budget: int = 16_000_000) -> int:
+        """How many epochs one iterator covers: tearing a tf.data iterator down
+        costs about a second here, so epochs share one, within a budget of row
+        indices held (and at most 32 epochs of concatenated datasets)."""
+        return max(1, min(32, budget // max(self.epoch_rows(replicas), 1)))
+
     def steps_per_epoch(self, replicas: int) -> int:
         """Steps of one epoch: one pass (or ``train.steps_per_epoch``). With several
         replicas the last partial batch is dropped, so every replica runs the same steps."""
@@ -98,22 +104,28 @@ class InMemory(Source):
             return lambda i: ({k: g(i) for k, g in getters.items()}, tf.gather(Y, i))
         return lambda i: (tf.gather(X, i), tf.gather(Y, i))
 
-    def iterator(self, strategy, batches: list[int], epoch: int, start_step: int):
-        """An iterator over the distributed batches of ``epoch`` from ``start_step`` on."""
+    def iterator(self, strategy, batches: list[int], epoch: int, start_step: int, end_epoch: int | None = None):
+        """An iterator over the distributed batches of ``epoch`` from ``start_step``
+        on, then of every epoch up to ``end_epoch`` (exclusive; :meth:`epochs_per_iterator`)."""
         import tensorflow as tf
 
         replicas = strategy.num_replicas_in_sync
         drop = replicas > 1
         G = self.G
-        order = epoch_order(self.seed, epoch, self.n, self.shuffle, self.epoch_rows(replicas))[start_step * G :]
-        order = order[: (len(order) // G) * G] if drop else order
-        idx_all = tf.constant(order.astype(np.int64))
+        orders = []
+        for e in range(epoch, end_epoch or epoch + 1):
+            order = epoch_order(self.seed, e, self.n, self.shuffle, self.epoch_rows(replicas))[(start_step * G if e == epoch else 0) :]
+            orders.append(tf.constant((order[: (len(order) // G) * G] if drop else order).astype(np.int64)))
         gather = self._gather()
 
         def fn(ctx: tf.distribute.InputContext):
             i, w = ctx.input_pipeline_id, ctx.num_input_pipelines
-            mine = tf.boolean_mask(idx_all, tf.equal(tf.range(tf.size(idx_all)) % G % w, i)) if w > 1 else idx_all
-            ds = tf.data.Dataset.from_tensor_slices(mine).batch(batches[i], drop_remainder=drop)
+            ds = None
+            for idx_all in orders:  # each epoch batched alone: its last partial batch stays its own
+                mine = tf.boolean_mask(idx_all, tf.equal(tf.range(tf.size(idx_all)) % G % w, i)) if w > 1 else idx_all
+                part = tf.data.Dataset.from_tensor_slices(mine).batch(batches[i], drop_remainder=drop)
+                ds = part if ds is None else ds.concatenate(part)
+            assert ds is not None
             ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             opts = tf.data.Options()
             opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
@@ -148,7 +160,7 @@ class Streamed(Source):
             # the pass's own positions: p = P - k*n, and P % W == i means p % W == (i - k*n) % W
             yield from self.rows.worker_rows([self.seed, epoch, k], a - k * n, b - k * n, (i - k * n) % W, W, chunk, self.shuffle)
 
-    def iterator(self, strategy, batches: list[int], epoch: int, start_step: int):
+    def iterator(self, strategy, batches: list[int], epoch: int, start_step: int, end_epoch: int | None = None):
         import tensorflow as tf
 
         replicas = strategy.num_replicas_in_sync
@@ -156,7 +168,7 @@ class Streamed(Source):
         G = self.G
         steps = self.steps_per_epoch(replicas)
         stop = steps * G if drop else self.epoch_rows(replicas)
-        start = min(start_step * G, stop)
+        epochs = range(epoch, end_epoch or epoch + 1)
         probe_x, probe_y = self.rows.structure(next(self.rows.worker_rows([self.seed, 0, 0], 0, 1, 0, 1, 1, False)))
 
         def spec(a: np.ndarray):
@@ -171,10 +183,14 @@ class Streamed(Source):
             per = batches[i]
 
             def chunks():
+                for e in epochs:  # each epoch alone: its last partial batch stays its own
+                    yield from epoch_chunks(e, min(start_step * G, stop) if e == epoch else 0)
+
+            def epoch_chunks(e: int, start: int):
                 held: list[np.ndarray] = []
                 have = 0
                 want = per * self.chunk_batches
-                for rows in self.positions(epoch, start, stop, i, W, G * self.chunk_batches):
+                for rows in self.positions(e, start, stop, i, W, G * self.chunk_batches):
                     held.append(rows)
                     have += len(rows)
                     while have >= want:

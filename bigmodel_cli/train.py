@@ -93,6 +93,7 @@ class TrainResult:
     seconds: float
     samples_per_s: float
     strategy: dict[str, Any]
+    times: dict[str, float] = field(default_factory=dict)  # seconds: build, epochs, validation, saves, finalize
 
 
 # ----------------------------------------------------------------- signals
@@ -127,12 +128,24 @@ class StopFlag:
 # -------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(model, path: Path, state: TrainState) -> None:
-    """model + optimizer + resume state in one file, atomically."""
+def save_checkpoint(model, path: Path, state: TrainState, also: Path | None = None) -> None:
+    """model + optimizer + resume state in one file, atomically; ``also`` (the
+    best checkpoint) gets the same file first, as a hard link: one
+    serialisation, and a kill between the two renames leaves ``also`` newer
+    than ``path``, never older (resume redoes the epoch from ``path``)."""
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as z:
             z.writestr(STATE_NAME, state.to_json())
+        if also is not None:
+            with atomic_path(also, suffix=".keras") as tmp_also:
+                tmp_also.unlink()
+                try:
+                    os.link(tmp, tmp_also)
+                except OSError:  # a file system without hard links
+                    import shutil
+
+                    shutil.copyfile(tmp, tmp_also)
 
 
 def read_state(path: Path) -> TrainState:
@@ -233,7 +246,11 @@ def fit(
     from . import distribute, models
 
     obs: Any = observer or NullObserver()
+    t_fit = time.perf_counter()
+    times = {"build": 0.0, "epochs": 0.0, "validation": 0.0, "saves": 0.0, "finalize": 0.0}
     plan = strategy_plan or distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
+    if not plan.precision_reason:
+        distribute.set_precision(plan, cfg.train.precision)
     strategy = distribute.make_strategy(plan)
     replicas = strategy.num_replicas_in_sync
     G = cfg.train.batch_size
@@ -269,14 +286,15 @@ def fit(
             optimizer = model.optimizer  # its learning rate and state come from the checkpoint
         else:
             state = TrainState()
-            model = models.build_model(cfg, n_numeric, data.classes, base_dir, numeric_x, train_y, tokenizers=tokenizers)
-            optimizer = models.make_optimizer(cfg, replicas)
+            model = models.build_model(cfg, n_numeric, data.classes, base_dir, numeric_x, train_y, tokenizers=tokenizers, precision=plan.precision)
+            optimizer = models.make_optimizer(cfg, replicas, plan.precision, total_steps=steps_per_epoch * cfg.train.epochs)
             model.compile(optimizer=optimizer, loss=cfg.train.loss)
             optimizer.build(model.trainable_variables)
     loss_fn, metric_fn = _per_example(cfg)
 
     n_sums = 2 + len(names)
     single = replicas == 1
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     # data.normalize_target: optimise the loss of the standardised target (the
     # model ends in Rescaling(std, mean)); log losses in the target's units.
     t_mean, t_std = models.target_stats(train_y) if cfg.data.normalize_target else (0.0, 1.0)
@@ -292,6 +310,8 @@ def fit(
                 loss = tf.nn.compute_average_loss(opt_per, global_batch_size=G)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            if scaled:  # mixed_float16: the LossScaleOptimizer unscales the gradients it applies
+                loss = optimizer.scale_loss(loss)
         grads = tape.gradient(loss, model.trainable_variables)
         # An embedding's gradient is IndexedSlices. Across workers a collective
         # all-gathers them and needs equal shapes, but each replica's batch holds a
@@ -347,15 +367,19 @@ def fit(
         "learning_rate": float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate))), "devices": plan.devices,
         "start_epoch": state.epoch, "train_rows": n_train, "val_rows": len(data.validation) if has_val else 0,
         "params": int(model.count_params()), "is_chief": is_chief, "plan": plan.as_dict(), "stream": data.stream,
+        "precision": plan.precision, "precision_reason": plan.precision_reason,
     }
+    times["build"] = time.perf_counter() - t_fit
     obs.on_train_begin(info)
     t_start = time.perf_counter()
     samples_seen = 0
     last_ckpt_step = state.global_step
 
-    def save(path_name: str, st: TrainState) -> None:
+    def save(path_name: str, st: TrainState, best_too: bool = False) -> None:
         if is_chief:
-            save_checkpoint(model, ckpt_dir / path_name, st)
+            t = time.perf_counter()
+            save_checkpoint(model, ckpt_dir / path_name, st, also=ckpt_dir / BEST if best_too else None)
+            times["saves"] += time.perf_counter() - t
 
     def interrupted(st: TrainState, sig: int) -> Interrupted:
         save(LAST, st)
@@ -367,9 +391,13 @@ def fit(
 
     with StopFlag() as stop, peer_failures(plan, run_dir):
         epoch = state.epoch
+        iterator, iterator_end = None, epoch
+        span = source.epochs_per_iterator(replicas)
         while epoch < cfg.train.epochs and not state.stopped_early:
             start_step = state.step
-            iterator = source.iterator(strategy, batches, epoch, start_step)
+            if epoch >= iterator_end:  # one iterator serves several epochs: tearing one down costs ~1 s
+                iterator_end = min(cfg.train.epochs, epoch + span)
+                iterator = source.iterator(strategy, batches, epoch, start_step, iterator_end)
             sums = np.array(state.partial, np.float64) if state.partial else np.zeros(n_sums, np.float64)
             obs.on_epoch_begin(epoch + 1, steps_per_epoch)
             t0 = time.perf_counter()
@@ -396,10 +424,13 @@ def fit(
                     save(LAST, state)
                     last_ckpt_step = state.global_step
             seconds = time.perf_counter() - t0
+            times["epochs"] += seconds
             samples_seen += epoch_samples
             row: dict[str, Any] = {"epoch": epoch + 1, **finish_metrics(names, sums)}
             if has_val:
+                t_val = time.perf_counter()
                 row.update(finish_metrics(names, evaluate_split(data.validation), "val_"))
+                times["validation"] += time.perf_counter() - t_val
             row["seconds"] = round(seconds, 3)
             row["samples_per_s"] = round(epoch_samples / max(seconds, 1e-9), 1)
             value = row[monitor]
@@ -413,9 +444,7 @@ def fit(
             state.history.append(row)
             if es and state.wait > es.patience:
                 state.stopped_early = True
-            if improved:
-                save(BEST, state)
-            save(LAST, state)
+            save(LAST, state, best_too=improved)
             last_ckpt_step = state.global_step
             if is_chief:
                 write_history(run_dir, state.history)
@@ -426,12 +455,15 @@ def fit(
     final_src = ckpt_dir / (BEST if (ckpt_dir / BEST).is_file() else LAST)
     model_path = run_dir / MODEL_FILE
     if is_chief:
+        t_final = time.perf_counter()
         finalize_model(final_src, model_path, (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None)
+        times["finalize"] = time.perf_counter() - t_final
         obs.on_saved(model_path)
     total = time.perf_counter() - t_start
     result = TrainResult(
         run_dir=run_dir, history=state.history, epochs_done=state.epoch, best_epoch=state.best_epoch, model_path=model_path,
         stopped_early=state.stopped_early, seconds=total, samples_per_s=samples_seen / max(total, 1e-9), strategy=info,
+        times={k: round(v, 3) for k, v in times.items()},
     )
     obs.on_train_end({"result": result, "monitor": monitor, "best": state.best})
     return result
@@ -496,12 +528,12 @@ def finalize_model(src: Path, dst: Path, wrap: Callable[[Any], Any] | None = Non
     ``wrap`` turns a text model's integer-id core into the raw-text model."""
     import keras
 
-    from .models import register_layers
+    from .models import float32_copy, register_layers
     from .pretrained import import_if_needed
 
     register_layers()
     import_if_needed(src)
-    model = keras.models.load_model(src, compile=False)
+    model = float32_copy(keras.models.load_model(src, compile=False))
     if wrap is not None:
         model = wrap(model)
     with atomic_path(dst, suffix=".keras") as tmp:

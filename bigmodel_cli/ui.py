@@ -98,7 +98,8 @@ class TrainProgress:
             return
         lr = info["learning_rate"]
         self.console.print(
-            f"strategy [bold]{info['strategy']}[/] ({info['plan']['reason']}) · replicas {info['replicas']} · devices {', '.join(info['devices'])}\n"
+            f"strategy [bold]{info['strategy']}[/] ({info['plan']['reason']}) · replicas {info['replicas']} · devices {', '.join(info['devices'])}"
+            f" · precision {info.get('precision', 'float32')}" + (f" ({info['precision_reason']})" if info.get("precision_reason") else "") + "\n"
             f"batch {info['global_batch']} global / {info['per_replica_batch']} per replica · lr {lr:g} · "
             f"{info['train_rows']:,} train rows · {info['val_rows']:,} validation rows · {info['params']:,} parameters"
             + (f" · resuming after epoch {info['start_epoch']}" if info["start_epoch"] else "")
@@ -203,6 +204,9 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
     if outcome.best_epoch:
         t.add_row("best epoch", str(outcome.best_epoch))
     t.add_row("time", f"{outcome.seconds:.1f}s · {outcome.samples_per_s:,.0f} samples/s")
+    times = getattr(outcome, "times", None) or {}
+    if times:
+        t.add_row("breakdown", " · ".join(f"{k} {v:.1f}s" for k, v in times.items() if v >= 0.05))
     if outcome.model_path:
         t.add_row("model", _sized(outcome.model_path))
     if outcome.plot:
@@ -326,9 +330,14 @@ def info_table(d: dict[str, Any], console: Console | None = None) -> None:
     t.add_column()
     for k, v in d.items():
         if k == "gpus":
-            v = ", ".join(f"{g['name']} ({g.get('model') or '?'})" for g in v) or "none"
+            v = "; ".join(
+                f"{g['device']}: {g.get('name') or '?'}, compute capability {g.get('compute_capability') or '?'}" + (f", {g['memory_mb']:,} MB" if g.get("memory_mb") else "")
+                for g in v
+            ) or "none"
+        elif k == "cpu_bfloat16":
+            v = ", ".join(v) if v else "no (no AMX or avx512_bf16)"
         elif k == "auto_strategy":
-            v = v.get("error") or f"{v['kind']} on {', '.join(v['devices'])} ({v['reason']})"
+            v = v.get("error") or f"{v['kind']} on {', '.join(v['devices'])} ({v['reason']}); precision {v['precision']} ({v['precision_reason']})"
         t.add_row(k.replace("_", " "), str(v))
     con.print(t)
 

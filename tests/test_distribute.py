@@ -105,3 +105,63 @@ def test_restrict_gpus_sets_visibility_and_renames():
     assert restrict_gpus(tf, ["/gpu:0", "/gpu:2"]) == ["/gpu:0", "/gpu:1"] and tf.visible == ["GPU:0", "GPU:2"]
     assert restrict_gpus(FakeTF(started=True), ["/gpu:2"]) == ["/gpu:2"]  # too late: physical names
     assert restrict_gpus(FakeTF(), ["/cpu:0"]) == ["/cpu:0"]
+
+
+@pytest.mark.parametrize(
+    "setting,gpus,devices,flags,caps,policy",
+    [
+        ("auto", [], None, {"avx512f", "avx512_bf16"}, [], "mixed_bfloat16"),
+        ("auto", [], None, {"amx_bf16", "amx_tile"}, [], "mixed_bfloat16"),
+        ("auto", [], None, {"avx2", "avx512f"}, [], "float32"),
+        ("auto", GPUS[:1], None, set(), ["8.0"], "mixed_bfloat16"),
+        ("auto", GPUS[:1], None, {"avx512_bf16"}, ["7.5"], "mixed_float16"),
+        ("auto", GPUS[:1], None, set(), ["6.1"], "float32"),
+        ("auto", GPUS, None, set(), ["9.0", "7.0", "8.6"], "mixed_float16"),  # the slowest device decides
+        ("auto", GPUS, [0, 2], set(), ["9.0", "7.0", "8.6"], "mixed_bfloat16"),  # only the GPUs in use
+        ("auto", GPUS[:1], None, set(), [None], "float32"),  # capability unknown: play safe
+        ("float32", GPUS[:1], None, {"avx512_bf16"}, ["9.0"], "float32"),
+        ("mixed_float16", [], None, set(), [], "mixed_float16"),
+    ],
+)
+def test_precision_per_device(setting, gpus, devices, flags, caps, policy):
+    from bigmodel_cli.distribute import choose_precision
+
+    p = plan("auto", gpus, {}, devices)
+    chosen, why = choose_precision(setting, p.devices, flags, caps)
+    assert chosen == policy and why
+
+
+def test_float32_copy_of_a_mixed_model_predicts_the_same():
+    import keras
+    import numpy as np
+
+    from bigmodel_cli.config import ExperimentConfig
+    from bigmodel_cli.models import build_model, float32_copy
+
+    cfg = ExperimentConfig.model_validate({"name": "m", "task": "classification", "data": {"train": "x.csv", "target": "y", "normalize": True},
+                                           "model": {"layers": [{"Dense": {"units": 16, "activation": "relu"}}, {"Dense": {"units": 3, "activation": "softmax"}}]}})
+    x = np.random.default_rng(0).normal(size=(50, 4)).astype("float32") * 1000 + 5000
+    model = build_model(cfg, 4, ["a", "b", "c"], None, x, None, precision="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+    policies = {layer.name: layer.dtype_policy.name for layer in model.layers}
+    assert policies["normalize"] == "float32" and list(policies.values())[-1] == "float32" and "mixed_bfloat16" in policies.values()
+    assert model(x).dtype == "float32"
+    plain = float32_copy(model)
+    assert {layer.dtype_policy.name for layer in plain.layers} == {"float32"}
+    np.testing.assert_allclose(plain(x), model(x), atol=2e-2)  # bfloat16 keeps ~3 digits in the hidden layer
+
+
+def test_info_shows_each_gpu_with_capability_and_memory():
+    import io
+
+    from rich.console import Console
+
+    from bigmodel_cli.ui import info_table
+
+    buf = io.StringIO()
+    info_table({"cpu_bfloat16": None, "gpus": [{"device": "/physical_device:GPU:0", "name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0", "memory_mb": 81559}],
+                "auto_strategy": {"kind": "one_device", "devices": ["/gpu:0"], "reason": "auto: one GPU", "precision": "mixed_bfloat16", "precision_reason": "auto: GPU compute capability 9.0"}},
+               Console(file=buf, width=200))
+    out = buf.getvalue()
+    assert "NVIDIA H100 80GB HBM3, compute capability 9.0, 81,559 MB" in out
+    assert "precision mixed_bfloat16 (auto: GPU compute capability 9.0)" in out and "no AMX or avx512_bf16" in out
