@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each contender; the median whole time is reported")
     args = ap.parse_args()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    equal = ["data.validation=null", "train.epochs=5", "train.batch_size=32", "data.test=data/test.csv"]
+    equal = ["data.validation=null", "train.epochs=5", "train.batch_size=32", "train.learning_rate=0.001", "train.lr_schedule=constant"]
     runs: dict[str, list[dict]] = {"script": [], "equal": [], "defaults": []}
     with tempfile.TemporaryDirectory() as tmp:
         exp = Path(tmp) / "exp"

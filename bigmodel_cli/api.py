@@ -231,14 +231,31 @@ def train(
         from .evaluate import plot_history
 
         notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
-        t0 = time.perf_counter()
-        plot = plot_history(result.history, run_dir / PLOTS / "training.png")
-        times["plots"] = round(time.perf_counter() - t0, 3)
+        import threading
+
         from .streaming import parity_sample
 
+        plotted: dict[str, Any] = {}
+
+        def draw() -> None:  # beside the ONNX copy: the two overlap
+            t = time.perf_counter()
+            try:
+                plotted["path"] = plot_history(result.history, run_dir / PLOTS / "training.png")
+            except Exception as e:  # noqa: BLE001  (re-raised in the caller's thread below)
+                plotted["error"] = e
+            times["plots"] = round(time.perf_counter() - t, 3)
+
+        drawer = threading.Thread(target=draw, name="bigmodel-plots")
+        drawer.start()
         t0 = time.perf_counter()
-        notes += _inference_copy(result.model_path, parity_sample(cfg, base_dir, datasets), datasets.tokenizers)
+        try:
+            notes += _inference_copy(result.model_path, parity_sample(cfg, base_dir, datasets), datasets.tokenizers)
+        finally:
+            drawer.join()
         times["export"] = round(time.perf_counter() - t0, 3)
+        if "error" in plotted:
+            raise plotted["error"]
+        plot = plotted.get("path")
     times.update(result.times)
     return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes, times)
 

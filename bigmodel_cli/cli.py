@@ -337,7 +337,18 @@ def _esc(s: str) -> str:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if "tensorflow" in sys.modules:
+        # After TensorFlow has run, Python's own teardown (its thread pools, module
+        # finalisers) takes about a second here. Everything the command wrote is
+        # already closed and renamed into place, so leave at once.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
