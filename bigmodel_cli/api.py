@@ -231,6 +231,8 @@ def train(
         from .evaluate import plot_history
 
         notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
+        if resume and cfg.train.lr_schedule == "cosine" and _extends(overrides) and result.strategy.get("learning_rate", 1.0) == 0.0:
+            notes.append("train.lr_schedule: cosine had already decayed the learning rate to 0 over the run's original epochs, so the added epochs did not change the model; train a new run with more epochs instead")
         import threading
 
         from .streaming import parity_sample
