@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/text_bench.py
 	$(BIN)/python benchmarks/tabular_bench.py
 	$(BIN)/python benchmarks/stream_bench.py
+	$(BIN)/python benchmarks/serve_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

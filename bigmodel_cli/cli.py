@@ -161,6 +161,30 @@ def prepare(
         print(d["folder"])
 
 
+@app.command()
+def serve(
+    run: Path = typer.Argument(..., help="Run folder (or experiment folder: its latest run)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 exposes the server to the network."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BIGMODEL_API_KEY", help="Require 'Authorization: Bearer KEY' on /predict and /metadata (or set BIGMODEL_API_KEY)."),
+    engine: str = typer.Option("auto", "--engine", help="auto (inference.onnx when it matches model.keras), onnxruntime or tensorflow."),
+    max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Largest request body; bigger ones get 413."),
+    max_queue: int = typer.Option(256, "--max-queue", min=1, help="Requests that may wait for the model; more get 503."),
+) -> None:
+    """Serve the run's model over HTTP: /health, /metadata, /predict (docs at /docs)."""
+    from . import ui
+    from .serve import serve as run_server
+
+    con = ui.err_console()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        con.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can use the model" + ("" if api_key else " (no --api-key set)"))
+
+    def announce(service, seconds: float) -> None:
+        con.print(f"serving {service.metadata['run']} ({service.metadata['task']}, {service.engine}, loaded in {seconds:.1f}s) on http://{host}:{port}  ·  docs: http://{host}:{port}/docs  ·  Ctrl-C or SIGTERM stops it", highlight=False)
+
+    run_server(run, host, port, api_key, engine, max_body_mb, max_queue, announce=announce)
+
+
 @app.command("eval")
 def eval_(
     run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),

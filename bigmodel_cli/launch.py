@@ -66,11 +66,14 @@ def launch_local(path: Path, overrides: list[str], workers: int, resume: bool = 
     failed: tuple[int, int] | None = None
     try:
         while any(p.poll() is None for p in procs):
-            for i, p in enumerate(procs):
-                rc = p.poll()
-                if rc not in (None, 0) and failed is None:
-                    failed = (i, rc)
-            if failed is not None:
+            down = [(i, rc) for i, p in enumerate(procs) if (rc := p.poll()) not in (None, 0)]
+            if down and all(rc > 0 for _, rc in down):
+                time.sleep(0.5)  # a peer's error exit can come right after the killed worker's
+                down = [(i, rc) for i, p in enumerate(procs) if (rc := p.poll()) not in (None, 0)]
+            if down:
+                # A worker killed by a signal is the cause; the others exit 1 after
+                # naming it (WorkerFailed), sometimes within the same poll.
+                failed = min(down, key=lambda f: (f[1] > 0, f[0]))
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:

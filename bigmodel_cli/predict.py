@@ -154,23 +154,29 @@ def _file_stream(path: str, comp: str | None, position: Position | None = None):
     return pa.CompressedInputStream(raw, comp) if comp else raw
 
 
-def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: Position | None = None) -> Iterator[Any]:
-    """Yield pyarrow RecordBatches holding the needed columns, in file order."""
+def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: Position | None = None, data: bytes | None = None) -> Iterator[Any]:
+    """Yield pyarrow RecordBatches holding the needed columns, in file order.
+    ``data``: the input's bytes themselves (an HTTP request body; ``path`` names it)."""
     import pyarrow as pa
 
-    fmt, comp = _in_format(path, fmt)
-    source = "stdin" if path == "-" else path
-    if path != "-" and not os.path.exists(path):
+    if data is not None:
+        fmt, comp = fmt or "csv", None
+        source = path
+    else:
+        fmt, comp = _in_format(path, fmt)
+        source = "stdin" if path == "-" else path
+    if data is None and path != "-" and not os.path.exists(path):
         raise DataError(f"input file {path} does not exist")
     wanted = lambda: list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns))  # noqa: E731 (after the column check)
     if fmt in ("csv", "tsv"):
         import pyarrow.csv as pc
 
         delim = "\t" if fmt == "tsv" else ","
-        if path == "-":
-            raw = sys.stdin.buffer.read()  # stdin cannot be reopened: buffer it once
+        buffered = data is not None or path == "-"
+        if buffered:
+            raw = data if data is not None else sys.stdin.buffer.read()  # stdin cannot be reopened: buffer it once
             if not raw.strip():
-                raise DataError("stdin is empty")
+                raise DataError(f"{source} is empty")
             factory = lambda: pa.BufferReader(raw)  # noqa: E731
         else:
             if os.path.getsize(path) == 0:
@@ -185,7 +191,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
         types.update({c: pa.string() for c in text_cols})
         try:
             reader = pc.open_csv(
-                factory() if path == "-" else _file_stream(path, comp, position),
+                factory() if buffered else _file_stream(path, comp, position),
                 read_options=pc.ReadOptions(block_size=BLOCK_BYTES),
                 # Text may hold line breaks inside quotes (e-mails, posts); parsing them
                 # costs speed, so only text models pay for it.

@@ -1,0 +1,246 @@
+"""bigmodel serve: a real server process on a loopback port."""
+
+import asyncio
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+KEY = "s3cret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(port: int, path: str, body: bytes | None = None, headers: dict | None = None, key: str | None = KEY) -> tuple[int, bytes, dict]:
+    h = dict(headers or {})
+    if key:
+        h["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=h, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def start(run: Path, port: int, *extra: str) -> tuple[subprocess.Popen, float]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    t0 = time.time()
+    p = subprocess.Popen([sys.executable, "-m", "bigmodel_cli", "serve", str(run), "--port", str(port), "--api-key", KEY, *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    while True:
+        assert p.poll() is None, p.communicate()[1]
+        assert time.time() - t0 < 30
+        try:
+            if call(port, "/health", key=None)[0] == 200:
+                return p, time.time() - t0
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from bigmodel_cli import api
+
+    exp = tmp_path_factory.mktemp("serve") / "exp"
+    api.init(exp, "binary-classifier")
+    out = api.train(exp, ["train.epochs=3"])
+    port = free_port()
+    p, ready = start(out.run_dir, port, "--max-body-mb", "0.05")
+    yield exp, out.run_dir, port, p, ready
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
+def test_health_fast_and_no_tensorflow_at_startup(server):
+    exp, run, port, p, ready = server
+    assert ready < 5.0
+    status, body, _ = call(port, "/health", key=None)
+    assert status == 200 and json.loads(body)["engine"] == "onnxruntime"
+    status, body, _ = call(port, "/metadata")
+    meta = json.loads(body)
+    assert meta["task"] == "binary" and meta["classes"] == ["benign", "malignant"] and meta["id_columns"] == ["sample_id"]
+    assert [f["name"] for f in meta["features"]] == ["worst_radius", "worst_concave_points"] and len(meta["model_sha256"]) == 64
+    import psutil
+
+    assert not any("tensorflow" in m.path for m in psutil.Process(p.pid).memory_maps())  # onnxruntime only
+
+
+def test_predictions_equal_bigmodel_predict(server, cli, tmp_path):
+    exp, run, port, p, _ = server
+    test_csv = exp / "data" / "test.csv"
+    r = cli("predict", run, "--input", test_csv, "--output", tmp_path / "p.csv", "--probabilities")
+    assert r.code == 0, r.err
+    expected = list(csv.DictReader(open(tmp_path / "p.csv")))
+    rows = [{k: (float(v) if k != "sample_id" else int(v)) for k, v in r.items() if k != "diagnosis"} for r in csv.DictReader(open(test_csv))]
+    status, body, _ = call(port, "/predict?probabilities=true", json.dumps({"rows": rows}).encode(), {"Content-Type": "application/json"})
+    assert status == 200, body
+    got = json.loads(body)
+    assert got["predictions"] == [e["prediction"] for e in expected]
+    assert got["classes"] == ["benign", "malignant"]
+    np.testing.assert_allclose(np.asarray(got["probabilities"]), [[float(e["prob_benign"]), float(e["prob_malignant"])] for e in expected], atol=1e-6)
+    assert got["ids"]["sample_id"] == [int(e["sample_id"]) for e in expected]  # as sent: numbers stay numbers
+    status, body, headers = call(port, "/predict?probabilities=true", test_csv.read_bytes(), {"Content-Type": "text/csv", "Accept": "text/csv"})
+    assert status == 200 and headers["content-type"].startswith("text/csv")
+    got_csv = list(csv.DictReader(body.decode().splitlines()))
+    assert [g["prediction"] for g in got_csv] == [e["prediction"] for e in expected]
+    assert [g["sample_id"] for g in got_csv] == [e["sample_id"] for e in expected]
+
+
+def test_bad_input_gets_clear_status_codes_and_the_server_lives(server):
+    _, _, port, p, _ = server
+    js = {"Content-Type": "application/json"}
+    assert call(port, "/predict", b"{not json", js)[0] == 400
+    assert call(port, "/predict", b'{"rows": []}', js)[0] == 400
+    status, body, _ = call(port, "/predict", json.dumps({"rows": [{"worst_radius": 12, "worst_concave_points": 0.1}, {"worst_radius": "big", "worst_concave_points": 0.1}]}).encode(), js)
+    assert status == 422 and "row 2" in json.loads(body)["error"] and "worst_radius" in json.loads(body)["error"]
+    status, body, _ = call(port, "/predict", json.dumps({"rows": [{"worst_radius": 12}]}).encode(), js)
+    assert status == 422 and "worst_concave_points" in json.loads(body)["error"]
+    status, body, _ = call(port, "/predict", b"worst_radius,worst_concave_points\n12,\n", {"Content-Type": "text/csv"})
+    assert status == 422 and "row 1" in json.loads(body)["error"]
+    status, body, _ = call(port, "/predict", b"worst_radius,worst_concave_points\n1,2,3\n", {"Content-Type": "text/csv"})
+    assert status == 400 and "line 2 has 3 fields" in json.loads(body)["error"]
+    assert call(port, "/predict", b"worst_radius,worst_concave_points\n\xff\xfe,1\n", {"Content-Type": "text/csv"})[0] == 400
+    assert call(port, "/predict", b"", {"Content-Type": "text/csv"})[0] == 400
+    assert call(port, "/predict", b"a,b\n1,2\n", {"Content-Type": "text/csv"})[0] == 422  # well-formed, but not the model's columns
+    assert call(port, "/predict", b"x" * 60_000, js)[0] == 413
+    assert call(port, "/predict", b'{"rows": [{"worst_radius": 1, "worst_concave_points": 0}]}', js, key=None)[0] == 401
+    assert call(port, "/predict", b'{"rows": [{"worst_radius": 1, "worst_concave_points": 0}]}', js, key="wrong")[0] == 401
+    assert p.poll() is None and call(port, "/health", key=None)[0] == 200
+
+
+def test_concurrent_requests_are_micro_batched(server):
+    _, _, port, _, _ = server
+    before = json.loads(call(port, "/health", key=None)[1])
+    errors: list = []
+    row = json.dumps({"rows": [{"worst_radius": 14.0, "worst_concave_points": 0.1}]}).encode()
+
+    def client():
+        for _ in range(20):
+            status, body, _ = call(port, "/predict", row, {"Content-Type": "application/json"})
+            if status != 200 or json.loads(body)["predictions"] not in (["benign"], ["malignant"]):
+                errors.append((status, body))
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = json.loads(call(port, "/health", key=None)[1])
+    assert not errors
+    assert after["requests"] - before["requests"] == 320
+    assert after["batches"] - before["batches"] < 320  # several requests shared an inference call
+
+
+def test_a_full_queue_answers_503_at_once():
+    """In process: a slow model and a queue of one."""
+    import pyarrow as pa
+
+    from bigmodel_cli.predict import PredictSpec
+    from bigmodel_cli.serve import Overloaded, Service
+
+    def slow(x):
+        time.sleep(0.3)
+        return np.zeros((len(x), 1), np.float32)
+
+    spec = PredictSpec(features=["a"], task="regression")
+    service = Service(spec, slow, "test", {"run": "x", "task": "regression"}, max_queue=1, max_wait_ms=0)
+    batch = pa.RecordBatch.from_pydict({"a": pa.array([1.0], pa.float32())})
+
+    async def main():
+        service.queue = asyncio.Queue(maxsize=1)
+        worker = asyncio.create_task(service.batcher())
+        first = asyncio.create_task(service.predict(spec, batch))  # taken by the batcher, running
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(service.predict(spec, batch))  # waits in the queue
+        await asyncio.sleep(0.01)
+        t = time.perf_counter()
+        with pytest.raises(Overloaded):
+            await service.predict(spec, batch)
+        assert time.perf_counter() - t < 0.1
+        await first
+        await second
+        worker.cancel()
+
+    asyncio.run(main())
+    assert service.stats["rejected"] == 1 and service.stats["requests"] == 2
+
+
+def test_sigterm_drains_and_exits_0(server):
+    _, run, _, _, _ = server
+    port = free_port()
+    p, _ = start(run, port)
+    result: dict = {}
+
+    def slow_client():  # a request in flight when SIGTERM arrives
+        rows = [{"worst_radius": 10 + i % 10, "worst_concave_points": 0.05} for i in range(40_000)]
+        result["status"] = call(port, "/predict", json.dumps({"rows": rows}).encode(), {"Content-Type": "application/json"})[0]
+
+    t = threading.Thread(target=slow_client)
+    t.start()
+    time.sleep(0.15)  # the 1.9 MB request is being read and parsed
+    t0 = time.time()
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=10)
+    t.join()
+    assert p.returncode == 0 and time.time() - t0 < 5
+    assert result.get("status") == 200  # the request in flight was answered before the exit
+
+
+def test_wide_open_host_warns(tmp_path):
+    from typer.testing import CliRunner  # noqa: F401  (the warning is printed before the server starts)
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    p = subprocess.run([sys.executable, "-m", "bigmodel_cli", "serve", str(tmp_path / "nothing"), "--host", "0.0.0.0"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert "warning: listening on 0.0.0.0" in p.stderr and p.returncode == 2
+
+
+def test_a_text_model_serves_what_predict_writes(tmp_path, cli):
+    import gzip
+
+    from bigmodel_cli import api
+
+    exp = tmp_path / "text"
+    api.init(exp, "text-classifier")
+    out = api.train(exp, ["train.epochs=1", "train.steps_per_epoch=20", "train.early_stopping=null"])
+    rows = list(csv.DictReader(gzip.open(exp / "data" / "test.csv.gz", "rt", encoding="utf-8")))[:40]
+    rows.append({"text": "", "label": "positive"})  # an empty text is the empty text
+    with open(tmp_path / "in.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["text"])
+        w.writeheader()
+        w.writerows({"text": r["text"]} for r in rows)
+    r = cli("predict", out.run_dir, "--input", tmp_path / "in.csv", "--output", tmp_path / "p.csv", "--probabilities")
+    assert r.code == 0, r.err
+    expected = list(csv.DictReader(open(tmp_path / "p.csv", encoding="utf-8")))
+    port = free_port()
+    p, _ = start(out.run_dir, port)
+    try:
+        status, body, _ = call(port, "/predict?probabilities=true", json.dumps({"rows": [{"text": r["text"]} for r in rows]}).encode(), {"Content-Type": "application/json"})
+        assert status == 200, body
+        got = json.loads(body)
+        assert got["predictions"] == [e["prediction"] for e in expected]
+        cls = got["classes"]
+        np.testing.assert_allclose(np.asarray(got["probabilities"]), [[float(e[f"prob_{c}"]) for c in cls] for e in expected], atol=1e-6)
+        meta = json.loads(call(port, "/metadata")[1])
+        assert meta["features"] == [{"name": "text", "type": "text"}]
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
