@@ -269,12 +269,12 @@ def _start(exp: Path, *sets: str) -> subprocess.Popen:
 def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cli):
     from test_resume import history, weights
 
-    sets = ["train.epochs=3", "train.checkpoint_every_steps=37", "data.features=[f0,f1,f2,f3]"]
-    ref = make_table(tmp_path / "ref", rows=6000)
+    sets = ["train.epochs=3", "train.checkpoint_every_steps=23", "data.features=[f0,f1,f2,f3]"]
+    ref = make_table(tmp_path / "ref", rows=3000)
     r = cli("train", ref, *[a for s in sets for a in ("--set", s)])
     assert r.code == 0, r.err
     ref_run = Path(r.out.strip().splitlines()[-1])
-    exp = make_table(tmp_path / "killed", rows=6000)
+    exp = make_table(tmp_path / "killed", rows=3000)
     p = _start(exp, *sets)
     from bigmodel_cli.train import read_state
 
