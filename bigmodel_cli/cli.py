@@ -146,12 +146,14 @@ def prepare(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Convert the training data into the block cache that streamed training reads."""
+    import time
+
     from . import api, ui
 
     bar = ui.PredictProgress()
-    start = __import__("time").perf_counter()
+    start = time.perf_counter()
     try:
-        d = api.prepare(path, list(set_ or []), progress=lambda done, total, rows: bar("preparing blocks", rows, __import__("time").perf_counter() - start, done / max(total, 1)), rebuild=rebuild)
+        d = api.prepare(path, list(set_ or []), progress=lambda done, total, rows: bar("preparing blocks", rows, time.perf_counter() - start, done / max(total, 1)), rebuild=rebuild)
     finally:
         bar.close()
     if json_out:
