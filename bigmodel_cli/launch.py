@@ -67,8 +67,11 @@ def launch_local(path: Path, overrides: list[str], workers: int, resume: bool = 
     try:
         while any(p.poll() is None for p in procs):
             down = [(i, rc) for i, p in enumerate(procs) if (rc := p.poll()) not in (None, 0)]
-            if down and all(rc > 0 for _, rc in down):
-                time.sleep(0.5)  # a peer's error exit can come right after the killed worker's
+            deadline = time.time() + 2.0
+            while down and all(rc > 0 for _, rc in down) and time.time() < deadline and any(p.poll() is None for p in procs):
+                # A peer notices a killed worker (and exits 1) before the kernel has
+                # finished tearing the killed one down: give its death time to show.
+                time.sleep(0.1)
                 down = [(i, rc) for i, p in enumerate(procs) if (rc := p.poll()) not in (None, 0)]
             if down:
                 # A worker killed by a signal is the cause; the others exit 1 after
@@ -88,11 +91,9 @@ def launch_local(path: Path, overrides: list[str], workers: int, resume: bool = 
             _stop(procs)
         for f in files:
             f.close()
-    if failed is None:
-        for i, p in enumerate(procs):
-            if p.returncode:
-                failed = (i, p.returncode)
-                break
+    if failed is None:  # every worker ended between two polls
+        down = [(i, p.returncode) for i, p in enumerate(procs) if p.returncode]
+        failed = min(down, key=lambda f: (f[1] > 0, f[0])) if down else None
     if failed is not None:
         i, rc = failed
         log = logs / f"worker-{i}.log"
