@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -250,13 +249,8 @@ class Sample:
         self.keys, self.values = keys, values
 
     def medians(self) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            finite = np.where(np.isfinite(self.values), self.values, np.nan)
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: NaN
-                return np.nanmedian(finite, axis=0) if len(finite) else np.full(self.values.shape[1], np.nan)
+        """Of the finite values: the same computation as the in-memory statistics."""
+        return ColumnStats.of(self.values).median
 
 
 class Converter:
@@ -496,10 +490,6 @@ class Prepared:
     def schema(self) -> Schema:
         return Schema(self.m["features"], self.m["types"], self.m["target"], self.m["task"])
 
-    @property
-    def stats(self) -> ColumnStats:
-        return ColumnStats.from_json(self.m["stats"])
-
     def label_values(self) -> list[Any]:
         return list(self.m["labels"]["values"]) if self.m["labels"] else []
 
@@ -516,8 +506,7 @@ class Prepared:
                 key = canonical(k, info["boolean"])
                 if key is not None and n:
                     counts[key] += n
-            kept = sorted(counts.items(), key=lambda kc: (-kc[1], kc[0]))[:max_values]
-            out[c] = CategoryEncoder([k for k, _ in kept], info["boolean"])
+            out[c] = CategoryEncoder.from_counts(counts, max_values, boolean=info["boolean"])
         return out
 
     def remaps(self, classes: list[Any] | None, encoders: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -726,11 +715,3 @@ def memory_budget() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
     except (ValueError, OSError, AttributeError):
         return 4 * 2**30
-
-
-def bytes_text(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{math.floor(n)} B"

@@ -100,7 +100,11 @@ class CategoryEncoder:
     def fit(cls, values: Iterable[Any], max_values: int = 10_000, min_count: int = 1, boolean: bool | None = None) -> "CategoryEncoder":
         values = list(values)
         boolean = is_boolean(values) if boolean is None else boolean
-        counts = Counter(k for k in (canonical(v, boolean) for v in values) if k is not None)
+        return cls.from_counts(Counter(k for k in (canonical(v, boolean) for v in values) if k is not None), max_values, min_count, boolean)
+
+    @classmethod
+    def from_counts(cls, counts: "Counter[str]", max_values: int = 10_000, min_count: int = 1, boolean: bool = False) -> "CategoryEncoder":
+        """The most frequent keys (ties by key), from counts of canonical keys."""
         kept = sorted(((c, k) for k, c in counts.items() if c >= min_count), key=lambda ck: (-ck[0], ck[1]))
         return cls([k for _, k in kept[:max_values]], boolean)
 

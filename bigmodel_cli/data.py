@@ -137,15 +137,14 @@ def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None
     subfolder per class, ``cfg`` giving the image shape) reads as pixel columns."""
     import pandas as pd
 
-    if isinstance(spec, str) and not spec.startswith("keras:") and resolve_path(spec, base_dir).is_dir():
-        from .images import ImageFolder, folder_frame
+    from .images import folder_frame, folder_of
 
-        folder = ImageFolder.find(resolve_path(spec, base_dir))
-        if folder is not None:
-            if cfg is None:
-                raise DataError(f"data.{role}: {folder.root} is an image folder; this command reads tables")
-            df = folder_frame(folder, cfg.data.image_shape, cfg.data.target, role)
-            return df.head(nrows) if nrows else df
+    folder = folder_of(spec, base_dir)
+    if folder is not None:
+        if cfg is None:
+            raise DataError(f"data.{role}: {folder.root} is an image folder; this command reads tables")
+        df = folder_frame(folder, cfg.data.image_shape, cfg.data.target, role)
+        return df.head(nrows) if nrows else df
     shards = shard_paths(spec, base_dir, role)
     if shards is not None:
         return _read_shards(shards, base_dir, role, nrows, spec)

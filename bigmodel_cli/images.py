@@ -54,6 +54,22 @@ class ImageFolder:
         return cls(root, files, labels)
 
 
+def folder_of(spec: object, base_dir: Path) -> "ImageFolder | None":
+    """The image folder a ``data.<role>`` value names, if it names one."""
+    if not isinstance(spec, str) or spec.startswith("keras:"):
+        return None
+    from .data import resolve_path
+
+    path = resolve_path(spec, base_dir)
+    return ImageFolder.find(path) if path.is_dir() else None
+
+
+def need_shape(root: Path, shape: list[int] | None, role: str) -> list[int]:
+    if not shape:
+        raise DataError(f"data.{role} is an image folder ({root}); set data.image_shape to the size to train at", hint="e.g. data.image_shape: [28, 28, 1] (grey) or [224, 224, 3] (colour)")
+    return shape
+
+
 def pixel_names(shape: list[int]) -> list[str]:
     return [f"pixel{i}" for i in range(int(np.prod(shape)))]
 
@@ -169,8 +185,7 @@ def folder_frame(folder: ImageFolder, shape: list[int] | None, target: str, role
     """An image folder as a table: pixel columns, the class in ``target``, and ``path``."""
     import pandas as pd
 
-    if not shape:
-        raise DataError(f"data.{role} is an image folder ({folder.root}); set data.image_shape to the size to train at", hint="e.g. data.image_shape: [28, 28, 1] (grey) or [224, 224, 3] (colour)")
+    shape = need_shape(folder.root, shape, role)
     x = decode(folder.files, shape)
     df = pd.DataFrame(x, columns=pixel_names(shape))
     df[target] = folder.labels

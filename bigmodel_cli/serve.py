@@ -131,10 +131,18 @@ class Service:
         return spec, _cast_features(batch, spec, "request", 0)
 
     # ---- micro-batching
-    async def predict(self, spec: Any, batch: Any) -> Any:
+    def parse_inputs(self, body: bytes, content_type: str, probabilities: bool) -> tuple[Any, Any, Any]:
+        """:meth:`parse`, then the model's inputs: the CPU work of a request, off the event loop."""
+        from .predict import model_inputs
+
+        spec, batch = self.parse(body, content_type, probabilities)
+        return spec, batch, model_inputs(batch, spec, 0, "request")
+
+    async def predict(self, spec: Any, batch: Any, x: Any = None) -> Any:
         from .predict import _output_table, model_inputs
 
-        x = model_inputs(batch, spec, 0, "request")
+        if x is None:
+            x = model_inputs(batch, spec, 0, "request")
         if isinstance(x, dict):  # text/category ids differ in width per request: one call each
             probs = await asyncio.get_running_loop().run_in_executor(None, self.infer, x)
         else:
@@ -256,8 +264,8 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
             if len(body) > limit:
                 return JSONResponse({"error": f"the body is over the limit of {limit:,} bytes"}, status_code=413)
         try:
-            spec, batch = await asyncio.get_running_loop().run_in_executor(None, service.parse, bytes(body), request.headers.get("content-type", ""), probabilities)
-            table = await service.predict(spec, batch)
+            spec, batch, x = await asyncio.get_running_loop().run_in_executor(None, service.parse_inputs, bytes(body), request.headers.get("content-type", ""), probabilities)
+            table = await service.predict(spec, batch, x)
         except BadRequest as e:
             return JSONResponse({"error": str(e)}, status_code=400)
         except DataError as e:

@@ -35,7 +35,10 @@ class ColumnStats:
         x = np.asarray(x, np.float64).reshape(len(x), -1)
         finite = np.isfinite(x)
         count = finite.sum(axis=0)
-        with np.errstate(all="ignore"):
+        import warnings
+
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column with no value: NaN median
             xf = np.where(finite, x, np.nan)
             mean = np.where(count > 0, np.nansum(xf, axis=0) / np.maximum(count, 1), 0.0)
             m2 = np.nansum((xf - mean) ** 2, axis=0)

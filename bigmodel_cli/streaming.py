@@ -27,24 +27,16 @@ from .config import ExperimentConfig
 from .errors import ConfigError, DataError
 
 
-def _image_folder(spec: Any, base_dir: Path):
-    from .data import resolve_path
-    from .images import ImageFolder
-
-    if isinstance(spec, str) and not spec.startswith("keras:") and resolve_path(spec, base_dir).is_dir():
-        return ImageFolder.find(resolve_path(spec, base_dir))
-    return None
-
-
 def stream_mode(cfg: ExperimentConfig, base_dir: Path) -> str | None:
     """"table", "images" or None (in memory) for this experiment's training data."""
     from . import blocks
+    from .images import folder_of
 
     want = cfg.data.stream
     spec = cfg.data.train
     if want is False:
         return None
-    if _image_folder(spec, base_dir) is not None:
+    if folder_of(spec, base_dir) is not None:
         return "images"
     if isinstance(spec, str) and spec.startswith("keras:"):
         if want is True:
@@ -97,17 +89,15 @@ def _table(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list
 
 def _images(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list[Any] | None, tokenizers: dict[str, Any] | None, progress: Any):
     from .data import Datasets, check_shape, infer_classes, split_indices
-    from .images import StreamedImages, pixel_names
+    from .images import StreamedImages, folder_of, need_shape, pixel_names
 
     d = cfg.data
-    shape = d.image_shape
-    if not shape:
-        raise DataError(f"data.train is an image folder ({d.train}); set data.image_shape to the size to train at", hint="e.g. data.image_shape: [28, 28, 1] (grey) or [224, 224, 3] (colour)")
+    shape = need_shape(Path(str(d.train)), d.image_shape, "train")
     features = pixel_names(shape)
     check_shape(features, cfg, str(d.train))
 
     def folder_split(spec: Any, role: str) -> StreamedImages:
-        folder = _image_folder(spec, base_dir)
+        folder = folder_of(spec, base_dir)
         if folder is None:
             raise DataError(f"data.{role}: {spec} is not an image folder (one subfolder per class of PNG/JPEG files)", hint="with an image folder for data.train, the other splits are image folders too")
         from .images import check_readable
@@ -120,7 +110,7 @@ def _images(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: lis
         return StreamedImages(folder.files, np.asarray([index[lab] for lab in folder.labels]), shape, str(folder.root))
 
     if classes is None:
-        folder = _image_folder(d.train, base_dir)
+        folder = folder_of(d.train, base_dir)
         assert folder is not None
         classes = infer_classes(np.asarray(folder.labels, dtype=object), cfg)
     train = folder_split(d.train, "train")
