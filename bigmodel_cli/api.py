@@ -41,7 +41,7 @@ from .runs import (
 # Keys a resumed run may change: they cannot break what was trained so far.
 # The strategy may change (a preempted job resumed on other hardware, or with
 # --workers): the global batch and the data order stay the same.
-RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.checkpoint_every_steps", "train.steps_per_execution", "train.distribute", "train.devices")
+RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.checkpoint_every_steps", "train.steps_per_execution", "train.distribute", "train.devices", "train.inference_copy")
 
 # Set while a command works on a run folder, so an internal error can log there.
 current_run_dir: Path | None = None
@@ -91,6 +91,7 @@ class TrainOutcome:
     stopped_early: bool = False
     notes: list[str] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)  # seconds per phase: import, data, build, epochs, validation, saves, finalize, export, plots
+    background: bool = False  # the plot and inference.onnx are being written by a background process (finish.py)
 
 
 def resolved_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -226,40 +227,33 @@ def train(
             _end_session(run_dir, session["meta"], status, plan.is_chief)
     run_dir = result.run_dir
     plot = None
+    background = False
     notes: list[str] = []
     if plan.is_chief:
-        from .evaluate import plot_history
-
         notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
         if resume and cfg.train.lr_schedule == "cosine" and _extends(overrides) and result.strategy.get("learning_rate", 1.0) == 0.0:
             notes.append("train.lr_schedule: cosine had already decayed the learning rate to 0 over the run's original epochs, so the added epochs did not change the model; train a new run with more epochs instead")
-        import threading
-
+        from . import finish
+        from .export import model_sample
         from .streaming import parity_sample
 
-        plotted: dict[str, Any] = {}
-
-        def draw() -> None:  # beside the ONNX copy: the two overlap
-            t = time.perf_counter()
-            try:
-                plotted["path"] = plot_history(result.history, run_dir / PLOTS / "training.png")
-            except Exception as e:  # noqa: BLE001  (re-raised in the caller's thread below)
-                plotted["error"] = e
-            times["plots"] = round(time.perf_counter() - t, 3)
-
-        drawer = threading.Thread(target=draw, name="bigmodel-plots")
-        drawer.start()
+        mode = cfg.train.inference_copy
         t0 = time.perf_counter()
-        try:
-            notes += _inference_copy(result.model_path, parity_sample(cfg, base_dir, datasets), datasets.tokenizers)
-        finally:
-            drawer.join()
-        times["export"] = round(time.perf_counter() - t0, 3)
-        if "error" in plotted:
-            raise plotted["error"]
-        plot = plotted.get("path")
+        x = core_x = None
+        if mode != "none":
+            tokenizers = run_tokenizers(run_dir, load_run_config(run_dir)) if datasets.tokenizers else None
+            x, core_x = model_sample(parity_sample(cfg, base_dir, datasets), tokenizers)
+        if mode == "background":
+            finish.start_background(run_dir, result.history, x, core_x)
+            background = True
+            plot = run_dir / PLOTS / "training.png"
+            times["export"] = round(time.perf_counter() - t0, 3)
+        else:
+            plot, more, finish_times = finish.run_finish(run_dir, result.history, x, core_x, copy=mode != "none")
+            notes += more
+            times.update(finish_times)
     times.update(result.times)
-    return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes, times)
+    return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes, times, background)
 
 
 def prepare(path: str | Path, overrides: list[str] | None = None, progress: Any = None, rebuild: bool = False) -> dict[str, Any]:
@@ -283,29 +277,6 @@ def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[s
     from .text import PREPROCESSING_DIR, load_tokenizers
 
     return load_tokenizers(run_dir / PREPROCESSING_DIR)
-
-
-def _inference_copy(model_path: Path, sample: Any, tokenizers: dict[str, Any] | None = None) -> list[str]:
-    """Write the run's inference.onnx (predict's fast path); say why if it cannot be.
-
-    For a text model it holds the integer-id core; the parity check compares it,
-    fed by the Python tokeniser read back from the run folder, with model.keras
-    reading the raw strings."""
-    from .export import model_sample, write_inference_copy
-    from .models import load_trained
-    from .predict import default_batch_size
-
-    try:
-        model = load_trained(model_path, user_code_dir=model_path.parent)
-        if tokenizers:
-            tokenizers = run_tokenizers(model_path.parent, load_run_config(model_path.parent))
-        x, core_x = model_sample(sample, tokenizers)
-        r = write_inference_copy(model, model_path, x, default_batch_size(model), core_x)
-    except Exception as e:  # the Keras model is the product; this copy is an optimisation
-        return [f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow"]
-    if not r.parity_ok:
-        return [f"no inference.onnx: it differs from Keras by {r.max_abs_diff:.3g}; predict will use TensorFlow"]
-    return []
 
 
 def _extends(overrides: list[str]) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,6 +138,17 @@ class EarlyStoppingConfig(Strict):
     mode: Literal["auto", "min", "max"] = "auto"
 
 
+def _env_choice(var: str, choices: tuple[str, ...], default: str) -> str:
+    """A default that an environment variable may change (for a whole CI job);
+    an experiment's own setting still wins."""
+    value = os.environ.get(var, "").strip()
+    if not value:
+        return default
+    if value not in choices:
+        raise ConfigError(f"{var}={value} is not one of: {', '.join(choices)}", hint=f"unset {var}, or set it to one of those")
+    return value
+
+
 class TrainConfig(Strict):
     epochs: int = Field(5, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1, description="global batch size (all replicas together)")
@@ -154,6 +166,7 @@ class TrainConfig(Strict):
     checkpoint_every_steps: int | None = Field(None, ge=1, description="also save resume state every N steps")
     shuffle: bool = True
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field("auto", description="auto: bfloat16 where the hardware runs it fast (AMX/avx512_bf16 CPUs, GPUs of compute capability 8+), float16 with loss scaling on 7.x GPUs, else float32")
+    inference_copy: Literal["background", "wait", "none"] = Field(default_factory=lambda: _env_choice("BIGMODEL_INFERENCE_COPY", ("background", "wait", "none"), "background"), description="the run's inference.onnx and plot after training: background (a detached process; train returns at once, predict waits for it), wait (train writes them before it returns), none (no inference.onnx; the plot is still drawn)")
 
 
 class ExperimentConfig(Strict):

@@ -235,10 +235,14 @@ def write_inference_copy(model, model_path: Path, sample_x, batch_size: int, cor
 
 
 def inference_copy(model_path: Path) -> tuple[Path, dict] | None:
-    """The run's ONNX copy if it exists and was made from this very model.keras."""
+    """The run's ONNX copy if it exists and was made from this very model.keras.
+    Waits first for a background process still writing it (finish.py)."""
     import json
 
+    from .finish import wait
+
     run_dir = Path(model_path).parent
+    wait(run_dir)
     onnx_path, meta_path = run_dir / INFERENCE_ONNX, run_dir / INFERENCE_META
     if not (onnx_path.is_file() and meta_path.is_file()):
         return None

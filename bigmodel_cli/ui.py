@@ -209,11 +209,16 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
         t.add_row("breakdown", " · ".join(f"{k} {v:.1f}s" for k, v in times.items() if v >= 0.05))
     if outcome.model_path:
         t.add_row("model", _sized(outcome.model_path))
-    if outcome.plot:
-        t.add_row("curves", _sized(outcome.plot))
     inference = Path(outcome.run_dir) / "inference.onnx"
-    if inference.is_file():
-        t.add_row("inference", _sized(inference))
+    if getattr(outcome, "background", False):  # finish.py writes them after train returns
+        if outcome.plot:
+            t.add_row("curves", f"{outcome.plot} (being drawn)")
+        t.add_row("inference", f"{inference} (being written in the background; predict waits for it)")
+    else:
+        if outcome.plot:
+            t.add_row("curves", _sized(outcome.plot))
+        if inference.is_file():
+            t.add_row("inference", _sized(inference))
     con.print(t)
     for note in outcome.notes:
         con.print(f"[yellow]note:[/] {note}")

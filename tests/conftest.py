@@ -13,6 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU everywhere in tests: determinism
+# train writes inference.onnx and the plot before it returns, so tests can look
+# at them at once and no background process outlives its test's folder
+# (tests/test_finish.py sets background explicitly).
+os.environ.setdefault("BIGMODEL_INFERENCE_COPY", "wait")
 
 
 @dataclass

@@ -1,0 +1,165 @@
+"""A run's last steps after training: its plot and its inference copy.
+
+Neither is the product (``model.keras`` is, and it is complete before these
+start), so neither need hold up the end of ``bigmodel train``:
+
+- ``train.inference_copy: background`` (the default) hands both to a detached
+  process (``python -m bigmodel_cli.finish RUN``) and ``train`` returns. The
+  process holds an exclusive ``flock`` on ``RUN/.inference.lock``, taken by
+  ``train`` before it starts the process and inherited by it, so there is no
+  moment where a reader could miss it. ``predict``/``serve`` wait for that lock
+  before they look for ``inference.onnx`` (:func:`wait`). A kill -9 of the
+  process releases the lock; the copy is then simply absent (its files are
+  written atomically, ``inference.json`` last) and predict uses TensorFlow.
+- ``wait`` does the same work in this process (the plot in a thread beside the
+  ONNX conversion) and reports a failed parity check in train's notes.
+- ``none`` writes no inference copy (the plot is still drawn).
+
+The parity sample (up to 256 training rows) travels to the process as a
+pickle in the run folder, ``.inference-sample.pkl``, deleted once used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .runs import MODEL_FILE, PLOTS, atomic_path
+
+LOCK = ".inference.lock"
+SAMPLE = ".inference-sample.pkl"
+NOTE = "inference.note"  # why a background copy was not written (one line)
+
+
+def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bool = True) -> tuple[Path | None, list[str], dict[str, float]]:
+    """Draw the plot (in a thread) beside the ONNX conversion; (plot, notes, times)."""
+    from .evaluate import plot_history
+
+    times: dict[str, float] = {}
+    plotted: dict[str, Any] = {}
+
+    def draw() -> None:
+        t = time.perf_counter()
+        try:
+            plotted["path"] = plot_history(history, run_dir / PLOTS / "training.png")
+        except Exception as e:  # noqa: BLE001  (re-raised in the caller's thread below)
+            plotted["error"] = e
+        times["plots"] = round(time.perf_counter() - t, 3)
+
+    drawer = threading.Thread(target=draw, name="bigmodel-plots")
+    drawer.start()
+    t0 = time.perf_counter()
+    notes: list[str] = []
+    try:
+        if copy:
+            notes += inference_copy_notes(run_dir / MODEL_FILE, x, core_x)
+    finally:
+        drawer.join()
+    times["export"] = round(time.perf_counter() - t0, 3)
+    if "error" in plotted:
+        raise plotted["error"]
+    return plotted.get("path"), notes, times
+
+
+def inference_copy_notes(model_path: Path, x: Any, core_x: Any) -> list[str]:
+    """Write the run's inference.onnx (predict's fast path); say why if it cannot be."""
+    from .export import write_inference_copy
+    from .models import load_trained
+    from .predict import default_batch_size
+
+    try:
+        model = load_trained(model_path, user_code_dir=model_path.parent)
+        r = write_inference_copy(model, model_path, x, default_batch_size(model), core_x)
+    except Exception as e:  # the Keras model is the product; this copy is an optimisation
+        return [f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow"]
+    if not r.parity_ok:
+        return [f"no inference.onnx: it differs from Keras by {r.max_abs_diff:.3g}; predict will use TensorFlow"]
+    return []
+
+
+def start_background(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bool = True) -> int:
+    """Start the detached process that draws the plot and writes the inference
+    copy; returns its pid. The lock is taken here and inherited by the process."""
+    import fcntl
+
+    run_dir = Path(run_dir)
+    (run_dir / NOTE).unlink(missing_ok=True)
+    with atomic_path(run_dir / SAMPLE) as tmp:
+        tmp.write_bytes(pickle.dumps({"history": history, "x": x, "core_x": core_x, "copy": copy}, protocol=5))
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # CPU only, lower priority: the user's next command (another training
+        # on the GPU, a predict) comes first.
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        p = subprocess.Popen(
+            [sys.executable, "-m", "bigmodel_cli.finish", str(run_dir), str(fd)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(fd,), start_new_session=True, env=env, close_fds=True,
+        )
+    finally:
+        os.close(fd)  # the process's copy of the descriptor keeps the lock
+    return p.pid
+
+
+def busy(run_dir: Path) -> bool:
+    """Whether a background finish still holds the run's lock."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK
+    if not path.is_file():
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def wait(run_dir: Path, timeout: float = 600.0) -> bool:
+    """Wait until no background finish holds the run's lock; False on timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while busy(run_dir):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(0.2, delay * 1.5)
+    return True
+
+
+def main(argv: list[str]) -> int:
+    run_dir, fd = Path(argv[0]), int(argv[1])
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    note = ""
+    try:
+        payload = pickle.loads((run_dir / SAMPLE).read_bytes())
+        _, notes, _ = run_finish(run_dir, payload["history"], payload["x"], payload["core_x"], payload["copy"])
+        note = "; ".join(notes)
+    except BaseException as e:  # noqa: BLE001  (recorded for predict, which falls back to TensorFlow)
+        note = f"the background finish failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+    finally:
+        (run_dir / SAMPLE).unlink(missing_ok=True)
+        if note:
+            with contextlib.suppress(OSError):
+                (run_dir / NOTE).write_text(note + "\n")
+        os.close(fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
