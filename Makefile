@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tabular_bench.py
 	$(BIN)/python benchmarks/stream_bench.py
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/tensorboard_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -367,7 +367,7 @@ def fit(
         "learning_rate": float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate))), "devices": plan.devices,
         "start_epoch": state.epoch, "train_rows": n_train, "val_rows": len(data.validation) if has_val else 0,
         "params": int(model.count_params()), "is_chief": is_chief, "plan": plan.as_dict(), "stream": data.stream,
-        "precision": plan.precision, "precision_reason": plan.precision_reason,
+        "precision": plan.precision, "precision_reason": plan.precision_reason, "run_dir": str(run_dir),
     }
     times["build"] = time.perf_counter() - t_fit
     obs.on_train_begin(info)
@@ -389,7 +389,12 @@ def fit(
         where = f"epoch {st.epoch + 1}, step {st.step}/{steps_per_epoch}" if st.step else f"after epoch {st.epoch}"
         return Interrupted(f"training interrupted by {name} at {where}; resume state saved in {run_dir}", f"bigmodel train {run_dir} --resume", str(run_dir))
 
-    with StopFlag() as stop, peer_failures(plan, run_dir):
+    tb = None
+    if is_chief and cfg.train.tensorboard:
+        from .tblog import TensorBoardLog
+
+        tb = TensorBoardLog(run_dir, steps_per_epoch)
+    with StopFlag() as stop, peer_failures(plan, run_dir), _closing(tb):
         epoch = state.epoch
         iterator, iterator_end = None, epoch
         span = source.epochs_per_iterator(replicas)
@@ -414,7 +419,10 @@ def fit(
                 epoch_samples += rows
                 state.global_step += k
                 dt = time.perf_counter() - t0
-                obs.on_steps(epoch + 1, done, steps_per_epoch, finish_metrics(names, sums), epoch_samples / max(dt, 1e-9))
+                logs = finish_metrics(names, sums)
+                obs.on_steps(epoch + 1, done, steps_per_epoch, logs, epoch_samples / max(dt, 1e-9))
+                if tb is not None:
+                    tb.steps(state.global_step, logs)
                 if not np.isfinite(sums[0]):
                     raise ConfigError(f"the loss became {sums[0]} in epoch {epoch + 1} (step {done}): training diverged", hint="lower train.learning_rate, or set data.normalize: true")
                 if stop.signal is not None or (every and state.global_step - last_ckpt_step >= every and done < steps_per_epoch):
@@ -448,6 +456,8 @@ def fit(
             last_ckpt_step = state.global_step
             if is_chief:
                 write_history(run_dir, state.history)
+            if tb is not None:
+                tb.epoch(epoch, row, float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate))))
             obs.on_epoch_end(epoch, row)
             if stop.signal is not None:
                 raise interrupted(state, stop.signal)
@@ -467,6 +477,21 @@ def fit(
     )
     obs.on_train_end({"result": result, "monitor": monitor, "best": state.best})
     return result
+
+
+class _closing:
+    """Close the TensorBoard writers however the loop ends (their last events flushed)."""
+
+    def __init__(self, tb):
+        self.tb = tb
+
+    def __enter__(self):
+        return self.tb
+
+    def __exit__(self, *exc) -> bool:
+        if self.tb is not None:
+            self.tb.close()
+        return False
 
 
 def _reader_error(e: Exception) -> Exception:
