@@ -41,7 +41,7 @@ from .runs import (
 # Keys a resumed run may change: they cannot break what was trained so far.
 # The strategy may change (a preempted job resumed on other hardware, or with
 # --workers): the global batch and the data order stay the same.
-RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.checkpoint_every_steps", "train.steps_per_execution", "train.distribute", "train.devices", "train.inference_copy")
+RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.checkpoint_every_steps", "train.steps_per_execution", "train.distribute", "train.devices", "train.inference_copy", "train.tensorboard")
 
 # Set while a command works on a run folder, so an internal error can log there.
 current_run_dir: Path | None = None
@@ -139,8 +139,10 @@ def train(
     overrides: list[str] | None = None,
     observer: Any = None,
     resume: bool = False,
+    tags: dict[str, Any] | None = None,
 ) -> TrainOutcome:
-    """Train an experiment (or resume a run); returns where everything went."""
+    """Train an experiment (or resume a run); returns where everything went.
+    ``tags`` go into meta.json (``tune`` marks its trials with them)."""
     global current_run_dir
     from . import distribute
 
@@ -208,7 +210,7 @@ def train(
             if cfg.model.architecture and ":" in cfg.model.architecture:
                 shutil.copyfile(base_dir / cfg.model.architecture.split(":")[0], run_dir / "model.py")
         current_run_dir = run_dir
-        session["meta"] = _start_session(run_dir, cfg, plan, resume, datasets)
+        session["meta"] = _start_session(run_dir, cfg, plan, resume, datasets, tags)
         return run_dir
 
     status = "failed"
@@ -218,9 +220,9 @@ def train(
         result = train_mod.fit(cfg, base_dir, run_dir if resume else open_run, datasets, observer, strategy_plan=plan, resume=resume)
         status = "completed"
     except BaseException as e:
-        from .errors import Interrupted
+        from .errors import Interrupted, Pruned
 
-        status = "interrupted" if isinstance(e, (Interrupted, KeyboardInterrupt)) else "failed"
+        status = "interrupted" if isinstance(e, (Interrupted, KeyboardInterrupt)) else "pruned" if isinstance(e, Pruned) else "failed"
         raise
     finally:
         if "meta" in session and run_dir is not None:
@@ -312,7 +314,7 @@ def _sweep_killed_writes(run_dir: Path) -> None:
     sweep_temp(run_dir)
 
 
-def _start_session(run_dir: Path, cfg: ExperimentConfig, plan: Any, resume: bool, datasets: Any) -> dict[str, Any]:
+def _start_session(run_dir: Path, cfg: ExperimentConfig, plan: Any, resume: bool, datasets: Any, tags: dict[str, Any] | None = None) -> dict[str, Any]:
     meta_path = run_dir / META_FILE
     meta = read_json(meta_path) if (resume and meta_path.is_file()) else {
         "name": cfg.name,
@@ -327,6 +329,7 @@ def _start_session(run_dir: Path, cfg: ExperimentConfig, plan: Any, resume: bool
         "validation_rows": len(datasets.validation) if datasets.validation else 0,
         "sessions": [],
     }
+    meta.update(tags or {})
     meta["strategy"] = {"kind": plan.kind, "devices": plan.devices, "reason": plan.reason, "workers": plan.workers}
     meta["precision"] = {"policy": plan.precision, "reason": plan.precision_reason}
     meta["sessions"].append({"start": _now(), "end": None, "status": "running", "command": _command_line(), "resumed": resume, "host": platform.node(), "pid": os.getpid()})

@@ -164,6 +164,47 @@ def prepare(
 
 
 @app.command()
+def runs(
+    path: Path = typer.Argument(..., help="Experiment folder (or its runs/ folder)."),
+    sort: Optional[str] = typer.Option(None, "--sort", help="Sort by: name, status, epochs, best, duration, started, trial, or a test metric (e.g. accuracy); best first where a metric has a direction."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The experiment's runs side by side: status, epochs, best metric, test metrics, duration."""
+    from . import ui
+    from .compare import list_runs, sort_rows
+
+    rows = sort_rows(list_runs(path), sort)
+    if json_out:
+        ui.print_json({"experiment": str(path), "runs": rows})
+    else:
+        ui.runs_table(rows)
+
+
+@app.command()
+def tune(
+    path: Path = typer.Argument(..., help="Experiment folder or YAML file with a tune: section."),
+    trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, help="Finished trials the study should hold (default tune.trials); a rerun continues up to this."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name in DIR/tune/study.db (default: the experiment's name)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key for every trial: dotted.key=value (repeatable)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON: the trials with their state and value, and the best."),
+) -> None:
+    """Search hyperparameters with Optuna (TPE, median pruning); survives kill -9: rerun to continue."""
+    from . import ui
+    from .tune import tune as run_tune
+
+    progress = ui.TuneProgress()
+    try:
+        outcome = run_tune(path, trials, list(set_ or []), study, progress=progress)
+    finally:
+        progress.close()
+    if json_out:
+        ui.print_json(outcome.as_dict())
+    else:
+        ui.tune_summary(outcome)
+        print(outcome.best_yaml or "")
+
+
+@app.command()
 def serve(
     run: Path = typer.Argument(..., help="Run folder (or experiment folder: its latest run)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 exposes the server to the network."),

@@ -60,6 +60,10 @@ class WorkerFailed(BigmodelError):
     exit_code = EXIT_INTERNAL
 
 
+class Pruned(BigmodelError):
+    """A ``tune`` trial stopped by the pruner (its run folder says "pruned")."""
+
+
 class Interrupted(BigmodelError):
     """Training was interrupted (SIGINT/SIGTERM) after saving resume state."""
 

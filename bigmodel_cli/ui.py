@@ -381,3 +381,163 @@ def profile_table(r: Any, console: Console | None = None) -> None:
     con.print(f"wrote {r.path / 'experiment.yaml'}" + (f" (data copied to {r.path / 'data' / r.data.name})" if r.copied else f" (it reads {r.data})"))
     con.print("change a column's use in data.columns, data.id_columns or data.features")
     con.print(f"next: bigmodel train {r.path}")
+
+
+# ------------------------------------------------------------ runs and tune
+
+
+def _short_time(iso: str | None) -> str:
+    if not iso:
+        return ""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(iso).astimezone().strftime("%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+STATUS_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pruned": "dim"}
+
+
+def _test_keys(rows: list[dict[str, Any]], limit: int = 3) -> list[str]:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r["test"] if k not in keys and k != "rows"]
+    if len(keys) > 1 and "loss" in keys:
+        keys.remove("loss")  # the metrics say more than the loss they were trained on
+    return keys[:limit]
+
+
+def runs_table(rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    """``bigmodel runs``: one row a run."""
+    con = console or out_console()
+    if not rows:
+        con.print("no runs yet (bigmodel train DIR makes one)")
+        return
+    monitors = {r["monitor"] for r in rows if r["best"] is not None}
+    one_monitor = len(monitors) == 1
+    tests = _test_keys(rows)
+    trials = any(r.get("trial") is not None for r in rows)
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    t.add_column("run", no_wrap=True)
+    t.add_column("status", no_wrap=True)
+    t.add_column("epochs", justify="right", no_wrap=True)
+    t.add_column(f"best {next(iter(monitors))}" if one_monitor else "best", justify="right", no_wrap=True)
+    for k in tests:
+        t.add_column(f"test {k}", justify="right", no_wrap=True)
+    t.add_column("time", justify="right", no_wrap=True)
+    t.add_column("started", no_wrap=True)
+    if trials:
+        t.add_column("trial", justify="right", no_wrap=True)
+    for r in rows:
+        best = "" if r["best"] is None else (f"{fmt(r['best'])} @{r['best_epoch']}" if one_monitor else f"{r['monitor']} {fmt(r['best'])} @{r['best_epoch']}")
+        epochs = f"{r['epochs']}/{r['epochs_planned']}" if r.get("epochs_planned") else str(r["epochs"])
+        style = STATUS_STYLE.get(r["status"], "")
+        cells = [r["name"], f"[{style}]{r['status']}[/]" if style else r["status"], epochs, best, *[fmt(float(r["test"][k])) if k in r["test"] else "" for k in tests], duration(r["duration_s"]), _short_time(r["started"])]
+        if trials:
+            cells.append(f"#{r['trial']}" if r.get("trial") is not None else "")
+        t.add_row(*cells)
+    if not con.is_terminal:  # a pipe or a file: whole rows, however wide
+        need = Console(file=con.file, width=1000).measure(t).maximum
+        con = Console(file=con.file, width=max(80, need), highlight=False, no_color=con.no_color)
+    con.print(t)
+
+
+def _params_cell(params: dict[str, Any]) -> str:
+    return " · ".join(f"{k.rsplit('.', 1)[-1]} {fmt(v) if isinstance(v, float) and abs(v) >= 1e-3 else (f'{v:.3g}' if isinstance(v, float) else v)}" for k, v in params.items())
+
+
+class TuneProgress:
+    """The live table of a study's trials; the running trial's epoch below it.
+    Without a TTY: one line a trial."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or err_console()
+        self.live_mode = self.console.is_terminal
+        self.live: Live | None = None
+        self.rows: list[Any] = []
+        self.current: dict[str, Any] | None = None
+        self.metric, self.direction, self.target = "", "minimize", 0
+
+    def begin(self, study: str, storage: Path, metric: str, direction: str, target: int, rows: list[Any], stale: list[int]) -> None:
+        self.metric, self.direction, self.target, self.rows = metric, direction, target, rows
+        done = sum(r.state in ("complete", "pruned") for r in rows)
+        self.console.print(f"study [bold]{study}[/] in {storage} · {direction} {metric} (best epoch of each trial) · {done} of {target} trials finished")
+        for n in stale:
+            self.console.print(f"[yellow]trial {n} was left running by a process that is gone (killed?): marked failed, a new trial replaces it[/]")
+        if self.live_mode:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self.live.start()
+
+    def trial_begin(self, number: int, params: dict[str, Any]) -> None:
+        self.current = {"number": number, "params": params, "epoch": 0, "epochs": 0, "value": None, "t": time.perf_counter()}
+        self._refresh()
+
+    def trial_end(self, number: int, state: str, value: float | None, reason: str | None, run_dir: str | None, seconds: float, rows: list[Any]) -> None:
+        self.rows, self.current = rows, None
+        if self.live is not None:
+            self._refresh()
+        else:
+            row = next((r for r in rows if r.number == number), None)
+            parts = [f"trial {number}" + (" (the experiment's own settings)" if row is not None and row.baseline else ""), state, f"{self.metric} {fmt(value)}" if value is not None else "", _params_cell(row.params if row else {}), f"{row.epochs if row else 0} epochs", duration(seconds)]
+            if reason:
+                parts.append(reason)
+            self.console.print(" · ".join(p for p in parts if p))
+
+    # observer protocol of the running trial (train.fit): quiet, only the last line moves
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        if self.current is not None:
+            self.current["epochs"] = info.get("epochs", 0)
+
+    def on_epoch_begin(self, epoch: int, steps: int) -> None:
+        pass
+
+    def on_steps(self, *a: Any) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
+        if self.current is not None:
+            self.current.update(epoch=epoch, value=row.get(self.metric))
+            self._refresh()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.stop()
+            self.live = None
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def _render(self) -> Table:
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        for name, just in (("trial", "right"), ("state", "left"), (self.metric, "right"), ("epochs", "right"), ("time", "right"), ("parameters", "left")):
+            t.add_column(name, justify=just)
+        done = [r for r in self.rows if r.state == "complete" and r.value is not None]
+        best = (min if self.direction == "minimize" else max)(done, key=lambda r: r.value).number if done else None
+        for r in self.rows:
+            if r.state == "running":
+                continue
+            style = {"complete": "", "pruned": "dim", "fail": "red"}.get(r.state, "")
+            mark = " ★" if r.number == best else ""
+            t.add_row(f"{r.number}{mark}", f"[{style}]{r.state}[/]" if style else r.state, fmt(r.value) if r.value is not None else "", str(r.epochs), duration(r.seconds or 0), _params_cell(r.params) + (" (the experiment's own)" if r.baseline else ""))
+        c = self.current
+        if c is not None:
+            t.add_row(str(c["number"]), "[cyan]running[/]", fmt(c["value"]) if c["value"] is not None else "…", f"{c['epoch']}/{c['epochs']}", duration(time.perf_counter() - c["t"]), _params_cell(c["params"]))
+        return t
+
+
+def tune_summary(outcome: Any, console: Console | None = None) -> None:
+    con = console or err_console()
+    finished = sum(t.state in ("complete", "pruned") for t in outcome.trials)
+    states = {s: sum(t.state == s for t in outcome.trials) for s in ("complete", "pruned", "fail")}
+    con.print(f"study {outcome.study}: {finished} finished trials ({states['complete']} complete, {states['pruned']} pruned; {states['fail']} failed) · this run ran {outcome.ran}")
+    if outcome.best is None:
+        con.print("[yellow]no trial completed: no best.yaml[/]")
+        return
+    b = outcome.best
+    con.print(f"best: trial {b.number} · {outcome.metric} {fmt(b.value)} · {_params_cell(b.params)}" + (" (the experiment's own settings)" if b.baseline else ""))
+    con.print(f"run: {b.run_dir}")
+    con.print(f"best.yaml: {outcome.best_yaml}  (train it: bigmodel train {outcome.best_yaml})")
