@@ -166,7 +166,46 @@ class TrainConfig(Strict):
     checkpoint_every_steps: int | None = Field(None, ge=1, description="also save resume state every N steps")
     shuffle: bool = True
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field("auto", description="auto: bfloat16 where the hardware runs it fast (AMX/avx512_bf16 CPUs, GPUs of compute capability 8+), float16 with loss scaling on 7.x GPUs, else float32")
+    tensorboard: bool = Field(True, description="write TensorBoard event files under the run's tensorboard/ (tensorboard --logdir EXP/runs)")
     inference_copy: Literal["background", "wait", "none"] = Field(default_factory=lambda: _env_choice("BIGMODEL_INFERENCE_COPY", ("background", "wait", "none"), "background"), description="the run's inference.onnx and plot after training: background (a detached process; train returns at once, predict waits for it), wait (train writes them before it returns), none (no inference.onnx; the plot is still drawn)")
+
+
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "logint", "choice")
+
+
+class TuneConfig(Strict):
+    """``bigmodel tune``: what to search and what to optimise (tune.py)."""
+
+    space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="dotted key -> {loguniform: [lo, hi]} | {uniform: [lo, hi]} | {int: [lo, hi]} | {logint: [lo, hi]} | {choice: [a, b, ...]}")
+    metric: str | None = Field(None, description="what a trial optimises: a logged metric (its best epoch); null = val_loss with a validation split, else loss")
+    direction: Literal["minimize", "maximize"] | None = Field(None, description="null = from the metric (loss-like: minimize; accuracy, auc, r2...: maximize)")
+    trials: int = Field(20, ge=1, le=100_000, description="finished trials the study should hold (--trials overrides)")
+    pruner: Literal["median", "none"] = Field("median", description="median: stop a trial whose metric is worse than the median of earlier trials at the same epoch")
+    startup_trials: int = Field(4, ge=0, description="trials before the pruner and the TPE sampler start to act (random search before that)")
+    warmup_epochs: int | None = Field(None, ge=0, description="epochs of a trial before it may be pruned (null = a quarter of train.epochs: a slow starter is not judged on its first epochs)")
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, space: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for key, dist in space.items():
+            check_key(key.split("."), f"tune.space: {key}")
+            if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
+                raise ValueError(f"{key} must be one of {{{': ..., '.join(DISTRIBUTIONS)}: ...}}, e.g. {{loguniform: [0.0001, 0.1]}}")
+            kind, arg = next(iter(dist.items()))
+            if kind == "choice":
+                if not isinstance(arg, list) or not arg:
+                    raise ValueError(f"{key}: choice needs a non-empty list, e.g. {{choice: [16, 32, 64]}}")
+                continue
+            if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arg)):
+                raise ValueError(f"{key}: {kind} needs [low, high], e.g. {{{kind}: [1, 10]}}")
+            lo, hi = arg
+            if not lo < hi:
+                raise ValueError(f"{key}: {kind} needs low < high (got [{lo}, {hi}])")
+            if kind in ("loguniform", "logint") and lo <= 0:
+                raise ValueError(f"{key}: {kind} needs low > 0 (got {lo})")
+            if kind in ("int", "logint") and not (float(lo).is_integer() and float(hi).is_integer()):
+                raise ValueError(f"{key}: {kind} needs whole numbers (got [{lo}, {hi}])")
+        return space
 
 
 class ExperimentConfig(Strict):
@@ -176,6 +215,7 @@ class ExperimentConfig(Strict):
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig | None = None
 
     @model_validator(mode="after")
     def _cross(self) -> "ExperimentConfig":

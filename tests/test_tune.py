@@ -1,0 +1,214 @@
+"""bigmodel tune (Optuna study in DIR/tune/study.db), bigmodel runs, TensorBoard logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_process
+
+FAST = ["--set", "train.epochs=12"]  # the regression template's 60 epochs, cut for the tests
+
+
+def _study_states(exp: Path) -> list[tuple[int, str]]:
+    with sqlite3.connect(exp / "tune" / "study.db") as db:
+        return db.execute("select number, state from trials order by number").fetchall()
+
+
+def test_tune_space_keys_and_values_are_checked(make_exp, cli):
+    exp = make_exp("regression")
+    r = cli("tune", exp, "--set", "tune.space={train.learnig_rate: {loguniform: [0.001, 0.1]}}")
+    assert r.code == 2 and "train.learnig_rate" in r.err and "did you mean 'learning_rate'" in r.err
+    r = cli("tune", exp, "--set", "tune.space={train.learning_rate: {loguniform: [0, 0.1]}}")
+    assert r.code == 2 and "low > 0" in r.err
+    r = cli("tune", exp, "--set", "tune.space={train.batch_size: {choice: [0, 16]}}")
+    assert r.code == 2 and "tune.space.train.batch_size: the value 0 is refused" in r.err
+    r = cli("tune", exp, "--set", "tune.space={train.learning_rate: {normal: [0, 1]}}")
+    assert r.code == 2 and "loguniform" in r.err
+    r = cli("tune", exp, "--set", "tune.metric=val_acuracy")
+    assert r.code == 2 and "tune.metric 'val_acuracy' is not logged" in r.err
+    r = cli("tune", exp, "--set", "tune=null")
+    assert r.code == 2 and "no tune.space" in r.err and "loguniform" in r.err
+    assert not (exp / "runs").exists()  # nothing ran
+
+
+def test_tune_kill_9_and_rerun_ends_with_exactly_n_finished_trials(make_exp):
+    """The issue's goal: kill -9 during the study, rerun, exactly 8 finished
+    trials; the killed one failed and replaced; none repeated; the best is at
+    or below the template default's validation loss (trial 0)."""
+    exp = make_exp("regression")
+    env = {**os.environ, "BIGMODEL_INFERENCE_COPY": "wait"}
+    p = subprocess.Popen([sys.executable, "-m", "bigmodel_cli", "tune", str(exp), "--trials", "8", *FAST], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:  # kill it inside its third trial, after that trial's first epoch
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            hist = exp / "runs" / "regression-3" / "history.csv"
+            if hist.is_file() and len(hist.read_text().splitlines()) >= 3:
+                break
+            assert p.poll() is None, p.stderr.read()
+            time.sleep(0.05)
+        else:
+            pytest.fail("the third trial never got going")
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert ("RUNNING" in {s for _, s in _study_states(exp)}), _study_states(exp)
+    r = run_process("runs", exp, "--json")
+    killed = [x for x in json.loads(r.out)["runs"] if x["name"] == "regression-3"][0]
+    assert killed["status"] == "interrupted" and killed["trial"] == 2
+
+    r = run_process("tune", exp, "--trials", "8", *FAST, "--json", env={"BIGMODEL_INFERENCE_COPY": "wait"}, timeout=600)
+    assert r.code == 0, r.err
+    d = json.loads(r.out)
+    assert "trial 2 was left running by a process that is gone" in r.err
+    assert d["failed_stale"] == [2] and d["finished"] == 8
+    states = [t["state"] for t in d["trials"]]
+    assert states.count("fail") == 1 and states[2] == "fail"
+    assert sum(s in ("complete", "pruned") for s in states) == 8 and "running" not in states
+    assert [t["number"] for t in d["trials"]] == list(range(len(states)))
+    dirs = [t["run_dir"] for t in d["trials"]]
+    assert len(set(dirs)) == len(dirs)  # every trial its own run folder
+    # no point drawn twice (the restart must not replay the sampler's sequence)
+    params = [json.dumps(t["params"], sort_keys=True) for t in d["trials"]]
+    assert len(set(params)) == len(params)
+    # trial 0 is the template's own settings; the search matches or beats it
+    t0 = d["trials"][0]
+    assert t0["baseline"] and t0["params"] == {"train.learning_rate": 0.01, "train.batch_size": 16, "train.optimizer": "sgd"}
+    assert d["best_value"] <= t0["value"]
+    # best.yaml trains as it stands, with the best parameters
+    best = Path(d["best_yaml"])
+    raw = yaml.safe_load(best.read_text())
+    for k, v in d["best"]["params"].items():
+        a, b = k.split(".")
+        assert raw[a][b] == v
+    r = run_process("train", best, "--print-config")
+    assert r.code == 0, r.err
+    # a rerun with the study complete runs nothing more
+    r = run_process("tune", exp, "--trials", "8", *FAST, "--json")
+    assert r.code == 0 and json.loads(r.out)["ran"] == 0
+    # bigmodel runs marks the trials; the pruned ones say so
+    rows = json.loads(run_process("runs", exp, "--json").out)["runs"]
+    assert len(rows) == len(states)
+    by_trial = {x["trial"]: x for x in rows}
+    for t in d["trials"]:
+        want = {"complete": "finished", "pruned": "pruned", "fail": "interrupted"}[t["state"]]
+        assert by_trial[t["number"]]["status"] == want
+
+
+def test_one_tune_process_per_study_and_the_space_is_pinned(make_exp, cli):
+    import fcntl
+
+    exp = make_exp("regression")
+    (exp / "tune").mkdir()
+    fd = os.open(exp / "tune" / ".regression.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, b"4242", 0)
+        r = cli("tune", exp, "--trials", "1")
+        assert r.code == 2 and "being run by another bigmodel tune (pid 4242)" in r.err
+    finally:
+        os.close(fd)
+    r = cli("tune", exp, "--trials", "1", "--set", "train.epochs=2", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["finished"] == 1
+    r = cli("tune", exp, "--trials", "2", "--set", "train.epochs=2", "--set", "tune.space={train.learning_rate: {loguniform: [0.001, 0.1]}}")
+    assert r.code == 2 and "searched another space" in r.err and "--study" in r.err
+    r = cli("tune", exp, "--trials", "1", "--set", "train.epochs=2", "--set", "tune.space={train.learning_rate: {loguniform: [0.001, 0.1]}}", "--study", "lr-only", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["study"] == "lr-only"
+
+
+def _fake_run(runs: Path, name: str, status: str, pid: int, history: list[dict], test: dict | None = None, tune: dict | None = None, start: str = "2026-11-24T10:00:00+00:00") -> None:
+    d = runs / name
+    d.mkdir(parents=True)
+    meta = {"name": "x", "created": start, "sessions": [{"start": start, "end": None if status == "running" else "2026-11-24T10:01:30+00:00", "status": status, "host": __import__("platform").node(), "pid": pid}]}
+    if tune:
+        meta["tune"] = tune
+    (d / "meta.json").write_text(json.dumps(meta))
+    (d / "config.yaml").write_text(yaml.safe_dump({"train": {"epochs": 5}}))
+    keys = list(history[0])
+    (d / "history.csv").write_text(",".join(keys) + "\n" + "".join(",".join(str(r[k]) for k in keys) + "\n" for r in history))
+    if test:
+        (d / "metrics.json").write_text(json.dumps({"data": "t.csv", "task": "classification", **test}))
+
+
+def test_runs_table_status_sort_and_json(tmp_path, cli):
+    runs = tmp_path / "exp" / "runs"
+    h = lambda *v: [{"epoch": i + 1, "loss": 1.0, "val_loss": x, "val_accuracy": 1 - x} for i, x in enumerate(v)]  # noqa: E731
+    _fake_run(runs, "a-1", "completed", os.getpid(), h(0.5, 0.3, 0.4), {"accuracy": 0.91, "loss": 0.3}, start="2026-11-24T10:00:00+00:00")
+    _fake_run(runs, "a-2", "running", 2**22 + 12345, h(0.6), start="2026-11-24T10:05:00+00:00")  # its process is gone
+    _fake_run(runs, "a-3", "running", os.getpid(), h(0.2, 0.25), start="2026-11-24T10:06:00+00:00")  # this very process: alive
+    _fake_run(runs, "a-4", "pruned", os.getpid(), h(0.9, 0.8), tune={"study": "s", "trial": 4, "params": {"train.learning_rate": 0.1}}, start="2026-11-24T10:07:00+00:00")
+    _fake_run(runs, "a-5", "failed", os.getpid(), h(0.7), {"accuracy": 0.95}, start="2026-11-24T10:08:00+00:00")
+    r = cli("runs", tmp_path / "exp", "--json")
+    assert r.code == 0, r.err
+    rows = {x["name"]: x for x in json.loads(r.out)["runs"]}
+    assert {k: v["status"] for k, v in rows.items()} == {"a-1": "finished", "a-2": "interrupted", "a-3": "running", "a-4": "pruned", "a-5": "failed"}
+    assert rows["a-1"]["best"] == 0.3 and rows["a-1"]["best_epoch"] == 2 and rows["a-1"]["monitor"] == "val_loss"
+    assert rows["a-1"]["epochs"] == 3 and rows["a-1"]["epochs_planned"] == 5 and rows["a-1"]["duration_s"] == 90.0
+    assert rows["a-1"]["test"] == {"accuracy": 0.91, "loss": 0.3}
+    assert rows["a-4"]["trial"] == 4 and rows["a-4"]["study"] == "s"
+    order = lambda key: [x["name"] for x in json.loads(cli("runs", tmp_path / "exp", "--sort", key, "--json").out)["runs"]]  # noqa: E731
+    assert order("best") == ["a-3", "a-1", "a-2", "a-5", "a-4"]  # lowest val_loss first
+    assert order("accuracy") == ["a-5", "a-1", "a-2", "a-3", "a-4"]  # highest first, runs without it last
+    assert order("started") == ["a-1", "a-2", "a-3", "a-4", "a-5"]
+    r = cli("runs", tmp_path / "exp", "--sort", "bset")
+    assert r.code == 2 and "did you mean 'best'" in r.err
+    r = cli("runs", tmp_path / "exp")
+    assert r.code == 0
+    lines = r.out.splitlines()
+    assert "best val_loss" in lines[0] and "test accuracy" in lines[0] and "trial" in lines[0]
+    assert any(line.startswith("a-2") and "interrupted" in line for line in lines)
+    assert any(line.startswith("a-4") and "pruned" in line and "#4" in line for line in lines)
+    assert cli("runs", tmp_path / "nowhere").code == 2
+
+
+def test_tensorboard_event_files(make_exp, cli):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    exp = make_exp("regression")
+    r = cli("train", exp, "--set", "train.epochs=3", "--json")
+    assert r.code == 0, r.err
+    run = Path(json.loads(r.out)["run_dir"])
+
+    def scalars(sub: str) -> dict[str, list[tuple[int, float]]]:
+        import tensorflow as tf
+
+        ea = EventAccumulator(str(run / "tensorboard" / sub))
+        ea.Reload()
+        return {t: [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in ea.Tensors(t)] for t in ea.Tags()["tensors"]}
+
+    train, val = scalars("train"), scalars("validation")
+    import csv
+
+    with open(run / "history.csv", newline="") as f:
+        hist = list(csv.DictReader(f))
+    assert [s for s, _ in train["epoch_loss"]] == [1, 2, 3]
+    assert [round(v, 2) for _, v in val["epoch_loss"]] == [round(float(h["val_loss"]), 2) for h in hist]
+    assert {"epoch_mae", "epoch_rmse", "epoch_learning_rate", "epoch_samples_per_s"} <= set(train)
+    steps = [s for s, _ in train["step_loss"]]
+    assert len(steps) >= 3 and steps == sorted(steps) and steps[-1] <= 3 * 19  # global steps, about 20 points an epoch at most
+    r = cli("train", exp, "--set", "train.epochs=1", "--set", "train.tensorboard=false", "--json")
+    assert not (Path(json.loads(r.out)["run_dir"]) / "tensorboard").exists()
+
+
+def test_the_templates_tune_sections_are_valid():
+    from bigmodel_cli.config import load_experiment
+    from bigmodel_cli.tune import check_values, plan
+
+    for name in ("regression", "mnist-cnn"):
+        cfg, _ = load_experiment(ROOT / "templates" / name)
+        dists, metric, direction = plan(cfg)
+        check_values(ROOT / "templates" / name, [], dists)
+        assert metric.startswith("val_") and len(dists) >= 2
