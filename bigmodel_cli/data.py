@@ -299,17 +299,19 @@ def numeric_matrix(df, columns: list[str], lenient: bool = False) -> np.ndarray:
                 s = pd.to_numeric(s, errors="coerce")
             out[:, j] = s.to_numpy(dtype=np.float32, na_value=np.nan)
         return out
+    dtypes = df.dtypes  # one lookup, not a Series per column (784 pixel columns: 40 ms)
     for c in columns:
+        if pd.api.types.is_numeric_dtype(dtypes[c]) or pd.api.types.is_bool_dtype(dtypes[c]):
+            continue
         s = df[c]
-        if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
-            coerced = pd.to_numeric(s, errors="coerce")
-            bad = coerced.isna() & s.notna()
-            if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataError(
-                    f"{df.attrs.get('source', 'data')}: column '{c}' is not numeric: {_where(df, i)} has {str(s.iloc[i])[:40]!r}",
-                    hint=f"{int(bad.sum())} value(s) in '{c}' are not numbers; fix them or drop the column from data.features",
-                )
+        coerced = pd.to_numeric(s, errors="coerce")
+        bad = coerced.isna() & s.notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"{df.attrs.get('source', 'data')}: column '{c}' is not numeric: {_where(df, i)} has {str(s.iloc[i])[:40]!r}",
+                hint=f"{int(bad.sum())} value(s) in '{c}' are not numbers; fix them or drop the column from data.features",
+            )
     try:
         return df[columns].to_numpy(dtype=np.float32, na_value=np.nan)
     except (TypeError, ValueError) as e:

@@ -53,6 +53,10 @@ def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bo
             plotted["error"] = e
         times["plots"] = round(time.perf_counter() - t, 3)
 
+    if copy:  # before the plot thread: TensorFlow's import hides matplotlib for a moment (distribute.py)
+        from .distribute import import_tensorflow
+
+        import_tensorflow()
     drawer = threading.Thread(target=draw, name="bigmodel-plots")
     drawer.start()
     t0 = time.perf_counter()
