@@ -135,11 +135,22 @@ def _alive(session: dict) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a recycled pid: some other program now
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        return b"bigmodel" in cmd or b"pytest" in cmd
-    except OSError:
-        return True
+    started = _process_start(pid)
+    begun = _time(session.get("start"))
+    if started is not None and begun is not None and started > begun.timestamp() + 2:
+        return False  # the pid was recycled: this process started after the session did
+    return True
+
+
+def _process_start(pid: int) -> float | None:
+    """When a process started (Unix time), from /proc; None where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime, in clock ticks after boot
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def _last_write(run_dir: Path) -> dt.datetime | None:

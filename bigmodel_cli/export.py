@@ -212,13 +212,15 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_inference_copy(model, model_path: Path, sample_x, batch_size: int, core_x: dict | None = None) -> ExportResult:
+def write_inference_copy(model, model_path: Path, sample_x, batch_size: int, core_x: dict | None = None, model_sha256: str | None = None) -> ExportResult:
     """``inference.onnx`` beside ``model.keras``: predict runs it with onnxruntime
     and never imports TensorFlow. ``inference.json`` records the hash of the
-    model.keras it was made from, so a stale copy is never used."""
+    model.keras it was made from (``model_sha256``: taken before ``model`` was
+    loaded), so a stale copy is never used."""
     from .runs import atomic_write_json
 
     run_dir = Path(model_path).parent
+    digest = model_sha256 or file_sha256(model_path)
     r = export_model(model, "onnx", run_dir / INFERENCE_ONNX, sample_x, force=True, core_x=core_x)
     if not r.parity_ok:
         (run_dir / INFERENCE_ONNX).unlink(missing_ok=True)
@@ -227,7 +229,7 @@ def write_inference_copy(model, model_path: Path, sample_x, batch_size: int, cor
 
     text_files = sorted((run_dir / PREPROCESSING_DIR).glob("*")) if core_x is not None else []
     atomic_write_json(run_dir / INFERENCE_META, {
-        "model_sha256": file_sha256(model_path), "batch_size": batch_size,
+        "model_sha256": digest, "batch_size": batch_size,
         "text_sha256": {p.name: file_sha256(p) for p in text_files},
         "max_abs_diff": r.max_abs_diff, "rows_compared": r.rows_compared, "runtime": r.runtime,
     })

@@ -78,9 +78,14 @@ def inference_copy_notes(model_path: Path, x: Any, core_x: Any) -> list[str]:
     from .models import load_trained
     from .predict import default_batch_size
 
+    from .export import file_sha256
+
     try:
+        # The hash of the bytes loaded, taken first: a resumed run may replace
+        # model.keras while a background copy of the old one is being made.
+        digest = file_sha256(model_path)
         model = load_trained(model_path, user_code_dir=model_path.parent)
-        r = write_inference_copy(model, model_path, x, default_batch_size(model), core_x)
+        r = write_inference_copy(model, model_path, x, default_batch_size(model), core_x, model_sha256=digest)
     except Exception as e:  # the Keras model is the product; this copy is an optimisation
         return [f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow"]
     if not r.parity_ok:

@@ -129,10 +129,14 @@ def test_one_tune_process_per_study_and_the_space_is_pinned(make_exp, cli):
     assert json.loads(r.out)["study"] == "lr-only"
 
 
-def _fake_run(runs: Path, name: str, status: str, pid: int, history: list[dict], test: dict | None = None, tune: dict | None = None, start: str = "2026-11-24T10:00:00+00:00") -> None:
+def _fake_run(runs: Path, name: str, status: str, pid: int, history: list[dict], test: dict | None = None, tune: dict | None = None, start: float = 0.0) -> None:
+    import datetime as dt
+    import platform
+
     d = runs / name
     d.mkdir(parents=True)
-    meta = {"name": "x", "created": start, "sessions": [{"start": start, "end": None if status == "running" else "2026-11-24T10:01:30+00:00", "status": status, "host": __import__("platform").node(), "pid": pid}]}
+    iso = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")  # noqa: E731
+    meta = {"name": "x", "created": iso(start), "sessions": [{"start": iso(start), "end": None if status == "running" else iso(start + 90), "status": status, "host": platform.node(), "pid": pid}]}
     if tune:
         meta["tune"] = tune
     (d / "meta.json").write_text(json.dumps(meta))
@@ -146,23 +150,27 @@ def _fake_run(runs: Path, name: str, status: str, pid: int, history: list[dict],
 def test_runs_table_status_sort_and_json(tmp_path, cli):
     runs = tmp_path / "exp" / "runs"
     h = lambda *v: [{"epoch": i + 1, "loss": 1.0, "val_loss": x, "val_accuracy": 1 - x} for i, x in enumerate(v)]  # noqa: E731
-    _fake_run(runs, "a-1", "completed", os.getpid(), h(0.5, 0.3, 0.4), {"accuracy": 0.91, "loss": 0.3}, start="2026-11-24T10:00:00+00:00")
-    _fake_run(runs, "a-2", "running", 2**22 + 12345, h(0.6), start="2026-11-24T10:05:00+00:00")  # its process is gone
-    _fake_run(runs, "a-3", "running", os.getpid(), h(0.2, 0.25), start="2026-11-24T10:06:00+00:00")  # this very process: alive
-    _fake_run(runs, "a-4", "pruned", os.getpid(), h(0.9, 0.8), tune={"study": "s", "trial": 4, "params": {"train.learning_rate": 0.1}}, start="2026-11-24T10:07:00+00:00")
-    _fake_run(runs, "a-5", "failed", os.getpid(), h(0.7), {"accuracy": 0.95}, start="2026-11-24T10:08:00+00:00")
+    from bigmodel_cli.compare import _process_start
+
+    t0 = _process_start(os.getpid())
+    _fake_run(runs, "a-1", "completed", os.getpid(), h(0.5, 0.3, 0.4), {"accuracy": 0.91, "loss": 0.3}, start=t0 - 300)
+    _fake_run(runs, "a-2", "running", 2**22 + 12345, h(0.6), start=t0 - 240)  # its process is gone
+    _fake_run(runs, "a-3", "running", os.getpid(), h(0.2, 0.25), start=t0)  # this very process: alive
+    _fake_run(runs, "a-4", "pruned", os.getpid(), h(0.9, 0.8), tune={"study": "s", "trial": 4, "params": {"train.learning_rate": 0.1}}, start=t0 + 60)
+    _fake_run(runs, "a-5", "failed", os.getpid(), h(0.7), {"accuracy": 0.95}, start=t0 + 120)
+    _fake_run(runs, "a-6", "running", os.getpid(), h(0.95), start=t0 - 3600)  # this pid, but the session began before the process: recycled
     r = cli("runs", tmp_path / "exp", "--json")
     assert r.code == 0, r.err
     rows = {x["name"]: x for x in json.loads(r.out)["runs"]}
-    assert {k: v["status"] for k, v in rows.items()} == {"a-1": "finished", "a-2": "interrupted", "a-3": "running", "a-4": "pruned", "a-5": "failed"}
+    assert {k: v["status"] for k, v in rows.items()} == {"a-1": "finished", "a-2": "interrupted", "a-3": "running", "a-4": "pruned", "a-5": "failed", "a-6": "interrupted"}
     assert rows["a-1"]["best"] == 0.3 and rows["a-1"]["best_epoch"] == 2 and rows["a-1"]["monitor"] == "val_loss"
     assert rows["a-1"]["epochs"] == 3 and rows["a-1"]["epochs_planned"] == 5 and rows["a-1"]["duration_s"] == 90.0
     assert rows["a-1"]["test"] == {"accuracy": 0.91, "loss": 0.3}
     assert rows["a-4"]["trial"] == 4 and rows["a-4"]["study"] == "s"
     order = lambda key: [x["name"] for x in json.loads(cli("runs", tmp_path / "exp", "--sort", key, "--json").out)["runs"]]  # noqa: E731
-    assert order("best") == ["a-3", "a-1", "a-2", "a-5", "a-4"]  # lowest val_loss first
-    assert order("accuracy") == ["a-5", "a-1", "a-2", "a-3", "a-4"]  # highest first, runs without it last
-    assert order("started") == ["a-1", "a-2", "a-3", "a-4", "a-5"]
+    assert order("best") == ["a-3", "a-1", "a-2", "a-5", "a-4", "a-6"]  # lowest val_loss first
+    assert order("accuracy") == ["a-5", "a-1", "a-6", "a-2", "a-3", "a-4"]  # highest first, runs without it last (in start order)
+    assert order("started") == ["a-6", "a-1", "a-2", "a-3", "a-4", "a-5"]
     r = cli("runs", tmp_path / "exp", "--sort", "bset")
     assert r.code == 2 and "did you mean 'best'" in r.err
     r = cli("runs", tmp_path / "exp")
@@ -183,11 +191,9 @@ def test_tensorboard_event_files(make_exp, cli):
     run = Path(json.loads(r.out)["run_dir"])
 
     def scalars(sub: str) -> dict[str, list[tuple[int, float]]]:
-        import tensorflow as tf
-
         ea = EventAccumulator(str(run / "tensorboard" / sub))
         ea.Reload()
-        return {t: [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in ea.Tensors(t)] for t in ea.Tags()["tensors"]}
+        return {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}
 
     train, val = scalars("train"), scalars("validation")
     import csv
