@@ -243,8 +243,12 @@ def train(
         t0 = time.perf_counter()
         x = core_x = None
         if mode != "none":
-            tokenizers = run_tokenizers(run_dir, load_run_config(run_dir)) if datasets.tokenizers else None
-            x, core_x = model_sample(parity_sample(cfg, base_dir, datasets), tokenizers)
+            try:  # the parity check's rows; for a text model, tokenised as predict will
+                tokenizers = run_tokenizers(run_dir, load_run_config(run_dir)) if datasets.tokenizers else None
+                x, core_x = model_sample(parity_sample(cfg, base_dir, datasets), tokenizers)
+            except Exception as e:  # the Keras model is the product; the ONNX copy is an optimisation
+                notes.append(f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow")
+                mode = "none"  # the plot is still drawn
         if mode == "background":
             finish.start_background(run_dir, result.history, x, core_x)
             background = True

@@ -311,6 +311,36 @@ def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | Non
     return model
 
 
+def macs_per_sample(model) -> int:
+    """Multiply-adds one sample costs in the model's Dense and convolution layers
+    (the work bfloat16 speeds up); other layers count 0."""
+    import math
+
+    total = 0
+    for layer in _all_layers(model):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None or getattr(layer, "built", False) is False:
+            continue
+        size = math.prod(int(d) for d in kernel.shape)
+        try:
+            out = [int(d) for d in layer.output.shape[1:-1] if d]
+        except (AttributeError, ValueError, TypeError):
+            out = []
+        name = type(layer).__name__
+        if name.startswith("Conv") or name.startswith("DepthwiseConv") or name.startswith("SeparableConv"):
+            total += size * math.prod(out)  # the kernel applied at every output position
+        elif name in ("Dense", "EinsumDense"):
+            total += size * math.prod(out)  # times the positions of a sequence input, if any
+    return total
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if getattr(layer, "layers", None):
+            yield from _all_layers(layer)
+
+
 def float32_output(model) -> None:
     """The layers that make the model's output compute in float32."""
     layer = _last_layer(model)

@@ -287,6 +287,13 @@ def fit(
         else:
             state = TrainState()
             model = models.build_model(cfg, n_numeric, data.classes, base_dir, numeric_x, train_y, tokenizers=tokenizers, precision=plan.precision)
+            chosen, why = distribute.refine_precision(_setting(plan), plan.precision, plan.precision_reason, plan.devices, models.macs_per_sample(model))
+            if (chosen, why) != (plan.precision, plan.precision_reason):
+                if chosen != plan.precision:  # build again, from the same seed, as float32
+                    keras.utils.set_random_seed(cfg.seed)
+                    model = models.build_model(cfg, n_numeric, data.classes, base_dir, numeric_x, train_y, tokenizers=tokenizers, precision=chosen)
+                plan.precision, plan.precision_reason = chosen, why
+                cfg.train.precision = chosen  # the run's config.yaml says what it trained with
             optimizer = models.make_optimizer(cfg, replicas, plan.precision, total_steps=steps_per_epoch * cfg.train.epochs)
             model.compile(optimizer=optimizer, loss=cfg.train.loss)
             optimizer.build(model.trainable_variables)
@@ -492,6 +499,11 @@ class _closing:
         if self.tb is not None:
             self.tb.close()
         return False
+
+
+def _setting(plan) -> str:
+    """The train.precision setting behind a plan's choice (api resolves 'auto' into the config)."""
+    return "auto" if plan.precision_reason.startswith("auto:") else plan.precision
 
 
 def _reader_error(e: Exception) -> Exception:

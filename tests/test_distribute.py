@@ -165,3 +165,36 @@ def test_info_shows_each_gpu_with_capability_and_memory():
     out = buf.getvalue()
     assert "NVIDIA H100 80GB HBM3, compute capability 9.0, 81,559 MB" in out
     assert "precision mixed_bfloat16 (auto: GPU compute capability 9.0)" in out and "no AMX or avx512_bf16" in out
+
+
+@pytest.mark.parametrize(
+    "setting,chosen,devices,macs,policy",
+    [
+        ("auto", "mixed_bfloat16", ["/cpu:0"], 220, "float32"),  # the regression MLP: bf16 is slower there
+        ("auto", "mixed_bfloat16", ["/cpu:0"], 2_794_240, "mixed_bfloat16"),  # mnist-cnn
+        ("auto", "mixed_bfloat16", ["/gpu:0"], 220, "mixed_bfloat16"),  # GPUs: the capability decides alone
+        ("mixed_bfloat16", "mixed_bfloat16", ["/cpu:0"], 220, "mixed_bfloat16"),  # asked for: kept
+        ("auto", "float32", ["/cpu:0"], 10**9, "float32"),  # no bf16 CPU: nothing to refine
+    ],
+)
+def test_auto_precision_looks_at_the_model_on_a_cpu(setting, chosen, devices, macs, policy):
+    from bigmodel_cli.distribute import refine_precision
+
+    got, why = refine_precision(setting, chosen, "auto: the CPU has avx512_bf16", devices, macs)
+    assert got == policy and why
+    if got != chosen:
+        assert f"{macs:,} multiply-adds" in why
+
+
+def test_macs_per_sample_counts_dense_and_convolutions():
+    from bigmodel_cli.config import ExperimentConfig
+    from bigmodel_cli.models import build_model, macs_per_sample
+
+    mlp = ExperimentConfig.model_validate({"name": "m", "task": "regression", "data": {"train": "x.csv", "target": "y"},
+                                           "model": {"layers": [{"Dense": {"units": 20, "activation": "relu"}}, {"Dense": {"units": 1}}]}})
+    assert macs_per_sample(build_model(mlp, 10, None, None)) == 10 * 20 + 20 * 1
+    cnn = ExperimentConfig.model_validate({"name": "c", "task": "classification", "data": {"train": "x.csv", "target": "y", "image_shape": [28, 28, 1]},
+                                           "model": {"architecture": "mnist_cnn"}})
+    # conv 26x26x(3x3x1x32) + 11x11x(3x3x32x64) + 3x3x(3x3x64x64) + dense 576x64 + 64x10
+    want = 26 * 26 * 288 + 11 * 11 * 18432 + 3 * 3 * 36864 + 576 * 64 + 640
+    assert macs_per_sample(build_model(cnn, 784, list(range(10)), None)) == want
