@@ -271,7 +271,10 @@ def tune(
                 close(optuna.trial.TrialState.PRUNED)
             except (Interrupted, KeyboardInterrupt):
                 close(optuna.trial.TrialState.FAIL, why="interrupted (Ctrl-C / SIGTERM)")
-                raise
+                raise Interrupted(
+                    f"tune interrupted in trial {trial.number}; the study keeps its {len(study.get_trials(deepcopy=False, states=Finished))} finished trials",
+                    resume_command=f"bigmodel tune {path} --trials {target}" + (f" --study {name}" if study_name else ""),
+                ) from None
             except BigmodelError as e:
                 state, reason = "fail", str(e)
                 close(optuna.trial.TrialState.FAIL, why=reason)
