@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +208,8 @@ def tune(
     spec = cfg.tune
     target = trials if trials is not None else spec.trials
     name = study_name or cfg.name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        raise ConfigError(f"--study '{name}' is not a study name", hint="letters, digits, '_', '.' and '-', e.g. --study lr-search")
     tune_dir = base_dir / TUNE_DIR
     tune_dir.mkdir(exist_ok=True)
     storage_path = tune_dir / STUDY_DB
@@ -231,8 +234,8 @@ def tune(
         study = optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler, pruner=pruner, load_if_exists=True)
         study.set_user_attr("signature", signature)
         stale = _fail_stale(study)
-        if not study.trials:
-            base = baseline_params(cfg, dists)
+        if not any(t.user_attrs.get("baseline") and t.state != optuna.trial.TrialState.FAIL for t in study.get_trials(deepcopy=False)):
+            base = baseline_params(cfg, dists)  # again if a killed process took the first one with it
             if base is not None:
                 study.enqueue_trial(base, user_attrs={"baseline": True})
         if progress:

@@ -127,6 +127,8 @@ def test_one_tune_process_per_study_and_the_space_is_pinned(make_exp, cli):
     r = cli("tune", exp, "--trials", "1", "--set", "train.epochs=2", "--set", "tune.space={train.learning_rate: {loguniform: [0.001, 0.1]}}", "--study", "lr-only", "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["study"] == "lr-only"
+    r = cli("tune", exp, "--trials", "1", "--study", "../elsewhere")
+    assert r.code == 2 and "is not a study name" in r.err
 
 
 def _fake_run(runs: Path, name: str, status: str, pid: int, history: list[dict], test: dict | None = None, tune: dict | None = None, start: float = 0.0) -> None:
