@@ -2,7 +2,8 @@
 
 - **What**: the experiment's ``tune:`` section (config.TuneConfig): a space of
   dotted keys (checked like ``--set``, with did-you-mean), the metric a trial
-  optimises (its best epoch's value: the epoch model.keras keeps) and its
+  optimises (the best value it reached over the epochs; when it is also the
+  run's monitored metric, that is the epoch model.keras keeps) and its
   direction.
 - **How**: Optuna's TPE sampler; the median pruner on the per-epoch metric.
   Each trial is an ordinary ``bigmodel train`` run in ``runs/`` (in this
