@@ -99,12 +99,14 @@ def start_background(run_dir: Path, history: list[dict], x: Any, core_x: Any, co
     import fcntl
 
     run_dir = Path(run_dir)
-    (run_dir / NOTE).unlink(missing_ok=True)
-    with atomic_path(run_dir / SAMPLE) as tmp:
-        tmp.write_bytes(pickle.dumps({"history": history, "x": x, "core_x": core_x, "copy": copy}, protocol=5))
     fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        # First the lock: a finish of an earlier session (a resumed run) may
+        # still hold it, and it deletes the sample file when it ends.
         fcntl.flock(fd, fcntl.LOCK_EX)
+        (run_dir / NOTE).unlink(missing_ok=True)
+        with atomic_path(run_dir / SAMPLE) as tmp:
+            tmp.write_bytes(pickle.dumps({"history": history, "x": x, "core_x": core_x, "copy": copy}, protocol=5))
         # CPU only, lower priority: the user's next command (another training
         # on the GPU, a predict) comes first.
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -119,3 +119,22 @@ def test_none_writes_no_copy_and_the_setting_is_checked(make_exp, cli):
     assert doc["inference_copy"] == "none" and (Path(doc["run_dir"]) / "plots" / "training.png").is_file()
     r = run_process("train", exp, "--set", "train.epochs=1", env={"BIGMODEL_INFERENCE_COPY": "later"})
     assert r.code == 2 and "BIGMODEL_INFERENCE_COPY=later" in r.err
+
+
+def test_a_resume_right_after_train_gets_a_copy_of_its_own_model(make_exp, tmp_path):
+    """The first run's background copy may still be running when the resumed
+    session replaces model.keras: the copy in the end is the new model's."""
+    from pathlib import Path
+
+    from bigmodel_cli.export import file_sha256
+
+    exp = make_exp("regression")
+    run = Path(_train(exp)["run_dir"])
+    r = run_process("train", run, "--resume", "--set", "train.epochs=4", "--json", env=BG)
+    assert r.code == 0, r.err
+    assert finish.wait(run, timeout=120)
+    meta = json.loads((run / "inference.json").read_text())
+    assert meta["model_sha256"] == file_sha256(run / "model.keras")
+    out = tmp_path / "p.csv"
+    r = run_process("predict", run, "--input", exp / "data" / "test.csv", "--output", out, "--json")
+    assert r.code == 0 and json.loads(r.out)["engine"] == "onnxruntime", r.err
