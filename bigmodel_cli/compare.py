@@ -34,13 +34,13 @@ SORT_KEYS = ("name", "status", "epochs", "best", "duration", "started", "trial")
 
 
 def list_runs(exp_dir: Path) -> list[dict[str, Any]]:
-    """Every run folder of the experiment, oldest first."""
+    """Every run folder of the experiment (or its runs/ folder, or one run folder), oldest first."""
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
         raise PathError(f"{exp_dir} is not a folder", hint="pass an experiment folder made by `bigmodel init`")
-    runs_dir = exp_dir / RUNS_DIR if (exp_dir / RUNS_DIR).is_dir() else exp_dir
-    if not (runs_dir / META_FILE).is_file() and runs_dir == exp_dir and not any(p.is_dir() and (p / META_FILE).is_file() for p in exp_dir.iterdir()):
-        return []
+    if (exp_dir / META_FILE).is_file():  # one run folder
+        return [describe(exp_dir)]
+    runs_dir = exp_dir / RUNS_DIR if (exp_dir / RUNS_DIR).is_dir() else exp_dir  # the experiment, or its runs/
     rows = [describe(p) for p in sorted(runs_dir.iterdir()) if p.is_dir() and (p / META_FILE).is_file()]
     return sorted(rows, key=lambda r: (r["started"] or "", _number(r["name"])))
 
