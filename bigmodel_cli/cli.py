@@ -165,7 +165,7 @@ def prepare(
 
 @app.command()
 def runs(
-    path: Path = typer.Argument(..., help="Experiment folder (or its runs/ folder)."),
+    path: Path = typer.Argument(..., help="Experiment folder (or its runs/ folder, or one run folder)."),
     sort: Optional[str] = typer.Option(None, "--sort", help="Sort by: name, status, epochs, best, duration, started, trial, or a test metric (e.g. accuracy); best first where a metric has a direction."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

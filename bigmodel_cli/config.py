@@ -177,7 +177,7 @@ class TuneConfig(Strict):
     """``bigmodel tune``: what to search and what to optimise (tune.py)."""
 
     space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="dotted key -> {loguniform: [lo, hi]} | {uniform: [lo, hi]} | {int: [lo, hi]} | {logint: [lo, hi]} | {choice: [a, b, ...]}")
-    metric: str | None = Field(None, description="what a trial optimises: a logged metric (its best epoch); null = val_loss with a validation split, else loss")
+    metric: str | None = Field(None, description="what a trial optimises: a logged metric (the best value it reaches over the epochs); null = val_loss with a validation split, else loss")
     direction: Literal["minimize", "maximize"] | None = Field(None, description="null = from the metric (loss-like: minimize; accuracy, auc, r2...: maximize)")
     trials: int = Field(20, ge=1, le=100_000, description="finished trials the study should hold (--trials overrides)")
     pruner: Literal["median", "none"] = Field("median", description="median: stop a trial whose metric is worse than the median of earlier trials at the same epoch")
