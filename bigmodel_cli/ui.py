@@ -64,7 +64,27 @@ def duration(s: float) -> str:
 # ----------------------------------------------------------------- training
 
 
-class TrainProgress:
+class _LiveTable:
+    """A table redrawn in place while ``self.live`` runs (a terminal); subclasses
+    set ``self.live`` and draw with ``_render``."""
+
+    live: Live | None = None
+
+    def _render(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.stop()
+            self.live = None
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+
+class TrainProgress(_LiveTable):
     """Observer for :func:`bigmodel_cli.train.fit` drawing a live table."""
 
     def __init__(self, console: Console | None = None):
@@ -141,17 +161,7 @@ class TrainProgress:
     def on_train_end(self, info: dict[str, Any]) -> None:
         self.close()
 
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.update(self._render())
-            self.live.stop()
-            self.live = None
-
     # ---- rendering
-    def _refresh(self) -> None:
-        if self.live is not None:
-            self.live.update(self._render())
-
     def _columns(self) -> list[str]:
         names = self.info.get("metrics", [])
         cols = ["loss", *names]
@@ -448,7 +458,7 @@ def _params_cell(params: dict[str, Any]) -> str:
     return " · ".join(f"{k.rsplit('.', 1)[-1]} {fmt(v) if isinstance(v, float) and abs(v) >= 1e-3 else (f'{v:.3g}' if isinstance(v, float) else v)}" for k, v in params.items())
 
 
-class TuneProgress:
+class TuneProgress(_LiveTable):
     """The live table of a study's trials; the running trial's epoch below it.
     Without a TTY: one line a trial."""
 
@@ -500,16 +510,6 @@ class TuneProgress:
         if self.current is not None:
             self.current.update(epoch=epoch, value=row.get(self.metric))
             self._refresh()
-
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.update(self._render())
-            self.live.stop()
-            self.live = None
-
-    def _refresh(self) -> None:
-        if self.live is not None:
-            self.live.update(self._render())
 
     def _render(self) -> Table:
         t = Table(box=None, header_style="bold", pad_edge=False)
