@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .config import ExperimentConfig, apply_overrides, dump, load_experiment, read_yaml, validate
+from .config import ExperimentConfig, apply_overrides, dump, encoded_type, load_experiment, read_yaml, validate
+from .dates import is_date
 from .errors import ConfigError, DataError, ModelFileError
 from .runs import (
     CHECKPOINTS,
@@ -278,7 +279,7 @@ def prepare(path: str | Path, overrides: list[str] | None = None, progress: Any 
 
 def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[str, Any] | None:
     """The text tokenisers and category encoders a run was trained with (None when it has neither)."""
-    if run_dir is None or cfg is None or not any(t in ("text", "category") for t in (cfg.data.columns or {}).values()):
+    if run_dir is None or cfg is None or not any(encoded_type(t) for t in (cfg.data.columns or {}).values()):
         return None
     from .text import PREPROCESSING_DIR, load_tokenizers
 
@@ -450,15 +451,20 @@ def predict(
     unsafe: bool = False,
     progress: Any = None,
     engine: str = "auto",
+    on_bad_value: str = "error",
 ):
     """Predict files. ``engine``: auto (the run's inference.onnx through
     onnxruntime when it matches model.keras, else TensorFlow), onnxruntime,
-    or tensorflow."""
+    or tensorflow. ``on_bad_value``: what a value that is not a number in a
+    number column is: ``error`` (exit 2 naming the line and column) or
+    ``missing`` (imputed, as an empty cell; under ``data.missing: impute``)."""
     global current_run_dir
     from .predict import make_infer, make_onnx_infer, predict_file
 
     if engine not in ("auto", "onnxruntime", "tensorflow"):
         raise ConfigError(f"unknown --engine '{engine}'", hint="use auto, onnxruntime or tensorflow")
+    if on_bad_value not in ("error", "missing"):
+        raise ConfigError(f"unknown --on-bad-value '{on_bad_value}'", hint="use error or missing")
     from .images import expand as image_files
 
     images = image_files(inputs)
@@ -485,6 +491,7 @@ def predict(
         ref, cfg, model = _run_and_model(run, unsafe)
         spec = _predict_spec(cfg, model, probabilities, columns or [])
         infer, used = make_infer(model, len(spec.features)), "tensorflow"  # traced once for every file
+    spec.on_bad_value = on_bad_value
     if images:  # one row per image: its path and the prediction
         from .predict import predict_images
 
@@ -559,7 +566,8 @@ def _predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool,
         probabilities=probabilities,
         missing=cfg.data.missing,
         fill_value=cfg.data.fill_value,
-        text_columns=[c for c in (cfg.data.features or []) if (cfg.data.columns or {}).get(c) in ("text", "category")],
+        text_columns=[c for c in (cfg.data.features or []) if encoded_type((cfg.data.columns or {}).get(c))],
+        date_formats={c: t for c, t in (cfg.data.columns or {}).items() if is_date(t)},
     )
 
 

@@ -401,6 +401,14 @@ def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
             f"streaming does not handle text columns yet: {', '.join(text)}",
             hint="set data.stream: false to load the data in memory, or data.columns: {" + f"{text[0]}: category" + "} if it holds labels",
         )
+    from .dates import is_date
+
+    dated = [c for c in feats if is_date(types[c])]
+    if dated:
+        raise ConfigError(
+            f"streaming does not handle date columns yet: {', '.join(dated)}",
+            hint="set data.stream: false to load the data in memory, or data.columns: {" + f"{dated[0]}: category" + "} to read its values as labels",
+        )
     return Schema(feats, types, cfg.data.target, cfg.task)
 
 

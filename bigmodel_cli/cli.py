@@ -257,6 +257,7 @@ def predict(
     input_format: Optional[str] = typer.Option(None, "--input-format", help="Format of stdin: csv, tsv, parquet, jsonl."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
     engine: str = typer.Option("auto", "--engine", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras, else TensorFlow), onnxruntime or tensorflow."),
+    on_bad_value: str = typer.Option("error", "--on-bad-value", help="A value that is not a number in a number column (e.g. 'forty'): error (stop, naming the line and column) or missing (impute it like an empty cell)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
 ) -> None:
@@ -269,7 +270,7 @@ def predict(
         raise BigmodelError("--json prints a summary on stdout, so predictions need --output FILE", hint="e.g. --output preds.csv --json")
     prog = ui.PredictProgress()
     try:
-        results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog, engine=engine)
+        results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog, engine=engine, on_bad_value=on_bad_value)
     finally:
         prog.close()
     if json_out:

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import ExperimentConfig
+from .config import ExperimentConfig, encoded_type
+from .dates import is_date
 from .errors import DataError
 
 KERAS_SETS = ("keras:mnist", "keras:fashion_mnist")
@@ -59,7 +60,7 @@ class Datasets:
     test: Split | None
     features: list[str]
     classes: list[Any] | None
-    columns: dict[str, str] = field(default_factory=dict)  # feature -> number | text
+    columns: dict[str, str] = field(default_factory=dict)  # feature -> number | category | text | date_*
     tokenizers: dict[str, Any] = field(default_factory=dict)  # text/category column -> its encoder
     dropped: list[tuple[str, int]] = field(default_factory=list)  # (source, rows) dropped for a missing target
     stream: dict[str, Any] | None = None  # when train/validation are streamed: what was prepared (blocks.describe)
@@ -427,7 +428,7 @@ def infer_column_types(df, features: list[str], given: dict[str, str] | None) ->
 
 
 def infer_type(s) -> tuple[str, str]:
-    """(number | category | text, why) for one column of a training table.
+    """(number | category | text | date, why) for one column of a training table.
 
     - number: numeric or boolean dtype, or nearly all values parse as numbers
       (a stray 'n/a?' is then a bad value, not a sign of text);
@@ -435,8 +436,12 @@ def infer_type(s) -> tuple[str, str]:
     - text: longer strings, most of them distinct (reviews, titles, e-mails)."""
     import pandas as pd
 
+    from .dates import looks_like_dates
+
     if pd.api.types.is_bool_dtype(s):
         return "number", "true/false values"
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "date", "timestamps"
     if pd.api.types.is_numeric_dtype(s):
         return "number", "numbers"
     present = s.dropna()
@@ -446,6 +451,9 @@ def infer_type(s) -> tuple[str, str]:
     if parsed >= 0.95 * len(present):
         return "number", f"{parsed / len(present):.0%} of the values are numbers"
     strings = present.astype(str)
+    dated, how = looks_like_dates(strings.tolist())
+    if dated:
+        return "date", how
     n_unique = int(strings.nunique())
     mean_len = float(strings.str.len().mean())
     mean_words = float(strings.str.split().str.len().mean())
@@ -466,7 +474,7 @@ def encode_inputs(df, features: list[str], columns: dict[str, str], tokenizers: 
     from .text import ids_name
 
     numeric = [c for c in features if columns.get(c, "number") == "number"]
-    coded = [c for c in features if columns.get(c) in ("text", "category")]
+    coded = [c for c in features if encoded_type(columns.get(c))]
     if not coded:
         return numeric_matrix(df, numeric, lenient=lenient), None
     x: dict[str, np.ndarray] = {}
@@ -496,7 +504,16 @@ def make_split(df, cfg: ExperimentConfig, features: list[str], classes: list[Any
             numeric_target = True  # NaN marks a missing label now
     if numbers is None:
         numbers = np.zeros((len(df), 0), np.float32)
-    numbers, y, keep = handle_missing(df, numbers, y, numeric, cfg, numeric_target)
+    dated = [c for c in features if is_date(columns.get(c))] if cfg.data.missing in ("error", "drop") else []
+    if dated:  # a missing or unreadable date follows data.missing too (impute and fill: a flag in the model)
+        from .text import ids_name
+
+        width = numbers.shape[1]
+        parts = np.concatenate([numbers] + [x[ids_name(c)][:, :1] for c in dated], axis=1)
+        parts, y, keep = handle_missing(df, parts, y, numeric + dated, cfg, numeric_target)
+        numbers = parts[:, :width]
+    else:
+        numbers, y, keep = handle_missing(df, numbers, y, numeric, cfg, numeric_target)
     if isinstance(x, dict):
         if "features" in x:
             x["features"] = numbers
@@ -528,12 +545,22 @@ def fit_tokenizers(df, rows: np.ndarray | None, text_cols: list[str], cfg: Exper
     from .categories import CategoryEncoder
     from .text import PyTokenizer, build_vocabulary, spec_of
 
+    from .dates import DateEncoder, is_date
+
     types = types or {}
     out: dict[str, Any] = {}
-    for c in [c for c in text_cols if types.get(c) == "category"]:
+    for c in [c for c in text_cols if types.get(c) == "category" or is_date(types.get(c))]:
         values = df[c].to_numpy(dtype=object)
-        out[c] = CategoryEncoder.fit(values[rows] if rows is not None else values, max_values=cfg.data.max_categories)
-    text_cols = [c for c in text_cols if types.get(c) != "category"]
+        values = values[rows] if rows is not None else values
+        if is_date(types.get(c)):
+            try:
+                out[c] = DateEncoder.fit(values, types[c], c)
+            except DataError as e:
+                raise DataError(f"{df.attrs.get('source', 'data')}: {e.message}", hint=e.hint) from None
+            types[c] = out[c].format  # the run's config says which format it read
+        else:
+            out[c] = CategoryEncoder.fit(values, max_values=cfg.data.max_categories)
+    text_cols = [c for c in text_cols if c not in out]
     if cfg.model.backbone and text_cols:
         return {**out, **backbone_tokenizers(cfg, text_cols, base_dir)}
     spec = spec_of(cfg.data.text)
@@ -595,9 +622,9 @@ def load_datasets(
     check_columns(df, feats, "feature")
     check_columns(df, [d.target], "target")
     types = infer_column_types(df, feats, d.columns)
-    text_cols = [c for c in feats if types[c] in ("text", "category")]
+    text_cols = [c for c in feats if encoded_type(types[c])]
     if text_cols and d.image_shape is not None:
-        raise DataError(f"data.image_shape reshapes numeric columns, but {', '.join(text_cols)} hold text or categories", hint="drop data.image_shape, or set data.columns to number for them")
+        raise DataError(f"data.image_shape reshapes numeric columns, but {', '.join(text_cols)} hold text, categories or dates", hint="drop data.image_shape, or set data.columns to number for them")
     check_shape(feats, cfg, df.attrs["source"])
     if cfg.task != "regression" and classes is None:
         classes = infer_classes(df[d.target].to_numpy(), cfg)

@@ -255,10 +255,11 @@ def declarative(x, specs: list[Any]):
 
 def register_layers() -> None:
     """Make bigmodel's own layers known to Keras before a model file is loaded."""
-    from . import categories, text
+    from . import categories, dates, text
 
     text.layers()
     categories.layers()
+    dates.layers()
     _register_impute()
     _register_augment()
 
@@ -428,9 +429,12 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
     backbone = None
     for col, tok in tokenizers.items():
         name = text.ids_name(col)
-        ids = inputs[name] = keras.Input(shape=(None,), name=name, dtype="int32")
         if getattr(tok, "kind", None) == "category":  # one-hot for few values, else a learned vector
             from . import categories
+
+            # One id a row: a fixed width of 1, so the embedding's flattened width is known
+            # (shape (None,) left Dense's kernel shape undefined past ONE_HOT_MAX ids).
+            ids = inputs[name] = keras.Input(shape=(1,), name=name, dtype="int32")
 
             CategoryLookup, OneHot = categories.layers()
             if tok.size <= categories.ONE_HOT_MAX:
@@ -439,6 +443,11 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
                 emb = L.Embedding(tok.size, categories.embedding_size(tok.size), name=f"embed_{name[4:]}")(ids)
                 parts.append(L.Flatten(name=f"flat_{name[4:]}")(emb))
             continue
+        if getattr(tok, "kind", None) == "date":  # its parts, NaN when missing: 0 plus a missing flag
+            ids = inputs[name] = keras.Input(shape=(tok.size,), name=name, dtype="float32")
+            parts.append(_register_impute()(medians=[0.0] * tok.size, flagged=[0], name=f"date_{name[4:]}", dtype="float32")(ids))
+            continue
+        ids = inputs[name] = keras.Input(shape=(None,), name=name, dtype="int32")
         if cfg.model.backbone:  # a pretrained encoder, fine-tuned: mean of its token vectors
             from . import pretrained
 
@@ -482,6 +491,11 @@ def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
 
             CategoryLookup, _ = categories.layers()
             layer = CategoryLookup(tok.vocabulary, tok.boolean, name=f"lookup_{raw_input_name(col)}")
+        elif getattr(tok, "kind", None) == "date":
+            from . import dates
+
+            (DateParts,) = dates.layers()
+            layer = DateParts(tok.format, tok.stats, name=f"dateparts_{raw_input_name(col)}")
         elif isinstance(tok, text.PyTokenizer):
             layer = text.keras_tokenizer(tok.spec, tok.vocabulary, name=f"tokenize_{raw_input_name(col)}")
         else:  # a pretrained encoder's WordPiece
@@ -495,7 +509,7 @@ def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
 
 def core_of(model):
     """The integer-id core inside a raw-text model (the model itself otherwise)."""
-    if any(type(l).__name__ in ("TextTokenizer", "BertTokenize", "CategoryLookup") for l in model.layers):
+    if any(type(l).__name__ in ("TextTokenizer", "BertTokenize", "CategoryLookup", "DateParts") for l in model.layers):
         inner = [l for l in model.layers if hasattr(l, "layers") and hasattr(l, "inputs")]
         if inner:
             return inner[-1]

@@ -53,6 +53,9 @@ class PredictSpec:
     notes: list[str] = field(default_factory=list)  # warnings for the user
     text_columns: list[str] = field(default_factory=list)  # features that hold text
     tokenizers: dict[str, Any] | None = None  # set: feed ids (the ONNX core); None: raw strings
+    on_bad_value: str = "error"  # a value that is not a number (or a date) in such a column: error | missing
+    date_formats: dict[str, str] = field(default_factory=dict)  # date column -> date_iso | date_dmy | date_mdy
+    line_of: Callable[[int], int] | None = field(default=None, repr=False)  # a CSV input's data row -> its line (error path)
 
     @property
     def numeric(self) -> list[str]:
@@ -185,6 +188,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
         header = _header(factory, delim)
         if not header:
             raise DataError(f"{source} has no header line")
+        spec.line_of = _line_finder(factory, delim)
         _check_input_columns(header, spec, source)
         text_cols = [c for c in spec.id_columns + spec.keep_columns + spec.text_columns if c not in spec.numeric]
         types = {c: (pa.string() if spec.missing == "impute" else pa.float32()) for c in spec.numeric}
@@ -478,11 +482,28 @@ def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
         out["features"] = _features_matrix(batch, spec.numeric, spec, first_row, source)
     for c in spec.text_columns:
         texts = batch.column(c).fill_null("").to_pylist()
+        if c in spec.date_formats and spec.on_bad_value != "missing":
+            _check_dates(texts, c, spec, first_row, source)
         if spec.tokenizers is not None:
             out[ids_name(c)] = spec.tokenizers[c].ids(texts)
         else:
             out[raw_input_name(c)] = np.asarray(texts, dtype=object)
     return out
+
+
+def _check_dates(texts: list[str], column: str, spec: PredictSpec, first_row: int, source: str) -> None:
+    """A present value that is not a date in the column's format is an error, not a missing date."""
+    from .dates import parse
+
+    _, valid, missing = parse(texts, spec.date_formats[column])
+    bad = ~valid & ~missing
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        fmt = {"date_iso": "yyyy-mm-dd", "date_dmy": "dd/mm/yyyy", "date_mdy": "mm/dd/yyyy"}[spec.date_formats[column]]
+        raise DataError(
+            f"{source}: {_where_row(spec, first_row + i)}, column '{column}' is not a date ({fmt}): {texts[i][:40]!r} ({int(bad.sum())} such value(s) in this block)",
+            hint="fix the value (an empty cell is a missing date); or pass --on-bad-value missing to treat such values as missing; no output was written",
+        )
 
 
 def _rows(x: Any, start: int, stop: int) -> Any:
@@ -493,15 +514,77 @@ def _rows(x: Any, start: int, stop: int) -> Any:
     return {k: trim_ids(k, v[start:stop]) for k, v in x.items()}
 
 
+_TRUE, _FALSE = frozenset(("true",)), frozenset(("false",))  # what pandas reads as a boolean column
+
+
+def parse_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cells of a number column read as text -> (float32 values, bad mask).
+
+    An empty cell, None or a missing-value spelling (``NA``, ``null``, ...) is
+    missing (NaN); ``true``/``false`` are 1/0, as in a boolean training column;
+    anything else that is not a number (``forty``, ``[1, 2]``) is *bad*: not
+    missing, wrong."""
+    import pandas as pd
+
+    from .categories import NA_SPELLINGS
+
+    s = pd.Series(values, dtype=object)
+    out = pd.to_numeric(s, errors="coerce").to_numpy(np.float32, na_value=np.nan)
+    unparsed = np.flatnonzero(np.isnan(out) & s.notna().to_numpy())
+    bad = np.zeros(len(out), bool)
+    for i in unparsed.tolist():  # only cells that did not parse: rare, so a Python loop is fine
+        v = values[i]
+        text = v.strip() if isinstance(v, str) else None
+        if text is None:
+            bad[i] = not (isinstance(v, float) and math.isnan(v))
+        elif text in NA_SPELLINGS:
+            continue
+        elif text.lower() in _TRUE or text.lower() in _FALSE:
+            out[i] = 1.0 if text.lower() in _TRUE else 0.0
+        elif text.lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
+            continue  # parsed as such by pandas already; NaN/inf are missing to the model
+        else:
+            bad[i] = True
+    return out, bad
+
+
+def _where_row(spec: PredictSpec, row: int) -> str:
+    """A 0-based data row of the input, as the user finds it: a CSV line or a row number."""
+    return f"line {spec.line_of(row)}" if spec.line_of is not None else f"row {row + 1}"
+
+
+def _line_finder(factory: Callable[[], Any], delim: str) -> Callable[[int], int]:
+    """data row -> the line it starts on, by re-reading the CSV (quoted fields may span lines)."""
+
+    def line_of(row: int) -> int:
+        with factory() as s:
+            reader = csv.reader(io.TextIOWrapper(_Readable(s), encoding="utf-8", newline=""), delimiter=delim)
+            next(reader, None)
+            start = reader.line_num + 1
+            for i, _ in enumerate(reader):
+                if i == row:
+                    return start
+                start = reader.line_num + 1
+        return row + 2
+
+    return line_of
+
+
 def _features_matrix(batch, features: list[str], spec: PredictSpec, first_row: int, source: str) -> np.ndarray:
     cols = []
     for name in features:
         col = batch.column(name)
         arr = col.to_numpy(zero_copy_only=False)
-        if arr.dtype == object:  # data.missing: impute reads numbers as text: a stray word is missing
-            import pandas as pd
-
-            arr = pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(np.float32, na_value=np.nan)
+        if arr.dtype == object:  # data.missing: impute reads numbers as text, to tell missing from wrong
+            raw = arr
+            arr, bad = parse_numbers(raw)
+            if bad.any() and spec.on_bad_value != "missing":
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"{source}: {_where_row(spec, first_row + i)}, column '{name}' is not a number: {str(raw[i])[:40]!r} ({int(bad.sum())} such value(s) in this block)",
+                    hint="fix the value (an empty cell is missing and is imputed); or pass --on-bad-value missing to treat such values as missing; no output was written",
+                )
+            arr[bad] = np.nan
         elif col.null_count:
             arr = arr.astype(np.float32)
         cols.append(arr)

@@ -23,9 +23,22 @@ from .errors import DataError
 
 SAMPLE_ROWS = 100_000  # rows read to infer from (the file is streamed, not loaded)
 MOSTLY_MISSING = 0.95
-_ID_NAME = re.compile(r"(^|[_\W])(id|uuid|guid|key)$|^(id|uuid|guid|index|row|rownum|row_?id)$", re.IGNORECASE)
+_ID_NAME = re.compile(r"(^|[_\W])(id|uuid|guid|key)$|^(id|uuid|guid|index|row|rownum|rownames|row_?id|unnamed: ?\d+)$", re.IGNORECASE)
 _AMOUNT_NAME = re.compile(r"(year|age|count|num|size|qty|quantity|amount|price|total|score|rank|level|rooms|floor|days|hours|minutes)", re.IGNORECASE)
-_CODE_NAME = re.compile(r"(zip|postal|postcode|code|fips|category|cat|type|class|kind|group)", re.IGNORECASE)
+# Whole words of a column name that mark integer codes (``zip_code``, ``StoreType``,
+# ``MSSubClass``), never a part of another word (``YearsCodedJob``, ``Education``, ``location``).
+CODE_WORDS = frozenset({"zip", "zipcode", "postal", "postcode", "code", "codes", "fips", "category", "cat", "type", "class", "kind", "group"})
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|[0-9]|$|[^A-Za-z0-9])|[A-Z]?[a-z]+|[0-9]+|[A-Z]+")
+
+
+def name_words(name: str) -> list[str]:
+    """A column name's words, lowercase: snake_case, kebab-case, spaces and camelCase split
+    (``MSSubClass`` -> ms, sub, class; ``zip_code`` -> zip, code; ``YearsCodedJob`` -> years, coded, job)."""
+    return [w.lower() for w in _WORD.findall(name)]
+
+
+def named_like_code(name: str) -> bool:
+    return any(w in CODE_WORDS for w in name_words(name))
 
 
 @dataclass
@@ -88,7 +101,7 @@ def profile_table(path: Path, target: str, task: str | None = None) -> TableProf
         role, reason = _column_role(df[c], c, infer_type)
         profiles.append(ColumnProfile(c, role, reason, int(df[c].isna().sum())))
     p = TableProfile(path, len(df), task, why, target, profiles, n_missing_y, classes)
-    if not p.by_role("number", "category", "text"):
+    if not p.by_role("number", "category", "text", "date"):
         raise DataError(f"{path}: no usable feature column besides the target", hint="every other column is constant, an id, or empty")
     if n_missing_y:
         p.notes.append(f"{n_missing_y:,} of {len(df):,} rows have no '{target}': training leaves them out")
@@ -136,15 +149,17 @@ def _column_role(s, name: str, infer_type) -> tuple[str, str]:
     if kind == "text" and unique_ratio >= 0.99 and len(present) >= 20 and float(present.astype(str).str.split().str.len().mean()) < 1.5:
         return "id", f"{unique_ratio:.0%} distinct single words (a key, not text)"
     if kind != "text" and unique_ratio == 1.0 and len(present) >= 20:
-        if pd.api.types.is_integer_dtype(s) and _is_sequence(present):
-            return "id", "distinct consecutive integers (a row number)"
+        if kind == "number" and _integral(present) and _spans_rows(present):
+            return "id", "distinct integers spanning the row count (a row number, in any order)"
         if kind == "category":
             return "id", "every value distinct"
-    if kind == "number" and pd.api.types.is_integer_dtype(present.dtype) or (kind == "number" and _integral(present)):
-        if _CODE_NAME.search(name) and n_unique > 2:
+    if kind == "number" and not pd.api.types.is_bool_dtype(s) and (pd.api.types.is_integer_dtype(present.dtype) or _integral(present)):
+        if named_like_code(name) and n_unique > 2:
             return "category", f"integer codes ({n_unique} distinct; named like a code)"
-        if 3 <= n_unique <= 10 and not pd.api.types.is_bool_dtype(s) and not _AMOUNT_NAME.search(name):
-            return "category", f"{n_unique} distinct integers: codes, not amounts"
+        if 3 <= n_unique <= 10 and not _AMOUNT_NAME.search(name) and not _count_like(present):
+            return "category", f"{n_unique} distinct integers, far apart: codes, not amounts"
+        if _count_like(present):
+            return "number", f"whole numbers from {_int_range(present)}: a count or an amount"
     if kind == "number" and not pd.api.types.is_numeric_dtype(s):
         bad = present[pd.to_numeric(present, errors="coerce").isna()]
         return "number", f"{why}; {len(bad)} stray value(s) such as {str(bad.iloc[0])[:15]!r} count as missing"
@@ -159,18 +174,42 @@ def _integral(s) -> bool:
     return bool(len(v)) and bool(np.all(v == np.round(v)))
 
 
-def _is_sequence(s) -> bool:
+def _ints(s):
+    import numpy as np
+    import pandas as pd
+
+    return pd.to_numeric(s, errors="coerce").dropna().to_numpy(dtype=float).astype(np.int64)
+
+
+def _spans_rows(s) -> bool:
+    """Distinct integers whose range is about the number of rows: 1..n shuffled, or what a
+    split left of a row number (R's ``rownames``, pandas' ``Unnamed: 0``)."""
+    v = _ints(s)
+    return bool(len(v) > 1 and v.max() - v.min() + 1 <= 1.5 * len(v))
+
+
+def _count_like(s) -> bool:
+    """Small non-negative integers that fill most of their range (0-4 adults, 0-14 booking
+    changes): a count, not codes (2134, 10001, 94105)."""
     import numpy as np
 
-    v = np.sort(s.to_numpy(dtype=np.int64))
-    return bool(len(v) > 1 and np.all(np.diff(v) == 1))
+    v = _ints(s)
+    if not len(v) or v.min() < 0:
+        return False
+    distinct = len(np.unique(v))
+    return bool(v.max() - v.min() + 1 <= max(2 * distinct, distinct + 5))
+
+
+def _int_range(s) -> str:
+    v = _ints(s)
+    return f"{int(v.min()):,} to {int(v.max()):,}"
 
 
 def experiment_yaml(p: TableProfile, name: str, data_ref: str) -> str:
     """An experiment.yaml for the profiled table, with each inference as a comment."""
     import yaml
 
-    features = p.by_role("number", "category", "text")
+    features = p.by_role("number", "category", "text", "date")
     ids = p.by_role("id")
     rows = p.rows_read
     batch = 32 if rows < 20_000 else 128 if rows < 200_000 else 256

@@ -122,6 +122,9 @@ class Service:
         columns = {}
         for c in names:
             values = [r.get(c) for r in rows]
+            nested = next((i for i, v in enumerate(values) if isinstance(v, (list, dict))), None)
+            if nested is not None and c in spec.features:
+                raise DataError(f"request: row {nested + 1}, column '{c}' holds a {type(values[nested]).__name__}, not one value: {json.dumps(values[nested])[:40]}")
             if c in spec.numeric and spec.missing != "impute":
                 columns[c] = pa.array([_number(v, i, c) for i, v in enumerate(values)], pa.float32())
             else:

@@ -281,7 +281,7 @@ def keras_tokenizer(spec: TextSpec, vocabulary: list[str], name: str | None = No
 
 def trim_ids(name: str, ids: np.ndarray) -> np.ndarray:
     """An id matrix cut to its longest row (0 pads the end of each row)."""
-    if not name.startswith("ids_") or ids.size == 0:
+    if not name.startswith("ids_") or ids.size == 0 or ids.dtype.kind == "f":  # float: a date's fixed parts
         return ids
     width = max(1, int((ids != 0).sum(axis=1).max()))
     return ids[:, :width]
@@ -325,6 +325,8 @@ def save_tokenizers(folder, tokenizers: dict[str, PyTokenizer]) -> list:
     for col, tok in tokenizers.items():
         if getattr(tok, "kind", None) == "category":
             doc["columns"][col] = {"kind": "category", "input": ids_name(col), "boolean": tok.boolean, "vocabulary": tok.vocabulary}
+        elif getattr(tok, "kind", None) == "date":
+            doc["columns"][col] = {**tok.to_json(), "input": ids_name(col)}
         elif isinstance(tok, PyTokenizer):
             doc["columns"][col] = {"kind": "ngrams", "input": ids_name(col), "ngrams": tok.spec.ngrams, "max_tokens": tok.spec.max_tokens, "max_chars": tok.spec.max_chars, "vocabulary": tok.vocabulary}
         else:  # wordpiece.WordPiece: a pretrained encoder's vocabulary
@@ -359,6 +361,10 @@ def load_tokenizers(folder) -> dict[str, Any]:
             from .categories import CategoryEncoder
 
             out[col] = CategoryEncoder(c["vocabulary"], c["boolean"])
+        elif c.get("kind") == "date":
+            from .dates import DateEncoder
+
+            out[col] = DateEncoder(c["format"], c["stats"])
         elif c.get("kind") == "wordpiece":
             from .wordpiece import WordPiece
 
