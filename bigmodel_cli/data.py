@@ -459,6 +459,8 @@ def infer_type(s) -> tuple[str, str]:
     mean_words = float(strings.str.split().str.len().mean())
     if n_unique <= 20 or (mean_words < 3 and mean_len <= 24 and n_unique <= max(50, 0.3 * len(present))):
         return "category", f"{n_unique} distinct values"
+    if mean_words < 1.5 and mean_len <= 40 and n_unique < 0.95 * len(present):  # product codes, zip codes, cities: one token each, repeated
+        return "category", f"{n_unique:,} distinct single-word values, repeated"
     return "text", f"strings of {mean_len:.0f} characters on average, {n_unique / len(present):.0%} distinct"
 
 

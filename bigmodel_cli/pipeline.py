@@ -92,7 +92,7 @@ class InMemory(Source):
         def one(name: str, v):
             def rows(i):
                 r = tf.gather(v, i)
-                if name.startswith("ids_"):
+                if name.startswith("ids_") and v.dtype.is_integer:  # token ids; a date's float parts have a fixed width
                     width = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(r != 0, tf.int32), axis=1)), 1)
                     r = r[:, :width]
                 return r

@@ -274,3 +274,15 @@ def test_a_date_column_trains_and_predicts_on_both_engines(tmp_path, cli, missin
     assert r.code == 2 and "line 2, column 'when' is not a date (dd/mm/yyyy)" in r.err, r.err
     r = cli("export", run, "--format", "onnx", "--json")
     assert r.code == 0 and json.loads(r.out)["parity_ok"], r.out
+
+
+def test_date_parts_keep_their_width_when_a_part_is_zero_in_every_row(tmp_path, cli):
+    """January dates: the month's sine is 0 in every row; the training pipeline once
+    trimmed the parts like token ids (zeros as padding) and broke the graph (seed 55915529)."""
+    rng = np.random.default_rng(5)
+    n = 120
+    days = rng.integers(1, 32, n)
+    pd.DataFrame({"d": [f"2020-01-{x:02d}" for x in days], "x": rng.normal(size=n), "y": (days > 15).astype(int)}).to_csv(tmp_path / "t.csv", index=False)
+    assert cli("init", tmp_path / "e", "--data", tmp_path / "t.csv", "--target", "y").code == 0
+    r = cli("train", tmp_path / "e", "--set", "train.epochs=2", "--set", "train.batch_size=8")
+    assert r.code == 0, r.err
