@@ -57,7 +57,7 @@ import numpy as np
 
 from .config import ExperimentConfig
 from .errors import ConfigError, DataError
-from .stats import ColumnStats
+from .stats import ColumnStats, grid_quantiles
 
 PARTITIONS = 12  # canonical partitions: 1, 2, 3, 4, 6 or 12 workers read disjoint shares
 VERSION = 1
@@ -343,6 +343,7 @@ class Converter:
         if self.train.rows == 0:
             raise DataError(f"data.train: no training rows are left of {self.rows_read:,} read", hint="check data.missing and data.validation")
         self.stats.median = self.sample.medians()
+        self.stats.quantiles = grid_quantiles(self.sample.values)
         return {
             "version": VERSION, "key": key, "sources": sources, "features": s.features, "types": s.types, "target": s.target, "task": s.task,
             "layout": {"numeric": s.numeric, "categories": s.categories, "width": s.width},

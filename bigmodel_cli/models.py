@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 REFUSED_LAYERS = {"Lambda", "TFSMLayer", "Input", "InputLayer", "Layer"}
 
 
-def _mnist_cnn(inputs, n_out: int, task: str):
+def _mnist_cnn(inputs, n_out: int, task: str, cfg: Any = None, name: str = "output"):
     """The documents' MNIST CNN: 3 conv blocks, Dense(64), softmax."""
     from keras import layers as L
 
@@ -49,32 +49,36 @@ def _mnist_cnn(inputs, n_out: int, task: str):
     x = L.Conv2D(64, 3, activation="relu")(x)
     x = L.Flatten()(x)
     x = L.Dense(64, activation="relu")(x)
-    return _head(x, n_out, task)
+    return _head(x, n_out, task, name)
 
 
-def _linear(inputs, n_out: int, task: str):
+def _linear(inputs, n_out: int, task: str, cfg: Any = None, name: str = "output"):
     """y = θ0 + θ·x (logistic/softmax regression for classifiers)."""
     from keras import layers as L
 
     x = L.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
-    return _head(x, n_out, task)
+    return _head(x, n_out, task, name)
 
 
-def _mlp(inputs, n_out: int, task: str):
-    """Two hidden ReLU layers of 64 units."""
+def _mlp(inputs, n_out: int, task: str, cfg: Any = None, name: str = "output"):
+    """Hidden ReLU layers of ``model.units`` (two of 64 by default), each followed
+    by ``model.hidden_dropout`` while training."""
     from keras import layers as L
 
+    units, rate = (cfg.model.units, cfg.model.hidden_dropout) if cfg is not None else ([64, 64], 0.0)
     x = L.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
-    x = L.Dense(64, activation="relu")(x)
-    x = L.Dense(64, activation="relu")(x)
-    return _head(x, n_out, task)
+    for i, n in enumerate(units):
+        x = L.Dense(n, activation="relu")(x)
+        if rate:
+            x = L.Dropout(rate)(x)
+    return _head(x, n_out, task, name)
 
 
-def _head(x, n_out: int, task: str):
+def _head(x, n_out: int, task: str, name: str = "output"):
     from keras import layers as L
 
     activation = {"classification": "softmax", "binary": "sigmoid"}.get(task)
-    return L.Dense(n_out, activation=activation, name="output")(x)
+    return L.Dense(n_out, activation=activation, name=name)(x)
 
 
 BUILTINS: dict[str, Callable[..., Any]] = {"mnist_cnn": _mnist_cnn, "linear": _linear, "mlp": _mlp}
@@ -113,6 +117,9 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnSt
         # mean/variance as eager tensors, which the ONNX exporter turns into extra
         # graph inputs; Rescaling's constants live in the graph.
         x = L.Rescaling(scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name="normalize", dtype="float32")(x)
+    if d.numeric_encoding != "standard" and x_train is not None:
+        stats = x_train if isinstance(x_train, ColumnStats) else ColumnStats.of(x_train)
+        x = piecewise_layer(x, stats, d, len(stats.mean))
     if d.scale:
         x = L.Rescaling(1.0 / d.scale, name="scale", dtype="float32")(x)
     if d.image_shape:
@@ -178,6 +185,94 @@ def _register_augment():
             return {**super().get_config(), "settings": self.settings, "seed": self.seed}
 
     return Augment
+
+
+def piecewise_layer(x, stats: "ColumnStats", d: Any, columns: int):
+    """The first ``columns`` inputs (the numbers; missing flags follow them) over
+    their training quantiles, as ``data.numeric_encoding`` says:
+
+    - ``piecewise``: each number becomes its piecewise-linear encoding over up to
+      ``data.bins`` equal-frequency bins, ``clip((x - left_t) / width_t, 0, 1)``
+      (Gorishniy et al., 2022);
+    - ``quantile``: each number becomes its training CDF, the same bins weighted
+      by the share of rows each holds, centred and scaled to unit variance.
+
+    Both are bounded: a value far outside the training range cannot push a ReLU
+    network into extrapolating. Columns of one or two distinct values, and the
+    flags, pass through. Edges are mapped through what came before (imputation
+    keeps values, normalisation is affine), so the layer sees its inputs' scale."""
+    from .stats import GRID
+
+    at = np.unique(np.round(np.linspace(0, GRID - 1, d.bins + 1)).astype(int))
+    edges = stats.edges(d.bins)
+    if d.normalize:
+        mean, std = stats.after_impute() if d.missing == "impute" else stats.plain()
+        std = np.where(std > 0, std, 1.0)
+        edges = [(e - mean[j]) / std[j] for j, e in enumerate(edges)]
+    left: list[list[float]] = []
+    width: list[list[float]] = []
+    weight: list[list[float]] = []
+    for j, e in enumerate(edges):
+        if len(e) < 3:  # one or two distinct values: the column itself says it all
+            left.append([]), width.append([]), weight.append([])
+            continue
+        q = stats.quantiles[at, j] if stats.quantiles is not None else None
+        q = (q - mean[j]) / std[j] if (d.normalize and q is not None) else q
+        # the share of rows in each distinct bin: grid steps between its edges
+        share = np.array([np.mean((q >= lo) & (q < hi)) if q is not None else 1.0 for lo, hi in zip(e[:-1], e[1:])])
+        left.append(e[:-1].tolist())
+        width.append(np.maximum(np.diff(e), 1e-12).tolist())
+        weight.append((share / max(share.sum(), 1e-12)).tolist())
+    if not any(left):
+        return x
+    return _register_piecewise()(left=left, width=width, weight=weight, mode=d.numeric_encoding, name=d.numeric_encoding, dtype="float32")(x)
+
+
+@functools.lru_cache(maxsize=1)
+def _register_piecewise():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class PiecewiseLinear(keras.layers.Layer):
+        """x [batch, m] -> the passed-through columns, then per encoded column j either
+        every bin's clip((x_j - left_jt) / width_jt, 0, 1) (piecewise) or their
+        weighted sum, the CDF, scaled (quantile)."""
+
+        def __init__(self, left: list[list[float]], width: list[list[float]], weight: list[list[float]] | None = None, mode: str = "piecewise", **kwargs: Any):
+            super().__init__(**kwargs)
+            self.left, self.width = [list(map(float, r)) for r in left], [list(map(float, r)) for r in width]
+            self.weight = [list(map(float, r)) for r in (weight or [[1.0 / max(len(r), 1)] * len(r) for r in left])]
+            self.mode = mode
+            self._cols = [j for j, r in enumerate(self.left) if r]
+            self._lefts = np.concatenate([self.left[j] for j in self._cols]).astype(np.float32)
+            self._widths = np.concatenate([self.width[j] for j in self._cols]).astype(np.float32)
+            self._index = np.concatenate([[j] * len(self.left[j]) for j in self._cols]).astype(np.int32)
+            # quantile: bins -> their column's CDF, a [bins, encoded columns] weighted sum
+            mix = np.zeros((len(self._index), len(self._cols)), np.float32)
+            at = 0
+            for k, j in enumerate(self._cols):
+                mix[at : at + len(self.left[j]), k] = self.weight[j]
+                at += len(self.left[j])
+            self._mix = mix
+
+        def call(self, x):
+            from keras import ops
+
+            per_bin = ops.take(x, self._index, axis=1)  # each bin's own column
+            enc = ops.clip((per_bin - self._lefts) / self._widths, 0.0, 1.0)
+            if self.mode == "quantile":
+                enc = (ops.matmul(enc, self._mix) - 0.5) * 3.4641016  # uniform on [0, 1] -> mean 0, variance 1
+            passed = [j for j in range(x.shape[-1]) if j not in set(self._cols)]
+            return ops.concatenate([ops.take(x, np.asarray(passed, np.int32), axis=1), enc], axis=1) if passed else enc
+
+        def compute_output_shape(self, input_shape):
+            kept = input_shape[1] - len(self._cols)
+            return (input_shape[0], kept + (len(self._cols) if self.mode == "quantile" else len(self._index)))
+
+        def get_config(self):
+            return {**super().get_config(), "left": self.left, "width": self.width, "weight": self.weight, "mode": self.mode}
+
+    return PiecewiseLinear
 
 
 def impute_layer(x, stats: "ColumnStats"):
@@ -262,6 +357,9 @@ def register_layers() -> None:
     dates.layers()
     _register_impute()
     _register_augment()
+    _register_piecewise()
+    _register_expm1()
+    _register_ensemble()
 
 
 def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
@@ -283,6 +381,39 @@ def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
     if not callable(fn):
         raise ConfigError(f"model.architecture: {path} has no function '{func or 'build'}'")
     return fn
+
+
+def target_space(y: "np.ndarray | ColumnStats", cfg: ExperimentConfig) -> "np.ndarray | ColumnStats":
+    """The targets the loss sees: log(1 + y) under ``data.target_transform: log``."""
+    if cfg.data.target_transform != "log":
+        return y
+    from .stats import ColumnStats
+
+    if isinstance(y, ColumnStats):
+        raise ConfigError("data.target_transform: log needs the training targets in memory", hint="set data.stream: false, or data.target_transform: none")
+    y = np.asarray(y, np.float64)
+    if np.nanmin(y) < 0:
+        raise ConfigError(f"data.target_transform: log needs a non-negative target; the training rows reach {np.nanmin(y):g}", hint="set data.target_transform: none")
+    return np.log1p(y)
+
+
+@functools.lru_cache(maxsize=1)
+def _register_expm1():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class Expm1(keras.layers.Layer):
+        """max(exp(x) - 1, 0): a model trained on log(1 + y) of a target >= 0 answers in y's units."""
+
+        def call(self, x):
+            from keras import ops
+
+            return ops.maximum(ops.exp(ops.minimum(x, 80.0)) - 1.0, 0.0)  # the target was >= 0; exp(88) overflows float32; tf2onnx has no Expm1
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return Expm1
 
 
 def target_stats(y: "np.ndarray | ColumnStats") -> tuple[float, float]:
@@ -346,6 +477,14 @@ def float32_output(model) -> None:
     """The layers that make the model's output compute in float32."""
     layer = _last_layer(model)
     layer.dtype_policy = "float32"
+    if layer.name == "ensemble":  # every member's head too
+        for member in model.layers:
+            if member.name.startswith("output") or member.name in ("target_units", "target_expm1", MEMBERS):
+                member.dtype_policy = "float32"
+        return
+    if layer.name == "target_expm1" and len(model.layers) > 2:
+        model.layers[-2].dtype_policy = "float32"
+        layer = model.layers[-2]
     if layer.name == "target_units" and len(model.layers) > 1:  # Rescaling after the real head
         head = model.layers[-2]
         (_last_layer(head) if hasattr(head, "layers") and head.layers else head).dtype_policy = "float32"
@@ -388,27 +527,92 @@ def _build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | No
         x = preprocessing(inputs, cfg, x_train)
     else:
         inputs, x = text_inputs(cfg, n_features, x_train, tokenizers, base_dir)
+    post = []  # layers from a head's output to the target's units, shared by every member
+    if cfg.data.normalize_target:
+        if y_train is None:
+            raise ConfigError("data.normalize_target needs the training targets")
+        mean, std = target_stats(target_space(y_train, cfg))
+        post.append(keras.layers.Rescaling(scale=std, offset=mean, name="target_units"))
+    if cfg.data.target_transform == "log":
+        post.append(_register_expm1()(name="target_expm1", dtype="float32"))
+    members = []
+    for k in range(cfg.model.ensemble):
+        out = _head_of(cfg, x, n_out, base_dir, "output" if k == 0 else f"output_{k}")
+        for layer in post:
+            out = layer(out)
+        members.append(out)
+    if len(members) == 1:
+        outputs = members[0]
+    else:  # trained side by side, each on its own loss (train.py); the model answers their mean
+        Stack, Mean = _register_ensemble()
+        outputs = Mean(name="ensemble", dtype="float32")(Stack(name=MEMBERS, dtype="float32")(members))
+    model = keras.Model(inputs, outputs, name=cfg.name.replace("-", "_").replace(".", "_"))
+    check_output(model, cfg.task, n_out)
+    return model
+
+
+MEMBERS = "ensemble_members"
+
+
+def _head_of(cfg: ExperimentConfig, x: Any, n_out: int, base_dir: Path, name: str):
+    """One member's layers from the preprocessed inputs ``x`` to its output."""
+    import keras
+
     arch = cfg.model.architecture
     if cfg.model.layers is not None:
-        outputs = declarative(x, cfg.model.layers)
-    elif arch in BUILTINS:
-        outputs = BUILTINS[arch](x, n_out, cfg.task)
-    elif arch and ":" in arch:
+        return declarative(x, cfg.model.layers)
+    if arch in BUILTINS:
+        return BUILTINS[arch](x, n_out, cfg.task, cfg=cfg, name=name)
+    if arch and ":" in arch:
         fn = load_hook(arch, base_dir)
         inner = fn(input_shape=tuple(x.shape[1:]), num_outputs=n_out, config=cfg)
         if not isinstance(inner, keras.Model):
             raise ConfigError(f"model.architecture: {arch} returned {type(inner).__name__}, not a keras.Model")
-        outputs = inner(x)
-    else:
-        raise ConfigError(f"model.architecture: unknown architecture '{arch}'", hint="built-ins: " + ", ".join(BUILTINS) + "; or model.py:build; or list model.layers")
-    if cfg.data.normalize_target:
-        if y_train is None:
-            raise ConfigError("data.normalize_target needs the training targets")
-        mean, std = target_stats(y_train)
-        outputs = keras.layers.Rescaling(scale=std, offset=mean, name="target_units")(outputs)
-    model = keras.Model(inputs, outputs, name=cfg.name.replace("-", "_").replace(".", "_"))
-    check_output(model, cfg.task, n_out)
-    return model
+        return inner(x)
+    raise ConfigError(f"model.architecture: unknown architecture '{arch}'", hint="built-ins: " + ", ".join(BUILTINS) + "; or model.py:build; or list model.layers")
+
+
+def members_model(model):
+    """The model's ensemble members, stacked [batch, members, outputs], sharing its
+    weights (None without ``model.ensemble``): what the training step's losses see."""
+    import keras
+
+    try:
+        layer = model.get_layer(MEMBERS)
+    except ValueError:
+        return None
+    return keras.Model(model.inputs, layer.output)
+
+
+@functools.lru_cache(maxsize=1)
+def _register_ensemble():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class Stack(keras.layers.Layer):
+        """K outputs [batch, n] -> [batch, K, n]."""
+
+        def call(self, xs):
+            from keras import ops
+
+            return ops.stack([ops.cast(x, "float32") for x in xs], axis=1)
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0][0], len(input_shape), *input_shape[0][1:])
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class Mean(keras.layers.Layer):
+        """[batch, K, n] -> [batch, n]: the members' average."""
+
+        def call(self, x):
+            from keras import ops
+
+            return ops.mean(x, axis=1)
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], *input_shape[2:])
+
+    return Stack, Mean
 
 
 def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | None, tokenizers: dict[str, Any], cfg_dir: Path | None = None):
@@ -548,7 +752,7 @@ def make_optimizer(cfg: ExperimentConfig, replicas: int = 1, precision: str = "f
     if cfg.train.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(int(total_steps or 1), 1))
     cls = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop, "adamw": keras.optimizers.AdamW, "adagrad": keras.optimizers.Adagrad, "nadam": keras.optimizers.Nadam, "adamax": keras.optimizers.Adamax}[cfg.train.optimizer]
-    opt = cls(learning_rate=lr)
+    opt = cls(learning_rate=lr) if cfg.train.weight_decay is None else cls(learning_rate=lr, weight_decay=cfg.train.weight_decay)
     return keras.optimizers.LossScaleOptimizer(opt) if precision == "mixed_float16" else opt
 
 

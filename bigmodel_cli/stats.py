@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+GRID = 129  # quantiles kept per column (0%, 0.78%, ..., 100%): piecewise-linear bins are picked from them
+SAMPLE_FOR_QUANTILES = 200_000
+
 
 @dataclass
 class ColumnStats:
@@ -29,6 +32,7 @@ class ColumnStats:
     mean: np.ndarray  # mean of the finite values
     m2: np.ndarray  # sum of squared deviations of the finite values
     median: np.ndarray  # of the finite values (NaN when a column has none)
+    quantiles: np.ndarray | None = None  # [GRID, columns] of the finite values (NaN when a column has none)
 
     @classmethod
     def of(cls, x: np.ndarray) -> "ColumnStats":
@@ -43,7 +47,8 @@ class ColumnStats:
             mean = np.where(count > 0, np.nansum(xf, axis=0) / np.maximum(count, 1), 0.0)
             m2 = np.nansum((xf - mean) ** 2, axis=0)
             median = np.nanmedian(xf, axis=0) if len(x) else np.full(x.shape[1], np.nan)
-        return cls(len(x), count.astype(np.int64), mean, m2, median)
+            quantiles = grid_quantiles(xf)
+        return cls(len(x), count.astype(np.int64), mean, m2, median, quantiles)
 
     @classmethod
     def empty(cls, columns: int) -> "ColumnStats":
@@ -68,6 +73,18 @@ class ColumnStats:
         """Columns with a missing value somewhere: they get a missing flag when imputed."""
         return [int(j) for j in np.flatnonzero(self.count < self.rows)]
 
+    def edges(self, bins: int) -> list[np.ndarray]:
+        """Per column, the distinct edges of up to ``bins`` equal-frequency bins
+        (empty for a column with no values)."""
+        if self.quantiles is None:
+            raise ValueError("these statistics hold no quantiles")
+        at = np.unique(np.round(np.linspace(0, GRID - 1, bins + 1)).astype(int))
+        out = []
+        for j in range(self.quantiles.shape[1]):
+            q = self.quantiles[at, j]
+            out.append(np.unique(q[np.isfinite(q)]))
+        return out
+
     def fill_values(self) -> np.ndarray:
         """The imputed value of each column: its median, 0 when it has no value at all."""
         return np.where(np.isfinite(self.median), self.median, 0.0)
@@ -88,8 +105,30 @@ class ColumnStats:
         return self.mean.copy(), self.std
 
     def to_json(self) -> dict:
-        return {"rows": self.rows, "count": self.count.tolist(), "mean": self.mean.tolist(), "m2": self.m2.tolist(), "median": [None if not np.isfinite(m) else float(m) for m in self.median]}
+        plain = lambda v: [None if not np.isfinite(m) else float(m) for m in v]  # noqa: E731
+        doc = {"rows": self.rows, "count": self.count.tolist(), "mean": self.mean.tolist(), "m2": self.m2.tolist(), "median": plain(self.median)}
+        if self.quantiles is not None:
+            doc["quantiles"] = [plain(row) for row in self.quantiles]
+        return doc
 
     @classmethod
     def from_json(cls, d: dict) -> "ColumnStats":
-        return cls(int(d["rows"]), np.asarray(d["count"], np.int64), np.asarray(d["mean"], np.float64), np.asarray(d["m2"], np.float64), np.asarray([np.nan if m is None else m for m in d["median"]], np.float64))
+        arr = lambda v: np.asarray([np.nan if m is None else m for m in v], np.float64)  # noqa: E731
+        q = np.stack([arr(row) for row in d["quantiles"]]) if d.get("quantiles") else None
+        return cls(int(d["rows"]), np.asarray(d["count"], np.int64), np.asarray(d["mean"], np.float64), np.asarray(d["m2"], np.float64), arr(d["median"]), q)
+
+
+def grid_quantiles(x: np.ndarray) -> np.ndarray:
+    """[GRID, columns] quantiles of the finite values of ``x`` (NaN where a column has
+    none), from at most SAMPLE_FOR_QUANTILES rows taken evenly."""
+    import warnings
+
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    if len(x) > SAMPLE_FOR_QUANTILES:
+        x = x[np.linspace(0, len(x) - 1, SAMPLE_FOR_QUANTILES).astype(np.int64)]
+    xf = np.where(np.isfinite(x), x, np.nan)
+    if not len(xf):
+        return np.full((GRID, x.shape[1]), np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanquantile(xf, np.linspace(0, 1, GRID), axis=0)

