@@ -413,6 +413,9 @@ class Writer:
                 if ok:
                     if self._w is None:  # no rows: still write a valid empty file
                         Path(self.tmp).write_bytes(b"")
+                    from .runs import plain_mode
+
+                    plain_mode(Path(self.tmp))
                     os.replace(self.tmp, self.output)
                 else:
                     with contextlib.suppress(OSError):

@@ -35,11 +35,34 @@ PLOTS = "plots"
 LOG_FILE = "train.log"
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (/proc on Linux; else set and restore)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def plain_mode(path: Path) -> None:
+    """Give ``path`` the mode a plain ``open()`` (or ``mkdir``) would have: mkstemp
+    makes 0600, which another user or a serving container's uid cannot read."""
+    mode = (0o777 if Path(path).is_dir() else 0o666) & ~umask()
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename onto it on success.
 
-    The temporary name keeps the final suffix (Keras insists on ``.keras``)."""
+    The temporary name keeps the final suffix (Keras insists on ``.keras``); the
+    file ends with the mode the umask gives a new file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else (path.suffix or ".tmp"), dir=path.parent)
     os.close(fd)
@@ -47,6 +70,7 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     try:
         yield tmp_path
         _fsync(tmp_path)
+        plain_mode(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(OSError):
