@@ -166,9 +166,16 @@ def train(
     from . import train as train_mod
 
     t0 = time.perf_counter()
+    restart = False  # --resume of a run that has no whole checkpoint: it starts again, in its folder
+    early_notes: list[str] = []
     if resume:
         assert run_dir is not None
-        state = train_mod.read_state(run_dir / CHECKPOINTS / train_mod.LAST)
+        _, state, early_notes = train_mod.resume_point(run_dir)
+        if state is None:
+            restart, resume = True, False
+            early_notes.append(f"{run_dir} had no {'whole ' if early_notes else ''}checkpoint (it stopped before its first epoch ended): it started again from step 0 in the same folder, with the same config and seed")
+    if resume:
+        assert run_dir is not None and state is not None
         if state.epoch >= cfg.train.epochs or (state.stopped_early and not _extends(overrides)):
             return TrainOutcome(run_dir, run_dir / "model.keras", state.history, state.epoch, "already_finished", best_epoch=state.best_epoch, stopped_early=state.stopped_early)
         if state.stopped_early:
@@ -183,7 +190,7 @@ def train(
     distribute.set_precision(plan, cfg.train.precision)
     if not resume:
         cfg.train.precision = plan.precision  # the run's config.yaml says what it trained with; resume keeps it
-    if resume and plan.is_chief:  # only the chief: another worker could catch it mid-write
+    if (resume or restart) and plan.is_chief:  # only the chief: another worker could catch it mid-write
         _sweep_killed_writes(run_dir)
     session: dict[str, Any] = {}
 
@@ -191,12 +198,12 @@ def train(
         """Called by fit once every check has passed: nothing is written before."""
         global current_run_dir
         nonlocal run_dir
-        if run_dir is None:
+        if run_dir is None or restart:
             cfg.data.features = datasets.features
             cfg.data.classes = datasets.classes
             cfg.data.columns = dict(datasets.columns)
             if plan.is_chief:
-                run_dir = create_run(base_dir, cfg.name)
+                run_dir = run_dir if restart and run_dir is not None else create_run(base_dir, cfg.name)
             else:
                 import tempfile
 
@@ -211,7 +218,7 @@ def train(
             if cfg.model.architecture and ":" in cfg.model.architecture:
                 shutil.copyfile(base_dir / cfg.model.architecture.split(":")[0], run_dir / "model.py")
         current_run_dir = run_dir
-        session["meta"] = _start_session(run_dir, cfg, plan, resume, datasets, tags)
+        session["meta"] = _start_session(run_dir, cfg, plan, resume or restart, datasets, tags)
         return run_dir
 
     status = "failed"
@@ -233,6 +240,7 @@ def train(
     background = False
     notes: list[str] = []
     if plan.is_chief:
+        notes += early_notes
         notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
         if resume and cfg.train.lr_schedule == "cosine" and _extends(overrides) and result.strategy.get("learning_rate", 1.0) == 0.0:
             notes.append("train.lr_schedule: cosine had already decayed the learning rate to 0 over the run's original epochs, so the added epochs did not change the model; train a new run with more epochs instead")
@@ -291,8 +299,6 @@ def _extends(overrides: list[str]) -> bool:
 
 
 def _prepare_resume(path: Path, overrides: list[str]) -> tuple[Path, ExperimentConfig, Path]:
-    from .train import LAST
-
     ref_dir = path
     if not (path / CONFIG_FILE).is_file():
         ref = resolve_run(path, need_model=False)
@@ -300,8 +306,6 @@ def _prepare_resume(path: Path, overrides: list[str]) -> tuple[Path, ExperimentC
             raise ModelFileError(f"{path} is not a run folder", hint="resume with: bigmodel train runs/<name>-<N> --resume")
         ref_dir = ref.run_dir
     run_dir = ref_dir
-    if not (run_dir / CHECKPOINTS / LAST).is_file():
-        raise ModelFileError(f"{run_dir} has no checkpoint to resume from (it stopped before its first epoch ended)", hint=f"start a new run: bigmodel train {_run_base_dir(run_dir)}")
     for o in overrides:
         key = o.split("=", 1)[0].strip()
         if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS):

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -43,6 +44,7 @@ from .runs import CHECKPOINTS, HISTORY_FILE, MODEL_FILE, atomic_path, atomic_wri
 
 STATE_NAME = "bigmodel_state.json"
 LAST = "last.keras"
+PREVIOUS = "previous.keras"  # the resume state before last.keras: what resume falls back to
 BEST = "best.keras"
 
 
@@ -137,6 +139,8 @@ def save_checkpoint(model, path: Path, state: TrainState, also: Path | None = No
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as z:
             z.writestr(STATE_NAME, state.to_json())
+        if path.name == LAST and path.is_file():
+            keep_previous(path, path.with_name(PREVIOUS))
         if also is not None:
             with atomic_path(also, suffix=".keras") as tmp_also:
                 tmp_also.unlink()
@@ -146,6 +150,70 @@ def save_checkpoint(model, path: Path, state: TrainState, also: Path | None = No
                     import shutil
 
                     shutil.copyfile(tmp, tmp_also)
+
+
+def keep_previous(last: Path, previous: Path) -> None:
+    """The current last.keras becomes previous.keras before a new one replaces it: a
+    hard link renamed into place (no moment without either), or a rename where
+    the file system has no hard links (a kill in between leaves previous.keras)."""
+    tmp = previous.with_name(f".{previous.name}.linking_.keras")  # a temporary name resume sweeps
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(last, tmp)
+        os.replace(tmp, previous)
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.replace(last, previous)
+
+
+def damage(path: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (None: it is whole): not a zip (a
+    truncated file), a member whose CRC fails, or no model or resume state inside."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty"
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if STATE_NAME not in names or "config.json" not in names:
+                return "no resume state inside"
+            bad = z.testzip()
+            if bad is not None:
+                return f"{bad} fails its checksum"
+            TrainState.from_json(z.read(STATE_NAME).decode())
+    except zipfile.BadZipFile:
+        return "not a whole zip file: truncated?"
+    except (OSError, ValueError, TypeError, KeyError, EOFError) as e:
+        return f"{type(e).__name__}: {str(e)[:80]}"
+    return None
+
+
+def resume_point(run_dir: Path) -> tuple[Path | None, TrainState | None, list[str]]:
+    """The newest whole resume state of a run: last.keras, else the newer of
+    previous.keras and best.keras; notes name each damaged one. (None, None, notes)
+    when the run has none: resume then starts it again from step 0."""
+    ckpt = run_dir / CHECKPOINTS
+    notes: list[str] = []
+    whole: list[tuple[Path, TrainState]] = []
+    for name in (LAST, PREVIOUS, BEST):
+        p = ckpt / name
+        if not p.is_file():
+            continue
+        why = damage(p)
+        if why:
+            notes.append(f"checkpoint {p} is damaged ({why})")
+            continue
+        whole.append((p, read_state(p)))
+        if name == LAST:
+            break
+    if not whole:
+        return None, None, notes
+    path, state = whole[0] if whole[0][0].name == LAST else max(whole, key=lambda ps: ps[1].global_step)
+    if notes:
+        where = f"epoch {state.epoch + 1}, step {state.step}" if state.step else f"the end of epoch {state.epoch}"
+        notes[-1] += f"; resuming from {path.name} ({where})"
+    return path, state, notes
 
 
 def read_state(path: Path) -> TrainState:
@@ -274,8 +342,9 @@ def fit(
     with strategy.scope():
         if resume:
             assert isinstance(run_dir, Path), "resume needs the run folder"
-            last = run_dir / CHECKPOINTS / LAST
-            state = read_state(last)
+            last, state, _ = resume_point(run_dir)
+            if last is None or state is None:
+                raise ModelFileError(f"{run_dir} has no whole checkpoint to resume from")
             from .pretrained import import_if_needed
 
             import_if_needed(last)
