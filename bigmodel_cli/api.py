@@ -228,13 +228,18 @@ def train(
         result = train_mod.fit(cfg, base_dir, run_dir if resume else open_run, datasets, observer, strategy_plan=plan, resume=resume)
         status = "completed"
     except BaseException as e:
-        from .errors import Interrupted, Pruned
+        from .errors import DiskFull, Interrupted, Pruned
 
         status = "interrupted" if isinstance(e, (Interrupted, KeyboardInterrupt)) else "pruned" if isinstance(e, Pruned) else "failed"
+        if isinstance(e, DiskFull) and run_dir is not None:
+            raise _full_while_training(e, run_dir) from None
         raise
     finally:
         if "meta" in session and run_dir is not None:
-            _end_session(run_dir, session["meta"], status, plan.is_chief)
+            try:
+                _end_session(run_dir, session["meta"], status, plan.is_chief)
+            except OSError:  # a full disk or a vanished folder: the error in flight says more
+                pass
     run_dir = result.run_dir
     plot = None
     background = False
@@ -292,6 +297,19 @@ def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[s
     from .text import PREPROCESSING_DIR, load_tokenizers
 
     return load_tokenizers(run_dir / PREPROCESSING_DIR)
+
+
+def _full_while_training(e: Any, run_dir: Path) -> Exception:
+    """A DiskFull during training, with what survived and how to go on."""
+    from .errors import DiskFull, _size
+    from .train import resume_point
+
+    ckpt, state, _ = resume_point(run_dir) if run_dir.is_dir() else (None, None, [])
+    where = ""
+    if state is not None:
+        where = f"epoch {state.epoch + 1}, step {state.step}" if state.step else f"after epoch {state.epoch}"
+    good = f"the last good checkpoint is {ckpt} ({where})" if ckpt is not None else "no checkpoint was written yet"
+    return DiskFull(e.path, e.free, e.needed, f"no space left writing {e.path} ({_size(e.free)} free, about {_size(e.needed)} needed); {good}", hint=f"free some space, then: bigmodel train {run_dir} --resume")
 
 
 def _extends(overrides: list[str]) -> bool:

@@ -64,6 +64,60 @@ class Pruned(BigmodelError):
     """A ``tune`` trial stopped by the pruner (its run folder says "pruned")."""
 
 
+class DiskFull(BigmodelError):
+    """A write ran out of space (ENOSPC) or quota (EDQUOT); nothing was torn and the
+    temporary file is gone."""
+
+    def __init__(self, path: str, free: int | None, needed: int | None, message: str | None = None, hint: str | None = None):
+        self.path, self.free, self.needed = path, free, needed
+        super().__init__(message or f"no space left writing {path}: {_size(free)} free, about {_size(needed)} needed", hint=hint or "free some space, or write elsewhere; nothing was left half-written")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "? bytes"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """ENOSPC or EDQUOT, from Python or from a library that only kept the text (pyarrow, h5py)."""
+    import errno
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(e, BigmodelError) or not isinstance(e, Exception):
+        return False
+    text = str(e)  # TensorFlow's ResourceExhaustedError, pyarrow's OSError text, h5py's RuntimeError
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+        return True
+    import re
+
+    return isinstance(e, OSError) and re.search(r"\d+ requested and \d+ written", text) is not None  # numpy's short write
+
+
+def disk_full(e: BaseException, path, needed: int | None = None) -> DiskFull:
+    """The DiskFull for an error ``e`` raised writing ``path`` (its folder's free space now)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if needed is None and p.exists() and p.is_file():
+        needed = os.path.getsize(p)
+    return DiskFull(str(path), free, needed)
+
+
 class Interrupted(BigmodelError):
     """Training was interrupted (SIGINT/SIGTERM) after saving resume state."""
 

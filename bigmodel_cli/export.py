@@ -177,6 +177,13 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
             from .text import save_tokenizers
 
             save_tokenizers(output.with_suffix(".text"), tokenizers)
+    except Exception as e:
+        from .errors import disk_full, is_disk_full
+
+        if is_disk_full(e):
+            done = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) if work.is_dir() else 0
+            raise disk_full(e, output, max(done, int(model.count_params()) * 4)) from None  # at least the weights, as float32
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     scale = max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0

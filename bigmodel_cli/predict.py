@@ -673,11 +673,30 @@ def predict_file(
         if pending is not None:
             pending.result()
         ok = True
+    except Exception as e:
+        from .errors import DiskFull, is_disk_full
+
+        if not is_disk_full(e):
+            raise
+        done = os.path.getsize(writer.tmp) if writer.tmp and os.path.exists(writer.tmp) else 0
+        folder = Path(output_path).parent
+        import shutil
+
+        free = shutil.disk_usage(folder).free if folder.is_dir() else None
+        # The reader runs ahead of the rows written, so the input's position would
+        # understate what is left: the output so far is a floor, said as such.
+        raise DiskFull(output_path, free, done, f"no space left writing {output_path} after {rows:,} rows ({_human(free)} free; the output needs more than the {_human(done)} it reached); no output was written", hint="free some space, or choose another --output") from None
     finally:
         pool.shutdown(wait=True)
         writer.close(ok)
     secs = time.perf_counter() - t0
     return PredictResult(rows=rows, seconds=secs, rows_per_s=rows / max(secs, 1e-9), output=output_path, input=input_path, notes=spec.notes)
+
+
+def _human(n: int | None) -> str:
+    from .errors import _size
+
+    return _size(n)
 
 
 def predict_images(paths: list[Path], spec: PredictSpec, infer: Callable[[np.ndarray], np.ndarray], output_path: str, image_shape: list[int], batch_size: int = 256, force: bool = False) -> PredictResult:

@@ -72,7 +72,8 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
         _fsync(tmp_path)
         plain_mode(tmp_path)
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
+        written = _written(tmp_path)
         with contextlib.suppress(OSError):
             if tmp_path.is_dir():
                 import shutil
@@ -80,7 +81,22 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
                 shutil.rmtree(tmp_path)
             else:
                 tmp_path.unlink()
+        from .errors import DiskFull, disk_full, is_disk_full
+
+        if is_disk_full(e) and not isinstance(e, DiskFull):
+            old = path.stat().st_size if path.is_file() else 0
+            raise disk_full(e, path, max(old, written) or None) from None
         raise
+
+
+def _written(p: Path) -> int:
+    """Bytes a temporary file or folder holds (what a failed write got to)."""
+    try:
+        if p.is_dir():
+            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        return p.stat().st_size
+    except OSError:
+        return 0
 
 
 def _fsync(p: Path) -> None:

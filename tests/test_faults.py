@@ -101,3 +101,122 @@ def test_every_checkpoint_damaged_starts_the_run_again(make_exp, cli):
     assert r.code == 0, r.err
     assert "damaged" in r.err and "started again from step 0" in r.err
     assert [int(x["epoch"]) for x in history(run)] == [1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------ full disks
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """small_fs(kb) -> a real tmpfs of that size, unmounted after the test (root only)."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root (the injected-error tests cover the rest)")
+    mounted = []
+
+    def make(kb: int) -> Path:
+        d = tmp_path / f"fs{len(mounted)}"
+        d.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kb}k", "tmpfs", str(d)], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(d)
+        return d
+
+    yield make
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def _fill(path: Path) -> None:
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"x" * 1024)
+        except OSError:
+            pass
+
+
+def _grow(fs: Path, kb: int) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", f"remount,size={kb}k", str(fs)], check=True)
+
+
+BIG = ["train.epochs=5", "model.layers=null", "model.architecture=mlp", "model.units=[400,400]"]  # ~700 KB a checkpoint
+
+
+def test_a_full_disk_during_training_is_one_line_and_resume_goes_on(small_fs, cli):
+    fs = small_fs(1500)
+    exp = fs / "exp"
+    assert cli("init", exp, "--template", "regression").code == 0
+    r = cli("train", exp, *_sets(BIG))
+    assert r.code == 2, r.err
+    run = next((exp / "runs").iterdir())
+    line = [x for x in r.err.strip().splitlines() if x.startswith(("error:", "hint:", "internal", "Traceback"))]
+    assert len(line) == 2 and line[0].startswith("error: no space left writing ") and "checkpoints/last.keras" in line[0], r.err
+    assert " free, about " in line[0] and "needed" in line[0] and f"the last good checkpoint is {run}/checkpoints/last.keras (after epoch" in line[0]
+    assert line[1] == f"hint: free some space, then: bigmodel train {run} --resume"
+    assert not [p for p in run.rglob(".*") if p.is_file()], "a temporary file was left behind"
+    _grow(fs, 8000)
+    r = cli("train", run, "--resume")
+    assert r.code == 0, r.err
+    assert [int(x["epoch"]) for x in history(run)] == [1, 2, 3, 4, 5]
+    all_files_load(run)
+
+
+def test_full_disks_for_predict_export_and_prepare(small_fs, cli, tmp_path):
+    exp = tmp_path / "exp"
+    assert cli("init", exp, "--template", "regression").code == 0
+    r = cli("train", exp, "--set", "train.epochs=2")
+    run = Path(r.out.strip().splitlines()[-1])
+    lines = (exp / "data" / "test.csv").read_text().splitlines()
+    (tmp_path / "big.csv").write_text("\n".join([lines[0]] + lines[1:] * 500) + "\n")
+    fs = small_fs(64)
+    r = cli("predict", run, "--input", tmp_path / "big.csv", "--output", fs / "p.csv")
+    assert r.code == 2 and f"no space left writing {fs}/p.csv after" in r.err and "no output was written" in r.err, r.err
+    for fmt, out in (("onnx", "m.onnx"), ("savedmodel", "sm"), ("keras", "m.keras")):
+        _fill(fs / "filler")  # leave the model no room
+        r = cli("export", run, "--format", fmt, "--output", fs / out)
+        assert r.code == 2 and f"no space left writing {fs}/{out}" in r.err and "needed" in r.err, (fmt, r.err)
+        (fs / "filler").unlink()
+    assert sorted(os.listdir(fs)) == []  # nothing half-written, nothing left
+    import yaml
+
+    rows = 20_000
+    (tmp_path / "s.csv").write_text("a,b,label\n" + "".join(f"{i * 0.1},{i % 7},{i % 2}\n" for i in range(rows)))
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "experiment.yaml").write_text(yaml.safe_dump({"name": "s", "task": "binary", "data": {"train": str(tmp_path / "s.csv"), "target": "label", "stream": True, "cache": str(fs / "cache")}, "model": {"architecture": "mlp"}}))
+    r = cli("prepare", tmp_path / "s")
+    assert r.code == 2 and "no space left writing the block cache" in r.err and "needed" in r.err, r.err
+    assert not [p for p in (fs / "cache").iterdir() if not p.name.endswith(".lock")]
+
+
+def test_an_injected_enospc_while_saving_names_the_checkpoint(cli, make_exp, monkeypatch):
+    """Without root: a model save that fails with ENOSPC on the third checkpoint."""
+    import errno
+
+    import keras
+
+    exp = make_exp("regression")
+    real = keras.Model.save
+    calls = {"n": 0}
+
+    def failing(self, path, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            Path(path).write_bytes(b"x" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, path, *a, **k)
+
+    monkeypatch.setattr(keras.Model, "save", failing)
+    r = cli("train", exp, "--set", "train.epochs=4")
+    assert r.code == 2, r.err
+    run = next((exp / "runs").iterdir())
+    assert "no space left writing" in r.err and "last.keras" in r.err and "(after epoch 2)" in r.err and "--resume" in r.err, r.err
+    assert not [p for p in run.rglob(".*") if p.is_file()]
+    monkeypatch.setattr(keras.Model, "save", real)
+    assert cli("train", run, "--resume").code == 0
+    assert [int(x["epoch"]) for x in history(run)] == [1, 2, 3, 4]
