@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/stream_bench.py
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/tensorboard_bench.py
+	$(BIN)/python benchmarks/checkpoint_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

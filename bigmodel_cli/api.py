@@ -42,7 +42,7 @@ from .runs import (
 # Keys a resumed run may change: they cannot break what was trained so far.
 # The strategy may change (a preempted job resumed on other hardware, or with
 # --workers): the global batch and the data order stay the same.
-RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.checkpoint_every_steps", "train.steps_per_execution", "train.distribute", "train.devices", "train.inference_copy", "train.tensorboard")
+RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.checkpoint_every", "train.checkpoint_every_steps", "train.steps_per_execution", "train.distribute", "train.devices", "train.inference_copy", "train.tensorboard")
 
 # Set while a command works on a run folder, so an internal error can log there.
 current_run_dir: Path | None = None

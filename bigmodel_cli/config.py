@@ -178,11 +178,40 @@ class TrainConfig(Strict):
     scale_lr: Literal["none", "linear"] = Field("none", description="linear: lr x replicas")
     steps_per_epoch: int | None = Field(None, ge=1, description="steps per epoch (null = one pass over the data); more cycles through fresh shuffles")
     steps_per_execution: int = Field(10, ge=1, le=10_000, description="steps run per compiled call")
-    checkpoint_every_steps: int | None = Field(None, ge=1, description="also save resume state every N steps")
+    checkpoint_every: str | int | None = Field("10m", description="also save resume state inside an epoch: a time (30s, 10m, 1h) since the last save, or a number of steps (500, '500 steps'); null = at epoch ends only")
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="deprecated: use checkpoint_every: N (it wins when both are set)")
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _every(cls, v: Any) -> Any:
+        if v is not None:
+            checkpoint_interval(v)  # raises with the accepted forms
+        return v
     shuffle: bool = True
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field("auto", description="auto: bfloat16 where the hardware runs it fast (AMX/avx512_bf16 CPUs, GPUs of compute capability 8+), float16 with loss scaling on 7.x GPUs, else float32")
     tensorboard: bool = Field(True, description="write TensorBoard event files under the run's tensorboard/ (tensorboard --logdir EXP/runs)")
     inference_copy: Literal["background", "wait", "none"] = Field(default_factory=lambda: _env_choice("BIGMODEL_INFERENCE_COPY", ("background", "wait", "none"), "background"), description="the run's inference.onnx and plot after training: background (a detached process; train returns at once, predict waits for it), wait (train writes them before it returns), none (no inference.onnx; the plot is still drawn)")
+
+
+def checkpoint_interval(v: Any) -> tuple[float | None, int | None]:
+    """train.checkpoint_every -> (seconds, steps), one of them set: '10m' -> (600, None), 500 -> (None, 500)."""
+    import re
+
+    if isinstance(v, bool):
+        raise ValueError(f"checkpoint_every takes a time such as 10m or a number of steps, not {v!r}")
+    if isinstance(v, int):
+        if v < 1:
+            raise ValueError(f"checkpoint_every needs at least 1 step, got {v}")
+        return None, v
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|steps?)?\s*", str(v), re.IGNORECASE)
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"checkpoint_every takes a time (30s, 10m, 1h) or a number of steps (500, '500 steps'), not {v!r}")
+    n, unit = float(m.group(1)), (m.group(2) or "steps").lower()
+    if unit.startswith("step"):
+        if not n.is_integer():
+            raise ValueError(f"checkpoint_every: a whole number of steps, not {v!r}")
+        return None, int(n)
+    return n * (3600 if unit.startswith("h") else 60 if unit.startswith("m") else 1), None
 
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "logint", "choice")

@@ -36,7 +36,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from .config import ExperimentConfig
+from .config import ExperimentConfig, checkpoint_interval
 from .data import Datasets
 from .errors import ConfigError, Interrupted, ModelFileError
 from .pipeline import epoch_order, eval_batches, source_for, training_stats  # noqa: F401  (epoch_order: the order contract, re-exported)
@@ -451,7 +451,9 @@ def fit(
         run_dir = run_dir()
     ckpt_dir = run_dir / CHECKPOINTS
     K = cfg.train.steps_per_execution
-    every = cfg.train.checkpoint_every_steps
+    every_s, every = checkpoint_interval(cfg.train.checkpoint_every) if cfg.train.checkpoint_every is not None else (None, None)
+    if cfg.train.checkpoint_every_steps:  # the older key, kept working
+        every_s, every = None, cfg.train.checkpoint_every_steps
     info = {
         "epochs": cfg.train.epochs, "steps_per_epoch": steps_per_epoch, "metrics": names, "validation": has_val,
         "strategy": {"one_device": "OneDeviceStrategy", "mirrored": "MirroredStrategy", "multi_worker": "MultiWorkerMirroredStrategy"}.get(plan.kind, type(strategy).__name__), "replicas": replicas, "global_batch": G, "per_replica_batch": per_replica,
@@ -464,7 +466,7 @@ def fit(
     obs.on_train_begin(info)
     t_start = time.perf_counter()
     samples_seen = 0
-    last_ckpt_step = state.global_step
+    last_ckpt_step, last_ckpt_time = state.global_step, time.monotonic()
 
     def save(path_name: str, st: TrainState, best_too: bool = False) -> None:
         if is_chief:
@@ -516,12 +518,13 @@ def fit(
                     tb.steps(state.global_step, logs)
                 if not np.isfinite(sums[0]):
                     raise ConfigError(f"the loss became {sums[0]} in epoch {epoch + 1} (step {done}): training diverged", hint="lower train.learning_rate, or set data.normalize: true")
-                if stop.signal is not None or (every and state.global_step - last_ckpt_step >= every and done < steps_per_epoch):
+                due = (every and state.global_step - last_ckpt_step >= every) or (every_s and time.monotonic() - last_ckpt_time >= every_s)
+                if stop.signal is not None or (due and done < steps_per_epoch):
                     state.step, state.partial = done, sums.tolist()
                     if stop.signal is not None:
                         raise interrupted(state, stop.signal)
                     save(LAST, state)
-                    last_ckpt_step = state.global_step
+                    last_ckpt_step, last_ckpt_time = state.global_step, time.monotonic()
             seconds = time.perf_counter() - t0
             times["epochs"] += seconds
             samples_seen += epoch_samples
@@ -544,7 +547,7 @@ def fit(
             if es and state.wait > es.patience:
                 state.stopped_early = True
             save(LAST, state, best_too=improved)
-            last_ckpt_step = state.global_step
+            last_ckpt_step, last_ckpt_time = state.global_step, time.monotonic()
             if is_chief:
                 write_history(run_dir, state.history)
             if tb is not None:

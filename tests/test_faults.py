@@ -220,3 +220,70 @@ def test_an_injected_enospc_while_saving_names_the_checkpoint(cli, make_exp, mon
     monkeypatch.setattr(keras.Model, "save", real)
     assert cli("train", run, "--resume").code == 0
     assert [int(x["epoch"]) for x in history(run)] == [1, 2, 3, 4]
+
+
+# ------------------------------------------------------------ time-based checkpoints
+
+
+def test_checkpoint_every_parses_times_and_steps():
+    from bigmodel_cli.config import checkpoint_interval
+
+    assert checkpoint_interval("10m") == (600, None) and checkpoint_interval("30s") == (30, None) and checkpoint_interval("1.5h") == (5400, None)
+    assert checkpoint_interval(500) == (None, 500) and checkpoint_interval("500 steps") == (None, 500) and checkpoint_interval("40") == (None, 40)
+    for bad in ("soon", "0m", "-5s", "2.5 steps", True):
+        with pytest.raises(ValueError):
+            checkpoint_interval(bad)
+
+
+def test_a_bad_checkpoint_every_names_the_key(make_exp, cli):
+    exp = make_exp("regression")
+    r = cli("train", exp, "--set", "train.checkpoint_every=soon")
+    assert r.code == 2 and "train.checkpoint_every" in r.err and "10m" in r.err, r.err
+
+
+LONG = ["train.epochs=3", "train.steps_per_epoch=250", "train.steps_per_execution=1"]  # epochs of about a second
+
+
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory):
+    from bigmodel_cli import api
+
+    exp = tmp_path_factory.mktemp("long") / "exp"
+    api.init(exp, "regression")
+    return api.train(exp, [*LONG, "train.checkpoint_every=null"]).run_dir
+
+
+def test_time_based_checkpoints_save_inside_epochs(make_exp, cli, monkeypatch):
+    from bigmodel_cli import train as train_mod
+
+    seen = []
+    real = train_mod.save_checkpoint
+    monkeypatch.setattr(train_mod, "save_checkpoint", lambda model, path, state, also=None: (seen.append((state.epoch, state.step)), real(model, path, state, also))[1])
+    exp = make_exp("regression")
+    assert cli("train", exp, *_sets([*LONG, "train.checkpoint_every=0.2s"])).code == 0
+    assert any(step for _, step in seen), seen  # mid-epoch saves, by the clock
+    seen.clear()
+    assert cli("train", exp, *_sets(LONG)).code == 0  # the default, 10m: only epoch ends in a short run
+    assert all(step == 0 for _, step in seen), seen
+
+
+@pytest.mark.parametrize("when", [0.3, 1.2])
+def test_kill9_after_a_time_based_checkpoint_resumes_to_the_same_run(long_reference, make_exp, cli, when):
+    """A kill loses at most checkpoint_every of work, and resume from a mid-epoch
+    state reproduces the uninterrupted run's batches."""
+    import random
+    import signal
+    import time
+
+    exp = make_exp("regression")
+    p = start_train(exp, *_sets([*LONG, "train.checkpoint_every=0.2s"]))
+    wait_for(lambda: (exp / "runs").exists() and any((r / "checkpoints/last.keras").exists() for r in (exp / "runs").iterdir()))
+    time.sleep(when + random.uniform(0, 0.2))
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    run = next((exp / "runs").iterdir())
+    r = cli("train", run, "--resume")
+    assert r.code == 0, r.err
+    assert history(run) == history(long_reference)
+    for a, b in zip(weights(run / "model.keras"), weights(long_reference / "model.keras")):
+        np.testing.assert_allclose(a, b, atol=1e-6)
