@@ -177,6 +177,8 @@ def train(
     if resume:
         assert run_dir is not None and state is not None
         if state.epoch >= cfg.train.epochs or (state.stopped_early and not _extends(overrides)):
+            if not (run_dir / "model.keras").is_file():  # killed while the final model was being written
+                _finish_model(run_dir, cfg)
             return TrainOutcome(run_dir, run_dir / "model.keras", state.history, state.epoch, "already_finished", best_epoch=state.best_epoch, stopped_early=state.stopped_early)
         if state.stopped_early:
             state.stopped_early = False
@@ -233,6 +235,9 @@ def train(
         status = "interrupted" if isinstance(e, (Interrupted, KeyboardInterrupt)) else "pruned" if isinstance(e, Pruned) else "failed"
         if isinstance(e, DiskFull) and run_dir is not None:
             raise _full_while_training(e, run_dir) from None
+        plain = _unwritable(e, run_dir) if run_dir is not None else None
+        if plain is not None:
+            raise plain from None
         raise
     finally:
         if "meta" in session and run_dir is not None:
@@ -297,6 +302,32 @@ def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[s
     from .text import PREPROCESSING_DIR, load_tokenizers
 
     return load_tokenizers(run_dir / PREPROCESSING_DIR)
+
+
+def _finish_model(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """model.keras from the run's best (else last) checkpoint: what the end of training writes."""
+    from . import models
+    from .train import BEST, LAST, finalize_model
+
+    ckpt = run_dir / CHECKPOINTS
+    tokenizers = run_tokenizers(run_dir, cfg)
+    finalize_model(ckpt / (BEST if (ckpt / BEST).is_file() else LAST), run_dir / "model.keras", (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None)
+
+
+def _unwritable(e: BaseException, run_dir: Path) -> Exception | None:
+    """A run folder that became read-only or vanished while training, as one line."""
+    import errno
+
+    from .errors import PathError
+
+    if not isinstance(e, OSError):
+        return None
+    if not run_dir.exists():
+        return PathError(f"the run folder {run_dir} vanished while training ({e.strerror or type(e).__name__}): nothing more can be saved there", hint="check what removed it (a cleanup job, a lost mount); a copy of the folder can be resumed with: bigmodel train COPY --resume")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        where = e.filename or run_dir
+        return PathError(f"cannot write {where}: {'the file system is read-only' if e.errno == errno.EROFS else 'permission denied'}", hint=f"make {run_dir} writable (or copy it somewhere writable), then: bigmodel train {run_dir} --resume")
+    return None
 
 
 def _full_while_training(e: Any, run_dir: Path) -> Exception:

@@ -120,7 +120,10 @@ def sweep_temp(folder: Path) -> list[Path]:
             continue
         for p in d.iterdir():
             if _TEMP_RE.match(p.name):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                try:
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                except OSError:  # a read-only folder: what follows will say so in one line
+                    continue
                 removed.append(p)
     return removed
 

@@ -560,9 +560,13 @@ def fit(
     model_path = run_dir / MODEL_FILE
     if is_chief:
         t_final = time.perf_counter()
-        finalize_model(final_src, model_path, (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None)
+        with StopFlag() as stop:  # SIGTERM now waits for model.keras: it takes a moment, and the run is done
+            finalize_model(final_src, model_path, (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None)
         times["finalize"] = time.perf_counter() - t_final
         obs.on_saved(model_path)
+        if stop.signal is not None:
+            name = "SIGINT (Ctrl-C)" if stop.signal == signal.SIGINT else "SIGTERM" if stop.signal == signal.SIGTERM else f"signal {stop.signal}"
+            raise Interrupted(f"{name} came while the final model was being saved; {model_path} was finished first and the run is complete", None, str(run_dir))
     total = time.perf_counter() - t_start
     result = TrainResult(
         run_dir=run_dir, history=state.history, epochs_done=state.epoch, best_epoch=state.best_epoch, model_path=model_path,

@@ -287,3 +287,77 @@ def test_kill9_after_a_time_based_checkpoint_resumes_to_the_same_run(long_refere
     assert history(run) == history(long_reference)
     for a, b in zip(weights(run / "model.keras"), weights(long_reference / "model.keras")):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+# ------------------------------------------- read-only, vanished, SIGTERM in the final save
+
+
+def test_resume_in_a_read_only_run_folder_is_one_line(small_fs, cli):
+    import subprocess
+
+    fs = small_fs(4000)
+    exp = fs / "exp"
+    assert cli("init", exp, "--template", "regression").code == 0
+    r = cli("train", exp, "--set", "train.epochs=2")
+    run = Path(r.out.strip().splitlines()[-1])
+    subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+    try:
+        before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+        r = cli("train", run, "--resume", "--set", "train.epochs=4")
+        assert r.code == 2, r.err
+        assert "the file system is read-only" in r.err and f"bigmodel train {run} --resume" in r.err, r.err
+        assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(fs)], check=True)
+    assert cli("train", run, "--resume", "--set", "train.epochs=4").code == 0
+
+
+def test_a_run_folder_that_vanishes_while_training_is_one_line(make_exp):
+    import shutil
+
+    exp = make_exp("regression")
+    p = start_train(exp, *_sets(["train.epochs=400", "train.checkpoint_every=1"]))
+    wait_for(lambda: (exp / "runs").exists() and any((r / "checkpoints/last.keras").exists() for r in (exp / "runs").iterdir()))
+    run = next((exp / "runs").iterdir())
+    shutil.rmtree(run)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2, err
+    assert f"the run folder {run} vanished while training" in err, err
+    assert "Traceback" not in err
+
+
+def test_sigterm_during_the_final_save_finishes_model_keras(make_exp, cli, monkeypatch):
+    import signal
+
+    from bigmodel_cli import train as train_mod
+
+    real = train_mod.finalize_model
+
+    def slow_final(src, dst, wrap=None):
+        os.kill(os.getpid(), signal.SIGTERM)  # the scheduler's notice arrives mid-save
+        return real(src, dst, wrap)
+
+    monkeypatch.setattr(train_mod, "finalize_model", slow_final)
+    exp = make_exp("regression")
+    r = cli("train", exp, "--set", "train.epochs=2")
+    assert r.code == 130, r.err
+    run = next((exp / "runs").iterdir())
+    assert "SIGTERM came while the final model was being saved" in r.err and "the run is complete" in r.err
+    import keras
+
+    keras.models.load_model(run / "model.keras", compile=False)  # whole
+    monkeypatch.setattr(train_mod, "finalize_model", real)
+    r = cli("train", run, "--resume")
+    assert r.code == 0 and "already finished" in r.err, r.err
+
+
+def test_resume_of_a_finished_run_without_model_keras_writes_it(make_exp, cli):
+    exp = make_exp("regression")
+    r = cli("train", exp, "--set", "train.epochs=2")
+    run = Path(r.out.strip().splitlines()[-1])
+    (run / "model.keras").unlink()  # a kill -9 between the last checkpoint and model.keras
+    r = cli("train", run, "--resume")
+    assert r.code == 0, r.err
+    import keras
+
+    keras.models.load_model(run / "model.keras", compile=False)
