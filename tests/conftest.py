@@ -62,3 +62,4 @@ def make_exp(tmp_path, cli):
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under folder with its bytes: to assert nothing changed."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_process
 
 
-@pytest.mark.parametrize("mask", [0o022, 0o077])
+@pytest.mark.parametrize("mask", [pytest.param(0o022, marks=pytest.mark.slow), 0o077])
 def test_written_files_follow_the_umask(tmp_path, cli, mask):
     old = os.umask(mask)
     try:
@@ -267,6 +267,7 @@ def test_time_based_checkpoints_save_inside_epochs(make_exp, cli, monkeypatch):
     assert all(step == 0 for _, step in seen), seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", [0.3, 1.2])
 def test_kill9_after_a_time_based_checkpoint_resumes_to_the_same_run(long_reference, make_exp, cli, when):
     """A kill loses at most checkpoint_every of work, and resume from a mid-epoch
@@ -361,3 +362,20 @@ def test_resume_of_a_finished_run_without_model_keras_writes_it(make_exp, cli):
     import keras
 
     keras.models.load_model(run / "model.keras", compile=False)
+
+
+def test_previous_checkpoint_without_hard_links(tmp_path, monkeypatch):
+    """A file system without hard links: the current last.keras is renamed to previous.keras."""
+    from bigmodel_cli import train as train_mod
+
+    last, previous = tmp_path / "last.keras", tmp_path / "previous.keras"
+    last.write_bytes(b"old state")
+    monkeypatch.setattr(train_mod.os, "link", lambda a, b: (_ for _ in ()).throw(OSError(1, "Operation not permitted")))
+    train_mod.keep_previous(last, previous)
+    assert previous.read_bytes() == b"old state" and not last.exists()
+    assert not list(tmp_path.glob(".*"))
+    monkeypatch.undo()
+    last.write_bytes(b"newer state")
+    train_mod.keep_previous(last, previous)  # with hard links: both names, one file
+    assert previous.read_bytes() == b"newer state" and last.read_bytes() == b"newer state"
+    assert os.stat(last).st_ino == os.stat(previous).st_ino

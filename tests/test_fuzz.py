@@ -201,7 +201,7 @@ def _predict_test(mixed_run, cli, data):
         assert len(out) == len(rows), (len(out), len(rows))
 
 
-@settings(max_examples=FAST, **COMMON)
+@settings(max_examples=FAST // 2, **COMMON)
 @given(data=st.data())
 def test_fuzz_predict_rows(mixed_run, cli, data):
     _predict_test(mixed_run, cli, data)

@@ -106,6 +106,7 @@ def test_multi_worker_run_resumes_and_extends(make_exp):
     assert [int(h["epoch"]) for h in csv.DictReader(open(run / "history.csv"))] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow  # the two-worker tests stay in make test; this one keeps it under its time budget
 def test_three_workers_uneven_batch_match_one_process(make_exp, cli):
     """Global batch 59 over 3 workers is 20/20/19 rows: still the same global batches."""
     sets = ["--set", "data.validation=null", "--set", "train.batch_size=59", "--set", "train.epochs=3", "--set", "train.optimizer=adam", "--set", "train.precision=float32"]

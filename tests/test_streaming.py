@@ -300,7 +300,7 @@ def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cli):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("workers", [2, pytest.param(3, marks=pytest.mark.slow)])  # 3: make test-slow (the fast suite's time)
 def test_workers_train_the_same_model_as_one_process(tmp_path, cli, workers):
     from test_resume import weights
 
