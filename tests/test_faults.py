@@ -3,15 +3,12 @@ checkpoints, full disks, read-only folders."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import run_process
 
 
 @pytest.mark.parametrize("mask", [pytest.param(0o022, marks=pytest.mark.slow), 0o077])
