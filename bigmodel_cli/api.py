@@ -332,7 +332,7 @@ def _unwritable(e: BaseException, run_dir: Path) -> Exception | None:
 
 def _full_while_training(e: Any, run_dir: Path) -> Exception:
     """A DiskFull during training, with what survived and how to go on."""
-    from .errors import DiskFull, _size
+    from .errors import DiskFull, human_size
     from .train import resume_point
 
     ckpt, state, _ = resume_point(run_dir) if run_dir.is_dir() else (None, None, [])
@@ -340,7 +340,7 @@ def _full_while_training(e: Any, run_dir: Path) -> Exception:
     if state is not None:
         where = f"epoch {state.epoch + 1}, step {state.step}" if state.step else f"after epoch {state.epoch}"
     good = f"the last good checkpoint is {ckpt} ({where})" if ckpt is not None else "no checkpoint was written yet"
-    return DiskFull(e.path, e.free, e.needed, f"no space left writing {e.path} ({_size(e.free)} free, about {_size(e.needed)} needed); {good}", hint=f"free some space, then: bigmodel train {run_dir} --resume")
+    return DiskFull(e.path, e.free, e.needed, f"no space left writing {e.path} ({human_size(e.free)} free, about {human_size(e.needed)} needed); {good}", hint=f"free some space, then: bigmodel train {run_dir} --resume")
 
 
 def _extends(overrides: list[str]) -> bool:

@@ -427,12 +427,6 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _human(n: int | None) -> str:
-    from .errors import _size
-
-    return _size(n)
-
-
 def prepare(cfg: ExperimentConfig, base_dir: Path, progress: Progress | None = None, rebuild: bool = False) -> "Prepared":
     """The block cache of the training data (and a validation file, if given):
     reused when its key matches, else converted in one pass."""
@@ -464,14 +458,14 @@ def prepare(cfg: ExperimentConfig, base_dir: Path, progress: Progress | None = N
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(tmp, folder)
         except Exception as e:
-            from .errors import DiskFull, disk_full, is_disk_full
+            from .errors import DiskFull, disk_full, human_size, is_disk_full
 
             if is_disk_full(e):
                 done = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) if tmp.is_dir() else 0
                 full = disk_full(e, root, None)
                 # float32 rows so far, scaled by how much of the input they came from
                 need = int(conv.rows_read * schema.width * 4 * conv.total_bytes / conv.done_bytes) if conv is not None and conv.done_bytes else None
-                raise DiskFull(str(folder), full.free, need, f"no space left writing the block cache {folder}: {_human(full.free)} free after {_human(done)} of blocks, about {_human(need)} needed", hint=f"free some space, or point data.cache elsewhere (now {cfg.data.cache}); the training files were not touched") from None
+                raise DiskFull(str(folder), full.free, need, f"no space left writing the block cache {folder}: {human_size(full.free)} free after {human_size(done)} of blocks, about {human_size(need)} needed", hint=f"free some space, or point data.cache elsewhere (now {cfg.data.cache}); the training files were not touched") from None
             raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

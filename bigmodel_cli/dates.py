@@ -175,12 +175,11 @@ class DateEncoder:
 
     def ids(self, values: Sequence[Any]) -> np.ndarray:
         ymd, valid, _ = parse(list(values), self.format)
-        return parts_from_ymd(ymd, valid, self.stats)
+        return self.parts(ymd, valid)
 
-    def bad(self, values: Sequence[Any]) -> np.ndarray:
-        """Present values that are not dates in this format (predict's bad values)."""
-        _, valid, missing = parse(list(values), self.format)
-        return ~valid & ~missing
+    def parts(self, ymd: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The parts of values already parsed (:func:`parse`)."""
+        return parts_from_ymd(ymd, valid, self.stats)
 
     @property
     def size(self) -> int:

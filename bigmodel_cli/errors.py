@@ -70,10 +70,11 @@ class DiskFull(BigmodelError):
 
     def __init__(self, path: str, free: int | None, needed: int | None, message: str | None = None, hint: str | None = None):
         self.path, self.free, self.needed = path, free, needed
-        super().__init__(message or f"no space left writing {path}: {_size(free)} free, about {_size(needed)} needed", hint=hint or "free some space, or write elsewhere; nothing was left half-written")
+        super().__init__(message or f"no space left writing {path}: {human_size(free)} free, about {human_size(needed)} needed", hint=hint or "free some space, or write elsewhere; nothing was left half-written")
 
 
-def _size(n: int | None) -> str:
+def human_size(n: int | float | None) -> str:
+    """1536 -> '1.5 KB' (None: '? bytes'): every size bigmodel prints."""
     if n is None:
         return "? bytes"
     for unit in ("B", "KB", "MB", "GB", "TB"):

@@ -485,8 +485,11 @@ def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
         out["features"] = _features_matrix(batch, spec.numeric, spec, first_row, source)
     for c in spec.text_columns:
         texts = batch.column(c).fill_null("").to_pylist()
-        if c in spec.date_formats and spec.on_bad_value != "missing":
-            _check_dates(texts, c, spec, first_row, source)
+        if c in spec.date_formats:  # parsed once: checked, and (ONNX path) encoded from the same parse
+            parsed = _check_dates(texts, c, spec, first_row, source)
+            if spec.tokenizers is not None:
+                out[ids_name(c)] = spec.tokenizers[c].parts(*parsed)
+                continue
         if spec.tokenizers is not None:
             out[ids_name(c)] = spec.tokenizers[c].ids(texts)
         else:
@@ -494,19 +497,21 @@ def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
     return out
 
 
-def _check_dates(texts: list[str], column: str, spec: PredictSpec, first_row: int, source: str) -> None:
-    """A present value that is not a date in the column's format is an error, not a missing date."""
+def _check_dates(texts: list[str], column: str, spec: PredictSpec, first_row: int, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """A present value that is not a date in the column's format is an error, not a
+    missing date (unless --on-bad-value missing). Returns the parse: (ymd, valid)."""
     from .dates import parse
 
-    _, valid, missing = parse(texts, spec.date_formats[column])
+    ymd, valid, missing = parse(texts, spec.date_formats[column])
     bad = ~valid & ~missing
-    if bad.any():
+    if bad.any() and spec.on_bad_value != "missing":
         i = int(np.flatnonzero(bad)[0])
         fmt = {"date_iso": "yyyy-mm-dd", "date_dmy": "dd/mm/yyyy", "date_mdy": "mm/dd/yyyy"}[spec.date_formats[column]]
         raise DataError(
             f"{source}: {_where_row(spec, first_row + i)}, column '{column}' is not a date ({fmt}): {texts[i][:40]!r} ({int(bad.sum())} such value(s) in this block)",
             hint="fix the value (an empty cell is a missing date); or pass --on-bad-value missing to treat such values as missing; no output was written",
         )
+    return ymd, valid
 
 
 def _rows(x: Any, start: int, stop: int) -> Any:
@@ -674,7 +679,7 @@ def predict_file(
             pending.result()
         ok = True
     except Exception as e:
-        from .errors import DiskFull, is_disk_full
+        from .errors import DiskFull, human_size, is_disk_full
 
         if not is_disk_full(e):
             raise
@@ -685,18 +690,12 @@ def predict_file(
         free = shutil.disk_usage(folder).free if folder.is_dir() else None
         # The reader runs ahead of the rows written, so the input's position would
         # understate what is left: the output so far is a floor, said as such.
-        raise DiskFull(output_path, free, done, f"no space left writing {output_path} after {rows:,} rows ({_human(free)} free; the output needs more than the {_human(done)} it reached); no output was written", hint="free some space, or choose another --output") from None
+        raise DiskFull(output_path, free, done, f"no space left writing {output_path} after {rows:,} rows ({human_size(free)} free; the output needs more than the {human_size(done)} it reached); no output was written", hint="free some space, or choose another --output") from None
     finally:
         pool.shutdown(wait=True)
         writer.close(ok)
     secs = time.perf_counter() - t0
     return PredictResult(rows=rows, seconds=secs, rows_per_s=rows / max(secs, 1e-9), output=output_path, input=input_path, notes=spec.notes)
-
-
-def _human(n: int | None) -> str:
-    from .errors import _size
-
-    return _size(n)
 
 
 def predict_images(paths: list[Path], spec: PredictSpec, infer: Callable[[np.ndarray], np.ndarray], output_path: str, image_shape: list[int], batch_size: int = 256, force: bool = False) -> PredictResult:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import ModelFileError
+from .errors import ModelFileError, human_size  # noqa: F401  (human_size: re-exported for ui)
 
 RUNS_DIR = "runs"
 MODEL_FILE = "model.keras"
@@ -203,14 +203,6 @@ def resolve_run(arg: str | Path, need_model: bool = True) -> RunRef:
     if need_model and not model.is_file():
         raise ModelFileError(f"{run} has no {MODEL_FILE}: the run did not finish", hint=f"resume it: bigmodel train {run} --resume")
     return RunRef(run, model)
-
-
-def human_size(n: int | float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 def path_size(p: Path) -> int:
