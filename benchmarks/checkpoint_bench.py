@@ -37,7 +37,7 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["BIGMODEL_INFERENCE_COPY"] = "none"
     from bigmodel_cli import api
-    from bigmodel_cli import train as train_mod
+    from bigmodel_cli.training import trainer as train_mod
 
     saves = {"n": 0}
     real = train_mod.save_checkpoint

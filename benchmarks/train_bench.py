@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIGMODEL, machine, median  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from bigmodel_cli import finish  # noqa: E402
+from bigmodel_cli.training import finish# noqa: E402
 
 PLAIN = r'''
 import json, os, sys, time

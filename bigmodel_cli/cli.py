@@ -15,8 +15,8 @@ from typing import List, Optional
 
 import typer
 
-from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BigmodelError, Interrupted
+from bigmodel_cli import __version__
+from bigmodel_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BigmodelError, Interrupted
 
 app = typer.Typer(
     name="bigmodel",
@@ -60,8 +60,9 @@ def init(
     json_out: bool = typer.Option(False, "--json", help="With --data: print what was inferred as JSON."),
 ) -> None:
     """Create an experiment folder from a template, or from your own table (--data)."""
-    from . import api, ui
-    from .errors import ConfigError
+    from bigmodel_cli import api
+    from bigmodel_cli import ui
+    from bigmodel_cli.errors import ConfigError
 
     if data is None:
         if target_column or task or copy:
@@ -88,7 +89,8 @@ def init(
 @app.command()
 def templates(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the experiment templates."""
-    from . import api, ui
+    from bigmodel_cli import api
+    from bigmodel_cli import ui
 
     items = api.templates()
     if json_out:
@@ -108,7 +110,8 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Train a model; prints the run folder."""
-    from . import api, ui
+    from bigmodel_cli import api
+    from bigmodel_cli import ui
 
     overrides = list(set_ or [])
     if devices is not None:
@@ -117,12 +120,12 @@ def train(
         except ValueError:
             raise BigmodelError(f"--devices '{devices}' is not a list of GPU indices", hint="e.g. --devices 0,2") from None
     if print_config:
-        from .config import dump
+        from bigmodel_cli.config import dump
 
-        sys.stdout.write(dump(api.resolved_config(path, overrides)) if not resume else dump(api._prepare_resume(path, overrides)[1]))
+        sys.stdout.write(dump(api.resolved_config(path, overrides)) if not resume else dump(api.resumed_config(path, overrides)))
         return
     if workers is not None and workers > 1:
-        from .launch import launch_local
+        from bigmodel_cli.training.launch import launch_local
 
         code = launch_local(path, overrides, workers, resume=resume, json_out=json_out)
         raise typer.Exit(code)
@@ -148,7 +151,8 @@ def prepare(
     """Convert the training data into the block cache that streamed training reads."""
     import time
 
-    from . import api, ui
+    from bigmodel_cli import api
+    from bigmodel_cli import ui
 
     bar = ui.PredictProgress()
     start = time.perf_counter()
@@ -170,8 +174,8 @@ def runs(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The experiment's runs side by side: status, epochs, best metric, test metrics, duration."""
-    from . import ui
-    from .compare import list_runs, sort_rows
+    from bigmodel_cli import ui
+    from bigmodel_cli.commands.runs import list_runs, sort_rows
 
     rows = sort_rows(list_runs(path), sort)
     if json_out:
@@ -189,8 +193,8 @@ def tune(
     json_out: bool = typer.Option(False, "--json", help="Print JSON: the trials with their state and value, and the best."),
 ) -> None:
     """Search hyperparameters with Optuna (TPE, median pruning); survives kill -9: rerun to continue."""
-    from . import ui
-    from .tune import tune as run_tune
+    from bigmodel_cli import ui
+    from bigmodel_cli.commands.tune import tune as run_tune
 
     progress = ui.TuneProgress()
     try:
@@ -215,8 +219,8 @@ def serve(
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Requests that may wait for the model; more get 503."),
 ) -> None:
     """Serve the run's model over HTTP: /health, /metadata, /predict (docs at /docs)."""
-    from . import ui
-    from .serve import serve as run_server
+    from bigmodel_cli import ui
+    from bigmodel_cli.inference.serve import serve as run_server
 
     con = ui.err_console()
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -236,7 +240,8 @@ def eval_(
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers (runs code from the file)."),
 ) -> None:
     """Report loss and the task's metrics; writes metrics.json."""
-    from . import api, ui
+    from bigmodel_cli import api
+    from bigmodel_cli import ui
 
     outcome = api.evaluate(run, data, unsafe=unsafe)
     if json_out:
@@ -262,7 +267,8 @@ def predict(
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
 ) -> None:
     """Predict every row of CSV/Parquet/JSONL files, streaming."""
-    from . import api, ui
+    from bigmodel_cli import api
+    from bigmodel_cli import ui
 
     if output is None and output_dir is None:
         output = "-"
@@ -290,7 +296,8 @@ def export(
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
 ) -> None:
     """Export the model for serving and check it against Keras."""
-    from . import api, ui
+    from bigmodel_cli import api
+    from bigmodel_cli import ui
 
     r = api.export(run, format_, output, force=force, unsafe=unsafe)
     if json_out:
@@ -305,7 +312,8 @@ def export(
 @app.command()
 def info(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Versions, devices and the strategy `auto` would pick."""
-    from . import api, ui
+    from bigmodel_cli import api
+    from bigmodel_cli import ui
 
     d = api.info()
     if json_out:
@@ -321,11 +329,11 @@ def _log_internal(exc: BaseException) -> Path | None:
     import traceback
 
     text = "".join(traceback.format_exception(exc))
-    from . import api as _api_mod  # light: no TensorFlow at import
+    from bigmodel_cli import runs as _runs  # light: no TensorFlow at import
 
     candidates = []
-    if _api_mod.current_run_dir is not None:
-        candidates.append(Path(_api_mod.current_run_dir) / "error.log")
+    if _runs.current_run_dir is not None:
+        candidates.append(Path(_runs.current_run_dir) / "error.log")
     candidates.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bigmodel" / "last-error.log")
     for p in candidates:
         try:
@@ -349,10 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args if a not in ("--debug", "--verbose")]
     if verbose:
         os.environ["BIGMODEL_VERBOSE"] = "1"
-    from .distribute import quiet_tensorflow  # light: no TensorFlow import
+    from bigmodel_cli.runtime import quiet_tensorflow  # light: no TensorFlow import
 
     quiet_tensorflow(verbose)
-    from .ui import err_console
+    from bigmodel_cli.ui import err_console
 
     con = err_console()
     try:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from bigmodel_cli.errors import ConfigError
 
 CONFIG_NAME = "experiment.yaml"
 

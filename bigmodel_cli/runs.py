@@ -18,11 +18,12 @@ import json
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import ModelFileError, human_size  # noqa: F401  (human_size: re-exported for ui)
+from bigmodel_cli.errors import ModelFileError, human_size  # noqa: F401  (human_size: re-exported for ui)
 
 RUNS_DIR = "runs"
 MODEL_FILE = "model.keras"
@@ -81,7 +82,7 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
                 shutil.rmtree(tmp_path)
             else:
                 tmp_path.unlink()
-        from .errors import DiskFull, disk_full, is_disk_full
+        from bigmodel_cli.errors import DiskFull, disk_full, is_disk_full
 
         if is_disk_full(e) and not isinstance(e, DiskFull):
             old = path.stat().st_size if path.is_file() else 0
@@ -181,6 +182,10 @@ class RunRef:
         return self.run_dir / CONFIG_FILE if self.run_dir else None
 
 
+# Set while a command works on a run folder, so an internal error can log there (cli.py).
+current_run_dir: Path | None = None
+
+
 def resolve_run(arg: str | Path, need_model: bool = True) -> RunRef:
     """RUN = a run folder, an experiment folder (its latest run) or a .keras file."""
     p = Path(arg)
@@ -210,3 +215,38 @@ def path_size(p: Path) -> int:
     if p.is_dir():
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
     return p.stat().st_size
+
+
+INFERENCE_LOCK = ".inference.lock"  # held by the background finish while it writes inference.onnx
+
+
+def inference_copy_busy(run_dir: Path) -> bool:
+    """Whether a background finish (training/finish.py) still holds the run's lock."""
+    import fcntl
+
+    path = Path(run_dir) / INFERENCE_LOCK
+    if not path.is_file():
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def wait_for_inference_copy(run_dir: Path, timeout: float = 600.0) -> bool:
+    """Wait until no background finish holds the run's lock; False on timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while inference_copy_busy(run_dir):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(0.2, delay * 1.5)
+    return True

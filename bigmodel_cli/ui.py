@@ -85,7 +85,7 @@ class _LiveTable:
 
 
 class TrainProgress(_LiveTable):
-    """Observer for :func:`bigmodel_cli.train.fit` drawing a live table."""
+    """Observer for :func:`bigmodel_cli.training.trainer.fit` drawing a live table."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or err_console()
@@ -235,7 +235,7 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
 
 
 def _sized(p: Path | str) -> str:
-    from .runs import human_size, path_size
+    from bigmodel_cli.runs import human_size, path_size
 
     try:
         return f"{p} ({human_size(path_size(Path(p)))})"

@@ -208,10 +208,10 @@ def test_lambda_model_allowed_with_unsafe(tmp_path, cli):
 
 
 def test_internal_error_is_one_line_and_logged(cli, monkeypatch, tmp_path):
-    from bigmodel_cli import api
+    from bigmodel_cli import api, runs
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(api, "current_run_dir", None)
+    monkeypatch.setattr(runs, "current_run_dir", None)
     monkeypatch.setattr(api, "templates", lambda: 1 / 0)
     r = cli("templates")
     assert r.code == 1 and "internal error: ZeroDivisionError" in r.err and "Traceback" not in r.err

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bigmodel_cli.distribute import per_replica_batch, plan
+from bigmodel_cli.training.strategy import per_replica_batch, plan
 from bigmodel_cli.errors import EnvironmentProblem
 
 TWO = json.dumps({"cluster": {"worker": ["h1:1", "h2:1"]}, "task": {"type": "worker", "index": 1}})
@@ -69,8 +69,8 @@ def test_per_replica_batch():
 
 
 def test_describe_peer_names_the_cluster_member():
-    from bigmodel_cli.distribute import Plan
-    from bigmodel_cli.train import describe_peer
+    from bigmodel_cli.training.strategy import Plan
+    from bigmodel_cli.training.trainer import describe_peer
 
     p = Plan("multi_worker", ["/cpu:0"], "x", 2, "worker", 0, {"worker": ["127.0.0.1:5739", "127.0.0.1:57395"]})
     grpc = 'grpc_status:14, grpc_message:"last error: UNKNOWN: ipv4:127.0.0.1:57395: Failed to connect to remote host"'
@@ -99,7 +99,7 @@ class FakeTF:
 
 
 def test_restrict_gpus_sets_visibility_and_renames():
-    from bigmodel_cli.distribute import restrict_gpus
+    from bigmodel_cli.training.strategy import restrict_gpus
 
     tf = FakeTF()
     assert restrict_gpus(tf, ["/gpu:0", "/gpu:2"]) == ["/gpu:0", "/gpu:1"] and tf.visible == ["GPU:0", "GPU:2"]
@@ -124,7 +124,7 @@ def test_restrict_gpus_sets_visibility_and_renames():
     ],
 )
 def test_precision_per_device(setting, gpus, devices, flags, caps, policy):
-    from bigmodel_cli.distribute import choose_precision
+    from bigmodel_cli.training.strategy import choose_precision
 
     p = plan("auto", gpus, {}, devices)
     chosen, why = choose_precision(setting, p.devices, flags, caps)
@@ -136,7 +136,7 @@ def test_float32_copy_of_a_mixed_model_predicts_the_same():
     import numpy as np
 
     from bigmodel_cli.config import ExperimentConfig
-    from bigmodel_cli.models import build_model, float32_copy
+    from bigmodel_cli.model.builders import build_model, float32_copy
 
     cfg = ExperimentConfig.model_validate({"name": "m", "task": "classification", "data": {"train": "x.csv", "target": "y", "normalize": True},
                                            "model": {"layers": [{"Dense": {"units": 16, "activation": "relu"}}, {"Dense": {"units": 3, "activation": "softmax"}}]}})
@@ -178,7 +178,7 @@ def test_info_shows_each_gpu_with_capability_and_memory():
     ],
 )
 def test_auto_precision_looks_at_the_model_on_a_cpu(setting, chosen, devices, macs, policy):
-    from bigmodel_cli.distribute import refine_precision
+    from bigmodel_cli.training.strategy import refine_precision
 
     got, why = refine_precision(setting, chosen, "auto: the CPU has avx512_bf16", devices, macs)
     assert got == policy and why
@@ -188,7 +188,7 @@ def test_auto_precision_looks_at_the_model_on_a_cpu(setting, chosen, devices, ma
 
 def test_macs_per_sample_counts_dense_and_convolutions():
     from bigmodel_cli.config import ExperimentConfig
-    from bigmodel_cli.models import build_model, macs_per_sample
+    from bigmodel_cli.model.builders import build_model, macs_per_sample
 
     mlp = ExperimentConfig.model_validate({"name": "m", "task": "regression", "data": {"train": "x.csv", "target": "y"},
                                            "model": {"layers": [{"Dense": {"units": 20, "activation": "relu"}}, {"Dense": {"units": 1}}]}})

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bigmodel_cli.evaluate import binary_metrics, classification_metrics, regression_metrics, roc_auc
+from bigmodel_cli.model.metrics import binary_metrics, classification_metrics, regression_metrics, roc_auc
 
 
 def test_roc_auc_with_ties_matches_pair_counting():
@@ -39,7 +39,7 @@ def test_confusion_matrix_labels_do_not_overlap():
     """Long class names (penguin species) are rotated and sized so no two x labels overlap."""
     import matplotlib.pyplot as plt
 
-    from bigmodel_cli.evaluate import confusion_figure
+    from bigmodel_cli.model.metrics import confusion_figure
 
     for classes in (["Adelie", "Chinstrap", "Gentoo"], ["Adelie Penguin (Pygoscelis adeliae)", "Chinstrap penguin", "Gentoo penguin", "Emperor penguin"], [f"class number {i}" for i in range(12)]):
         k = len(classes)

@@ -73,7 +73,7 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(reference, mak
     run = Path(r.out.strip().splitlines()[-1])
     ckpt = run / "checkpoints"
     assert (ckpt / "previous.keras").is_file()
-    from bigmodel_cli.train import read_state
+    from bigmodel_cli.training.trainer import read_state
 
     assert read_state(ckpt / "previous.keras").global_step < read_state(ckpt / "last.keras").global_step
     last = ckpt / "last.keras"
@@ -251,7 +251,7 @@ def long_reference(tmp_path_factory):
 
 
 def test_time_based_checkpoints_save_inside_epochs(make_exp, cli, monkeypatch):
-    from bigmodel_cli import train as train_mod
+    from bigmodel_cli.training import trainer as train_mod
 
     seen = []
     real = train_mod.save_checkpoint
@@ -327,7 +327,7 @@ def test_a_run_folder_that_vanishes_while_training_is_one_line(make_exp):
 def test_sigterm_during_the_final_save_finishes_model_keras(make_exp, cli, monkeypatch):
     import signal
 
-    from bigmodel_cli import train as train_mod
+    from bigmodel_cli.training import trainer as train_mod
 
     real = train_mod.finalize_model
 
@@ -363,7 +363,7 @@ def test_resume_of_a_finished_run_without_model_keras_writes_it(make_exp, cli):
 
 def test_previous_checkpoint_without_hard_links(tmp_path, monkeypatch):
     """A file system without hard links: the current last.keras is renamed to previous.keras."""
-    from bigmodel_cli import train as train_mod
+    from bigmodel_cli.training import trainer as train_mod
 
     last, previous = tmp_path / "last.keras", tmp_path / "previous.keras"
     last.write_bytes(b"old state")

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from bigmodel_cli import finish
+from bigmodel_cli.training import finish
 from conftest import run_process
 
 BG = {"BIGMODEL_INFERENCE_COPY": "background"}
@@ -126,7 +126,7 @@ def test_a_resume_right_after_train_gets_a_copy_of_its_own_model(make_exp, tmp_p
     session replaces model.keras: the copy in the end is the new model's."""
     from pathlib import Path
 
-    from bigmodel_cli.export import file_sha256
+    from bigmodel_cli.model.export import file_sha256
 
     exp = make_exp("regression")
     run = Path(_train(exp)["run_dir"])

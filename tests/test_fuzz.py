@@ -224,7 +224,7 @@ ROW = st.dictionaries(st.sampled_from(COLUMNS), st.one_of(CELLS.filter(lambda v:
 def client(mixed_run):
     from fastapi.testclient import TestClient
 
-    from bigmodel_cli.serve import Service, make_app
+    from bigmodel_cli.inference.serve import Service, make_app
 
     with TestClient(make_app(Service.open(mixed_run[1]))) as c:
         yield c

@@ -17,7 +17,10 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from bigmodel_cli import data, distribute, train
+from bigmodel_cli.data import tables as data
+from bigmodel_cli.data.load import load_datasets
+from bigmodel_cli.training import strategy as distribute
+from bigmodel_cli.training import trainer as train
 from bigmodel_cli.config import load_experiment
 from bigmodel_cli.runs import create_run
 import keras
@@ -29,7 +32,7 @@ for precision in precisions:
   weights = {}
   for kind, devices in (("one_device", ["/cpu:0"]), ("mirrored", ["/cpu:0", "/cpu:1"])):
     cfg, base = load_experiment(exp, sets)
-    ds = data.load_datasets(cfg, base)
+    ds = load_datasets(cfg, base)
     plan = distribute.set_precision(distribute.Plan(kind, devices, "test: logical CPUs"), cfg.train.precision)
     r = train.fit(cfg, base, lambda: create_run(base, cfg.name), ds, None, strategy_plan=plan)
     assert r.strategy["replicas"] == len(devices), r.strategy

@@ -68,7 +68,7 @@ def test_killing_a_worker_stops_all_with_a_message(make_exp):
 
 
 def _start_workers(exp, *sets):
-    from bigmodel_cli.launch import tf_configs
+    from bigmodel_cli.training.launch import tf_configs
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     return [

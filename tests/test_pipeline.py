@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigmodel_cli.pipeline import InMemory, epoch_order
+from bigmodel_cli.training.pipeline import InMemory, epoch_order
 
 
 def test_epoch_order_is_a_pure_function():
@@ -20,7 +20,7 @@ def test_epoch_order_is_a_pure_function():
 
 @pytest.mark.parametrize("dict_inputs", [False, True])
 def test_resumed_iterator_yields_the_rest_of_the_epoch(dict_inputs):
-    from bigmodel_cli.distribute import import_tensorflow
+    from bigmodel_cli.training.strategy import import_tensorflow
 
     tf = import_tensorflow()
     n = 53

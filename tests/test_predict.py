@@ -42,7 +42,7 @@ def reference(run: Path, df: pd.DataFrame) -> np.ndarray:
 
 
 def test_streaming_equals_one_shot_across_chunks(trained, tmp_path, cli, monkeypatch):
-    from bigmodel_cli import predict as P
+    from bigmodel_cli.inference import predict as P
 
     monkeypatch.setattr(P, "BLOCK_BYTES", 64 << 10)  # many blocks
     df = big_frame(30_000)
@@ -107,7 +107,7 @@ def test_glob_to_output_dir(trained, tmp_path, cli):
 
 @pytest.mark.parametrize("bad_line,content", [(5003, "P1,2,3\n"), (12001, "1,2,P,x,4,5,6,7,8,9,10,11\n")])
 def test_bad_row_mid_file_names_line_and_leaves_no_output(trained, tmp_path, cli, monkeypatch, bad_line, content):
-    from bigmodel_cli import predict as P
+    from bigmodel_cli.inference import predict as P
 
     monkeypatch.setattr(P, "BLOCK_BYTES", 64 << 10)
     df = big_frame(20_000, seed=3)
@@ -201,7 +201,7 @@ def test_stale_inference_copy_is_never_used(trained, tmp_path, cli):
 
 
 def test_progress_lines_without_a_terminal(trained, tmp_path, cli, monkeypatch):
-    from bigmodel_cli import predict as P
+    from bigmodel_cli.inference import predict as P
     from bigmodel_cli import ui
 
     monkeypatch.setattr(P, "BLOCK_BYTES", 32 << 10)

@@ -56,11 +56,11 @@ def test_backbone_directory_errors(tmp_path, cli):
 @needs_extra
 def test_wordpiece_matches_keras_hub():
     """The Python WordPiece (predict's ONNX path) gives keras-hub's ids, on hard texts."""
-    from bigmodel_cli.distribute import import_tensorflow
+    from bigmodel_cli.training.strategy import import_tensorflow
 
     tf = import_tensorflow()
-    from bigmodel_cli import pretrained
-    from bigmodel_cli.wordpiece import WordPiece
+    from bigmodel_cli.features import backbone as pretrained
+    from bigmodel_cli.features.wordpiece import WordPiece
 
     folder = pretrained.resolve_backbone(pretrained.DEFAULT_WEIGHTS, Path("."))
     vocab, lowercase = pretrained.read_vocabulary(folder)

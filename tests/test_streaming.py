@@ -45,11 +45,11 @@ def make_table(folder: Path, rows: int = 3000, shards: int = 3, seed: int = 0, e
 
 
 def load(folder: Path, *sets: str):
-    from bigmodel_cli import data
+    from bigmodel_cli.data.load import load_datasets
     from bigmodel_cli.config import load_experiment
 
     cfg, base = load_experiment(folder, list(sets))
-    return cfg, data.load_datasets(cfg, base)
+    return cfg, load_datasets(cfg, base)
 
 
 def rid_table(folder: Path):
@@ -59,7 +59,7 @@ def rid_table(folder: Path):
 
 
 def order(split, epoch: int, start: int, stop: int, W: int = 1, shuffle: bool = True, G: int = 12):
-    from bigmodel_cli.pipeline import Streamed
+    from bigmodel_cli.training.pipeline import Streamed
 
     s = Streamed(split, G, 7, shuffle)
     out = [[] for _ in range(W)]
@@ -98,7 +98,7 @@ def test_a_resumed_epoch_continues_the_same_order(tmp_path):
 
 @pytest.mark.parametrize("W", [2, 3, 4])
 def test_workers_read_only_their_share_and_together_make_the_same_batches(tmp_path, monkeypatch, W):
-    from bigmodel_cli import blocks
+    from bigmodel_cli.data import blocks
 
     _, split = rid_table(make_table(tmp_path))
     n = len(split) // 12 * 12
@@ -112,7 +112,7 @@ def test_workers_read_only_their_share_and_together_make_the_same_batches(tmp_pa
         return real(path, out)
 
     monkeypatch.setattr(blocks, "read_block", spy)
-    from bigmodel_cli.pipeline import Streamed
+    from bigmodel_cli.training.pipeline import Streamed
 
     s = Streamed(split, 12, 7, True)
     shares = []
@@ -137,7 +137,7 @@ def test_five_workers_are_refused_with_a_hint(tmp_path):
 
 
 def test_reader_memory_is_a_window_of_blocks_per_partition(tmp_path, monkeypatch):
-    from bigmodel_cli import blocks
+    from bigmodel_cli.data import blocks
 
     cfg, split = rid_table(make_table(tmp_path, rows=60_000))
     held: dict[int, int] = {}
@@ -159,7 +159,7 @@ def test_reader_memory_is_a_window_of_blocks_per_partition(tmp_path, monkeypatch
 
 
 def test_statistics_of_the_conversion_pass_match_the_in_memory_ones(tmp_path):
-    from bigmodel_cli.stats import ColumnStats
+    from bigmodel_cli.features.number import ColumnStats
 
     rng = np.random.default_rng(1)
     folder = make_table(tmp_path, rows=4000, extra={"data.missing": "impute"})
@@ -211,7 +211,7 @@ def test_validation_fraction_and_categories_when_streamed(tmp_path):
 
 
 def test_cache_is_reused_until_a_file_changes(tmp_path):
-    from bigmodel_cli import blocks
+    from bigmodel_cli.data import blocks
     from bigmodel_cli.config import load_experiment
 
     folder = make_table(tmp_path)
@@ -228,7 +228,7 @@ def test_cache_is_reused_until_a_file_changes(tmp_path):
 
 
 def test_a_bad_value_names_its_shard_and_line(tmp_path, monkeypatch):
-    from bigmodel_cli import blocks
+    from bigmodel_cli.data import blocks
     from bigmodel_cli.errors import DataError
 
     monkeypatch.setattr(blocks, "CHUNK_ROWS", 100)
@@ -242,7 +242,8 @@ def test_a_bad_value_names_its_shard_and_line(tmp_path, monkeypatch):
 
 
 def test_auto_streams_only_what_does_not_fit(tmp_path, monkeypatch):
-    from bigmodel_cli import blocks, streaming
+    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data import streaming
     from bigmodel_cli.config import load_experiment
     from bigmodel_cli.errors import ConfigError
 
@@ -276,7 +277,7 @@ def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cli):
     ref_run = Path(r.out.strip().splitlines()[-1])
     exp = make_table(tmp_path / "killed", rows=3000)
     p = _start(exp, *sets)
-    from bigmodel_cli.train import read_state
+    from bigmodel_cli.training.trainer import read_state
 
     def mid_epoch_checkpoint() -> bool:
         last = next(iter((exp / "runs").glob("*/checkpoints/last.keras")), None) if (exp / "runs").exists() else None

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bigmodel_cli.categories import CategoryEncoder, canonical
+from bigmodel_cli.features.category import CategoryEncoder, canonical
 
 
 def _tricky(path: Path, n: int = 300) -> pd.DataFrame:
@@ -39,7 +39,7 @@ def _tricky(path: Path, n: int = 300) -> pd.DataFrame:
 
 
 def test_inference_on_tricky_columns(tmp_path):
-    from bigmodel_cli.profile import profile_table
+    from bigmodel_cli.data.profile import profile_table
 
     _tricky(tmp_path / "t.csv")
     p = profile_table(tmp_path / "t.csv", "churn")
@@ -54,7 +54,7 @@ def test_inference_on_tricky_columns(tmp_path):
 
 
 def test_task_inference(tmp_path):
-    from bigmodel_cli.profile import profile_table
+    from bigmodel_cli.data.profile import profile_table
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=200)
@@ -66,8 +66,8 @@ def test_task_inference(tmp_path):
 
 
 def test_canonical_keys_and_the_keras_lookup_agree():
-    from bigmodel_cli.categories import layers
-    from bigmodel_cli.distribute import import_tensorflow
+    from bigmodel_cli.features.category import layers
+    from bigmodel_cli.training.strategy import import_tensorflow
 
     tf = import_tensorflow()
     assert [canonical(v) for v in [7, 7.0, "07", " +7 ", "7.00", "-0", "0", "", "NA", None, float("nan"), "x y"]] == ["7", "7", "7", "7", "7", "0", "0", None, None, None, None, "x y"]

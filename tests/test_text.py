@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigmodel_cli import text as T
+from bigmodel_cli.features import text as T
 
 # Hard cases: CJK without spaces, accents (precomposed and combining), full-width
 # forms, emoji with joiners and variation selectors, HTML/URLs/e-mail, control
@@ -37,7 +37,7 @@ HARD = [
 
 @pytest.fixture(scope="module")
 def tf():
-    from bigmodel_cli.distribute import import_tensorflow
+    from bigmodel_cli.training.strategy import import_tensorflow
 
     return import_tensorflow()
 
@@ -257,7 +257,7 @@ def test_text_model_two_workers_match_one_process(tmp_path, cli):
 
     from conftest import ROOT
 
-    from bigmodel_cli.models import load_trained
+    from bigmodel_cli.model.builders import load_trained
 
     exp = _make_text_exp(tmp_path, cli)
     sets = ["--set", "data.validation=null", "--set", "train.batch_size=16", "--set", "train.epochs=2"]

@@ -152,7 +152,7 @@ def _fake_run(runs: Path, name: str, status: str, pid: int, history: list[dict],
 def test_runs_table_status_sort_and_json(tmp_path, cli):
     runs = tmp_path / "exp" / "runs"
     h = lambda *v: [{"epoch": i + 1, "loss": 1.0, "val_loss": x, "val_accuracy": 1 - x} for i, x in enumerate(v)]  # noqa: E731
-    from bigmodel_cli.compare import _process_start
+    from bigmodel_cli.commands.runs import _process_start
 
     t0 = _process_start(os.getpid())
     _fake_run(runs, "a-1", "completed", os.getpid(), h(0.5, 0.3, 0.4), {"accuracy": 0.91, "loss": 0.3}, start=t0 - 300)
@@ -213,7 +213,7 @@ def test_tensorboard_event_files(make_exp, cli):
 
 def test_the_templates_tune_sections_are_valid():
     from bigmodel_cli.config import load_experiment
-    from bigmodel_cli.tune import check_values, plan
+    from bigmodel_cli.commands.tune import check_values, plan
 
     for name in ("regression", "mnist-cnn"):
         cfg, _ = load_experiment(ROOT / "templates" / name)

@@ -17,13 +17,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BigmodelError, PathError
+from bigmodel_cli.errors import BigmodelError, PathError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 def templates_root() -> Path:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # bigmodel_cli/: templates/ inside it when installed, beside it in a checkout
     for cand in (here / "templates", here.parent / "templates"):
         if cand.is_dir():
             return cand
@@ -81,7 +81,7 @@ def init_experiment(target: Path, template: str, force: bool = False, name: str 
     import yaml
 
     if ((yaml.safe_load((src / "experiment.yaml").read_text()) or {}).get("model") or {}).get("backbone"):
-        from .pretrained import require_extra
+        from bigmodel_cli.features.backbone import require_extra
 
         require_extra()  # a pretrained-encoder template is no use without the extra: say so now
     target.mkdir(parents=True, exist_ok=True)
@@ -111,8 +111,8 @@ class DataInitResult:
 
 def init_from_data(target: Path, data: Path, target_col: str, task: str | None = None, copy: bool = False, force: bool = False, name: str | None = None) -> DataInitResult:
     """An experiment folder for the user's own table: inferred task and column types."""
-    from .data import table_format
-    from .profile import experiment_yaml, profile_table
+    from bigmodel_cli.data.sources import table_format
+    from bigmodel_cli.data.profile import experiment_yaml, profile_table
 
     data = Path(data).expanduser()
     if not data.is_file():
@@ -142,7 +142,20 @@ def init_from_data(target: Path, data: Path, target_col: str, task: str | None =
         ref = os.path.relpath(data.resolve(), target.resolve())
         if ref.startswith(".." + os.sep + ".." + os.sep + ".."):
             ref = str(data.resolve())
-    from .runs import atomic_write_text
+    from bigmodel_cli.runs import atomic_write_text
 
     atomic_write_text(target / "experiment.yaml", experiment_yaml(prof, exp_name, ref))
     return DataInitResult(target, data, prof, copy)
+
+
+def templates() -> list[TemplateInfo]:
+    return list_templates()
+
+
+def init(target: str | Path, template: str, force: bool = False, name: str | None = None) -> InitResult:
+    return init_experiment(Path(target), template, force=force, name=name)
+
+
+def init_data(target: str | Path, data: str | Path, target_column: str, task: str | None = None, copy: bool = False, force: bool = False, name: str | None = None) -> DataInitResult:
+    """``bigmodel init DIR --data FILE --target COL``: an experiment for the user's own table."""
+    return init_from_data(Path(target), Path(data), target_column, task=task, copy=copy, force=force, name=name)

@@ -25,8 +25,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, PathError
-from .runs import CONFIG_FILE, HISTORY_FILE, META_FILE, METRICS_FILE, RUNS_DIR, read_json
+from bigmodel_cli.errors import ConfigError, PathError
+from bigmodel_cli.runs import CONFIG_FILE, HISTORY_FILE, META_FILE, METRICS_FILE, RUNS_DIR, read_json
 
 STATUS = {"completed": "finished", "interrupted": "interrupted", "failed": "failed", "pruned": "pruned", "running": "running"}
 LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "mape", "error")
@@ -92,7 +92,7 @@ def sort_rows(rows: list[dict[str, Any]], key: str | None) -> list[dict[str, Any
         return rows
     tests = sorted({k for r in rows for k in r["test"]})
     if key not in SORT_KEYS and key not in tests:
-        from .config import suggest
+        from bigmodel_cli.config import suggest
 
         raise ConfigError(f"--sort {key}: not a column", hint=suggest(key, [*SORT_KEYS, *tests]))
     if key == "best":
@@ -114,7 +114,7 @@ def sort_rows(rows: list[dict[str, Any]], key: str | None) -> list[dict[str, Any
 
 
 def _monitor(train: dict, history: list[dict]) -> tuple[str, str]:
-    from .train import monitor_mode
+    from bigmodel_cli.training.trainer import monitor_mode
 
     es = train.get("early_stopping") or {}
     has_val = any(k.startswith("val_") for k in (history[0] if history else {}))

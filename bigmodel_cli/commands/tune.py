@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ExperimentConfig, find_config, load_experiment, read_yaml, apply_overrides
-from .errors import BigmodelError, ConfigError, Interrupted, Pruned
+from bigmodel_cli.config import ExperimentConfig, find_config, load_experiment, read_yaml, apply_overrides
+from bigmodel_cli.errors import BigmodelError, ConfigError, Interrupted, Pruned
 
 TUNE_DIR = "tune"
 STUDY_DB = "study.db"
@@ -87,7 +87,7 @@ class TuneOutcome:
 
 def plan(cfg: ExperimentConfig) -> tuple[dict[str, Any], str, str]:
     """(Optuna distributions, metric, direction) of the experiment's tune section."""
-    from .train import metric_names, monitor_mode
+    from bigmodel_cli.training.trainer import metric_names, monitor_mode
 
     spec = cfg.tune
     if spec is None or not spec.space:
@@ -100,7 +100,7 @@ def plan(cfg: ExperimentConfig) -> tuple[dict[str, Any], str, str]:
     logged = ["loss", *names] + (["val_loss", *[f"val_{m}" for m in names]] if has_val else [])
     metric = spec.metric or ("val_loss" if has_val else "loss")
     if metric not in logged:
-        from .config import suggest
+        from bigmodel_cli.config import suggest
 
         extra = "" if has_val or not metric.startswith("val_") else " (there is no validation split: set data.validation)"
         raise ConfigError(f"tune.metric '{metric}' is not logged{extra}", hint=suggest(metric, logged))
@@ -215,7 +215,7 @@ def tune(
     tune_dir.mkdir(exist_ok=True)
     storage_path = tune_dir / STUDY_DB
     if train_fn is None:
-        from .api import train as train_fn
+        from bigmodel_cli.commands.train import train as train_fn
 
     signature = {"space": spec.space, "metric": metric, "direction": direction}
     with _study_lock(tune_dir, name):
@@ -377,7 +377,7 @@ def write_best(path: str | Path, overrides: list[str], best: TrialRow, study: st
     trial's parameters applied; data paths still resolve (same folder)."""
     import yaml
 
-    from .runs import atomic_write_text
+    from bigmodel_cli.runs import atomic_write_text
 
     f = find_config(path)
     raw, _ = read_yaml(f)

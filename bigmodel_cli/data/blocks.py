@@ -55,9 +55,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .config import ExperimentConfig
-from .errors import ConfigError, DataError
-from .stats import ColumnStats, grid_quantiles
+from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.errors import ConfigError, DataError
+from bigmodel_cli.features.number import ColumnStats, grid_quantiles
 
 PARTITIONS = 12  # canonical partitions: 1, 2, 3, 4, 6 or 12 workers read disjoint shares
 VERSION = 1
@@ -93,7 +93,7 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[Any,
     its rows' positions in the file and ``attrs`` say where it came from."""
     import pandas as pd
 
-    from .data import read_error, table_format
+    from bigmodel_cli.data.sources import read_error, table_format
 
     fmt, compression = table_format(path)
     if fmt == "npz":
@@ -275,8 +275,8 @@ class Converter:
         self.columns: list[str] | None = None
 
     def add_file(self, path: Path, role: str) -> None:
-        from . import data as D
-        from .categories import canonical, is_boolean
+        from bigmodel_cli.data import tables as D
+        from bigmodel_cli.features.category import canonical, is_boolean
 
         s, cfg = self.schema, self.cfg
         lenient = cfg.data.missing == "impute"
@@ -378,7 +378,7 @@ def cache_key(cfg: ExperimentConfig, schema: Schema, sources: dict[str, list[dic
 
 
 def source_files(cfg: ExperimentConfig, base_dir: Path, role: str) -> list[Path]:
-    from .data import resolve_path, shard_paths
+    from bigmodel_cli.data.sources import resolve_path, shard_paths
 
     spec = getattr(cfg.data, role)
     paths = shard_paths(spec, base_dir, role)
@@ -387,7 +387,7 @@ def source_files(cfg: ExperimentConfig, base_dir: Path, role: str) -> list[Path]
 
 def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
     """Features and their types, from data.features/data.columns or the first chunk of the first file."""
-    from . import data as D
+    from bigmodel_cli.data import tables as D
 
     df, _ = next(read_chunks(first))
     feats = D.feature_columns(df, cfg)
@@ -402,7 +402,7 @@ def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
             f"streaming does not handle text columns yet: {', '.join(text)}",
             hint="set data.stream: false to load the data in memory, or data.columns: {" + f"{text[0]}: category" + "} if it holds labels",
         )
-    from .dates import is_date
+    from bigmodel_cli.features.date import is_date
 
     dated = [c for c in feats if is_date(types[c])]
     if dated:
@@ -458,7 +458,7 @@ def prepare(cfg: ExperimentConfig, base_dir: Path, progress: Progress | None = N
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(tmp, folder)
         except Exception as e:
-            from .errors import DiskFull, disk_full, human_size, is_disk_full
+            from bigmodel_cli.errors import DiskFull, disk_full, human_size, is_disk_full
 
             if is_disk_full(e):
                 done = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) if tmp.is_dir() else 0
@@ -517,7 +517,7 @@ class Prepared:
         """A CategoryEncoder per category column, from the training counts."""
         from collections import Counter
 
-        from .categories import CategoryEncoder, canonical
+        from bigmodel_cli.features.category import CategoryEncoder, canonical
 
         out = {}
         for c, info in self.m["categories"].items():
@@ -531,8 +531,8 @@ class Prepared:
 
     def remaps(self, classes: list[Any] | None, encoders: dict[str, Any]) -> dict[str, np.ndarray]:
         """Code -> model value: class index for the target, category id per column."""
-        from .categories import MISSING, UNSEEN, canonical
-        from .data import _key
+        from bigmodel_cli.features.category import MISSING, UNSEEN, canonical
+        from bigmodel_cli.data.sources import _key
 
         out: dict[str, np.ndarray] = {}
         if self.m["labels"] is not None:
@@ -644,7 +644,7 @@ class StreamedTable:
 
     # -- rows -> model inputs
     def structure(self, rows: np.ndarray) -> tuple[Any, np.ndarray]:
-        from .text import ids_name
+        from bigmodel_cli.features.text import ids_name
 
         n_num = len(self.numeric)
         numbers = np.ascontiguousarray(rows[:, :n_num])
@@ -689,7 +689,7 @@ class StreamedTable:
 
     def take(self, idx: np.ndarray) -> Any:
         """The rows at ``idx`` (a small sample: the run's ONNX parity check), as an in-memory Split."""
-        from .data import Split
+        from bigmodel_cli.data.sources import Split
 
         idx = np.asarray(idx, np.int64)
         end = int(idx.max()) + 1 if len(idx) else 0
@@ -716,7 +716,7 @@ def describe(prepared: Prepared) -> dict[str, Any]:
 
 def estimated_bytes(paths: list[Path]) -> int:
     """About how much memory the in-memory path needs for these files."""
-    from .data import table_format
+    from bigmodel_cli.data.sources import table_format
 
     total = 0
     for p in paths:

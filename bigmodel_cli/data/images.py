@@ -23,7 +23,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import DataError
+from bigmodel_cli.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -58,7 +58,7 @@ def folder_of(spec: object, base_dir: Path) -> "ImageFolder | None":
     """The image folder a ``data.<role>`` value names, if it names one."""
     if not isinstance(spec, str) or spec.startswith("keras:"):
         return None
-    from .data import resolve_path
+    from bigmodel_cli.data.sources import resolve_path
 
     path = resolve_path(spec, base_dir)
     return ImageFolder.find(path) if path.is_dir() else None
@@ -160,7 +160,7 @@ class StreamedImages:
 
     def numeric_stats(self):
         """Pixel statistics (data.normalize), in one decoding pass."""
-        from .stats import ColumnStats
+        from bigmodel_cli.features.number import ColumnStats
 
         if self._stats is None:
             stats = None
@@ -175,7 +175,7 @@ class StreamedImages:
         return None
 
     def take(self, idx: np.ndarray):
-        from .data import Split
+        from bigmodel_cli.data.sources import Split
 
         x, y = self.structure(np.asarray(idx))
         return Split(x, y, self.source)

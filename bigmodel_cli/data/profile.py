@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError
+from bigmodel_cli.errors import DataError
 
 SAMPLE_ROWS = 100_000  # rows read to infer from (the file is streamed, not loaded)
 MOSTLY_MISSING = 0.95
@@ -68,7 +68,7 @@ class TableProfile:
 def profile_table(path: Path, target: str, task: str | None = None) -> TableProfile:
     import pandas as pd
 
-    from .data import _close, infer_type, read_table
+    from bigmodel_cli.data.tables import _close, infer_type, read_table
 
     df = read_table(str(path.resolve()), Path("."), "train", nrows=SAMPLE_ROWS)
     cols = [str(c) for c in df.columns]

@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from .config import ExperimentConfig
-from .errors import ConfigError, DataError
+from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.errors import ConfigError, DataError
 
 
 def stream_mode(cfg: ExperimentConfig, base_dir: Path) -> str | None:
     """"table", "images" or None (in memory) for this experiment's training data."""
-    from . import blocks
-    from .images import folder_of
+    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data.images import folder_of
 
     want = cfg.data.stream
     spec = cfg.data.train
@@ -61,7 +61,7 @@ def load(cfg: ExperimentConfig, base_dir: Path, mode: str, with_test: bool = Fal
 
 
 def _test_split(cfg: ExperimentConfig, base_dir: Path, features: list[str], classes: list[Any] | None, types: dict[str, str], tokenizers: dict[str, Any]):
-    from .data import make_split, read_table
+    from bigmodel_cli.data.tables import make_split, read_table
 
     if not cfg.data.test:
         return None
@@ -69,8 +69,9 @@ def _test_split(cfg: ExperimentConfig, base_dir: Path, features: list[str], clas
 
 
 def _table(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list[Any] | None, tokenizers: dict[str, Any] | None, progress: Any):
-    from . import blocks
-    from .data import Datasets, infer_classes
+    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data.sources import Datasets
+    from bigmodel_cli.data.tables import infer_classes
 
     prepared = blocks.prepare(cfg, base_dir, progress)
     schema = prepared.schema
@@ -88,8 +89,9 @@ def _table(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list
 
 
 def _images(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list[Any] | None, tokenizers: dict[str, Any] | None, progress: Any):
-    from .data import Datasets, check_shape, infer_classes, split_indices
-    from .images import StreamedImages, folder_of, need_shape, pixel_names
+    from bigmodel_cli.data.sources import Datasets
+    from bigmodel_cli.data.tables import check_shape, infer_classes, split_indices
+    from bigmodel_cli.data.images import StreamedImages, folder_of, need_shape, pixel_names
 
     d = cfg.data
     shape = need_shape(Path(str(d.train)), d.image_shape, "train")
@@ -100,7 +102,7 @@ def _images(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: lis
         folder = folder_of(spec, base_dir)
         if folder is None:
             raise DataError(f"data.{role}: {spec} is not an image folder (one subfolder per class of PNG/JPEG files)", hint="with an image folder for data.train, the other splits are image folders too")
-        from .images import check_readable
+        from bigmodel_cli.data.images import check_readable
 
         check_readable(folder.files)
         index = {str(c): i for i, c in enumerate(classes or [])}
@@ -131,8 +133,8 @@ def _images(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: lis
 
 def in_memory(split: Any, limit_bytes: int | None = None) -> Any:
     """A streamed split read whole into an in-memory Split (``bigmodel eval``), if it fits."""
-    from . import blocks
-    from .data import Split
+    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data.sources import Split
 
     if not getattr(split, "streamed", False):
         return split
@@ -155,8 +157,8 @@ def in_memory(split: Any, limit_bytes: int | None = None) -> Any:
 def parity_sample(cfg: ExperimentConfig, base_dir: Path, datasets: Any, n: int = 256) -> Any:
     """Up to ``n`` training rows as an in-memory Split, raw category strings
     included (the inference copy's parity check feeds model.keras with them)."""
-    from . import blocks
-    from .data import make_split, read_table
+    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data.tables import make_split, read_table
 
     if not isinstance(datasets.train, blocks.StreamedTable):
         return datasets.train.take(np.arange(min(n, len(datasets.train))))

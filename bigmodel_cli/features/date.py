@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import DataError
+from bigmodel_cli.errors import DataError
 
 FORMATS = ("date_iso", "date_dmy", "date_mdy")
 DATE_TYPES = ("date", *FORMATS)
@@ -80,7 +80,7 @@ def _days_in_month(y: np.ndarray, m: np.ndarray) -> np.ndarray:
 def parse(values: Sequence[Any], fmt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ymd int64 [n, 3], valid [n], missing [n]): missing is an empty cell or an NA
     spelling; a present value that is not a real date in ``fmt`` is neither valid nor missing."""
-    from .categories import canonical
+    from bigmodel_cli.features.category import canonical
 
     strings = [None if canonical(v) is None else str(v) for v in values]
     missing = np.array([s is None for s in strings], bool)

@@ -317,7 +317,7 @@ def save_tokenizers(folder, tokenizers: dict[str, PyTokenizer]) -> list:
     import json
     from pathlib import Path
 
-    from .runs import atomic_path, atomic_write_text
+    from bigmodel_cli.runs import atomic_path, atomic_write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -346,7 +346,7 @@ def load_tokenizers(folder) -> dict[str, Any]:
     import json
     from pathlib import Path
 
-    from .errors import ModelFileError
+    from bigmodel_cli.errors import ModelFileError
 
     folder = Path(folder)
     try:
@@ -358,15 +358,15 @@ def load_tokenizers(folder) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for col, c in doc["columns"].items():
         if c.get("kind") == "category":
-            from .categories import CategoryEncoder
+            from bigmodel_cli.features.category import CategoryEncoder
 
             out[col] = CategoryEncoder(c["vocabulary"], c["boolean"])
         elif c.get("kind") == "date":
-            from .dates import DateEncoder
+            from bigmodel_cli.features.date import DateEncoder
 
             out[col] = DateEncoder(c["format"], c["stats"])
         elif c.get("kind") == "wordpiece":
-            from .wordpiece import WordPiece
+            from bigmodel_cli.features.wordpiece import WordPiece
 
             out[col] = WordPiece(c["vocabulary"], c["sequence_length"], c["lowercase"], c["strip_accents"])
         else:

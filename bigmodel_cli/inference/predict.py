@@ -28,8 +28,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .data import table_format
-from .errors import DataError, PathError
+from bigmodel_cli.data.sources import table_format
+from bigmodel_cli.errors import DataError, PathError
+from bigmodel_cli.model.builders import default_batch_size
 
 # Bytes of input parsed per block. pyarrow's streaming readers read ahead a
 # number of blocks, so memory grows with the block size: measured on a 5M-row
@@ -413,7 +414,7 @@ class Writer:
                 if ok:
                     if self._w is None:  # no rows: still write a valid empty file
                         Path(self.tmp).write_bytes(b"")
-                    from .runs import plain_mode
+                    from bigmodel_cli.runs import plain_mode
 
                     plain_mode(Path(self.tmp))
                     os.replace(self.tmp, self.output)
@@ -455,30 +456,13 @@ def make_infer(model, n_features: int):
     return lambda x: infer(tf.constant(x)).numpy()
 
 
-def default_batch_size(model) -> int:
-    """Rows per inference call: ~256 MB of activations, 256..65536 rows."""
-    per_row = 0
-    for layer in model.layers:
-        try:
-            shape = layer.output.shape
-        except (AttributeError, ValueError):
-            continue
-        per_row += math.prod(d for d in shape[1:] if d)
-    per_row = max(per_row, 1)
-    if isinstance(model.input, dict) or len(model.inputs) > 1:
-        # Text: id rows and their vectors run up to max_tokens * ngrams long, which
-        # the shapes above (None) do not show; 256 rows keep that near 130 MB at 2,000 tokens.
-        return int(min(256, max(64, (64 << 20) // per_row)))
-    return int(min(65536, max(256, (64 << 20) // per_row)))
-
-
 def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
     """A block's model inputs: the feature matrix, or with text columns a dict
     of numbers plus each text as ids (``spec.tokenizers``) or as raw strings."""
     if not spec.text_columns:
         return _features_matrix(batch, spec.features, spec, first_row, source)
-    from .models import raw_input_name
-    from .text import ids_name
+    from bigmodel_cli.model.builders import raw_input_name
+    from bigmodel_cli.features.text import ids_name
 
     out: dict[str, np.ndarray] = {}
     if spec.numeric:
@@ -500,7 +484,7 @@ def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
 def _check_dates(texts: list[str], column: str, spec: PredictSpec, first_row: int, source: str) -> tuple[np.ndarray, np.ndarray]:
     """A present value that is not a date in the column's format is an error, not a
     missing date (unless --on-bad-value missing). Returns the parse: (ymd, valid)."""
-    from .dates import parse
+    from bigmodel_cli.features.date import parse
 
     ymd, valid, missing = parse(texts, spec.date_formats[column])
     bad = ~valid & ~missing
@@ -517,7 +501,7 @@ def _check_dates(texts: list[str], column: str, spec: PredictSpec, first_row: in
 def _rows(x: Any, start: int, stop: int) -> Any:
     if not isinstance(x, dict):
         return x[start:stop]
-    from .text import trim_ids
+    from bigmodel_cli.features.text import trim_ids
 
     return {k: trim_ids(k, v[start:stop]) for k, v in x.items()}
 
@@ -534,7 +518,7 @@ def parse_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     missing, wrong."""
     import pandas as pd
 
-    from .categories import NA_SPELLINGS
+    from bigmodel_cli.features.category import NA_SPELLINGS
 
     s = pd.Series(values, dtype=object)
     out = pd.to_numeric(s, errors="coerce").to_numpy(np.float32, na_value=np.nan)
@@ -679,7 +663,7 @@ def predict_file(
             pending.result()
         ok = True
     except Exception as e:
-        from .errors import DiskFull, human_size, is_disk_full
+        from bigmodel_cli.errors import DiskFull, human_size, is_disk_full
 
         if not is_disk_full(e):
             raise
@@ -702,7 +686,7 @@ def predict_images(paths: list[Path], spec: PredictSpec, infer: Callable[[np.nda
     """Predict image files (decoded like the training folder); rows keep the files' order."""
     import pyarrow as pa
 
-    from .images import decode
+    from bigmodel_cli.data.images import decode
 
     t0 = time.perf_counter()
     writer = Writer(output_path, force)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BigmodelError, DataError
+from bigmodel_cli.errors import DataError
 
 
 @dataclass
@@ -56,28 +56,10 @@ class Service:
 
     @classmethod
     def open(cls, run: "str | Path", engine: str = "auto", **options: Any) -> "Service":
-        from . import api
-        from .predict import make_infer, make_onnx_infer
+        from bigmodel_cli.inference.engine import open_engine
 
-        ref = api.resolve_run(Path(run))
-        cfg = api.load_run_config(ref.run_dir) if ref.run_dir is not None else None
-        if cfg is None:
-            raise BigmodelError(f"{run} is a bare model file; serve needs its run folder (for the columns and classes)")
-        fast = None
-        if engine != "tensorflow":
-            from .export import inference_copy
-
-            fast = inference_copy(ref.model_path)
-        if fast is not None:
-            spec = api._predict_spec(cfg, None, False, [])
-            spec.tokenizers = api.run_tokenizers(ref.run_dir, cfg)
-            infer, used = make_onnx_infer(fast[0]), "onnxruntime"
-        else:
-            from .models import load_trained
-
-            model = load_trained(ref.model_path, user_code_dir=ref.run_dir)
-            spec = api._predict_spec(cfg, model, False, [])
-            infer, used = make_infer(model, len(spec.features)), "tensorflow"
+        e = open_engine(run, engine, need_run="serve")
+        ref, cfg, spec, infer, used = e.ref, e.cfg, e.spec, e.infer, e.name
         columns = cfg.data.columns or {}
         meta = {
             "run": str(ref.run_dir),
@@ -96,7 +78,7 @@ class Service:
 
         import pyarrow as pa
 
-        from .predict import _cast_features, _check_input_columns, iter_blocks
+        from bigmodel_cli.inference.predict import _cast_features, _check_input_columns, iter_blocks
 
         spec = copy.copy(self.spec)
         spec.probabilities = probabilities and spec.task != "regression"
@@ -136,13 +118,13 @@ class Service:
     # ---- micro-batching
     def parse_inputs(self, body: bytes, content_type: str, probabilities: bool) -> tuple[Any, Any, Any]:
         """:meth:`parse`, then the model's inputs: the CPU work of a request, off the event loop."""
-        from .predict import model_inputs
+        from bigmodel_cli.inference.predict import model_inputs
 
         spec, batch = self.parse(body, content_type, probabilities)
         return spec, batch, model_inputs(batch, spec, 0, "request")
 
     async def predict(self, spec: Any, batch: Any, x: Any = None) -> Any:
-        from .predict import _output_table, model_inputs
+        from bigmodel_cli.inference.predict import _output_table, model_inputs
 
         if x is None:
             x = model_inputs(batch, spec, 0, "request")

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .config import ExperimentConfig
-from .errors import ConfigError
+from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .stats import ColumnStats
+    from bigmodel_cli.features.number import ColumnStats
 
 # Layers that run arbitrary code or load foreign graphs: never from YAML.
 REFUSED_LAYERS = {"Lambda", "TFSMLayer", "Input", "InputLayer", "Layer"}
@@ -92,12 +92,12 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnSt
     """Imputation, normalisation, scaling, reshaping and augmentation, as layers of the model.
 
     ``x_train`` is the training matrix of the numeric columns, or its
-    :class:`~bigmodel_cli.stats.ColumnStats` when the data is streamed. They
+    :class:`~bigmodel_cli.features.number.ColumnStats` when the data is streamed. They
     compute in float32 under any precision: ``x * (1/std) - mean/std`` in
     bfloat16 would cancel away most of a large column's digits."""
     from keras import layers as L
 
-    from .stats import ColumnStats
+    from bigmodel_cli.features.number import ColumnStats
 
     x = inputs
     d = cfg.data
@@ -201,7 +201,7 @@ def piecewise_layer(x, stats: "ColumnStats", d: Any, columns: int):
     network into extrapolating. Columns of one or two distinct values, and the
     flags, pass through. Edges are mapped through what came before (imputation
     keeps values, normalisation is affine), so the layer sees its inputs' scale."""
-    from .stats import GRID
+    from bigmodel_cli.features.number import GRID
 
     at = np.unique(np.round(np.linspace(0, GRID - 1, d.bins + 1)).astype(int))
     edges = stats.edges(d.bins)
@@ -350,7 +350,9 @@ def declarative(x, specs: list[Any]):
 
 def register_layers() -> None:
     """Make bigmodel's own layers known to Keras before a model file is loaded."""
-    from . import categories, dates, text
+    from bigmodel_cli.features import category as categories
+    from bigmodel_cli.features import date as dates
+    from bigmodel_cli.features import text
 
     text.layers()
     categories.layers()
@@ -387,7 +389,7 @@ def target_space(y: "np.ndarray | ColumnStats", cfg: ExperimentConfig) -> "np.nd
     """The targets the loss sees: log(1 + y) under ``data.target_transform: log``."""
     if cfg.data.target_transform != "log":
         return y
-    from .stats import ColumnStats
+    from bigmodel_cli.features.number import ColumnStats
 
     if isinstance(y, ColumnStats):
         raise ConfigError("data.target_transform: log needs the training targets in memory", hint="set data.stream: false, or data.target_transform: none")
@@ -418,7 +420,7 @@ def _register_expm1():
 
 def target_stats(y: "np.ndarray | ColumnStats") -> tuple[float, float]:
     """(mean, std) of a regression target (or of its streamed statistics); std 1 for a constant target."""
-    from .stats import ColumnStats
+    from bigmodel_cli.features.number import ColumnStats
 
     if isinstance(y, ColumnStats):
         mean, std = float(y.mean[0]), float(y.std[0])
@@ -622,7 +624,7 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
     import keras
     from keras import layers as L
 
-    from . import text
+    from bigmodel_cli.features import text
 
     _, MaskedMean = text.layers()
     inputs: dict[str, Any] = {}
@@ -634,7 +636,7 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
     for col, tok in tokenizers.items():
         name = text.ids_name(col)
         if getattr(tok, "kind", None) == "category":  # one-hot for few values, else a learned vector
-            from . import categories
+            from bigmodel_cli.features import category as categories
 
             # One id a row: a fixed width of 1, so the embedding's flattened width is known
             # (shape (None,) left Dense's kernel shape undefined past ONE_HOT_MAX ids).
@@ -653,7 +655,7 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
             continue
         ids = inputs[name] = keras.Input(shape=(None,), name=name, dtype="int32")
         if cfg.model.backbone:  # a pretrained encoder, fine-tuned: mean of its token vectors
-            from . import pretrained
+            from bigmodel_cli.features import backbone as pretrained
 
             _, BertInputs = pretrained.layers()
             if backbone is None:
@@ -670,7 +672,7 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
 
 
 def raw_input_name(column: str) -> str:
-    from .text import safe_name
+    from bigmodel_cli.features.text import safe_name
 
     name = safe_name(column)
     return name if name not in ("features",) and not name.startswith("ids_") else f"text_{name}"
@@ -678,10 +680,10 @@ def raw_input_name(column: str) -> str:
 
 def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
     """The model users get: each text column as raw strings, tokenised inside
-    (bigmodel_cli.text.TextTokenizer), then the trained core."""
+    (bigmodel_cli.features.text.TextTokenizer), then the trained core."""
     import keras
 
-    from . import text
+    from bigmodel_cli.features import text
 
     inputs: dict[str, Any] = {}
     feed: dict[str, Any] = {}
@@ -691,19 +693,19 @@ def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
     for col, tok in tokenizers.items():
         raw = inputs[raw_input_name(col)] = keras.Input(shape=(), name=raw_input_name(col), dtype="string")
         if getattr(tok, "kind", None) == "category":
-            from . import categories
+            from bigmodel_cli.features import category as categories
 
             CategoryLookup, _ = categories.layers()
             layer = CategoryLookup(tok.vocabulary, tok.boolean, name=f"lookup_{raw_input_name(col)}")
         elif getattr(tok, "kind", None) == "date":
-            from . import dates
+            from bigmodel_cli.features import date as dates
 
             (DateParts,) = dates.layers()
             layer = DateParts(tok.format, tok.stats, name=f"dateparts_{raw_input_name(col)}")
         elif isinstance(tok, text.PyTokenizer):
             layer = text.keras_tokenizer(tok.spec, tok.vocabulary, name=f"tokenize_{raw_input_name(col)}")
         else:  # a pretrained encoder's WordPiece
-            from . import pretrained
+            from bigmodel_cli.features import backbone as pretrained
 
             BertTokenize, _ = pretrained.layers()
             layer = BertTokenize(tok.vocabulary, tok.sequence_length, tok.lowercase, tok.strip_accents, name=f"tokenize_{raw_input_name(col)}")
@@ -782,7 +784,7 @@ def load_trained(path: Path, unsafe: bool = False, user_code_dir: Path | None = 
 
     import keras
 
-    from .errors import ModelFileError
+    from bigmodel_cli.errors import ModelFileError
 
     path = Path(path)
     if not path.is_file():
@@ -798,7 +800,7 @@ def load_trained(path: Path, unsafe: bool = False, user_code_dir: Path | None = 
     if user_code_dir is not None and (user_code_dir / "model.py").is_file():
         with contextlib.suppress(ConfigError):
             load_hook("model.py:build", user_code_dir)
-    from .pretrained import import_if_needed
+    from bigmodel_cli.features.backbone import import_if_needed
 
     register_layers()
     import_if_needed(path)  # and keras-hub's, for a model.backbone run
@@ -819,3 +821,19 @@ def _load_failure(path: Path, text: str, saved: str | None, newer: bool) -> str:
         return f"{path} was saved by Keras {saved}, newer than the installed one, and does not load: {first}"
     return f"cannot load {path}: {first}"
 
+
+def default_batch_size(model) -> int:
+    """Rows per inference call: ~256 MB of activations, 256..65536 rows."""
+    per_row = 0
+    for layer in model.layers:
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        per_row += math.prod(d for d in shape[1:] if d)
+    per_row = max(per_row, 1)
+    if isinstance(model.input, dict) or len(model.inputs) > 1:
+        # Text: id rows and their vectors run up to max_tokens * ngrams long, which
+        # the shapes above (None) do not show; 256 rows keep that near 130 MB at 2,000 tokens.
+        return int(min(256, max(64, (64 << 20) // per_row)))
+    return int(min(65536, max(256, (64 << 20) // per_row)))

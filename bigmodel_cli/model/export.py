@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BigmodelError, PathError
-from .runs import path_size
+from bigmodel_cli.errors import BigmodelError, PathError
+from bigmodel_cli.runs import path_size
 
 FORMATS = ("keras", "savedmodel", "onnx", "tflite")
 SUFFIX = {"keras": ".keras", "savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
@@ -78,8 +78,8 @@ def _run_export(fmt: str, path: Path, x) -> tuple[np.ndarray, str]:
     if fmt == "keras":
         import keras
 
-        from .models import register_layers
-        from .pretrained import import_if_needed
+        from bigmodel_cli.model.builders import register_layers
+        from bigmodel_cli.features.backbone import import_if_needed
 
         register_layers()
         import_if_needed(path)
@@ -129,8 +129,8 @@ def model_sample(split, tokenizers: dict | None) -> tuple:
     if not tokenizers:
         x = split.x if not isinstance(split.x, dict) else split.x["features"]
         return x, None
-    from .models import raw_input_name
-    from .text import ids_name
+    from bigmodel_cli.model.builders import raw_input_name
+    from bigmodel_cli.features.text import ids_name
 
     x, core = {}, {}
     if isinstance(split.x, dict) and "features" in split.x:
@@ -165,7 +165,7 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
         reference = keras_outputs(model, x)  # also marks the model as called (the ONNX exporter needs it)
         written, fed = model, x
         if core_x is not None and fmt == "onnx":
-            from .models import core_of
+            from bigmodel_cli.model.builders import core_of
 
             written, fed = core_of(model), core_x
             keras_outputs(written, core_x)
@@ -174,11 +174,11 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
         diff = float(np.max(np.abs(got.reshape(reference.shape) - reference))) if reference.size else 0.0
         _replace(tmp, output)
         if core_x is not None and fmt == "onnx" and tokenizers:
-            from .text import save_tokenizers
+            from bigmodel_cli.features.text import save_tokenizers
 
             save_tokenizers(output.with_suffix(".text"), tokenizers)
     except Exception as e:
-        from .errors import disk_full, is_disk_full
+        from bigmodel_cli.errors import disk_full, is_disk_full
 
         if is_disk_full(e):
             done = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) if work.is_dir() else 0
@@ -224,7 +224,7 @@ def write_inference_copy(model, model_path: Path, sample_x, batch_size: int, cor
     and never imports TensorFlow. ``inference.json`` records the hash of the
     model.keras it was made from (``model_sha256``: taken before ``model`` was
     loaded), so a stale copy is never used."""
-    from .runs import atomic_write_json
+    from bigmodel_cli.runs import atomic_write_json
 
     run_dir = Path(model_path).parent
     digest = model_sha256 or file_sha256(model_path)
@@ -232,7 +232,7 @@ def write_inference_copy(model, model_path: Path, sample_x, batch_size: int, cor
     if not r.parity_ok:
         (run_dir / INFERENCE_ONNX).unlink(missing_ok=True)
         return r
-    from .text import PREPROCESSING_DIR
+    from bigmodel_cli.features.text import PREPROCESSING_DIR
 
     text_files = sorted((run_dir / PREPROCESSING_DIR).glob("*")) if core_x is not None else []
     atomic_write_json(run_dir / INFERENCE_META, {
@@ -248,7 +248,7 @@ def inference_copy(model_path: Path) -> tuple[Path, dict] | None:
     Waits first for a background process still writing it (finish.py)."""
     import json
 
-    from .finish import wait
+    from bigmodel_cli.runs import wait_for_inference_copy as wait
 
     run_dir = Path(model_path).parent
     wait(run_dir)

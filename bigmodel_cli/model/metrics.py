@@ -128,7 +128,7 @@ def _short(c: Any, width: int = 24) -> str:
 
 
 def plot_confusion(cm: list[list[int]], classes: list[Any], path: Path) -> Path:
-    from .runs import atomic_path
+    from bigmodel_cli.runs import atomic_path
 
     plt = _plt()
     fig = confusion_figure(cm, classes)
@@ -165,7 +165,7 @@ def confusion_figure(cm: list[list[int]], classes: list[Any]):
 
 
 def plot_history(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    from .runs import atomic_path
+    from bigmodel_cli.runs import atomic_path
 
     if not rows:
         return None

@@ -4,7 +4,7 @@ Neither is the product (``model.keras`` is, and it is complete before these
 start), so neither need hold up the end of ``bigmodel train``:
 
 - ``train.inference_copy: background`` (the default) hands both to a detached
-  process (``python -m bigmodel_cli.finish RUN``) and ``train`` returns. The
+  process (``python -m bigmodel_cli.training.finish RUN``) and ``train`` returns. The
   process holds an exclusive ``flock`` on ``RUN/.inference.lock``, taken by
   ``train`` before it starts the process and inherited by it, so there is no
   moment where a reader could miss it. ``predict``/``serve`` wait for that lock
@@ -31,16 +31,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .runs import MODEL_FILE, PLOTS, atomic_path
+from bigmodel_cli.runs import INFERENCE_LOCK as LOCK
+from bigmodel_cli.runs import MODEL_FILE, PLOTS, atomic_path
+from bigmodel_cli.runs import inference_copy_busy as busy  # noqa: F401  (finish.busy, finish.wait: the names tests and benchmarks use)
+from bigmodel_cli.runs import wait_for_inference_copy as wait  # noqa: F401
 
-LOCK = ".inference.lock"
 SAMPLE = ".inference-sample.pkl"
 NOTE = "inference.note"  # why a background copy was not written (one line)
 
 
 def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bool = True) -> tuple[Path | None, list[str], dict[str, float]]:
     """Draw the plot (in a thread) beside the ONNX conversion; (plot, notes, times)."""
-    from .evaluate import plot_history
+    from bigmodel_cli.model.metrics import plot_history
 
     times: dict[str, float] = {}
     plotted: dict[str, Any] = {}
@@ -54,7 +56,7 @@ def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bo
         times["plots"] = round(time.perf_counter() - t, 3)
 
     if copy:  # before the plot thread: TensorFlow's import hides matplotlib for a moment (distribute.py)
-        from .distribute import import_tensorflow
+        from bigmodel_cli.runtime import import_tensorflow
 
         import_tensorflow()
     drawer = threading.Thread(target=draw, name="bigmodel-plots")
@@ -74,11 +76,11 @@ def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bo
 
 def inference_copy_notes(model_path: Path, x: Any, core_x: Any) -> list[str]:
     """Write the run's inference.onnx (predict's fast path); say why if it cannot be."""
-    from .export import write_inference_copy
-    from .models import load_trained
-    from .predict import default_batch_size
+    from bigmodel_cli.model.export import write_inference_copy
+    from bigmodel_cli.model.builders import load_trained
+    from bigmodel_cli.model.builders import default_batch_size
 
-    from .export import file_sha256
+    from bigmodel_cli.model.export import file_sha256
 
     try:
         # The hash of the bytes loaded, taken first: a resumed run may replace
@@ -111,45 +113,13 @@ def start_background(run_dir: Path, history: list[dict], x: Any, core_x: Any, co
         # on the GPU, a predict) comes first.
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
         p = subprocess.Popen(
-            [sys.executable, "-m", "bigmodel_cli.finish", str(run_dir), str(fd)],
+            [sys.executable, "-m", "bigmodel_cli.training.finish", str(run_dir), str(fd)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             pass_fds=(fd,), start_new_session=True, env=env, close_fds=True,
         )
     finally:
         os.close(fd)  # the process's copy of the descriptor keeps the lock
     return p.pid
-
-
-def busy(run_dir: Path) -> bool:
-    """Whether a background finish still holds the run's lock."""
-    import fcntl
-
-    path = Path(run_dir) / LOCK
-    if not path.is_file():
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
-def wait(run_dir: Path, timeout: float = 600.0) -> bool:
-    """Wait until no background finish holds the run's lock; False on timeout."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while busy(run_dir):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(delay)
-        delay = min(0.2, delay * 1.5)
-    return True
 
 
 def main(argv: list[str]) -> int:

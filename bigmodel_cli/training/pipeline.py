@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from bigmodel_cli.errors import ConfigError
 
 
 def epoch_order(seed: int, epoch: int, n: int, shuffle: bool, rows: int | None = None) -> np.ndarray:
@@ -231,7 +231,7 @@ def eval_batches(split: Any, size: int):
     if getattr(split, "streamed", False):
         yield from split.batches(size)
         return
-    from .text import trim_ids
+    from bigmodel_cli.features.text import trim_ids
 
     for s in range(0, len(split), size):
         rows = slice(s, s + size)

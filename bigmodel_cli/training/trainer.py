@@ -36,11 +36,11 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from .config import ExperimentConfig, checkpoint_interval
-from .data import Datasets
-from .errors import ConfigError, Interrupted, ModelFileError
-from .pipeline import epoch_order, eval_batches, source_for, training_stats  # noqa: F401  (epoch_order: the order contract, re-exported)
-from .runs import CHECKPOINTS, HISTORY_FILE, MODEL_FILE, atomic_path, atomic_write_text
+from bigmodel_cli.config import ExperimentConfig, checkpoint_interval
+from bigmodel_cli.data.sources import Datasets
+from bigmodel_cli.errors import ConfigError, Interrupted, ModelFileError
+from bigmodel_cli.training.pipeline import epoch_order, eval_batches, source_for, training_stats  # noqa: F401  (epoch_order: the order contract, re-exported)
+from bigmodel_cli.runs import CHECKPOINTS, HISTORY_FILE, MODEL_FILE, atomic_path, atomic_write_text
 
 STATE_NAME = "bigmodel_state.json"
 LAST = "last.keras"
@@ -311,7 +311,8 @@ def fit(
     import keras
     import tensorflow as tf
 
-    from . import distribute, models
+    from bigmodel_cli.training import strategy as distribute
+    from bigmodel_cli.model import builders as models
 
     obs: Any = observer or NullObserver()
     t_fit = time.perf_counter()
@@ -345,7 +346,7 @@ def fit(
             last, state, _ = resume_point(run_dir)
             if last is None or state is None:
                 raise ModelFileError(f"{run_dir} has no whole checkpoint to resume from")
-            from .pretrained import import_if_needed
+            from bigmodel_cli.features.backbone import import_if_needed
 
             import_if_needed(last)
             try:
@@ -484,7 +485,7 @@ def fit(
 
     tb = None
     if is_chief and cfg.train.tensorboard:
-        from .tblog import TensorBoardLog
+        from bigmodel_cli.training.tensorboard import TensorBoardLog
 
         tb = TensorBoardLog(run_dir, steps_per_epoch)
     with StopFlag() as stop, peer_failures(plan, run_dir), _closing(tb):
@@ -602,7 +603,7 @@ def _reader_error(e: Exception) -> Exception:
     unreadable image) reaches the loop wrapped in a TensorFlow error: unwrap it."""
     import re
 
-    from .errors import DataError
+    from bigmodel_cli.errors import DataError
 
     m = re.search(r"(?:DataError|ConfigError): (.+)", str(e))
     return DataError(m.group(1).strip(), hint="fix or remove that file, then: bigmodel train RUN --resume") if m else e
@@ -641,7 +642,7 @@ class peer_failures:
         import tensorflow as tf
 
         if isinstance(exc, (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)):
-            from .errors import WorkerFailed
+            from bigmodel_cli.errors import WorkerFailed
 
             me = f"{self.plan.task_type or 'worker'} {self.plan.task_index}"
             raise WorkerFailed(
@@ -656,8 +657,8 @@ def finalize_model(src: Path, dst: Path, wrap: Callable[[Any], Any] | None = Non
     ``wrap`` turns a text model's integer-id core into the raw-text model."""
     import keras
 
-    from .models import float32_copy, register_layers
-    from .pretrained import import_if_needed
+    from bigmodel_cli.model.builders import float32_copy, register_layers
+    from bigmodel_cli.features.backbone import import_if_needed
 
     register_layers()
     import_if_needed(src)

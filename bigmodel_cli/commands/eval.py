@@ -1,0 +1,74 @@
+"""``bigmodel eval``: a run's metrics on its test data (or ``--data FILE``), and its confusion matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigmodel_cli.errors import ModelFileError
+from bigmodel_cli.model.saved import load_run_model, run_base_dir, run_tokenizers
+from bigmodel_cli.runs import METRICS_FILE, PLOTS, atomic_write_json
+
+
+@dataclass
+class EvalOutcome:
+    run_dir: Path | None
+    data: str
+    metrics: dict[str, Any]
+    metrics_path: Path | None
+    plot: Path | None
+    task: str
+
+
+def predict_arrays(model: Any, x: Any, batch_size: int = 1024) -> np.ndarray:
+    """Model outputs for a split's inputs; a text model's core takes its ids."""
+    if not isinstance(x, dict):
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    from bigmodel_cli.model.builders import core_of
+    from bigmodel_cli.features.text import trim_ids
+
+    core = core_of(model)
+    n = len(next(iter(x.values())))
+    outs = [np.asarray(core({k: trim_ids(k, v[s : s + batch_size]) for k, v in x.items()}, training=False)) for s in range(0, n, batch_size)]
+    return np.concatenate(outs) if outs else np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
+
+
+def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> EvalOutcome:
+    from bigmodel_cli.data import tables as data_mod
+    from bigmodel_cli.data.load import load_datasets
+    from bigmodel_cli.model.metrics import metrics_for, plot_confusion
+
+    ref, cfg, model = load_run_model(run, unsafe)
+    if cfg is None:
+        raise ModelFileError(f"{ref.model_path} is a bare model file; eval needs its run folder (for the task, columns and classes)", hint="pass the run folder that holds it")
+    base = run_base_dir(ref.run_dir)
+    feats, classes = cfg.data.features or [], cfg.data.classes
+    tokenizers = run_tokenizers(ref.run_dir, cfg)
+    if data is not None:
+        split = data_mod.make_split(data_mod.read_table(str(Path(data).resolve()), base, "test", cfg=cfg), cfg, feats, classes, tokenizers=tokenizers)
+        label = data
+    elif cfg.data.test:
+        split = data_mod.make_split(data_mod.read_table(cfg.data.test, base, "test", cfg=cfg), cfg, feats, classes, tokenizers=tokenizers)
+        label = cfg.data.test
+    else:
+        ds = load_datasets(cfg, base, features=feats, classes=classes, tokenizers=tokenizers)
+        if ds.validation is not None:
+            split, label = ds.validation, ds.validation.source
+        else:  # no test set, no hold-out: say plainly that this is the training data
+            split, label = ds.train, f"{cfg.data.train} (the training data: no data.test or validation split)"
+        from bigmodel_cli.data.streaming import in_memory
+
+        split = in_memory(split)
+    probs = predict_arrays(model, split.x)
+    metrics = metrics_for(cfg.task, split.y, probs, classes, cfg.train.loss)
+    metrics = {"data": label, "task": cfg.task, **metrics}
+    assert ref.run_dir is not None
+    path = ref.run_dir / METRICS_FILE
+    atomic_write_json(path, metrics)
+    plot = None
+    if cfg.task != "regression":
+        plot = plot_confusion(metrics["confusion_matrix"], metrics["classes"], ref.run_dir / PLOTS / "confusion_matrix.png")
+    return EvalOutcome(ref.run_dir, label, metrics, path, plot, cfg.task)

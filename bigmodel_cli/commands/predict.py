@@ -1,0 +1,99 @@
+"""``bigmodel predict``: files (or stdin, or images) through the engine :func:`~bigmodel_cli.inference.engine.open_engine` picks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bigmodel_cli.errors import ConfigError, DataError
+
+
+def predict(
+    run: str | Path,
+    inputs: list[str],
+    output: str | None = None,
+    output_dir: str | None = None,
+    probabilities: bool = False,
+    columns: list[str] | None = None,
+    batch_size: int | None = None,
+    force: bool = False,
+    input_format: str | None = None,
+    unsafe: bool = False,
+    progress: Any = None,
+    engine: str = "auto",
+    on_bad_value: str = "error",
+):
+    """Predict files. ``engine``: auto (the run's inference.onnx through
+    onnxruntime when it matches model.keras, else TensorFlow), onnxruntime,
+    or tensorflow. ``on_bad_value``: what a value that is not a number in a
+    number column is: ``error`` (exit 2 naming the line and column) or
+    ``missing`` (imputed, as an empty cell; under ``data.missing: impute``)."""
+    from bigmodel_cli.data.images import expand as image_files
+    from bigmodel_cli.inference.engine import check_engine, open_engine
+    from bigmodel_cli.inference.predict import predict_file
+
+    check_engine(engine)
+    if on_bad_value not in ("error", "missing"):
+        raise ConfigError(f"unknown --on-bad-value '{on_bad_value}'", hint="use error or missing")
+    images = image_files(inputs)
+    files = [] if images else expand_inputs(inputs)
+    if output_dir is None and len(files) > 1:
+        raise ConfigError(f"{len(files)} input files need --output-dir, not --output", hint="e.g. --output-dir preds/")
+    e = open_engine(run, engine, unsafe=unsafe, probabilities=probabilities, columns=columns)
+    cfg, model, spec, infer, used = e.cfg, e.model, e.spec, e.infer, e.name
+    batch_size = batch_size or e.batch_size
+    spec.on_bad_value = on_bad_value
+    if images:  # one row per image: its path and the prediction
+        from bigmodel_cli.inference.predict import predict_images
+
+        if cfg is None or not cfg.data.image_shape:
+            raise ConfigError("image inputs need a run trained on images (data.image_shape)", hint="predict a table of pixel columns instead")
+        r = predict_images(images, spec, infer, output or "-", cfg.data.image_shape, batch_size=min(batch_size or 256, 4096), force=force)
+        r.engine = used
+        return [r]
+    if output_dir is not None:
+        out_dir = Path(output_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        targets = [str(out_dir / _pred_name(f)) for f in files]
+        if not force:
+            for t in targets:
+                if Path(t).exists():
+                    from bigmodel_cli.errors import PathError
+
+                    raise PathError(f"output {t} exists already", hint="pass --force to overwrite it")
+    else:
+        targets = [output or "-"]
+    results = []
+    for f, t in zip(files, targets):
+        r = predict_file(model, spec, f, t, infer=infer, batch_size=batch_size, force=force, fmt=input_format, progress=(lambda rows, s, frac, f=f: progress(f, rows, s, frac)) if progress else None)
+        r.engine = used
+        results.append(r)
+    return results
+
+
+def _pred_name(f: str) -> str:
+    name = Path(f).name
+    for ext in (".gz", ".bz2", ".xz", ".zst"):
+        name = name.removesuffix(ext)
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem or name}.predictions.{suffix if stem else 'csv'}"
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    import glob
+
+    files: list[str] = []
+    for pattern in inputs:
+        if pattern == "-":
+            files.append("-")
+            continue
+        if any(ch in pattern for ch in "*?["):
+            matched = sorted(glob.glob(pattern))
+            if not matched:
+                raise DataError(f"--input '{pattern}' matches no file")
+            files += matched
+        else:
+            if not Path(pattern).exists():
+                raise DataError(f"input file {pattern} does not exist")
+            files.append(pattern)
+    return files

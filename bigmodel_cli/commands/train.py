@@ -1,0 +1,249 @@
+"""``bigmodel train``: a new run, or ``--resume`` of one; the loop itself is :mod:`bigmodel_cli.training.trainer`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bigmodel_cli import runs
+from bigmodel_cli.commands.session import _end_session, _start_session
+from bigmodel_cli.config import ExperimentConfig, apply_overrides, dump, load_experiment, read_yaml, validate
+from bigmodel_cli.errors import ConfigError, ModelFileError
+from bigmodel_cli.model.saved import load_run_config, run_base_dir, run_tokenizers
+from bigmodel_cli.runs import CHECKPOINTS, CONFIG_FILE, PLOTS, atomic_write_text, create_run, resolve_run
+
+
+RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.checkpoint_every", "train.checkpoint_every_steps", "train.steps_per_execution", "train.distribute", "train.devices", "train.inference_copy", "train.tensorboard")
+
+
+@dataclass
+class TrainOutcome:
+    run_dir: Path
+    model_path: Path | None
+    history: list[dict[str, Any]]
+    epochs_done: int
+    status: str  # completed | already_finished
+    plot: Path | None = None
+    strategy: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    notes: list[str] = field(default_factory=list)
+    times: dict[str, float] = field(default_factory=dict)  # seconds per phase: import, data, build, epochs, validation, saves, finalize, export, plots
+    background: bool = False  # the plot and inference.onnx are being written by a background process (finish.py)
+
+
+def train(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    observer: Any = None,
+    resume: bool = False,
+    tags: dict[str, Any] | None = None,
+) -> TrainOutcome:
+    """Train an experiment (or resume a run); returns where everything went.
+    ``tags`` go into meta.json (``tune`` marks its trials with them)."""
+    from bigmodel_cli.training import strategy as distribute
+
+    overrides = list(overrides or [])
+    if resume:
+        run_dir, cfg, base_dir = _prepare_resume(Path(path), overrides)
+    else:
+        cfg, base_dir = load_experiment(path, overrides)
+        run_dir = None
+    if cfg.model.backbone:
+        from bigmodel_cli.features.backbone import require_extra
+
+        require_extra()  # before TensorFlow starts: one line and the install command
+    import time
+
+    t0 = time.perf_counter()
+    distribute.import_tensorflow()
+    times = {"import": round(time.perf_counter() - t0, 3)}
+    from bigmodel_cli.data.load import load_datasets
+    from bigmodel_cli.training import trainer as train_mod
+
+    t0 = time.perf_counter()
+    restart = False  # --resume of a run that has no whole checkpoint: it starts again, in its folder
+    early_notes: list[str] = []
+    if resume:
+        assert run_dir is not None
+        _, state, early_notes = train_mod.resume_point(run_dir)
+        if state is None:
+            restart, resume = True, False
+            early_notes.append(f"{run_dir} had no {'whole ' if early_notes else ''}checkpoint (it stopped before its first epoch ended): it started again from step 0 in the same folder, with the same config and seed")
+    if resume:
+        assert run_dir is not None and state is not None
+        if state.epoch >= cfg.train.epochs or (state.stopped_early and not _extends(overrides)):
+            if not (run_dir / "model.keras").is_file():  # killed while the final model was being written
+                _finish_model(run_dir, cfg)
+            return TrainOutcome(run_dir, run_dir / "model.keras", state.history, state.epoch, "already_finished", best_epoch=state.best_epoch, stopped_early=state.stopped_early)
+        if state.stopped_early:
+            state.stopped_early = False
+            state.wait = 0
+        datasets = load_datasets(cfg, base_dir, features=cfg.data.features, classes=cfg.data.classes, tokenizers=run_tokenizers(run_dir, cfg), progress=getattr(observer, "on_prepare", None))
+    else:
+        datasets = load_datasets(cfg, base_dir, progress=getattr(observer, "on_prepare", None))
+
+    times["data"] = round(time.perf_counter() - t0, 3)
+    plan = distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
+    distribute.set_precision(plan, cfg.train.precision)
+    if not resume:
+        cfg.train.precision = plan.precision  # the run's config.yaml says what it trained with; resume keeps it
+    if (resume or restart) and plan.is_chief:  # only the chief: another worker could catch it mid-write
+        _sweep_killed_writes(run_dir)
+    session: dict[str, Any] = {}
+
+    def open_run() -> Path:
+        """Called by fit once every check has passed: nothing is written before."""
+        nonlocal run_dir
+        if run_dir is None or restart:
+            cfg.data.features = datasets.features
+            cfg.data.classes = datasets.classes
+            cfg.data.columns = dict(datasets.columns)
+            if plan.is_chief:
+                run_dir = run_dir if restart and run_dir is not None else create_run(base_dir, cfg.name)
+            else:
+                import tempfile
+
+                run_dir = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))  # never shown to the user
+                (run_dir / CHECKPOINTS).mkdir()
+                (run_dir / PLOTS).mkdir()
+            atomic_write_text(run_dir / CONFIG_FILE, dump(cfg))
+            if datasets.tokenizers:
+                from bigmodel_cli.features.text import PREPROCESSING_DIR, save_tokenizers
+
+                save_tokenizers(run_dir / PREPROCESSING_DIR, datasets.tokenizers)
+            if cfg.model.architecture and ":" in cfg.model.architecture:
+                shutil.copyfile(base_dir / cfg.model.architecture.split(":")[0], run_dir / "model.py")
+        runs.current_run_dir = run_dir
+        session["meta"] = _start_session(run_dir, cfg, plan, resume or restart, datasets, tags)
+        return run_dir
+
+    status = "failed"
+    try:
+        if resume:
+            open_run()
+        result = train_mod.fit(cfg, base_dir, run_dir if resume else open_run, datasets, observer, strategy_plan=plan, resume=resume)
+        status = "completed"
+    except BaseException as e:
+        from bigmodel_cli.errors import DiskFull, Interrupted, Pruned
+
+        status = "interrupted" if isinstance(e, (Interrupted, KeyboardInterrupt)) else "pruned" if isinstance(e, Pruned) else "failed"
+        if isinstance(e, DiskFull) and run_dir is not None:
+            raise _full_while_training(e, run_dir) from None
+        plain = _unwritable(e, run_dir) if run_dir is not None else None
+        if plain is not None:
+            raise plain from None
+        raise
+    finally:
+        if "meta" in session and run_dir is not None:
+            try:
+                _end_session(run_dir, session["meta"], status, plan.is_chief)
+            except OSError:  # a full disk or a vanished folder: the error in flight says more
+                pass
+    run_dir = result.run_dir
+    plot = None
+    background = False
+    notes: list[str] = []
+    if plan.is_chief:
+        notes += early_notes
+        notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
+        if resume and cfg.train.lr_schedule == "cosine" and _extends(overrides) and result.strategy.get("learning_rate", 1.0) == 0.0:
+            notes.append("train.lr_schedule: cosine had already decayed the learning rate to 0 over the run's original epochs, so the added epochs did not change the model; train a new run with more epochs instead")
+        from bigmodel_cli.training import finish
+        from bigmodel_cli.model.export import model_sample
+        from bigmodel_cli.data.streaming import parity_sample
+
+        mode = cfg.train.inference_copy
+        t0 = time.perf_counter()
+        x = core_x = None
+        if mode != "none":
+            try:  # the parity check's rows; for a text model, tokenised as predict will
+                tokenizers = run_tokenizers(run_dir, load_run_config(run_dir)) if datasets.tokenizers else None
+                x, core_x = model_sample(parity_sample(cfg, base_dir, datasets), tokenizers)
+            except Exception as e:  # the Keras model is the product; the ONNX copy is an optimisation
+                notes.append(f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow")
+                mode = "none"  # the plot is still drawn
+        if mode == "background":
+            finish.start_background(run_dir, result.history, x, core_x)
+            background = True
+            plot = run_dir / PLOTS / "training.png"
+            times["export"] = round(time.perf_counter() - t0, 3)
+        else:
+            plot, more, finish_times = finish.run_finish(run_dir, result.history, x, core_x, copy=mode != "none")
+            notes += more
+            times.update(finish_times)
+    times.update(result.times)
+    return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes, times, background)
+
+
+def _finish_model(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """model.keras from the run's best (else last) checkpoint: what the end of training writes."""
+    from bigmodel_cli.model import builders as models
+    from bigmodel_cli.training.trainer import BEST, LAST, finalize_model
+
+    ckpt = run_dir / CHECKPOINTS
+    tokenizers = run_tokenizers(run_dir, cfg)
+    finalize_model(ckpt / (BEST if (ckpt / BEST).is_file() else LAST), run_dir / "model.keras", (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None)
+
+
+def _unwritable(e: BaseException, run_dir: Path) -> Exception | None:
+    """A run folder that became read-only or vanished while training, as one line."""
+    import errno
+
+    from bigmodel_cli.errors import PathError
+
+    if not isinstance(e, OSError):
+        return None
+    if not run_dir.exists():
+        return PathError(f"the run folder {run_dir} vanished while training ({e.strerror or type(e).__name__}): nothing more can be saved there", hint="check what removed it (a cleanup job, a lost mount); a copy of the folder can be resumed with: bigmodel train COPY --resume")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        where = e.filename or run_dir
+        return PathError(f"cannot write {where}: {'the file system is read-only' if e.errno == errno.EROFS else 'permission denied'}", hint=f"make {run_dir} writable (or copy it somewhere writable), then: bigmodel train {run_dir} --resume")
+    return None
+
+
+def _full_while_training(e: Any, run_dir: Path) -> Exception:
+    """A DiskFull during training, with what survived and how to go on."""
+    from bigmodel_cli.errors import DiskFull, human_size
+    from bigmodel_cli.training.trainer import resume_point
+
+    ckpt, state, _ = resume_point(run_dir) if run_dir.is_dir() else (None, None, [])
+    where = ""
+    if state is not None:
+        where = f"epoch {state.epoch + 1}, step {state.step}" if state.step else f"after epoch {state.epoch}"
+    good = f"the last good checkpoint is {ckpt} ({where})" if ckpt is not None else "no checkpoint was written yet"
+    return DiskFull(e.path, e.free, e.needed, f"no space left writing {e.path} ({human_size(e.free)} free, about {human_size(e.needed)} needed); {good}", hint=f"free some space, then: bigmodel train {run_dir} --resume")
+
+
+def _extends(overrides: list[str]) -> bool:
+    return any(o.split("=", 1)[0].strip() == "train.epochs" for o in overrides)
+
+
+def _prepare_resume(path: Path, overrides: list[str]) -> tuple[Path, ExperimentConfig, Path]:
+    ref_dir = path
+    if not (path / CONFIG_FILE).is_file():
+        ref = resolve_run(path, need_model=False)
+        if ref.run_dir is None:
+            raise ModelFileError(f"{path} is not a run folder", hint="resume with: bigmodel train runs/<name>-<N> --resume")
+        ref_dir = ref.run_dir
+    run_dir = ref_dir
+    for o in overrides:
+        key = o.split("=", 1)[0].strip()
+        if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS):
+            raise ConfigError(f"--set {o}: '{key}' cannot change when resuming a run (it would break what was trained)", hint=f"on resume you may change: {', '.join(RESUMABLE_KEYS)}; for other changes start a new run")
+    raw, node = read_yaml(run_dir / CONFIG_FILE)
+    overridden = apply_overrides(raw, overrides)
+    cfg = validate(raw, str(run_dir / CONFIG_FILE), node, overridden)
+    return run_dir, cfg, run_base_dir(run_dir)
+
+
+def _sweep_killed_writes(run_dir: Path) -> None:
+    """A kill during an atomic write leaves its temporary file; resuming removes it."""
+    from bigmodel_cli.runs import sweep_temp
+
+    sweep_temp(run_dir)

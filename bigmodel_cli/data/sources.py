@@ -1,0 +1,148 @@
+"""Where rows come from: table formats, paths and shards, and the Split/Datasets a loader returns.
+
+The bottom of ``data``: it imports nothing else of the package but ``config`` and ``errors``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigmodel_cli.errors import DataError
+
+
+KERAS_SETS = ("keras:mnist", "keras:fashion_mnist")
+
+
+TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".npz": "npz"}
+
+
+@dataclass
+class Split:
+    """Model inputs of one split. ``x`` is a float32 matrix (n, features) when
+    every feature is numeric; with text columns it is a dict of the core
+    model's inputs ("features": float32 numbers, "ids_<col>": int32 ids), and
+    ``raw`` holds each text column's strings."""
+
+    x: Any  # np.ndarray | dict[str, np.ndarray]
+    y: np.ndarray  # (n,) int32 class index, or float32 target
+    source: str
+    raw: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, idx: np.ndarray, source: str | None = None) -> "Split":
+        return Split(take_rows(self.x, idx), self.y[idx], source or self.source, take_rows(self.raw, idx) if self.raw is not None else None)
+
+
+def take_rows(x: Any, idx: Any) -> Any:
+    """Rows of a matrix or of every array of a dict of inputs."""
+    return {k: v[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]
+
+
+@dataclass
+class Datasets:
+    train: Split
+    validation: Split | None
+    test: Split | None
+    features: list[str]
+    classes: list[Any] | None
+    columns: dict[str, str] = field(default_factory=dict)  # feature -> number | category | text | date_*
+    tokenizers: dict[str, Any] = field(default_factory=dict)  # text/category column -> its encoder
+    dropped: list[tuple[str, int]] = field(default_factory=list)  # (source, rows) dropped for a missing target
+    stream: dict[str, Any] | None = None  # when train/validation are streamed: what was prepared (blocks.describe)
+
+    @property
+    def numeric(self) -> list[str]:
+        return [c for c in self.features if self.columns.get(c, "number") == "number"]
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [c for c in self.features if self.columns.get(c) == "text"]
+
+
+def table_format(path: str | Path) -> tuple[str, str | None]:
+    """(format, compression) from a file name; raises on an unknown one."""
+    name = str(path).lower()
+    compression = None
+    for ext, comp in ((".gz", "gzip"), (".bz2", "bz2"), (".zst", "zstd"), (".xz", "xz")):
+        if name.endswith(ext):
+            compression, name = comp, name[: -len(ext)]
+    fmt = TABLE_FORMATS.get(Path(name).suffix)
+    if fmt is None:
+        known = ", ".join(sorted(set(TABLE_FORMATS)))
+        raise DataError(f"{path}: unknown file format '{Path(name).suffix or '(no extension)'}'", hint=f"use one of {known} (optionally .gz)")
+    return fmt, compression
+
+
+def resolve_path(spec: str, base_dir: Path) -> Path:
+    p = Path(spec).expanduser()
+    return p if p.is_absolute() else base_dir / p
+
+
+def shard_paths(spec: Any, base_dir: Path, role: str) -> list[Path] | None:
+    """The files of a sharded ``data.<role>``: a list, a glob, or a folder of
+    table files (sorted by name); None for a single file or a keras: set."""
+    import glob
+
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise DataError(f"data.{role} is an empty list", hint="list one or more data files")
+        out = []
+        for item in spec:
+            out += shard_paths(item, base_dir, role) or [resolve_path(str(item), base_dir)]
+        return out
+    spec = str(spec)
+    if spec.startswith("keras:"):
+        return None
+    if any(ch in spec for ch in "*?["):
+        pattern = str(resolve_path(spec, base_dir))
+        found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not found:
+            raise DataError(f"data.{role}: '{spec}' matches no file", hint="check the pattern (relative paths are from the experiment folder)")
+        return found
+    path = resolve_path(spec, base_dir)
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _is_table(p))
+        if not found:
+            raise DataError(f"data.{role}: the folder {path} holds no csv, tsv, parquet or jsonl file")
+        return found
+    return None
+
+
+def _is_table(p: Path) -> bool:
+    try:
+        return table_format(p)[0] != "npz"
+    except DataError:
+        return False
+
+
+def read_error(e: Exception, path: Path, fmt: str) -> Exception:
+    """What went wrong reading a table file, as one DataError line (other errors unchanged)."""
+    import pandas as pd
+
+    if isinstance(e, DataError):
+        return e
+    if isinstance(e, pd.errors.EmptyDataError):
+        return DataError(f"{path} is empty", hint="the file needs a header line and at least one row")
+    if isinstance(e, pd.errors.ParserError):
+        return DataError(f"{path}: cannot parse: {str(e).strip().splitlines()[-1]}")
+    if isinstance(e, UnicodeDecodeError):
+        return DataError(f"{path}: not UTF-8 text (byte {e.start}): is it really a {fmt} file?")
+    if isinstance(e, (OSError, ValueError)):
+        return DataError(f"{path}: cannot read as {fmt}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+    return e
+
+
+def _key(v: Any) -> str | None:
+    import pandas as pd
+
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return None
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        v = int(v)
+    return str(v.item() if hasattr(v, "item") else v)
