@@ -72,3 +72,12 @@ def test_no_import_cycles_lazy_ones_included():
 def test_at_most_eight_modules_flat_at_the_root():
     flat = sorted(p.stem for p in PKG.glob("*.py") if p.name != "__init__.py")
     assert len(flat) <= 8, flat
+
+
+def test_no_function_over_100_lines():
+    long = []
+    for name, path in _modules().items():
+        for n in ast.walk(ast.parse(path.read_text())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 100:
+                long.append(f"{name}.{n.name}: {n.end_lineno - n.lineno + 1} lines")
+    assert not long, long

@@ -46,93 +46,123 @@ def train(
 ) -> TrainOutcome:
     """Train an experiment (or resume a run); returns where everything went.
     ``tags`` go into meta.json (``tune`` marks its trials with them)."""
+    import time
+
     from bigmodel_cli.training import strategy as distribute
 
     overrides = list(overrides or [])
     if resume:
         run_dir, cfg, base_dir = _prepare_resume(Path(path), overrides)
     else:
-        cfg, base_dir = load_experiment(path, overrides)
-        run_dir = None
+        (cfg, base_dir), run_dir = load_experiment(path, overrides), None
     if cfg.model.backbone:
         from bigmodel_cli.features.backbone import require_extra
 
         require_extra()  # before TensorFlow starts: one line and the install command
-    import time
-
     t0 = time.perf_counter()
     distribute.import_tensorflow()
     times = {"import": round(time.perf_counter() - t0, 3)}
-    from bigmodel_cli.data.load import load_datasets
-    from bigmodel_cli.training import trainer as train_mod
-
     t0 = time.perf_counter()
-    restart = False  # --resume of a run that has no whole checkpoint: it starts again, in its folder
-    early_notes: list[str] = []
-    if resume:
-        assert run_dir is not None
-        _, state, early_notes = train_mod.resume_point(run_dir)
-        if state is None:
-            restart, resume = True, False
-            early_notes.append(f"{run_dir} had no {'whole ' if early_notes else ''}checkpoint (it stopped before its first epoch ended): it started again from step 0 in the same folder, with the same config and seed")
-    if resume:
-        assert run_dir is not None and state is not None
-        if state.epoch >= cfg.train.epochs or (state.stopped_early and not _extends(overrides)):
-            if not (run_dir / "model.keras").is_file():  # killed while the final model was being written
-                _finish_model(run_dir, cfg)
-            return TrainOutcome(run_dir, run_dir / "model.keras", state.history, state.epoch, "already_finished", best_epoch=state.best_epoch, stopped_early=state.stopped_early)
-        if state.stopped_early:
-            state.stopped_early = False
-            state.wait = 0
-        datasets = load_datasets(cfg, base_dir, features=cfg.data.features, classes=cfg.data.classes, tokenizers=run_tokenizers(run_dir, cfg), progress=getattr(observer, "on_prepare", None))
-    else:
-        datasets = load_datasets(cfg, base_dir, progress=getattr(observer, "on_prepare", None))
-
+    start = _starting_point(run_dir, cfg, overrides) if resume else _Start(False, False, [])
+    if start.finished is not None:
+        return start.finished
+    datasets = _load(cfg, base_dir, run_dir if start.resume else None, observer)
     times["data"] = round(time.perf_counter() - t0, 3)
     plan = distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
     distribute.set_precision(plan, cfg.train.precision)
-    if not resume:
+    if not start.resume:
         cfg.train.precision = plan.precision  # the run's config.yaml says what it trained with; resume keeps it
-    if (resume or restart) and plan.is_chief:  # only the chief: another worker could catch it mid-write
+    if (start.resume or start.restart) and plan.is_chief:  # only the chief: another worker could catch it mid-write
         _sweep_killed_writes(run_dir)
-    session: dict[str, Any] = {}
+    opener = _RunOpener(cfg, base_dir, datasets, plan, run_dir, start, tags)
+    result = _fit(opener, observer)
+    plot, background, notes = _after_training(cfg, base_dir, datasets, result, plan, start, overrides, times)
+    times.update(result.times)
+    return TrainOutcome(result.run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes, times, background)
 
-    def open_run() -> Path:
-        """Called by fit once every check has passed: nothing is written before."""
-        nonlocal run_dir
-        if run_dir is None or restart:
-            cfg.data.features = datasets.features
-            cfg.data.classes = datasets.classes
-            cfg.data.columns = dict(datasets.columns)
+
+@dataclass
+class _Start:
+    """Where a train command starts: a fresh run, a resume, or a restart in the same folder."""
+
+    resume: bool
+    restart: bool  # --resume of a run that has no whole checkpoint: it starts again, in its folder
+    notes: list[str]
+    finished: TrainOutcome | None = None  # --resume of a run that is already done
+
+
+def _starting_point(run_dir: Path, cfg: ExperimentConfig, overrides: list[str]) -> _Start:
+    from bigmodel_cli.training.trainer import resume_point
+
+    _, state, notes = resume_point(run_dir)
+    if state is None:
+        notes.append(f"{run_dir} had no {'whole ' if notes else ''}checkpoint (it stopped before its first epoch ended): it started again from step 0 in the same folder, with the same config and seed")
+        return _Start(False, True, notes)
+    if state.epoch >= cfg.train.epochs or (state.stopped_early and not _extends(overrides)):
+        if not (run_dir / "model.keras").is_file():  # killed while the final model was being written
+            _finish_model(run_dir, cfg)
+        done = TrainOutcome(run_dir, run_dir / "model.keras", state.history, state.epoch, "already_finished", best_epoch=state.best_epoch, stopped_early=state.stopped_early)
+        return _Start(True, False, notes, done)
+    return _Start(True, False, notes)
+
+
+def _load(cfg: ExperimentConfig, base_dir: Path, resumed: Path | None, observer: Any):
+    """The datasets; a resumed run reads them with its own features, classes and encoders."""
+    from bigmodel_cli.data.load import load_datasets
+
+    progress = getattr(observer, "on_prepare", None)
+    if resumed is None:
+        return load_datasets(cfg, base_dir, progress=progress)
+    return load_datasets(cfg, base_dir, features=cfg.data.features, classes=cfg.data.classes, tokenizers=run_tokenizers(resumed, cfg), progress=progress)
+
+
+class _RunOpener:
+    """Called by the Trainer once every check has passed: nothing is written before.
+    Creates (or reuses) the run folder, its config and encoders, and starts the session."""
+
+    def __init__(self, cfg: ExperimentConfig, base_dir: Path, datasets: Any, plan: Any, run_dir: Path | None, start: _Start, tags: dict[str, Any] | None) -> None:
+        self.cfg, self.base_dir, self.datasets, self.plan, self.run_dir, self.start, self.tags = cfg, base_dir, datasets, plan, run_dir, start, tags
+        self.meta: dict[str, Any] | None = None
+
+    def __call__(self) -> Path:
+        cfg, datasets, plan = self.cfg, self.datasets, self.plan
+        if self.run_dir is None or self.start.restart:
+            cfg.data.features, cfg.data.classes, cfg.data.columns = datasets.features, datasets.classes, dict(datasets.columns)
             if plan.is_chief:
-                run_dir = run_dir if restart and run_dir is not None else create_run(base_dir, cfg.name)
+                self.run_dir = self.run_dir if self.start.restart and self.run_dir is not None else create_run(self.base_dir, cfg.name)
             else:
                 import tempfile
 
-                run_dir = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))  # never shown to the user
-                (run_dir / CHECKPOINTS).mkdir()
-                (run_dir / PLOTS).mkdir()
-            atomic_write_text(run_dir / CONFIG_FILE, dump(cfg))
+                self.run_dir = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))  # never shown to the user
+                (self.run_dir / CHECKPOINTS).mkdir()
+                (self.run_dir / PLOTS).mkdir()
+            atomic_write_text(self.run_dir / CONFIG_FILE, dump(cfg))
             if datasets.tokenizers:
                 from bigmodel_cli.features.text import PREPROCESSING_DIR, save_tokenizers
 
-                save_tokenizers(run_dir / PREPROCESSING_DIR, datasets.tokenizers)
+                save_tokenizers(self.run_dir / PREPROCESSING_DIR, datasets.tokenizers)
             if cfg.model.architecture and ":" in cfg.model.architecture:
-                shutil.copyfile(base_dir / cfg.model.architecture.split(":")[0], run_dir / "model.py")
-        runs.current_run_dir = run_dir
-        session["meta"] = _start_session(run_dir, cfg, plan, resume or restart, datasets, tags)
-        return run_dir
+                shutil.copyfile(self.base_dir / cfg.model.architecture.split(":")[0], self.run_dir / "model.py")
+        runs.current_run_dir = self.run_dir
+        self.meta = _start_session(self.run_dir, cfg, plan, self.start.resume or self.start.restart, datasets, self.tags)
+        return self.run_dir
+
+
+def _fit(opener: _RunOpener, observer: Any):
+    """The Trainer's fit, with the session's end written and faults turned into one line."""
+    from bigmodel_cli.errors import DiskFull, Interrupted, Pruned
+    from bigmodel_cli.training import trainer
 
     status = "failed"
     try:
-        if resume:
-            open_run()
-        result = train_mod.fit(cfg, base_dir, run_dir if resume else open_run, datasets, observer, strategy_plan=plan, resume=resume)
+        if opener.start.resume:
+            opener()
+        result = trainer.fit(opener.cfg, opener.base_dir, opener.run_dir if opener.start.resume else opener, opener.datasets, observer, strategy_plan=opener.plan, resume=opener.start.resume)
         status = "completed"
+        return result
     except BaseException as e:
-        from bigmodel_cli.errors import DiskFull, Interrupted, Pruned
-
         status = "interrupted" if isinstance(e, (Interrupted, KeyboardInterrupt)) else "pruned" if isinstance(e, Pruned) else "failed"
+        run_dir = opener.run_dir
         if isinstance(e, DiskFull) and run_dir is not None:
             raise _full_while_training(e, run_dir) from None
         plain = _unwritable(e, run_dir) if run_dir is not None else None
@@ -140,45 +170,45 @@ def train(
             raise plain from None
         raise
     finally:
-        if "meta" in session and run_dir is not None:
+        if opener.meta is not None and opener.run_dir is not None:
             try:
-                _end_session(run_dir, session["meta"], status, plan.is_chief)
+                _end_session(opener.run_dir, opener.meta, status, opener.plan.is_chief)
             except OSError:  # a full disk or a vanished folder: the error in flight says more
                 pass
-    run_dir = result.run_dir
-    plot = None
-    background = False
-    notes: list[str] = []
-    if plan.is_chief:
-        notes += early_notes
-        notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
-        if resume and cfg.train.lr_schedule == "cosine" and _extends(overrides) and result.strategy.get("learning_rate", 1.0) == 0.0:
-            notes.append("train.lr_schedule: cosine had already decayed the learning rate to 0 over the run's original epochs, so the added epochs did not change the model; train a new run with more epochs instead")
-        from bigmodel_cli.training import finish
-        from bigmodel_cli.model.export import model_sample
-        from bigmodel_cli.data.streaming import parity_sample
 
-        mode = cfg.train.inference_copy
-        t0 = time.perf_counter()
-        x = core_x = None
-        if mode != "none":
-            try:  # the parity check's rows; for a text model, tokenised as predict will
-                tokenizers = run_tokenizers(run_dir, load_run_config(run_dir)) if datasets.tokenizers else None
-                x, core_x = model_sample(parity_sample(cfg, base_dir, datasets), tokenizers)
-            except Exception as e:  # the Keras model is the product; the ONNX copy is an optimisation
-                notes.append(f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow")
-                mode = "none"  # the plot is still drawn
-        if mode == "background":
-            finish.start_background(run_dir, result.history, x, core_x)
-            background = True
-            plot = run_dir / PLOTS / "training.png"
-            times["export"] = round(time.perf_counter() - t0, 3)
-        else:
-            plot, more, finish_times = finish.run_finish(run_dir, result.history, x, core_x, copy=mode != "none")
-            notes += more
-            times.update(finish_times)
-    times.update(result.times)
-    return TrainOutcome(run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes, times, background)
+
+def _after_training(cfg: ExperimentConfig, base_dir: Path, datasets: Any, result: Any, plan: Any, start: _Start, overrides: list[str], times: dict[str, float]) -> tuple[Path | None, bool, list[str]]:
+    """The chief's notes, plot and inference copy (in the background by default): (plot, background, notes)."""
+    import time
+
+    if not plan.is_chief:
+        return None, False, []
+    run_dir = result.run_dir
+    notes = list(start.notes)
+    notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
+    if start.resume and cfg.train.lr_schedule == "cosine" and _extends(overrides) and result.strategy.get("learning_rate", 1.0) == 0.0:
+        notes.append("train.lr_schedule: cosine had already decayed the learning rate to 0 over the run's original epochs, so the added epochs did not change the model; train a new run with more epochs instead")
+    from bigmodel_cli.data.streaming import parity_sample
+    from bigmodel_cli.model.export import model_sample
+    from bigmodel_cli.training import finish
+
+    mode = cfg.train.inference_copy
+    t0 = time.perf_counter()
+    x = core_x = None
+    if mode != "none":
+        try:  # the parity check's rows; for a text model, tokenised as predict will
+            tokenizers = run_tokenizers(run_dir, load_run_config(run_dir)) if datasets.tokenizers else None
+            x, core_x = model_sample(parity_sample(cfg, base_dir, datasets), tokenizers)
+        except Exception as e:  # the Keras model is the product; the ONNX copy is an optimisation
+            notes.append(f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow")
+            mode = "none"  # the plot is still drawn
+    if mode == "background":
+        finish.start_background(run_dir, result.history, x, core_x)
+        times["export"] = round(time.perf_counter() - t0, 3)
+        return run_dir / PLOTS / "training.png", True, notes
+    plot, more, finish_times = finish.run_finish(run_dir, result.history, x, core_x, copy=mode != "none")
+    times.update(finish_times)
+    return plot, False, notes + more
 
 
 def _finish_model(run_dir: Path, cfg: ExperimentConfig) -> None:

@@ -219,87 +219,119 @@ def tune(
 
     signature = {"space": spec.space, "metric": metric, "direction": direction}
     with _study_lock(tune_dir, name):
-        storage = optuna.storages.RDBStorage(f"sqlite:///{storage_path}", engine_kwargs={"connect_args": {"timeout": 60}})
-        existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-        if name in existing:
-            old = existing[name].user_attrs.get("signature")
-            if old is not None and old != json.loads(json.dumps(signature)):
-                raise ConfigError(
-                    f"study '{name}' in {storage_path} searched another space or metric ({_diff(old, signature)})",
-                    hint="name a new study with --study NAME, or delete that study's file to start over",
-                )
-        n_before = existing[name].n_trials if name in existing else 0
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_epochs if spec.warmup_epochs is not None else max(1, cfg.train.epochs // 4)) if spec.pruner == "median" else optuna.pruners.NopPruner()
-        # A new seed for every restart: a restarted process must not draw the same first points again.
-        sampler = optuna.samplers.TPESampler(seed=cfg.seed + n_before, n_startup_trials=spec.startup_trials)
-        study = optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler, pruner=pruner, load_if_exists=True)
-        study.set_user_attr("signature", signature)
-        stale = _fail_stale(study)
-        if not any(t.user_attrs.get("baseline") and t.state != optuna.trial.TrialState.FAIL for t in study.get_trials(deepcopy=False)):
-            base = baseline_params(cfg, dists)  # again if a killed process took the first one with it
-            if base is not None:
-                study.enqueue_trial(base, user_attrs={"baseline": True})
+        study, stale = _open_study(cfg, dists, name, storage_path, signature)
         if progress:
             progress.begin(name, storage_path, metric, direction, target, _rows(study), stale)
         ran, failures = 0, 0
-        Finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        while len(study.get_trials(deepcopy=False, states=Finished)) < target:
-            trial = study.ask(dists)
-            for k, v in _owner().items():
-                trial.set_user_attr(k, v)
-            params = dict(trial.params)
-            if progress:
-                progress.trial_begin(trial.number, params)
-            sets = ["train.inference_copy=none", *overrides, *[f"{k}={json.dumps(v)}" for k, v in params.items()]]
-            observer = _TrialObserver(trial, metric, progress)
-            t0 = time.perf_counter()
-            state, value, reason = "complete", None, None
-
-            def close(st, v=None, why=None, epochs=None):
-                if observer.run_dir is not None:
-                    trial.set_user_attr("run_dir", observer.run_dir)
-                trial.set_user_attr("epochs", observer.epochs if epochs is None else epochs)
-                if why:
-                    trial.set_user_attr("reason", why[:500])
-                study.tell(trial, v, state=st)
-
-            try:
-                outcome = train_fn(path, sets, observer=observer, tags={"tune": {"study": name, "trial": trial.number, "params": params, "storage": str(storage_path)}})
-                observer.run_dir = str(outcome.run_dir)
-                values = [r[metric] for r in outcome.history if metric in r]
-                value = (min if direction == "minimize" else max)(values)
-                close(optuna.trial.TrialState.COMPLETE, value, epochs=len(outcome.history))
-                failures = 0
-            except Pruned:
-                state = "pruned"
-                close(optuna.trial.TrialState.PRUNED)
-            except (Interrupted, KeyboardInterrupt):
-                close(optuna.trial.TrialState.FAIL, why="interrupted (Ctrl-C / SIGTERM)")
-                raise Interrupted(
-                    f"tune interrupted in trial {trial.number}; the study keeps its {len(study.get_trials(deepcopy=False, states=Finished))} finished trials",
-                    resume_command=f"bigmodel tune {path} --trials {target}" + (f" --study {name}" if study_name else ""),
-                ) from None
-            except BigmodelError as e:
-                state, reason = "fail", str(e)
-                close(optuna.trial.TrialState.FAIL, why=reason)
-                if not observer.started:  # refused before training began: the experiment is wrong, not this trial
-                    raise
-                failures += 1
-                if failures >= MAX_FAILURES_IN_A_ROW:
-                    raise BigmodelError(f"{failures} trials in a row failed; the last: {e}", hint=e.hint or "fix the experiment, then run the same command again: the study continues") from None
-            except Exception:  # a bug: the trial is over all the same
-                close(optuna.trial.TrialState.FAIL, why="internal error")
-                raise
-            finally:
-                _clear_session()
+        trial_run = _TrialRun(study, dists, path, overrides, metric, direction, progress, train_fn, name, storage_path, target, study_name)
+        while len(study.get_trials(deepcopy=False, states=_finished())) < target:
+            failures = trial_run.run(failures)
             ran += 1
-            if progress:
-                progress.trial_end(trial.number, state, value, reason, observer.run_dir, round(time.perf_counter() - t0, 1), _rows(study))
         rows = _rows(study)
         complete = [r for r in rows if r.state == "complete" and r.value is not None]
         best = (min if direction == "minimize" else max)(complete, key=lambda r: r.value) if complete else None
         best_yaml = write_best(path, overrides, best, name, metric) if best else None
     return TuneOutcome(name, storage_path, metric, direction, rows, best, best_yaml, ran, stale)
+
+
+def _finished() -> tuple:
+    import optuna
+
+    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def _open_study(cfg: ExperimentConfig, dists: dict[str, Any], name: str, storage_path: Path, signature: dict[str, Any]):
+    """The study in its SQLite file (refused if it searched another space), its baseline
+    trial queued; (study, trials of killed processes marked failed)."""
+    import optuna
+
+    spec = cfg.tune
+    storage = optuna.storages.RDBStorage(f"sqlite:///{storage_path}", engine_kwargs={"connect_args": {"timeout": 60}})
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing:
+        old = existing[name].user_attrs.get("signature")
+        if old is not None and old != json.loads(json.dumps(signature)):
+            raise ConfigError(
+                f"study '{name}' in {storage_path} searched another space or metric ({_diff(old, signature)})",
+                hint="name a new study with --study NAME, or delete that study's file to start over",
+            )
+    n_before = existing[name].n_trials if name in existing else 0
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_epochs if spec.warmup_epochs is not None else max(1, cfg.train.epochs // 4)) if spec.pruner == "median" else optuna.pruners.NopPruner()
+    # A new seed for every restart: a restarted process must not draw the same first points again.
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed + n_before, n_startup_trials=spec.startup_trials)
+    study = optuna.create_study(study_name=name, storage=storage, direction=signature["direction"], sampler=sampler, pruner=pruner, load_if_exists=True)
+    study.set_user_attr("signature", signature)
+    stale = _fail_stale(study)
+    if not any(t.user_attrs.get("baseline") and t.state != optuna.trial.TrialState.FAIL for t in study.get_trials(deepcopy=False)):
+        base = baseline_params(cfg, dists)  # again if a killed process took the first one with it
+        if base is not None:
+            study.enqueue_trial(base, user_attrs={"baseline": True})
+    return study, stale
+
+
+class _TrialRun:
+    """One trial: ask, train with its parameters, tell the study how it ended."""
+
+    def __init__(self, study, dists, path, overrides, metric, direction, progress, train_fn, name, storage_path, target, study_name) -> None:
+        self.study, self.dists, self.path, self.overrides, self.metric, self.direction = study, dists, path, overrides, metric, direction
+        self.progress, self.train_fn, self.name, self.storage_path, self.target, self.study_name = progress, train_fn, name, storage_path, target, study_name
+
+    def run(self, failures: int) -> int:
+        """Runs one trial; the count of failed trials in a row after it."""
+        import optuna
+
+        study, progress, metric = self.study, self.progress, self.metric
+        trial = study.ask(self.dists)
+        for k, v in _owner().items():
+            trial.set_user_attr(k, v)
+        params = dict(trial.params)
+        if progress:
+            progress.trial_begin(trial.number, params)
+        sets = ["train.inference_copy=none", *self.overrides, *[f"{k}={json.dumps(v)}" for k, v in params.items()]]
+        observer = _TrialObserver(trial, metric, progress)
+        t0 = time.perf_counter()
+        state, value, reason = "complete", None, None
+
+        def close(st, v=None, why=None, epochs=None):
+            if observer.run_dir is not None:
+                trial.set_user_attr("run_dir", observer.run_dir)
+            trial.set_user_attr("epochs", observer.epochs if epochs is None else epochs)
+            if why:
+                trial.set_user_attr("reason", why[:500])
+            study.tell(trial, v, state=st)
+
+        try:
+            outcome = self.train_fn(self.path, sets, observer=observer, tags={"tune": {"study": self.name, "trial": trial.number, "params": params, "storage": str(self.storage_path)}})
+            observer.run_dir = str(outcome.run_dir)
+            values = [r[metric] for r in outcome.history if metric in r]
+            value = (min if self.direction == "minimize" else max)(values)
+            close(optuna.trial.TrialState.COMPLETE, value, epochs=len(outcome.history))
+            failures = 0
+        except Pruned:
+            state = "pruned"
+            close(optuna.trial.TrialState.PRUNED)
+        except (Interrupted, KeyboardInterrupt):
+            close(optuna.trial.TrialState.FAIL, why="interrupted (Ctrl-C / SIGTERM)")
+            raise Interrupted(
+                f"tune interrupted in trial {trial.number}; the study keeps its {len(study.get_trials(deepcopy=False, states=_finished()))} finished trials",
+                resume_command=f"bigmodel tune {self.path} --trials {self.target}" + (f" --study {self.name}" if self.study_name else ""),
+            ) from None
+        except BigmodelError as e:
+            state, reason = "fail", str(e)
+            close(optuna.trial.TrialState.FAIL, why=reason)
+            if not observer.started:  # refused before training began: the experiment is wrong, not this trial
+                raise
+            failures += 1
+            if failures >= MAX_FAILURES_IN_A_ROW:
+                raise BigmodelError(f"{failures} trials in a row failed; the last: {e}", hint=e.hint or "fix the experiment, then run the same command again: the study continues") from None
+        except Exception:  # a bug: the trial is over all the same
+            close(optuna.trial.TrialState.FAIL, why="internal error")
+            raise
+        finally:
+            _clear_session()
+        if progress:
+            progress.trial_end(trial.number, state, value, reason, observer.run_dir, round(time.perf_counter() - t0, 1), _rows(study))
+        return failures
 
 
 def _diff(old: dict, new: dict) -> str:

@@ -1,0 +1,151 @@
+"""What the training loop does besides training, as callbacks on the Observer protocol.
+
+The loop (:class:`~bigmodel_cli.training.trainer.Trainer`) calls one
+:class:`CallbackList`, as Keras' ``TensorFlowTrainer.fit`` calls its
+``CallbackList``. Each callback has the Observer's methods (``on_train_begin``,
+``on_epoch_begin``, ``on_steps``, ``on_epoch_end``, ``on_saved``,
+``on_train_end``) and reads the trainer it was made for: its ``state``
+(:class:`~bigmodel_cli.training.trainer.TrainState`), the running sums of the
+epoch, ``stop`` (the signal flag). Their order is the order of the work at an
+epoch's end: the monitor decides *improved*, the checkpoints save (best.keras
+too when improved), the history is written, TensorBoard logs, the user's
+observer draws, and last an interrupt that came during the epoch saves and stops.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from bigmodel_cli.errors import Interrupted
+
+
+class Callback:
+    """Every hook is optional; the trainer is the callback's one argument at construction."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.t = trainer
+
+    def on_train_begin(self, info: dict[str, Any]) -> None: ...
+    def on_epoch_begin(self, epoch: int, steps: int) -> None: ...
+    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None: ...
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None: ...
+    def on_saved(self, path: Path) -> None: ...
+    def on_train_end(self, info: dict[str, Any]) -> None: ...
+
+
+class CallbackList:
+    """Calls each callback's hook in order; observers may lack hooks (NullObserver-like)."""
+
+    def __init__(self, callbacks: list[Any]) -> None:
+        self.callbacks = callbacks
+
+    def __getattr__(self, hook: str):
+        def call(*args: Any) -> None:
+            for c in self.callbacks:
+                fn = getattr(c, hook, None)
+                if fn is not None:
+                    fn(*args)
+
+        return call
+
+
+class EarlyStopping(Callback):
+    """Tracks the monitored value's best epoch (what best.keras holds) and, with
+    ``train.early_stopping``, stops after ``patience`` epochs without improvement."""
+
+    def __init__(self, trainer: Any, monitor: str, mode: str, es: Any) -> None:
+        super().__init__(trainer)
+        self.monitor, self.mode, self.es = monitor, mode, es
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
+        st, delta = self.t.state, (self.es.min_delta if self.es else 0)
+        value = row[self.monitor]
+        improved = st.best is None or (value < st.best - delta if self.mode == "min" else value > st.best + delta)
+        if improved:
+            st.best, st.best_epoch, st.wait = float(value), epoch, 0
+        else:
+            st.wait += 1
+        if self.es and st.wait > self.es.patience:
+            st.stopped_early = True
+        self.t.improved = improved
+
+
+class Checkpoints(Callback):
+    """last.keras (previous.keras kept) at every epoch's end and every
+    ``train.checkpoint_every`` inside one; best.keras when the monitor improved."""
+
+    def __init__(self, trainer: Any, every_s: float | None, every_steps: int | None) -> None:
+        super().__init__(trainer)
+        self.every_s, self.every_steps = every_s, every_steps
+        self.mark()
+
+    def mark(self) -> None:
+        self.last_step, self.last_time = self.t.state.global_step, time.monotonic()
+
+    def due(self) -> bool:
+        st = self.t.state
+        return bool((self.every_steps and st.global_step - self.last_step >= self.every_steps) or (self.every_s and time.monotonic() - self.last_time >= self.every_s))
+
+    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None:
+        if self.t.stop.signal is not None or done >= steps or not self.due():
+            return  # an interrupt saves for itself; an epoch's end saves below
+        self.t.hold_partial(done)
+        self.t.save_state()
+        self.mark()
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
+        self.t.save_state(best_too=self.t.improved)
+        self.mark()
+
+
+class HistoryLog(Callback):
+    """history.csv after every epoch (the chief's)."""
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
+        self.t.write_history()
+
+
+class TensorBoard(Callback):
+    """Scalars per step and per epoch (``train.tensorboard``); closed however the loop ends."""
+
+    def __init__(self, trainer: Any, run_dir: Path, steps_per_epoch: int) -> None:
+        super().__init__(trainer)
+        from bigmodel_cli.training.tensorboard import TensorBoardLog
+
+        self.log = TensorBoardLog(run_dir, steps_per_epoch)
+
+    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None:
+        self.log.steps(self.t.state.global_step, logs)
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
+        self.log.epoch(epoch, row, self.t.learning_rate())
+
+    def close(self) -> None:
+        self.log.close()
+
+
+class InterruptSave(Callback):
+    """SIGINT/SIGTERM (preemption): save the resume state where the loop is, then stop with exit 130."""
+
+    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None:
+        if self.t.stop.signal is not None:
+            self.t.hold_partial(done)
+            raise self.stopped(self.t.stop.signal)
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
+        if self.t.stop.signal is not None:
+            raise self.stopped(self.t.stop.signal)
+
+    def stopped(self, sig: int) -> Interrupted:
+        t, st = self.t, self.t.state
+        t.save_state()
+        t.write_history()
+        where = f"epoch {st.epoch + 1}, step {st.step}/{t.steps_per_epoch}" if st.step else f"after epoch {st.epoch}"
+        return Interrupted(f"training interrupted by {signal_name(sig)} at {where}; resume state saved in {t.run_dir}", f"bigmodel train {t.run_dir} --resume", str(t.run_dir))
+
+
+def signal_name(sig: int) -> str:
+    return "SIGINT (Ctrl-C)" if sig == signal.SIGINT else "SIGTERM" if sig == signal.SIGTERM else f"signal {sig}"
