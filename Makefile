@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 
-.PHONY: install demo test test-slow test-all bench clean
+.PHONY: install demo test test-slow test-all docs bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "bigmodel needs Python 3.11+; run: make PYTHON=python3.11 ..."'
@@ -39,6 +39,12 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
+## docs: the reference pages generated from the code, then the site, strictly (a broken link fails).
+docs: $(STAMP)
+	$(BIN)/python docs/gen_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "docs built in site/ (open site/index.html)"
+
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
@@ -55,4 +61,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/checkpoint_bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache site docs/reference

@@ -96,7 +96,7 @@ class DataConfig(Strict):
     bins: int = Field(16, ge=2, le=128, description="numeric_encoding: piecewise: bins per number column (fewer where it has fewer distinct values)")
     classes: list[str | int] | None = Field(None, description="class labels in output order; null = sorted labels of train")
     missing: Literal["error", "drop", "fill", "impute"] = Field("error", description="missing numbers: error, drop the row, fill with fill_value, or impute (training median + a missing flag, inside the model)")
-    fill_value: float = 0.0
+    fill_value: float = Field(0.0, description="data.missing: fill: the value that replaces a missing number")
     columns: dict[str, ColumnType] | None = Field(None, description="type per feature column: number, category or text (others are inferred)")
     max_categories: int = Field(10_000, ge=1, description="a category column keeps its most frequent values (the rest are 'unseen')")
     text: TextConfig = Field(default_factory=TextConfig, description="tokenisation of text columns")
@@ -146,10 +146,10 @@ class ModelConfig(Strict):
 
 
 class EarlyStoppingConfig(Strict):
-    monitor: str = "val_loss"
-    patience: int = Field(3, ge=0)
-    min_delta: float = Field(0.0, ge=0)
-    mode: Literal["auto", "min", "max"] = "auto"
+    monitor: str = Field("val_loss", description="the logged value to watch: loss, val_loss, or a metric (val_accuracy, ...)")
+    patience: int = Field(3, ge=0, description="epochs without improvement before training stops")
+    min_delta: float = Field(0.0, ge=0, description="the smallest change that counts as an improvement")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="min or max is better; auto: max for accuracy, AUC, R², precision and recall")
 
 
 def _env_choice(var: str, choices: tuple[str, ...], default: str) -> str:
@@ -164,16 +164,16 @@ def _env_choice(var: str, choices: tuple[str, ...], default: str) -> str:
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(5, ge=1, le=100_000)
+    epochs: int = Field(5, ge=1, le=100_000, description="passes over the training data (early stopping may end sooner)")
     batch_size: int = Field(32, ge=1, description="global batch size (all replicas together)")
-    optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
-    learning_rate: float = Field(0.001, gt=0, le=10)
+    optimizer: Literal[OPTIMIZERS] = Field("adam", description="the Keras optimizer")  # type: ignore[valid-type]
+    learning_rate: float = Field(0.001, gt=0, le=10, description="the optimizer's (initial) learning rate")
     weight_decay: float | None = Field(None, ge=0.0, le=1.0, description="decoupled weight decay (null = the optimizer's default: 0.004 for adamw, none for the others)")
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="cosine: decay the learning rate to 0 over train.epochs (fixed when the run starts)")
     loss: str | None = Field(None, description="null = the task's default loss")
     metrics: list[str] | None = Field(None, description="null = the task's default metrics")
-    early_stopping: EarlyStoppingConfig | None = None
-    distribute: Literal["auto", "cpu", "gpu", "mirrored", "multi_worker"] = "auto"
+    early_stopping: EarlyStoppingConfig | None = Field(None, description="stop when the monitored value stops improving; null = train every epoch")
+    distribute: Literal["auto", "cpu", "gpu", "mirrored", "multi_worker"] = Field("auto", description="the tf.distribute strategy: auto (multi_worker under TF_CONFIG or Slurm, mirrored on several GPUs, else one device)")
     devices: list[int] | None = Field(None, description="GPU indices for mirrored (null = all)")
     scale_lr: Literal["none", "linear"] = Field("none", description="linear: lr x replicas")
     steps_per_epoch: int | None = Field(None, ge=1, description="steps per epoch (null = one pass over the data); more cycles through fresh shuffles")
@@ -187,7 +187,7 @@ class TrainConfig(Strict):
         if v is not None:
             checkpoint_interval(v)  # raises with the accepted forms
         return v
-    shuffle: bool = True
+    shuffle: bool = Field(True, description="shuffle the training rows every epoch (a pure function of seed and epoch)")
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field("auto", description="auto: bfloat16 where the hardware runs it fast (AMX/avx512_bf16 CPUs, GPUs of compute capability 8+), float16 with loss scaling on 7.x GPUs, else float32")
     tensorboard: bool = Field(True, description="write TensorBoard event files under the run's tensorboard/ (tensorboard --logdir EXP/runs)")
     inference_copy: Literal["background", "wait", "none"] = Field(default_factory=lambda: _env_choice("BIGMODEL_INFERENCE_COPY", ("background", "wait", "none"), "background"), description="the run's inference.onnx and plot after training: background (a detached process; train returns at once, predict waits for it), wait (train writes them before it returns), none (no inference.onnx; the plot is still drawn)")
@@ -253,13 +253,13 @@ class TuneConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    task: Task
-    seed: int = Field(42, ge=0, le=2**31 - 1)
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    tune: TuneConfig | None = None
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the experiment's name: runs are runs/<name>-<N>; letters, digits, '_', '.', '-'")
+    task: Task = Field(description="classification (softmax over classes), binary (one sigmoid) or regression")
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="seeds weights, splits and data order: the same seed on CPU gives the same history")
+    data: DataConfig = Field(description="where the rows come from and how columns are read")
+    model: ModelConfig = Field(description="the network: a built-in architecture, layers, model.py:build, or a backbone")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop: epochs, batch, optimizer, strategy, checkpoints")
+    tune: TuneConfig | None = Field(None, description="the search space of bigmodel tune (Optuna)")
 
     @model_validator(mode="after")
     def _cross(self) -> "ExperimentConfig":

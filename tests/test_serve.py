@@ -244,3 +244,26 @@ def test_a_text_model_serves_what_predict_writes(tmp_path, cli):
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_predict_and_serve_choose_the_engine_alike(tmp_path, cli):
+    """One chooser (inference.engine.open_engine): the same engine and the same
+    error for predict and serve, on a run with inference.onnx and one without."""
+    from bigmodel_cli import api
+    from bigmodel_cli.errors import ModelFileError
+    from bigmodel_cli.inference.serve import Service
+
+    exp = tmp_path / "exp"
+    api.init(exp, "binary-classifier")
+    with_copy = api.train(exp, ["train.epochs=1", "train.inference_copy=wait"]).run_dir
+    without = api.train(exp, ["train.epochs=1", "train.inference_copy=none"]).run_dir
+    data = exp / "data" / "test.csv"
+    for run, auto in ((with_copy, "onnxruntime"), (without, "tensorflow")):
+        assert Service.open(run).engine == auto
+        assert api.predict(run, [str(data)], output=str(tmp_path / f"{run.name}.csv"))[0].engine == auto
+        assert Service.open(run, "tensorflow").engine == "tensorflow"
+    for open_it in (lambda: Service.open(without, "onnxruntime"), lambda: api.predict(without, [str(data)], output=str(tmp_path / "x.csv"), engine="onnxruntime")):
+        with pytest.raises(ModelFileError, match="has no inference.onnx made from its model.keras"):
+            open_it()
+    r = cli("serve", without, "--engine", "onnxruntime", "--port", str(free_port()))
+    assert r.code == 2 and "has no inference.onnx" in r.err, r.err
