@@ -54,12 +54,9 @@ class Strict(BaseModel):
 # month-first that reads them all); date_iso, date_dmy, date_mdy say it.
 ColumnType = Literal["number", "category", "text", "date", "date_iso", "date_dmy", "date_mdy"]
 COLUMN_TYPES: tuple[str, ...] = ColumnType.__args__  # type: ignore[attr-defined]
+NUMBER_TYPE = "number"  # the one spelling the schema itself needs; the rest is bigmodel_cli.features.registry
 
 
-def encoded_type(kind: str | None) -> bool:
-    """Whether a column of this type reaches the model through its own encoder
-    (a vocabulary, category codes or date parts) rather than as a number."""
-    return kind is not None and kind != "number"
 
 
 class TextConfig(Strict):
@@ -296,7 +293,7 @@ class ExperimentConfig(Strict):
                 extra = sorted(set(d.columns) - set(d.features))
                 if extra:
                     raise _CrossError("data.columns", f"column(s) {', '.join(extra)} are typed but not in data.features")
-            if any(encoded_type(t) for t in d.columns.values()) and d.image_shape is not None:
+            if any(t != NUMBER_TYPE for t in d.columns.values()) and d.image_shape is not None:  # what each type means: features/registry.py
                 raise _CrossError("data.image_shape", "image_shape reshapes numeric columns only; it cannot be used with text columns")
         if d.image_shape is not None and d.features is not None and math.prod(d.image_shape) != len(d.features):
             raise _CrossError("data.image_shape", f"image_shape {d.image_shape} holds {math.prod(d.image_shape)} values but {len(d.features)} feature columns are listed")

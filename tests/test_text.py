@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bigmodel_cli.features import registry
 from bigmodel_cli.features import text as T
 
 # Hard cases: CJK without spaces, accents (precomposed and combining), full-width
@@ -110,8 +111,8 @@ def test_all_empty_batch_has_one_column(tf):
 def test_tokenizers_round_trip_through_files(tmp_path):
     spec = T.TextSpec(ngrams=2, max_tokens=50, max_chars=400)
     tok = T.PyTokenizer(spec, T.build_vocabulary(HARD, spec, min_count=1))
-    T.save_tokenizers(tmp_path, {"review text": tok})
-    back = T.load_tokenizers(tmp_path)["review text"]
+    registry.save_tokenizers(tmp_path, {"review text": tok})
+    back = registry.load_tokenizers(tmp_path)["review text"]
     assert back.spec == spec and back.vocabulary == tok.vocabulary
     np.testing.assert_array_equal(back.table, tok.table)
     np.testing.assert_array_equal(back.ids(HARD), tok.ids(HARD))

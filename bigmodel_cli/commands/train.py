@@ -138,7 +138,8 @@ class _RunOpener:
                 (self.run_dir / PLOTS).mkdir()
             atomic_write_text(self.run_dir / CONFIG_FILE, dump(cfg))
             if datasets.tokenizers:
-                from bigmodel_cli.features.text import PREPROCESSING_DIR, save_tokenizers
+                from bigmodel_cli.features.registry import save_tokenizers
+                from bigmodel_cli.features.text import PREPROCESSING_DIR
 
                 save_tokenizers(self.run_dir / PREPROCESSING_DIR, datasets.tokenizers)
             if cfg.model.architecture and ":" in cfg.model.architecture:

@@ -55,6 +55,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from bigmodel_cli.features import registry
 from bigmodel_cli.config import ExperimentConfig
 from bigmodel_cli.errors import ConfigError, DataError
 from bigmodel_cli.features.number import ColumnStats, grid_quantiles
@@ -185,11 +186,11 @@ class Schema:
 
     @property
     def numeric(self) -> list[str]:
-        return [c for c in self.features if self.types[c] == "number"]
+        return registry.columns_of(self.types, self.features, registry.NUMBER)
 
     @property
     def categories(self) -> list[str]:
-        return [c for c in self.features if self.types[c] == "category"]
+        return registry.columns_of(self.types, self.features, registry.CATEGORY)
 
     @property
     def width(self) -> int:
@@ -396,15 +397,14 @@ def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
     D.check_columns(df, feats, "feature")
     D.check_columns(df, [cfg.data.target], "target")
     types = D.infer_column_types(df, feats, cfg.data.columns)
-    text = [c for c in feats if types[c] == "text"]
+    text = registry.columns_of(types, feats, registry.TEXT)
     if text:
         raise ConfigError(
             f"streaming does not handle text columns yet: {', '.join(text)}",
             hint="set data.stream: false to load the data in memory, or data.columns: {" + f"{text[0]}: category" + "} if it holds labels",
         )
-    from bigmodel_cli.features.date import is_date
 
-    dated = [c for c in feats if is_date(types[c])]
+    dated = registry.columns_of(types, feats, registry.DATE)
     if dated:
         raise ConfigError(
             f"streaming does not handle date columns yet: {', '.join(dated)}",

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli.config import ExperimentConfig, encoded_type
+from bigmodel_cli.config import ExperimentConfig
 from bigmodel_cli.errors import DataError
+from bigmodel_cli.features import registry
 from bigmodel_cli.data.sources import Datasets
 from bigmodel_cli.data.tables import (check_columns, check_shape, dropped_targets, feature_columns, fit_tokenizers,
     infer_classes, infer_column_types, make_split, read_table, split_indices)
@@ -42,9 +43,9 @@ def load_datasets(
     check_columns(df, feats, "feature")
     check_columns(df, [d.target], "target")
     types = infer_column_types(df, feats, d.columns)
-    text_cols = [c for c in feats if encoded_type(types[c])]
-    if text_cols and d.image_shape is not None:
-        raise DataError(f"data.image_shape reshapes numeric columns, but {', '.join(text_cols)} hold text, categories or dates", hint="drop data.image_shape, or set data.columns to number for them")
+    encoded_cols = registry.encoded_columns(types, feats)
+    if encoded_cols and d.image_shape is not None:
+        raise DataError(f"data.image_shape reshapes numeric columns, but {', '.join(encoded_cols)} hold text, categories or dates", hint="drop data.image_shape, or set data.columns to number for them")
     check_shape(feats, cfg, df.attrs["source"])
     if cfg.task != "regression" and classes is None:
         classes = infer_classes(df[d.target].to_numpy(), cfg)
@@ -55,7 +56,7 @@ def load_datasets(
             raise DataError(f"data.validation {d.validation} of {len(df)} rows leaves {len(tr)} to train and {len(va)} to validate", hint="use a larger dataset or a different fraction")
         held_out = (tr, va)
     if tokenizers is None:
-        tokenizers = fit_tokenizers(df, held_out[0] if held_out else None, text_cols, cfg, base_dir, types)
+        tokenizers = fit_tokenizers(df, held_out[0] if held_out else None, encoded_cols, cfg, base_dir, types)
     split = lambda frame: make_split(frame, cfg, feats, classes, columns=types, tokenizers=tokenizers)  # noqa: E731
     validation = None
     if isinstance(d.validation, (str, list)):

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bigmodel_cli.features.registry import CATEGORY, KINDS, NUMBER, TEXT
+from bigmodel_cli.features.registry import kind as column_kind
 from bigmodel_cli.errors import DataError
 
 SAMPLE_ROWS = 100_000  # rows read to infer from (the file is streamed, not loaded)
@@ -27,6 +29,7 @@ _ID_NAME = re.compile(r"(^|[_\W])(id|uuid|guid|key)$|^(id|uuid|guid|index|row|ro
 _AMOUNT_NAME = re.compile(r"(year|age|count|num|size|qty|quantity|amount|price|total|score|rank|level|rooms|floor|days|hours|minutes)", re.IGNORECASE)
 # Whole words of a column name that mark integer codes (``zip_code``, ``StoreType``,
 # ``MSSubClass``), never a part of another word (``YearsCodedJob``, ``Education``, ``location``).
+FEATURE_ROLES = tuple(k.name for k in KINDS)  # a column in one of these roles is a feature
 CODE_WORDS = frozenset({"zip", "zipcode", "postal", "postcode", "code", "codes", "fips", "category", "cat", "type", "class", "kind", "group"})
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|[0-9]|$|[^A-Za-z0-9])|[A-Z]?[a-z]+|[0-9]+|[A-Z]+")
 
@@ -101,7 +104,7 @@ def profile_table(path: Path, target: str, task: str | None = None) -> TableProf
         role, reason = _column_role(df[c], c, infer_type)
         profiles.append(ColumnProfile(c, role, reason, int(df[c].isna().sum())))
     p = TableProfile(path, len(df), task, why, target, profiles, n_missing_y, classes)
-    if not p.by_role("number", "category", "text", "date"):
+    if not p.by_role(*FEATURE_ROLES):
         raise DataError(f"{path}: no usable feature column besides the target", hint="every other column is constant, an id, or empty")
     if n_missing_y:
         p.notes.append(f"{n_missing_y:,} of {len(df):,} rows have no '{target}': training leaves them out")
@@ -146,23 +149,23 @@ def _column_role(s, name: str, infer_type) -> tuple[str, str]:
     kind, why = infer_type(s)
     if _ID_NAME.search(name) and unique_ratio > 0.9:
         return "id", f"named like an id, {unique_ratio:.0%} distinct"
-    if kind == "text" and unique_ratio >= 0.99 and len(present) >= 20 and float(present.astype(str).str.split().str.len().mean()) < 1.5:
+    if column_kind(kind) is TEXT and unique_ratio >= 0.99 and len(present) >= 20 and float(present.astype(str).str.split().str.len().mean()) < 1.5:
         return "id", f"{unique_ratio:.0%} distinct single words (a key, not text)"
-    if kind != "text" and unique_ratio == 1.0 and len(present) >= 20:
-        if kind == "number" and _integral(present) and _spans_rows(present):
+    if column_kind(kind) is not TEXT and unique_ratio == 1.0 and len(present) >= 20:
+        if column_kind(kind) is NUMBER and _integral(present) and _spans_rows(present):
             return "id", "distinct integers spanning the row count (a row number, in any order)"
-        if kind == "category":
+        if column_kind(kind) is CATEGORY:
             return "id", "every value distinct"
-    if kind == "number" and not pd.api.types.is_bool_dtype(s) and (pd.api.types.is_integer_dtype(present.dtype) or _integral(present)):
+    if column_kind(kind) is NUMBER and not pd.api.types.is_bool_dtype(s) and (pd.api.types.is_integer_dtype(present.dtype) or _integral(present)):
         if named_like_code(name) and n_unique > 2:
-            return "category", f"integer codes ({n_unique} distinct; named like a code)"
+            return CATEGORY.name, f"integer codes ({n_unique} distinct; named like a code)"
         if 3 <= n_unique <= 10 and not _AMOUNT_NAME.search(name) and not _count_like(present):
-            return "category", f"{n_unique} distinct integers, far apart: codes, not amounts"
+            return CATEGORY.name, f"{n_unique} distinct integers, far apart: codes, not amounts"
         if _count_like(present):
-            return "number", f"whole numbers from {_int_range(present)}: a count or an amount"
-    if kind == "number" and not pd.api.types.is_numeric_dtype(s):
+            return NUMBER.name, f"whole numbers from {_int_range(present)}: a count or an amount"
+    if column_kind(kind) is NUMBER and not pd.api.types.is_numeric_dtype(s):
         bad = present[pd.to_numeric(present, errors="coerce").isna()]
-        return "number", f"{why}; {len(bad)} stray value(s) such as {str(bad.iloc[0])[:15]!r} count as missing"
+        return NUMBER.name, f"{why}; {len(bad)} stray value(s) such as {str(bad.iloc[0])[:15]!r} count as missing"
     return kind, why
 
 
@@ -209,7 +212,7 @@ def experiment_yaml(p: TableProfile, name: str, data_ref: str) -> str:
     """An experiment.yaml for the profiled table, with each inference as a comment."""
     import yaml
 
-    features = p.by_role("number", "category", "text", "date")
+    features = p.by_role(*FEATURE_ROLES)
     ids = p.by_role("id")
     rows = p.rows_read
     batch = 32 if rows < 20_000 else 128 if rows < 200_000 else 256

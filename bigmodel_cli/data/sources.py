@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from bigmodel_cli.errors import DataError
+from bigmodel_cli.features import registry
 
 
 KERAS_SETS = ("keras:mnist", "keras:fashion_mnist")
@@ -58,11 +59,11 @@ class Datasets:
 
     @property
     def numeric(self) -> list[str]:
-        return [c for c in self.features if self.columns.get(c, "number") == "number"]
+        return registry.columns_of(self.columns, self.features, registry.NUMBER)
 
     @property
     def text_columns(self) -> list[str]:
-        return [c for c in self.features if self.columns.get(c) == "text"]
+        return registry.columns_of(self.columns, self.features, registry.TEXT)
 
 
 def table_format(path: str | Path) -> tuple[str, str | None]:

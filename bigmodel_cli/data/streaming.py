@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bigmodel_cli.features import registry
 from bigmodel_cli.config import ExperimentConfig
 from bigmodel_cli.errors import ConfigError, DataError
 
@@ -124,7 +125,7 @@ def _images(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: lis
         train, validation = train.subset(tr), train.subset(va, f"{train.source} (held out {d.validation:.0%})")
     elif isinstance(d.validation, (str, list)):
         validation = folder_split(d.validation, "validation")
-    types = {c: "number" for c in features}
+    types = {c: registry.NUMBER.name for c in features}
     test = _test_split(cfg, base_dir, features, classes, types, {}) if with_test else None
     ds = Datasets(train, validation, test, features, classes, types, {}, [])
     ds.stream = {"images": len(train) + (len(validation) if validation is not None else 0), "folder": str(d.train)}

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli.config import ExperimentConfig, encoded_type
-from bigmodel_cli.features.date import is_date
+from bigmodel_cli.config import ExperimentConfig
 from bigmodel_cli.errors import DataError
+from bigmodel_cli.features import registry
+from bigmodel_cli.features.registry import CATEGORY, DATE, NUMBER, TEXT
 from bigmodel_cli.data.sources import KERAS_SETS, Split, _key, read_error, resolve_path, shard_paths, table_format
 
 
@@ -307,29 +308,29 @@ def infer_type(s) -> tuple[str, str]:
     from bigmodel_cli.features.date import looks_like_dates
 
     if pd.api.types.is_bool_dtype(s):
-        return "number", "true/false values"
+        return NUMBER.name, "true/false values"
     if pd.api.types.is_datetime64_any_dtype(s):
-        return "date", "timestamps"
+        return DATE.name, "timestamps"
     if pd.api.types.is_numeric_dtype(s):
-        return "number", "numbers"
+        return NUMBER.name, "numbers"
     present = s.dropna()
     if len(present) == 0:
-        return "number", "no values"
+        return NUMBER.name, "no values"
     parsed = int(pd.to_numeric(present, errors="coerce").notna().sum())
     if parsed >= 0.95 * len(present):
-        return "number", f"{parsed / len(present):.0%} of the values are numbers"
+        return NUMBER.name, f"{parsed / len(present):.0%} of the values are numbers"
     strings = present.astype(str)
     dated, how = looks_like_dates(strings.tolist())
     if dated:
-        return "date", how
+        return DATE.name, how
     n_unique = int(strings.nunique())
     mean_len = float(strings.str.len().mean())
     mean_words = float(strings.str.split().str.len().mean())
     if n_unique <= 20 or (mean_words < 3 and mean_len <= 24 and n_unique <= max(50, 0.3 * len(present))):
-        return "category", f"{n_unique} distinct values"
+        return CATEGORY.name, f"{n_unique} distinct values"
     if mean_words < 1.5 and mean_len <= 40 and n_unique < 0.95 * len(present):  # product codes, zip codes, cities: one token each, repeated
-        return "category", f"{n_unique:,} distinct single-word values, repeated"
-    return "text", f"strings of {mean_len:.0f} characters on average, {n_unique / len(present):.0%} distinct"
+        return CATEGORY.name, f"{n_unique:,} distinct single-word values, repeated"
+    return TEXT.name, f"strings of {mean_len:.0f} characters on average, {n_unique / len(present):.0%} distinct"
 
 
 def text_strings(df, column: str) -> np.ndarray:
@@ -343,8 +344,8 @@ def encode_inputs(df, features: list[str], columns: dict[str, str], tokenizers: 
     a number, else the dict the core model takes (see :class:`Split`)."""
     from bigmodel_cli.features.text import ids_name
 
-    numeric = [c for c in features if columns.get(c, "number") == "number"]
-    coded = [c for c in features if encoded_type(columns.get(c))]
+    numeric = registry.columns_of(columns, features, NUMBER)
+    coded = registry.encoded_columns(columns, features)
     if not coded:
         return numeric_matrix(df, numeric, lenient=lenient), None
     x: dict[str, np.ndarray] = {}
@@ -363,7 +364,7 @@ def make_split(df, cfg: ExperimentConfig, features: list[str], classes: list[Any
     columns = columns if columns is not None else (cfg.data.columns or {})
     x, raw = encode_inputs(df, features, columns, tokenizers or {}, lenient=cfg.data.missing == "impute")
     numbers = x.get("features") if isinstance(x, dict) else x
-    numeric = [c for c in features if columns.get(c, "number") == "number"]
+    numeric = registry.columns_of(columns, features, NUMBER)
     y = None
     numeric_target = cfg.task == "regression"
     if with_target:
@@ -374,7 +375,7 @@ def make_split(df, cfg: ExperimentConfig, features: list[str], classes: list[Any
             numeric_target = True  # NaN marks a missing label now
     if numbers is None:
         numbers = np.zeros((len(df), 0), np.float32)
-    dated = [c for c in features if is_date(columns.get(c))] if cfg.data.missing in ("error", "drop") else []
+    dated = registry.columns_of(columns, features, DATE) if cfg.data.missing in ("error", "drop") else []
     if dated:  # a missing or unreadable date follows data.missing too (impute and fill: a flag in the model)
         from bigmodel_cli.features.text import ids_name
 
@@ -409,42 +410,30 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def fit_tokenizers(df, rows: np.ndarray | None, text_cols: list[str], cfg: ExperimentConfig, base_dir: Path = Path("."), types: dict[str, str] | None = None) -> dict[str, Any]:
-    """One encoder per text or category column (``text_cols``), its vocabulary
-    from the training rows only."""
-    from bigmodel_cli.features.category import CategoryEncoder
-    from bigmodel_cli.features.text import PyTokenizer, build_vocabulary, spec_of
-
-    from bigmodel_cli.features.date import DateEncoder, is_date
-
+def fit_tokenizers(df, rows: np.ndarray | None, encoded_cols: list[str], cfg: ExperimentConfig, base_dir: Path = Path("."), types: dict[str, str] | None = None) -> dict[str, Any]:
+    """One encoder per encoded column (category, text, date: ``encoded_cols``), fitted
+    on the training rows only, by its kind's ``fit`` (:mod:`bigmodel_cli.features.registry`)."""
     types = types or {}
     out: dict[str, Any] = {}
-    for c in [c for c in text_cols if types.get(c) == "category" or is_date(types.get(c))]:
-        values = df[c].to_numpy(dtype=object)
+    texts = [c for c in encoded_cols if registry.kind(types.get(c, TEXT.name)) is TEXT]
+    if cfg.model.backbone and texts:
+        out.update(backbone_tokenizers(cfg, texts, base_dir))
+    for c in [c for c in encoded_cols if c not in out]:
+        k = registry.kind(types.get(c, TEXT.name))
+        values = text_strings(df, c) if k is TEXT else df[c].to_numpy(dtype=object)
         values = values[rows] if rows is not None else values
-        if is_date(types.get(c)):
-            try:
-                out[c] = DateEncoder.fit(values, types[c], c)
-            except DataError as e:
-                raise DataError(f"{df.attrs.get('source', 'data')}: {e.message}", hint=e.hint) from None
-            types[c] = out[c].format  # the run's config says which format it read
-        else:
-            out[c] = CategoryEncoder.fit(values, max_values=cfg.data.max_categories)
-    text_cols = [c for c in text_cols if c not in out]
-    if cfg.model.backbone and text_cols:
-        return {**out, **backbone_tokenizers(cfg, text_cols, base_dir)}
-    spec = spec_of(cfg.data.text)
-    for c in text_cols:
-        texts = text_strings(df, c)
-        if rows is not None:
-            texts = texts[rows]
-        vocab = build_vocabulary(texts, spec, cfg.data.text.vocabulary_size, cfg.data.text.min_count)
-        if not vocab:
+        try:
+            enc = k.fit(values, c, types.get(c, k.name), cfg)
+        except DataError as e:
+            raise DataError(f"{df.attrs.get('source', 'data')}: {e.message}", hint=e.hint) from None
+        if enc is None:
             raise DataError(
                 f"{df.attrs.get('source', 'data')}: text column '{c}' has no n-gram that appears in {cfg.data.text.min_count} or more rows",
                 hint="lower data.text.min_count, or check that the column really holds text",
             )
-        out[c] = PyTokenizer(spec, vocab)
+        if k is DATE:
+            types[c] = enc.format  # the run's config says which format it read
+        out[c] = enc
     return out
 
 

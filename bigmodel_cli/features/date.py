@@ -44,10 +44,6 @@ ORDER = {"date_iso": (0, 1, 2), "date_dmy": (2, 1, 0), "date_mdy": (2, 0, 1)}  #
 INFER_SHARE = 0.95  # of the present values that must read as dates for a column to be one
 
 
-def is_date(kind: str | None) -> bool:
-    return kind in DATE_TYPES
-
-
 def _groups(values: Iterable[Any], fmt: str) -> tuple[np.ndarray, np.ndarray]:
     """int64 [n, 3] of the pattern's groups, and whether the value matched."""
     pattern = _ISO if fmt == "date_iso" else _SLASHED

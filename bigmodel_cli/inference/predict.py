@@ -52,7 +52,7 @@ class PredictSpec:
     missing: str = "error"
     fill_value: float = 0.0
     notes: list[str] = field(default_factory=list)  # warnings for the user
-    text_columns: list[str] = field(default_factory=list)  # features that hold text
+    encoded_columns: list[str] = field(default_factory=list)  # features with their own encoder (category, text, date): read as strings
     tokenizers: dict[str, Any] | None = None  # set: feed ids (the ONNX core); None: raw strings
     on_bad_value: str = "error"  # a value that is not a number (or a date) in such a column: error | missing
     date_formats: dict[str, str] = field(default_factory=dict)  # date column -> date_iso | date_dmy | date_mdy
@@ -60,7 +60,7 @@ class PredictSpec:
 
     @property
     def numeric(self) -> list[str]:
-        return [c for c in self.features if c not in self.text_columns]
+        return [c for c in self.features if c not in self.encoded_columns]
 
 
 @dataclass
@@ -191,16 +191,16 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
             raise DataError(f"{source} has no header line")
         spec.line_of = _line_finder(factory, delim)
         _check_input_columns(header, spec, source)
-        text_cols = [c for c in spec.id_columns + spec.keep_columns + spec.text_columns if c not in spec.numeric]
+        string_cols = [c for c in spec.id_columns + spec.keep_columns + spec.encoded_columns if c not in spec.numeric]
         types = {c: (pa.string() if spec.missing == "impute" else pa.float32()) for c in spec.numeric}
-        types.update({c: pa.string() for c in text_cols})
+        types.update({c: pa.string() for c in string_cols})
         try:
             reader = pc.open_csv(
                 factory() if buffered else _file_stream(path, comp, position),
                 read_options=pc.ReadOptions(block_size=BLOCK_BYTES),
                 # Text may hold line breaks inside quotes (e-mails, posts); parsing them
                 # costs speed, so only text models pay for it.
-                parse_options=pc.ParseOptions(delimiter=delim, newlines_in_values=bool(spec.text_columns)),
+                parse_options=pc.ParseOptions(delimiter=delim, newlines_in_values=bool(spec.encoded_columns)),
                 convert_options=pc.ConvertOptions(column_types=types, include_columns=wanted(), strings_can_be_null=False),
             )
         except pa.ArrowInvalid as e:
@@ -459,7 +459,7 @@ def make_infer(model, n_features: int):
 def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
     """A block's model inputs: the feature matrix, or with text columns a dict
     of numbers plus each text as ids (``spec.tokenizers``) or as raw strings."""
-    if not spec.text_columns:
+    if not spec.encoded_columns:
         return _features_matrix(batch, spec.features, spec, first_row, source)
     from bigmodel_cli.model.builders import raw_input_name
     from bigmodel_cli.features.text import ids_name
@@ -467,7 +467,7 @@ def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
     out: dict[str, np.ndarray] = {}
     if spec.numeric:
         out["features"] = _features_matrix(batch, spec.numeric, spec, first_row, source)
-    for c in spec.text_columns:
+    for c in spec.encoded_columns:
         texts = batch.column(c).fill_null("").to_pylist()
         if c in spec.date_formats:  # parsed once: checked, and (ONNX path) encoded from the same parse
             parsed = _check_dates(texts, c, spec, first_row, source)

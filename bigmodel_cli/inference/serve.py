@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from bigmodel_cli.errors import DataError
+from bigmodel_cli.features.registry import NUMBER
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Service:
         meta = {
             "run": str(ref.run_dir),
             "task": cfg.task,
-            "features": [{"name": c, "type": columns.get(c, "number")} for c in spec.features],
+            "features": [{"name": c, "type": columns.get(c, NUMBER.name)} for c in spec.features],
             "id_columns": list(spec.id_columns),
             "classes": cfg.data.classes,
             "model_sha256": hashlib.sha256(Path(ref.model_path).read_bytes()).hexdigest(),

@@ -24,6 +24,7 @@ import numpy as np
 
 from bigmodel_cli.config import ExperimentConfig
 from bigmodel_cli.errors import ConfigError
+from bigmodel_cli.features import registry
 
 if TYPE_CHECKING:
     from bigmodel_cli.features.number import ColumnStats
@@ -635,7 +636,7 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
     backbone = None
     for col, tok in tokenizers.items():
         name = text.ids_name(col)
-        if getattr(tok, "kind", None) == "category":  # one-hot for few values, else a learned vector
+        if registry.kind_of_encoder(tok) is registry.CATEGORY:  # one-hot for few values, else a learned vector
             from bigmodel_cli.features import category as categories
 
             # One id a row: a fixed width of 1, so the embedding's flattened width is known
@@ -649,7 +650,7 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
                 emb = L.Embedding(tok.size, categories.embedding_size(tok.size), name=f"embed_{name[4:]}")(ids)
                 parts.append(L.Flatten(name=f"flat_{name[4:]}")(emb))
             continue
-        if getattr(tok, "kind", None) == "date":  # its parts, NaN when missing: 0 plus a missing flag
+        if registry.kind_of_encoder(tok) is registry.DATE:  # its parts, NaN when missing: 0 plus a missing flag
             ids = inputs[name] = keras.Input(shape=(tok.size,), name=name, dtype="float32")
             parts.append(_register_impute()(medians=[0.0] * tok.size, flagged=[0], name=f"date_{name[4:]}", dtype="float32")(ids))
             continue
@@ -692,12 +693,12 @@ def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
         inputs["features"] = feed["features"] = keras.Input(shape=tuple(core_inputs["features"].shape[1:]), name="features", dtype="float32")
     for col, tok in tokenizers.items():
         raw = inputs[raw_input_name(col)] = keras.Input(shape=(), name=raw_input_name(col), dtype="string")
-        if getattr(tok, "kind", None) == "category":
+        if registry.kind_of_encoder(tok) is registry.CATEGORY:
             from bigmodel_cli.features import category as categories
 
             CategoryLookup, _ = categories.layers()
             layer = CategoryLookup(tok.vocabulary, tok.boolean, name=f"lookup_{raw_input_name(col)}")
-        elif getattr(tok, "kind", None) == "date":
+        elif registry.kind_of_encoder(tok) is registry.DATE:
             from bigmodel_cli.features import date as dates
 
             (DateParts,) = dates.layers()

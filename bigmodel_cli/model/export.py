@@ -174,7 +174,7 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
         diff = float(np.max(np.abs(got.reshape(reference.shape) - reference))) if reference.size else 0.0
         _replace(tmp, output)
         if core_x is not None and fmt == "onnx" and tokenizers:
-            from bigmodel_cli.features.text import save_tokenizers
+            from bigmodel_cli.features.registry import save_tokenizers
 
             save_tokenizers(output.with_suffix(".text"), tokenizers)
     except Exception as e:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli.config import ExperimentConfig, encoded_type, read_yaml, validate
+from bigmodel_cli.config import ExperimentConfig, read_yaml, validate
 from bigmodel_cli.errors import ModelFileError
+from bigmodel_cli.features import registry
 from bigmodel_cli.runs import CONFIG_FILE, RunRef, resolve_run
 
 
@@ -29,9 +30,10 @@ def run_base_dir(run_dir: Path) -> Path:
 
 def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[str, Any] | None:
     """The text tokenisers and category encoders a run was trained with (None when it has neither)."""
-    if run_dir is None or cfg is None or not any(encoded_type(t) for t in (cfg.data.columns or {}).values()):
+    if run_dir is None or cfg is None or not any(registry.encoded(t) for t in (cfg.data.columns or {}).values()):
         return None
-    from bigmodel_cli.features.text import PREPROCESSING_DIR, load_tokenizers
+    from bigmodel_cli.features.registry import load_tokenizers
+    from bigmodel_cli.features.text import PREPROCESSING_DIR
 
     return load_tokenizers(run_dir / PREPROCESSING_DIR)
 
