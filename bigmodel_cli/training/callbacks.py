@@ -17,23 +17,26 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bigmodel_cli.errors import Interrupted
 
 
-class Callback:
-    """Every hook is optional; the trainer is the callback's one argument at construction."""
-
-    def __init__(self, trainer: Any) -> None:
-        self.t = trainer
-
+class Observer(Protocol):
     def on_train_begin(self, info: dict[str, Any]) -> None: ...
     def on_epoch_begin(self, epoch: int, steps: int) -> None: ...
     def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None: ...
     def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None: ...
     def on_saved(self, path: Path) -> None: ...
     def on_train_end(self, info: dict[str, Any]) -> None: ...
+
+
+class Callback(Observer):
+    """An Observer that works for the loop: every hook is optional (a no-op here);
+    the trainer is the callback's one argument at construction."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.t = trainer
 
 
 class CallbackList:

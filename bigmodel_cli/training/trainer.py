@@ -35,7 +35,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 
@@ -44,21 +44,13 @@ from bigmodel_cli.data.sources import Datasets
 from bigmodel_cli.errors import ConfigError, Interrupted, ModelFileError
 from bigmodel_cli.training.pipeline import epoch_order, eval_batches, source_for, training_stats  # noqa: F401  (epoch_order: the order contract, re-exported)
 from bigmodel_cli.runs import CHECKPOINTS, HISTORY_FILE, MODEL_FILE, atomic_path, atomic_write_text
+from bigmodel_cli.training.callbacks import Observer  # noqa: F401  (trainer.Observer: the protocol ui's table follows)
 from bigmodel_cli.training.callbacks import CallbackList, Checkpoints, EarlyStopping, HistoryLog, InterruptSave, TensorBoard, signal_name
 
 STATE_NAME = "bigmodel_state.json"
 LAST = "last.keras"
 PREVIOUS = "previous.keras"  # the resume state before last.keras: what resume falls back to
 BEST = "best.keras"
-
-
-class Observer(Protocol):
-    def on_train_begin(self, info: dict[str, Any]) -> None: ...
-    def on_epoch_begin(self, epoch: int, steps: int) -> None: ...
-    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None: ...
-    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None: ...
-    def on_saved(self, path: Path) -> None: ...
-    def on_train_end(self, info: dict[str, Any]) -> None: ...
 
 
 class NullObserver:
