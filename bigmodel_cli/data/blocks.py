@@ -180,17 +180,17 @@ class BlockWriter:
 @dataclass
 class Schema:
     features: list[str]
-    types: dict[str, str]
+    columns: dict[str, str]  # feature -> type, as data.columns (the manifest's on-disk key stays "types")
     target: str
     task: str
 
     @property
     def numeric(self) -> list[str]:
-        return registry.columns_of(self.types, self.features, registry.NUMBER)
+        return registry.columns_of(self.columns, self.features, registry.NUMBER)
 
     @property
     def categories(self) -> list[str]:
-        return registry.columns_of(self.types, self.features, registry.CATEGORY)
+        return registry.columns_of(self.columns, self.features, registry.CATEGORY)
 
     @property
     def width(self) -> int:
@@ -346,7 +346,7 @@ class Converter:
         self.stats.median = self.sample.medians()
         self.stats.quantiles = grid_quantiles(self.sample.values)
         return {
-            "version": VERSION, "key": key, "sources": sources, "features": s.features, "types": s.types, "target": s.target, "task": s.task,
+            "version": VERSION, "key": key, "sources": sources, "features": s.features, "types": s.columns, "target": s.target, "task": s.task,
             "layout": {"numeric": s.numeric, "categories": s.categories, "width": s.width},
             "block_rows": self.block_rows, "partitions": PARTITIONS,
             "train": {"rows": self.train.rows, "blocks": train_blocks},
@@ -371,7 +371,7 @@ def cache_key(cfg: ExperimentConfig, schema: Schema, sources: dict[str, list[dic
     d = cfg.data
     fraction = d.validation if isinstance(d.validation, float) else None
     doc = {
-        "version": VERSION, "partitions": PARTITIONS, "sources": sources, "features": schema.features, "types": schema.types,
+        "version": VERSION, "partitions": PARTITIONS, "sources": sources, "features": schema.features, "types": schema.columns,
         "target": schema.target, "task": schema.task, "missing": d.missing, "fill_value": d.fill_value,
         "validation": fraction, "seed": cfg.seed if fraction else None, "block_mb": d.block_mb,
     }
@@ -396,21 +396,21 @@ def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
         raise DataError(f"{first} has no feature columns besides the target", hint="list them in data.features")
     D.check_columns(df, feats, "feature")
     D.check_columns(df, [cfg.data.target], "target")
-    types = D.infer_column_types(df, feats, cfg.data.columns)
-    text = registry.columns_of(types, feats, registry.TEXT)
+    columns = D.infer_column_types(df, feats, cfg.data.columns)
+    text = registry.columns_of(columns, feats, registry.TEXT)
     if text:
         raise ConfigError(
             f"streaming does not handle text columns yet: {', '.join(text)}",
             hint="set data.stream: false to load the data in memory, or data.columns: {" + f"{text[0]}: category" + "} if it holds labels",
         )
 
-    dated = registry.columns_of(types, feats, registry.DATE)
+    dated = registry.columns_of(columns, feats, registry.DATE)
     if dated:
         raise ConfigError(
             f"streaming does not handle date columns yet: {', '.join(dated)}",
             hint="set data.stream: false to load the data in memory, or data.columns: {" + f"{dated[0]}: category" + "} to read its values as labels",
         )
-    return Schema(feats, types, cfg.data.target, cfg.task)
+    return Schema(feats, columns, cfg.data.target, cfg.task)
 
 
 @contextlib.contextmanager

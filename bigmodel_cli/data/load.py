@@ -42,8 +42,8 @@ def load_datasets(
         raise DataError(f"{df.attrs['source']} has no feature columns besides the target", hint="list them in data.features")
     check_columns(df, feats, "feature")
     check_columns(df, [d.target], "target")
-    types = infer_column_types(df, feats, d.columns)
-    encoded_cols = registry.encoded_columns(types, feats)
+    columns = infer_column_types(df, feats, d.columns)
+    encoded_cols = registry.encoded_columns(columns, feats)
     if encoded_cols and d.image_shape is not None:
         raise DataError(f"data.image_shape reshapes numeric columns, but {', '.join(encoded_cols)} hold text, categories or dates", hint="drop data.image_shape, or set data.columns to number for them")
     check_shape(feats, cfg, df.attrs["source"])
@@ -56,8 +56,8 @@ def load_datasets(
             raise DataError(f"data.validation {d.validation} of {len(df)} rows leaves {len(tr)} to train and {len(va)} to validate", hint="use a larger dataset or a different fraction")
         held_out = (tr, va)
     if tokenizers is None:
-        tokenizers = fit_tokenizers(df, held_out[0] if held_out else None, encoded_cols, cfg, base_dir, types)
-    split = lambda frame: make_split(frame, cfg, feats, classes, columns=types, tokenizers=tokenizers)  # noqa: E731
+        tokenizers = fit_tokenizers(df, held_out[0] if held_out else None, encoded_cols, cfg, base_dir, columns)
+    split = lambda frame: make_split(frame, cfg, feats, classes, columns=columns, tokenizers=tokenizers)  # noqa: E731
     validation = None
     if isinstance(d.validation, (str, list)):
         validation = split(read_table(d.validation, base_dir, "validation", cfg=cfg))
@@ -74,4 +74,4 @@ def load_datasets(
     test = None
     if with_test and d.test:
         test = split(read_table(d.test, base_dir, "test", cfg=cfg))
-    return Datasets(train, validation, test, feats, classes, types, tokenizers, list(dropped_targets))
+    return Datasets(train, validation, test, feats, classes, columns, tokenizers, list(dropped_targets))

@@ -61,12 +61,12 @@ def load(cfg: ExperimentConfig, base_dir: Path, mode: str, with_test: bool = Fal
     return (_images if mode == "images" else _table)(cfg, base_dir, with_test, classes, tokenizers, progress)
 
 
-def _test_split(cfg: ExperimentConfig, base_dir: Path, features: list[str], classes: list[Any] | None, types: dict[str, str], tokenizers: dict[str, Any]):
+def _test_split(cfg: ExperimentConfig, base_dir: Path, features: list[str], classes: list[Any] | None, columns: dict[str, str], tokenizers: dict[str, Any]):
     from bigmodel_cli.data.tables import make_split, read_table
 
     if not cfg.data.test:
         return None
-    return make_split(read_table(cfg.data.test, base_dir, "test", cfg=cfg), cfg, features, classes, columns=types, tokenizers=tokenizers)
+    return make_split(read_table(cfg.data.test, base_dir, "test", cfg=cfg), cfg, features, classes, columns=columns, tokenizers=tokenizers)
 
 
 def _table(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list[Any] | None, tokenizers: dict[str, Any] | None, progress: Any):
@@ -83,8 +83,8 @@ def _table(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list
     source = str(cfg.data.train)
     train = prepared.split("train", remaps, source, cfg.data.shuffle_blocks)
     validation = prepared.split("validation", remaps, f"{source} (held out {cfg.data.validation:.0%})" if isinstance(cfg.data.validation, float) else str(cfg.data.validation), cfg.data.shuffle_blocks)
-    test = _test_split(cfg, base_dir, schema.features, classes, schema.types, encoders) if with_test else None
-    ds = Datasets(train, validation, test, schema.features, classes, schema.types, encoders, [tuple(d) for d in prepared.m["dropped"]])
+    test = _test_split(cfg, base_dir, schema.features, classes, schema.columns, encoders) if with_test else None
+    ds = Datasets(train, validation, test, schema.features, classes, schema.columns, encoders, [tuple(d) for d in prepared.m["dropped"]])
     ds.stream = blocks.describe(prepared)
     return ds
 
@@ -125,9 +125,9 @@ def _images(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: lis
         train, validation = train.subset(tr), train.subset(va, f"{train.source} (held out {d.validation:.0%})")
     elif isinstance(d.validation, (str, list)):
         validation = folder_split(d.validation, "validation")
-    types = {c: registry.NUMBER.name for c in features}
-    test = _test_split(cfg, base_dir, features, classes, types, {}) if with_test else None
-    ds = Datasets(train, validation, test, features, classes, types, {}, [])
+    columns = {c: registry.NUMBER.name for c in features}
+    test = _test_split(cfg, base_dir, features, classes, columns, {}) if with_test else None
+    ds = Datasets(train, validation, test, features, classes, columns, {}, [])
     ds.stream = {"images": len(train) + (len(validation) if validation is not None else 0), "folder": str(d.train)}
     return ds
 

@@ -410,20 +410,20 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def fit_tokenizers(df, rows: np.ndarray | None, encoded_cols: list[str], cfg: ExperimentConfig, base_dir: Path = Path("."), types: dict[str, str] | None = None) -> dict[str, Any]:
+def fit_tokenizers(df, rows: np.ndarray | None, encoded_cols: list[str], cfg: ExperimentConfig, base_dir: Path = Path("."), columns: dict[str, str] | None = None) -> dict[str, Any]:
     """One encoder per encoded column (category, text, date: ``encoded_cols``), fitted
     on the training rows only, by its kind's ``fit`` (:mod:`bigmodel_cli.features.registry`)."""
-    types = types or {}
+    columns = columns if columns is not None else {}
     out: dict[str, Any] = {}
-    texts = [c for c in encoded_cols if registry.kind(types.get(c, TEXT.name)) is TEXT]
+    texts = [c for c in encoded_cols if registry.kind(columns.get(c, TEXT.name)) is TEXT]
     if cfg.model.backbone and texts:
         out.update(backbone_tokenizers(cfg, texts, base_dir))
     for c in [c for c in encoded_cols if c not in out]:
-        k = registry.kind(types.get(c, TEXT.name))
+        k = registry.kind(columns.get(c, TEXT.name))
         values = text_strings(df, c) if k is TEXT else df[c].to_numpy(dtype=object)
         values = values[rows] if rows is not None else values
         try:
-            enc = k.fit(values, c, types.get(c, k.name), cfg)
+            enc = k.fit(values, c, columns.get(c, k.name), cfg)
         except DataError as e:
             raise DataError(f"{df.attrs.get('source', 'data')}: {e.message}", hint=e.hint) from None
         if enc is None:
@@ -432,7 +432,7 @@ def fit_tokenizers(df, rows: np.ndarray | None, encoded_cols: list[str], cfg: Ex
                 hint="lower data.text.min_count, or check that the column really holds text",
             )
         if k is DATE:
-            types[c] = enc.format  # the run's config says which format it read
+            columns[c] = enc.format  # the run's config says which format it read
         out[c] = enc
     return out
 
