@@ -60,7 +60,7 @@ NUMBER_TYPE = "number"  # the one spelling the schema itself needs; the rest is 
 
 
 class TextConfig(Strict):
-    """How text columns become ids (see bigmodel_cli/text.py)."""
+    """How text columns become ids (see bigmodel_cli/features/text.py)."""
 
     ngrams: int = Field(2, ge=1, le=5, description="n-grams of consecutive tokens (words; characters for Chinese/Japanese/Thai)")
     max_tokens: int = Field(2000, ge=1, le=100_000, description="tokens read from each text (the rest is ignored); with model.backbone, the sequence length")

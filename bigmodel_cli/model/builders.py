@@ -546,7 +546,7 @@ def _build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | No
         members.append(out)
     if len(members) == 1:
         outputs = members[0]
-    else:  # trained side by side, each on its own loss (train.py); the model answers their mean
+    else:  # trained side by side, each on its own loss (training/trainer.py); the model answers their mean
         Stack, Mean = _register_ensemble()
         outputs = Mean(name="ensemble", dtype="float32")(Stack(name=MEMBERS, dtype="float32")(members))
     model = keras.Model(inputs, outputs, name=cfg.name.replace("-", "_").replace(".", "_"))

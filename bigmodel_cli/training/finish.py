@@ -55,7 +55,7 @@ def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bo
             plotted["error"] = e
         times["plots"] = round(time.perf_counter() - t, 3)
 
-    if copy:  # before the plot thread: TensorFlow's import hides matplotlib for a moment (distribute.py)
+    if copy:  # before the plot thread: TensorFlow's import hides matplotlib for a moment (runtime.py)
         from bigmodel_cli.runtime import import_tensorflow
 
         import_tensorflow()

@@ -1,6 +1,6 @@
 """The input pipeline: global batches for (epoch, start step), whatever the strategy.
 
-The step loop in ``train.py`` asks an input source for an iterator over the
+The step loop in ``trainer.py`` asks an input source for an iterator over the
 batches of one epoch from a given step on, and never sees where rows come from.
 :class:`InMemory` gathers them from tensors; :class:`Streamed` reads them as
 the epoch goes from a *row source*: the block cache of a table
@@ -10,7 +10,7 @@ the epoch goes from a *row source*: the block cache of a table
 
 Data order is a pure function of (seed, epoch): :func:`epoch_order`. Input
 pipeline i of W takes positions j % W == i of every global batch (see
-``distribute.pipeline_batches``), so every global batch holds the same rows
+``strategy.pipeline_batches``), so every global batch holds the same rows
 whether one process or W workers train, and a resumed run starts at
 ``start_step * global_batch`` of the same order: nothing is checkpointed but
 (epoch, step).
