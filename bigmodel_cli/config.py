@@ -91,6 +91,7 @@ class DataConfig(Strict):
     target_transform: Literal["none", "log"] = Field("none", description="regression: log trains on log(1 + y) of a non-negative target, inverted inside the model (skewed prices, counts)")
     numeric_encoding: Literal["standard", "quantile", "piecewise"] = Field("standard", description="number columns, after imputation: standard (standardised, if data.normalize), quantile (the training CDF, scaled: bounded, robust to heavy tails) or piecewise (a piecewise-linear encoding over equal-frequency bins, Gorishniy et al. 2022), inside the model")
     bins: int = Field(16, ge=2, le=128, description="numeric_encoding: piecewise: bins per number column (fewer where it has fewer distinct values)")
+    one_hot_max: int = Field(16, ge=2, le=4096, description="a category column with up to this many ids (its values, plus missing and unseen) is one-hot; more get a learned vector")
     classes: list[str | int] | None = Field(None, description="class labels in output order; null = sorted labels of train")
     missing: Literal["error", "drop", "fill", "impute"] = Field("error", description="missing numbers: error, drop the row, fill with fill_value, or impute (training median + a missing flag, inside the model)")
     fill_value: float = Field(0.0, description="data.missing: fill: the value that replaces a missing number")
@@ -134,11 +135,18 @@ class ModelConfig(Strict):
     ensemble: int = Field(1, ge=1, le=32, description="members trained side by side in one model, each from its own initialisation on its own loss; the model (and every export) answers their mean")
     units: list[int] = Field(default_factory=lambda: [64, 64], description="architecture mlp: the hidden layers' widths")
     hidden_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="architecture mlp: dropout after each hidden layer while training")
+    tree_members: int = Field(0, ge=0, le=32, description="of the model.ensemble members, this many (the last ones) are architecture trees; they read the numbers before data.numeric_encoding")
+    ensemble_weights: Literal["equal", "validation"] = Field("equal", description="how the members' answers are averaged: equal, or validation (weights chosen at every epoch end by greedy ensemble selection on the validation split's loss, Caruana et al. 2004; the monitored val_loss is that weighted ensemble's)")
+    trees: int = Field(64, ge=1, le=4096, description="architecture trees: soft oblivious decision trees averaged in one layer")
+    tree_depth: int = Field(6, ge=1, le=10, description="architecture trees: levels of each tree (2**depth leaves)")
+    tree_speed: float = Field(1.0, gt=0, le=100, description="architecture trees: the trees learn this many times faster than the rest of the model (they need more steps than an MLP)")
 
     @model_validator(mode="after")
     def _one_of(self) -> "ModelConfig":
         if (self.architecture is None) == (self.layers is None):
             raise ValueError("set exactly one of model.architecture or model.layers")
+        if self.tree_members > self.ensemble:
+            raise ValueError(f"model.tree_members ({self.tree_members}) is more than model.ensemble ({self.ensemble}), the number of members in all")
         return self
 
 

@@ -63,3 +63,16 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under folder with its bytes: to assert nothing changed."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
+
+
+def predict_on_both(cli, run: Path, new: Path, out_dir: Path, *extra: str) -> list:
+    """`bigmodel predict` on the ONNX fast path and on TensorFlow: [onnxruntime frame, tensorflow frame]."""
+    import pandas as pd
+
+    outs = []
+    for engine in ("onnxruntime", "tensorflow"):
+        out = out_dir / f"{engine}.csv"
+        r = cli("predict", run, "--input", new, "--output", out, "--engine", engine, *extra)
+        assert r.code == 0, (engine, r.err)
+        outs.append(pd.read_csv(out))
+    return outs

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import predict_on_both
 
-from bigmodel_cli.features.category import ONE_HOT_MAX
+import yaml
 
 
 def _table(path: Path, n_city: int, n: int = 500, seed: int = 0) -> None:
@@ -25,21 +26,21 @@ def _table(path: Path, n_city: int, n: int = 500, seed: int = 0) -> None:
 
 
 @pytest.mark.parametrize(
-    "n_city,stream",  # one-hot (<= ONE_HOT_MAX ids) and a learned embedding, in memory and streamed
-    [(30, False), (5, True), pytest.param(5, False, marks=pytest.mark.slow), pytest.param(30, True, marks=pytest.mark.slow)],
+    "n_city,stream",  # one-hot (<= data.one_hot_max ids) and a learned embedding, in memory and streamed
+    [(100, False), (5, True), pytest.param(5, False, marks=pytest.mark.slow), pytest.param(100, True, marks=pytest.mark.slow)],
 )
 def test_category_branches_train_predict_export(tmp_path, cli, n_city, stream):
-    assert (n_city + 2 <= ONE_HOT_MAX) == (n_city == 5)
     _table(tmp_path / "t.csv", n_city)
     exp = tmp_path / "exp"
     assert cli("init", exp, "--data", tmp_path / "t.csv", "--target", "y").code == 0
+    assert (n_city + 2 <= yaml.safe_load((exp / "experiment.yaml").read_text())["data"]["one_hot_max"]) == (n_city == 5)
     r = cli("train", exp, "--set", "train.epochs=3", "--set", f"data.stream={str(stream).lower()}")
     assert r.code == 0, r.err
     run = Path(r.out.strip().splitlines()[-1])
     import zipfile
 
     graph = zipfile.ZipFile(run / "model.keras").read("config.json").decode()
-    assert ("embed_city" in graph) == (n_city == 30) and ("onehot_city" in graph) == (n_city == 5)
+    assert ("embed_city" in graph) == (n_city == 100) and ("onehot_city" in graph) == (n_city == 5)
     assert (run / "inference.onnx").is_file(), r.err
     import onnxruntime as ort
 
@@ -49,15 +50,10 @@ def test_category_branches_train_predict_export(tmp_path, cli, n_city, stream):
 
     new = tmp_path / "new.csv"
     pd.DataFrame({"x": [0.1, -2.0, 3.0, ""], "extra": ["a", "b", "c", "d"], "city": ["city01", "atlantis", "", "city29"]}).to_csv(new, index=False)
-    outs = []
-    for engine in ("onnxruntime", "tensorflow"):
-        out = tmp_path / f"{engine}.csv"
-        r = cli("predict", run, "--input", new, "--output", out, "--probabilities", "--engine", engine)
-        assert r.code == 0, (engine, r.err)
-        outs.append(pd.read_csv(out))
+    outs = predict_on_both(cli, run, new, tmp_path, "--probabilities")
     assert len(outs[0]) == 4
     np.testing.assert_allclose(outs[0]["prob_yes"], outs[1]["prob_yes"], atol=1e-5)
-    for fmt in ("keras", "savedmodel", "onnx") if (n_city, stream) == (30, False) else ("onnx",):  # every format once, on the embedding
+    for fmt in ("keras", "savedmodel", "onnx") if (n_city, stream) == (100, False) else ("onnx",):  # every format once, on the embedding
         r = cli("export", run, "--format", fmt, "--json")
         assert r.code == 0, (fmt, r.err)
         assert json.loads(r.out)["parity_ok"], fmt
@@ -310,7 +306,7 @@ def _skewed(path: Path, n: int = 400, seed: int = 6) -> None:
         pytest.param(["data.numeric_encoding=quantile"], marks=pytest.mark.slow),
         pytest.param(["data.numeric_encoding=piecewise", "data.bins=8"], marks=pytest.mark.slow),
         pytest.param(["data.target_transform=log"], marks=pytest.mark.slow),
-        ["model.ensemble=3", "data.numeric_encoding=piecewise", "model.hidden_dropout=0.1"],
+        ["model.tree_members=0", "model.ensemble=3", "model.ensemble_weights=equal", "data.numeric_encoding=piecewise", "model.hidden_dropout=0.1"],
         ["data.numeric_encoding=piecewise", "data.stream=true"],
     ],
 )

@@ -152,7 +152,7 @@ def test_penguins_like_table_regression_target(tmp_path, cli):
     df.to_csv(tmp_path / "p.csv", index=False)
     exp = tmp_path / "mass"
     assert cli("init", exp, "--data", tmp_path / "p.csv", "--target", "body_mass_g").code == 0
-    r = cli("train", exp)
+    r = cli("train", exp, "--set", "train.epochs=40")
     assert r.code == 0, r.err
     r = cli("eval", exp, "--json")
     assert r.code == 0 and json.loads(r.out)["r2"] > 0.5, r.out

@@ -249,6 +249,7 @@ def test_text_bad_input(tmp_path, cli):
     assert r.code == 2 and "review" in r.err and not (tmp_path / "o.csv").exists()
 
 
+@pytest.mark.slow  # 15-30 s: in make test-slow, to keep make test under 10 minutes
 def test_text_model_two_workers_match_one_process(tmp_path, cli):
     """Each worker's batch holds a different number of ids: the embedding's gradient
     must still reduce across workers (it aborted with a collective shape mismatch)."""

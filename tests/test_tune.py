@@ -41,6 +41,7 @@ def test_tune_space_keys_and_values_are_checked(make_exp, cli):
     assert not (exp / "runs").exists()  # nothing ran
 
 
+@pytest.mark.slow  # 15-30 s: in make test-slow, to keep make test under 10 minutes
 def test_tune_kill_9_and_rerun_ends_with_exactly_n_finished_trials(make_exp):
     """The issue's goal: kill -9 during the study, rerun, exactly 8 finished
     trials; the killed one failed and replaced; none repeated; the best is at

@@ -186,9 +186,6 @@ def layers():
     return CategoryLookup, OneHot
 
 
-ONE_HOT_MAX = 16  # up to this many ids: one-hot; more: a learned embedding
-
-
 def embedding_size(n_ids: int) -> int:
     """A learned vector's size for a column with ``n_ids`` ids (fast.ai's rule, capped)."""
     return int(min(32, max(2, round(1.6 * n_ids**0.56))))

@@ -75,6 +75,75 @@ def _mlp(inputs, n_out: int, task: str, cfg: Any = None, name: str = "output"):
     return _head(x, n_out, task, name)
 
 
+def _trees(inputs, n_out: int, task: str, cfg: Any = None, name: str = "output"):
+    """``model.trees`` soft oblivious decision trees of depth ``model.tree_depth``,
+    averaged (Popov et al., "Neural Oblivious Decision Ensembles", 2019): each level
+    of a tree splits every row on one learned mix of the inputs against a learned
+    threshold, softly (a sigmoid with a learned temperature), so the whole ensemble
+    trains by gradient descent under any strategy and exports as plain tensor ops."""
+    from keras import layers as L
+
+    trees, depth, speed = (cfg.model.trees, cfg.model.tree_depth, cfg.model.tree_speed) if cfg is not None else (64, 6, 1.0)
+    x = L.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
+    seed = 0
+    if cfg is not None:  # each trees member its own initialisation: the j-th gets seed + 7919 j
+        k = int(name.rsplit("_", 1)[1]) if name.rsplit("_", 1)[-1].isdigit() else 0
+        seed = cfg.seed + 7919 * max(0, k - (cfg.model.ensemble - cfg.model.tree_members))
+    logits = _register_trees()(trees=trees, depth=depth, outputs=n_out, seed=seed, speed=speed, name=f"{name}_trees", dtype="float32")(x)
+    activation = {"classification": "softmax", "binary": "sigmoid"}.get(task, "linear")
+    return L.Activation(activation, name=name, dtype="float32")(logits)
+
+
+@functools.lru_cache(maxsize=1)
+def _register_trees():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class ObliviousTrees(keras.layers.Layer):
+        """x [batch, m] -> [batch, outputs]: the mean of ``trees`` soft oblivious trees.
+
+        Level d of tree t sends a row right with p = sigmoid((x . softmax(s_td) - b_td)
+        * exp(-tau_td)); a leaf's weight is the product of its path's p or 1 - p, and
+        the tree answers the weighted sum of its leaves' learned values."""
+
+        def __init__(self, trees: int = 64, depth: int = 6, outputs: int = 1, seed: int = 0, speed: float = 1.0, **kwargs: Any):
+            super().__init__(**kwargs)
+            self.trees, self.depth, self.outputs, self.seed, self.speed = int(trees), int(depth), int(outputs), int(seed), float(speed)
+
+        def build(self, input_shape):
+            import keras
+
+            splits = self.trees * self.depth
+            init = keras.initializers
+            s = 1.0 / self.speed
+            self.select = self.add_weight(shape=(input_shape[-1], splits), initializer=init.RandomUniform(-s, s, seed=self.seed), name="select")
+            self.threshold = self.add_weight(shape=(splits,), initializer=init.RandomNormal(0.0, s, seed=self.seed + 1), name="threshold")
+            self.log_temperature = self.add_weight(shape=(splits,), initializer="zeros", name="log_temperature")
+            self.leaves = self.add_weight(shape=(self.trees, 2**self.depth * self.outputs), initializer=init.RandomNormal(0.0, s, seed=self.seed + 2), name="leaves")
+
+        def call(self, x):
+            from keras import ops
+
+            v = self.speed  # parameters stored divided by it: Adam then moves them `speed` times faster
+            mix = ops.matmul(ops.cast(x, "float32"), ops.softmax(self.select * v, axis=0))
+            right = ops.sigmoid((mix - self.threshold * v) * ops.exp(-self.log_temperature * v))
+            right = ops.reshape(right, (-1, self.trees, self.depth))
+            path = ops.ones_like(right[:, :, :1])  # [batch, trees, leaves so far]
+            for d in range(self.depth):
+                p = right[:, :, d : d + 1]
+                path = ops.concatenate([path * (1.0 - p), path * p], axis=-1)
+            leaves = ops.reshape(self.leaves * v, (self.trees, 2**self.depth, self.outputs))
+            return ops.mean(ops.einsum("btl,tlo->bto", path, leaves), axis=1)
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], self.outputs)
+
+        def get_config(self):
+            return {**super().get_config(), "trees": self.trees, "depth": self.depth, "outputs": self.outputs, "seed": self.seed, "speed": self.speed}
+
+    return ObliviousTrees
+
+
 def _head(x, n_out: int, task: str, name: str = "output"):
     from keras import layers as L
 
@@ -82,20 +151,22 @@ def _head(x, n_out: int, task: str, name: str = "output"):
     return L.Dense(n_out, activation=activation, name=name)(x)
 
 
-BUILTINS: dict[str, Callable[..., Any]] = {"mnist_cnn": _mnist_cnn, "linear": _linear, "mlp": _mlp}
+BUILTINS: dict[str, Callable[..., Any]] = {"mnist_cnn": _mnist_cnn, "linear": _linear, "mlp": _mlp, "trees": _trees}
 
 
 def outputs_for(task: str, classes: list[Any] | None) -> int:
     return len(classes or []) if task == "classification" else 1
 
 
-def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnStats | None"):
+def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnStats | None", plain: list | None = None):
     """Imputation, normalisation, scaling, reshaping and augmentation, as layers of the model.
 
     ``x_train`` is the training matrix of the numeric columns, or its
     :class:`~bigmodel_cli.features.number.ColumnStats` when the data is streamed. They
     compute in float32 under any precision: ``x * (1/std) - mean/std`` in
-    bfloat16 would cancel away most of a large column's digits."""
+    bfloat16 would cancel away most of a large column's digits. ``plain``, when
+    given, gets the numbers as they are before ``data.numeric_encoding`` (what a
+    trees member reads)."""
     from keras import layers as L
 
     from bigmodel_cli.features.number import ColumnStats
@@ -118,15 +189,19 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnSt
         # mean/variance as eager tensors, which the ONNX exporter turns into extra
         # graph inputs; Rescaling's constants live in the graph.
         x = L.Rescaling(scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name="normalize", dtype="float32")(x)
+    before = x
     if d.numeric_encoding != "standard" and x_train is not None:
         stats = x_train if isinstance(x_train, ColumnStats) else ColumnStats.of(x_train)
         x = piecewise_layer(x, stats, d, len(stats.mean))
+    encoded = x is not before
     if d.scale:
         x = L.Rescaling(1.0 / d.scale, name="scale", dtype="float32")(x)
     if d.image_shape:
         x = L.Reshape(tuple(d.image_shape), name="image")(x)
     if d.augment is not None:
         x = augmentation(x, d.augment, cfg.seed)
+    if plain is not None:
+        plain.append(before if encoded else x)
     return x
 
 
@@ -363,6 +438,7 @@ def register_layers() -> None:
     _register_piecewise()
     _register_expm1()
     _register_ensemble()
+    _register_trees()
 
 
 def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
@@ -527,9 +603,11 @@ def _build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | No
     inputs: Any
     if not tokenizers:
         inputs = keras.Input(shape=(n_features,), name="features", dtype="float32")
-        x = preprocessing(inputs, cfg, x_train)
+        plain: list = []
+        x = preprocessing(inputs, cfg, x_train, plain)
+        x_plain = plain[0]
     else:
-        inputs, x = text_inputs(cfg, n_features, x_train, tokenizers, base_dir)
+        inputs, x, x_plain = text_inputs(cfg, n_features, x_train, tokenizers, base_dir)
     post = []  # layers from a head's output to the target's units, shared by every member
     if cfg.data.normalize_target:
         if y_train is None:
@@ -539,8 +617,8 @@ def _build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | No
     if cfg.data.target_transform == "log":
         post.append(_register_expm1()(name="target_expm1", dtype="float32"))
     members = []
-    for k in range(cfg.model.ensemble):
-        out = _head_of(cfg, x, n_out, base_dir, "output" if k == 0 else f"output_{k}")
+    for k, arch in enumerate(member_architectures(cfg)):
+        out = _head_of(cfg, x_plain if arch == "trees" else x, n_out, base_dir, "output" if k == 0 else f"output_{k}", arch)
         for layer in post:
             out = layer(out)
         members.append(out)
@@ -548,7 +626,7 @@ def _build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | No
         outputs = members[0]
     else:  # trained side by side, each on its own loss (training/trainer.py); the model answers their mean
         Stack, Mean = _register_ensemble()
-        outputs = Mean(name="ensemble", dtype="float32")(Stack(name=MEMBERS, dtype="float32")(members))
+        outputs = Mean(weighted=cfg.model.ensemble_weights == "validation", name="ensemble", dtype="float32")(Stack(name=MEMBERS, dtype="float32")(members))
     model = keras.Model(inputs, outputs, name=cfg.name.replace("-", "_").replace(".", "_"))
     check_output(model, cfg.task, n_out)
     return model
@@ -557,12 +635,18 @@ def _build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | No
 MEMBERS = "ensemble_members"
 
 
-def _head_of(cfg: ExperimentConfig, x: Any, n_out: int, base_dir: Path, name: str):
+def member_architectures(cfg: ExperimentConfig) -> list[str | None]:
+    """Each ensemble member's architecture: ``model.architecture`` (or ``model.layers``),
+    the last ``model.tree_members`` of them ``trees``."""
+    m = cfg.model
+    return [m.architecture] * (m.ensemble - m.tree_members) + ["trees"] * m.tree_members
+
+
+def _head_of(cfg: ExperimentConfig, x: Any, n_out: int, base_dir: Path, name: str, arch: str | None):
     """One member's layers from the preprocessed inputs ``x`` to its output."""
     import keras
 
-    arch = cfg.model.architecture
-    if cfg.model.layers is not None:
+    if cfg.model.layers is not None and arch != "trees":
         return declarative(x, cfg.model.layers)
     if arch in BUILTINS:
         return BUILTINS[arch](x, n_out, cfg.task, cfg=cfg, name=name)
@@ -573,6 +657,34 @@ def _head_of(cfg: ExperimentConfig, x: Any, n_out: int, base_dir: Path, name: st
             raise ConfigError(f"model.architecture: {arch} returned {type(inner).__name__}, not a keras.Model")
         return inner(x)
     raise ConfigError(f"model.architecture: unknown architecture '{arch}'", hint="built-ins: " + ", ".join(BUILTINS) + "; or model.py:build; or list model.layers")
+
+
+def set_member_weights(model, weights: "np.ndarray") -> bool:
+    """Give a ``model.ensemble_weights: validation`` ensemble its members' weights; False if it has none."""
+    try:
+        layer = model.get_layer("ensemble")
+    except ValueError:
+        return False
+    if not getattr(layer, "weighted", False):
+        return False
+    layer.member_weights.assign(np.asarray(weights, np.float32))
+    return True
+
+
+def select_members(loss: Callable[[np.ndarray], float], k: int, rounds: int = 25) -> np.ndarray:
+    """Greedy ensemble selection with replacement (Caruana et al., 2004): ``rounds``
+    times, add the member whose addition gives the lowest ``loss(weights)``; the
+    weights are how often each was picked. Ties go to the lower index, so every
+    process picks the same."""
+    counts = np.zeros(k, np.float64)
+    for _ in range(rounds):
+        scores = []
+        for j in range(k):
+            trial = counts.copy()
+            trial[j] += 1
+            scores.append(loss(trial / trial.sum()))
+        counts[int(np.argmin(scores))] += 1
+    return (counts / counts.sum()).astype(np.float32)
 
 
 def members_model(model):
@@ -605,12 +717,27 @@ def _register_ensemble():
 
     @keras.saving.register_keras_serializable(package="bigmodel")
     class Mean(keras.layers.Layer):
-        """[batch, K, n] -> [batch, n]: the members' average."""
+        """[batch, K, n] -> [batch, n]: the members' average; ``weighted``: by the
+        weights in ``member_weights`` (equal until :func:`set_member_weights`)."""
+
+        def __init__(self, weighted: bool = False, **kwargs: Any):
+            super().__init__(**kwargs)
+            self.weighted = bool(weighted)
+
+        def build(self, input_shape):
+            if self.weighted:
+                k = input_shape[1]
+                self.member_weights = self.add_weight(shape=(k,), initializer=keras.initializers.Constant(1.0 / k), trainable=False, name="member_weights")
 
         def call(self, x):
             from keras import ops
 
+            if self.weighted:
+                return ops.einsum("bkn,k->bn", ops.cast(x, "float32"), ops.cast(self.member_weights, "float32"))
             return ops.mean(x, axis=1)
+
+        def get_config(self):
+            return {**super().get_config(), "weighted": self.weighted}
 
         def compute_output_shape(self, input_shape):
             return (input_shape[0], *input_shape[2:])
@@ -630,9 +757,10 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
     _, MaskedMean = text.layers()
     inputs: dict[str, Any] = {}
     parts = []
+    plain: list = []  # the numbers before data.numeric_encoding (a trees member's)
     if n_numeric:
         inputs["features"] = keras.Input(shape=(n_numeric,), name="features", dtype="float32")
-        parts.append(preprocessing(inputs["features"], cfg, x_numeric))
+        parts.append(preprocessing(inputs["features"], cfg, x_numeric, plain))
     backbone = None
     for col, tok in tokenizers.items():
         name = text.ids_name(col)
@@ -640,11 +768,11 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
             from bigmodel_cli.features import category as categories
 
             # One id a row: a fixed width of 1, so the embedding's flattened width is known
-            # (shape (None,) left Dense's kernel shape undefined past ONE_HOT_MAX ids).
+            # (shape (None,) left Dense's kernel shape undefined past data.one_hot_max ids).
             ids = inputs[name] = keras.Input(shape=(1,), name=name, dtype="int32")
 
             CategoryLookup, OneHot = categories.layers()
-            if tok.size <= categories.ONE_HOT_MAX:
+            if tok.size <= cfg.data.one_hot_max:
                 parts.append(OneHot(tok.size, name=f"onehot_{name[4:]}")(ids))
             else:
                 emb = L.Embedding(tok.size, categories.embedding_size(tok.size), name=f"embed_{name[4:]}")(ids)
@@ -667,9 +795,14 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
         emb = L.Embedding(len(tok.vocabulary) + 2, cfg.model.embedding_dim, name=f"embed_{name[4:]}")(ids)
         parts.append(MaskedMean(name=f"bag_{name[4:]}")(emb, ids))
     x = parts[0] if len(parts) == 1 else L.Concatenate(name="inputs")(parts)
+    x_plain = x
+    if plain and plain[0] is not parts[0]:  # numbers encoded for the MLP: the trees' own concatenation
+        x_plain = plain[0] if len(parts) == 1 else L.Concatenate(name="inputs_plain")([plain[0], *parts[1:]])
     if cfg.model.dropout:
+        same = x_plain is x
         x = L.Dropout(cfg.model.dropout, name="text_dropout")(x)
-    return inputs, x
+        x_plain = x if same else L.Dropout(cfg.model.dropout, name="text_dropout_plain")(x_plain)
+    return inputs, x, x_plain
 
 
 def raw_input_name(column: str) -> str:

@@ -276,6 +276,24 @@ def _per_example(cfg: ExperimentConfig):
     return loss_fn, metrics
 
 
+def numpy_loss(name: str, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The per-example loss of predictions [rows, outputs] against ``y``, in NumPy
+    (the same formulas as :func:`_per_example`'s, for scoring many weightings fast)."""
+    eps = 1e-7
+    if name == "sparse_categorical_crossentropy":
+        idx = np.asarray(y, np.int64)
+        return lambda p: -np.log(np.clip(p[np.arange(len(idx)), idx], eps, 1.0))
+    if name == "binary_crossentropy":
+        t = np.asarray(y, np.float64)
+        return lambda p: -(t * np.log(np.clip(p[:, 0], eps, 1 - eps)) + (1 - t) * np.log(np.clip(1 - p[:, 0], eps, 1 - eps)))
+    t = np.asarray(y, np.float64)
+    if name == "mae":
+        return lambda p: np.abs(p[:, 0] - t)
+    if name == "huber":
+        return lambda p: np.where(np.abs(p[:, 0] - t) <= 1.0, 0.5 * (p[:, 0] - t) ** 2, np.abs(p[:, 0] - t) - 0.5)
+    return lambda p: (p[:, 0] - t) ** 2
+
+
 def finish_metrics(names: list[str], sums: np.ndarray, prefix: str = "") -> dict[str, float]:
     """sums = [loss_sum, count, metric sums...] -> averaged logs."""
     n = max(float(sums[1]), 1.0)
@@ -323,6 +341,7 @@ class Trainer:
         self.cfg, self.base_dir, self.data = cfg, base_dir, data
         self.observer: Any = observer or NullObserver()
         self.times = {"build": 0.0, "epochs": 0.0, "validation": 0.0, "saves": 0.0, "finalize": 0.0}
+        self.member_weights: list[float] | None = None
         plan = strategy_plan or distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
         if not plan.precision_reason:
             distribute.set_precision(plan, cfg.train.precision)
@@ -450,6 +469,8 @@ class Trainer:
             return tf.stack([tf.reduce_sum(loss_fn(y, p)), tf.cast(tf.shape(y)[0], tf.float32)] + [tf.reduce_sum(m) for m in metric_fn(y, p)])
 
         self.train_chunk, self.eval_batch = train_chunk, eval_batch
+        self.loss_fn = loss_fn
+        self.members_predict = tf.function(lambda x: members(x, training=False)) if members is not None and cfg.model.ensemble_weights == "validation" else None
 
     # ------------------------------------------------------------ callbacks
     def monitor(self) -> tuple[str, str]:
@@ -567,11 +588,31 @@ class Trainer:
         import tensorflow as tf
 
         t = time.perf_counter()
+        if self.members_predict is not None:
+            self.weigh_members()
         sums = np.zeros(self.n_sums, np.float64)
         for xb, yb in eval_batches(self.data.validation, max(256, self.G)):
             sums += self.eval_batch(tf.nest.map_structure(tf.constant, xb), tf.constant(yb)).numpy()
         self.times["validation"] += time.perf_counter() - t
         return finish_metrics(self.names, sums, "val_")
+
+    def weigh_members(self) -> None:
+        """``model.ensemble_weights: validation``: the members' weights for the
+        validation split's loss, by greedy ensemble selection; every process
+        computes the same from the same rows."""
+        import tensorflow as tf
+
+        from bigmodel_cli.model import builders as models
+
+        stacked, ys = [], []
+        for xb, yb in eval_batches(self.data.validation, max(256, self.G)):
+            stacked.append(self.members_predict(tf.nest.map_structure(tf.constant, xb)).numpy())
+            ys.append(np.asarray(yb))
+        p, y = np.concatenate(stacked).astype(np.float64), np.concatenate(ys)
+        per_example = numpy_loss(self.cfg.train.loss or "", y)
+        weights = models.select_members(lambda w: float(np.mean(per_example(np.einsum("bkn,k->bn", p, w)))), p.shape[1])
+        models.set_member_weights(self.model, weights)
+        self.member_weights = weights.tolist()
 
     def end_epoch(self, epoch: int, seconds: float, samples: int) -> int:
         """The epoch's history row, then the callbacks (monitor, checkpoints, history, ...); the next epoch."""
