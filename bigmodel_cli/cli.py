@@ -135,7 +135,9 @@ def train(
     finally:
         progress.close()
     if json_out:
-        ui.print_json({"run_dir": str(outcome.run_dir), "status": outcome.status, "epochs": outcome.epochs_done, "history": outcome.history, "model": str(outcome.model_path) if outcome.model_path else None, "seconds": outcome.seconds, "samples_per_s": outcome.samples_per_s, "strategy": outcome.strategy.get("strategy"), "precision": outcome.strategy.get("precision"), "times": outcome.times, "inference_copy": "background" if outcome.background else ("written" if (Path(outcome.run_dir) / "inference.onnx").is_file() else "none")})
+        from bigmodel_cli.runs import read_calibration
+
+        ui.print_json({"run_dir": str(outcome.run_dir), "status": outcome.status, "epochs": outcome.epochs_done, "history": outcome.history, "model": str(outcome.model_path) if outcome.model_path else None, "seconds": outcome.seconds, "samples_per_s": outcome.samples_per_s, "strategy": outcome.strategy.get("strategy"), "precision": outcome.strategy.get("precision"), "times": outcome.times, "calibration": read_calibration(Path(outcome.run_dir)), "inference_copy": "background" if outcome.background else ("written" if (Path(outcome.run_dir) / "inference.onnx").is_file() else "none")})
     else:
         ui.train_summary(outcome)
         print(outcome.run_dir)

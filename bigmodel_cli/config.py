@@ -193,6 +193,7 @@ class TrainConfig(Strict):
             checkpoint_interval(v)  # raises with the accepted forms
         return v
     shuffle: bool = Field(True, description="shuffle the training rows every epoch (a pure function of seed and epoch)")
+    calibrate: Literal["auto", "temperature", "none"] = Field("auto", description="classifiers: temperature scaling of the probabilities, fitted on the validation split after training and kept in the model (auto: when there is a validation split; temperature: required)")
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field("auto", description="auto: bfloat16 where the hardware runs it fast (AMX/avx512_bf16 CPUs, GPUs of compute capability 8+), float16 with loss scaling on 7.x GPUs, else float32")
     tensorboard: bool = Field(True, description="write TensorBoard event files under the run's tensorboard/ (tensorboard --logdir EXP/runs)")
     inference_copy: Literal["background", "wait", "none"] = Field(default_factory=lambda: _env_choice("BIGMODEL_INFERENCE_COPY", ("background", "wait", "none"), "background"), description="the run's inference.onnx and plot after training: background (a detached process; train returns at once, predict waits for it), wait (train writes them before it returns), none (no inference.onnx; the plot is still drawn)")

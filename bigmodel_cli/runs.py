@@ -31,6 +31,7 @@ CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+CALIBRATION_FILE = "calibration.json"  # train.calibrate: the temperature and the validation ECE before and after
 CHECKPOINTS = "checkpoints"
 PLOTS = "plots"
 LOG_FILE = "train.log"
@@ -250,3 +251,11 @@ def wait_for_inference_copy(run_dir: Path, timeout: float = 600.0) -> bool:
         time.sleep(delay)
         delay = min(0.2, delay * 1.5)
     return True
+
+
+def read_calibration(run_dir: Path) -> dict[str, Any] | None:
+    """The run's calibration.json (train.calibrate: its temperature and validation ECE), or None."""
+    try:
+        return json.loads((Path(run_dir) / CALIBRATION_FILE).read_text())
+    except (OSError, ValueError):
+        return None

@@ -217,6 +217,11 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
     times = getattr(outcome, "times", None) or {}
     if times:
         t.add_row("breakdown", " · ".join(f"{k} {v:.1f}s" for k, v in times.items() if v >= 0.05))
+    from bigmodel_cli.runs import read_calibration
+
+    cal = read_calibration(Path(outcome.run_dir))
+    if cal:
+        t.add_row("calibration", cal.get("why") or f"temperature {cal['temperature']:.3f} · validation ECE {cal['val_ece_before']:.4f} -> {cal['val_ece_after']:.4f}")
     if outcome.model_path:
         t.add_row("model", _sized(outcome.model_path))
     inference = Path(outcome.run_dir) / "inference.onnx"
@@ -270,7 +275,7 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
         for c, row in zip(m["classes"], m["confusion_matrix"]):
             cm.add_row(str(c), *[str(v) for v in row])
         con.print(cm)
-    con.print(f"metrics: {_sized(outcome.metrics_path)}" + (f"\nplot: {_sized(outcome.plot)}" if outcome.plot else ""))
+    con.print(f"metrics: {_sized(outcome.metrics_path)}" + (f"\nplot: {_sized(outcome.plot)}" if outcome.plot else "") + (f"\nreliability: {_sized(outcome.reliability)}" if getattr(outcome, "reliability", None) else ""))
 
 
 class PredictProgress:

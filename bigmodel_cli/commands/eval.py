@@ -21,6 +21,7 @@ class EvalOutcome:
     metrics_path: Path | None
     plot: Path | None
     task: str
+    reliability: Path | None = None
 
 
 def predict_arrays(model: Any, x: Any, batch_size: int = 1024) -> np.ndarray:
@@ -67,8 +68,36 @@ def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> 
     metrics = {"data": label, "task": cfg.task, **metrics}
     assert ref.run_dir is not None
     path = ref.run_dir / METRICS_FILE
+    plot = reliability = None
+    if cfg.task != "regression":
+        reliability = _calibration(cfg.task, probs, split.y, metrics, ref.run_dir)
     atomic_write_json(path, metrics)
-    plot = None
     if cfg.task != "regression":
         plot = plot_confusion(metrics["confusion_matrix"], metrics["classes"], ref.run_dir / PLOTS / "confusion_matrix.png")
-    return EvalOutcome(ref.run_dir, label, metrics, path, plot, cfg.task)
+    return EvalOutcome(ref.run_dir, label, metrics, path, plot, cfg.task, reliability)
+
+
+def _calibration(task: str, probs: np.ndarray, y: np.ndarray, metrics: dict[str, Any], run_dir: Path) -> Path:
+    """``ece`` (15 equal-mass bins of the predicted label's confidence) into ``metrics``;
+    for a calibrated run also the ECE its probabilities had before the temperature
+    (undone exactly: softmax(T log p)), and plots/reliability.png of both."""
+    from bigmodel_cli.model import metrics as M
+    from bigmodel_cli.runs import read_calibration
+
+    y = np.asarray(y, np.int64)
+    conf, hit = M.top_label(task, probs, y)
+    metrics["ece"] = M.expected_calibration_error(conf, hit)
+    after = None
+    cal = read_calibration(run_dir)
+    if cal and cal.get("method") != "temperature":
+        cal = None
+    if cal:
+        t = float(cal["temperature"])
+        raw = M.with_temperature(task, probs, 1.0 / t)
+        metrics["ece_uncalibrated"] = M.expected_calibration_error(*M.top_label(task, raw, y))
+        metrics["temperature"] = t
+        after = M.calibration_bins(conf, hit)
+        conf, hit = M.top_label(task, raw, y)
+    before = M.calibration_bins(conf, hit)
+    ece = (metrics["ece_uncalibrated"], metrics["ece"]) if cal else (metrics["ece"], None)
+    return M.plot_reliability(before, after, ece, run_dir / PLOTS / "reliability.png")

@@ -439,6 +439,7 @@ def register_layers() -> None:
     _register_expm1()
     _register_ensemble()
     _register_trees()
+    _register_temperature()
 
 
 def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
@@ -971,3 +972,42 @@ def default_batch_size(model) -> int:
         # the shapes above (None) do not show; 256 rows keep that near 130 MB at 2,000 tokens.
         return int(min(256, max(64, (64 << 20) // per_row)))
     return int(min(65536, max(256, (64 << 20) // per_row)))
+
+
+def with_temperature_layer(core, task: str, temperature: float):
+    """``core`` with its probabilities recalibrated by ``temperature`` (a layer of the
+    model: model.keras, SavedModel, ONNX and serve all answer the calibrated ones)."""
+    import keras
+
+    out = _register_temperature()(task=task, temperature=temperature, name="calibration", dtype="float32")(core.output)
+    return keras.Model(core.input, out, name=core.name)  # .input: the dict of named inputs, as with_raw_text needs
+
+
+@functools.lru_cache(maxsize=1)
+def _register_temperature():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class Temperature(keras.layers.Layer):
+        """Probabilities -> softmax(log p / T) (classification) or sigmoid(logit p / T)
+        (binary): temperature scaling, fitted on the validation split after training."""
+
+        def __init__(self, task: str = "classification", temperature: float = 1.0, **kwargs: Any):
+            super().__init__(**kwargs)
+            self.task, self.temperature = task, float(temperature)
+
+        def call(self, p):
+            from keras import ops
+
+            p = ops.clip(ops.cast(p, "float32"), 1e-7, 1.0 - 1e-7 if self.task == "binary" else 1.0)
+            if self.task == "binary":
+                return ops.sigmoid((ops.log(p) - ops.log(1.0 - p)) / self.temperature)
+            return ops.softmax(ops.log(p) / self.temperature, axis=-1)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "task": self.task, "temperature": self.temperature}
+
+    return Temperature

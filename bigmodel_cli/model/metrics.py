@@ -186,3 +186,101 @@ def plot_history(rows: list[dict[str, Any]], path: Path) -> Path | None:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def top_label(task: str, probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, correct) of each row's predicted label: max probability for a
+    classifier, max(p, 1 - p) for a binary run."""
+    if task == "binary":
+        p = probs[:, 0] if probs.ndim == 2 else probs
+        pred = (p > 0.5).astype(np.int64)
+        return np.where(pred == 1, p, 1.0 - p), (pred == y).astype(np.float64)
+    return probs.max(axis=1), (probs.argmax(axis=1) == y).astype(np.float64)
+
+
+def calibration_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
+    """Equal-mass bins of the rows sorted by confidence: each bin's mean confidence,
+    accuracy and row count (fewer bins when there are fewer rows)."""
+    order = np.argsort(confidence, kind="stable")
+    out = []
+    for part in np.array_split(order, min(bins, len(order))):
+        if len(part):
+            out.append({"confidence": float(confidence[part].mean()), "accuracy": float(correct[part].mean()), "rows": int(len(part))})
+    return out
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE over equal-mass bins: sum over bins of (rows / n) * |accuracy - confidence|."""
+    n = max(len(confidence), 1)
+    return float(sum(b["rows"] / n * abs(b["accuracy"] - b["confidence"]) for b in calibration_bins(confidence, correct, bins)))
+
+
+def with_temperature(task: str, probs: np.ndarray, temperature: float) -> np.ndarray:
+    """The probabilities a temperature gives: softmax(log p / T), or sigmoid(logit p / T)
+    for a binary run (T = 1 leaves them as they are)."""
+    p = np.clip(np.asarray(probs, np.float64), EPS, 1.0)
+    if task == "binary":
+        p = np.clip(p, EPS, 1 - EPS)
+        z = np.log(p) - np.log1p(-p)
+        return 1.0 / (1.0 + np.exp(-z / temperature))
+    z = np.log(p) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(task: str, probs: np.ndarray, y: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of ``y`` (Guo et al.,
+    "On Calibration of Modern Neural Networks", 2017): a golden-section search over
+    log T in [-3, 3], which is convex enough in one dimension."""
+    y = np.asarray(y, np.int64)
+
+    def nll(log_t: float) -> float:
+        p = with_temperature(task, probs, float(np.exp(log_t)))
+        if task == "binary":
+            q = np.clip(p[:, 0] if p.ndim == 2 else p, EPS, 1 - EPS)
+            return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], EPS, 1.0))))
+
+    lo, hi = -3.0, 3.0
+    g = (np.sqrt(5.0) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(b)
+    best = (lo + hi) / 2
+    return float(np.exp(best)) if nll(best) < nll(0.0) else 1.0
+
+
+def plot_reliability(bins_before: list[dict[str, float]], bins_after: list[dict[str, float]] | None, ece: tuple[float, float | None], path: Path) -> Path:
+    """The reliability diagram: accuracy against confidence per equal-mass bin, with the
+    diagonal of perfect calibration, before and (when calibrated) after the temperature."""
+    from bigmodel_cli.runs import atomic_path
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=110)
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfectly calibrated")
+    label = f"model (ECE {ece[0]:.3f})" if bins_after is None else f"before calibration (ECE {ece[0]:.3f})"
+    ax.plot([b["confidence"] for b in bins_before], [b["accuracy"] for b in bins_before], marker="o", label=label)
+    if bins_after is not None:
+        ax.plot([b["confidence"] for b in bins_after], [b["accuracy"] for b in bins_after], marker="s", label=f"calibrated (ECE {ece[1]:.3f})")
+    lo = min([b["confidence"] for b in bins_before + (bins_after or [])] + [0.5])
+    ax.set_xlim(max(0.0, lo - 0.05), 1.0)
+    ax.set_ylim(max(0.0, lo - 0.05), 1.0)
+    ax.set_xlabel("confidence of the predicted label")
+    ax.set_ylabel("share correct")
+    ax.set_title(f"reliability ({sum(b['rows'] for b in bins_before):,} rows, {len(bins_before)} equal-mass bins)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,68 @@
+"""Calibration: the expected calibration error in eval, and temperature scaling fitted
+on the validation split and kept inside the model (every engine answers the same)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, predict_on_both
+
+from bigmodel_cli.model import metrics as M
+
+
+def test_ece_and_temperature_on_known_miscalibration():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 3)) * 3
+    truth = np.exp(logits / 3) / np.exp(logits / 3).sum(1, keepdims=True)  # the true probabilities
+    y = np.array([rng.choice(3, p=q) for q in truth])
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)  # 3 times too confident
+    t = M.fit_temperature("classification", p, y)
+    assert 2.7 < t < 3.3
+    before = M.expected_calibration_error(*M.top_label("classification", p, y))
+    after = M.expected_calibration_error(*M.top_label("classification", M.with_temperature("classification", p, t), y))
+    assert before > 0.15 and after < 0.04
+    # binary: the same through the logit; T = 1 changes nothing; 1/T undoes T
+    q = rng.uniform(0.01, 0.99, (100, 1))
+    np.testing.assert_allclose(M.with_temperature("binary", q, 1.0), q, rtol=1e-6)
+    np.testing.assert_allclose(M.with_temperature("binary", M.with_temperature("binary", q, 2.0), 0.5), q, rtol=1e-6)
+    bins = M.calibration_bins(np.linspace(0.5, 1, 30), np.ones(30))
+    assert len(bins) == 15 and sum(b["rows"] for b in bins) == 30  # equal mass
+
+
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory):
+    """4,000 of the shipped reviews to train on, 2,000 others held out (real text)."""
+    d = tmp_path_factory.mktemp("reviews")
+    df = pd.read_csv(ROOT / "templates" / "text-classifier" / "data" / "train.csv.gz").sample(frac=1, random_state=0)
+    df.iloc[:4000].to_csv(d / "train.csv", index=False)
+    df.iloc[4000:6000].to_csv(d / "held.csv", index=False)
+    return d
+
+
+def test_temperature_lowers_held_out_ece_and_lives_in_the_model(tmp_path, cli, reviews):
+    exp = tmp_path / "e"
+    assert cli("init", exp, "--template", "text-classifier").code == 0
+    sets = ["data.train=" + str(reviews / "train.csv"), "data.test=null", "data.validation=0.25", "train.early_stopping=null", "train.epochs=12", "model.dropout=0", "train.calibrate=temperature"]
+    r = cli("train", exp, *[a for s in sets for a in ("--set", s)], "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    run = Path(out["run_dir"])
+    cal = out["calibration"]
+    assert cal["method"] == "temperature" and cal["temperature"] != 1.0 and cal["val_ece_after"] < cal["val_ece_before"]
+    r = cli("eval", run, "--data", reviews / "held.csv", "--json")
+    assert r.code == 0, r.err
+    m = json.loads(r.out)
+    assert m["ece"] < m["ece_uncalibrated"], m  # on 2,000 reviews the run never saw
+    assert (run / "plots" / "reliability.png").stat().st_size > 10_000
+    onnx, tf = predict_on_both(cli, run, reviews / "held.csv", tmp_path, "--probabilities")
+    probs = [c for c in onnx.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(onnx[probs], tf[probs], atol=1e-5)  # the temperature is in the ONNX copy too
+
+
+def test_calibrate_temperature_needs_a_validation_split(tmp_path, cli):
+    exp = tmp_path / "b"
+    assert cli("init", exp, "--template", "binary-classifier").code == 0
+    r = cli("train", exp, "--set", "data.validation=null", "--set", "train.calibrate=temperature")
+    assert r.code == 2 and "validation" in r.err
