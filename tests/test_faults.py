@@ -331,9 +331,9 @@ def test_sigterm_during_the_final_save_finishes_model_keras(make_exp, cli, monke
 
     real = train_mod.finalize_model
 
-    def slow_final(src, dst, wrap=None):
+    def slow_final(src, dst, wrap=None, adjust=None):
         os.kill(os.getpid(), signal.SIGTERM)  # the scheduler's notice arrives mid-save
-        return real(src, dst, wrap)
+        return real(src, dst, wrap, adjust)
 
     monkeypatch.setattr(train_mod, "finalize_model", slow_final)
     exp = make_exp("regression")
