@@ -272,8 +272,8 @@ def plot_reliability(bins_before: list[dict[str, float]], bins_after: list[dict[
     if bins_after is not None:
         ax.plot([b["confidence"] for b in bins_after], [b["accuracy"] for b in bins_after], marker="s", label=f"calibrated (ECE {ece[1]:.3f})")
     lo = min([b["confidence"] for b in bins_before + (bins_after or [])] + [0.5])
-    ax.set_xlim(max(0.0, lo - 0.05), 1.0)
-    ax.set_ylim(max(0.0, lo - 0.05), 1.0)
+    ax.set_xlim(max(0.0, lo - 0.05), 1.01)  # a little past 1: the top bins' markers stay whole
+    ax.set_ylim(max(0.0, lo - 0.05), 1.01)
     ax.set_xlabel("confidence of the predicted label")
     ax.set_ylabel("share correct")
     ax.set_title(f"reliability ({sum(b['rows'] for b in bins_before):,} rows, {len(bins_before)} equal-mass bins)", fontsize=10)
