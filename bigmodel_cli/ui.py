@@ -29,17 +29,32 @@ _err: Console | None = None
 _out: Console | None = None
 
 
+LOG_WIDTH = 4096  # without a terminal: wide enough that no path or value is ever cut
+
+
+def _console(stderr: bool) -> Console:
+    """One message = one line (soft wrap). Without a terminal (CI logs, pipes) and
+    without COLUMNS, Rich would lay tables out at 80 columns and cut cells with an
+    ellipsis, paths included; there the width is :data:`LOG_WIDTH`, so tables take
+    the width of their contents and a path can be copied whole."""
+    import os
+
+    probe = Console(stderr=stderr)
+    wide = not probe.is_terminal and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=LOG_WIDTH if wide else None)
+
+
 def err_console() -> Console:
     global _err
     if _err is None:
-        _err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message = one line
+        _err = _console(stderr=True)
     return _err
 
 
 def out_console() -> Console:
     global _out
     if _out is None:
-        _out = Console(highlight=False, soft_wrap=True)
+        _out = _console(stderr=False)
     return _out
 
 
