@@ -341,7 +341,6 @@ class Trainer:
         self.cfg, self.base_dir, self.data = cfg, base_dir, data
         self.observer: Any = observer or NullObserver()
         self.times = {"build": 0.0, "epochs": 0.0, "validation": 0.0, "saves": 0.0, "finalize": 0.0}
-        self.member_weights: list[float] | None = None
         plan = strategy_plan or distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
         if not plan.precision_reason:
             distribute.set_precision(plan, cfg.train.precision)
@@ -616,7 +615,6 @@ class Trainer:
         per_example = numpy_loss(self.cfg.train.loss or "", y)
         weights = models.select_members(lambda w: float(np.mean(per_example(np.einsum("bkn,k->bn", p, w)))), p.shape[1])
         models.set_member_weights(self.model, weights)
-        self.member_weights = weights.tolist()
 
     def end_epoch(self, epoch: int, seconds: float, samples: int) -> int:
         """The epoch's history row, then the callbacks (monitor, checkpoints, history, ...); the next epoch."""
