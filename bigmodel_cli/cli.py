@@ -134,6 +134,9 @@ def train(
         outcome = api.train(path, overrides, observer=progress, resume=resume)
     finally:
         progress.close()
+    if outcome.worker:  # under srun every task shares the terminal: only the chief reports
+        ui.err_console().print(f"{outcome.worker}: done, {outcome.epochs_done} epochs; the chief wrote the run folder")
+        return
     if json_out:
         from bigmodel_cli.runs import read_calibration
 

@@ -22,7 +22,9 @@ GPUS = ["/physical_device:GPU:0", "/physical_device:GPU:1", "/physical_device:GP
         ("auto", GPUS, {}, [1], "one_device", ["/gpu:1"]),
         ("auto", [], {"TF_CONFIG": TWO}, None, "multi_worker", ["/cpu:0"]),
         ("auto", [], {"TF_CONFIG": ONE}, None, "one_device", ["/cpu:0"]),
-        ("auto", [], {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "2"}, None, "multi_worker", ["/cpu:0"]),
+        ("auto", [], {"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "4", "SLURM_STEP_NODELIST": "n[1-2]", "SLURM_STEP_TASKS_PER_NODE": "2(x2)", "SLURM_PROCID": "2"}, None, "multi_worker", ["/cpu:0"]),
+        # the batch script itself (sbatch -n4, no srun): one process, whatever --ntasks says
+        ("auto", [], {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "0"}, None, "one_device", ["/cpu:0"]),
         ("cpu", GPUS, {}, None, "one_device", ["/cpu:0"]),
         ("gpu", GPUS, {}, None, "one_device", ["/gpu:0"]),
         ("mirrored", GPUS[:2], {}, None, "mirrored", ["/gpu:0", "/gpu:1"]),
@@ -39,7 +41,7 @@ def test_chief_and_workers():
     chief = json.dumps({"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "chief", "index": 0}})
     p = plan("auto", [], {"TF_CONFIG": chief})
     assert p.workers == 2 and p.is_chief
-    assert plan("auto", [], {"SLURM_JOB_ID": "1", "SLURM_NTASKS": "2", "SLURM_PROCID": "0"}).is_chief
+    assert plan("auto", [], {"SLURM_JOB_ID": "1", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "vm", "SLURM_STEP_TASKS_PER_NODE": "2", "SLURM_PROCID": "0"}).is_chief
 
 
 @pytest.mark.parametrize(
@@ -48,7 +50,7 @@ def test_chief_and_workers():
         ("gpu", [], {}, None, ["no GPU", "0 GPU"]),
         ("mirrored", [], {}, None, ["no GPU"]),
         ("auto", GPUS[:1], {}, [3], ["GPU 3", "1 GPU", "0..0"]),
-        ("multi_worker", [], {}, None, ["TF_CONFIG", "--workers"]),
+        ("multi_worker", [], {}, None, ["TF_CONFIG", "srun", "--workers"]),
         ("auto", [], {"TF_CONFIG": "{oops"}, None, ["not valid JSON"]),
         ("auto", [], {"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 5}}'}, None, ["worker:5", "not in the cluster"]),
     ],

@@ -35,6 +35,7 @@ class TrainOutcome:
     notes: list[str] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)  # seconds per phase: import, data, build, epochs, validation, saves, finalize, export, plots
     background: bool = False  # the plot and inference.onnx are being written by a background process (finish.py)
+    worker: str | None = None  # a multi-worker run's other workers: "worker 1 of 2 (Slurm step)"; the chief's is None
 
 
 def train(
@@ -78,7 +79,15 @@ def train(
     result = _fit(opener, observer)
     plot, background, notes = _after_training(cfg, base_dir, datasets, result, plan, start, overrides, times)
     times.update(result.times)
-    return TrainOutcome(result.run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes, times, background)
+    worker = None
+    if not plan.is_chief:  # the chief wrote the run; a fresh run's other workers wrote a scratch folder
+        import shutil
+        import tempfile
+
+        if result.run_dir.name.startswith("bigmodel-worker-") and result.run_dir.parent == Path(tempfile.gettempdir()):
+            shutil.rmtree(result.run_dir, ignore_errors=True)
+        worker = f"{plan.task_type} {plan.task_index} of {plan.workers} ({plan.reason.split(': ', 1)[-1].rsplit(' with ', 1)[0]})"
+    return TrainOutcome(result.run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes, times, background, worker)
 
 
 @dataclass

@@ -12,11 +12,11 @@ Example::
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from bigmodel_cli.errors import EnvironmentProblem
+from bigmodel_cli.training import cluster
 from bigmodel_cli.runtime import import_tensorflow, quiet_tensorflow  # noqa: F401  (distribute.import_tensorflow: one name for callers here)
 
 
@@ -29,7 +29,7 @@ class Plan:
     task_type: str | None = None
     task_index: int = 0
     cluster: dict[str, Any] = field(default_factory=dict)
-    source: str | None = None  # TF_CONFIG | slurm
+    source: str | None = None  # TF_CONFIG | slurm | sagemaker | jobset (cluster.resolve)
     precision: str = "float32"  # the Keras dtype policy training uses (choose_precision)
     precision_reason: str = ""
 
@@ -45,43 +45,12 @@ class Plan:
         return asdict(self)
 
 
-def parse_tf_config(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise EnvironmentProblem(f"TF_CONFIG is not valid JSON: {e.msg} at character {e.pos}", hint='e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}') from None
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("cluster"), dict):
-        raise EnvironmentProblem("TF_CONFIG has no 'cluster' mapping", hint='TF_CONFIG needs {"cluster": {...}, "task": {"type": ..., "index": ...}}')
-    task = cfg.get("task") or {}
-    if not isinstance(task, dict) or "type" not in task:
-        raise EnvironmentProblem("TF_CONFIG has no 'task' with a 'type'", hint='add "task": {"type": "worker", "index": 0}')
-    members = cfg["cluster"].get(task["type"])
-    idx = int(task.get("index", 0))
-    if not isinstance(members, list) or not (0 <= idx < len(members)):
-        raise EnvironmentProblem(f"TF_CONFIG task {task['type']}:{idx} is not in the cluster {cfg['cluster']}")
-    return cfg
-
-
-def cluster_size(cfg: Mapping[str, Any] | None) -> int:
-    if not cfg:
-        return 0
-    return sum(len(v) for k, v in cfg["cluster"].items() if k in ("chief", "worker") and isinstance(v, list))
-
-
-def slurm_tasks(env: Mapping[str, str]) -> int:
-    try:
-        return int(env.get("SLURM_NTASKS") or env.get("SLURM_NPROCS") or 0)
-    except ValueError:
-        return 0
-
-
-def plan(distribute: str, gpus: list[str], env: Mapping[str, str], devices: list[int] | None = None) -> Plan:
-    """Decide the strategy. ``gpus`` are the physical GPUs TensorFlow sees."""
-    tf_config = parse_tf_config(env.get("TF_CONFIG"))
-    n_cluster = cluster_size(tf_config)
-    n_slurm = slurm_tasks(env) if "SLURM_JOB_ID" in env else 0
+def plan(distribute: str, gpus: list[str], env: Mapping[str, str], devices: list[int] | None = None, read: Callable[[str], str | None] | None = None) -> Plan:
+    """Decide the strategy. ``gpus`` are the physical GPUs TensorFlow sees; the
+    job's other workers come from :func:`cluster.resolve` (TF_CONFIG, SageMaker,
+    JobSet or a Slurm step)."""
+    job = cluster.resolve(env, read)
+    n_cluster = job.size if job else 0
     if devices is not None:
         bad = [d for d in devices if not (0 <= d < len(gpus))]
         if bad:
@@ -90,8 +59,6 @@ def plan(distribute: str, gpus: list[str], env: Mapping[str, str], devices: list
 
     if distribute == "auto":
         if n_cluster > 1:
-            distribute = "multi_worker"
-        elif n_slurm > 1:
             distribute = "multi_worker"
         elif len(chosen) > 1:
             distribute = "mirrored"
@@ -108,13 +75,11 @@ def plan(distribute: str, gpus: list[str], env: Mapping[str, str], devices: list
             raise EnvironmentProblem("train.distribute is 'mirrored' but TensorFlow sees no GPU on this machine", hint=_have(gpus) + "; use train.distribute: auto or cpu")
         return Plan("mirrored", [_gpu_device(g) for g in chosen], f"mirrored over {len(chosen)} GPU(s)")
     if distribute == "multi_worker":
-        if tf_config is not None:
-            task = tf_config["task"]
-            return Plan("multi_worker", [_gpu_device(g) for g in chosen] or ["/cpu:0"], f"multi_worker: TF_CONFIG with {n_cluster} workers", workers=n_cluster, task_type=task["type"], task_index=int(task.get("index", 0)), cluster=tf_config["cluster"], source="TF_CONFIG")
-        if n_slurm > 1:
-            rank = int(env.get("SLURM_PROCID", "0") or 0)
-            return Plan("multi_worker", [_gpu_device(g) for g in chosen] or ["/cpu:0"], f"multi_worker: Slurm job with {n_slurm} tasks", workers=n_slurm, task_type="worker", task_index=rank, source="slurm")
-        raise EnvironmentProblem("train.distribute is 'multi_worker' but neither TF_CONFIG nor a Slurm job describes a cluster", hint="set TF_CONFIG on every worker, run under srun, or try locally with --workers 2")
+        if job is None:
+            raise EnvironmentProblem("train.distribute is 'multi_worker' but nothing describes a cluster (TF_CONFIG, a Slurm srun step, SageMaker or JobSet)", hint="set TF_CONFIG on every worker, run under srun, or try locally with --workers 2")
+        mine = chosen if devices is not None else cluster.gpu_share(chosen, job.local_index, job.local_tasks, job.node_gpus)
+        words = {"TF_CONFIG": "TF_CONFIG", "slurm": "Slurm step", "sagemaker": "SageMaker job", "jobset": "JobSet"}[job.source]
+        return Plan("multi_worker", [_gpu_device(g) for g in mine] or ["/cpu:0"], f"multi_worker: {words} with {n_cluster} workers", workers=n_cluster, task_type=job.task_type, task_index=job.task_index, cluster=job.cluster, source=job.source)
     raise EnvironmentProblem(f"unknown train.distribute '{distribute}'")
 
 
@@ -258,9 +223,9 @@ def make_strategy(p: Plan):
         return tf.distribute.OneDeviceStrategy(devices[0])
     if p.kind == "mirrored":
         return tf.distribute.MirroredStrategy(devices=devices)
-    resolver = None
-    if p.source == "slurm":
-        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
+    # Our own resolver's cluster, for every platform: TensorFlow's SlurmClusterResolver
+    # runs nvidia-smi on a node without GPUs and dies (FileNotFoundError).
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(tf.train.ClusterSpec(p.cluster), task_type=p.task_type, task_id=p.task_index, rpc_layer="grpc")
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=None)
     return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
 
