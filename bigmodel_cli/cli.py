@@ -314,6 +314,40 @@ def export(
         raise BigmodelError(f"the {r.format} export differs from the Keras model by {r.max_abs_diff:.3g}", hint="the file was written; do not serve it without checking")
 
 
+submit_app = typer.Typer(help="Hand a training job to a scheduler: `bigmodel submit slurm EXP`.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(submit_app, name="submit")
+
+
+@submit_app.command("slurm")
+def submit_slurm(
+    path: Path = typer.Argument(..., help="Experiment folder."),
+    nodes: int = typer.Option(1, "--nodes", "-N", min=1, help="Machines."),
+    tasks_per_node: int = typer.Option(1, "--tasks-per-node", min=1, help="Workers on each machine (one a GPU, or one a machine on CPUs)."),
+    gpus_per_node: int = typer.Option(0, "--gpus-per-node", min=0, help="GPUs to ask for on each machine."),
+    time_limit: Optional[str] = typer.Option(None, "--time", help="Time limit, HH:MM:SS; the job requeues itself shortly before it."),
+    partition: Optional[str] = typer.Option(None, "--partition", "-p", help="Slurm partition (default: the cluster's)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key: dotted.key=value (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the batch script; submit nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON: the script, the job id and the runs folder."),
+) -> None:
+    """Write EXP/slurm/train-N.sbatch (srun bigmodel train, requeue near the time limit, --resume on requeue) and sbatch it.
+
+    Example: bigmodel submit slurm exp --nodes 2 --tasks-per-node 4 --gpus-per-node 4 --time 04:00:00
+    """
+    from bigmodel_cli import ui
+    from bigmodel_cli.commands.submit import SlurmRequest, submit_slurm as submit
+
+    req = SlurmRequest(nodes, tasks_per_node, gpus_per_node, time_limit, partition, list(set_ or []))
+    outcome = submit(path, req, dry_run=dry_run)
+    if json_out:
+        ui.print_json({**outcome.as_dict(), **({"text": outcome.text} if dry_run else {})})
+    elif dry_run:
+        sys.stdout.write(outcome.text)
+    else:
+        ui.err_console().print(f"submitted slurm job {outcome.job_id} · script {outcome.script} · log {outcome.script.parent / (outcome.job_id + '.out')}\nthe run folder appears in {outcome.runs_dir} when the job starts; watch it with: bigmodel runs {path}")
+        print(outcome.job_id)
+
+
 @app.command()
 def info(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Versions, devices and the strategy `auto` would pick."""

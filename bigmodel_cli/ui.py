@@ -373,6 +373,8 @@ def info_table(d: dict[str, Any], console: Console | None = None) -> None:
             v = ", ".join(v) if v else "no (no AMX or avx512_bf16)"
         elif k == "auto_strategy":
             v = v.get("error") or f"{v['kind']} on {', '.join(v['devices'])} ({v['reason']}); precision {v['precision']} ({v['precision_reason']})"
+        elif k == "cluster":
+            v = v.get("error") or f"{v['source']}: this is {v['task']} of " + "; ".join(f"{kind} {', '.join(m)}" for kind, m in v["workers"].items())
         t.add_row(k.replace("_", " "), str(v))
     con.print(t)
 
@@ -427,7 +429,7 @@ def _short_time(iso: str | None) -> str:
         return iso
 
 
-STATUS_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pruned": "dim"}
+STATUS_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pruned": "dim", "requeued": "cyan", "pending": "dim"}
 
 
 def _test_keys(rows: list[dict[str, Any]], limit: int = 3) -> list[str]:
@@ -460,6 +462,9 @@ def runs_table(rows: list[dict[str, Any]], console: Console | None = None) -> No
     t.add_column("started", no_wrap=True)
     if trials:
         t.add_column("trial", justify="right", no_wrap=True)
+    jobs = any(r.get("job") for r in rows)
+    if jobs:
+        t.add_column("job", no_wrap=True)
     for r in rows:
         best = "" if r["best"] is None else (f"{fmt(r['best'])} @{r['best_epoch']}" if one_monitor else f"{r['monitor']} {fmt(r['best'])} @{r['best_epoch']}")
         epochs = f"{r['epochs']}/{r['epochs_planned']}" if r.get("epochs_planned") else str(r["epochs"])
@@ -467,6 +472,8 @@ def runs_table(rows: list[dict[str, Any]], console: Console | None = None) -> No
         cells = [r["name"], f"[{style}]{r['status']}[/]" if style else r["status"], epochs, best, *[fmt(float(r["test"][k])) if k in r["test"] else "" for k in tests], duration(r["duration_s"]), _short_time(r["started"])]
         if trials:
             cells.append(f"#{r['trial']}" if r.get("trial") is not None else "")
+        if jobs:
+            cells.append(f"slurm {r['job']['id']} {r['job']['state'] or ''}".rstrip() if r.get("job") else "")
         t.add_row(*cells)
     if not con.is_terminal:  # a pipe or a file: whole rows, however wide
         need = Console(file=con.file, width=1000).measure(t).maximum

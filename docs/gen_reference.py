@@ -116,11 +116,18 @@ def cli_page() -> str:
     group = typer.main.get_command(app)
     ctx = click.Context(group, info_name="bigmodel")
     out = ["# Command-line reference", "", "Generated from the Typer app in `bigmodel_cli/cli.py` (`docs/gen_reference.py`):", "what `bigmodel COMMAND --help` prints.", ""]
+    commands = []
     for name in group.list_commands(ctx):
         cmd = group.get_command(ctx, name)
+        if hasattr(cmd, "list_commands"):  # a group (bigmodel submit slurm): one section a subcommand
+            sub_ctx = click.Context(cmd, info_name=name, parent=ctx)
+            commands += [(f"{name} {n}", cmd.get_command(sub_ctx, n), sub_ctx) for n in cmd.list_commands(sub_ctx)]
+        else:
+            commands.append((name, cmd, ctx))
+    for name, cmd, parent in commands:
         if cmd is None or cmd.hidden:
             continue
-        sub = click.Context(cmd, info_name=name, parent=ctx)
+        sub = click.Context(cmd, info_name=name.split()[-1], parent=parent)
         out += [f"## `bigmodel {name}`", "", (cmd.help or "").strip().split("\n\n")[0], "", "```text", sub.get_usage()]
         for p in cmd.get_params(sub):
             rec = p.get_help_record(sub)

@@ -45,8 +45,10 @@ def test_reference_pages_cover_every_key_and_command(tmp_path):
         assert f"| `{k}` |" in config
     cli = gen.cli_page()
     for name, cmd in get_command(app).commands.items():
-        if not cmd.hidden:
-            assert f"## `bigmodel {name}`" in cli
+        if cmd.hidden:
+            continue
+        for sub in getattr(cmd, "commands", None) or [None]:
+            assert f"## `bigmodel {name}{' ' + sub if sub else ''}`" in cli
 
 
 def test_a_key_without_description_fails_the_generator():

@@ -1,6 +1,7 @@
 """Multi-worker training with local workers (TF_CONFIG on loopback), on CPU."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -112,3 +113,28 @@ def test_three_workers_uneven_batch_match_one_process(make_exp, cli):
     sets = ["--set", "data.validation=null", "--set", "train.batch_size=59", "--set", "train.epochs=3", "--set", "train.optimizer=adam", "--set", "train.precision=float32"]
     _, _, err = single_vs_workers(make_exp, cli, 3, sets)
     assert "59 global / 20/20/19 per replica" in err
+
+
+def test_vertex_style_chief_and_worker_processes(make_exp, cli):
+    """TF_CONFIG as Vertex AI writes it: a chief task and a worker, with its extra
+    keys (environment, job, task.trial). The chief writes the one run folder."""
+    from bigmodel_cli.training.launch import free_ports
+
+    exp = make_exp("regression")
+    r = cli("train", exp, *SETS)
+    assert r.code == 0, r.err
+    single = Path(r.out.strip().splitlines()[-1])
+    chief, worker = (f"127.0.0.1:{p}" for p in free_ports(2))
+    base = {"cluster": {"chief": [chief], "worker": [worker]}, "environment": "cloud", "job": {"worker_pool_specs": [{"replica_count": 1}, {"replica_count": 1}]}}
+    args = [sys.executable, "-m", "bigmodel_cli", "train", str(exp), *SETS, "--json"]
+    procs = []
+    for task in ({"type": "worker", "index": 0, "trial": ""}, {"type": "chief", "index": 0, "trial": ""}):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "TF_CONFIG": json.dumps({**base, "task": task})}
+        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT))
+    (w_out, w_err), (c_out, c_err) = (p.communicate(timeout=300) for p in procs)
+    assert [p.returncode for p in procs] == [0, 0], c_err + w_err
+    assert w_out == "" and "worker 0 of 2 (TF_CONFIG): done" in w_err  # worker 0 is not the chief when there is one
+    multi = Path(json.loads(c_out)["run_dir"])
+    assert sorted((exp / "runs").iterdir()) == sorted([single, multi])
+    for a, b in zip(weights(multi / "model.keras"), weights(single / "model.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -130,3 +130,80 @@ def test_scancel_mid_epoch_then_resume_finishes_the_run(make_exp, slurm, tmp_pat
     meta = json.loads((run / "meta.json").read_text())
     assert [s["status"] for s in meta["sessions"]] == ["interrupted", "completed"]
     assert meta["strategy"]["workers"] == 2
+
+
+def test_submit_dry_run_prints_the_script(make_exp, cli):
+    exp = make_exp("regression")
+    r = cli("submit", "slurm", exp, "--nodes", "2", "--tasks-per-node", "4", "--gpus-per-node", "4", "--time", "01:00:00", "--partition", "gpu", "--set", "train.epochs=3", "--dry-run")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    for want in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4", "#SBATCH --time=01:00:00", "#SBATCH --partition=gpu", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@120"):
+        assert want in lines, want
+    assert any("srun" in line and "train" in line and "--set train.epochs=3" in line for line in lines)
+    assert any("--resume" in line for line in lines) and any("scontrol requeue" in line for line in lines)
+    assert not (exp / "slurm").exists()  # a dry run writes nothing
+    bad = cli("submit", "slurm", exp, "--time", "90 minutes", "--dry-run")
+    assert bad.code == 2 and "HH:MM:SS" in bad.err
+    bad = cli("submit", "slurm", exp, "--set", "train.epochs=-1", "--dry-run")
+    assert bad.code == 2 and "epochs" in bad.err  # the config is checked before anything is queued
+
+
+def test_runs_shows_a_queued_job_and_a_requeued_run(make_exp, cli, monkeypatch, tmp_path):
+    from bigmodel_cli.commands import submit
+
+    exp = make_exp("regression")
+    r = cli("train", exp, "--set", "train.epochs=1")
+    assert r.code == 0, r.err
+    run = Path(r.out.strip().splitlines()[-1])
+    meta = json.loads((run / "meta.json").read_text())
+    meta["sessions"][-1].update(status="interrupted", slurm_job="41")
+    (run / "meta.json").write_text(json.dumps(meta))
+    (exp / "slurm").mkdir()
+    for job in ("41", "42"):
+        (exp / "slurm" / f"{job}.json").write_text(json.dumps({"job_id": job, "submitted": "2026-12-02T03:00:00+00:00"}))
+    (exp / "slurm" / "41.run").write_text(str(run))
+    monkeypatch.setattr(submit, "job_states", lambda ids: {"41": "pending", "42": "pending"})
+    r = cli("runs", exp, "--json")
+    rows = json.loads(r.out)["runs"]
+    assert [(x["name"], x["status"], x["job"]["state"]) for x in rows] == [(run.name, "requeued", "pending"), ("slurm job 42", "pending", "pending")]
+    r = cli("runs", exp)
+    assert "slurm 41 pending" in r.out and "slurm job 42" in r.out
+
+
+@pytest.mark.slow
+def test_submitted_job_requeued_mid_run_resumes_its_run(make_exp, slurm):
+    """bigmodel submit slurm; scontrol requeue while it trains (what the time-limit
+    signal and a preemption do); the requeued job resumes the same run to the end."""
+    exp = make_exp("regression")
+    epochs = 30
+    p = subprocess.run([*BIGMODEL, "submit", "slurm", str(exp), "--tasks-per-node", "2", "--set", f"train.epochs={epochs}", "--set", "train.batch_size=2", "--set", "train.steps_per_execution=1", "--set", "train.early_stopping=null"], env=slurm, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    job = p.stdout.strip()
+    assert (exp / "slurm" / "train-1.sbatch").is_file() and (exp / "slurm" / f"{job}.json").is_file()
+    t0 = time.time()
+    while time.time() - t0 < 300:
+        hist = list((exp / "runs").glob("*/history.csv")) if (exp / "runs").is_dir() else []
+        if hist and len(list(csv.DictReader(open(hist[0])))) >= 2:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError((exp / "slurm" / f"{job}.out").read_text())
+    run = hist[0].parent
+    assert (exp / "slurm" / f"{job}.run").read_text().strip() == str(run.resolve())
+    subprocess.run(["scontrol", "requeue", job], env=slurm, check=True)
+    while True:  # wait for the job to be pending again, then let it start at once (Slurm holds a requeued job ~2 min)
+        q = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], env=slurm, capture_output=True, text=True).stdout.strip()
+        if q == "PENDING":
+            break
+        assert time.time() - t0 < 400, q
+        time.sleep(0.3)
+    rows = json.loads(subprocess.run([*BIGMODEL, "runs", str(exp), "--json"], env=slurm, capture_output=True, text=True, cwd=ROOT).stdout)["runs"]
+    assert [(r["status"], r["job"]["state"]) for r in rows] == [("requeued", "pending")]
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm, check=True)
+    _wait_job(slurm, job)
+    out = (exp / "slurm" / f"{job}.out").read_text()
+    assert "resuming after epoch" in out, out
+    assert [int(h["epoch"]) for h in csv.DictReader(open(run / "history.csv"))] == list(range(1, epochs + 1)), out
+    meta = json.loads((run / "meta.json").read_text())
+    assert [(s["status"], s["slurm_job"]) for s in meta["sessions"]] == [("interrupted", job), ("completed", job)]
+    assert list((exp / "runs").iterdir()) == [run]

@@ -30,7 +30,12 @@ def info() -> dict[str, Any]:
     }
     if os.environ.get("TF_CONFIG"):
         out["tf_config"] = os.environ["TF_CONFIG"]
-    slurm = {k: v for k, v in os.environ.items() if k.startswith("SLURM_") and k in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_NODELIST", "SLURM_JOB_NODELIST")}
-    if slurm:
-        out["slurm"] = slurm
+    try:
+        from bigmodel_cli.training.cluster import resolve
+
+        job = resolve(os.environ)
+    except Exception as e:
+        job, out["cluster"] = None, {"error": str(e)}
+    if job is not None:  # the workers as the resolver read them from TF_CONFIG, Slurm, SageMaker or JobSet
+        out["cluster"] = {"source": job.source, "workers": job.cluster, "task": f"{job.task_type} {job.task_index}"}
     return out

@@ -29,6 +29,10 @@ from bigmodel_cli.errors import ConfigError, PathError
 from bigmodel_cli.runs import CONFIG_FILE, HISTORY_FILE, META_FILE, METRICS_FILE, RUNS_DIR, read_json
 
 STATUS = {"completed": "finished", "interrupted": "interrupted", "failed": "failed", "pruned": "pruned", "running": "running"}
+# A run trained by a Slurm job (bigmodel submit slurm) also shows the job: its id and
+# squeue's state (pending, running, ... or ended once Slurm has forgotten it); an
+# interrupted run whose job is pending again is "requeued". A queued job with no run
+# folder yet has a row of its own.
 LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "mape", "error")
 SORT_KEYS = ("name", "status", "epochs", "best", "duration", "started", "trial")
 
@@ -42,7 +46,35 @@ def list_runs(exp_dir: Path) -> list[dict[str, Any]]:
         return [describe(exp_dir)]
     runs_dir = exp_dir / RUNS_DIR if (exp_dir / RUNS_DIR).is_dir() else exp_dir  # the experiment, or its runs/
     rows = [describe(p) for p in sorted(runs_dir.iterdir()) if p.is_dir() and (p / META_FILE).is_file()]
-    return sorted(rows, key=lambda r: (r["started"] or "", _number(r["name"])))
+    rows = sorted(rows, key=lambda r: (r["started"] or "", _number(r["name"])))
+    return _with_jobs(rows, runs_dir.parent if runs_dir.name == RUNS_DIR else exp_dir)
+
+
+def _with_jobs(rows: list[dict[str, Any]], exp_dir: Path) -> list[dict[str, Any]]:
+    """The Slurm job beside each run it trains (its state from squeue), and a row
+    for each job `bigmodel submit` queued that has no run folder yet."""
+    from bigmodel_cli.commands.submit import job_states, submitted_jobs
+
+    jobs = submitted_jobs(exp_dir)
+    ids = sorted({r["job"]["id"] for r in rows if r.get("job")} | {j["job_id"] for j in jobs})
+    if not ids:
+        return rows
+    states = job_states(ids)
+    for r in rows:
+        if r.get("job"):
+            r["job"]["state"] = states.get(r["job"]["id"], "ended")
+            if r["job"]["state"] == "pending" and r["status"] == "interrupted":
+                r["status"] = "requeued"  # stopped by the time limit or a preemption; Slurm starts it again
+    have = {r["job"]["id"] for r in rows if r.get("job")}
+    for j in jobs:
+        if j["job_id"] not in have and j.get("run_dir") is None and j["job_id"] in states:
+            rows.append({
+                "name": f"slurm job {j['job_id']}", "run_dir": None, "status": states[j["job_id"]], "epochs": 0, "epochs_planned": None,
+                "monitor": None, "mode": None, "best": None, "best_epoch": None, "test": {}, "test_data": None,
+                "duration_s": 0.0, "started": j.get("submitted"), "trial": None, "study": None, "params": None,
+                "job": {"scheduler": "slurm", "id": j["job_id"], "state": states[j["job_id"]]},
+            })
+    return rows
 
 
 def _number(name: str) -> int:
@@ -83,6 +115,7 @@ def describe(run_dir: Path) -> dict[str, Any]:
         "duration_s": round(seconds, 1), "started": meta.get("created"),
         "trial": tune.get("trial") if tune else None, "study": tune.get("study") if tune else None,
         "params": tune.get("params") if tune else None,
+        "job": {"scheduler": "slurm", "id": last["slurm_job"], "state": None} if last.get("slurm_job") else None,
     }
 
 

@@ -60,7 +60,10 @@ def _start_session(run_dir: Path, cfg: ExperimentConfig, plan: Any, resume: bool
     meta.update(tags or {})
     meta["strategy"] = {"kind": plan.kind, "devices": plan.devices, "reason": plan.reason, "workers": plan.workers}
     meta["precision"] = {"policy": plan.precision, "reason": plan.precision_reason}
-    meta["sessions"].append({"start": _now(), "end": None, "status": "running", "command": _command_line(), "resumed": resume, "host": platform.node(), "pid": os.getpid()})
+    session = {"start": _now(), "end": None, "status": "running", "command": _command_line(), "resumed": resume, "host": platform.node(), "pid": os.getpid()}
+    if os.environ.get("SLURM_JOB_ID"):
+        session["slurm_job"] = os.environ["SLURM_JOB_ID"]  # bigmodel runs asks squeue for its state
+    meta["sessions"].append(session)
     if plan.is_chief:
         atomic_write_json(meta_path, meta)
     return meta

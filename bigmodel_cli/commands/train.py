@@ -139,6 +139,7 @@ class _RunOpener:
             cfg.data.features, cfg.data.classes, cfg.data.columns = datasets.features, datasets.classes, dict(datasets.columns)
             if plan.is_chief:
                 self.run_dir = self.run_dir if self.start.restart and self.run_dir is not None else create_run(self.base_dir, cfg.name)
+                _tell_run_file(self.run_dir)
             else:
                 import tempfile
 
@@ -280,6 +281,15 @@ def _prepare_resume(path: Path, overrides: list[str]) -> tuple[Path, ExperimentC
     overridden = apply_overrides(raw, overrides)
     cfg = validate(raw, str(run_dir / CONFIG_FILE), node, overridden)
     return run_dir, cfg, run_base_dir(run_dir)
+
+
+def _tell_run_file(run_dir: Path) -> None:
+    """A batch script asks where the run went (BIGMODEL_RUN_FILE, commands/submit.py),
+    so a requeued job resumes that run instead of starting another."""
+    target = os.environ.get("BIGMODEL_RUN_FILE")
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(target), str(Path(run_dir).resolve()) + "\n")
 
 
 def _sweep_killed_writes(run_dir: Path) -> None:
