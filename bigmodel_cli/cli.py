@@ -51,7 +51,7 @@ def _root(
 def init(
     target: Path = typer.Argument(..., help="Folder to create the experiment in."),
     template: Optional[str] = typer.Option(None, "--template", "-t", help="Template name (see `bigmodel templates`); mnist-cnn without --data."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Your own table (csv/tsv/parquet/jsonl, .gz ok): infer the task and column types from it."),
+    data: Optional[str] = typer.Option(None, "--data", help="Your own table (csv/tsv/parquet/jsonl, .gz ok; a path, or an s3://, gs://, hf:// or https:// URL or glob): infer the task and column types from it."),
     target_column: Optional[str] = typer.Option(None, "--target", help="With --data: the column to predict."),
     task: Optional[str] = typer.Option(None, "--task", help="With --data: classification, binary or regression (default: inferred)."),
     copy: bool = typer.Option(False, "--copy", help="With --data: copy the file into DIR/data/ (default: reference it)."),
@@ -240,7 +240,7 @@ def serve(
 @app.command("eval")
 def eval_(
     run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data file to evaluate on (default: data.test, else the validation split)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data file or URL (s3://, gs://, hf://, https://) to evaluate on (default: data.test, else the validation split)."),
     json_out: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers (runs code from the file)."),
 ) -> None:
@@ -258,9 +258,9 @@ def eval_(
 @app.command()
 def predict(
     run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),
-    input_: List[str] = typer.Option(..., "--input", "-i", help="CSV/TSV/Parquet/JSONL file(s), a glob, or - for stdin."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (.csv, .tsv, .parquet, .jsonl, optionally .gz) or - for stdout."),
-    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="Folder for one output per input."),
+    input_: List[str] = typer.Option(..., "--input", "-i", help="CSV/TSV/Parquet/JSONL file(s), a glob, a URL or URL glob (s3://, gs://, hf://, https://), or - for stdin."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (.csv, .tsv, .parquet, .jsonl, optionally .gz), an s3://, gs:// or hf:// URL, or - for stdout."),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="Folder (or s3://, gs://, hf:// prefix) for one output per input."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Add one probability column per class."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Extra input columns to copy to the output (comma-separated)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rows per inference call (default: chosen for throughput)."),
@@ -295,7 +295,7 @@ def predict(
 def export(
     run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),
     format_: str = typer.Option("savedmodel", "--format", "-f", help="keras, savedmodel, onnx or tflite."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write (default: RUN/export/model.<ext>)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write: a path or an s3://, gs:// or hf:// URL (default: RUN/export/model.<ext>)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing export."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),

@@ -394,7 +394,7 @@ def profile_table(r: Any, console: Console | None = None) -> None:
     """What `init --data` inferred, column by column, and why."""
     con = console or err_console()
     p = r.profile
-    con.print(f"read {p.rows_read:,} rows of {p.path}")
+    con.print(f"read {p.rows_read:,} rows of {getattr(p, 'shown', None) or p.path}")
     t = Table(box=None, header_style="bold")
     t.add_column("column")
     t.add_column("use")

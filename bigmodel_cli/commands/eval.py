@@ -49,7 +49,10 @@ def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> 
     feats, classes = cfg.data.features or [], cfg.data.classes
     tokenizers = run_tokenizers(ref.run_dir, cfg)
     if data is not None:
-        split = data_mod.make_split(data_mod.read_table(str(Path(data).resolve()), base, "test", cfg=cfg), cfg, feats, classes, tokenizers=tokenizers)
+        from bigmodel_cli.data.remote import is_url
+
+        spec = data if is_url(data) else str(Path(data).resolve())
+        split = data_mod.make_split(data_mod.read_table(spec, base, "test", cfg=cfg), cfg, feats, classes, tokenizers=tokenizers)
         label = data
     elif cfg.data.test:
         split = data_mod.make_split(data_mod.read_table(cfg.data.test, base, "test", cfg=cfg), cfg, feats, classes, tokenizers=tokenizers)

@@ -16,7 +16,7 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     ref, cfg, model = load_run_model(run, unsafe)
-    out = Path(output) if output else default_path(ref.run_dir or ref.model_path.parent, fmt)
+    out = Path(output) if output else default_path(ref.run_dir or ref.model_path.parent, fmt)  # a URL output: below
     tokenizers = run_tokenizers(ref.run_dir, cfg)
     sample = core_x = None
     if cfg is not None:
@@ -36,4 +36,22 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
     if sample is None or len(sample) == 0:
         n = int(model.inputs[0].shape[-1])
         sample = np.random.default_rng(0).normal(size=(16, n)).astype(np.float32)
+    from bigmodel_cli.data import remote
+
+    if output and remote.is_url(output):  # written and checked locally, then uploaded
+        import shutil
+        import tempfile
+
+        if not force and remote.exists(output):
+            from bigmodel_cli.errors import PathError
+
+            raise PathError(f"{output} exists already", hint="pass --force to replace it, or choose another --output")
+        tmp = Path(tempfile.mkdtemp(prefix="bigmodel-export-"))
+        try:
+            r = export_model(model, fmt, tmp / output.rstrip("/").rsplit("/", 1)[-1], sample, force=True, core_x=core_x, tokenizers=tokenizers)
+            remote.upload(Path(r.path), output)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        r.path = output
+        return r
     return export_model(model, fmt, out, sample, force=force, core_x=core_x, tokenizers=tokenizers)

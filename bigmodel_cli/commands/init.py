@@ -109,12 +109,17 @@ class DataInitResult:
     copied: bool
 
 
-def init_from_data(target: Path, data: Path, target_col: str, task: str | None = None, copy: bool = False, force: bool = False, name: str | None = None) -> DataInitResult:
-    """An experiment folder for the user's own table: inferred task and column types."""
-    from bigmodel_cli.data.sources import table_format
+def init_from_data(target: Path, data: Path | str, target_col: str, task: str | None = None, copy: bool = False, force: bool = False, name: str | None = None) -> DataInitResult:
+    """An experiment folder for the user's own table: inferred task and column types.
+    A URL (or a glob of them) is profiled on its first object and referenced as it is."""
+    from bigmodel_cli.data import remote
+    from bigmodel_cli.data.sources import _is_table, table_format
     from bigmodel_cli.data.profile import experiment_yaml, profile_table
 
-    data = Path(data).expanduser()
+    url = str(data) if remote.is_url(str(data)) else None
+    if url is not None:
+        data = remote.fetch(remote.expand(url, "train", keep=_is_table)[0])
+    data = Path(remote.local_path(str(data))).expanduser()
     if not data.is_file():
         raise PathError(f"--data {data} is not a file", hint="give a CSV, TSV, Parquet or JSON Lines file (.gz allowed)")
     table_format(data)  # an unknown extension is refused here
@@ -126,6 +131,8 @@ def init_from_data(target: Path, data: Path, target_col: str, task: str | None =
     if (target / "experiment.yaml").exists() and not force:
         raise PathError(f"{target} already holds an experiment.yaml", hint="choose a new folder, or pass --force to replace it (existing runs/ are kept)")
     prof = profile_table(data, target_col, task)  # every check before anything is written
+    if url is not None:
+        prof.shown = url
     exp_name = name or re.sub(r"[^A-Za-z0-9_.-]+", "-", target.resolve().name).strip("-.") or "experiment"
     if not re.match(r"^[A-Za-z0-9]", exp_name):
         exp_name = "exp-" + exp_name
@@ -136,6 +143,8 @@ def init_from_data(target: Path, data: Path, target_col: str, task: str | None =
         if dst.resolve() != data.resolve():
             shutil.copyfile(data, dst)
         ref = f"data/{data.name}"
+    elif url is not None:
+        ref = url
     else:
         import os
 
@@ -158,4 +167,4 @@ def init(target: str | Path, template: str, force: bool = False, name: str | Non
 
 def init_data(target: str | Path, data: str | Path, target_column: str, task: str | None = None, copy: bool = False, force: bool = False, name: str | None = None) -> DataInitResult:
     """``bigmodel init DIR --data FILE --target COL``: an experiment for the user's own table."""
-    return init_from_data(Path(target), Path(data), target_column, task=task, copy=copy, force=force, name=name)
+    return init_from_data(Path(target), data, target_column, task=task, copy=copy, force=force, name=name)

@@ -51,13 +51,18 @@ def predict(
         r = predict_images(images, spec, infer, output or "-", cfg.data.image_shape, batch_size=min(batch_size or 256, 4096), force=force)
         r.engine = used
         return [r]
+    from bigmodel_cli.data import remote
+
     if output_dir is not None:
-        out_dir = Path(output_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        targets = [str(out_dir / _pred_name(f)) for f in files]
+        if remote.is_url(output_dir):
+            targets = [output_dir.rstrip("/") + "/" + _pred_name(f) for f in files]
+        else:
+            out_dir = Path(output_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            targets = [str(out_dir / _pred_name(f)) for f in files]
         if not force:
             for t in targets:
-                if Path(t).exists():
+                if (remote.exists(t) if remote.is_url(t) else Path(t).exists()):
                     from bigmodel_cli.errors import PathError
 
                     raise PathError(f"output {t} exists already", hint="pass --force to overwrite it")
@@ -65,10 +70,48 @@ def predict(
         targets = [output or "-"]
     results = []
     for f, t in zip(files, targets):
-        r = predict_file(model, spec, f, t, infer=infer, batch_size=batch_size, force=force, fmt=input_format, progress=(lambda rows, s, frac, f=f: progress(f, rows, s, frac)) if progress else None)
-        r.engine = used
+        with _local_output(t, force) as local:
+            r = predict_file(model, spec, f, local, infer=infer, batch_size=batch_size, force=True if local != t else force, fmt=input_format, progress=(lambda rows, s, frac, f=f: progress(f, rows, s, frac)) if progress else None)
+        r.engine, r.input, r.output = used, remote.shown(f) if f != "-" else f, t
         results.append(r)
     return results
+
+
+class _local_output:
+    """A URL output is written to a local file first, then uploaded (data/remote.py);
+    a local one is itself."""
+
+    def __init__(self, target: str, force: bool):
+        self.target, self.force, self.tmp = target, force, None
+
+    def __enter__(self) -> str:
+        from bigmodel_cli.data import remote
+
+        if not remote.is_url(self.target):
+            return self.target
+        if remote.scheme(self.target) in remote.READ_ONLY:
+            raise DataError(f"{self.target}: {remote.scheme(self.target)}:// is read-only", hint="write to s3://, gs:// or hf://, or a local path")
+        if not self.force and remote.exists(self.target):
+            from bigmodel_cli.errors import PathError
+
+            raise PathError(f"output {self.target} exists already", hint="pass --force to overwrite it")
+        import tempfile
+
+        self.tmp = Path(tempfile.mkdtemp(prefix="bigmodel-out-"))
+        return str(self.tmp / Path(self.target.split("://", 1)[1]).name)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import shutil
+
+        if self.tmp is None:
+            return
+        try:
+            if exc is None:
+                from bigmodel_cli.data import remote
+
+                remote.upload(self.tmp / Path(self.target.split("://", 1)[1]).name, self.target)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def _pred_name(f: str) -> str:
@@ -80,13 +123,20 @@ def _pred_name(f: str) -> str:
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
+    """The input files: globs expanded; URLs (and URL globs) fetched into the local cache."""
     import glob
+
+    from bigmodel_cli.data import remote
 
     files: list[str] = []
     for pattern in inputs:
         if pattern == "-":
             files.append("-")
             continue
+        if remote.is_url(pattern):
+            files += [str(remote.fetch(u)) for u in remote.expand(pattern, "input")]
+            continue
+        pattern = remote.local_path(pattern)
         if any(ch in pattern for ch in "*?["):
             matched = sorted(glob.glob(pattern))
             if not matched:

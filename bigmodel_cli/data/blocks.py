@@ -363,6 +363,11 @@ class Converter:
 
 
 def _stat(p: Path) -> dict[str, Any]:
+    from bigmodel_cli.data.remote import origin
+
+    remote = origin(p)
+    if remote is not None:  # a fetched object: its URL and ETag/generation, not the local copy's time
+        return {"url": remote["url"], "identity": remote["identity"], "size": remote.get("size")}
     st = p.stat()
     return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 

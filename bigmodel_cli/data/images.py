@@ -56,7 +56,9 @@ class ImageFolder:
 
 def folder_of(spec: object, base_dir: Path) -> "ImageFolder | None":
     """The image folder a ``data.<role>`` value names, if it names one."""
-    if not isinstance(spec, str) or spec.startswith("keras:"):
+    from bigmodel_cli.data.remote import is_url
+
+    if not isinstance(spec, str) or spec.startswith("keras:") or is_url(spec):
         return None
     from bigmodel_cli.data.sources import resolve_path
 

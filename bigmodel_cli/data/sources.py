@@ -81,7 +81,13 @@ def table_format(path: str | Path) -> tuple[str, str | None]:
 
 
 def resolve_path(spec: str, base_dir: Path) -> Path:
-    p = Path(spec).expanduser()
+    """A data path: relative ones from the experiment folder; a URL (s3://, gs://,
+    hf://, https://) is fetched into the local cache (data/remote.py)."""
+    from bigmodel_cli.data import remote
+
+    if remote.is_url(spec):
+        return remote.fetch(spec)
+    p = Path(remote.local_path(spec)).expanduser()
     return p if p.is_absolute() else base_dir / p
 
 
@@ -100,6 +106,11 @@ def shard_paths(spec: Any, base_dir: Path, role: str) -> list[Path] | None:
     spec = str(spec)
     if spec.startswith("keras:"):
         return None
+    from bigmodel_cli.data import remote
+
+    if remote.is_url(spec):  # a glob or a folder (ending in /) of objects; one object is not sharded
+        urls = remote.expand(spec, role, keep=_is_table)
+        return [remote.fetch(u) for u in urls] if (len(urls) > 1 or urls[0] != spec) else None
     if any(ch in spec for ch in "*?["):
         pattern = str(resolve_path(spec, base_dir))
         found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
