@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/calibration_bench.py
 	$(BIN)/python benchmarks/stream_bench.py
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/serve_wrk.py
 	$(BIN)/python benchmarks/tensorboard_bench.py
 	$(BIN)/python benchmarks/checkpoint_bench.py
 

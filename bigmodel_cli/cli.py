@@ -222,6 +222,7 @@ def serve(
     engine: str = typer.Option("auto", "--engine", help="auto (inference.onnx when it matches model.keras), onnxruntime or tensorflow."),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Largest request body; bigger ones get 413."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Requests that may wait for the model; more get 503."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes on the one port, each with its own model session."),
 ) -> None:
     """Serve the run's model over HTTP: /health, /metadata, /predict (docs at /docs)."""
     from bigmodel_cli import ui
@@ -232,9 +233,9 @@ def serve(
         con.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can use the model" + ("" if api_key else " (no --api-key set)"))
 
     def announce(service, seconds: float) -> None:
-        con.print(f"serving {service.metadata['run']} ({service.metadata['task']}, {service.engine}, loaded in {seconds:.1f}s) on http://{host}:{port}  ·  docs: http://{host}:{port}/docs  ·  Ctrl-C or SIGTERM stops it", highlight=False)
+        con.print(f"serving {service.metadata['run']} ({service.metadata['task']}, {service.engine}, loaded in {seconds:.1f}s" + (f", {workers} workers" if workers > 1 else "") + f") on http://{host}:{port}  ·  docs: http://{host}:{port}/docs  ·  Ctrl-C or SIGTERM stops it", highlight=False)
 
-    run_server(run, host, port, api_key, engine, max_body_mb, max_queue, announce=announce)
+    run_server(run, host, port, api_key, engine, max_body_mb, max_queue, announce=announce, workers=workers)
 
 
 @app.command("eval")

@@ -267,3 +267,61 @@ def test_predict_and_serve_choose_the_engine_alike(tmp_path, cli):
             open_it()
     r = cli("serve", without, "--engine", "onnxruntime", "--port", str(free_port()))
     assert r.code == 2 and "has no inference.onnx" in r.err, r.err
+
+
+def test_number_rows_and_text_rows_take_two_paths_to_one_answer(server):
+    """All-number JSON rows go straight to the model's matrix (serve._plain_numbers);
+    the same rows with a value as text, a boolean or a null take the Arrow path
+    predict reads files with. Both answers must be the same."""
+    from bigmodel_cli.inference import serve as serve_mod
+
+    exp, _, port, _, _ = server
+    rows = [{k: (float(v) if k != "sample_id" else int(v)) for k, v in r.items() if k != "diagnosis"} for r in csv.DictReader(open(exp / "data" / "test.csv"))][:40]
+    as_text = [{k: (str(v) if k == "worst_radius" and v is not None else v) for k, v in r.items()} for r in rows]
+    js = {"Content-Type": "application/json"}
+    fast = json.loads(call(port, "/predict?probabilities=true", json.dumps({"rows": rows}).encode(), js)[1])
+    slow = json.loads(call(port, "/predict?probabilities=true", json.dumps({"rows": as_text}).encode(), js)[1])
+    assert fast["predictions"] == slow["predictions"] and fast["classes"] == slow["classes"]
+    np.testing.assert_allclose(fast["probabilities"], slow["probabilities"], atol=1e-7)
+    assert fast["ids"] == slow["ids"]
+    # a null under this template's data.missing (error): the same 422 on both paths
+    rows[3]["worst_radius"], as_text[3]["worst_radius"] = None, None
+    as_text[3]["worst_concave_points"] = str(as_text[3]["worst_concave_points"])
+    answers = [call(port, "/predict", json.dumps({"rows": r}).encode(), js) for r in (rows, as_text)]
+    assert [a[0] for a in answers] == [422, 422] and all("row 4" in json.loads(a[1])["error"] and "worst_radius" in json.loads(a[1])["error"] for a in answers)
+    # which path each body takes
+    from bigmodel_cli.inference.predict import PredictSpec
+
+    spec = PredictSpec.__new__(PredictSpec)
+    spec.encoded_columns, spec.features, spec.missing = [], ["a", "b"], "impute"
+    assert serve_mod._plain_numbers([{"a": 1, "b": None}], spec) is not None
+    assert serve_mod._plain_numbers([{"a": "1", "b": 2}], spec) is None
+    assert serve_mod._plain_numbers([{"a": True, "b": 2}], spec) is None
+    # CSV answers from the number path carry the ids too
+    status, body, _ = call(port, "/predict", json.dumps({"rows": rows[:2]}).encode(), {**js, "Accept": "text/csv"})
+    got = list(csv.DictReader(body.decode().splitlines()))
+    assert status == 200 and [g["sample_id"] for g in got] == [str(r["sample_id"]) for r in rows[:2]]
+
+
+def test_workers_share_one_port_with_nodelay_and_stop_on_sigterm(server):
+    import socket as so
+
+    from bigmodel_cli.inference.serve import tcp_listener
+
+    sock = tcp_listener("127.0.0.1", 0)
+    assert sock.proto == so.IPPROTO_TCP  # so asyncio sets TCP_NODELAY (Kludex/uvicorn#3149)
+    sock.close()
+    _, run, _, _, _ = server
+    port = free_port()
+    p, _ = start(run, port, "--workers", "2")
+    try:
+        pids = set()
+        row = json.dumps({"rows": [{"worst_radius": 14.0, "worst_concave_points": 0.1, "sample_id": 1}]}).encode()
+        for _ in range(40):
+            status, body, _ = call(port, "/predict", row, {"Content-Type": "application/json"})
+            assert status == 200 and json.loads(body)["predictions"] in (["benign"], ["malignant"])
+            pids.add(json.loads(call(port, "/health", key=None)[1])["pid"])
+        assert p.pid not in pids and len(pids) >= 1  # the answers come from worker processes
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0

@@ -42,7 +42,7 @@ def check_engine(engine: str) -> None:
         raise ConfigError(f"unknown --engine '{engine}'", hint="use " + ", ".join(ENGINES[:-1]) + " or " + ENGINES[-1])
 
 
-def open_engine(run: str | Path, engine: str = "auto", *, unsafe: bool = False, probabilities: bool = False, columns: list[str] | None = None, need_run: str | None = None) -> Engine:
+def open_engine(run: str | Path, engine: str = "auto", *, unsafe: bool = False, probabilities: bool = False, columns: list[str] | None = None, need_run: str | None = None, threads: int | None = None) -> Engine:
     """Open RUN for inference. ``need_run`` names a command that cannot work
     from a bare .keras file (serve: it needs the columns and classes)."""
     from bigmodel_cli import runs
@@ -65,7 +65,7 @@ def open_engine(run: str | Path, engine: str = "auto", *, unsafe: bool = False, 
         cfg = load_run_config(ref.run_dir)
         spec = predict_spec(cfg, None, probabilities, columns or [])
         spec.tokenizers = run_tokenizers(ref.run_dir, cfg)  # the ONNX core takes ids: tokenise here
-        return Engine(ref, cfg, None, spec, make_onnx_infer(onnx_path), "onnxruntime", int(meta.get("batch_size") or 8192))
+        return Engine(ref, cfg, None, spec, make_onnx_infer(onnx_path, threads), "onnxruntime", int(meta.get("batch_size") or 8192))
     ref, cfg, model = load_run_model(run, unsafe)
     spec = predict_spec(cfg, model, probabilities, columns or [])
     return Engine(ref, cfg, model, spec, make_infer(model, len(spec.features)), "tensorflow")

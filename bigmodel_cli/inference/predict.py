@@ -426,11 +426,19 @@ class Writer:
 # ---------------------------------------------------------------- inference
 
 
-def make_onnx_infer(path: Path):
-    """An onnxruntime session as the inference function (no TensorFlow)."""
+def make_onnx_infer(path: Path, threads: int | None = None):
+    """An onnxruntime session as the inference function (no TensorFlow).
+    ``threads``: intra-op threads, without spinning (serve: the server's own threads
+    need the cores; a spinning pool took them under load); None: onnxruntime's default."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     if len(names) > 1 or names[0] != "features":  # several named inputs (text ids)
         return lambda x: sess.run(None, {n: x[n] for n in names} if isinstance(x, dict) else {names[0]: x})[0]
@@ -581,6 +589,12 @@ def _features_matrix(batch, features: list[str], spec: PredictSpec, first_row: i
             arr = arr.astype(np.float32)
         cols.append(arr)
     x = np.column_stack(cols).astype(np.float32, copy=False) if len(cols) > 1 else cols[0].reshape(-1, 1).astype(np.float32)
+    return check_missing(x, features, spec, first_row, source)
+
+
+def check_missing(x: np.ndarray, features: list[str], spec: PredictSpec, first_row: int, source: str) -> np.ndarray:
+    """Missing or infinite values under data.missing: impute (the model fills them),
+    fill (filled here) or drop/error (an error naming the row and feature)."""
     bad = ~np.isfinite(x)
     if bad.any() and spec.missing != "impute":  # impute: the model fills them
         if spec.missing == "fill":
@@ -594,6 +608,17 @@ def _features_matrix(batch, features: list[str], spec: PredictSpec, first_row: i
     return x
 
 
+def decide(probs: np.ndarray, spec: PredictSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's outputs -> (float32 values for a regression, else class indices;
+    each class's probability, None for a regression). predict's files and serve's
+    answers both come from here."""
+    if spec.task == "regression":
+        return probs[:, 0].astype(np.float32, copy=False), None
+    if spec.task == "binary":
+        return (probs[:, 0] > 0.5).astype(np.int64), np.column_stack([1.0 - probs[:, 0], probs[:, 0]])
+    return probs.argmax(axis=1), probs
+
+
 def _output_table(batch, probs: np.ndarray, spec: PredictSpec):
     import pyarrow as pa
 
@@ -601,17 +626,12 @@ def _output_table(batch, probs: np.ndarray, spec: PredictSpec):
     for c in spec.id_columns + [k for k in spec.keep_columns if k not in spec.id_columns]:
         arrays.append(batch.column(c))
         names.append(c)
-    if spec.task == "regression":
-        arrays.append(pa.array(probs[:, 0].astype(np.float32, copy=False)))
+    idx, full = decide(probs, spec)
+    if full is None:
+        arrays.append(pa.array(idx))
         names.append("prediction")
         return pa.Table.from_arrays(arrays, names=names)
     classes = spec.classes or []
-    if spec.task == "binary":
-        idx = (probs[:, 0] > 0.5).astype(np.int64)
-        full = np.column_stack([1.0 - probs[:, 0], probs[:, 0]])
-    else:
-        idx = probs.argmax(axis=1)
-        full = probs
     arrays.append(pa.array(classes).take(pa.array(idx)))  # vectorised: no Python object per row
     names.append("prediction")
     if spec.probabilities:

@@ -28,6 +28,7 @@ Example::
 
 import asyncio
 import hashlib
+import os
 import io
 import json
 import time
@@ -39,6 +40,7 @@ import numpy as np
 
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.features.registry import NUMBER
+from bigmodel_cli.inference.predict import _output_table
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Service:
     def open(cls, run: "str | Path", engine: str = "auto", **options: Any) -> "Service":
         from bigmodel_cli.inference.engine import open_engine
 
-        e = open_engine(run, engine, need_run="serve")
+        e = open_engine(run, engine, need_run="serve", threads=options.pop("threads", 1))
         ref, cfg, spec, infer, used = e.ref, e.cfg, e.spec, e.infer, e.name
         columns = cfg.data.columns or {}
         meta = {
@@ -102,6 +104,10 @@ class Service:
             absent = [c for c in spec.features if c not in r]
             if absent:
                 raise DataError(f"request: row {i + 1} has no value for feature '{absent[0]}'")
+        spec.sent_ids = {c: [r.get(c) for r in rows] for c in spec.id_columns}  # JSON answers echo them as sent
+        x = _plain_numbers(rows, spec)
+        if x is not None:  # only numbers and nulls: the matrix at once, no Arrow table (issue 24)
+            return spec, Rows(len(rows), x)
         columns = {}
         for c in names:
             values = [r.get(c) for r in rows]
@@ -113,19 +119,37 @@ class Service:
             else:
                 columns[c] = pa.array([None if v is None else str(v) for v in values], pa.string())
         batch = pa.RecordBatch.from_pydict(columns)
-        spec.sent_ids = {c: [r.get(c) for r in rows] for c in spec.id_columns}  # JSON answers echo them as sent
         return spec, _cast_features(batch, spec, "request", 0)
 
     # ---- micro-batching
+    def cheap_call(self) -> bool:
+        """Whether an INLINE_ROWS-row call of the model takes under CHEAP_CALL_S
+        (the median of a few, after a warm-up): then the batcher runs small
+        batches on the event loop and does not wait for more requests."""
+        if self.spec.encoded_columns:
+            return False
+        x = np.zeros((INLINE_ROWS, len(self.spec.features)), np.float32)
+        times = []
+        try:
+            for _ in range(6):
+                t = time.perf_counter()
+                self.infer(x)
+                times.append(time.perf_counter() - t)
+        except Exception:  # noqa: BLE001  (the first request will say what is wrong)
+            return False
+        return sorted(times[1:])[len(times[1:]) // 2] < CHEAP_CALL_S
+
     def parse_inputs(self, body: bytes, content_type: str, probabilities: bool) -> tuple[Any, Any, Any]:
         """:meth:`parse`, then the model's inputs: the CPU work of a request, off the event loop."""
         from bigmodel_cli.inference.predict import model_inputs
 
         spec, batch = self.parse(body, content_type, probabilities)
+        if isinstance(batch, Rows):
+            return spec, batch, batch.x
         return spec, batch, model_inputs(batch, spec, 0, "request")
 
     async def predict(self, spec: Any, batch: Any, x: Any = None) -> Any:
-        from bigmodel_cli.inference.predict import _output_table, model_inputs
+        from bigmodel_cli.inference.predict import model_inputs
 
         if x is None:
             x = model_inputs(batch, spec, 0, "request")
@@ -142,6 +166,8 @@ class Service:
             probs = await fut
         self.stats["requests"] += 1
         self.stats["rows"] += batch.num_rows
+        if isinstance(batch, Rows):
+            return Answer(np.asarray(probs))
         return _output_table(batch, np.asarray(probs), spec)
 
     async def batcher(self) -> None:
@@ -151,10 +177,12 @@ class Service:
         assert self.queue is not None
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigmodel-infer")
         loop = asyncio.get_running_loop()
+        cheap = self.cheap_call()
+        wait = 0.0 if cheap else self.max_wait_ms / 1000
         while True:
             first = await self.queue.get()
             items, rows = [first], len(first[0])
-            deadline = loop.time() + self.max_wait_ms / 1000
+            deadline = loop.time() + wait
             while rows < self.batch_rows:
                 try:
                     item = self.queue.get_nowait()
@@ -170,7 +198,9 @@ class Service:
                 rows += len(item[0])
             x = np.concatenate([i[0] for i in items]) if len(items) > 1 else items[0][0]
             try:
-                out = await loop.run_in_executor(pool, self.infer, x)
+                # A call of a few rows to a small model takes microseconds: run it here,
+                # since handing it to a thread and back costs more than the call.
+                out = self.infer(x) if cheap and rows <= INLINE_ROWS else await loop.run_in_executor(pool, self.infer, x)
             except Exception as e:  # noqa: BLE001  (each waiting request gets the error)
                 for _, fut in items:
                     if not fut.done():
@@ -182,6 +212,43 @@ class Service:
                 if not fut.done():
                     fut.set_result(out[at : at + len(xi)])
                 at += len(xi)
+
+
+INLINE_ROWS = 256  # a batch this small of a cheap model runs on the event loop
+CHEAP_CALL_S = 0.0005  # a model whose INLINE_ROWS-row call takes less is cheap (measured at start)
+
+
+@dataclass
+class Rows:
+    """A JSON request of numbers only, parsed straight to the model's matrix."""
+
+    num_rows: int
+    x: np.ndarray
+
+
+@dataclass
+class Answer:
+    """The model's outputs for a :class:`Rows` request (no Arrow table on this path)."""
+
+    probs: np.ndarray
+
+
+def _plain_numbers(rows: list[dict], spec: Any) -> np.ndarray | None:
+    """The feature matrix when every feature is a number column and every value
+    a JSON number or null; None otherwise (the general path reads the rest:
+    strings, booleans, text and category columns). Missing values are checked as
+    predict checks them (check_missing)."""
+    from bigmodel_cli.inference.predict import check_missing
+
+    if spec.encoded_columns:
+        return None
+    feats = spec.features
+    values = [[r[c] for c in feats] for r in rows]
+    kinds = (int, float, type(None))
+    if not all(type(v) in kinds for row in values for v in row):
+        return None
+    x = np.array(values, dtype=np.float32)  # null -> NaN: missing
+    return check_missing(x, feats, spec, 0, "request")
 
 
 MALFORMED = __import__("re").compile(r"cannot parse|not UTF-8|fields, the header has|is empty|no header")
@@ -229,7 +296,7 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "engine": service.engine, **service.stats}
+        return {"status": "ok", "engine": service.engine, "pid": os.getpid(), **service.stats}
 
     @app.get("/metadata")
     async def metadata(request: Request) -> Any:
@@ -250,7 +317,11 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
             if len(body) > limit:
                 return JSONResponse({"error": f"the body is over the limit of {limit:,} bytes"}, status_code=413)
         try:
-            spec, batch, x = await asyncio.get_running_loop().run_in_executor(None, service.parse_inputs, bytes(body), request.headers.get("content-type", ""), probabilities)
+            args = (bytes(body), request.headers.get("content-type", ""), probabilities)
+            if len(body) <= INLINE_BODY:  # parsing a small body costs less than a thread handoff
+                spec, batch, x = service.parse_inputs(*args)
+            else:
+                spec, batch, x = await asyncio.get_running_loop().run_in_executor(None, service.parse_inputs, *args)
             table = await service.predict(spec, batch, x)
         except BadRequest as e:
             return JSONResponse({"error": str(e)}, status_code=400)
@@ -259,6 +330,10 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
             return JSONResponse({"error": e.message, **({"hint": e.hint} if e.hint else {})}, status_code=status)
         except Overloaded:
             return JSONResponse({"error": "the server is busy: too many requests are waiting; retry shortly"}, status_code=503, headers={"Retry-After": "1"})
+        if isinstance(table, Answer):
+            if "text/csv" not in request.headers.get("accept", ""):
+                return JSONResponse(_json_answer(table.probs, spec))
+            table = _output_table(None, table.probs, spec) if not spec.id_columns else _with_ids(table.probs, spec)
         if "text/csv" in request.headers.get("accept", ""):
             import pyarrow.csv as pc
 
@@ -268,6 +343,36 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
         return JSONResponse(_json_rows(table, spec))
 
     return app
+
+
+INLINE_BODY = 64 * 1024  # bytes: a body up to this is parsed on the event loop
+
+
+def _json_answer(probs: np.ndarray, spec: Any) -> dict[str, Any]:
+    """What _json_rows answers, from the outputs directly (the :class:`Rows` path)."""
+    from bigmodel_cli.inference.predict import decide
+
+    idx, full = decide(probs, spec)
+    if full is None:
+        out: dict[str, Any] = {"predictions": idx.tolist()}
+    else:
+        classes = list(spec.classes or [])
+        out = {"predictions": [classes[i] for i in idx.tolist()]}
+        if spec.probabilities:
+            out["classes"] = [str(c) for c in classes]
+            out["probabilities"] = full.astype(np.float32, copy=False).tolist()
+    ids = getattr(spec, "sent_ids", None) or {}
+    if ids:
+        out["ids"] = ids
+    return out
+
+
+def _with_ids(probs: np.ndarray, spec: Any) -> Any:
+    """The output table of a :class:`Rows` request with its id columns, for a CSV answer."""
+    import pyarrow as pa
+
+    ids = {c: pa.array([None if v is None else str(v) for v in spec.sent_ids[c]], pa.string()) for c in spec.id_columns}
+    return _output_table(pa.RecordBatch.from_pydict(ids), probs, spec)
 
 
 def _json_rows(table: Any, spec: Any) -> dict[str, Any]:
@@ -286,8 +391,45 @@ def _json_rows(table: Any, spec: Any) -> dict[str, Any]:
     return out
 
 
-def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, engine: str = "auto", max_body_mb: float = 16.0, max_queue: int = 256, batch_rows: int = 4096, max_wait_ms: float = 2.0, announce: Any = None) -> None:
-    """Load the run and serve it until SIGTERM/SIGINT (uvicorn drains requests in flight)."""
+def tcp_listener(host: str, port: int):
+    """The --workers listening socket, made with proto IPPROTO_TCP: uvicorn's own
+    (Config.bind_socket) leaves proto 0, so asyncio never sets TCP_NODELAY on the
+    accepted connections and every keep-alive answer waits ~40 ms for the client's
+    delayed ACK (Kludex/uvicorn#3149; measured here: 22 requests/s on one connection)."""
+    import socket
+
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        from bigmodel_cli.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(f"cannot listen on {host}:{port}: {e.strerror}", hint="choose another --port, or stop what holds this one") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+WORKER_ENV = "BIGMODEL_SERVE_WORKER"  # serve's arguments, for each --workers process
+
+
+def worker_app():
+    """One --workers process's app (uvicorn's factory): its own session and batcher."""
+    import gc
+
+    a = json.loads(os.environ[WORKER_ENV])
+    service = Service.open(a["run"], a["engine"], max_queue=a["max_queue"], batch_rows=a["batch_rows"], max_wait_ms=a["max_wait_ms"])
+    app = make_app(service, a["api_key"], a["max_body_mb"])
+    gc.collect()
+    gc.freeze()  # as serve does: see there
+    return app
+
+
+def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, engine: str = "auto", max_body_mb: float = 16.0, max_queue: int = 256, batch_rows: int = 4096, max_wait_ms: float = 2.0, announce: Any = None, workers: int = 1) -> None:
+    """Load the run and serve it until SIGTERM/SIGINT (uvicorn drains requests in flight).
+    ``workers`` > 1: that many server processes on the one port (uvicorn's
+    supervisor), each with its own onnxruntime session and micro-batcher."""
     import uvicorn
 
     t0 = time.perf_counter()
@@ -295,6 +437,14 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: s
     app = make_app(service, api_key, max_body_mb)
     if announce:
         announce(service, time.perf_counter() - t0)
+    if workers > 1:  # the run was opened once here, so a broken one fails before any worker starts
+        os.environ[WORKER_ENV] = json.dumps({"run": service.metadata["run"], "engine": engine, "max_queue": max_queue, "batch_rows": batch_rows, "max_wait_ms": max_wait_ms, "api_key": api_key, "max_body_mb": max_body_mb})
+        del app, service
+        from uvicorn.supervisors import Multiprocess
+
+        config = uvicorn.Config("bigmodel_cli.inference.serve:worker_app", factory=True, workers=workers, host=host, port=port, log_level="warning", timeout_graceful_shutdown=4, access_log=False)
+        Multiprocess(config, sockets=[tcp_listener(host, port)]).run()
+        return
     import signal
 
     # uvicorn drains requests on SIGTERM/SIGINT, then re-raises the signal to the
@@ -303,4 +453,11 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: s
     # serve return, so a requested stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    import gc
+
+    # Everything loaded so far (onnxruntime, pyarrow, the app) lives as long as the
+    # server: out of the collector's sight, a full collection no longer walks it,
+    # which stalled requests for tens of milliseconds under load (p99).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=4, access_log=False)
