@@ -76,7 +76,10 @@ def init(
     if template is not None:
         raise ConfigError("give --template or --data, not both")
     if not target_column:
-        raise ConfigError("--data needs --target COLUMN (the column to predict)", hint=f"e.g. bigmodel init {target} --data {data} --target label")
+        from bigmodel_cli.data.profile import likely_targets
+
+        guesses = likely_targets(data)
+        raise ConfigError("--data needs --target COLUMN (the column to predict)", hint=(f"likely targets: {', '.join(guesses)}; e.g. bigmodel init {target} --data {data} --target {guesses[0]}" if guesses else f"e.g. bigmodel init {target} --data {data} --target COLUMN"))
     r = api.init_data(target, data, target_column, task=task, copy=copy, force=force, name=name)
     if json_out:
         p = r.profile
@@ -223,6 +226,7 @@ def serve(
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Largest request body; bigger ones get 413."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Requests that may wait for the model; more get 503."),
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes on the one port, each with its own model session."),
+    access_log: str = typer.Option("json", "--access-log", help="json: one JSON line a request on stderr (with its X-Request-ID); off: none."),
 ) -> None:
     """Serve the run's model over HTTP: /health, /metadata, /predict (docs at /docs)."""
     from bigmodel_cli import ui
@@ -235,7 +239,7 @@ def serve(
     def announce(service, seconds: float) -> None:
         con.print(f"serving {service.metadata['run']} ({service.metadata['task']}, {service.engine}, loaded in {seconds:.1f}s" + (f", {workers} workers" if workers > 1 else "") + f") on http://{host}:{port}  ·  docs: http://{host}:{port}/docs  ·  Ctrl-C or SIGTERM stops it", highlight=False)
 
-    run_server(run, host, port, api_key, engine, max_body_mb, max_queue, announce=announce, workers=workers)
+    run_server(run, host, port, api_key, engine, max_body_mb, max_queue, announce=announce, workers=workers, access_log=access_log)
 
 
 @app.command("eval")

@@ -89,6 +89,7 @@ class DataConfig(Strict):
     normalize: bool = Field(False, description="standardise features with training mean/variance (inside the model)")
     normalize_target: bool = Field(False, description="regression: train on the standardised target; the model outputs real units")
     target_transform: Literal["none", "log"] = Field("none", description="regression: log trains on log(1 + y) of a non-negative target, inverted inside the model (skewed prices, counts)")
+    delimiter: Literal["auto", ",", ";", "\t", "|"] = Field("auto", description="csv/tsv files: the column delimiter; auto sniffs it from each file's header and first rows (, ; tab |)")
     numeric_encoding: Literal["standard", "quantile", "piecewise"] = Field("standard", description="number columns, after imputation: standard (standardised, if data.normalize), quantile (the training CDF, scaled: bounded, robust to heavy tails) or piecewise (a piecewise-linear encoding over equal-frequency bins, Gorishniy et al. 2022), inside the model")
     bins: int = Field(16, ge=2, le=128, description="numeric_encoding: piecewise: bins per number column (fewer where it has fewer distinct values)")
     one_hot_max: int = Field(16, ge=2, le=4096, description="a category column with up to this many ids (its values, plus missing and unseen) is one-hot; more get a learned vector")
@@ -301,7 +302,8 @@ class ExperimentConfig(Strict):
             if d.features is not None:
                 extra = sorted(set(d.columns) - set(d.features))
                 if extra:
-                    raise _CrossError("data.columns", f"column(s) {', '.join(extra)} are typed but not in data.features")
+                    close = difflib.get_close_matches(extra[0], list(d.features), n=1, cutoff=0.6)
+                    raise _CrossError(f"data.columns.{extra[0]}", f"column(s) {', '.join(extra)} are typed but not in data.features", hint=f"did you mean '{close[0]}'?" if close else f"the features are: {', '.join(d.features[:12])}" + (" ..." if len(d.features) > 12 else ""))
             if any(t != NUMBER_TYPE for t in d.columns.values()) and d.image_shape is not None:  # what each type means: features/registry.py
                 raise _CrossError("data.image_shape", "image_shape reshapes numeric columns only; it cannot be used with text columns")
         if d.image_shape is not None and d.features is not None and math.prod(d.image_shape) != len(d.features):
@@ -324,10 +326,11 @@ class ExperimentConfig(Strict):
 class _CrossError(ValueError):
     """A cross-field check that knows which key it is about."""
 
-    def __init__(self, key: str, message: str):
+    def __init__(self, key: str, message: str, hint: str | None = None):
         super().__init__(message)
         self.key = key
         self.message = message
+        self.hint = hint
 
 
 # ----------------------------------------------------------------- loading
@@ -476,13 +479,14 @@ def _explain(e: ValidationError, source: str, node: yaml.Node | None, overridden
     msg = msg.removeprefix("Value error, ")
     got = err.get("input")
     shown = "" if isinstance(ctx_err, _CrossError) or isinstance(got, (dict, list)) else f" (got {got!r})"
-    return ConfigError(f"{where}{key}: {msg}{shown}", hint=_describe(loc))
+    hint = ctx_err.hint if isinstance(ctx_err, _CrossError) and ctx_err.hint else _describe(loc)
+    return ConfigError(f"{where}{key}: {msg}{shown}", hint=hint)
 
 
 def _where(source: str, node: yaml.Node | None, loc: tuple[Any, ...], overridden: dict[str, str]) -> str:
     dotted = ".".join(str(p) for p in loc)
     for k, text in overridden.items():
-        if dotted == k or dotted.startswith(k + "."):
+        if dotted == k or dotted.startswith(k + ".") or k.startswith(dotted + "."):
             return f"--set {text}: "
     line = line_of(node, loc) if node is not None else None
     return f"{source}:{line}: " if line else f"{source}: "

@@ -221,12 +221,19 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
     t.add_column(style="bold")
     t.add_column()
     last = outcome.history[-1] if outcome.history else {}
+    kept = next((h for h in outcome.history if h.get("epoch") == outcome.best_epoch), None) if outcome.best_epoch else None
+    shown = kept or last
+    skip = ("epoch", "seconds", "samples_per_s")
     t.add_row("run folder", str(outcome.run_dir))
     t.add_row("epochs", f"{outcome.epochs_done}" + (" (stopped early)" if outcome.stopped_early else ""))
-    for k, v in last.items():
-        if k not in ("epoch", "seconds", "samples_per_s"):
-            t.add_row(k, fmt(v))
-    if outcome.best_epoch:
+    if kept is not None and kept is not last:  # model.keras is the best epoch's: its numbers, not the last epoch's
+        t.add_row("kept model", f"epoch {outcome.best_epoch}, the best: model.keras holds it; its metrics:")
+    for k, v in shown.items():
+        if k not in skip:
+            t.add_row(f"  {k}" if kept is not None and kept is not last else k, fmt(v))
+    if kept is not None and kept is not last:
+        t.add_row("last epoch", f"{last.get('epoch')}: " + " · ".join(f"{k} {fmt(v)}" for k, v in last.items() if k not in skip))
+    elif outcome.best_epoch:
         t.add_row("best epoch", str(outcome.best_epoch))
     t.add_row("time", f"{outcome.seconds:.1f}s · {outcome.samples_per_s:,.0f} samples/s")
     times = getattr(outcome, "times", None) or {}

@@ -60,3 +60,16 @@ def test_installed_wheel_carries_templates(tmp_path):
     for t in ("text-classifier", "text-bert"):
         assert f"bigmodel_cli/templates/{t}/README.md" in names
         assert f"bigmodel_cli/templates/{t}/data/train.csv.gz" in names
+
+
+def test_errors_point_at_the_set_and_the_likely_target(tmp_path, cli):
+    """Issue 25, item 8: a typo in --set data.columns names the --set and the close
+    column; init --data without --target lists the columns that look like targets."""
+    import pandas as pd
+
+    pd.DataFrame({"YearsCodedJob": [1, 2, 3, 4] * 10, "Salary": [5.0, 6.0, 7.0, 8.0] * 10, "Attrition": ["y", "n"] * 20}).to_csv(tmp_path / "t.csv", index=False)
+    r = cli("init", tmp_path / "exp", "--data", tmp_path / "t.csv")
+    assert r.code == 2 and "likely targets: Attrition" in r.err and "--target Attrition" in r.err and "--target label" not in r.err
+    assert cli("init", tmp_path / "exp", "--data", tmp_path / "t.csv", "--target", "Attrition").code == 0
+    r = cli("train", tmp_path / "exp", "--set", "data.columns.YearsCoded=number", "--set", "train.epochs=1")
+    assert r.code == 2 and "--set data.columns.YearsCoded=number" in r.err and "did you mean 'YearsCodedJob'" in r.err, r.err

@@ -26,3 +26,27 @@ def test_no_tty_summaries_keep_whole_paths_and_names(tmp_path, cli, monkeypatch)
     run = Path(r.out.strip().splitlines()[-1])
     assert str(run / "model.keras") in r.err and "…" not in r.err, r.err
     assert max(len(line) for line in r.err.splitlines()) > 80  # laid out wider than a terminal's 80 columns
+
+
+def test_train_summary_shows_the_kept_epochs_metrics():
+    """model.keras is the best epoch's model: the summary shows its numbers, labelled,
+    and the last epoch's apart (issue 25, item 3)."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from bigmodel_cli import ui
+
+    history = [{"epoch": e, "loss": 1.0 / e, "val_loss": v, "seconds": 0.1, "samples_per_s": 10.0} for e, v in ((1, 0.5), (2, 0.2699), (3, 0.3195))]
+    out = SimpleNamespace(status="completed", run_dir="/tmp/x/runs/r-1", history=history, epochs_done=3, stopped_early=True, best_epoch=2, seconds=1.0, samples_per_s=10.0, times={}, model_path=None, plot=None, background=False, notes=[])
+    buf = io.StringIO()
+    ui.train_summary(out, Console(file=buf, width=200))
+    text = buf.getvalue()
+    kept = text.index("kept model")
+    assert "epoch 2, the best" in text and "0.2699" in text[kept:text.index("last epoch")]
+    assert "last epoch" in text and "3: " in text and "0.3195" in text[text.index("last epoch"):]
+    out.best_epoch = 3  # the best is the last: one set of numbers
+    buf = io.StringIO()
+    ui.train_summary(out, Console(file=buf, width=200))
+    assert "kept model" not in buf.getvalue() and "best epoch" in buf.getvalue()

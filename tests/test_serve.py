@@ -43,9 +43,13 @@ def call(port: int, path: str, body: bytes | None = None, headers: dict | None =
 def start(run: Path, port: int, *extra: str) -> tuple[subprocess.Popen, float]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     t0 = time.time()
-    p = subprocess.Popen([sys.executable, "-m", "bigmodel_cli", "serve", str(run), "--port", str(port), "--api-key", KEY, *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    import tempfile
+
+    log = tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".log", delete=False)  # a file: a full pipe would block the access log
+    p = subprocess.Popen([sys.executable, "-m", "bigmodel_cli", "serve", str(run), "--port", str(port), "--api-key", KEY, *extra], env=env, stdout=subprocess.DEVNULL, stderr=log, text=True, cwd=ROOT)
+    p.log = Path(log.name)
     while True:
-        assert p.poll() is None, p.communicate()[1]
+        assert p.poll() is None, p.log.read_text()
         assert time.time() - t0 < 30
         try:
             if call(port, "/health", key=None)[0] == 200:
@@ -325,3 +329,41 @@ def test_workers_share_one_port_with_nodelay_and_stop_on_sigterm(server):
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0
+
+
+def test_metrics_access_log_request_id_and_offline_docs(server):
+    _, run, port, p, _ = server
+    js = {"Content-Type": "application/json"}
+    row = json.dumps({"rows": [{"worst_radius": 14.0, "worst_concave_points": 0.1, "sample_id": 5}]}).encode()
+    status, _, headers = call(port, "/predict", row, {**js, "X-Request-ID": "job-42"})
+    assert status == 200 and headers["x-request-id"] == "job-42"
+    status, _, headers = call(port, "/predict", b'{"rows": [{"worst_radius": "big", "worst_concave_points": 0.1}]}', js)
+    assert status == 422 and len(headers["x-request-id"]) == 32  # none sent: a new one
+    status, body, headers = call(port, "/metrics", key=None)
+    text = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    ok = [s.value for s in families["bigmodel_requests"].samples if s.labels.get("path") == "/predict" and s.labels.get("status") == "200" and s.name.endswith("_total")]
+    bad = [s.value for s in families["bigmodel_requests"].samples if s.labels.get("status") == "422" and s.name.endswith("_total")]
+    assert ok and ok[0] >= 1 and bad and bad[0] >= 1
+    assert {"bigmodel_request_seconds", "bigmodel_rows", "bigmodel_batch_rows", "bigmodel_queue_depth", "bigmodel_info"} <= set(families)
+    assert any(s.labels.get("engine") == "onnxruntime" for s in families["bigmodel_info"].samples)
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in p.log.read_text().splitlines() if line.startswith("{")]
+    mine = [x for x in lines if x["request_id"] == "job-42"]
+    assert mine and mine[0]["path"] == "/predict" and mine[0]["status"] == 200 and mine[0]["rows"] == 1 and mine[0]["ms"] > 0
+    # /docs: Swagger UI from local files, and a declared /predict body with an example from the data
+    status, body, _ = call(port, "/docs", key=None)
+    assert status == 200 and b"/docs-assets/swagger-ui-bundle.js" in body and b"cdn" not in body.lower()
+    status, body, _ = call(port, "/docs-assets/swagger-ui-bundle.js", key=None)
+    assert status == 200 and len(body) > 100_000
+    spec = json.loads(call(port, "/openapi.json", key=None)[1])
+    req = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    props = req["application/json"]["schema"]["properties"]["rows"]["items"]["properties"]
+    assert {"worst_radius", "worst_concave_points"} <= set(props)
+    example = req["application/json"]["example"]["rows"][0]
+    assert isinstance(example["worst_radius"], float) and "sample_id" in example
+    status, body, _ = call(port, "/predict", json.dumps(req["application/json"]["example"]).encode(), js)
+    assert status == 200  # "Try it out" with the example works

@@ -77,6 +77,10 @@ def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> 
     atomic_write_json(path, metrics)
     if cfg.task != "regression":
         plot = plot_confusion(metrics["confusion_matrix"], metrics["classes"], ref.run_dir / PLOTS / "confusion_matrix.png")
+    else:
+        from bigmodel_cli.model.metrics import plot_regression
+
+        plot = plot_regression(np.asarray(split.y, np.float64).reshape(-1), np.asarray(probs, np.float64)[:, 0], ref.run_dir / PLOTS / "regression.png", cfg.data.target)
     return EvalOutcome(ref.run_dir, label, metrics, path, plot, cfg.task, reliability)
 
 

@@ -214,10 +214,10 @@ def _after_training(cfg: ExperimentConfig, base_dir: Path, datasets: Any, result
             notes.append(f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow")
             mode = "none"  # the plot is still drawn
     if mode == "background":
-        finish.start_background(run_dir, result.history, x, core_x)
+        finish.start_background(run_dir, result.history, x, core_x, best_epoch=result.best_epoch)
         times["export"] = round(time.perf_counter() - t0, 3)
         return run_dir / PLOTS / "training.png", True, notes
-    plot, more, finish_times = finish.run_finish(run_dir, result.history, x, core_x, copy=mode != "none")
+    plot, more, finish_times = finish.run_finish(run_dir, result.history, x, core_x, copy=mode != "none", best_epoch=result.best_epoch)
     times.update(finish_times)
     return plot, False, notes + more
 

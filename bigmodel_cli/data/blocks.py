@@ -89,12 +89,12 @@ def held_out(seed: int, rows: np.ndarray, fraction: float) -> np.ndarray:
 # ------------------------------------------------------------------ reading files
 
 
-def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[Any, int]]:
+def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS, delimiter: str = "auto") -> Iterator[tuple[Any, int]]:
     """(DataFrame chunk, bytes of the file read so far); each chunk's index is
     its rows' positions in the file and ``attrs`` say where it came from."""
     import pandas as pd
 
-    from bigmodel_cli.data.sources import read_error, table_format
+    from bigmodel_cli.data.sources import file_delimiter, read_error, table_format
 
     fmt, compression = table_format(path)
     if fmt == "npz":
@@ -121,7 +121,7 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[Any,
             if fmt == "jsonl":
                 reader = pd.read_json(f, lines=True, chunksize=chunk_rows, compression=compression)
             else:
-                reader = pd.read_csv(f, sep="\t" if fmt == "tsv" else ",", compression=compression, chunksize=chunk_rows, low_memory=False)
+                reader = pd.read_csv(f, sep=file_delimiter(path, fmt, compression, delimiter), compression=compression, chunksize=chunk_rows, low_memory=False)
             start = 0
             for df in reader:
                 if fmt == "jsonl":
@@ -283,7 +283,7 @@ class Converter:
         lenient = cfg.data.missing == "impute"
         first = True
         base_bytes = self.done_bytes
-        for df, at in read_chunks(path):
+        for df, at in read_chunks(path, delimiter=cfg.data.delimiter):
             if first:
                 if self.columns is not None and list(df.columns) != self.columns:
                     raise DataError(f"data.{role}: {path} has columns {list(df.columns)[:8]}, but the first file has {self.columns[:8]}", hint="every shard needs the same header")
@@ -395,7 +395,7 @@ def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
     """Features and their types, from data.features/data.columns or the first chunk of the first file."""
     from bigmodel_cli.data import tables as D
 
-    df, _ = next(read_chunks(first))
+    df, _ = next(read_chunks(first, delimiter=cfg.data.delimiter))
     feats = D.feature_columns(df, cfg)
     if not feats:
         raise DataError(f"{first} has no feature columns besides the target", hint="list them in data.features")

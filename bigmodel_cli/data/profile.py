@@ -68,6 +68,28 @@ class TableProfile:
         return [c.name for c in self.columns if c.role in roles]
 
 
+TARGET_WORDS = ("target", "label", "labels", "class", "y", "outcome", "churn", "survived", "attrition", "default", "status", "price", "saleprice", "sale_price", "diagnosis", "species", "quality", "response", "result", "fraud")
+
+
+def likely_targets(data: str | Path, n: int = 5) -> list[str]:
+    """Columns of a table that look like what one predicts: named like a target
+    (a whole word: y, label, class, churn, price...), then the last column; [] if
+    the file cannot be read."""
+    import re
+
+    from bigmodel_cli.data.remote import fetch, is_url
+    from bigmodel_cli.data.tables import read_table
+
+    try:
+        path = fetch(str(data)) if is_url(str(data)) else Path(data)
+        cols = [str(c) for c in read_table(str(Path(path).resolve()), Path("."), "train", nrows=50).columns]
+    except Exception:  # noqa: BLE001  (a hint only: the real error comes with --target)
+        return []
+    named = [c for c in cols if any(w in TARGET_WORDS for w in re.split(r"[^a-z0-9]+|(?<=[a-z])(?=[A-Z])", c.strip().replace(" ", "_")) for w in [w.lower()]) or c.lower() in TARGET_WORDS]
+    out = list(dict.fromkeys([*named, cols[-1]] if cols else named))
+    return out[:n]
+
+
 def profile_table(path: Path, target: str, task: str | None = None) -> TableProfile:
     import pandas as pd
 
@@ -76,8 +98,10 @@ def profile_table(path: Path, target: str, task: str | None = None) -> TableProf
     df = read_table(str(path.resolve()), Path("."), "train", nrows=SAMPLE_ROWS)
     cols = [str(c) for c in df.columns]
     if target not in cols:
+        from bigmodel_cli.data.sources import one_column_hint
+
         close = _close(target, cols)
-        raise DataError(f"{path}: no column '{target}'", hint=(f"did you mean '{close}'? " if close else "") + f"the file has columns: {', '.join(cols[:12])}")
+        raise DataError(f"{path}: no column '{target}'", hint=one_column_hint(cols) or ((f"did you mean '{close}'? " if close else "") + f"the file has columns: {', '.join(cols[:12])}"))
     y = df[target]
     n_missing_y = int(y.isna().sum())
     present_y = y.dropna()
@@ -108,6 +132,11 @@ def profile_table(path: Path, target: str, task: str | None = None) -> TableProf
         raise DataError(f"{path}: no usable feature column besides the target", hint="every other column is constant, an id, or empty")
     if n_missing_y:
         p.notes.append(f"{n_missing_y:,} of {len(df):,} rows have no '{target}': training leaves them out")
+    sep = df.attrs.get("delimiter")
+    if sep and sep != ("\t" if str(path).lower().removesuffix(".gz").endswith(".tsv") else ","):
+        from bigmodel_cli.data.sources import DELIMITERS
+
+        p.notes.append(f"read as {DELIMITERS[sep]}-separated ('{sep}', sniffed from the header and first rows; data.delimiter overrides it)")
     return p
 
 

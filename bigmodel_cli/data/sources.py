@@ -80,6 +80,60 @@ def table_format(path: str | Path) -> tuple[str, str | None]:
     return fmt, compression
 
 
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+SNIFF_BYTES, SNIFF_LINES = 64 * 1024, 50
+
+
+def sniff_delimiter(head: str, default: str = ",") -> str:
+    """The delimiter of a delimited table, from its header and first rows: of
+    , ; tab and |, the one that splits the header into the most columns with every
+    row in the sample as wide as the header. ``default`` when none splits it."""
+    import csv
+    import io
+
+    lines = head.splitlines()[:SNIFF_LINES]
+    if len(lines) > 1 and not head.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the sample may cut the last line short
+    best, best_width = default, 1
+    for d in DELIMITERS:
+        try:
+            rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=d))
+        except csv.Error:
+            continue
+        rows = [r for r in rows if r]
+        if not rows or len(rows[0]) <= 1:
+            continue
+        width = len(rows[0])
+        if all(len(r) == width for r in rows[1:]) and (width > best_width or (width == best_width and d == default)):
+            best, best_width = d, width
+    return best
+
+
+def file_delimiter(path: str | Path, fmt: str, compression: str | None, setting: str = "auto", head: bytes | None = None) -> str:
+    """data.delimiter, or (auto) the sniffed one of this csv/tsv file."""
+    if setting != "auto":
+        return setting
+    default = "\t" if fmt == "tsv" else ","
+    if head is None:
+        try:
+            import pyarrow as pa
+
+            with pa.input_stream(str(path), compression=compression) as f:
+                head = f.read(SNIFF_BYTES)
+        except (OSError, ValueError):
+            return default
+    return sniff_delimiter(head.decode("utf-8", errors="replace"), default)
+
+
+def one_column_hint(columns: list[str]) -> str | None:
+    """When a header read as a single column holds a delimiter: say so."""
+    if len(columns) == 1:
+        for d, name in DELIMITERS.items():
+            if d in str(columns[0]):
+                return f"the header was read as one column that holds '{d}' ({name}): set data.delimiter: '{d}' if the file is {name}-separated"
+    return None
+
+
 def resolve_path(spec: str, base_dir: Path) -> Path:
     """A data path: relative ones from the experiment folder; a URL (s3://, gs://,
     hf://, https://) is fetched into the local cache (data/remote.py)."""

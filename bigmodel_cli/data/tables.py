@@ -24,7 +24,7 @@ from bigmodel_cli.config import ExperimentConfig
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.features import registry
 from bigmodel_cli.features.registry import CATEGORY, DATE, NUMBER, TEXT
-from bigmodel_cli.data.sources import KERAS_SETS, Split, _key, read_error, resolve_path, shard_paths, table_format
+from bigmodel_cli.data.sources import KERAS_SETS, Split, _key, file_delimiter, read_error, resolve_path, shard_paths, table_format
 
 
 def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None = None, cfg: ExperimentConfig | None = None):
@@ -45,7 +45,7 @@ def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None
         return df.head(nrows) if nrows else df
     shards = shard_paths(spec, base_dir, role)
     if shards is not None:
-        return _read_shards(shards, base_dir, role, nrows, spec)
+        return _read_shards(shards, base_dir, role, nrows, spec, cfg)
     if spec.startswith("keras:"):
         df = _keras_set(spec, role)
         return df.head(nrows) if nrows else df
@@ -59,7 +59,9 @@ def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None
         if path.stat().st_size == 0:
             raise DataError(f"{path} is empty", hint="the file needs a header line and at least one row")
         if fmt in ("csv", "tsv"):
-            df = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", compression=compression, low_memory=False, nrows=nrows)
+            sep = file_delimiter(path, fmt, compression, cfg.data.delimiter if cfg is not None else "auto")
+            df = pd.read_csv(path, sep=sep, compression=compression, low_memory=False, nrows=nrows)
+            df.attrs["delimiter"] = sep
         elif fmt == "parquet":
             df = pd.read_parquet(path)
         elif fmt == "jsonl":
@@ -82,12 +84,12 @@ def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None
     return df
 
 
-def _read_shards(paths: list[Path], base_dir: Path, role: str, nrows: int | None, spec: Any):
+def _read_shards(paths: list[Path], base_dir: Path, role: str, nrows: int | None, spec: Any, cfg: ExperimentConfig | None = None):
     import pandas as pd
 
     frames, parts, start = [], [], 0
     for p in paths:
-        df = read_table(str(p), base_dir, role, nrows=(nrows - start) if nrows else None)
+        df = read_table(str(p), base_dir, role, nrows=(nrows - start) if nrows else None, cfg=cfg)
         if frames and list(df.columns) != list(frames[0].columns):
             raise DataError(f"data.{role}: {p} has columns {list(df.columns)[:8]}, but {paths[0]} has {list(frames[0].columns)[:8]}", hint="every shard needs the same header")
         parts.append((df.attrs["source"], start, df.attrs["line_offset"]))
@@ -154,9 +156,11 @@ def check_columns(df, needed: list[str], what: str) -> None:
         have = list(map(str, df.columns))
         shown = ", ".join(have[:12]) + (f", ... ({len(have)} in all)" if len(have) > 12 else "")
         close = _close(missing[0], have)
+        from bigmodel_cli.data.sources import one_column_hint
+
         raise DataError(
             f"{df.attrs.get('source', 'data')}: {what} column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing[:5])}{' ...' if len(missing) > 5 else ''} not found",
-            hint=(f"did you mean '{close}'? " if close else "") + f"the file has columns: {shown}",
+            hint=one_column_hint(have) or ((f"did you mean '{close}'? " if close else "") + f"the file has columns: {shown}"),
         )
 
 

@@ -175,17 +175,20 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
     if fmt in ("csv", "tsv"):
         import pyarrow.csv as pc
 
-        delim = "\t" if fmt == "tsv" else ","
+        from bigmodel_cli.data.sources import SNIFF_BYTES, file_delimiter
+
         buffered = data is not None or path == "-"
         if buffered:
             raw = data if data is not None else sys.stdin.buffer.read()  # stdin cannot be reopened: buffer it once
             if not raw.strip():
                 raise DataError(f"{source} is empty")
             factory = lambda: pa.BufferReader(raw)  # noqa: E731
+            delim = file_delimiter(source, fmt, None, head=bytes(raw[:SNIFF_BYTES]))
         else:
             if os.path.getsize(path) == 0:
                 raise DataError(f"{path} is empty")
             factory = lambda: pa.input_stream(path, compression=comp)  # noqa: E731
+            delim = file_delimiter(path, fmt, comp)
         header = _header(factory, delim)
         if not header:
             raise DataError(f"{source} has no header line")

@@ -56,6 +56,8 @@ class Service:
     max_queue: int = 256
     queue: asyncio.Queue | None = None
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "rows": 0, "batches": 0, "rejected": 0})
+    metrics: Any = None  # observe.Metrics
+    example: list[dict[str, Any]] = field(default_factory=list)  # training rows, for the docs
 
     @classmethod
     def open(cls, run: "str | Path", engine: str = "auto", **options: Any) -> "Service":
@@ -73,7 +75,13 @@ class Service:
             "model_sha256": hashlib.sha256(Path(ref.model_path).read_bytes()).hexdigest(),
             "engine": used,
         }
-        return cls(spec, infer, used, meta, **options)
+        service = cls(spec, infer, used, meta, **options)
+        from bigmodel_cli.inference.observe import Metrics, example_rows
+        from bigmodel_cli.model.saved import run_base_dir
+
+        service.metrics = Metrics(used)
+        service.example = example_rows(cfg, run_base_dir(ref.run_dir), list(spec.features), list(spec.id_columns))
+        return service
 
     # ---- parsing: request bodies -> pyarrow batches, as predict reads files
     def parse(self, body: bytes, content_type: str, probabilities: bool) -> Any:
@@ -162,10 +170,14 @@ class Service:
                 self.queue.put_nowait((x, fut))
             except asyncio.QueueFull:
                 self.stats["rejected"] += 1
+                if self.metrics:
+                    self.metrics.rejected.inc()
                 raise Overloaded() from None
             probs = await fut
         self.stats["requests"] += 1
         self.stats["rows"] += batch.num_rows
+        if self.metrics:
+            self.metrics.rows.inc(batch.num_rows)
         if isinstance(batch, Rows):
             return Answer(np.asarray(probs))
         return _output_table(batch, np.asarray(probs), spec)
@@ -197,6 +209,9 @@ class Service:
                 items.append(item)
                 rows += len(item[0])
             x = np.concatenate([i[0] for i in items]) if len(items) > 1 else items[0][0]
+            if self.metrics:
+                self.metrics.batch_rows.observe(rows)
+                self.metrics.queue_depth.set(self.queue.qsize())
             try:
                 # A call of a few rows to a small model takes microseconds: run it here,
                 # since handing it to a thread and back costs more than the call.
@@ -275,9 +290,16 @@ def _number(v: Any, i: int, column: str) -> float | None:
     raise DataError(f"request: row {i + 1}, column '{column}' is not a number: {str(v)[:40]!r}")
 
 
-def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 16.0):
+def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 16.0, access_log: str = "json"):
+    """The ASGI app: FastAPI's routes inside the request-id, access-log and
+    metrics middleware (observe.py)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
+
+    from bigmodel_cli.inference.observe import Metrics, Observed, offline_docs, predict_body
+
+    if service.metrics is None:
+        service.metrics = Metrics(service.engine)
 
     limit = int(max_body_mb * 2**20)
 
@@ -287,7 +309,8 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
         yield
         task.cancel()
 
-    app = FastAPI(title="bigmodel", description=f"Predictions of {service.metadata['run']} ({service.metadata['task']})", lifespan=lifespan)
+    app = FastAPI(title="bigmodel", description=f"Predictions of {service.metadata['run']} ({service.metadata['task']})", lifespan=lifespan, docs_url=None, redoc_url=None)
+    offline_docs(app)
 
     def denied(request: Request) -> "Response | None":
         if api_key and request.headers.get("authorization", "") != f"Bearer {api_key}":
@@ -302,7 +325,14 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
     async def metadata(request: Request) -> Any:
         return denied(request) or service.metadata
 
-    @app.post("/predict")
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Any:
+        service.metrics.queue_depth.set(service.queue.qsize() if service.queue else 0)
+        return Response(service.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    body_doc = predict_body(service.metadata["features"], service.metadata["id_columns"], service.example or [])
+
+    @app.post("/predict", openapi_extra={"requestBody": body_doc})
     async def predict(request: Request, probabilities: bool = False) -> Any:
         """Rows as JSON {"rows": [...]} or a CSV body (Content-Type: text/csv)."""
         refused = denied(request)
@@ -323,6 +353,7 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
             else:
                 spec, batch, x = await asyncio.get_running_loop().run_in_executor(None, service.parse_inputs, *args)
             table = await service.predict(spec, batch, x)
+            request.scope.setdefault("state", {})["rows"] = batch.num_rows
         except BadRequest as e:
             return JSONResponse({"error": str(e)}, status_code=400)
         except DataError as e:
@@ -342,7 +373,7 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
             return Response(buf.getvalue(), media_type="text/csv")
         return JSONResponse(_json_rows(table, spec))
 
-    return app
+    return Observed(app, service.metrics, access_log)
 
 
 INLINE_BODY = 64 * 1024  # bytes: a body up to this is parsed on the event loop
@@ -420,13 +451,13 @@ def worker_app():
 
     a = json.loads(os.environ[WORKER_ENV])
     service = Service.open(a["run"], a["engine"], max_queue=a["max_queue"], batch_rows=a["batch_rows"], max_wait_ms=a["max_wait_ms"])
-    app = make_app(service, a["api_key"], a["max_body_mb"])
+    app = make_app(service, a["api_key"], a["max_body_mb"], a["access_log"])
     gc.collect()
     gc.freeze()  # as serve does: see there
     return app
 
 
-def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, engine: str = "auto", max_body_mb: float = 16.0, max_queue: int = 256, batch_rows: int = 4096, max_wait_ms: float = 2.0, announce: Any = None, workers: int = 1) -> None:
+def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, engine: str = "auto", max_body_mb: float = 16.0, max_queue: int = 256, batch_rows: int = 4096, max_wait_ms: float = 2.0, announce: Any = None, workers: int = 1, access_log: str = "json") -> None:
     """Load the run and serve it until SIGTERM/SIGINT (uvicorn drains requests in flight).
     ``workers`` > 1: that many server processes on the one port (uvicorn's
     supervisor), each with its own onnxruntime session and micro-batcher."""
@@ -434,11 +465,15 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: s
 
     t0 = time.perf_counter()
     service = Service.open(run, engine, max_queue=max_queue, batch_rows=batch_rows, max_wait_ms=max_wait_ms)
-    app = make_app(service, api_key, max_body_mb)
+    if access_log not in ("json", "off"):
+        from bigmodel_cli.errors import ConfigError
+
+        raise ConfigError(f"unknown --access-log '{access_log}'", hint="use json or off")
+    app = make_app(service, api_key, max_body_mb, access_log)
     if announce:
         announce(service, time.perf_counter() - t0)
     if workers > 1:  # the run was opened once here, so a broken one fails before any worker starts
-        os.environ[WORKER_ENV] = json.dumps({"run": service.metadata["run"], "engine": engine, "max_queue": max_queue, "batch_rows": batch_rows, "max_wait_ms": max_wait_ms, "api_key": api_key, "max_body_mb": max_body_mb})
+        os.environ[WORKER_ENV] = json.dumps({"run": service.metadata["run"], "engine": engine, "max_queue": max_queue, "batch_rows": batch_rows, "max_wait_ms": max_wait_ms, "api_key": api_key, "max_body_mb": max_body_mb, "access_log": access_log})
         del app, service
         from uvicorn.supervisors import Multiprocess
 

@@ -164,7 +164,11 @@ def confusion_figure(cm: list[list[int]], classes: list[Any]):
     return fig
 
 
-def plot_history(rows: list[dict[str, Any]], path: Path) -> Path | None:
+def plot_history(rows: list[dict[str, Any]], path: Path, best_epoch: int | None = None) -> Path | None:
+    """The training curves, one panel a metric; epochs on whole-number ticks, and
+    the kept epoch (the one model.keras holds) marked."""
+    from matplotlib.ticker import MaxNLocator
+
     from bigmodel_cli.runs import atomic_path
 
     if not rows:
@@ -174,13 +178,49 @@ def plot_history(rows: list[dict[str, Any]], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), dpi=110, squeeze=False)
     epochs = [r["epoch"] for r in rows]
     for ax, k in zip(axes[0], keys):
-        ax.plot(epochs, [r[k] for r in rows], marker="o", label="train")
+        ax.plot(epochs, [r[k] for r in rows], marker="o", markersize=3 if len(rows) > 30 else 5, label="train")
         if f"val_{k}" in rows[0]:
-            ax.plot(epochs, [r[f"val_{k}"] for r in rows], marker="o", label="validation")
+            ax.plot(epochs, [r[f"val_{k}"] for r in rows], marker="o", markersize=3 if len(rows) > 30 else 5, label="validation")
+        if best_epoch is not None and best_epoch in epochs:
+            ax.axvline(best_epoch, color="0.45", linestyle="--", linewidth=1, label=f"kept: epoch {best_epoch}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(k)
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_regression(y: np.ndarray, pred: np.ndarray, path: Path, target: str = "target") -> Path:
+    """A regression eval: predicted against actual (the diagonal is perfect), and
+    the residuals against the prediction (a pattern there is something the model missed)."""
+    from bigmodel_cli.runs import atomic_path
+
+    plt = _plt()
+    ok = np.isfinite(y) & np.isfinite(pred)
+    y, pred = y[ok], pred[ok]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9.0, 3.8), dpi=110)
+    alpha = 0.6 if len(y) <= 2000 else 0.25
+    size = 12 if len(y) <= 2000 else 4
+    a.scatter(y, pred, s=size, alpha=alpha, edgecolors="none")
+    lo, hi = (float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))) if len(y) else (0.0, 1.0)
+    a.plot([lo, hi], [lo, hi], color="0.4", linestyle="--", linewidth=1, label="predicted = actual")
+    a.set_xlabel(f"actual {target}")
+    a.set_ylabel(f"predicted {target}")
+    a.set_title(f"predicted vs actual ({len(y):,} rows)")
+    a.legend(loc="upper left", fontsize=8)
+    a.grid(alpha=0.3)
+    resid = y - pred
+    b.scatter(pred, resid, s=size, alpha=alpha, edgecolors="none")
+    b.axhline(0.0, color="0.4", linestyle="--", linewidth=1)
+    b.set_xlabel(f"predicted {target}")
+    b.set_ylabel("actual - predicted")
+    b.set_title("residuals")
+    b.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")

@@ -40,7 +40,7 @@ SAMPLE = ".inference-sample.pkl"
 NOTE = "inference.note"  # why a background copy was not written (one line)
 
 
-def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bool = True) -> tuple[Path | None, list[str], dict[str, float]]:
+def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bool = True, best_epoch: int | None = None) -> tuple[Path | None, list[str], dict[str, float]]:
     """Draw the plot (in a thread) beside the ONNX conversion; (plot, notes, times)."""
     from bigmodel_cli.model.metrics import plot_history
 
@@ -50,7 +50,7 @@ def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bo
     def draw() -> None:
         t = time.perf_counter()
         try:
-            plotted["path"] = plot_history(history, run_dir / PLOTS / "training.png")
+            plotted["path"] = plot_history(history, run_dir / PLOTS / "training.png", best_epoch)
         except Exception as e:  # noqa: BLE001  (re-raised in the caller's thread below)
             plotted["error"] = e
         times["plots"] = round(time.perf_counter() - t, 3)
@@ -95,7 +95,7 @@ def inference_copy_notes(model_path: Path, x: Any, core_x: Any) -> list[str]:
     return []
 
 
-def start_background(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bool = True) -> int:
+def start_background(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bool = True, best_epoch: int | None = None) -> int:
     """Start the detached process that draws the plot and writes the inference
     copy; returns its pid. The lock is taken here and inherited by the process."""
     import fcntl
@@ -108,7 +108,7 @@ def start_background(run_dir: Path, history: list[dict], x: Any, core_x: Any, co
         fcntl.flock(fd, fcntl.LOCK_EX)
         (run_dir / NOTE).unlink(missing_ok=True)
         with atomic_path(run_dir / SAMPLE) as tmp:
-            tmp.write_bytes(pickle.dumps({"history": history, "x": x, "core_x": core_x, "copy": copy}, protocol=5))
+            tmp.write_bytes(pickle.dumps({"history": history, "x": x, "core_x": core_x, "copy": copy, "best_epoch": best_epoch}, protocol=5))
         # CPU only, lower priority: the user's next command (another training
         # on the GPU, a predict) comes first.
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -129,7 +129,7 @@ def main(argv: list[str]) -> int:
     note = ""
     try:
         payload = pickle.loads((run_dir / SAMPLE).read_bytes())
-        _, notes, _ = run_finish(run_dir, payload["history"], payload["x"], payload["core_x"], payload["copy"])
+        _, notes, _ = run_finish(run_dir, payload["history"], payload["x"], payload["core_x"], payload["copy"], payload.get("best_epoch"))
         note = "; ".join(notes)
     except BaseException as e:  # noqa: BLE001  (recorded for predict, which falls back to TensorFlow)
         note = f"the background finish failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
