@@ -248,12 +248,13 @@ def eval_(
     data: Optional[str] = typer.Option(None, "--data", help="Data file or URL (s3://, gs://, hf://, https://) to evaluate on (default: data.test, else the validation split)."),
     json_out: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers (runs code from the file)."),
+    engine: str = typer.Option("auto", "--engine", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras: no TensorFlow), onnxruntime or tensorflow."),
 ) -> None:
     """Report loss and the task's metrics; writes metrics.json."""
     from bigmodel_cli import api
     from bigmodel_cli import ui
 
-    outcome = api.evaluate(run, data, unsafe=unsafe)
+    outcome = api.evaluate(run, data, unsafe=unsafe, engine=engine)
     if json_out:
         ui.print_json(outcome.metrics)
     else:

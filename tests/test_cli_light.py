@@ -73,3 +73,17 @@ def test_errors_point_at_the_set_and_the_likely_target(tmp_path, cli):
     assert cli("init", tmp_path / "exp", "--data", tmp_path / "t.csv", "--target", "Attrition").code == 0
     r = cli("train", tmp_path / "exp", "--set", "data.columns.YearsCoded=number", "--set", "train.epochs=1")
     assert r.code == 2 and "--set data.columns.YearsCoded=number" in r.err and "did you mean 'YearsCodedJob'" in r.err, r.err
+
+
+def test_a_wrong_data_path_fails_before_tensorflow_is_imported(make_exp):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    exp = make_exp("regression")
+    code = "import sys, json\nfrom bigmodel_cli.cli import main\nrc = main(['train', sys.argv[1], '--set', 'data.train=data/nope.csv'])\nprint(json.dumps({'rc': rc, 'tf': 'tensorflow' in sys.modules}))"
+    p = subprocess.run([sys.executable, "-c", code, str(exp)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == {"rc": 2, "tf": False}
+    assert "data.train:" in p.stderr and "nope.csv does not exist" in p.stderr

@@ -64,3 +64,40 @@ def test_confusion_matrix_labels_do_not_overlap():
             bb = t.get_window_extent(renderer)
             assert bb.x0 >= fig_box.x0 - 1 and bb.y0 >= fig_box.y0 - 1, (classes, t.get_text())  # inside the picture
         plt.close(fig)
+
+
+@pytest.mark.parametrize("kind", ["table", "text"])
+def test_eval_on_onnx_matches_tensorflow_without_importing_it(kind, tmp_path, cli):
+    """Issue 25, item 5: eval runs on the ONNX fast path while it is current,
+    with the same metrics as the Keras model; a bad --data path fails first."""
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from conftest import ROOT
+
+    if kind == "table":
+        rng = np.random.default_rng(1)
+        df = pd.DataFrame({"x": rng.normal(size=400), "city": rng.choice([f"c{i}" for i in range(30)], 400), "kind": rng.choice(["a", "b", None], 400)})
+        df["y"] = np.where(df.x + (df.city < "c15") > 0.5, "yes", "no")
+        df.to_csv(tmp_path / "t.csv", index=False)
+        assert cli("init", tmp_path / "exp", "--data", tmp_path / "t.csv", "--target", "y").code == 0
+        sets = ["--set", "train.epochs=2", "--set", "model.ensemble=2", "--set", "model.tree_members=1"]
+    else:
+        assert cli("init", tmp_path / "exp", "--template", "text-classifier").code == 0
+        sets = ["--set", "train.epochs=1"]
+    r = cli("train", tmp_path / "exp", *sets)
+    assert r.code == 0, r.err
+    run = r.out.strip().splitlines()[-1]
+    tf = json.loads(cli("eval", run, "--engine", "tensorflow", "--json").out)
+    code = "import sys, json\nfrom bigmodel_cli.cli import main\nrc = main(['eval', sys.argv[1], '--json'])\nprint(json.dumps({'rc': rc, 'tf': 'tensorflow' in sys.modules}), file=sys.stderr)"
+    p = subprocess.run([sys.executable, "-c", code, run], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    fast, flags = json.loads(p.stdout), json.loads(p.stderr.strip().splitlines()[-1])
+    assert flags == {"rc": 0, "tf": False} and fast["engine"] == "onnxruntime" and tf["engine"] == "tensorflow"
+    for k in ("accuracy", "loss", "ece"):
+        assert fast[k] == pytest.approx(tf[k], abs=1e-5), k
+    assert fast["confusion_matrix"] == tf["confusion_matrix"]
+    r = cli("eval", run, "--data", tmp_path / "nope.csv")
+    assert r.code == 2 and "nope.csv does not exist" in r.err

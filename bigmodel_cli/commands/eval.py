@@ -37,12 +37,55 @@ def predict_arrays(model: Any, x: Any, batch_size: int = 1024) -> np.ndarray:
     return np.concatenate(outs) if outs else np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
 
 
-def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> EvalOutcome:
+def onnx_arrays(infer: Any, x: Any, batch_size: int = 8192) -> np.ndarray:
+    """:func:`predict_arrays` through the run's inference.onnx (onnxruntime): the
+    same inputs, the same numbers within float rounding, no TensorFlow."""
+    from bigmodel_cli.features.text import trim_ids
+
+    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+    outs = []
+    for s in range(0, n, batch_size):
+        part = {k: trim_ids(k, v[s : s + batch_size]) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x[s : s + batch_size], np.float32)
+        outs.append(np.asarray(infer(part)))
+    return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
+
+
+def _open(run: str | Path, unsafe: bool, engine: str):
+    """(ref, cfg, model or None, infer or None, engine used): inference.onnx while it
+    matches model.keras (eval then never imports TensorFlow), else the Keras model."""
+    from bigmodel_cli.inference.engine import check_engine
+
+    check_engine(engine)
+    if engine != "tensorflow":
+        from bigmodel_cli.model.export import inference_copy
+        from bigmodel_cli.runs import resolve_run
+
+        ref = resolve_run(run)
+        fast = inference_copy(ref.model_path) if ref.run_dir is not None else None
+        if fast is not None:
+            from bigmodel_cli.inference.predict import make_onnx_infer
+            from bigmodel_cli.model.saved import load_run_config
+
+            return ref, load_run_config(ref.run_dir), None, make_onnx_infer(fast[0]), "onnxruntime"
+        if engine == "onnxruntime":
+            raise ModelFileError(f"{ref.run_dir or ref.model_path} has no inference.onnx made from its model.keras", hint="use --engine tensorflow, or retrain (train writes it)")
+    ref, cfg, model = load_run_model(run, unsafe)
+    return ref, cfg, model, None, "tensorflow"
+
+
+def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False, engine: str = "auto") -> EvalOutcome:
     from bigmodel_cli.data import tables as data_mod
     from bigmodel_cli.data.load import load_datasets
     from bigmodel_cli.model.metrics import metrics_for, plot_confusion
 
-    ref, cfg, model = load_run_model(run, unsafe)
+    if data is not None and not data.startswith("keras:"):
+        from bigmodel_cli.data.remote import is_url
+
+        if not is_url(data) and not Path(data).exists():  # before any model or library is loaded
+            from bigmodel_cli.errors import DataError
+
+            raise DataError(f"--data {data} does not exist", hint="check the path")
+    ref, cfg, model, infer, used = _open(run, unsafe, engine)
     if cfg is None:
         raise ModelFileError(f"{ref.model_path} is a bare model file; eval needs its run folder (for the task, columns and classes)", hint="pass the run folder that holds it")
     base = run_base_dir(ref.run_dir)
@@ -66,9 +109,9 @@ def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False) -> 
         from bigmodel_cli.data.streaming import in_memory
 
         split = in_memory(split)
-    probs = predict_arrays(model, split.x)
+    probs = onnx_arrays(infer, split.x) if infer is not None else predict_arrays(model, split.x)
     metrics = metrics_for(cfg.task, split.y, probs, classes, cfg.train.loss)
-    metrics = {"data": label, "task": cfg.task, **metrics}
+    metrics = {"data": label, "task": cfg.task, **metrics, "engine": used}
     assert ref.run_dir is not None
     path = ref.run_dir / METRICS_FILE
     plot = reliability = None

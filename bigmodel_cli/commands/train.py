@@ -60,6 +60,9 @@ def train(
         from bigmodel_cli.features.backbone import require_extra
 
         require_extra()  # before TensorFlow starts: one line and the install command
+    from bigmodel_cli.data.sources import check_paths
+
+    check_paths(cfg, base_dir)  # a wrong path is one line at once, not after TensorFlow's import
     t0 = time.perf_counter()
     distribute.import_tensorflow()
     times = {"import": round(time.perf_counter() - t0, 3)}
