@@ -184,18 +184,40 @@ class TrainProgress(_LiveTable):
             cols += ["val_loss", *[f"val_{m}" for m in names]]
         return cols
 
-    def _render(self) -> Table:
-        t = Table(box=None, header_style="bold", pad_edge=False, expand=False)
-        t.add_column("epoch", justify="right")
-        t.add_column("progress", width=24)
+    def _fitting_columns(self, width: int) -> list[str]:
+        """The metric columns that fit beside the fixed ones at this width: the
+        losses first, then each metric with its validation twin. The step counter
+        and the time are never squeezed (they read '━━━0/' and '0 …' when they were)."""
         cols = self._columns()
+        total = self.info.get("epochs", 0)
+        # each column is padded by one space a side (none at the table's edges)
+        fixed = max(len("epoch"), len(f"{total}/{total}")) + _bar_width(width) + STEPS_WIDTH + len("samples/s") + len("eta 0:00:00") + 2 * 4
+        room = max(0, width - fixed)
+        order = ["loss", "val_loss"] + [c for c in cols if c not in ("loss", "val_loss")]
+        keep: list[str] = []
+        for c in order:
+            need = max(len(c), 7) + 2
+            if c in cols and room >= need:
+                keep.append(c)
+                room -= need
+        return [c for c in cols if c in keep]
+
+    def _render(self) -> Table:
+        width = self.console.width
+        cols = self._fitting_columns(width)
+        hidden = len(self._columns()) - len(cols)
+        t = Table(box=None, header_style="bold", pad_edge=False, expand=False, caption=f"{hidden} more metric(s) in the summary at the end" if hidden else None, caption_justify="left")
+        t.add_column("epoch", justify="right", no_wrap=True)
+        bar = _bar_width(width)
+        t.add_column("progress", width=bar, no_wrap=True)
+        t.add_column("steps", justify="right", no_wrap=True, min_width=STEPS_WIDTH - 2)
         for c in cols:
-            t.add_column(c.replace("_", " "), justify="right")
-        t.add_column("samples/s", justify="right")
-        t.add_column("time", justify="right")
+            t.add_column(c.replace("_", " "), justify="right", no_wrap=True)
+        t.add_column("samples/s", justify="right", no_wrap=True)
+        t.add_column("time", justify="right", no_wrap=True, min_width=len("eta 0:00"))
         total = self.info.get("epochs", 0)
         for r in self.rows:
-            t.add_row(f"{r['epoch']}/{total}", ProgressBar(total=1, completed=1, width=22, complete_style="green", finished_style="green"), *[fmt(r.get(c, "")) for c in cols], f"{r['samples_per_s']:,.0f}", duration(r["seconds"]))
+            t.add_row(f"{r['epoch']}/{total}", ProgressBar(total=1, completed=1, width=bar, complete_style="green", finished_style="green"), "", *[fmt(r.get(c, "")) for c in cols], f"{r['samples_per_s']:,.0f}", duration(r["seconds"]))
         c = self.current
         if c is not None:
             done, steps = c["done"], c["steps"]
@@ -204,12 +226,20 @@ class TrainProgress(_LiveTable):
             logs = c["logs"]
             t.add_row(
                 f"{c['epoch']}/{total}",
-                Group(ProgressBar(total=steps, completed=done, width=22), Text(f"{done}/{steps} steps", style="dim")),
+                ProgressBar(total=steps, completed=done, width=bar),
+                Text(f"{done}/{steps}", style="dim"),
                 *[fmt(logs[k]) if k in logs else "" for k in cols],
                 f"{c['sps']:,.0f}",
                 f"eta {duration(eta)}" if done else "…",
             )
         return t
+
+
+STEPS_WIDTH = 11  # "12345/67890": the live table's step counter
+
+
+def _bar_width(width: int) -> int:
+    return 12 if width < 100 else 20
 
 
 def train_summary(outcome: Any, console: Console | None = None) -> None:

@@ -50,3 +50,31 @@ def test_train_summary_shows_the_kept_epochs_metrics():
     buf = io.StringIO()
     ui.train_summary(out, Console(file=buf, width=200))
     assert "kept model" not in buf.getvalue() and "best epoch" in buf.getvalue()
+
+
+def test_live_table_keeps_the_step_counter_whole_at_any_width():
+    """Issue 25, item 1: 'N/M steps' and the time read whole at 80-200 columns,
+    however many metrics there are; metrics that do not fit are left to the summary."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from bigmodel_cli import ui
+
+    for width in (80, 100, 120, 160, 200):
+        for metrics in ([], ["accuracy"], ["accuracy", "precision", "recall", "auc", "f1"]):
+            buf = io.StringIO()
+            p = ui.TrainProgress(Console(file=buf, width=width, force_terminal=True, color_system=None))
+            p.info = {"epochs": 100, "metrics": metrics, "validation": True}
+            p.rows = [{"epoch": 1, "loss": 0.51234, "val_loss": 0.6, "seconds": 12.0, "samples_per_s": 12345.0, **{m: 0.9 for m in metrics}, **{f"val_{m}": 0.8 for m in metrics}}]
+            p.current = {"epoch": 2, "done": 12345, "steps": 67890, "logs": {"loss": 0.4}, "sps": 23456.0}
+            p.t_epoch = __import__("time").perf_counter() - 30
+            p.console.print(p._render())
+            text = buf.getvalue()
+            assert "12345/67890" in text, (width, metrics, text)
+            assert re.search(r"eta \d+:\d\d", text), (width, metrics, text)
+            assert max(len(line) for line in text.splitlines()) <= width
+            assert "…" not in text.replace("━", ""), (width, metrics, text)
+            if width >= 200 or not metrics:
+                assert "more metric" not in text, (width, metrics, text)
