@@ -49,17 +49,26 @@ def _root(
 
 @app.command()
 def init(
-    target: Path = typer.Argument(..., help="Folder to create the experiment in."),
-    template: Optional[str] = typer.Option(None, "--template", "-t", help="Template name (see `bigmodel templates`); mnist-cnn without --data."),
-    data: Optional[str] = typer.Option(None, "--data", help="Your own table (csv/tsv/parquet/jsonl, .gz ok; a path, or an s3://, gs://, hf:// or https:// URL or glob): infer the task and column types from it."),
-    target_column: Optional[str] = typer.Option(None, "--target", help="With --data: the column to predict."),
-    task: Optional[str] = typer.Option(None, "--task", help="With --data: classification, binary or regression (default: inferred)."),
+    target: Path = typer.Argument(..., metavar="DIR", help="Folder to create the experiment in."),
+    template: Optional[str] = typer.Option(None, "--template", "-t", metavar="NAME", help="Template name (see `bigmodel templates`); mnist-cnn without --data."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="Your own table (csv/tsv/parquet/jsonl, .gz ok; a path, or an s3://, gs://, hf:// or https:// URL or glob): infer the task and column types from it."),
+    target_column: Optional[str] = typer.Option(None, "--target", metavar="COLUMN", help="With --data: the column to predict."),
+    task: Optional[str] = typer.Option(None, "--task", metavar="TASK", help="With --data: classification, binary or regression (default: inferred)."),
     copy: bool = typer.Option(False, "--copy", help="With --data: copy the file into DIR/data/ (default: reference it)."),
     name: Optional[str] = typer.Option(None, help="Experiment name (default: the template's, or the folder's)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty folder."),
     json_out: bool = typer.Option(False, "--json", help="With --data: print what was inferred as JSON."),
 ) -> None:
-    """Create an experiment folder from a template, or from your own table (--data)."""
+    """Create an experiment folder from a template, or from your own table (--data).
+
+    With --data it reads a sample of the table, infers the task and a use for
+    every column, says why, and writes an experiment.yaml that trains as it is.
+
+    \b
+    Examples:
+      bigmodel init exp --template regression
+      bigmodel init churn --data churn.csv --target Churn
+    """
     from bigmodel_cli import api
     from bigmodel_cli import ui
     from bigmodel_cli.errors import ConfigError
@@ -104,15 +113,25 @@ def templates(json_out: bool = typer.Option(False, "--json", help="Print JSON.")
 
 @app.command()
 def train(
-    path: Path = typer.Argument(..., help="Experiment folder or YAML file; with --resume, a run folder."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key: dotted.key=value (repeatable)."),
+    path: Path = typer.Argument(..., metavar="DIR", help="Experiment folder or YAML file; with --resume, a run folder."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="KEY=VALUE", help="Override a config key: dotted.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run (or the experiment's latest run) from its last checkpoint."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Start N local worker processes (multi-worker on one machine)."),
-    devices: Optional[str] = typer.Option(None, "--devices", help="GPU indices to use, e.g. 0,2 (same as --set train.devices=[0,2])."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, metavar="N", help="Start N local worker processes (multi-worker on one machine)."),
+    devices: Optional[str] = typer.Option(None, "--devices", metavar="0,1,..", help="GPU indices to use, e.g. 0,2 (same as --set train.devices=[0,2])."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
-    """Train a model; prints the run folder."""
+    """Train a model; prints the run folder.
+
+    A live table shows each epoch; the best epoch's model is kept as
+    runs/NAME-N/model.keras, with checkpoints to --resume from after a kill.
+
+    \b
+    Examples:
+      bigmodel train exp --set train.epochs=20
+      bigmodel train exp/runs/exp-3 --resume
+      bigmodel train exp --workers 2
+    """
     from bigmodel_cli import api
     from bigmodel_cli import ui
 
@@ -151,8 +170,8 @@ def train(
 
 @app.command()
 def prepare(
-    path: Path = typer.Argument(..., help="Experiment folder or YAML file."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key: dotted.key=value (repeatable)."),
+    path: Path = typer.Argument(..., metavar="DIR", help="Experiment folder or YAML file."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="KEY=VALUE", help="Override a config key: dotted.key=value (repeatable)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Convert again even if the cache matches."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -177,8 +196,8 @@ def prepare(
 
 @app.command()
 def runs(
-    path: Path = typer.Argument(..., help="Experiment folder (or its runs/ folder, or one run folder)."),
-    sort: Optional[str] = typer.Option(None, "--sort", help="Sort by: name, status, epochs, best, duration, started, trial, or a test metric (e.g. accuracy); best first where a metric has a direction."),
+    path: Path = typer.Argument(..., metavar="DIR", help="Experiment folder (or its runs/ folder, or one run folder)."),
+    sort: Optional[str] = typer.Option(None, "--sort", metavar="COLUMN", help="Sort by: name, status, epochs, best, duration, started, trial, or a test metric (e.g. accuracy); best first where a metric has a direction."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The experiment's runs side by side: status, epochs, best metric, test metrics, duration."""
@@ -194,10 +213,10 @@ def runs(
 
 @app.command()
 def tune(
-    path: Path = typer.Argument(..., help="Experiment folder or YAML file with a tune: section."),
-    trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, help="Finished trials the study should hold (default tune.trials); a rerun continues up to this."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name in DIR/tune/study.db (default: the experiment's name)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key for every trial: dotted.key=value (repeatable)."),
+    path: Path = typer.Argument(..., metavar="DIR", help="Experiment folder or YAML file with a tune: section."),
+    trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, metavar="N", help="Finished trials the study should hold (default tune.trials); a rerun continues up to this."),
+    study: Optional[str] = typer.Option(None, "--study", metavar="NAME", help="Study name in DIR/tune/study.db (default: the experiment's name)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="KEY=VALUE", help="Override a config key for every trial: dotted.key=value (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON: the trials with their state and value, and the best."),
 ) -> None:
     """Search hyperparameters with Optuna (TPE, median pruning); survives kill -9: rerun to continue."""
@@ -218,15 +237,15 @@ def tune(
 
 @app.command()
 def serve(
-    run: Path = typer.Argument(..., help="Run folder (or experiment folder: its latest run)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 exposes the server to the network."),
-    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BIGMODEL_API_KEY", help="Require 'Authorization: Bearer KEY' on /predict and /metadata (or set BIGMODEL_API_KEY)."),
-    engine: str = typer.Option("auto", "--engine", help="auto (inference.onnx when it matches model.keras), onnxruntime or tensorflow."),
-    max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Largest request body; bigger ones get 413."),
-    max_queue: int = typer.Option(256, "--max-queue", min=1, help="Requests that may wait for the model; more get 503."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Server processes on the one port, each with its own model session."),
-    access_log: str = typer.Option("json", "--access-log", help="json: one JSON line a request on stderr (with its X-Request-ID); off: none."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run folder (or experiment folder: its latest run)."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on; 0.0.0.0 exposes the server to the network."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, metavar="PORT", help="Port to listen on."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BIGMODEL_API_KEY", metavar="KEY", help="Require 'Authorization: Bearer KEY' on /predict and /metadata (or set BIGMODEL_API_KEY)."),
+    engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (inference.onnx when it matches model.keras), onnxruntime or tensorflow."),
+    max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, metavar="MB", help="Largest request body; bigger ones get 413."),
+    max_queue: int = typer.Option(256, "--max-queue", min=1, metavar="N", help="Requests that may wait for the model; more get 503."),
+    workers: int = typer.Option(1, "--workers", min=1, metavar="N", help="Server processes on the one port, each with its own model session."),
+    access_log: str = typer.Option("json", "--access-log", metavar="json|off", help="json: one JSON line a request on stderr (with its X-Request-ID); off: none."),
 ) -> None:
     """Serve the run's model over HTTP: /health, /metadata, /predict (docs at /docs)."""
     from bigmodel_cli import ui
@@ -244,13 +263,20 @@ def serve(
 
 @app.command("eval")
 def eval_(
-    run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data file or URL (s3://, gs://, hf://, https://) to evaluate on (default: data.test, else the validation split)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run folder, experiment folder (latest run) or .keras file."),
+    data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="Data file or URL (s3://, gs://, hf://, https://) to evaluate on (default: data.test, else the validation split)."),
     json_out: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers (runs code from the file)."),
-    engine: str = typer.Option("auto", "--engine", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras: no TensorFlow), onnxruntime or tensorflow."),
+    engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras: no TensorFlow), onnxruntime or tensorflow."),
 ) -> None:
-    """Report loss and the task's metrics; writes metrics.json."""
+    """Report loss and the task's metrics; writes metrics.json and plots.
+
+    It evaluates on --data, else data.test, else the validation split.
+
+    \b
+    Example:
+      bigmodel eval exp --data test.csv --json
+    """
     from bigmodel_cli import api
     from bigmodel_cli import ui
 
@@ -263,21 +289,33 @@ def eval_(
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),
-    input_: List[str] = typer.Option(..., "--input", "-i", help="CSV/TSV/Parquet/JSONL file(s), a glob, a URL or URL glob (s3://, gs://, hf://, https://), or - for stdin."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (.csv, .tsv, .parquet, .jsonl, optionally .gz), an s3://, gs:// or hf:// URL, or - for stdout."),
-    output_dir: Optional[str] = typer.Option(None, "--output-dir", help="Folder (or s3://, gs://, hf:// prefix) for one output per input."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run folder, experiment folder (latest run) or .keras file."),
+    input_: List[str] = typer.Option(..., "--input", "-i", metavar="FILE", help="CSV/TSV/Parquet/JSONL file(s), a glob, a URL or URL glob (s3://, gs://, hf://, https://), or - for stdin."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Output file (.csv, .tsv, .parquet, .jsonl, optionally .gz), an s3://, gs:// or hf:// URL, or - for stdout."),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", metavar="DIR", help="Folder (or s3://, gs://, hf:// prefix) for one output per input."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Add one probability column per class."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Extra input columns to copy to the output (comma-separated)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rows per inference call (default: chosen for throughput)."),
-    input_format: Optional[str] = typer.Option(None, "--input-format", help="Format of stdin: csv, tsv, parquet, jsonl."),
+    columns: Optional[str] = typer.Option(None, "--columns", metavar="A,B", help="Extra input columns to copy to the output (comma-separated)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, metavar="ROWS", help="Rows per inference call (default: chosen for throughput)."),
+    input_format: Optional[str] = typer.Option(None, "--input-format", metavar="FORMAT", help="Format of stdin: csv, tsv, parquet, jsonl."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
-    engine: str = typer.Option("auto", "--engine", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras, else TensorFlow), onnxruntime or tensorflow."),
-    on_bad_value: str = typer.Option("error", "--on-bad-value", help="A value that is not a number in a number column (e.g. 'forty'): error (stop, naming the line and column) or missing (impute it like an empty cell)."),
+    engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras, else TensorFlow), onnxruntime or tensorflow."),
+    on_bad_value: str = typer.Option("error", "--on-bad-value", metavar="error|missing", help="A value that is not a number in a number column (e.g. 'forty'): error (stop, naming the line and column) or missing (impute it like an empty cell)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
 ) -> None:
-    """Predict every row of CSV/Parquet/JSONL files, streaming."""
+    """Predict every row of tables or images, streaming, in order.
+
+    Inputs: CSV/TSV/Parquet/JSONL files, globs ('data/*.csv'), URLs, - for
+    stdin, or image files and folders for an image run. Several inputs need
+    --output-dir (one output each).
+
+    \b
+    Examples:
+      bigmodel predict exp --input new.csv --output preds.csv --probabilities
+      bigmodel predict exp --input 'batch/*.parquet' --output-dir preds/
+      cat new.csv | bigmodel predict exp --input - > preds.csv
+      bigmodel predict digits --input photos/ --output digits.csv
+    """
     from bigmodel_cli import api
     from bigmodel_cli import ui
 
@@ -299,14 +337,19 @@ def predict(
 
 @app.command()
 def export(
-    run: Path = typer.Argument(..., help="Run folder, experiment folder (latest run) or .keras file."),
-    format_: str = typer.Option("savedmodel", "--format", "-f", help="keras, savedmodel, onnx or tflite."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Where to write: a path or an s3://, gs:// or hf:// URL (default: RUN/export/model.<ext>)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run folder, experiment folder (latest run) or .keras file."),
+    format_: str = typer.Option("savedmodel", "--format", "-f", metavar="FORMAT", help="keras, savedmodel, onnx or tflite."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Where to write: a path or an s3://, gs:// or hf:// URL (default: RUN/export/model.<ext>)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing export."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
 ) -> None:
-    """Export the model for serving and check it against Keras."""
+    """Export the model for serving and check it against Keras.
+
+    \b
+    Example:
+      bigmodel export exp --format onnx --output model.onnx
+    """
     from bigmodel_cli import api
     from bigmodel_cli import ui
 
@@ -326,13 +369,13 @@ app.add_typer(submit_app, name="submit")
 
 @submit_app.command("slurm")
 def submit_slurm(
-    path: Path = typer.Argument(..., help="Experiment folder."),
-    nodes: int = typer.Option(1, "--nodes", "-N", min=1, help="Machines."),
-    tasks_per_node: int = typer.Option(1, "--tasks-per-node", min=1, help="Workers on each machine (one a GPU, or one a machine on CPUs)."),
-    gpus_per_node: int = typer.Option(0, "--gpus-per-node", min=0, help="GPUs to ask for on each machine."),
-    time_limit: Optional[str] = typer.Option(None, "--time", help="Time limit, HH:MM:SS; the job requeues itself shortly before it."),
-    partition: Optional[str] = typer.Option(None, "--partition", "-p", help="Slurm partition (default: the cluster's)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config key: dotted.key=value (repeatable)."),
+    path: Path = typer.Argument(..., metavar="DIR", help="Experiment folder."),
+    nodes: int = typer.Option(1, "--nodes", "-N", min=1, metavar="N", help="Machines."),
+    tasks_per_node: int = typer.Option(1, "--tasks-per-node", min=1, metavar="N", help="Workers on each machine (one a GPU, or one a machine on CPUs)."),
+    gpus_per_node: int = typer.Option(0, "--gpus-per-node", min=0, metavar="N", help="GPUs to ask for on each machine."),
+    time_limit: Optional[str] = typer.Option(None, "--time", metavar="HH:MM:SS", help="Time limit, HH:MM:SS; the job requeues itself shortly before it."),
+    partition: Optional[str] = typer.Option(None, "--partition", "-p", metavar="NAME", help="Slurm partition (default: the cluster's)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="KEY=VALUE", help="Override a config key: dotted.key=value (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the batch script; submit nothing."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON: the script, the job id and the runs folder."),
 ) -> None:
@@ -391,6 +434,41 @@ def _log_internal(exc: BaseException) -> Path | None:
     return None
 
 
+def plain_help(text: str) -> str:
+    """Help as a reader wants it: RUN, not {RUN}; no '<path>' or '<int range>'
+    type tags; no '[x>=1]' range notes (the option's text says what it takes)."""
+    import re
+
+    text = re.sub(r"\{([A-Z][A-Z0-9_]*)\}", r"\1", text)
+    text = re.sub(r" <(?:path|str|int|float|int range|float range|list\[str\]|list\[int\]|text|choice)>", lambda m: " " * len(m.group(0)), text)  # blanks: the columns stay aligned
+    text = re.sub(r"; (?:[\d.]+<=)?x(?:>=|<=)[\d.]+(?:<=[\d.]+)?\]", "]", text)
+    text = re.sub(r"\s*\[(?:[\d.]+<=)?x(?:>=|<=)[\d.]+\]", "", text)
+    return text
+
+
+def _help(args: list[str]) -> int:
+    """Run a --help (or a bare group) and print it through :func:`plain_help`."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(buf):
+        try:
+            rv = app(args=args, prog_name="bigmodel", standalone_mode=False)
+            code = int(rv or 0) if isinstance(rv, int) else 0
+        except SystemExit as e:
+            code = int(e.code or 0) if isinstance(e.code, int) else 0
+        except Exception as e:  # noqa: BLE001  (a usage error: click's own message)
+            from typer.exceptions import Exit
+
+            code = e.exit_code if isinstance(e, Exit) else 2
+            if not isinstance(e, Exit):
+                buf.write(str(getattr(e, "format_message", lambda: e)()) + "\n")
+    sys.stdout.write(plain_help(buf.getvalue()))
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps errors to exit codes (0, 1, 2, 130)."""
     from typer.exceptions import Abort, Exit, TyperException
@@ -408,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     from bigmodel_cli.ui import err_console
 
     con = err_console()
+    if {"-h", "--help"} & set(args) or not args or args == ["submit"]:
+        return _help(args)
     try:
         rv = app(args=args, prog_name="bigmodel", standalone_mode=False)
         return int(rv or 0) if isinstance(rv, int) else 0

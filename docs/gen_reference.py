@@ -138,7 +138,9 @@ def cli_page() -> str:
             opts, text = rec
             out.append(f"  {opts}\n      {text}")
         out += ["```", ""]
-    return "\n".join(out)
+    from bigmodel_cli.cli import plain_help
+
+    return plain_help("\n".join(out))
 
 
 def main() -> int:

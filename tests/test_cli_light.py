@@ -87,3 +87,24 @@ def test_a_wrong_data_path_fails_before_tensorflow_is_imported(make_exp):
     p = subprocess.run([sys.executable, "-c", code, str(exp)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert json.loads(p.stdout.strip().splitlines()[-1]) == {"rc": 2, "tf": False}
     assert "data.train:" in p.stderr and "nope.csv does not exist" in p.stderr
+
+
+def test_help_reads_like_the_tour(capsys):
+    """Issue 25, item 4: no internals ({target}, <list[str]>, <int range>, [x>=1]);
+    the main commands each show an example; predict names its kinds of input."""
+    import re
+
+    from bigmodel_cli.cli import main
+
+    for cmd in (["init"], ["train"], ["eval"], ["predict"], ["export"], ["serve"], ["runs"], ["tune"], ["prepare"], ["submit", "slurm"], []):
+        capsys.readouterr()
+        assert main([*cmd, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "Usage: bigmodel" in text, cmd
+        assert not re.search(r"\{\w+\}|<(path|str|int|float|int range|list\[str\])>|x>=|x<=", text), (cmd, text)
+        if cmd in (["init"], ["train"], ["eval"], ["predict"], ["export"], ["submit", "slurm"]):
+            assert "Example" in text, cmd
+    capsys.readouterr()
+    main(["predict", "--help"])
+    text = capsys.readouterr().out
+    assert "image" in text and "glob" in text and "stdin" in text
