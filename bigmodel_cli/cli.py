@@ -300,6 +300,7 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
     engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras, else TensorFlow), onnxruntime or tensorflow."),
     on_bad_value: str = typer.Option("error", "--on-bad-value", metavar="error|missing", help="A value that is not a number in a number column (e.g. 'forty'): error (stop, naming the line and column) or missing (impute it like an empty cell)."),
+    rename: Optional[List[str]] = typer.Option(None, "--rename", metavar="FROM=TO", help="Read the input's column FROM as the model's column TO (repeatable), e.g. --rename review=text."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
 ) -> None:
@@ -325,7 +326,7 @@ def predict(
         raise BigmodelError("--json prints a summary on stdout, so predictions need --output FILE", hint="e.g. --output preds.csv --json")
     prog = ui.PredictProgress()
     try:
-        results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog, engine=engine, on_bad_value=on_bad_value)
+        results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog, engine=engine, on_bad_value=on_bad_value, rename=_pairs(rename, "--rename"))
     finally:
         prog.close()
     if json_out:
@@ -432,6 +433,18 @@ def _log_internal(exc: BaseException) -> Path | None:
         except OSError:
             continue
     return None
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            from bigmodel_cli.errors import ConfigError
+
+            raise ConfigError(f"{flag} {item}: write FROM=TO", hint=f"e.g. {flag} review=text")
+        out[old.strip()] = new.strip()
+    return out
 
 
 def plain_help(text: str) -> str:

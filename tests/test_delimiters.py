@@ -44,3 +44,47 @@ def test_a_semicolon_table_trains_and_predicts(tmp_path, cli):
     # forcing the wrong delimiter says what happened
     r = cli("train", tmp_path / "exp", "--set", "data.delimiter=,", "--set", "train.epochs=1")
     assert r.code == 2 and "read as one column that holds ';'" in r.err, r.err
+
+
+def test_predict_renames_columns_and_runs_sorts_by_its_header(tmp_path, cli):
+    """Issue 25, items 9-11: --rename FROM=TO in every input format; runs --sort
+    takes what the header shows; printed paths are normalised."""
+    import json
+
+    assert cli("init", tmp_path / "exp", "--template", "regression").code == 0
+    r = cli("train", tmp_path / "exp", "--set", "train.epochs=1")
+    assert r.code == 0, r.err
+    run = r.out.strip().splitlines()[-1]
+    df = pd.read_csv(tmp_path / "exp" / "data" / "train.csv").head(30)
+    ref = tmp_path / "ref.csv"
+    assert cli("predict", run, "--input", tmp_path / "exp" / "data" / "train.csv", "--output", ref).code == 0
+    other = df.drop(columns=["progression"], errors="ignore").rename(columns={"bmi": "body_mass_index", "age": "Age"})
+    for ext in ("csv", "parquet", "jsonl"):
+        f = tmp_path / f"other.{ext}"
+        if ext == "csv":
+            other.to_csv(f, index=False)
+        elif ext == "parquet":
+            other.to_parquet(f)
+        else:
+            other.to_json(f, orient="records", lines=True)
+        r = cli("predict", run, "--input", f, "--output", tmp_path / f"p.{ext}.csv", "--rename", "body_mass_index=bmi", "--rename", "Age=age")
+        assert r.code == 0, (ext, r.err)
+        np.testing.assert_allclose(pd.read_csv(tmp_path / f"p.{ext}.csv")["prediction"], pd.read_csv(ref)["prediction"].head(30), rtol=1e-5)
+    f = tmp_path / "other.csv"
+    r = cli("predict", run, "--input", f, "--output", tmp_path / "x.csv", "--rename", "body_mass_index=bmii", "--rename", "Age=age")
+    assert r.code == 2 and "the model reads no column 'bmii'" in r.err and "did you mean 'bmi'" in r.err
+    r = cli("predict", run, "--input", f, "--output", tmp_path / "x.csv", "--rename", "weight=bmi")
+    assert r.code == 2 and "has no column 'weight'" in r.err
+    r = cli("predict", run, "--input", f, "--output", tmp_path / "x.csv", "--rename", "bmi")
+    assert r.code == 2 and "FROM=TO" in r.err
+    assert cli("eval", run).code == 0
+    for key in ("test mse", "test_mse", "mse", "best val_loss", "time"):
+        r = cli("runs", tmp_path / "exp", "--sort", key, "--json")
+        assert r.code == 0, (key, r.err)
+    # a data path with .. in it is printed without it
+    (tmp_path / "exp" / "so").mkdir()
+    r = cli("eval", run, "--json")
+    from bigmodel_cli.data.sources import resolve_path
+
+    assert ".." not in str(resolve_path("../data/train.csv", tmp_path / "exp" / "so"))
+    assert json.loads(r.out)["rows"] > 0

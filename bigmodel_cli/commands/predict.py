@@ -22,6 +22,7 @@ def predict(
     progress: Any = None,
     engine: str = "auto",
     on_bad_value: str = "error",
+    rename: dict[str, str] | None = None,
 ):
     """Predict files. ``engine``: auto (the run's inference.onnx through
     onnxruntime when it matches model.keras, else TensorFlow), onnxruntime,
@@ -43,6 +44,11 @@ def predict(
     cfg, model, spec, infer, used = e.cfg, e.model, e.spec, e.infer, e.name
     batch_size = batch_size or e.batch_size
     spec.on_bad_value = on_bad_value
+    if rename:
+        from bigmodel_cli.inference.predict import check_rename
+
+        check_rename(rename, spec)
+        spec.rename = dict(rename)
     if images:  # one row per image: its path and the prediction
         from bigmodel_cli.inference.predict import predict_images
 

@@ -124,6 +124,7 @@ def sort_rows(rows: list[dict[str, Any]], key: str | None) -> list[dict[str, Any
     if not key:
         return rows
     tests = sorted({k for r in rows for k in r["test"]})
+    key = _sort_key(key, tests)
     if key not in SORT_KEYS and key not in tests:
         from bigmodel_cli.config import suggest
 
@@ -144,6 +145,19 @@ def sort_rows(rows: list[dict[str, Any]], key: str | None) -> list[dict[str, Any
         return sorted(rows, key=lambda r: (r["name"].rsplit("-", 1)[0], _number(r["name"])))
     present = [r for r in rows if r.get(field) is not None]
     return sorted(present, key=lambda r: r[field]) + [r for r in rows if r.get(field) is None]
+
+
+def _sort_key(key: str, tests: list[str]) -> str:
+    """--sort as the table's header spells it: 'test accuracy', 'test_accuracy',
+    'best val_loss' and 'time' mean accuracy, best and duration."""
+    k = key.strip().lower().replace(" ", "_")
+    if k in SORT_KEYS or k in tests:
+        return k
+    if k.startswith("test_") and k[5:] in tests:
+        return k[5:]
+    if k.startswith("best"):
+        return "best"
+    return {"time": "duration", "run": "name"}.get(k, key)
 
 
 def _monitor(train: dict, history: list[dict]) -> tuple[str, str]:

@@ -157,8 +157,10 @@ def resolve_path(spec: str, base_dir: Path) -> Path:
 
     if remote.is_url(spec):
         return remote.fetch(spec)
+    import os
+
     p = Path(remote.local_path(spec)).expanduser()
-    return p if p.is_absolute() else base_dir / p
+    return Path(os.path.normpath(p if p.is_absolute() else base_dir / p))  # exp/so/../../data/x.csv -> data/x.csv in every message
 
 
 def shard_paths(spec: Any, base_dir: Path, role: str) -> list[Path] | None:

@@ -54,6 +54,7 @@ class PredictSpec:
     notes: list[str] = field(default_factory=list)  # warnings for the user
     encoded_columns: list[str] = field(default_factory=list)  # features with their own encoder (category, text, date): read as strings
     tokenizers: dict[str, Any] | None = None  # set: feed ids (the ONNX core); None: raw strings
+    rename: dict[str, str] = field(default_factory=dict)  # predict --rename: the input's column -> the model's
     on_bad_value: str = "error"  # a value that is not a number (or a date) in such a column: error | missing
     date_formats: dict[str, str] = field(default_factory=dict)  # date column -> date_iso | date_dmy | date_mdy
     line_of: Callable[[int], int] | None = field(default=None, repr=False)  # a CSV input's data row -> its line (error path)
@@ -97,6 +98,39 @@ def _header(stream_factory: Callable[[], Any], delimiter: str) -> list[str]:
     if not line.strip():
         return []
     return next(csv.reader([line], delimiter=delimiter))
+
+
+def _renamed(names: list[str], spec: PredictSpec, source: str) -> list[str]:
+    """The input's column names after ``predict --rename FROM=TO`` (spec.rename)."""
+    rename = getattr(spec, "rename", None) or {}
+    if not rename:
+        return names
+    for old, new in rename.items():
+        if old not in names:
+            raise DataError(f"--rename {old}={new}: {source} has no column '{old}'", hint=f"the input has columns: {', '.join(names[:12])}")
+        if new in names and new != old:
+            raise DataError(f"--rename {old}={new}: {source} already has a column '{new}'", hint=f"rename that one too, or drop --rename {old}={new}")
+    return [rename.get(n, n) for n in names]
+
+
+def check_rename(rename: dict[str, str], spec: PredictSpec) -> None:
+    """Each --rename target must be a column the model reads (or an id or --columns one)."""
+    known = list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns))
+    for old, new in rename.items():
+        if new not in known:
+            import difflib
+
+            close = difflib.get_close_matches(new, known, n=1)
+            raise DataError(f"--rename {old}={new}: the model reads no column '{new}'", hint=(f"did you mean '{close[0]}'? " if close else "") + f"it reads: {', '.join(known[:12])}")
+
+
+def _rename_batch(batch, spec: PredictSpec):
+    rename = getattr(spec, "rename", None) or {}
+    if not rename:
+        return batch
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays(batch.columns, names=[rename.get(n, n) for n in batch.schema.names])
 
 
 def _check_input_columns(have: list[str], spec: PredictSpec, source: str) -> None:
@@ -192,6 +226,11 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
         header = _header(factory, delim)
         if not header:
             raise DataError(f"{source} has no header line")
+        renamed = _renamed(header, spec, source)
+        if renamed != header:
+            header, read_names = renamed, {"column_names": renamed, "skip_rows": 1}
+        else:
+            read_names = {}
         spec.line_of = _line_finder(factory, delim)
         _check_input_columns(header, spec, source)
         string_cols = [c for c in spec.id_columns + spec.keep_columns + spec.encoded_columns if c not in spec.numeric]
@@ -200,7 +239,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
         try:
             reader = pc.open_csv(
                 factory() if buffered else _file_stream(path, comp, position),
-                read_options=pc.ReadOptions(block_size=BLOCK_BYTES),
+                read_options=pc.ReadOptions(block_size=BLOCK_BYTES, **read_names),
                 # Text may hold line breaks inside quotes (e-mails, posts); parsing them
                 # costs speed, so only text models pay for it.
                 parse_options=pc.ParseOptions(delimiter=delim, newlines_in_values=bool(spec.encoded_columns)),
@@ -216,11 +255,12 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
             pf = pq.ParquetFile(path if path != "-" else pa.BufferReader(sys.stdin.buffer.read()))
         except (pa.ArrowInvalid, OSError) as e:
             raise DataError(f"{source}: not a readable Parquet file: {e}") from None
-        _check_input_columns(pf.schema_arrow.names, spec, source)
+        _check_input_columns(_renamed(pf.schema_arrow.names, spec, source), spec, source)
         if position is not None:
             position.track_rows(pf.metadata.num_rows)
-        for batch in pf.iter_batches(batch_size=65536, columns=wanted()):
-            yield _cast_features(batch, spec)
+        back = {v: k for k, v in (getattr(spec, "rename", None) or {}).items()}
+        for batch in pf.iter_batches(batch_size=65536, columns=[back.get(c, c) for c in wanted()]):
+            yield _cast_features(_rename_batch(batch, spec), spec)
     elif fmt == "jsonl":
         import pyarrow.json as pj
 
@@ -229,10 +269,10 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
             reader = pj.open_json(stream, read_options=pj.ReadOptions(block_size=BLOCK_BYTES))
         except pa.ArrowInvalid as e:
             raise DataError(f"{source}: cannot parse JSON lines: {e}") from None
-        _check_input_columns(reader.schema.names, spec, source)
+        _check_input_columns(_renamed(reader.schema.names, spec, source), spec, source)
         rows = 0
         for batch in _read_batches(reader, lambda at, e: DataError(f"{source}: cannot parse JSON lines after row {at}: {e}")):
-            yield _cast_features(batch.select(wanted()), spec, source, rows)
+            yield _cast_features(_rename_batch(batch, spec).select(wanted()), spec, source, rows)
             rows += batch.num_rows
     else:
         raise DataError(f"{source}: predict reads csv, tsv, parquet or jsonl, not {fmt}")
