@@ -85,6 +85,8 @@ def wrk(port: int, body_file: Path, connections: int, seconds: int, threads: int
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua), f"http://127.0.0.1:{port}/predict"], capture_output=True, text=True, timeout=seconds + 60).stdout
     lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if not lat or rps == 0:
+        raise RuntimeError(f"wrk got no answers from port {port}:\n{out}")
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(g) for g in sock.groups()) if sock else 0)
@@ -92,7 +94,11 @@ def wrk(port: int, body_file: Path, connections: int, seconds: int, threads: int
 
 
 def start(cmd: list[str], port: int, env: dict) -> subprocess.Popen:
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file: serve writes an access-log line a request, and a pipe nobody
+    # reads fills up and stops the server
+    log = tempfile.NamedTemporaryFile("w+b", prefix="serve-wrk-", suffix=".log", delete=False)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    p.stderr = open(log.name, "rb")
     wait_port(port, p)
     return p
 
