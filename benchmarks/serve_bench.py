@@ -79,7 +79,7 @@ def main() -> None:
         run = json.loads(r.stdout)["run_dir"]
         port = free_port()
         t0 = time.perf_counter()
-        server = subprocess.Popen([*BIGMODEL, "serve", run, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = subprocess.Popen([*BIGMODEL, "serve", run, "--port", str(port), "--access-log", "off"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # no log: stderr is a pipe read only at the end
         try:
             while True:
                 try:
