@@ -66,7 +66,7 @@ def test_confusion_matrix_labels_do_not_overlap():
         plt.close(fig)
 
 
-@pytest.mark.parametrize("kind", ["table", "text"])
+@pytest.mark.parametrize("kind", ["table", pytest.param("text", marks=pytest.mark.slow)])  # text: make test-slow (the fast suite's time)
 def test_eval_on_onnx_matches_tensorflow_without_importing_it(kind, tmp_path, cli):
     """Issue 25, item 5: eval runs on the ONNX fast path while it is current,
     with the same metrics as the Keras model; a bad --data path fails first."""

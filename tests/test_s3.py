@@ -140,6 +140,12 @@ def test_store_errors_are_one_line_naming_the_url(s3, tmp_path):
     assert r.code == 2 and "s3://data/errs/missing.csv: no such object" in r.err
     r = run_process("init", tmp_path / "c", "--data", "s3://data/errs/*.parquet", "--target", "y", cwd=ROOT)
     assert r.code == 2 and "matches no object" in r.err
+
+
+@pytest.mark.slow  # two more servers and a timeout: 25 s of make test's budget
+def test_denied_and_timed_out_are_one_line_naming_the_url(s3, tmp_path):
+    fs, env = s3
+    fs.pipe("data/errs/t.csv", _regression_table(50, 2).to_csv(index=False).encode())
     # a server that checks keys: unknown ones are refused
     proc, url = _server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     try:
