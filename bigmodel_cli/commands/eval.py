@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from bigmodel_cli.errors import ModelFileError
-from bigmodel_cli.model.saved import load_run_model, run_base_dir, run_tokenizers
+from bigmodel_cli.model.saved import run_base_dir, run_tokenizers
 from bigmodel_cli.runs import METRICS_FILE, PLOTS, atomic_write_json
 
 
@@ -51,26 +51,15 @@ def onnx_arrays(infer: Any, x: Any, batch_size: int = 8192) -> np.ndarray:
 
 
 def _open(run: str | Path, unsafe: bool, engine: str):
-    """(ref, cfg, model or None, infer or None, engine used): inference.onnx while it
-    matches model.keras (eval then never imports TensorFlow), else the Keras model."""
-    from bigmodel_cli.inference.engine import check_engine
+    """(ref, cfg, model or None, infer or None, engine used): predict's choice
+    (inference.onnx while it matches model.keras, so no TensorFlow import; else
+    the Keras model)."""
+    from bigmodel_cli.inference.engine import open_engine
 
-    check_engine(engine)
-    if engine != "tensorflow":
-        from bigmodel_cli.model.export import inference_copy
-        from bigmodel_cli.runs import resolve_run
-
-        ref = resolve_run(run)
-        fast = inference_copy(ref.model_path) if ref.run_dir is not None else None
-        if fast is not None:
-            from bigmodel_cli.inference.predict import make_onnx_infer
-            from bigmodel_cli.model.saved import load_run_config
-
-            return ref, load_run_config(ref.run_dir), None, make_onnx_infer(fast[0]), "onnxruntime"
-        if engine == "onnxruntime":
-            raise ModelFileError(f"{ref.run_dir or ref.model_path} has no inference.onnx made from its model.keras", hint="use --engine tensorflow, or retrain (train writes it)")
-    ref, cfg, model = load_run_model(run, unsafe)
-    return ref, cfg, model, None, "tensorflow"
+    e = open_engine(run, engine, unsafe=unsafe)
+    if e.name == "onnxruntime":
+        return e.ref, e.cfg, None, e.infer, e.name
+    return e.ref, e.cfg, e.model, None, e.name
 
 
 def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False, engine: str = "auto") -> EvalOutcome:
