@@ -94,6 +94,7 @@ def test_survivor_of_a_dead_worker_exits_and_names_it(make_exp):
     assert chief.returncode != 0 and "worker 1 (127.0.0.1:" in err and "--resume" in err and "Traceback" not in err, err
 
 
+@pytest.mark.slow  # make test's time; tests/test_slurm.py resumes a two-worker run too (slow)
 def test_multi_worker_run_resumes_and_extends(make_exp):
     exp = make_exp("regression")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}

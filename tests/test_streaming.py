@@ -301,7 +301,7 @@ def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cli):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("workers", [2, pytest.param(3, marks=pytest.mark.slow)])  # 3: make test-slow (the fast suite's time)
+@pytest.mark.parametrize("workers", [pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)])  # make test-slow (the fast suite's time); tests/test_streaming.py's share test checks each worker's partitions in make test
 def test_workers_train_the_same_model_as_one_process(tmp_path, cli, workers):
     from test_resume import weights
 

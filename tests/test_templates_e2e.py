@@ -15,7 +15,8 @@ CASES = [
     ("regression", ["train.epochs=2"], "savedmodel"),
     ("binary-classifier", ["train.epochs=2"], "tflite"),
     ("linear", ["train.epochs=1"], "keras"),
-    ("text-classifier", ["train.epochs=1", "train.steps_per_epoch=20"], "savedmodel"),
+    # text: make test-slow (the fast suite's time); tests/test_text.py trains, predicts and exports text in make test
+    pytest.param("text-classifier", ["train.epochs=1", "train.steps_per_epoch=20"], "savedmodel", marks=pytest.mark.slow),
 ]
 
 
@@ -26,7 +27,7 @@ def _sets(overrides):
     return out
 
 
-@pytest.mark.parametrize("template,overrides,fmt", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("template,overrides,fmt", CASES, ids=[(c.values if hasattr(c, "values") else c)[0] for c in CASES])
 def test_template_end_to_end(template, overrides, fmt, make_exp, cli, tmp_path):
     exp = make_exp(template)
     r = cli("train", exp, *_sets(overrides))
