@@ -39,19 +39,8 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
     from bigmodel_cli.data import remote
 
     if output and remote.is_url(output):  # written and checked locally, then uploaded
-        import shutil
-        import tempfile
-
-        if not force and remote.exists(output):
-            from bigmodel_cli.errors import PathError
-
-            raise PathError(f"{output} exists already", hint="pass --force to replace it, or choose another --output")
-        tmp = Path(tempfile.mkdtemp(prefix="bigmodel-export-"))
-        try:
-            r = export_model(model, fmt, tmp / output.rstrip("/").rsplit("/", 1)[-1], sample, force=True, core_x=core_x, tokenizers=tokenizers)
-            remote.upload(Path(r.path), output)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with remote.written_then_uploaded(output, force) as local:
+            r = export_model(model, fmt, local, sample, force=True, core_x=core_x, tokenizers=tokenizers)
         r.path = output
         return r
     return export_model(model, fmt, out, sample, force=force, core_x=core_x, tokenizers=tokenizers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -83,41 +84,17 @@ def predict(
     return results
 
 
-class _local_output:
-    """A URL output is written to a local file first, then uploaded (data/remote.py);
+@contextlib.contextmanager
+def _local_output(target: str, force: bool):
+    """A URL output is written locally first, then uploaded (remote.written_then_uploaded);
     a local one is itself."""
+    from bigmodel_cli.data import remote
 
-    def __init__(self, target: str, force: bool):
-        self.target, self.force, self.tmp = target, force, None
-
-    def __enter__(self) -> str:
-        from bigmodel_cli.data import remote
-
-        if not remote.is_url(self.target):
-            return self.target
-        if remote.scheme(self.target) in remote.READ_ONLY:
-            raise DataError(f"{self.target}: {remote.scheme(self.target)}:// is read-only", hint="write to s3://, gs:// or hf://, or a local path")
-        if not self.force and remote.exists(self.target):
-            from bigmodel_cli.errors import PathError
-
-            raise PathError(f"output {self.target} exists already", hint="pass --force to overwrite it")
-        import tempfile
-
-        self.tmp = Path(tempfile.mkdtemp(prefix="bigmodel-out-"))
-        return str(self.tmp / Path(self.target.split("://", 1)[1]).name)
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        import shutil
-
-        if self.tmp is None:
-            return
-        try:
-            if exc is None:
-                from bigmodel_cli.data import remote
-
-                remote.upload(self.tmp / Path(self.target.split("://", 1)[1]).name, self.target)
-        finally:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+    if not remote.is_url(target):
+        yield target
+        return
+    with remote.written_then_uploaded(target, force) as local:
+        yield str(local)
 
 
 def _pred_name(f: str) -> str:

@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -210,3 +211,26 @@ def upload(local: Path, url: str) -> None:
             fs.put_file(str(local), path)
     except Exception as e:
         raise failure(e, url) from None
+
+
+@contextlib.contextmanager
+def written_then_uploaded(url: str, force: bool):
+    """A local path to write an output to; on success it is uploaded to the URL
+    (a file, or a folder such as a SavedModel). predict and export both use it."""
+    import shutil
+    import tempfile
+
+    s = scheme(url)
+    if s in READ_ONLY:
+        raise DataError(f"{url}: {s}:// is read-only", hint="write to s3://, gs:// or hf://, or a local path")
+    if not force and exists(url):
+        from bigmodel_cli.errors import PathError
+
+        raise PathError(f"output {url} exists already", hint="pass --force to replace it")
+    tmp = Path(tempfile.mkdtemp(prefix="bigmodel-out-"))
+    local = tmp / (url.rstrip("/").rsplit("/", 1)[-1] or "output")
+    try:
+        yield local
+        upload(local, url)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
