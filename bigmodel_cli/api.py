@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bigmodel_cli.commands.eval import EvalOutcome, evaluate, predict_arrays
+from bigmodel_cli.commands.explain import explain
 from bigmodel_cli.commands.export import export
 from bigmodel_cli.commands.info import info
 from bigmodel_cli.commands.init import init, init_data, templates
@@ -28,7 +29,7 @@ from bigmodel_cli.model.saved import load_run_config, run_tokenizers
 from bigmodel_cli.runs import resolve_run
 
 __all__ = [
-    "EvalOutcome", "RESUMABLE_KEYS", "TrainOutcome", "evaluate", "expand_inputs", "export", "info", "init", "init_data",
+    "EvalOutcome", "RESUMABLE_KEYS", "TrainOutcome", "evaluate", "expand_inputs", "explain", "export", "info", "init", "init_data",
     "load_run_config", "predict", "predict_arrays", "prepare", "resolve_run", "resolved_config", "resumed_config", "run_tokenizers", "templates", "train",
 ]
 

@@ -160,9 +160,9 @@ def train(
         ui.err_console().print(f"{outcome.worker}: done, {outcome.epochs_done} epochs; the chief wrote the run folder")
         return
     if json_out:
-        from bigmodel_cli.runs import read_calibration
+        from bigmodel_cli.runs import read_calibration, read_conformal
 
-        ui.print_json({"run_dir": str(outcome.run_dir), "status": outcome.status, "epochs": outcome.epochs_done, "history": outcome.history, "model": str(outcome.model_path) if outcome.model_path else None, "seconds": outcome.seconds, "samples_per_s": outcome.samples_per_s, "strategy": outcome.strategy.get("strategy"), "precision": outcome.strategy.get("precision"), "times": outcome.times, "calibration": read_calibration(Path(outcome.run_dir)), "inference_copy": "background" if outcome.background else ("written" if (Path(outcome.run_dir) / "inference.onnx").is_file() else "none")})
+        ui.print_json({"run_dir": str(outcome.run_dir), "status": outcome.status, "epochs": outcome.epochs_done, "history": outcome.history, "model": str(outcome.model_path) if outcome.model_path else None, "seconds": outcome.seconds, "samples_per_s": outcome.samples_per_s, "strategy": outcome.strategy.get("strategy"), "precision": outcome.strategy.get("precision"), "times": outcome.times, "calibration": read_calibration(Path(outcome.run_dir)), "conformal": read_conformal(Path(outcome.run_dir)), "inference_copy": "background" if outcome.background else ("written" if (Path(outcome.run_dir) / "inference.onnx").is_file() else "none")})
     else:
         ui.train_summary(outcome)
         print(outcome.run_dir)
@@ -301,6 +301,8 @@ def predict(
     engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras, else TensorFlow), onnxruntime or tensorflow."),
     on_bad_value: str = typer.Option("error", "--on-bad-value", metavar="error|missing", help="A value that is not a number in a number column (e.g. 'forty'): error (stop, naming the line and column) or missing (impute it like an empty cell)."),
     rename: Optional[List[str]] = typer.Option(None, "--rename", metavar="FROM=TO", help="Read the input's column FROM as the model's column TO (repeatable), e.g. --rename review=text."),
+    coverage: Optional[float] = typer.Option(None, "--coverage", metavar="SHARE", help="Conformal prediction at this coverage (e.g. 0.9): a classifier adds prediction_set (labels joined by |), a regression lower and upper; from the scores the run kept at training."),
+    sets: str = typer.Option("lac", "--sets", metavar="lac|aps", help="--coverage on a classifier: lac (the smallest sets) or aps (adaptive prediction sets: larger, closer to the coverage on hard rows)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
 ) -> None:
@@ -316,6 +318,7 @@ def predict(
       bigmodel predict exp --input 'batch/*.parquet' --output-dir preds/
       cat new.csv | bigmodel predict exp --input - > preds.csv
       bigmodel predict digits --input photos/ --output digits.csv
+      bigmodel predict exp --input new.csv --output preds.csv --coverage 0.9
     """
     from bigmodel_cli import api
     from bigmodel_cli import ui
@@ -326,7 +329,7 @@ def predict(
         raise BigmodelError("--json prints a summary on stdout, so predictions need --output FILE", hint="e.g. --output preds.csv --json")
     prog = ui.PredictProgress()
     try:
-        results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog, engine=engine, on_bad_value=on_bad_value, rename=_pairs(rename, "--rename"))
+        results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog, engine=engine, on_bad_value=on_bad_value, rename=_pairs(rename, "--rename"), coverage=coverage, sets=sets)
     finally:
         prog.close()
     if json_out:
@@ -334,6 +337,40 @@ def predict(
         ui.print_json(docs[0] if len(docs) == 1 else docs)
     else:
         prog.done(results)
+
+
+@app.command()
+def explain(
+    run: Path = typer.Argument(..., metavar="RUN", help="Run folder or experiment folder (latest run)."),
+    data: str = typer.Option(..., "--data", metavar="FILE", help="Labelled rows (the run's feature columns and its target): CSV/TSV/Parquet/JSONL or a URL."),
+    rows: int = typer.Option(0, "--rows", min=0, metavar="N", help="Also the first N rows' attributions: per column, and per token for text."),
+    repeats: int = typer.Option(5, "--repeats", min=1, metavar="K", help="Shuffles per column (the spread is over these)."),
+    max_rows: int = typer.Option(5000, "--max-rows", min=10, metavar="ROWS", help="Rows to measure on (a seeded sample of a larger file)."),
+    metric: Optional[str] = typer.Option(None, "--metric", metavar="NAME", help="The metric to measure (default: the run's monitored one, e.g. loss)."),
+    engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras), onnxruntime or tensorflow."),
+    json_out: bool = typer.Option(False, "--json", help="Print the explanation as JSON on stdout."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
+) -> None:
+    """Which columns drive the model: permutation importance per raw column.
+
+    Each column is shuffled across the rows --repeats times and the run's
+    monitored metric measured again: how much worse it gets is the column's
+    importance (a category or text column counts as one). Writes
+    explanation.json and plots/importance.png in the run folder.
+
+    \b
+    Examples:
+      bigmodel explain exp --data test.csv
+      bigmodel explain exp --data test.csv --rows 5 --json
+    """
+    from bigmodel_cli import api
+    from bigmodel_cli import ui
+
+    out = api.explain(run, data, rows=rows, repeats=repeats, max_rows=max_rows, engine=engine, unsafe=unsafe, metric=metric)
+    if json_out:
+        ui.print_json(out.to_json())
+    else:
+        ui.explain_table(out)
 
 
 @app.command()

@@ -94,6 +94,7 @@ class DataConfig(Strict):
     bins: int = Field(16, ge=2, le=128, description="numeric_encoding: piecewise: bins per number column (fewer where it has fewer distinct values)")
     one_hot_max: int = Field(16, ge=2, le=4096, description="a category column with up to this many ids (its values, plus missing and unseen) is one-hot; more get a learned vector")
     classes: list[str | int] | None = Field(None, description="class labels in output order; null = sorted labels of train")
+    positive_label: str | int | None = Field(None, description="binary: the class the model's probability is for (precision, recall, F1 and the threshold are about it); null = the minority class of train (the later label when they tie), and it is said which")
     missing: Literal["error", "drop", "fill", "impute"] = Field("error", description="missing numbers: error, drop the row, fill with fill_value, or impute (training median + a missing flag, inside the model)")
     fill_value: float = Field(0.0, description="data.missing: fill: the value that replaces a missing number")
     columns: dict[str, ColumnType] | None = Field(None, description="type per feature column: number, category or text (others are inferred)")
@@ -195,6 +196,10 @@ class TrainConfig(Strict):
         return v
     shuffle: bool = Field(True, description="shuffle the training rows every epoch (a pure function of seed and epoch)")
     calibrate: Literal["auto", "temperature", "none"] = Field("auto", description="classifiers: temperature scaling of the probabilities, fitted on the validation split after training and kept in the model (auto: when there is a validation split; temperature: required)")
+    conformal: Literal["auto", "none"] = Field("auto", description="auto: keep the conformal scores of the validation split in the run (preprocessing/conformal.json) for predict --coverage and serve ?coverage; half of the split when train.calibrate also fits on it, stated in the run")
+    class_weight: Literal["auto", "none"] | dict[str | int, float] = Field("auto", description="classifiers: weigh each class's rows in the loss; auto: balanced (n / (classes x rows of the class)) when the commonest class holds over 80% of the training rows, else none; or {label: weight}")
+    threshold: Literal["auto"] | float = Field("auto", description="binary: the probability above which a row is the positive class; auto: where the commonest class holds over 80% of the training rows, the one that maximises train.threshold_metric on the validation split, else 0.5; kept in the model and used by predict, serve and every export")
+    threshold_metric: Literal["f1", "balanced_accuracy", "accuracy"] = Field("f1", description="train.threshold: auto: the validation metric the threshold maximises")
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field("auto", description="auto: bfloat16 where the hardware runs it fast (AMX/avx512_bf16 CPUs, GPUs of compute capability 8+), float16 with loss scaling on 7.x GPUs, else float32")
     tensorboard: bool = Field(True, description="write TensorBoard event files under the run's tensorboard/ (tensorboard --logdir EXP/runs)")
     inference_copy: Literal["background", "wait", "none"] = Field(default_factory=lambda: _env_choice("BIGMODEL_INFERENCE_COPY", ("background", "wait", "none"), "background"), description="the run's inference.onnx and plot after training: background (a detached process; train returns at once, predict waits for it), wait (train writes them before it returns), none (no inference.onnx; the plot is still drawn)")

@@ -253,6 +253,15 @@ def wait_for_inference_copy(run_dir: Path, timeout: float = 600.0) -> bool:
     return True
 
 
+def read_conformal(run_dir: Path) -> dict[str, Any] | None:
+    """What the run's conformal scores are (preprocessing/conformal.json, its scores left out), or None."""
+    try:
+        doc = json.loads((Path(run_dir) / "preprocessing" / "conformal.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: v for k, v in doc.items() if k not in ("scores", "scale")}
+
+
 def read_calibration(run_dir: Path) -> dict[str, Any] | None:
     """The run's calibration.json (train.calibrate: its temperature and validation ECE), or None."""
     try:

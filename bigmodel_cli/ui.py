@@ -269,11 +269,10 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
     times = getattr(outcome, "times", None) or {}
     if times:
         t.add_row("breakdown", " · ".join(f"{k} {v:.1f}s" for k, v in times.items() if v >= 0.05))
-    from bigmodel_cli.runs import read_calibration
+    from bigmodel_cli.runs import read_calibration, read_conformal
 
-    cal = read_calibration(Path(outcome.run_dir))
-    if cal:
-        t.add_row("calibration", cal.get("why") or f"temperature {cal['temperature']:.3f} · validation ECE {cal['val_ece_before']:.4f} -> {cal['val_ece_after']:.4f}")
+    for label, line in after_training_lines(read_calibration(Path(outcome.run_dir)), read_conformal(Path(outcome.run_dir))):
+        t.add_row(label, line)
     if outcome.model_path:
         t.add_row("model", _sized(outcome.model_path))
     inference = Path(outcome.run_dir) / "inference.onnx"
@@ -289,6 +288,22 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
     con.print(t)
     for note in outcome.notes:
         con.print(f"[yellow]note:[/] {note}")
+
+
+def after_training_lines(cal: dict | None, conformal: dict | None) -> list[tuple[str, str]]:
+    """The summary's rows for what the validation split fitted after training."""
+    rows = []
+    if cal and cal.get("class_weight"):
+        rows.append(("class weights", ", ".join(f"{c} {w:.3g}" for c, w in cal["class_weight"].items()) + f" ({cal.get('class_weight_why', '')})"))
+    if cal and (cal.get("why") or "val_ece_before" in cal):
+        rows.append(("calibration", cal.get("why") or f"temperature {cal['temperature']:.3f} · validation ECE {cal['val_ece_before']:.4f} -> {cal['val_ece_after']:.4f}"))
+    if cal and cal.get("positive_class") is not None:
+        rows.append(("positive class", f"{cal['positive_class']} (data.positive_label; by default the minority class)"))
+    if cal and cal.get("threshold") is not None:
+        rows.append(("threshold", f"{cal['threshold']:.4g}" + (f": {cal['threshold_why']}" if cal.get("threshold_why") else "")))
+    if conformal:
+        rows.append(("conformal", f"{conformal.get('rows', 0):,} scores from {conformal.get('fitted_on', '')}: predict --coverage 0.9 gives " + ("intervals" if conformal.get("task") == "regression" else "prediction sets")))
+    return rows
 
 
 def _sized(p: Path | str) -> str:
@@ -327,7 +342,36 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
         for c, row in zip(m["classes"], m["confusion_matrix"]):
             cm.add_row(str(c), *[str(v) for v in row])
         con.print(cm)
+    if m.get("conformal"):
+        size = "median_width" if outcome.task == "regression" else "mean_set_size"
+        con.print("conformal (predict --coverage): " + " · ".join(f"{c}: covered {r['coverage']:.1%}, {size.replace('_', ' ')} {fmt(r[size])}" for c, r in m["conformal"].items()))
+    if m.get("warning"):
+        con.print(f"[yellow]warning:[/] {m['warning']}")
     con.print(f"metrics: {_sized(outcome.metrics_path)}" + (f"\nplot: {_sized(outcome.plot)}" if outcome.plot else "") + (f"\nreliability: {_sized(outcome.reliability)}" if getattr(outcome, "reliability", None) else ""))
+
+
+def explain_table(out: Any, console: Console | None = None) -> None:
+    con = console or err_console()
+    worse = "lost" if out.higher_is_better else "gained"
+    con.print(f"[bold]permutation importance[/] on {out.rows:,} rows · {out.metric} {fmt(out.baseline)} as they are · {out.repeats} shuffles per column · {out.engine} · {out.seconds:.1f}s")
+    t = Table(box=None, header_style="bold")
+    t.add_column("column")
+    t.add_column(f"{out.metric} {worse}", justify="right")
+    t.add_column("± std", justify="right")
+    for c, v in out.importance.items():
+        t.add_row(c, fmt(v), fmt(out.std[c]))
+    con.print(t)
+    for r in out.per_row:
+        top = sorted(r["attributions"].items(), key=lambda kv: -abs(kv[1]))[:5]
+        label = f" ({r['class']})" if "class" in r else ""
+        con.print(f"row {r['row']}: output {fmt(r['output'])}{label} · " + " · ".join(f"{c} {v:+.4g}" for c, v in top))
+        for c, toks in (r.get("tokens") or {}).items():
+            best = sorted(toks, key=lambda tv: -abs(tv[1]))[:6]
+            con.print(f"  {c}: " + " ".join(f"{t!r} {v:+.3g}" for t, v in best))
+    for note in out.notes:
+        con.print(f"[yellow]note:[/] {note}")
+    if out.plot:
+        con.print(f"plot: {_sized(out.plot)}")
 
 
 class PredictProgress:

@@ -109,6 +109,25 @@ def test_predictions_equal_bigmodel_predict(server, cli, tmp_path):
     assert [g["sample_id"] for g in got_csv] == [e["sample_id"] for e in expected]
 
 
+def test_coverage_answers_the_sets_predict_writes(server, cli, tmp_path):
+    """?coverage=0.9 gives the conformal sets of `predict --coverage 0.9`, on both of
+    serve's paths (number rows: the matrix at once; CSV: the Arrow table)."""
+    exp, run, port, p, _ = server
+    test_csv = exp / "data" / "test.csv"
+    r = cli("predict", run, "--input", test_csv, "--output", tmp_path / "p.csv", "--coverage", "0.9")
+    assert r.code == 0, r.err
+    expected = [e["prediction_set"] for e in csv.DictReader(open(tmp_path / "p.csv"))]
+    rows = [{k: float(v) for k, v in r.items() if k not in ("diagnosis", "sample_id")} for r in csv.DictReader(open(test_csv))]
+    status, body, _ = call(port, "/predict?coverage=0.9", json.dumps({"rows": rows}).encode(), {"Content-Type": "application/json"})
+    assert status == 200, body
+    got = json.loads(body)
+    assert got["coverage"] == 0.9 and ["|".join(s) for s in got["prediction_sets"]] == expected
+    status, body, _ = call(port, "/predict?coverage=0.9", test_csv.read_bytes(), {"Content-Type": "text/csv"})
+    assert status == 200 and ["|".join(s) for s in json.loads(body)["prediction_sets"]] == expected
+    status, body, _ = call(port, "/predict?coverage=2", json.dumps({"rows": rows[:1]}).encode(), {"Content-Type": "application/json"})
+    assert status == 400 and "between 0 and 1" in json.loads(body)["error"]
+
+
 def test_bad_input_gets_clear_status_codes_and_the_server_lives(server):
     _, _, port, p, _ = server
     js = {"Content-Type": "application/json"}

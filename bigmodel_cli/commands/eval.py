@@ -58,8 +58,8 @@ def _open(run: str | Path, unsafe: bool, engine: str):
 
     e = open_engine(run, engine, unsafe=unsafe)
     if e.name == "onnxruntime":
-        return e.ref, e.cfg, None, e.infer, e.name
-    return e.ref, e.cfg, e.model, None, e.name
+        return e.ref, e.cfg, None, e.infer, e.name, e.spec
+    return e.ref, e.cfg, e.model, None, e.name, e.spec
 
 
 def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False, engine: str = "auto") -> EvalOutcome:
@@ -74,7 +74,7 @@ def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False, eng
             from bigmodel_cli.errors import DataError
 
             raise DataError(f"--data {data} does not exist", hint="check the path")
-    ref, cfg, model, infer, used = _open(run, unsafe, engine)
+    ref, cfg, model, infer, used, spec_ = _open(run, unsafe, engine)
     if cfg is None:
         raise ModelFileError(f"{ref.model_path} is a bare model file; eval needs its run folder (for the task, columns and classes)", hint="pass the run folder that holds it")
     base = run_base_dir(ref.run_dir)
@@ -99,8 +99,18 @@ def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False, eng
 
         split = in_memory(split)
     probs = onnx_arrays(infer, split.x) if infer is not None else predict_arrays(model, split.x)
-    metrics = metrics_for(cfg.task, split.y, probs, classes, cfg.train.loss)
+    metrics = metrics_for(cfg.task, split.y, probs, classes, cfg.train.loss, spec_.threshold)
     metrics = {"data": label, "task": cfg.task, **metrics, "engine": used}
+    if spec_.conformal is not None:  # the empirical coverage of the run's sets or intervals on these rows
+        from bigmodel_cli.model.conformal import coverage_report
+
+        metrics["conformal"] = {str(c): coverage_report(spec_.conformal, probs, split.y, c) for c in (0.8, 0.9, 0.95)}
+    if cfg.task != "regression":
+        from bigmodel_cli.model.metrics import single_class_warning
+
+        warning = single_class_warning(metrics)
+        if warning:
+            metrics["warning"] = warning
     assert ref.run_dir is not None
     path = ref.run_dir / METRICS_FILE
     plot = reliability = None

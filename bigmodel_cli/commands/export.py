@@ -37,10 +37,16 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
         n = int(model.inputs[0].shape[-1])
         sample = np.random.default_rng(0).normal(size=(16, n)).astype(np.float32)
     from bigmodel_cli.data import remote
+    from bigmodel_cli.model.builders import decision_threshold
 
+    metadata = None
+    if cfg is not None:
+        metadata = {"task": cfg.task, "classes": cfg.data.classes, "features": list(cfg.data.features or [])}
+        if cfg.task == "binary":
+            metadata.update({"positive_class": (cfg.data.classes or [None, None])[1], "threshold": decision_threshold(model)})
     if output and remote.is_url(output):  # written and checked locally, then uploaded
         with remote.written_then_uploaded(output, force) as local:
-            r = export_model(model, fmt, local, sample, force=True, core_x=core_x, tokenizers=tokenizers)
+            r = export_model(model, fmt, local, sample, force=True, core_x=core_x, tokenizers=tokenizers, metadata=metadata)
         r.path = output
         return r
-    return export_model(model, fmt, out, sample, force=force, core_x=core_x, tokenizers=tokenizers)
+    return export_model(model, fmt, out, sample, force=force, core_x=core_x, tokenizers=tokenizers, metadata=metadata)

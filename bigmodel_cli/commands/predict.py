@@ -24,17 +24,23 @@ def predict(
     engine: str = "auto",
     on_bad_value: str = "error",
     rename: dict[str, str] | None = None,
+    coverage: float | None = None,
+    sets: str = "lac",
 ):
     """Predict files. ``engine``: auto (the run's inference.onnx through
     onnxruntime when it matches model.keras, else TensorFlow), onnxruntime,
     or tensorflow. ``on_bad_value``: what a value that is not a number in a
     number column is: ``error`` (exit 2 naming the line and column) or
-    ``missing`` (imputed, as an empty cell; under ``data.missing: impute``)."""
+    ``missing`` (imputed, as an empty cell; under ``data.missing: impute``).
+    ``coverage``: conformal sets (``sets``: lac or aps) or intervals at that coverage."""
     from bigmodel_cli.data.images import expand as image_files
-    from bigmodel_cli.inference.engine import check_engine, open_engine
+    from bigmodel_cli.inference.engine import check_engine, open_engine, with_coverage
     from bigmodel_cli.inference.predict import predict_file
+    from bigmodel_cli.model.conformal import check_coverage
 
     check_engine(engine)
+    if coverage is not None:
+        check_coverage(coverage)  # before the model is loaded
     if on_bad_value not in ("error", "missing"):
         raise ConfigError(f"unknown --on-bad-value '{on_bad_value}'", hint="use error or missing")
     images = image_files(inputs)
@@ -45,6 +51,7 @@ def predict(
     cfg, model, spec, infer, used = e.cfg, e.model, e.spec, e.infer, e.name
     batch_size = batch_size or e.batch_size
     spec.on_bad_value = on_bad_value
+    with_coverage(spec, coverage, sets)
     if rename:
         from bigmodel_cli.inference.predict import check_rename
 

@@ -518,6 +518,10 @@ class Prepared:
     def label_values(self) -> list[Any]:
         return list(self.m["labels"]["values"]) if self.m["labels"] else []
 
+    def label_counts(self) -> list[int]:
+        """Rows read of each of :meth:`label_values` (training and validation together)."""
+        return [int(n) for n in self.m["labels"]["counts"]] if self.m["labels"] else []
+
     def encoders(self, max_values: int) -> dict[str, Any]:
         """A CategoryEncoder per category column, from the training counts."""
         from collections import Counter

@@ -56,6 +56,18 @@ class Datasets:
     tokenizers: dict[str, Any] = field(default_factory=dict)  # text/category column -> its encoder
     dropped: list[tuple[str, int]] = field(default_factory=list)  # (source, rows) dropped for a missing target
     stream: dict[str, Any] | None = None  # when train/validation are streamed: what was prepared (blocks.describe)
+    label_counts: dict[str, int] | None = None  # streamed classifiers: rows of each label (str) read
+
+    def class_counts(self) -> "np.ndarray | None":
+        """Training rows of each class, in class order (None: a regression, or unknown)."""
+        if not self.classes:
+            return None
+        y = getattr(self.train, "y", None)
+        if isinstance(y, np.ndarray) and y.size:
+            return np.bincount(y.astype(np.int64).reshape(-1), minlength=len(self.classes))
+        if self.label_counts:
+            return np.array([self.label_counts.get(str(c), 0) for c in self.classes])
+        return None
 
     @property
     def numeric(self) -> list[str]:

@@ -77,7 +77,7 @@ def _table(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list
     prepared = blocks.prepare(cfg, base_dir, progress)
     schema = prepared.schema
     if cfg.task != "regression" and classes is None:
-        classes = infer_classes(np.asarray(prepared.label_values(), dtype=object), cfg)
+        classes = infer_classes(np.asarray(prepared.label_values(), dtype=object), cfg, prepared.label_counts())
     encoders = tokenizers if tokenizers is not None else prepared.encoders(cfg.data.max_categories)
     remaps = prepared.remaps(classes, encoders)
     source = str(cfg.data.train)
@@ -85,6 +85,8 @@ def _table(cfg: ExperimentConfig, base_dir: Path, with_test: bool, classes: list
     validation = prepared.split("validation", remaps, f"{source} (held out {cfg.data.validation:.0%})" if isinstance(cfg.data.validation, float) else str(cfg.data.validation), cfg.data.shuffle_blocks)
     test = _test_split(cfg, base_dir, schema.features, classes, schema.columns, encoders) if with_test else None
     ds = Datasets(train, validation, test, schema.features, classes, schema.columns, encoders, [tuple(d) for d in prepared.m["dropped"]])
+    if classes is not None:
+        ds.label_counts = dict(zip(map(str, prepared.label_values()), prepared.label_counts()))
     ds.stream = blocks.describe(prepared)
     return ds
 

@@ -253,12 +253,17 @@ def _missing_labels(y: np.ndarray) -> np.ndarray:
     return pd.isna(pd.Series(y)).to_numpy()
 
 
-def infer_classes(y_raw: np.ndarray, cfg: ExperimentConfig) -> list[Any]:
+def infer_classes(y_raw: np.ndarray, cfg: ExperimentConfig, counts: list[int] | None = None) -> list[Any]:
+    """The class labels in output order: data.classes, else sorted. A binary task's
+    positive class (the one its probability is for) goes last: data.positive_label,
+    else the minority of ``y_raw`` (``counts``: how many rows each of its values has,
+    when ``y_raw`` holds each value once)."""
     import pandas as pd
 
     if cfg.data.classes is not None:
-        return list(cfg.data.classes)
-    vals = pd.Series(y_raw).dropna().unique().tolist()
+        return positive_last(list(cfg.data.classes), cfg, None)
+    series = pd.Series(y_raw if counts is None else np.repeat(np.asarray(y_raw, dtype=object), counts))
+    vals = series.dropna().unique().tolist()
     try:
         classes = sorted(vals)
     except TypeError:
@@ -269,6 +274,21 @@ def infer_classes(y_raw: np.ndarray, cfg: ExperimentConfig) -> list[Any]:
         raise DataError(f"a binary task needs exactly 2 target values in '{cfg.data.target}', found {len(classes)}: {classes[:10]}", hint="use task: classification for more classes")
     if cfg.task == "classification" and len(classes) < 2:
         raise DataError(f"the target column '{cfg.data.target}' has only {len(classes)} distinct value(s); a classifier needs at least 2")
+    return positive_last(classes, cfg, series.dropna().map(_key).value_counts().to_dict() if cfg.task == "binary" else None)
+
+
+def positive_last(classes: list[Any], cfg: ExperimentConfig, counts: dict[Any, int] | None) -> list[Any]:
+    """A binary task's classes with the positive one last (see :func:`infer_classes`)."""
+    if cfg.task != "binary" or len(classes) != 2:
+        return classes
+    pos = cfg.data.positive_label
+    if pos is not None:
+        match = [c for c in classes if _key(c) == _key(pos) or str(c) == str(pos)]
+        if not match:
+            raise DataError(f"data.positive_label '{pos}' is not a value of the target '{cfg.data.target}': it holds {classes[0]!r} and {classes[1]!r}", hint=f"set data.positive_label to {classes[0]} or {classes[1]}")
+        return [c for c in classes if c is not match[0]] + match
+    if counts and counts.get(_key(classes[1]), 0) > counts.get(_key(classes[0]), 0):
+        return [classes[1], classes[0]]  # the minority is the positive class
     return classes
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from bigmodel_cli.config import ExperimentConfig
 from bigmodel_cli.errors import ConfigError, ModelFileError
 from bigmodel_cli.features import registry
+from bigmodel_cli.model import conformal
 from bigmodel_cli.model.saved import load_run_config, load_run_model, run_tokenizers
 from bigmodel_cli.runs import RunRef, resolve_run
 
@@ -65,10 +66,29 @@ def open_engine(run: str | Path, engine: str = "auto", *, unsafe: bool = False, 
         cfg = load_run_config(ref.run_dir)
         spec = predict_spec(cfg, None, probabilities, columns or [])
         spec.tokenizers = run_tokenizers(ref.run_dir, cfg)  # the ONNX core takes ids: tokenise here
+        spec.threshold = float(meta.get("threshold") or 0.5)  # the model's, read when the copy was made
+        spec.conformal = conformal.load(ref.run_dir)
         return Engine(ref, cfg, None, spec, make_onnx_infer(onnx_path, threads), "onnxruntime", int(meta.get("batch_size") or 8192))
     ref, cfg, model = load_run_model(run, unsafe)
     spec = predict_spec(cfg, model, probabilities, columns or [])
+    from bigmodel_cli.model.builders import decision_threshold
+
+    spec.threshold = decision_threshold(model)
+    spec.conformal = conformal.load(ref.run_dir)
     return Engine(ref, cfg, model, spec, make_infer(model, len(spec.features)), "tensorflow")
+
+
+def with_coverage(spec: Any, coverage: float | None, method: str = "lac", where: str = "--coverage") -> Any:
+    """``spec`` asking for conformal sets or intervals at ``coverage`` (checked)."""
+    if coverage is None:
+        return spec
+    conformal.check_coverage(coverage, where)
+    if method not in conformal.METHODS:
+        raise ConfigError(f"unknown --sets '{method}'", hint="use lac (the smallest sets) or aps (adaptive prediction sets)")
+    if spec.conformal is None:
+        raise ConfigError(f"{where} needs the run's conformal scores (preprocessing/conformal.json), and this run has none", hint="train with a validation split (data.validation: 0.2) and train.conformal: auto; a bare .keras file has none")
+    spec.coverage, spec.set_method = float(coverage), method
+    return spec
 
 
 def predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool, columns: list[str]):

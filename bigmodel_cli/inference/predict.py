@@ -58,6 +58,10 @@ class PredictSpec:
     on_bad_value: str = "error"  # a value that is not a number (or a date) in such a column: error | missing
     date_formats: dict[str, str] = field(default_factory=dict)  # date column -> date_iso | date_dmy | date_mdy
     line_of: Callable[[int], int] | None = field(default=None, repr=False)  # a CSV input's data row -> its line (error path)
+    threshold: float = 0.5  # binary: the probability above which a row is the positive class (train.threshold)
+    conformal: Any = None  # model.conformal.Conformal: the run's scores (None: the run kept none)
+    coverage: float | None = None  # predict --coverage: sets or intervals at this coverage
+    set_method: str = "lac"  # --sets: lac | aps
 
     @property
     def numeric(self) -> list[str]:
@@ -658,7 +662,7 @@ def decide(probs: np.ndarray, spec: PredictSpec) -> tuple[np.ndarray, np.ndarray
     if spec.task == "regression":
         return probs[:, 0].astype(np.float32, copy=False), None
     if spec.task == "binary":
-        return (probs[:, 0] > 0.5).astype(np.int64), np.column_stack([1.0 - probs[:, 0], probs[:, 0]])
+        return (probs[:, 0] > spec.threshold).astype(np.int64), np.column_stack([1.0 - probs[:, 0], probs[:, 0]])
     return probs.argmax(axis=1), probs
 
 
@@ -673,15 +677,38 @@ def _output_table(batch, probs: np.ndarray, spec: PredictSpec):
     if full is None:
         arrays.append(pa.array(idx))
         names.append("prediction")
+        if spec.coverage is not None:
+            lower, upper = spec.conformal.intervals(idx, spec.coverage)
+            arrays += [pa.array(lower.astype(np.float32)), pa.array(upper.astype(np.float32))]
+            names += ["lower", "upper"]
         return pa.Table.from_arrays(arrays, names=names)
     classes = spec.classes or []
     arrays.append(pa.array(classes).take(pa.array(idx)))  # vectorised: no Python object per row
     names.append("prediction")
+    if spec.coverage is not None:
+        arrays.append(pa.array(prediction_sets(probs, spec)))
+        names.append("prediction_set")
     if spec.probabilities:
         for i, c in enumerate(classes):
             arrays.append(pa.array(full[:, i].astype(np.float32, copy=False)))
             names.append(f"prob_{c}")
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def prediction_sets(probs: np.ndarray, spec: PredictSpec, joined: bool = True) -> list[Any]:
+    """Each row's conformal set at spec.coverage, likeliest first: labels joined by '|'
+    (a file's column) or a list (a JSON answer)."""
+    keep = spec.conformal.sets(probs, spec.coverage, spec.set_method)
+    from bigmodel_cli.model.conformal import class_probabilities
+
+    full = class_probabilities(spec.task, probs)
+    order = np.argsort(-full, axis=1, kind="stable")
+    labels = [str(c) for c in (spec.classes or [])]
+    out = []
+    for row, ranks in zip(keep, order):
+        chosen = [labels[i] for i in ranks if row[i]]
+        out.append("|".join(chosen) if joined else chosen)
+    return out
 
 
 def predict_file(

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli.errors import DataError
+from bigmodel_cli.errors import ConfigError, DataError
 from bigmodel_cli.features.registry import NUMBER
 from bigmodel_cli.inference.predict import _output_table
 
@@ -333,8 +333,9 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
     body_doc = predict_body(service.metadata["features"], service.metadata["id_columns"], service.example or [])
 
     @app.post("/predict", openapi_extra={"requestBody": body_doc})
-    async def predict(request: Request, probabilities: bool = False) -> Any:
-        """Rows as JSON {"rows": [...]} or a CSV body (Content-Type: text/csv)."""
+    async def predict(request: Request, probabilities: bool = False, coverage: float | None = None, sets: str = "lac") -> Any:
+        """Rows as JSON {"rows": [...]} or a CSV body (Content-Type: text/csv).
+        ``?coverage=0.9``: conformal prediction sets (``sets``: lac or aps) or intervals."""
         refused = denied(request)
         if refused is not None:
             return refused
@@ -352,10 +353,16 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
                 spec, batch, x = service.parse_inputs(*args)
             else:
                 spec, batch, x = await asyncio.get_running_loop().run_in_executor(None, service.parse_inputs, *args)
+            if coverage is not None:
+                from bigmodel_cli.inference.engine import with_coverage
+
+                with_coverage(spec, coverage, sets, "?coverage")
             table = await service.predict(spec, batch, x)
             request.scope.setdefault("state", {})["rows"] = batch.num_rows
         except BadRequest as e:
             return JSONResponse({"error": str(e)}, status_code=400)
+        except ConfigError as e:
+            return JSONResponse({"error": e.message, **({"hint": e.hint} if e.hint else {})}, status_code=400)
         except DataError as e:
             status = 400 if MALFORMED.search(e.message) else 422  # the body's shape, or a row's values
             return JSONResponse({"error": e.message, **({"hint": e.hint} if e.hint else {})}, status_code=status)
@@ -386,9 +393,16 @@ def _json_answer(probs: np.ndarray, spec: Any) -> dict[str, Any]:
     idx, full = decide(probs, spec)
     if full is None:
         out: dict[str, Any] = {"predictions": idx.tolist()}
+        if spec.coverage is not None:
+            lower, upper = spec.conformal.intervals(idx, spec.coverage)
+            out.update({"lower": lower.astype(np.float32).tolist(), "upper": upper.astype(np.float32).tolist(), "coverage": spec.coverage})
     else:
         classes = list(spec.classes or [])
         out = {"predictions": [classes[i] for i in idx.tolist()]}
+        if spec.coverage is not None:
+            from bigmodel_cli.inference.predict import prediction_sets
+
+            out.update({"prediction_sets": prediction_sets(probs, spec, joined=False), "coverage": spec.coverage})
         if spec.probabilities:
             out["classes"] = [str(c) for c in classes]
             out["probabilities"] = full.astype(np.float32, copy=False).tolist()
@@ -415,6 +429,13 @@ def _json_rows(table: Any, spec: Any) -> dict[str, Any]:
         classes = list(probs)
         out["classes"] = classes
         out["probabilities"] = [[probs[c][i] for c in classes] for i in range(len(preds))]
+    if "prediction_set" in cols:
+        out["prediction_sets"] = [v.split("|") if v else [] for v in cols.pop("prediction_set")]
+    for k in ("lower", "upper"):
+        if k in cols:
+            out[k] = cols.pop(k)
+    if spec.coverage is not None:
+        out["coverage"] = spec.coverage
     ids = {k: v for k, v in cols.items() if not k.startswith("prob_")}
     ids.update(getattr(spec, "sent_ids", None) or {})
     if ids:

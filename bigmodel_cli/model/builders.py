@@ -974,13 +974,25 @@ def default_batch_size(model) -> int:
     return int(min(65536, max(256, (64 << 20) // per_row)))
 
 
-def with_temperature_layer(core, task: str, temperature: float):
-    """``core`` with its probabilities recalibrated by ``temperature`` (a layer of the
-    model: model.keras, SavedModel, ONNX and serve all answer the calibrated ones)."""
+def with_temperature_layer(core, task: str, temperature: float, prior: list[float] | None = None, threshold: float | None = None):
+    """``core`` with its probabilities recalibrated (a layer of the model: model.keras,
+    SavedModel, ONNX and serve all answer the calibrated ones). ``prior``: the log
+    class weights the training loss used, taken back out (a weighted loss learns
+    probabilities multiplied by the weights); ``threshold``: a binary model's decision
+    threshold, kept in the layer's config for predict and serve."""
     import keras
 
-    out = _register_temperature()(task=task, temperature=temperature, name="calibration", dtype="float32")(core.output)
-    return keras.Model(core.input, out, name=core.name)  # .input: the dict of named inputs, as with_raw_text needs
+    layer = _register_temperature()(task=task, temperature=temperature, prior=prior, threshold=threshold, name="calibration", dtype="float32")
+    return keras.Model(core.input, layer(core.output), name=core.name)  # .input: the dict of named inputs, as with_raw_text needs
+
+
+def decision_threshold(model) -> float:
+    """A binary model's decision threshold (0.5 unless its calibration layer holds one)."""
+    for layer in _all_layers(model):
+        t = getattr(layer, "threshold", None) if layer.name == "calibration" else None
+        if t is not None:
+            return float(t)
+    return 0.5
 
 
 @functools.lru_cache(maxsize=1)
@@ -989,25 +1001,34 @@ def _register_temperature():
 
     @keras.saving.register_keras_serializable(package="bigmodel")
     class Temperature(keras.layers.Layer):
-        """Probabilities -> softmax(log p / T) (classification) or sigmoid(logit p / T)
-        (binary): temperature scaling, fitted on the validation split after training."""
+        """Probabilities -> softmax((log p - prior) / T) (classification) or
+        sigmoid((logit p - prior) / T) (binary): temperature scaling, fitted on the
+        validation split after training, after the class weights' prior is undone."""
 
-        def __init__(self, task: str = "classification", temperature: float = 1.0, **kwargs: Any):
+        def __init__(self, task: str = "classification", temperature: float = 1.0, prior: list[float] | None = None, threshold: float | None = None, **kwargs: Any):
             super().__init__(**kwargs)
             self.task, self.temperature = task, float(temperature)
+            self.prior = [float(v) for v in prior] if prior is not None else None
+            self.threshold = float(threshold) if threshold is not None else None
 
         def call(self, p):
             from keras import ops
 
             p = ops.clip(ops.cast(p, "float32"), 1e-7, 1.0 - 1e-7 if self.task == "binary" else 1.0)
             if self.task == "binary":
-                return ops.sigmoid((ops.log(p) - ops.log(1.0 - p)) / self.temperature)
-            return ops.softmax(ops.log(p) / self.temperature, axis=-1)
+                z = ops.log(p) - ops.log(1.0 - p)
+                if self.prior is not None:
+                    z = z - (self.prior[1] - self.prior[0])
+                return ops.sigmoid(z / self.temperature)
+            z = ops.log(p)
+            if self.prior is not None:
+                z = z - ops.convert_to_tensor(np.asarray(self.prior, np.float32))
+            return ops.softmax(z / self.temperature, axis=-1)
 
         def compute_output_shape(self, input_shape):
             return input_shape
 
         def get_config(self):
-            return {**super().get_config(), "task": self.task, "temperature": self.temperature}
+            return {**super().get_config(), "task": self.task, "temperature": self.temperature, "prior": self.prior, "threshold": self.threshold}
 
     return Temperature

@@ -142,7 +142,28 @@ def model_sample(split, tokenizers: dict | None) -> tuple:
     return x, core
 
 
-def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, core_x: dict | None = None, tokenizers: dict | None = None) -> ExportResult:
+def _add_metadata(fmt: str, path: Path, metadata: dict) -> None:
+    """What a consumer of the export needs beside its outputs (the task, the classes
+    in output order, a binary model's positive class and decision threshold): ONNX
+    metadata_props ``bigmodel.*``, a SavedModel's ``assets.extra/bigmodel.json``, a
+    .keras or .tflite file's ``<name>.json`` beside it."""
+    import json
+
+    if fmt == "onnx":
+        import onnx
+
+        m = onnx.load(str(path))
+        for k, v in metadata.items():
+            m.metadata_props.add(key=f"bigmodel.{k}", value=json.dumps(v))
+        onnx.save(m, str(path))
+    elif fmt == "savedmodel":
+        (path / "assets.extra").mkdir(exist_ok=True)
+        (path / "assets.extra" / "bigmodel.json").write_text(json.dumps(metadata, indent=1))
+    else:
+        path.with_name(path.name + ".json").write_text(json.dumps(metadata, indent=1))
+
+
+def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, core_x: dict | None = None, tokenizers: dict | None = None, metadata: dict | None = None) -> ExportResult:
     """Write ``model`` as ``fmt`` and check it against Keras on ``sample_x``.
 
     A text model (``core_x`` given: the sample's ids) exports to ONNX as its
@@ -170,9 +191,14 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
             written, fed = core_of(model), core_x
             keras_outputs(written, core_x)
         _write(written, fmt, tmp)
+        if metadata:
+            _add_metadata(fmt, tmp, metadata)
         got, runtime = _run_export(fmt, tmp, fed)
         diff = float(np.max(np.abs(got.reshape(reference.shape) - reference))) if reference.size else 0.0
         _replace(tmp, output)
+        side = tmp.with_name(tmp.name + ".json")
+        if side.is_file():
+            _replace(side, output.with_name(output.name + ".json"))
         if core_x is not None and fmt == "onnx" and tokenizers:
             from bigmodel_cli.features.registry import save_tokenizers
 
@@ -233,12 +259,17 @@ def write_inference_copy(model, model_path: Path, sample_x, batch_size: int, cor
         (run_dir / INFERENCE_ONNX).unlink(missing_ok=True)
         return r
     from bigmodel_cli.features.text import PREPROCESSING_DIR
+    from bigmodel_cli.model.builders import decision_threshold
 
-    text_files = sorted((run_dir / PREPROCESSING_DIR).glob("*")) if core_x is not None else []
+    from bigmodel_cli.model.conformal import CONFORMAL_FILE
+
+    # what the ONNX core's inputs are made with (conformal.json works on its outputs)
+    text_files = sorted(p for p in (run_dir / PREPROCESSING_DIR).glob("*") if p.name != CONFORMAL_FILE) if core_x is not None else []
     atomic_write_json(run_dir / INFERENCE_META, {
         "model_sha256": digest, "batch_size": batch_size,
         "text_sha256": {p.name: file_sha256(p) for p in text_files},
         "max_abs_diff": r.max_abs_diff, "rows_compared": r.rows_compared, "runtime": r.runtime,
+        "threshold": decision_threshold(model),
     })
     return r
 

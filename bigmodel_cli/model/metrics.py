@@ -20,12 +20,22 @@ import numpy as np
 EPS = 1e-7
 
 
-def metrics_for(task: str, y_true: np.ndarray, probs: np.ndarray, classes: list[Any] | None, loss_name: str | None = None) -> dict[str, Any]:
+def metrics_for(task: str, y_true: np.ndarray, probs: np.ndarray, classes: list[Any] | None, loss_name: str | None = None, threshold: float = 0.5) -> dict[str, Any]:
     if task == "regression":
         return regression_metrics(y_true.astype(np.float64), probs[:, 0].astype(np.float64), loss_name)
     if task == "binary":
-        return binary_metrics(y_true.astype(np.int64), probs[:, 0].astype(np.float64), classes or [0, 1])
+        return binary_metrics(y_true.astype(np.int64), probs[:, 0].astype(np.float64), classes or [0, 1], threshold)
     return classification_metrics(y_true.astype(np.int64), probs.astype(np.float64), classes or list(range(probs.shape[1])))
+
+
+def single_class_warning(m: dict[str, Any]) -> str | None:
+    """One line when a classifier predicted the same class for every row."""
+    cm = np.asarray(m.get("confusion_matrix") or [[0]])
+    predicted = cm.sum(axis=0)
+    if m.get("rows", 0) > 1 and (predicted > 0).sum() == 1 and len(predicted) > 1:
+        c = (m.get("classes") or list(range(len(predicted))))[int(predicted.argmax())]
+        return f"the model predicted '{c}' for every one of the {int(predicted.sum()):,} rows: its accuracy is that class's share; see balanced_accuracy (set train.class_weight: auto and train.threshold: auto)"
+    return None
 
 
 def regression_metrics(y: np.ndarray, p: np.ndarray, loss_name: str | None) -> dict[str, Any]:
@@ -69,6 +79,7 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, classes: list[Any])
         "loss": loss,
         "accuracy": float(np.mean(pred == y)),
         "macro_f1": float(np.mean(f1)),
+        "balanced_accuracy": float(np.mean(recall[support > 0])) if (support > 0).any() else 0.0,
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
         "classes": list(classes),
@@ -90,13 +101,49 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def binary_metrics(y: np.ndarray, p: np.ndarray, classes: list[Any]) -> dict[str, Any]:
-    pred = (p > 0.5).astype(np.int64)
+def pr_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """The area under the precision-recall curve, as average precision (the mean of
+    the precision at each positive's rank; ties broken against the positives)."""
+    pos = int((y == 1).sum())
+    if pos == 0:
+        return float("nan")
+    order = np.lexsort((y, -score))  # by score, descending; at equal scores negatives first
+    hits = (y[order] == 1).astype(np.float64)
+    precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float((precision_at * hits).sum() / pos)
+
+
+def _binary_counts(y: np.ndarray, pred: np.ndarray) -> tuple[float, float, float, float]:
     cm = confusion(y, pred, 2)
-    tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
+    tp, fp, fn, tn = cm[1, 1], cm[0, 1], cm[1, 0], cm[0, 0]
     precision = float(tp / (tp + fp)) if tp + fp else 0.0
     recall = float(tp / (tp + fn)) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    specificity = float(tn / (tn + fp)) if tn + fp else 0.0
+    return precision, recall, f1, (recall + specificity) / 2
+
+
+def best_threshold(y: np.ndarray, p: np.ndarray, metric: str = "f1") -> tuple[float, float]:
+    """(threshold, value): the decision threshold that maximises ``metric`` (f1,
+    balanced_accuracy or accuracy) on (y, p), among the midpoints of up to 256
+    quantiles of p; at a tie, the one nearest 0.5."""
+    y = np.asarray(y, np.int64)
+    qs = np.unique(np.quantile(p, np.linspace(0, 1, 257)))
+    candidates = np.unique(np.concatenate([(qs[:-1] + qs[1:]) / 2, [0.5]]))
+    best, value = 0.5, -1.0
+    for t in candidates:
+        pred = (p > t).astype(np.int64)
+        _, _, f1, bal = _binary_counts(y, pred)
+        v = {"f1": f1, "balanced_accuracy": bal}.get(metric, float(np.mean(pred == y)))
+        if v > value + 1e-12 or (abs(v - value) <= 1e-12 and abs(t - 0.5) < abs(best - 0.5)):
+            best, value = float(t), v
+    return best, value
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, classes: list[Any], threshold: float = 0.5) -> dict[str, Any]:
+    pred = (p > threshold).astype(np.int64)  # as predict decides
+    cm = confusion(y, pred, 2)
+    precision, recall, f1, balanced = _binary_counts(y, pred)
     pc = np.clip(p, EPS, 1 - EPS)
     loss = float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)))
     return {
@@ -105,7 +152,10 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, classes: list[Any]) -> dict[str
         "precision": precision,
         "recall": recall,
         "f1": f1,
+        "balanced_accuracy": balanced,
         "roc_auc": roc_auc(y, p),
+        "pr_auc": pr_auc(y, p),
+        "threshold": float(threshold),
         "positive_class": classes[1],
         "confusion_matrix": cm.tolist(),
         "classes": list(classes),
@@ -255,15 +305,21 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(sum(b["rows"] / n * abs(b["accuracy"] - b["confidence"]) for b in calibration_bins(confidence, correct, bins)))
 
 
-def with_temperature(task: str, probs: np.ndarray, temperature: float) -> np.ndarray:
-    """The probabilities a temperature gives: softmax(log p / T), or sigmoid(logit p / T)
-    for a binary run (T = 1 leaves them as they are)."""
+def with_temperature(task: str, probs: np.ndarray, temperature: float, prior: "np.ndarray | list[float] | None" = None) -> np.ndarray:
+    """The probabilities a temperature gives: softmax((log p - prior) / T), or
+    sigmoid((logit p - prior) / T) for a binary run (T = 1 and no prior leave them
+    as they are); builders' Temperature layer computes the same."""
     p = np.clip(np.asarray(probs, np.float64), EPS, 1.0)
     if task == "binary":
         p = np.clip(p, EPS, 1 - EPS)
         z = np.log(p) - np.log1p(-p)
+        if prior is not None:
+            z = z - (prior[1] - prior[0])
         return 1.0 / (1.0 + np.exp(-z / temperature))
-    z = np.log(p) / temperature
+    z = np.log(p)
+    if prior is not None:
+        z = z - np.asarray(prior, np.float64)
+    z = z / temperature
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -320,6 +376,32 @@ def plot_reliability(bins_before: list[dict[str, float]], bins_after: list[dict[
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of this metric (or logged name) is better."""
+    return any(k in name for k in ("acc", "auc", "r2", "precision", "recall", "f1"))
+
+
+def plot_importance(importance: dict[str, float], std: dict[str, float], metric: str, higher: bool, path: Path, top: int = 30) -> Path:
+    """plots/importance.png: each column's permutation importance with its spread, most important on top."""
+    plt = _plt()
+    names = list(importance)[:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.32 * len(names) + 1.2)), dpi=110)
+    values = [importance[c] for c in names]
+    ax.barh([_short(c) for c in names], values, xerr=[std[c] for c in names], color=["#4c72b0" if v > 0 else "0.7" for v in values], ecolor="0.3", capsize=2)
+    ax.axvline(0, color="0.4", lw=0.8)
+    ax.set_xlabel(f"{metric} {'lost' if higher else 'gained'} when the column is shuffled")
+    shown = f" (top {top} of {len(importance)})" if len(importance) > top else ""
+    ax.set_title(f"permutation importance{shown}")
+    fig.tight_layout()
+    from bigmodel_cli.runs import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -310,7 +310,9 @@ def finish_metrics(names: list[str], sums: np.ndarray, prefix: str = "") -> dict
 def monitor_mode(name: str, mode: str) -> str:
     if mode != "auto":
         return mode
-    return "max" if any(k in name for k in ("acc", "auc", "r2", "precision", "recall")) else "min"
+    from bigmodel_cli.model.metrics import higher_is_better
+
+    return "max" if higher_is_better(name) else "min"
 
 
 def fit(
@@ -358,6 +360,7 @@ class Trainer:
         self.epoch_rows = self.source.epoch_rows(self.replicas)
         self.has_val = data.validation is not None and len(data.validation) > 0
         self.calibration: dict[str, Any] | None = None
+        self.conformal: dict[str, Any] | None = None  # afterfit: what predict --coverage stands on
         if cfg.train.calibrate == "temperature" and (cfg.task == "regression" or not self.has_val):
             why = "a regression has no probabilities to calibrate" if cfg.task == "regression" else "there is no validation split to fit it on"
             raise ConfigError(f"train.calibrate: temperature, but {why}", hint="set data.validation (a share such as 0.2, or a file)" if cfg.task != "regression" else "leave train.calibrate at auto")
@@ -380,6 +383,9 @@ class Trainer:
         models.register_layers()  # bigmodel's layers are known to Keras before any load
         train_x = getattr(data.train, "x", None)
         numeric_x, self.train_y = training_stats(data.train, train_x.get("features") if isinstance(train_x, dict) else train_x)
+        from bigmodel_cli.training.afterfit import class_weights
+
+        self.class_weights, self.class_weight_why = class_weights(cfg, data.class_counts(), data.classes)
         n_numeric = len(data.numeric) if self.tokenizers else len(data.features)
         keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
@@ -428,7 +434,7 @@ class Trainer:
         members = models.members_model(model)  # model.ensemble: each member is trained on its own loss
         single = self.replicas == 1
         scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-        optimised = _optimised_loss(cfg, loss_fn, self.train_y)
+        optimised = _weighted(_optimised_loss(cfg, loss_fn, self.train_y), self.class_weights)
 
         def replica_step(x, y):
             with tf.GradientTape() as tape:
@@ -638,11 +644,13 @@ class Trainer:
             return model_path
         t = time.perf_counter()
         tokenizers = self.tokenizers
-        calibrate = self.cfg.train.calibrate != "none" and self.cfg.task != "regression" and self.has_val
-        if not calibrate:
-            (self.run_dir / CALIBRATION_FILE).unlink(missing_ok=True)
+        from bigmodel_cli.training import afterfit
+
+        (self.run_dir / CALIBRATION_FILE).unlink(missing_ok=True)
+        afterfit.forget_conformal(self.run_dir)
+        adjust = (lambda core: afterfit.adjust(self, core)) if afterfit.needed(self) else None
         with StopFlag() as stop:  # SIGTERM now waits for model.keras: it takes a moment, and the run is done
-            finalize_model(ckpt_dir / (BEST if (ckpt_dir / BEST).is_file() else LAST), model_path, (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None, (lambda core: _calibrate(self, core)) if calibrate else None)
+            finalize_model(ckpt_dir / (BEST if (ckpt_dir / BEST).is_file() else LAST), model_path, (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None, adjust)
         self.times["finalize"] = time.perf_counter() - t
         self.callbacks.on_saved(model_path)
         if stop.signal is not None:
@@ -650,31 +658,14 @@ class Trainer:
         return model_path
 
 
-def _calibrate(trainer: "Trainer", core):
-    """Temperature scaling (Guo et al., 2017) of the kept model's probabilities,
-    fitted on the validation split; the temperature becomes a layer of the model."""
+def _weighted(loss_fn: Any, weights: "np.ndarray | None"):
+    """train.class_weight: each row's loss times its class's weight (the logged loss stays unweighted)."""
+    if weights is None:
+        return loss_fn
     import tensorflow as tf
 
-    from bigmodel_cli.model import builders as models
-    from bigmodel_cli.model import metrics as M
-
-    task = trainer.cfg.task
-    probs, ys = [], []
-    for xb, yb in eval_batches(trainer.data.validation, max(256, trainer.G)):
-        probs.append(np.asarray(core(tf.nest.map_structure(tf.constant, xb), training=False), np.float64))
-        ys.append(np.asarray(yb))
-    p, y = np.concatenate(probs), np.concatenate(ys).astype(np.int64)
-    t = M.fit_temperature(task, p, y)
-    before = M.expected_calibration_error(*M.top_label(task, p, y))
-    after = M.expected_calibration_error(*M.top_label(task, M.with_temperature(task, p, t), y))
-    # auto keeps the temperature only where it helps on the rows it was fitted on: the
-    # NLL-optimal one can still raise the ECE (text-classifier: 0.0448 -> 0.0546)
-    kept = trainer.cfg.train.calibrate == "temperature" or after <= before
-    trainer.calibration = {"method": "temperature" if kept else "none", "temperature": round(t, 6) if kept else 1.0, "fitted_temperature": round(t, 6), "fitted_on": "validation", "rows": int(len(y)), "val_ece_before": round(before, 6), "val_ece_after": round(after if kept else before, 6)}
-    if not kept:
-        trainer.calibration["why"] = f"train.calibrate: auto left it out: the fitted temperature {t:.3f} raised the validation ECE from {before:.4f} to {after:.4f}"
-    atomic_write_json(trainer.run_dir / CALIBRATION_FILE, trainer.calibration)
-    return models.with_temperature_layer(core, task, t) if kept else core
+    w = tf.constant(np.asarray(weights, np.float32))
+    return lambda y, p: loss_fn(y, p) * tf.gather(w, tf.cast(tf.reshape(y, [-1]), tf.int32))
 
 
 def _optimised_loss(cfg: ExperimentConfig, loss_fn: Any, train_y: Any):
