@@ -247,7 +247,11 @@ def serve(
     workers: int = typer.Option(1, "--workers", min=1, metavar="N", help="Server processes on the one port, each with its own model session."),
     access_log: str = typer.Option("json", "--access-log", metavar="json|off", help="json: one JSON line a request on stderr (with its X-Request-ID); off: none."),
 ) -> None:
-    """Serve the run's model over HTTP: /health, /metadata, /predict (docs at /docs)."""
+    """Serve the run's model over HTTP: /health, /metadata, /predict, /explain (docs at /docs).
+
+    SIGHUP or POST /admin/reload loads the run's newest model without
+    dropping a request (RUN an experiment folder: its newest run).
+    """
     from bigmodel_cli import ui
     from bigmodel_cli.inference.serve import serve as run_server
 
@@ -256,7 +260,7 @@ def serve(
         con.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can use the model" + ("" if api_key else " (no --api-key set)"))
 
     def announce(service, seconds: float) -> None:
-        con.print(f"serving {service.metadata['run']} ({service.metadata['task']}, {service.engine}, loaded in {seconds:.1f}s" + (f", {workers} workers" if workers > 1 else "") + f") on http://{host}:{port}  ·  docs: http://{host}:{port}/docs  ·  Ctrl-C or SIGTERM stops it", highlight=False)
+        con.print(f"serving {service.metadata['run']} ({service.metadata['task']}, {service.engine}, loaded in {seconds:.1f}s" + (f", {workers} workers" if workers > 1 else "") + f") on http://{host}:{port}  ·  docs: http://{host}:{port}/docs  ·  SIGHUP reloads, Ctrl-C or SIGTERM stops it", highlight=False)
 
     run_server(run, host, port, api_key, engine, max_body_mb, max_queue, announce=announce, workers=workers, access_log=access_log)
 
@@ -343,7 +347,7 @@ def predict(
 def explain(
     run: Path = typer.Argument(..., metavar="RUN", help="Run folder or experiment folder (latest run)."),
     data: str = typer.Option(..., "--data", metavar="FILE", help="Labelled rows (the run's feature columns and its target): CSV/TSV/Parquet/JSONL or a URL."),
-    rows: int = typer.Option(0, "--rows", min=0, metavar="N", help="Also the first N rows' attributions: per column, and per token for text."),
+    rows: int = typer.Option(0, "--rows", min=0, metavar="N", help="Also the first N rows' attributions: per column, per token for text, a saliency map per image."),
     repeats: int = typer.Option(5, "--repeats", min=1, metavar="K", help="Shuffles per column (the spread is over these)."),
     max_rows: int = typer.Option(5000, "--max-rows", min=10, metavar="ROWS", help="Rows to measure on (a seeded sample of a larger file)."),
     metric: Optional[str] = typer.Option(None, "--metric", metavar="NAME", help="The metric to measure (default: the run's monitored one, e.g. loss)."),
@@ -355,8 +359,11 @@ def explain(
 
     Each column is shuffled across the rows --repeats times and the run's
     monitored metric measured again: how much worse it gets is the column's
-    importance (a category or text column counts as one). Writes
-    explanation.json and plots/importance.png in the run folder.
+    importance (a category or text column counts as one). For an image run
+    (a pixel table or a folder of class subfolders), a column is a region of a
+    4x4 grid, and --rows N draws each image's saliency map to
+    plots/saliency/. Writes explanation.json and plots/importance.png in the
+    run folder.
 
     \b
     Examples:

@@ -362,8 +362,11 @@ def explain_table(out: Any, console: Console | None = None) -> None:
         t.add_row(c, fmt(v), fmt(out.std[c]))
     con.print(t)
     for r in out.per_row:
-        top = sorted(r["attributions"].items(), key=lambda kv: -abs(kv[1]))[:5]
         label = f" ({r['class']})" if "class" in r else ""
+        if "saliency_png" in r:  # an image: its map is a picture
+            con.print(f"row {r['row']}: output {fmt(r['output'])}{label} · saliency {_sized(r['saliency_png'])}", highlight=False)
+            continue
+        top = sorted(r["attributions"].items(), key=lambda kv: -abs(kv[1]))[:5]
         con.print(f"row {r['row']}: output {fmt(r['output'])}{label} · " + " · ".join(f"{c} {v:+.4g}" for c, v in top))
         for c, toks in (r.get("tokens") or {}).items():
             best = sorted(toks, key=lambda tv: -abs(tv[1]))[:6]

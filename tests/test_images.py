@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 def _digits_to_folders(exp: Path, csv_name: str, out: Path, rows: int) -> list[tuple[Path, str]]:
@@ -56,6 +57,28 @@ def test_mnist_cnn_trains_and_predicts_on_image_folders(make_exp, cli, tmp_path)
     r = cli("predict", run, "--input", str(exp / "data" / "test_images" / "7" / "*.png"), "--output", tmp_path / "sevens.csv")
     assert r.code == 0, r.err
     assert all(Path(row["path"]).parent.name == "7" for row in csv.DictReader(open(tmp_path / "sevens.csv")))
+
+    # explain: a column of an image is a region of a 4x4 grid; each row gets a saliency map
+    docs = []
+    for engine in ("onnxruntime", "tensorflow"):
+        r = cli("explain", run, "--data", exp / "data" / "test_images", "--rows", "2", "--repeats", "2", "--json", "--engine", engine)
+        assert r.code == 0, r.err
+        docs.append(json.loads(r.out))
+    doc = docs[0]
+    assert len(doc["importance"]) == 16 and doc["rows"] == 121
+    imp = doc["importance"]
+    corners = [v for n, v in imp.items() if n.split(" (")[0] in ("region 1,1", "region 1,4", "region 4,1", "region 4,4")]
+    centre = [v for n, v in imp.items() if n.split(" (")[0] in ("region 2,2", "region 2,3", "region 3,2", "region 3,3")]
+    assert min(centre) > max(corners), imp  # the digits are in the middle; the corners are background
+    for n in imp:
+        assert docs[1]["importance"][n] == pytest.approx(imp[n], abs=1e-4)
+    assert [r["class"] for r in doc["per_row"]] == [r["class"] for r in docs[1]["per_row"]]
+    for row in doc["per_row"]:
+        assert Path(row["saliency_png"]).stat().st_size > 5_000 and row["class"] in [str(d) for d in range(10)]
+    assert (run / "plots" / "importance.png").is_file()
+    r = cli("explain", run, "--data", exp / "data" / "test.csv", "--rows", "1", "--repeats", "1", "--max-rows", "200")  # a pixel table, and the table on stderr
+    assert r.code == 0, r.err
+    assert "region 2,2" in r.err and "saliency" in r.err and "row-1.png" in r.err
 
 
 def test_image_folder_errors(make_exp, cli):

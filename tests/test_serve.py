@@ -264,6 +264,26 @@ def test_a_text_model_serves_what_predict_writes(tmp_path, cli):
         np.testing.assert_allclose(np.asarray(got["probabilities"]), [[float(e[f"prob_{c}"]) for c in cls] for e in expected], atol=1e-6)
         meta = json.loads(call(port, "/metadata")[1])
         assert meta["features"] == [{"name": "text", "type": "text"}]
+        # one row a request, all at once: texts of different lengths share inference calls
+        before = json.loads(call(port, "/health", key=None)[1])
+        answers: list = [None] * len(rows)
+
+        def one(i: int) -> None:
+            answers[i] = call(port, "/predict?probabilities=true", json.dumps({"rows": [{"text": rows[i]["text"]}]}).encode(), {"Content-Type": "application/json"})
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(rows))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        after = json.loads(call(port, "/health", key=None)[1])
+        for (status, body, _), e in zip(answers, expected):
+            assert status == 200, body
+            got = json.loads(body)
+            assert got["predictions"] == [e["prediction"]]
+            np.testing.assert_allclose(got["probabilities"][0], [float(e[f"prob_{c}"]) for c in got["classes"]], atol=1e-6)
+        assert after["requests"] - before["requests"] == len(rows)
+        assert after["batches"] - before["batches"] < len(rows)  # some requests shared a call
     finally:
         p.terminate()
         p.wait(timeout=10)
@@ -386,3 +406,84 @@ def test_metrics_access_log_request_id_and_offline_docs(server):
     assert isinstance(example["worst_radius"], float) and "sample_id" in example
     status, body, _ = call(port, "/predict", json.dumps(req["application/json"]["example"]).encode(), js)
     assert status == 200  # "Try it out" with the example works
+
+
+def test_explain_answers_what_the_cli_gives(server, cli):
+    """POST /explain: the same per-row attributions as `bigmodel explain --rows`."""
+    exp, run, port, p, _ = server
+    test_csv = exp / "data" / "test.csv"
+    r = cli("explain", run, "--data", test_csv, "--rows", "3", "--repeats", "1", "--json")
+    assert r.code == 0, r.err
+    expected = json.loads(r.out)["per_row"]
+    rows = [{k: float(v) for k, v in row.items() if k not in ("diagnosis", "sample_id")} for row in list(csv.DictReader(open(test_csv)))[:3]]
+    status, body, _ = call(port, "/explain", json.dumps({"rows": rows}).encode(), {"Content-Type": "application/json"})
+    assert status == 200, body
+    got = json.loads(body)
+    assert got["method"] == "occlusion" and "training rows" in got["baseline_source"]
+    for g, e in zip(got["rows"], expected):
+        assert g["row"] == e["row"] and g["output"] == pytest.approx(e["output"], abs=1e-5)
+        assert set(g["attributions"]) == set(e["attributions"])
+        for c in e["attributions"]:
+            assert g["attributions"][c] == pytest.approx(e["attributions"][c], abs=1e-5)
+    status, body, _ = call(port, "/explain", json.dumps({"rows": rows * 40}).encode(), {"Content-Type": "application/json"})
+    assert status in (400, 413), body  # 120 rows: over the per-request limit (or the body limit)
+
+
+def test_reload_under_load_fails_no_request(tmp_path):
+    """A new run trained while the server answers, then POST /admin/reload and SIGHUP:
+    every request of four busy clients is answered 200, /metadata shows the new
+    model's sha256, and a reload that cannot load keeps the old model serving."""
+    import hashlib
+
+    from bigmodel_cli import api
+
+    exp = tmp_path / "exp"
+    api.init(exp, "binary-classifier")
+    first = api.train(exp, ["train.epochs=2"])
+    port = free_port()
+    p, _ = start(exp, port)  # the experiment folder: a reload opens its newest run
+    js = {"Content-Type": "application/json"}
+    rows = [{k: float(v) for k, v in r.items() if k not in ("diagnosis", "sample_id")} for r in list(csv.DictReader(open(exp / "data" / "test.csv")))[:5]]
+    body = json.dumps({"rows": rows}).encode()
+    statuses: list = []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            statuses.append(call(port, "/predict", body, js)[0])
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    try:
+        meta0 = json.loads(call(port, "/metadata")[1])
+        assert meta0["run"] == str(first.run_dir)
+        for t in threads:
+            t.start()
+        second = api.train(exp, ["train.epochs=3", "seed=7"])
+        status, answer, _ = call(port, "/admin/reload", b"", js)
+        assert status == 200, answer
+        doc = json.loads(answer)
+        new_sha = hashlib.sha256((second.run_dir / "model.keras").read_bytes()).hexdigest()
+        assert doc["changed"] and doc["model_sha256_before"] == meta0["model_sha256"] and doc["model_sha256"] == new_sha
+        assert doc["run"] == str(second.run_dir)
+        assert call(port, "/admin/reload", b"", js, key=None)[0] == 401  # behind the API key
+        p.send_signal(signal.SIGHUP)
+        deadline = time.time() + 30
+        while '"event": "reload"' not in p.log.read_text():
+            assert time.time() < deadline, p.log.read_text()
+            time.sleep(0.1)
+        good = (second.run_dir / "model.keras").read_bytes()
+        (second.run_dir / "model.keras").write_bytes(b"not a model")  # a reload that fails
+        status, answer, _ = call(port, "/admin/reload", b"", js)
+        assert status == 409 and "still serving" in json.loads(answer)["error"], answer
+        (second.run_dir / "model.keras").write_bytes(good)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        metrics = call(port, "/metrics", key=None)[1].decode() if p.poll() is None else ""
+        p.terminate()
+        p.wait(timeout=10)
+    assert len(statuses) > 20 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert "bigmodel_reloads_total 2.0" in metrics
+    assert json.loads(next(line for line in p.log.read_text().splitlines() if '"event": "reload"' in line))["model_sha256"] == new_sha

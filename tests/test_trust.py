@@ -169,6 +169,35 @@ def test_imbalanced_binary_finds_the_minority(loans, cli, tmp_path):
     assert flagged.any() and (onnx.prob_bad[flagged] > cal["threshold"]).all()  # the threshold decides, on both engines
     assert set(onnx.prediction_set.fillna("").unique()) <= {"", "good", "bad", "good|bad", "bad|good"}
 
+    # serve: the category values in /metadata, the same sets at ?coverage, and /explain as the CLI
+    from test_serve import call, free_port, start
+
+    head = pd.read_csv(loans / "test.csv").head(5)
+    head.to_csv(tmp_path / "five.csv", index=False)
+    r = cli("explain", run, "--data", tmp_path / "five.csv", "--rows", "5", "--repeats", "1", "--json")
+    assert r.code == 0, r.err
+    expected = json.loads(r.out)["per_row"]
+    body = head.drop(columns=["Class"]).to_csv(index=False).encode()
+    port = free_port()
+    p, _ = start(run, port)
+    try:
+        meta = json.loads(call(port, "/metadata")[1])
+        cats = {f["name"]: f for f in meta["features"] if f["type"] == "category"}
+        assert cats and all(f["values"] for f in cats.values()), meta["features"]
+        assert meta["positive_class"] == "bad" and meta["threshold"] == pytest.approx(cal["threshold"], rel=1e-5)
+        status, answer, _ = call(port, "/predict?coverage=0.95", body, {"Content-Type": "text/csv"})
+        assert status == 200, answer
+        assert ["|".join(s) for s in json.loads(answer)["prediction_sets"]] == onnx.prediction_set.fillna("").head(5).tolist()
+        status, answer, _ = call(port, "/explain", body, {"Content-Type": "text/csv"})
+        assert status == 200, answer
+        for g, e in zip(json.loads(answer)["rows"], expected):
+            assert g["output"] == pytest.approx(e["output"], abs=1e-5)
+            for c in e["attributions"]:
+                assert g["attributions"][c] == pytest.approx(e["attributions"][c], abs=1e-5)
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
 
 def test_positive_label_and_class_weight_settings(loans, cli, tmp_path):
     exp = tmp_path / "e"

@@ -49,6 +49,7 @@ class Metrics:
         self.batch_rows = Histogram("bigmodel_batch_rows", "Rows in one inference call (requests the micro-batcher joined)", buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("bigmodel_queue_depth", "Requests waiting for the model", registry=r)
         self.rejected = Counter("bigmodel_rejected", "Requests answered 503 because the queue was full", registry=r)
+        self.reloads = Counter("bigmodel_reloads", "Models loaded again (SIGHUP or POST /admin/reload)", registry=r)
         info = Gauge("bigmodel_info", "The engine that answers, and this process", ["engine", "pid"], registry=r)
         info.labels(engine=engine, pid=str(os.getpid())).set(1)
 

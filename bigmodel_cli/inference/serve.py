@@ -29,6 +29,8 @@ Example::
 import asyncio
 import hashlib
 import os
+import signal
+import sys
 import io
 import json
 import time
@@ -58,40 +60,93 @@ class Service:
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "rows": 0, "batches": 0, "rejected": 0})
     metrics: Any = None  # observe.Metrics
     example: list[dict[str, Any]] = field(default_factory=list)  # training rows, for the docs
+    source: tuple[str, str, int] = ("", "auto", 1)  # (RUN as given, --engine, threads): what a reload opens again
+    cfg: Any = None  # the run's config (explain reads it)
+    cheap: bool | None = None  # see cheap_call; None: not measured yet
+    reloads: int = 0
+    explainer: Any = None  # (the spec, baselines, their source) of POST /explain
+    _reloading: Any = None  # asyncio.Lock: one reload at a time
 
     @classmethod
     def open(cls, run: "str | Path", engine: str = "auto", **options: Any) -> "Service":
-        from bigmodel_cli.inference.engine import open_engine
-
-        e = open_engine(run, engine, need_run="serve", threads=options.pop("threads", 1))
-        ref, cfg, spec, infer, used = e.ref, e.cfg, e.spec, e.infer, e.name
-        columns = cfg.data.columns or {}
-        meta = {
-            "run": str(ref.run_dir),
-            "task": cfg.task,
-            "features": [{"name": c, "type": columns.get(c, NUMBER.name)} for c in spec.features],
-            "id_columns": list(spec.id_columns),
-            "classes": cfg.data.classes,
-            "model_sha256": hashlib.sha256(Path(ref.model_path).read_bytes()).hexdigest(),
-            "engine": used,
-        }
-        service = cls(spec, infer, used, meta, **options)
+        threads = options.pop("threads", 1)
+        spec, infer, used, meta, cfg = _load(run, engine, threads)
+        service = cls(spec, infer, used, meta, cfg=cfg, **options)
+        service.source = (str(run), engine, threads)
         from bigmodel_cli.inference.observe import Metrics, example_rows
         from bigmodel_cli.model.saved import run_base_dir
 
-        service.metrics = Metrics(used)
-        service.example = example_rows(cfg, run_base_dir(ref.run_dir), list(spec.features), list(spec.id_columns))
+        service.metrics = Metrics(service.engine)
+        service.example = example_rows(service.cfg, run_base_dir(Path(service.metadata["run"])), list(service.spec.features), list(service.spec.id_columns))
         return service
 
+    # ---- reload without downtime (SIGHUP or POST /admin/reload)
+    def model(self) -> "Model":
+        """What a request uses from its parsing to its answer: a reload replaces
+        ``self``'s fields, never a Model a request holds, so requests in flight
+        finish on the model they started with."""
+        return Model(self.spec, self.infer, self.cheap, self.cfg, self.metadata["run"], self.engine)
+
+    def explain_rows(self, body: bytes, content_type: str, model: "Model") -> dict[str, Any]:
+        """POST /explain: each row's attributions, as ``bigmodel explain --rows``
+        computes them (the same baselines, kept in the run)."""
+        import pyarrow as pa
+
+        from bigmodel_cli.features import registry
+        from bigmodel_cli.inference import explain as X
+        from bigmodel_cli.inference.predict import model_inputs
+
+        spec, batch = self.parse(body, content_type, False, model, arrow=True)
+        if batch.num_rows > MAX_EXPLAIN_ROWS:
+            raise BadRequest(f"{batch.num_rows:,} rows: /explain takes up to {MAX_EXPLAIN_ROWS} rows a request (each costs a model call per column)")
+        cfg = model.cfg
+        shape = cfg.data.image_shape
+        if shape:
+            per_row = X.image_saliency(model.infer, model_inputs(batch, spec, 0, "request"), list(shape), cfg.data.classes, cfg.task, spec.threshold)
+            for doc in per_row:
+                doc.pop("image")
+            return {"rows": per_row, "engine": model.engine, "method": "occlusion saliency"}
+        table = pa.Table.from_batches([batch])
+        cached = self.explainer
+        if cached is None or cached[0] is not model.spec:
+            base, source = X.baselines(model.spec, cfg, Path(model.run_dir), table)
+            cached = self.explainer = (model.spec, base, source)
+        texts = set(registry.columns_of(cfg.data.columns, spec.features, registry.TEXT))
+        per_row = X.row_attributions(model.infer, spec, table, table.num_rows, self.batch_rows, lambda b: model_inputs(b, spec, 0, "request"), texts, cached[1])
+        return {"rows": per_row, "baseline": cached[1], "baseline_source": cached[2], "engine": model.engine, "method": "occlusion"}
+
+    async def reload(self) -> dict[str, Any]:
+        """Open RUN again (an experiment folder: its newest run; a run folder: its
+        newest model.keras and inference copy) off the event loop, then swap it in.
+        On failure the old model keeps serving and the error is raised."""
+        if self._reloading is None:
+            self._reloading = asyncio.Lock()
+        async with self._reloading:
+            t = time.perf_counter()
+            before = self.metadata["model_sha256"]
+            run, engine, threads = self.source
+            loop = asyncio.get_running_loop()
+            spec, infer, used, meta, cfg = await loop.run_in_executor(None, _load, run, engine, threads)
+            cheap = await loop.run_in_executor(None, cheap_call, spec, infer)
+            # one assignment after another with no await between: no request sees half of it
+            self.spec, self.infer, self.engine, self.metadata, self.cfg, self.cheap = spec, infer, used, meta, cfg, cheap
+            self.reloads += 1
+            self.explainer = None
+            if self.metrics:
+                self.metrics.reloads.inc()
+            return {"run": meta["run"], "model_sha256_before": before, "model_sha256": meta["model_sha256"], "changed": before != meta["model_sha256"], "engine": used, "seconds": round(time.perf_counter() - t, 3)}
+
     # ---- parsing: request bodies -> pyarrow batches, as predict reads files
-    def parse(self, body: bytes, content_type: str, probabilities: bool) -> Any:
+    def parse(self, body: bytes, content_type: str, probabilities: bool, model: "Model | None" = None, arrow: bool = False) -> Any:
+        """(spec, batch) of a request body: an Arrow batch, or :class:`Rows` for JSON
+        rows of plain numbers (``arrow``: always the Arrow batch)."""
         import copy
 
         import pyarrow as pa
 
         from bigmodel_cli.inference.predict import _cast_features, _check_input_columns, iter_blocks
 
-        spec = copy.copy(self.spec)
+        spec = copy.copy((model or self.model()).spec)
         spec.probabilities = probabilities and spec.task != "regression"
         if "csv" in content_type:
             batches = list(iter_blocks("request body", spec, "csv", data=body))
@@ -113,7 +168,7 @@ class Service:
             if absent:
                 raise DataError(f"request: row {i + 1} has no value for feature '{absent[0]}'")
         spec.sent_ids = {c: [r.get(c) for r in rows] for c in spec.id_columns}  # JSON answers echo them as sent
-        x = _plain_numbers(rows, spec)
+        x = None if arrow else _plain_numbers(rows, spec)
         if x is not None:  # only numbers and nulls: the matrix at once, no Arrow table (issue 24)
             return spec, Rows(len(rows), x)
         columns = {}
@@ -129,51 +184,31 @@ class Service:
         batch = pa.RecordBatch.from_pydict(columns)
         return spec, _cast_features(batch, spec, "request", 0)
 
-    # ---- micro-batching
-    def cheap_call(self) -> bool:
-        """Whether an INLINE_ROWS-row call of the model takes under CHEAP_CALL_S
-        (the median of a few, after a warm-up): then the batcher runs small
-        batches on the event loop and does not wait for more requests."""
-        if self.spec.encoded_columns:
-            return False
-        x = np.zeros((INLINE_ROWS, len(self.spec.features)), np.float32)
-        times = []
-        try:
-            for _ in range(6):
-                t = time.perf_counter()
-                self.infer(x)
-                times.append(time.perf_counter() - t)
-        except Exception:  # noqa: BLE001  (the first request will say what is wrong)
-            return False
-        return sorted(times[1:])[len(times[1:]) // 2] < CHEAP_CALL_S
-
-    def parse_inputs(self, body: bytes, content_type: str, probabilities: bool) -> tuple[Any, Any, Any]:
+    def parse_inputs(self, body: bytes, content_type: str, probabilities: bool, model: "Model | None" = None) -> tuple[Any, Any, Any]:
         """:meth:`parse`, then the model's inputs: the CPU work of a request, off the event loop."""
         from bigmodel_cli.inference.predict import model_inputs
 
-        spec, batch = self.parse(body, content_type, probabilities)
+        spec, batch = self.parse(body, content_type, probabilities, model)
         if isinstance(batch, Rows):
             return spec, batch, batch.x
         return spec, batch, model_inputs(batch, spec, 0, "request")
 
-    async def predict(self, spec: Any, batch: Any, x: Any = None) -> Any:
+    async def predict(self, spec: Any, batch: Any, x: Any = None, model: "Model | None" = None) -> Any:
         from bigmodel_cli.inference.predict import model_inputs
 
+        model = model or self.model()
         if x is None:
             x = model_inputs(batch, spec, 0, "request")
-        if isinstance(x, dict):  # text/category ids differ in width per request: one call each
-            probs = await asyncio.get_running_loop().run_in_executor(None, self.infer, x)
-        else:
-            assert self.queue is not None
-            fut: asyncio.Future = asyncio.get_running_loop().create_future()
-            try:
-                self.queue.put_nowait((x, fut))
-            except asyncio.QueueFull:
-                self.stats["rejected"] += 1
-                if self.metrics:
-                    self.metrics.rejected.inc()
-                raise Overloaded() from None
-            probs = await fut
+        assert self.queue is not None
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        try:
+            self.queue.put_nowait((x, fut, model))
+        except asyncio.QueueFull:
+            self.stats["rejected"] += 1
+            if self.metrics:
+                self.metrics.rejected.inc()
+            raise Overloaded() from None
+        probs = await fut
         self.stats["requests"] += 1
         self.stats["rows"] += batch.num_rows
         if self.metrics:
@@ -183,18 +218,24 @@ class Service:
         return _output_table(batch, np.asarray(probs), spec)
 
     async def batcher(self) -> None:
-        """Collects waiting requests into one inference call at a time."""
+        """Collects waiting requests into one inference call at a time: requests of
+        the same model, whatever their column types (text ids of different widths
+        are padded to the widest, as predict pads a block)."""
         from concurrent.futures import ThreadPoolExecutor
 
         assert self.queue is not None
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigmodel-infer")
         loop = asyncio.get_running_loop()
-        cheap = self.cheap_call()
-        wait = 0.0 if cheap else self.max_wait_ms / 1000
+        if self.cheap is None:
+            self.cheap = cheap_call(self.spec, self.infer)
+        carry = None  # a request of another model (after a reload) or input kind: the next call's first
         while True:
-            first = await self.queue.get()
-            items, rows = [first], len(first[0])
-            deadline = loop.time() + wait
+            first = carry if carry is not None else await self.queue.get()
+            carry = None
+            model, kind = first[2], _kind(first[0])
+            cheap = bool(self.cheap if model.infer is self.infer else model.cheap)
+            items, rows = [first], _length(first[0])
+            deadline = loop.time() + (0.0 if cheap else self.max_wait_ms / 1000)
             while rows < self.batch_rows:
                 try:
                     item = self.queue.get_nowait()
@@ -206,29 +247,132 @@ class Service:
                         item = await asyncio.wait_for(self.queue.get(), left)
                     except asyncio.TimeoutError:
                         break
+                if item[2].infer is not model.infer or _kind(item[0]) != kind:  # another model (a reload) or input
+                    carry = item
+                    break
                 items.append(item)
-                rows += len(item[0])
-            x = np.concatenate([i[0] for i in items]) if len(items) > 1 else items[0][0]
+                rows += _length(item[0])
+            x = _stack([i[0] for i in items])
             if self.metrics:
                 self.metrics.batch_rows.observe(rows)
                 self.metrics.queue_depth.set(self.queue.qsize())
             try:
                 # A call of a few rows to a small model takes microseconds: run it here,
                 # since handing it to a thread and back costs more than the call.
-                out = self.infer(x) if cheap and rows <= INLINE_ROWS else await loop.run_in_executor(pool, self.infer, x)
+                out = model.infer(x) if cheap and rows <= INLINE_ROWS else await loop.run_in_executor(pool, model.infer, x)
             except Exception as e:  # noqa: BLE001  (each waiting request gets the error)
-                for _, fut in items:
+                for _, fut, _ in items:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
             self.stats["batches"] += 1
             at = 0
-            for xi, fut in items:
+            for xi, fut, _ in items:
+                n = _length(xi)
                 if not fut.done():
-                    fut.set_result(out[at : at + len(xi)])
-                at += len(xi)
+                    fut.set_result(out[at : at + n])
+                at += n
 
 
+def _length(x: Any) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def _kind(x: Any) -> Any:
+    """Inputs that can share one call: a matrix of the same width, or dicts of the same inputs."""
+    return tuple(sorted(x)) if isinstance(x, dict) else x.shape[1:]
+
+
+def _stack(xs: list[Any]) -> Any:
+    """Requests' inputs as one call's: rows after rows; 2-D id matrices padded with 0
+    (the padding id) to the widest."""
+    if len(xs) == 1:
+        return xs[0]
+    if not isinstance(xs[0], dict):
+        return np.concatenate(xs)
+    out = {}
+    for k in xs[0]:
+        parts = [x[k] for x in xs]
+        if parts[0].ndim == 2 and parts[0].dtype != object and len({p.shape[1] for p in parts}) > 1:
+            w = max(p.shape[1] for p in parts)
+            parts = [np.pad(p, ((0, 0), (0, w - p.shape[1]))) for p in parts]
+        out[k] = np.concatenate(parts)
+    return out
+
+
+def cheap_call(spec: Any, infer: Any) -> bool:
+    """Whether an INLINE_ROWS-row call of the model takes under CHEAP_CALL_S
+    (the median of a few, after a warm-up): then the batcher runs small
+    batches on the event loop and does not wait for more requests."""
+    if spec.encoded_columns:
+        return False
+    x = np.zeros((INLINE_ROWS, len(spec.features)), np.float32)
+    times = []
+    try:
+        for _ in range(6):
+            t = time.perf_counter()
+            infer(x)
+            times.append(time.perf_counter() - t)
+    except Exception:  # noqa: BLE001  (the first request will say what is wrong)
+        return False
+    return sorted(times[1:])[len(times[1:]) // 2] < CHEAP_CALL_S
+
+
+def _load(run: "str | Path", engine: str, threads: int) -> tuple[Any, Any, str, dict[str, Any], Any]:
+    """(spec, infer, engine used, /metadata, config) of RUN, as predict opens it."""
+    from bigmodel_cli.inference.engine import open_engine
+
+    e = open_engine(run, engine, need_run="serve", threads=threads)
+    ref, cfg, spec = e.ref, e.cfg, e.spec
+    columns = cfg.data.columns or {}
+    from bigmodel_cli.features import registry
+    from bigmodel_cli.model.saved import run_tokenizers
+
+    categories = set(registry.columns_of(columns, spec.features, registry.CATEGORY))
+    encoders = (spec.tokenizers or run_tokenizers(ref.run_dir, cfg) or {}) if categories else {}
+    meta = {
+        "run": str(ref.run_dir),
+        "task": cfg.task,
+        "features": [{"name": c, "type": columns.get(c, NUMBER.name), **(_allowed(encoders.get(c)) if c in categories else {})} for c in spec.features],
+        "id_columns": list(spec.id_columns),
+        "classes": cfg.data.classes,
+        "model_sha256": hashlib.sha256(Path(ref.model_path).read_bytes()).hexdigest(),
+        "engine": e.name,
+    }
+    if cfg.task == "binary":
+        meta.update({"positive_class": (cfg.data.classes or [None, None])[1], "threshold": spec.threshold})
+    meta["conformal"] = spec.conformal is not None
+    return spec, e.infer, e.name, meta, cfg
+
+
+MAX_LISTED_VALUES = 1000  # /metadata lists a category column's values up to this many
+
+
+def _allowed(encoder: Any) -> dict[str, Any]:
+    """A category column's known values for /metadata (any other value is 'unseen',
+    and an empty one missing), commonest first as the encoder keeps them."""
+    vocabulary = list(getattr(encoder, "vocabulary", None) or [])
+    if not vocabulary:
+        return {}
+    doc: dict[str, Any] = {"values": vocabulary[:MAX_LISTED_VALUES], "unseen": "any other value is read as unseen; an empty one as missing"}
+    if len(vocabulary) > MAX_LISTED_VALUES:
+        doc["values_total"] = len(vocabulary)
+    return doc
+
+
+@dataclass
+class Model:
+    """One loaded model, as a request holds it (see Service.model)."""
+
+    spec: Any
+    infer: Any
+    cheap: bool | None
+    cfg: Any
+    run_dir: str
+    engine: str
+
+
+MAX_EXPLAIN_ROWS = 100
 INLINE_ROWS = 256  # a batch this small of a cheap model runs on the event loop
 CHEAP_CALL_S = 0.0005  # a model whose INLINE_ROWS-row call takes less is cheap (measured at start)
 
@@ -306,6 +450,9 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
     async def lifespan(app: Any):
         service.queue = asyncio.Queue(maxsize=service.max_queue)
         task = asyncio.create_task(service.batcher())
+        loop = asyncio.get_running_loop()
+        if hasattr(signal, "SIGHUP") and os.environ.get(WORKER_ENV) is None:  # --workers: uvicorn's supervisor takes SIGHUP
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_logged(service)))
         yield
         task.cancel()
 
@@ -330,12 +477,8 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
         service.metrics.queue_depth.set(service.queue.qsize() if service.queue else 0)
         return Response(service.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    body_doc = predict_body(service.metadata["features"], service.metadata["id_columns"], service.example or [])
-
-    @app.post("/predict", openapi_extra={"requestBody": body_doc})
-    async def predict(request: Request, probabilities: bool = False, coverage: float | None = None, sets: str = "lac") -> Any:
-        """Rows as JSON {"rows": [...]} or a CSV body (Content-Type: text/csv).
-        ``?coverage=0.9``: conformal prediction sets (``sets``: lac or aps) or intervals."""
+    async def read_body(request: Request) -> "bytes | Response":
+        """The request's body, or the answer that refuses it (key, size)."""
         refused = denied(request)
         if refused is not None:
             return refused
@@ -347,8 +490,22 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
             body += part
             if len(body) > limit:
                 return JSONResponse({"error": f"the body is over the limit of {limit:,} bytes"}, status_code=413)
+        return bytes(body)
+
+    _reload_and_explain_routes(app, service, denied, read_body)
+
+    body_doc = predict_body(service.metadata["features"], service.metadata["id_columns"], service.example or [])
+
+    @app.post("/predict", openapi_extra={"requestBody": body_doc})
+    async def predict(request: Request, probabilities: bool = False, coverage: float | None = None, sets: str = "lac") -> Any:
+        """Rows as JSON {"rows": [...]} or a CSV body (Content-Type: text/csv).
+        ``?coverage=0.9``: conformal prediction sets (``sets``: lac or aps) or intervals."""
+        body = await read_body(request)
+        if not isinstance(body, (bytes, bytearray)):
+            return body
         try:
-            args = (bytes(body), request.headers.get("content-type", ""), probabilities)
+            model = service.model()  # this request's, whatever a reload does meanwhile
+            args = (bytes(body), request.headers.get("content-type", ""), probabilities, model)
             if len(body) <= INLINE_BODY:  # parsing a small body costs less than a thread handoff
                 spec, batch, x = service.parse_inputs(*args)
             else:
@@ -357,15 +514,10 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
                 from bigmodel_cli.inference.engine import with_coverage
 
                 with_coverage(spec, coverage, sets, "?coverage")
-            table = await service.predict(spec, batch, x)
+            table = await service.predict(spec, batch, x, model)
             request.scope.setdefault("state", {})["rows"] = batch.num_rows
-        except BadRequest as e:
-            return JSONResponse({"error": str(e)}, status_code=400)
-        except ConfigError as e:
-            return JSONResponse({"error": e.message, **({"hint": e.hint} if e.hint else {})}, status_code=400)
-        except DataError as e:
-            status = 400 if MALFORMED.search(e.message) else 422  # the body's shape, or a row's values
-            return JSONResponse({"error": e.message, **({"hint": e.hint} if e.hint else {})}, status_code=status)
+        except (BadRequest, ConfigError, DataError) as e:
+            return error_answer(e)
         except Overloaded:
             return JSONResponse({"error": "the server is busy: too many requests are waiting; retry shortly"}, status_code=503, headers={"Retry-After": "1"})
         if isinstance(table, Answer):
@@ -381,6 +533,55 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
         return JSONResponse(_json_rows(table, spec))
 
     return Observed(app, service.metrics, access_log)
+
+
+def _reload_and_explain_routes(app: Any, service: Service, denied: Any, read_body: Any) -> None:
+    """POST /admin/reload and POST /explain."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    @app.post("/admin/reload")
+    async def reload(request: Request) -> Any:
+        """Load the run's newest model (an experiment folder: its newest run) and
+        answer its sha256 before and after; requests in flight finish on the old one.
+        Under --workers, every worker is replaced, one after another."""
+        refused = denied(request)
+        if refused is not None:
+            return refused
+        if os.environ.get(WORKER_ENV) is not None:
+            os.kill(os.getppid(), signal.SIGHUP)  # uvicorn's supervisor starts new workers before it retires the old
+            return JSONResponse({"reloading": "every worker, one after another (GET /metadata shows the new model_sha256)", "model_sha256_before": service.metadata["model_sha256"]}, status_code=202)
+        try:
+            return await service.reload()
+        except Exception as e:  # noqa: BLE001  (the old model keeps serving)
+            return JSONResponse({"error": f"reload failed, still serving {service.metadata['run']}: {getattr(e, 'message', None) or e}"}, status_code=409)
+
+    @app.post("/explain")
+    async def explain(request: Request) -> Any:
+        """Per-row attributions of the rows sent (as for /predict): how much each
+        column moves the row's output when set to the run's baseline, and per token
+        for text; the numbers `bigmodel explain --rows` gives."""
+        body = await read_body(request)
+        if not isinstance(body, (bytes, bytearray)):
+            return body
+        try:
+            model = service.model()
+            doc = await asyncio.get_running_loop().run_in_executor(None, service.explain_rows, bytes(body), request.headers.get("content-type", ""), model)
+        except (BadRequest, ConfigError, DataError) as e:
+            return error_answer(e)
+        request.scope.setdefault("state", {})["rows"] = len(doc["rows"])
+        return JSONResponse(doc)
+
+
+def error_answer(e: Exception) -> Any:
+    """The answer to a request whose body or values are wrong: 400 for its shape
+    (or a query parameter), 422 for a row's values, naming them."""
+    from fastapi.responses import JSONResponse
+
+    if isinstance(e, BadRequest):
+        return JSONResponse({"error": str(e)}, status_code=400)
+    status = 422 if isinstance(e, DataError) and not MALFORMED.search(e.message) else 400
+    return JSONResponse({"error": e.message, **({"hint": e.hint} if e.hint else {})}, status_code=status)
 
 
 INLINE_BODY = 64 * 1024  # bytes: a body up to this is parsed on the event loop
@@ -441,6 +642,15 @@ def _json_rows(table: Any, spec: Any) -> dict[str, Any]:
     if ids:
         out["ids"] = ids
     return out
+
+
+async def _reload_logged(service: Service) -> None:
+    """SIGHUP: reload, and say what happened on stderr (the server has no one else to tell)."""
+    try:
+        r = await service.reload()
+        print(json.dumps({"event": "reload", **r}), file=sys.stderr, flush=True)
+    except Exception as e:  # noqa: BLE001  (the old model keeps serving)
+        print(json.dumps({"event": "reload", "error": f"{getattr(e, 'message', None) or e}", "still_serving": service.metadata["run"]}), file=sys.stderr, flush=True)
 
 
 def tcp_listener(host: str, port: int):

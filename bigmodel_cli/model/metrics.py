@@ -406,3 +406,33 @@ def plot_importance(importance: dict[str, float], std: dict[str, float], metric:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def plot_saliency(image: np.ndarray, heat: np.ndarray, path: Path, title: str, panels: tuple[str, str] = ("input", "saliency")) -> Path:
+    """An image (H, W, C of 0..255) beside its saliency map drawn over it (red: the
+    model's output drops when that part is hidden; blue: it rises)."""
+    plt = _plt()
+    img = np.asarray(image, np.float64)
+    grey = img[:, :, 0] if img.shape[-1] == 1 else None
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4), dpi=110)
+    for ax in axes:
+        if grey is not None:
+            ax.imshow(grey, cmap="gray", vmin=0, vmax=max(255.0, float(grey.max())))
+        else:
+            ax.imshow(np.clip(img / 255.0, 0, 1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+    lim = float(np.abs(heat).max()) or 1.0
+    shown = axes[1].imshow(heat, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.6)
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
+    axes[0].set_title(panels[0], fontsize=9)
+    axes[1].set_title(panels[1], fontsize=9)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    from bigmodel_cli.runs import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
