@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from bigmodel_cli.training import finish
 from conftest import run_process
 
@@ -121,6 +123,7 @@ def test_none_writes_no_copy_and_the_setting_is_checked(make_exp, cli):
     assert r.code == 2 and "BIGMODEL_INFERENCE_COPY=later" in r.err
 
 
+@pytest.mark.slow  # make test's time (22 s); test_train_returns_before_the_copy_and_predict_waits_for_it keeps the background copy in it
 def test_a_resume_right_after_train_gets_a_copy_of_its_own_model(make_exp, tmp_path):
     """The first run's background copy may still be running when the resumed
     session replaces model.keras: the copy in the end is the new model's."""

@@ -49,6 +49,7 @@ def test_two_workers_match_one_process(make_exp, cli):
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow  # make test's time (18 s); test_survivor_of_a_dead_worker_exits_and_names_it keeps a worker's death in it
 def test_killing_a_worker_stops_all_with_a_message(make_exp):
     psutil = pytest.importorskip("psutil")
     exp = make_exp("regression")
