@@ -197,7 +197,7 @@ def test_text_table_trains_predicts_and_exports(tmp_path, cli):
         assert r.code == 0, (fmt, r.err)
         out = json.loads(r.out)
         assert out["parity_ok"], out
-    assert (run / "export" / "model.text" / "text.json").is_file()  # the ONNX core's vocabulary
+    assert (run / "export" / "model.encoders" / "text.json").is_file()  # the text column stays ids: its tokeniser beside the file
     r = cli("export", run, "--format", "tflite")
     assert r.code == 2 and "tflite" in r.err and "savedmodel" in r.err and not (run / "export" / "model.tflite").exists()
 

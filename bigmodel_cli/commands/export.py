@@ -18,7 +18,7 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
     ref, cfg, model = load_run_model(run, unsafe)
     out = Path(output) if output else default_path(ref.run_dir or ref.model_path.parent, fmt)  # a URL output: below
     tokenizers = run_tokenizers(ref.run_dir, cfg)
-    sample = core_x = None
+    sample = core_x = raw = None
     if cfg is not None:
         from bigmodel_cli.data import tables as data_mod
 
@@ -29,6 +29,8 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
             sample_cfg = cfg if cfg.data.missing == "impute" else cfg.model_copy(update={"data": cfg.data.model_copy(update={"missing": "drop"})})
             split = data_mod.make_split(df, sample_cfg, list(cfg.data.features or []), cfg.data.classes, with_target=False, tokenizers=tokenizers or {})
             sample, core_x = model_sample(split, tokenizers)
+            if tokenizers:  # the ONNX graph takes the raw columns: the sample's raw values check it
+                raw = {"numeric": [c for c in cfg.data.features or [] if c not in tokenizers], "values": {c: list(split.raw[c]) for c in tokenizers}}
         except Exception:
             if tokenizers:
                 raise
@@ -46,7 +48,7 @@ def export(run: str | Path, fmt: str, output: str | None = None, force: bool = F
             metadata.update({"positive_class": (cfg.data.classes or [None, None])[1], "threshold": decision_threshold(model)})
     if output and remote.is_url(output):  # written and checked locally, then uploaded
         with remote.written_then_uploaded(output, force) as local:
-            r = export_model(model, fmt, local, sample, force=True, core_x=core_x, tokenizers=tokenizers, metadata=metadata)
+            r = export_model(model, fmt, local, sample, force=True, core_x=core_x, tokenizers=tokenizers, metadata=metadata, raw=raw)
         r.path = output
         return r
-    return export_model(model, fmt, out, sample, force=force, core_x=core_x, tokenizers=tokenizers, metadata=metadata)
+    return export_model(model, fmt, out, sample, force=force, core_x=core_x, tokenizers=tokenizers, metadata=metadata, raw=raw)

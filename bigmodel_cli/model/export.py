@@ -40,6 +40,8 @@ class ExportResult:
     rows_compared: int
     runtime: str
     parity_ok: bool
+    inputs: list[str] | None = None  # ONNX: the graph's input names, in order
+    outside_graph: str | None = None  # the encoders of the columns fed as ids (text, dates), beside the file
 
 
 def default_path(run_dir: Path, fmt: str) -> Path:
@@ -163,12 +165,15 @@ def _add_metadata(fmt: str, path: Path, metadata: dict) -> None:
         path.with_name(path.name + ".json").write_text(json.dumps(metadata, indent=1))
 
 
-def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, core_x: dict | None = None, tokenizers: dict | None = None, metadata: dict | None = None) -> ExportResult:
+def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, core_x: dict | None = None, tokenizers: dict | None = None, metadata: dict | None = None, raw: dict | None = None) -> ExportResult:
     """Write ``model`` as ``fmt`` and check it against Keras on ``sample_x``.
 
-    A text model (``core_x`` given: the sample's ids) exports to ONNX as its
-    integer-id core, checked on ``core_x``; ``tokenizers`` then go beside it
-    (``<name>.text/``) for whoever feeds it. TFLite cannot hold string ops."""
+    A model with encoded columns (``core_x`` given: the sample's ids) exports to
+    ONNX as its integer-id core, checked on ``core_x``. With ``raw`` (the number
+    columns in matrix order, and the sample's raw category values) the graph takes
+    raw columns instead (:mod:`bigmodel_cli.model.onnx_raw`), checked on the raw
+    values; the encoders of what stays ids (text, dates) go beside it
+    (``<name>.encoders/``). TFLite cannot hold string ops."""
     if fmt not in FORMATS:
         raise BigmodelError(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     if core_x is not None and fmt == "tflite":
@@ -191,6 +196,9 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
             written, fed = core_of(model), core_x
             keras_outputs(written, core_x)
         _write(written, fmt, tmp)
+        outside = tokenizers
+        if raw is not None and core_x is not None and fmt == "onnx" and tokenizers:
+            fed, outside = _raw_graph(tmp, raw, core_x, tokenizers)
         if metadata:
             _add_metadata(fmt, tmp, metadata)
         got, runtime = _run_export(fmt, tmp, fed)
@@ -199,10 +207,12 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
         side = tmp.with_name(tmp.name + ".json")
         if side.is_file():
             _replace(side, output.with_name(output.name + ".json"))
-        if core_x is not None and fmt == "onnx" and tokenizers:
+        sidecar = None
+        if core_x is not None and fmt == "onnx" and outside:
             from bigmodel_cli.features.registry import save_tokenizers
 
-            save_tokenizers(output.with_suffix(".text"), tokenizers)
+            sidecar = output.with_suffix(".encoders")
+            save_tokenizers(sidecar, outside)
     except Exception as e:
         from bigmodel_cli.errors import disk_full, is_disk_full
 
@@ -213,7 +223,26 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
     finally:
         shutil.rmtree(work, ignore_errors=True)
     scale = max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0
-    return ExportResult(fmt, str(output), path_size(output), diff, len(reference), runtime, diff <= PARITY_TOLERANCE * scale)
+    names = list(fed) if isinstance(fed, dict) else None
+    return ExportResult(fmt, str(output), path_size(output), diff, len(reference), runtime, diff <= PARITY_TOLERANCE * scale, names if fmt == "onnx" else None, str(sidecar) if sidecar else None)
+
+
+def _raw_graph(path: Path, raw: dict, core_x: dict, tokenizers: dict) -> tuple[dict, dict]:
+    """Rewrite the ONNX core at ``path`` to take raw columns; (its feed for the
+    sample rows, the encoders that stay outside the graph)."""
+    import onnx
+
+    from bigmodel_cli.features import registry
+    from bigmodel_cli.features.text import ids_name
+    from bigmodel_cli.model.onnx_raw import raw_feed, with_raw_inputs
+
+    categories = {c: t for c, t in tokenizers.items() if registry.kind_of_encoder(t) is registry.CATEGORY}
+    outside = {c: t for c, t in tokenizers.items() if c not in categories}
+    numeric = list(raw["numeric"]) if "features" in core_x else []
+    m = with_raw_inputs(onnx.load(str(path)), numeric, categories, {c: ids_name(c) for c in categories})
+    onnx.save(m, str(path))
+    ids = {ids_name(c): core_x[ids_name(c)] for c in outside}
+    return raw_feed(numeric, list(categories), ids, core_x.get("features"), raw["values"]), outside
 
 
 def _replace(src: Path, dst: Path) -> None:
