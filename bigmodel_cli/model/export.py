@@ -237,12 +237,13 @@ def _raw_graph(path: Path, raw: dict, core_x: dict, tokenizers: dict) -> tuple[d
     from bigmodel_cli.model.onnx_raw import raw_feed, with_raw_inputs
 
     categories = {c: t for c, t in tokenizers.items() if registry.kind_of_encoder(t) is registry.CATEGORY}
-    outside = {c: t for c, t in tokenizers.items() if c not in categories}
+    dates = {c: t for c, t in tokenizers.items() if registry.kind_of_encoder(t) is registry.DATE}
+    outside = {c: t for c, t in tokenizers.items() if c not in categories and c not in dates}
     numeric = list(raw["numeric"]) if "features" in core_x else []
-    m = with_raw_inputs(onnx.load(str(path)), numeric, categories, {c: ids_name(c) for c in categories})
+    m = with_raw_inputs(onnx.load(str(path)), numeric, categories, {c: ids_name(c) for c in [*categories, *dates]}, dates)
     onnx.save(m, str(path))
     ids = {ids_name(c): core_x[ids_name(c)] for c in outside}
-    return raw_feed(numeric, list(categories), ids, core_x.get("features"), raw["values"]), outside
+    return raw_feed(numeric, [*categories, *dates], ids, core_x.get("features"), raw["values"]), outside
 
 
 def _replace(src: Path, dst: Path) -> None:
