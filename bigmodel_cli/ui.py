@@ -441,9 +441,9 @@ def export_summary(r: Any, console: Console | None = None) -> None:
     status = "[green]parity ok[/]" if r.parity_ok else "[red]PARITY FAILED[/]"
     con.print(f"exported {r.format}: {_sized(r.path)}\n{status}: largest |difference| {r.max_abs_diff:.3g} over {r.rows_compared} rows ({r.runtime} vs keras)")
     if getattr(r, "inputs", None):
-        con.print("inputs: " + ", ".join(r.inputs) + " (numbers as float [N, 1], NaN for missing; categories as their text [N, 1])", highlight=False)
+        con.print("inputs: " + ", ".join(r.inputs) + " (numbers as float [N, 1], NaN for missing; categories and dates as their text [N, 1])", highlight=False)
     if getattr(r, "outside_graph", None):
-        con.print(f"[yellow]note:[/] text and date columns stay outside the graph (inputs ids_*): their encoders are in {r.outside_graph} (docs/text.md says how to feed them)", highlight=False)
+        con.print(f"[yellow]note:[/] text columns stay outside the graph (inputs ids_*): their tokenisers are in {r.outside_graph} (docs/text.md says how to feed them)", highlight=False)
 
 
 def info_table(d: dict[str, Any], console: Console | None = None) -> None:

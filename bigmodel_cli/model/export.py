@@ -41,7 +41,7 @@ class ExportResult:
     runtime: str
     parity_ok: bool
     inputs: list[str] | None = None  # ONNX: the graph's input names, in order
-    outside_graph: str | None = None  # the encoders of the columns fed as ids (text, dates), beside the file
+    outside_graph: str | None = None  # the encoders of the columns fed as ids (text), beside the file
 
 
 def default_path(run_dir: Path, fmt: str) -> Path:
@@ -172,7 +172,7 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
     ONNX as its integer-id core, checked on ``core_x``. With ``raw`` (the number
     columns in matrix order, and the sample's raw category values) the graph takes
     raw columns instead (:mod:`bigmodel_cli.model.onnx_raw`), checked on the raw
-    values; the encoders of what stays ids (text, dates) go beside it
+    values; the encoders of what stays ids (text) go beside it
     (``<name>.encoders/``). TFLite cannot hold string ops."""
     if fmt not in FORMATS:
         raise BigmodelError(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
