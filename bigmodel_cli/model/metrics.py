@@ -382,6 +382,18 @@ def plot_reliability(bins_before: list[dict[str, float]], bins_after: list[dict[
     return path
 
 
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (a PNG, atomically, its folder made) and close it."""
+    from bigmodel_cli.runs import atomic_path
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    _plt().close(fig)
+    return path
+
+
 def higher_is_better(name: str) -> bool:
     """Whether a larger value of this metric (or logged name) is better."""
     return any(k in name for k in ("acc", "auc", "r2", "precision", "recall", "f1"))
@@ -398,14 +410,7 @@ def plot_importance(importance: dict[str, float], std: dict[str, float], metric:
     ax.set_xlabel(f"{metric} {'lost' if higher else 'gained'} when the column is shuffled")
     shown = f" (top {top} of {len(importance)})" if len(importance) > top else ""
     ax.set_title(f"permutation importance{shown}")
-    fig.tight_layout()
-    from bigmodel_cli.runs import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_saliency(image: np.ndarray, heat: np.ndarray, path: Path, title: str, panels: tuple[str, str] = ("input", "saliency")) -> Path:
@@ -428,11 +433,4 @@ def plot_saliency(image: np.ndarray, heat: np.ndarray, path: Path, title: str, p
     axes[0].set_title(panels[0], fontsize=9)
     axes[1].set_title(panels[1], fontsize=9)
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    from bigmodel_cli.runs import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
