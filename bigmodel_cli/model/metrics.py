@@ -34,7 +34,7 @@ def single_class_warning(m: dict[str, Any]) -> str | None:
     predicted = cm.sum(axis=0)
     if m.get("rows", 0) > 1 and (predicted > 0).sum() == 1 and len(predicted) > 1:
         c = (m.get("classes") or list(range(len(predicted))))[int(predicted.argmax())]
-        return f"the model predicted '{c}' for every one of the {int(predicted.sum()):,} rows: its accuracy is that class's share; see balanced_accuracy (set train.class_weight: auto and train.threshold: auto)"
+        return f"the model predicted '{c}' for every one of the {int(predicted.sum()):,} rows: its accuracy is that class's share; see balanced_accuracy (train.threshold: auto, the default, moves the threshold on a validation split: set data.validation)"
     return None
 
 
