@@ -434,6 +434,39 @@ def _number(v: Any, i: int, column: str) -> float | None:
     raise DataError(f"request: row {i + 1}, column '{column}' is not a number: {str(v)[:40]!r}")
 
 
+@dataclass
+class Gate:
+    """What every request passes: the API key, and the body's size limit."""
+
+    api_key: str | None
+    limit: int
+
+    def denied(self, request: Any) -> Any:
+        """The 401 answer to a request without the key, or None."""
+        from fastapi.responses import JSONResponse
+
+        if self.api_key and request.headers.get("authorization", "") != f"Bearer {self.api_key}":
+            return JSONResponse({"error": "a valid 'Authorization: Bearer <key>' header is required"}, status_code=401)
+        return None
+
+    async def body(self, request: Any) -> Any:
+        """The request's body (bytes), or the answer that refuses it (key, size)."""
+        from fastapi.responses import JSONResponse
+
+        refused = self.denied(request)
+        if refused is not None:
+            return refused
+        size = int(request.headers.get("content-length") or 0)
+        if size > self.limit:
+            return JSONResponse({"error": f"the body is {size:,} bytes; the limit is {self.limit:,}"}, status_code=413)
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > self.limit:
+                return JSONResponse({"error": f"the body is over the limit of {self.limit:,} bytes"}, status_code=413)
+        return bytes(body)
+
+
 def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 16.0, access_log: str = "json"):
     """The ASGI app: FastAPI's routes inside the request-id, access-log and
     metrics middleware (observe.py)."""
@@ -444,8 +477,6 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
 
     if service.metrics is None:
         service.metrics = Metrics(service.engine)
-
-    limit = int(max_body_mb * 2**20)
 
     async def lifespan(app: Any):
         service.queue = asyncio.Queue(maxsize=service.max_queue)
@@ -459,10 +490,8 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
     app = FastAPI(title="bigmodel", description=f"Predictions of {service.metadata['run']} ({service.metadata['task']})", lifespan=lifespan, docs_url=None, redoc_url=None)
     offline_docs(app)
 
-    def denied(request: Request) -> "Response | None":
-        if api_key and request.headers.get("authorization", "") != f"Bearer {api_key}":
-            return JSONResponse({"error": "a valid 'Authorization: Bearer <key>' header is required"}, status_code=401)
-        return None
+    gate = Gate(api_key, int(max_body_mb * 2**20))
+    denied, read_body = gate.denied, gate.body
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -477,33 +506,20 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
         service.metrics.queue_depth.set(service.queue.qsize() if service.queue else 0)
         return Response(service.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    async def read_body(request: Request) -> "bytes | Response":
-        """The request's body, or the answer that refuses it (key, size)."""
-        refused = denied(request)
-        if refused is not None:
-            return refused
-        size = int(request.headers.get("content-length") or 0)
-        if size > limit:
-            return JSONResponse({"error": f"the body is {size:,} bytes; the limit is {limit:,}"}, status_code=413)
-        body = bytearray()
-        async for part in request.stream():
-            body += part
-            if len(body) > limit:
-                return JSONResponse({"error": f"the body is over the limit of {limit:,} bytes"}, status_code=413)
-        return bytes(body)
-
-    _reload_and_explain_routes(app, service, denied, read_body)
-
     body_doc = predict_body(service.metadata["features"], service.metadata["id_columns"], service.example or [])
 
-    @app.post("/predict", openapi_extra={"requestBody": body_doc})
-    async def predict(request: Request, probabilities: bool = False, coverage: float | None = None, sets: str = "lac") -> Any:
+    @app.post("/predict", openapi_extra={"requestBody": body_doc, "parameters": PREDICT_PARAMETERS})
+    async def predict(request: Request) -> Any:
         """Rows as JSON {"rows": [...]} or a CSV body (Content-Type: text/csv).
-        ``?coverage=0.9``: conformal prediction sets (``sets``: lac or aps) or intervals."""
+        ``?probabilities=true``: each class's probability; ``?coverage=0.9``:
+        conformal prediction sets (``&sets=lac|aps``) or intervals."""
         body = await read_body(request)
         if not isinstance(body, (bytes, bytearray)):
             return body
         try:
+            # read here, not declared as FastAPI parameters: validating three of them
+            # cost more than the rest of a one-row request (cProfile under load)
+            probabilities, coverage, sets = predict_query(request.query_params)
             model = service.model()  # this request's, whatever a reload does meanwhile
             args = (bytes(body), request.headers.get("content-type", ""), probabilities, model)
             if len(body) <= INLINE_BODY:  # parsing a small body costs less than a thread handoff
@@ -532,6 +548,7 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
             return Response(buf.getvalue(), media_type="text/csv")
         return JSONResponse(_json_rows(table, spec))
 
+    _reload_and_explain_routes(app, service, denied, read_body)
     return Observed(app, service.metrics, access_log)
 
 
@@ -571,6 +588,28 @@ def _reload_and_explain_routes(app: Any, service: Service, denied: Any, read_bod
             return error_answer(e)
         request.scope.setdefault("state", {})["rows"] = len(doc["rows"])
         return JSONResponse(doc)
+
+
+PREDICT_PARAMETERS = [
+    {"name": "probabilities", "in": "query", "required": False, "schema": {"type": "boolean", "default": False}, "description": "add each class's probability"},
+    {"name": "coverage", "in": "query", "required": False, "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, "description": "conformal prediction sets (classifiers) or intervals (regressions) at this coverage, e.g. 0.9"},
+    {"name": "sets", "in": "query", "required": False, "schema": {"type": "string", "enum": ["lac", "aps"], "default": "lac"}, "description": "with coverage: lac (the smallest sets) or aps (adaptive prediction sets)"},
+]
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def predict_query(q: Any) -> tuple[bool, float | None, str]:
+    """(probabilities, coverage, sets) of /predict's query string; BadRequest names a bad one."""
+    flag = (q.get("probabilities") or "").lower()
+    if flag not in _TRUE and flag not in _FALSE:
+        raise BadRequest(f"?probabilities={q.get('probabilities')} is not true or false")
+    coverage = q.get("coverage")
+    if coverage is not None:
+        try:
+            coverage = float(coverage)
+        except ValueError:
+            raise BadRequest(f"?coverage={coverage} is not a number: give a share such as 0.9") from None
+    return flag in _TRUE, coverage, q.get("sets") or "lac"
 
 
 def error_answer(e: Exception) -> Any:
