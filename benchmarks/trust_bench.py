@@ -15,7 +15,8 @@ on the same rows. Reported:
   interval width (regressions);
 - explain's wall time on those rows (5 shuffles per column) and its slowest column.
 
-The text template is measured the same way on its own test file.
+The text templates (text-classifier from scratch, text-bert fine-tuned) are
+measured the same way on their own test files.
 
     python benchmarks/trust_bench.py [--tables mlc_churn,ames] [--seeds 0] [--no-text] [--no-explain]
 """
@@ -83,7 +84,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", default=",".join([*TABLES, "lending_club"]))
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--no-text", action="store_true", help="skip the text-classifier template")
+    ap.add_argument("--no-text", action="store_true", help="skip the text templates (text-classifier, text-bert)")
     ap.add_argument("--no-explain", action="store_true", help="skip bigmodel explain")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
@@ -104,8 +105,9 @@ def main() -> int:
                 test.to_csv(work / "test.csv", index=False)
                 jobs.append((f"{name} (seed {seed})", work / "exp", work / "test.csv", ["--data", work / "train.csv", "--target", target]))
         if not args.no_text:
-            root = Path(__file__).resolve().parent.parent / "templates" / "text-classifier"
-            jobs.append(("text-classifier", Path(tmp) / "text", root / "data" / "test.csv.gz", ["--template", "text-classifier"]))
+            for template in ("text-classifier", "text-bert"):
+                root = Path(__file__).resolve().parent.parent / "templates" / template
+                jobs.append((template, Path(tmp) / template, root / "data" / "test.csv.gz", ["--template", template]))
         for label, exp, test, init in jobs:
             r = measure(exp, test, env, init, not args.no_explain)
             r["data"] = label

@@ -55,6 +55,15 @@ def _groups(values: Iterable[Any], fmt: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(out, np.int64).reshape(-1, 3), np.asarray(ok, bool)
 
 
+def graph_spec(fmt: str) -> tuple[str, str, list[str], list[str]]:
+    """What a graph that parses ``fmt`` needs (model/onnx_raw.py): (the pattern a
+    value matches, a valid value to stand in for one that does not, the separators
+    between the groups, that value's three groups in order)."""
+    if fmt == "date_iso":
+        return ISO, "1970-1-1", ["-", "/"], ["1970", "1", "1"]
+    return SLASHED, "1/1/1970", ["-", "/", "."], ["1", "1", "1970"]
+
+
 def days_from_civil(y: Any, m: Any, d: Any, xp: Any = np) -> Any:
     """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm);
     ``xp``: numpy, or a namespace of the same integer ops (the TensorFlow side)."""

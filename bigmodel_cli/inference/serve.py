@@ -31,6 +31,7 @@ import hashlib
 import os
 import signal
 import sys
+import threading
 import io
 import json
 import time
@@ -482,7 +483,9 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
         service.queue = asyncio.Queue(maxsize=service.max_queue)
         task = asyncio.create_task(service.batcher())
         loop = asyncio.get_running_loop()
-        if hasattr(signal, "SIGHUP") and os.environ.get(WORKER_ENV) is None:  # --workers: uvicorn's supervisor takes SIGHUP
+        # SIGHUP reloads; under --workers uvicorn's supervisor takes it, and an app
+        # run outside the main thread (a test client) cannot take signals at all
+        if hasattr(signal, "SIGHUP") and os.environ.get(WORKER_ENV) is None and threading.current_thread() is threading.main_thread():
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_logged(service)))
         yield
         task.cancel()

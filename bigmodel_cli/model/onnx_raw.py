@@ -187,18 +187,16 @@ def date_parts_graph(b: _Builder, column: str, enc: Any, output: str) -> None:
 
     from onnx import TensorProto
 
-    from bigmodel_cli.features.date import ISO, ORDER, SLASHED
+    from bigmodel_cli.features.date import ORDER, graph_spec
 
-    iso = enc.format == "date_iso"
+    pattern, sentinel, seps, safe = graph_spec(enc.format)
     x = b.op("Reshape", column, b.const([-1], np.int64))
-    matched = b.op("RegexFullMatch", x, pattern=ISO if iso else SLASHED)
-    sentinel = "1970-1-1" if iso else "1/1/1970"
+    matched = b.op("RegexFullMatch", x, pattern=pattern)
     s = b.op("Where", matched, x, b.const([sentinel], object))
     # the date alone: what comes before a 'T' or a space (a time, or padding)
     s = b.op("Gather", b.op("StringSplit", b.op("StringConcat", s, b.const(["T"], object)), outputs=2, delimiter="T")[0], b.const(0, np.int64), axis=1)
     s = b.op("Gather", b.op("StringSplit", b.op("StringConcat", s, b.const([" x"], object)), outputs=2)[0], b.const(0, np.int64), axis=1)
     # one extra row with every separator, so that each split below has 3 columns
-    seps = ["-", "/"] if iso else ["-", "/", "."]
     s = b.op("Concat", s, b.const(["0-0-0/0/0.0.0"], object), axis=0)
     pieces, found = None, None
     for sep in reversed(seps):  # the first separator that makes 3 pieces of a row wins
@@ -210,7 +208,6 @@ def date_parts_graph(b: _Builder, column: str, enc: Any, output: str) -> None:
     n = b.op("Sub", b.op("Shape", s, start=0, end=1), b.const([1], np.int64))  # the rows, without the extra one
     pieces = b.op("Slice", pieces, b.const([0], np.int64), n, b.const([0], np.int64))
     found = b.op("Slice", found, b.const([0], np.int64), n, b.const([0], np.int64))
-    safe = ["1970", "1", "1"] if iso else (["1", "1", "1970"])
     pieces = b.op("Where", found, pieces, b.const([safe], object))  # mixed separators: not a date, and no text to cast
     g = b.op("Cast", pieces, to=TensorProto.DOUBLE)
     yi, mi, di = ORDER[enc.format]
