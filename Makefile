@@ -33,7 +33,7 @@ demo: $(STAMP)
 
 ## test: the fast suite (under 10 minutes on 2 cores).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q --durations=15
 
 ## test-slow: end-to-end checks that take minutes (full templates, kills, workers).
 test-slow: $(STAMP)

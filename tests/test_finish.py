@@ -88,6 +88,7 @@ def test_wait_times_out_while_the_lock_is_held(tmp_path):
     assert finish.wait(tmp_path, timeout=5) and not finish.busy(tmp_path)
 
 
+@pytest.mark.slow  # make test's time (12-16 s); test_train_returns_before_the_copy_and_predict_waits_for_it keeps the background copy in it
 def test_a_killed_background_copy_leaves_predict_on_tensorflow(make_exp, tmp_path):
     exp = make_exp("regression")
     run = _train(exp, "train.inference_copy=wait")["run_dir"]

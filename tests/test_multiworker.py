@@ -40,6 +40,7 @@ def single_vs_workers(make_exp, cli, workers: int, sets: list[str]):
     return single, multi, p.stderr
 
 
+@pytest.mark.slow  # make test's time (10-12 s); test_vertex_style_chief_and_worker_processes and test_slurm's srun -n2 check two workers against one process in it
 def test_two_workers_match_one_process(make_exp, cli):
     single, multi, err = single_vs_workers(make_exp, cli, 2, SETS)
     assert "MultiWorkerMirroredStrategy" in err and "replicas 2" in err

@@ -487,3 +487,50 @@ def test_reload_under_load_fails_no_request(tmp_path):
     assert len(statuses) > 20 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
     assert "bigmodel_reloads_total 2.0" in metrics
     assert json.loads(next(line for line in p.log.read_text().splitlines() if '"event": "reload"' in line))["model_sha256"] == new_sha
+
+
+@pytest.mark.slow  # two worker processes started twice over: ~20 s
+def test_workers_reload_one_after_another_and_fail_no_request(tmp_path):
+    """--workers 2: POST /admin/reload hands SIGHUP to uvicorn's supervisor, which
+    starts each new worker before it retires an old one; a busy client sees only 200s
+    and every worker ends on the newest run."""
+    import hashlib
+
+    from bigmodel_cli import api
+
+    exp = tmp_path / "exp"
+    api.init(exp, "binary-classifier")
+    api.train(exp, ["train.epochs=2"])
+    port = free_port()
+    p, _ = start(exp, port, "--workers", "2")
+    js = {"Content-Type": "application/json"}
+    body = json.dumps({"rows": [{"worst_radius": 14.0, "worst_concave_points": 0.1}]}).encode()
+    statuses: list = []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            statuses.append(call(port, "/predict", body, js)[0])
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        second = api.train(exp, ["train.epochs=3", "seed=7"])
+        new_sha = hashlib.sha256((second.run_dir / "model.keras").read_bytes()).hexdigest()
+        status, answer, _ = call(port, "/admin/reload", b"", js)
+        assert status == 202, answer
+        deadline, streak = time.time() + 60, 0
+        while streak < 10:  # ten answers in a row, each on a new connection (either worker), from the new model
+            assert time.time() < deadline, meta
+            meta = json.loads(call(port, "/metadata")[1])
+            streak = streak + 1 if meta["model_sha256"] == new_sha else 0
+            time.sleep(0.1)
+        assert meta["run"] == str(second.run_dir)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        p.terminate()
+        p.wait(timeout=20)
+    assert len(statuses) > 20 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}

@@ -746,7 +746,7 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: s
     if announce:
         announce(service, time.perf_counter() - t0)
     if workers > 1:  # the run was opened once here, so a broken one fails before any worker starts
-        os.environ[WORKER_ENV] = json.dumps({"run": service.metadata["run"], "engine": engine, "max_queue": max_queue, "batch_rows": batch_rows, "max_wait_ms": max_wait_ms, "api_key": api_key, "max_body_mb": max_body_mb, "access_log": access_log})
+        os.environ[WORKER_ENV] = json.dumps({"run": str(run), "engine": engine, "max_queue": max_queue, "batch_rows": batch_rows, "max_wait_ms": max_wait_ms, "api_key": api_key, "max_body_mb": max_body_mb, "access_log": access_log})
         del app, service
         from uvicorn.supervisors import Multiprocess
 
