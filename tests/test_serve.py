@@ -59,6 +59,32 @@ def start(run: Path, port: int, *extra: str) -> tuple[subprocess.Popen, float]:
         time.sleep(0.05)
 
 
+class BusyClients:
+    """``n`` threads posting ``body`` to /predict without pause until stopped; the statuses they got."""
+
+    def __init__(self, port: int, body: bytes, n: int):
+        self.statuses: list = []
+        self._stop = threading.Event()
+        js = {"Content-Type": "application/json"}
+
+        def client():
+            while not self._stop.is_set():
+                self.statuses.append(call(port, "/predict", body, js)[0])
+
+        self._threads = [threading.Thread(target=client) for _ in range(n)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        for t in self._threads:
+            if t.is_alive():
+                t.join()
+        return {s: self.statuses.count(s) for s in set(self.statuses)}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from bigmodel_cli import api
@@ -444,20 +470,11 @@ def test_reload_under_load_fails_no_request(tmp_path):
     p, _ = start(exp, port)  # the experiment folder: a reload opens its newest run
     js = {"Content-Type": "application/json"}
     rows = [{k: float(v) for k, v in r.items() if k not in ("diagnosis", "sample_id")} for r in list(csv.DictReader(open(exp / "data" / "test.csv")))[:5]]
-    body = json.dumps({"rows": rows}).encode()
-    statuses: list = []
-    stop = threading.Event()
-
-    def client():
-        while not stop.is_set():
-            statuses.append(call(port, "/predict", body, js)[0])
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
+    busy = BusyClients(port, json.dumps({"rows": rows}).encode(), 4)
     try:
         meta0 = json.loads(call(port, "/metadata")[1])
         assert meta0["run"] == str(first.run_dir)
-        for t in threads:
-            t.start()
+        busy.start()
         second = api.train(exp, ["train.epochs=3", "seed=7"])
         status, answer, _ = call(port, "/admin/reload", b"", js)
         assert status == 200, answer
@@ -478,13 +495,11 @@ def test_reload_under_load_fails_no_request(tmp_path):
         (second.run_dir / "model.keras").write_bytes(good)
         time.sleep(0.3)
     finally:
-        stop.set()
-        for t in threads:
-            t.join()
+        counts = busy.stop()
         metrics = call(port, "/metrics", key=None)[1].decode() if p.poll() is None else ""
         p.terminate()
         p.wait(timeout=10)
-    assert len(statuses) > 20 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert sum(counts.values()) > 20 and set(counts) == {200}, counts
     assert "bigmodel_reloads_total 2.0" in metrics
     assert json.loads(next(line for line in p.log.read_text().splitlines() if '"event": "reload"' in line))["model_sha256"] == new_sha
 
@@ -504,18 +519,9 @@ def test_workers_reload_one_after_another_and_fail_no_request(tmp_path):
     port = free_port()
     p, _ = start(exp, port, "--workers", "2")
     js = {"Content-Type": "application/json"}
-    body = json.dumps({"rows": [{"worst_radius": 14.0, "worst_concave_points": 0.1}]}).encode()
-    statuses: list = []
-    stop = threading.Event()
-
-    def client():
-        while not stop.is_set():
-            statuses.append(call(port, "/predict", body, js)[0])
-
-    threads = [threading.Thread(target=client) for _ in range(3)]
+    busy = BusyClients(port, json.dumps({"rows": [{"worst_radius": 14.0, "worst_concave_points": 0.1}]}).encode(), 3)
     try:
-        for t in threads:
-            t.start()
+        busy.start()
         second = api.train(exp, ["train.epochs=3", "seed=7"])
         new_sha = hashlib.sha256((second.run_dir / "model.keras").read_bytes()).hexdigest()
         status, answer, _ = call(port, "/admin/reload", b"", js)
@@ -528,9 +534,7 @@ def test_workers_reload_one_after_another_and_fail_no_request(tmp_path):
             time.sleep(0.1)
         assert meta["run"] == str(second.run_dir)
     finally:
-        stop.set()
-        for t in threads:
-            t.join()
+        counts = busy.stop()
         p.terminate()
         p.wait(timeout=20)
-    assert len(statuses) > 20 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert sum(counts.values()) > 20 and set(counts) == {200}, counts
