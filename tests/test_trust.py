@@ -217,3 +217,17 @@ def test_positive_label_and_class_weight_settings(loans, cli, tmp_path):
     assert r.code == 2 and "positive_label" in r.err and "'good'" in r.err
     r = cli("train", exp, *sets_args("train.epochs=1", "train.class_weight={gold: 2}"))
     assert r.code == 2 and "gold" in r.err
+
+
+def test_streamed_training_finds_the_minority_and_keeps_scores_like_in_memory(loans, cli):
+    """data.stream: true: the class shares come from the block cache's label counts
+    (no label array in memory), and the threshold and conformal scores are fitted the same way."""
+    exp = loans / "streamed"
+    assert cli("init", exp, "--data", loans / "train.csv", "--target", "Class").code == 0
+    r = cli("train", exp, *sets_args(*SMALL, "train.epochs=3", "data.validation=0.3", "data.stream=true"), "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    cal, run = out["calibration"], Path(out["run_dir"])
+    assert any((exp / "cache").iterdir())  # it trained from the block cache
+    assert cal["positive_class"] == "bad" and 0.0 < cal["threshold"] < 0.5 and "f1" in cal["threshold_why"]
+    assert out["conformal"]["rows"] > 100 and (run / "preprocessing" / "conformal.json").is_file()
