@@ -162,7 +162,7 @@ def train(
     if json_out:
         from bigmodel_cli.runs import read_calibration, read_conformal
 
-        ui.print_json({"run_dir": str(outcome.run_dir), "status": outcome.status, "epochs": outcome.epochs_done, "history": outcome.history, "model": str(outcome.model_path) if outcome.model_path else None, "seconds": outcome.seconds, "samples_per_s": outcome.samples_per_s, "strategy": outcome.strategy.get("strategy"), "precision": outcome.strategy.get("precision"), "times": outcome.times, "calibration": read_calibration(Path(outcome.run_dir)), "conformal": read_conformal(Path(outcome.run_dir)), "inference_copy": "background" if outcome.background else ("written" if (Path(outcome.run_dir) / "inference.onnx").is_file() else "none")})
+        ui.print_json({"run_dir": str(outcome.run_dir), "status": outcome.status, "epochs": outcome.epochs_done, "history": outcome.history, "model": str(outcome.model_path) if outcome.model_path else None, "seconds": outcome.seconds, "samples_per_s": outcome.samples_per_s, "strategy": outcome.strategy.get("strategy"), "precision": outcome.strategy.get("precision"), "times": outcome.times, "calibration": read_calibration(Path(outcome.run_dir)), "conformal": read_conformal(Path(outcome.run_dir)), "inference_copy": "background" if outcome.background else ("written" if (Path(outcome.run_dir) / "inference.onnx").is_file() else "none"), "notes": outcome.notes})
     else:
         ui.train_summary(outcome)
         print(outcome.run_dir)

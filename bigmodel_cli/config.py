@@ -62,11 +62,24 @@ NUMBER_TYPE = "number"  # the one spelling the schema itself needs; the rest is 
 class TextConfig(Strict):
     """How text columns become ids (see bigmodel_cli/features/text.py)."""
 
-    ngrams: int = Field(2, ge=1, le=5, description="n-grams of consecutive tokens (words; characters for Chinese/Japanese/Thai)")
-    max_tokens: int = Field(2000, ge=1, le=100_000, description="tokens read from each text (the rest is ignored); with model.backbone, the sequence length")
+    @field_validator("ngrams", "max_tokens")
+    @classmethod
+    def _in_range(cls, v: Any, info: Any) -> Any:
+        top = {"ngrams": 5, "max_tokens": 100_000}[info.field_name]
+        if v != "auto" and not 1 <= v <= top:
+            raise ValueError(f"must be auto or a whole number from 1 to {top:,}")
+        return v
+
+    ngrams: int | Literal["auto"] = Field(2, description="n-grams of consecutive tokens (words; characters for Chinese/Japanese/Thai), 1-5; auto: chosen from the training texts, and the run says why")
+    max_tokens: int | Literal["auto"] = Field(2000, description="tokens read from each text (the rest is ignored), 1-100,000; with model.backbone, the sequence length; auto: the training texts' 99th percentile, up to 2000")
     max_chars: int = Field(20_000, ge=1, le=10_000_000, description="characters read from each text")
     vocabulary_size: int = Field(200_000, ge=1, le=10_000_000, description="the most frequent n-grams kept")
     min_count: int = Field(2, ge=1, description="an n-gram must appear in this many training rows to be kept")
+    weighting: Literal["tfidf", "mean"] = Field(
+        "tfidf",
+        description="how a text's n-grams make one vector: tfidf (each n-gram once, weighted by its idf on the training rows, L2-normalised: "
+        "a linear model on TF-IDF features) or mean (the mean of their learned vectors, repeats counted; the default before 0.9)",
+    )
 
 
 class AugmentConfig(Strict):

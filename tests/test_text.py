@@ -73,9 +73,10 @@ def test_vocabulary_is_deterministic_and_counts_rows():
     assert T.build_vocabulary(list(reversed(texts)), T.TextSpec(ngrams=1), min_count=2) == v
 
 
-@pytest.mark.parametrize("ngrams", [1, 2, 3])
-def test_python_and_tensorflow_give_the_same_ids(tf, ngrams):
-    spec = T.TextSpec(ngrams=ngrams, max_tokens=600, max_chars=20000)
+@pytest.mark.parametrize("ngrams,unique", [(1, False), (2, False), (3, False), (2, True), (3, True)])
+def test_python_and_tensorflow_give_the_same_ids(tf, ngrams, unique):
+    """Both tokenisers, repeats kept (mean bag) or each id once a row in order of first sight (TF-IDF bag)."""
+    spec = T.TextSpec(ngrams=ngrams, max_tokens=600, max_chars=20000, unique=unique)
     vocab = T.build_vocabulary(HARD + [t.upper() for t in HARD], spec, min_count=1)
     assert len(vocab) > 100
     py = T.PyTokenizer(spec, vocab[: len(vocab) // 2])  # half the n-grams unknown: OOV ids too
@@ -86,6 +87,63 @@ def test_python_and_tensorflow_give_the_same_ids(tf, ngrams):
     assert a.shape == b.shape
     np.testing.assert_array_equal(a, b)
     assert (a == T.OOV).any() and (a > T.OOV).any()
+    if unique:
+        for row in a:
+            kept = row[row != T.PAD]
+            assert len(set(kept.tolist())) == len(kept)  # no id twice, OOV included
+        full = T.PyTokenizer(T.TextSpec(ngrams=ngrams, max_tokens=600, max_chars=20000), vocab[: len(vocab) // 2]).ids(texts)
+        assert [list(dict.fromkeys(r[r != T.PAD].tolist())) for r in full] == [r[r != T.PAD].tolist() for r in a]
+
+
+def test_tfidf_bag_is_scikit_learns_tfidf(tf):
+    """idf fitted with the vocabulary = TfidfVectorizer's smoothed idf; the bag with
+    one-hot vectors = its binary-tf, L2-normalised rows (the TF-IDF linear model's features)."""
+    sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
+    texts = ["good phone good battery", "bad phone", "good value", "bad bad battery life", "phone"] * 3 + ["value life"]
+    spec = T.TextSpec(ngrams=1, unique=True)
+    vocab, idf = T.fit_vocabulary(texts, spec, min_count=1)
+    ref = sklearn_text.TfidfVectorizer(binary=True, token_pattern=r"\S+")
+    x_ref = ref.fit_transform(texts).toarray()
+    order = [ref.vocabulary_[g] for g in vocab]
+    np.testing.assert_allclose(idf[2:], ref.idf_[order], rtol=1e-6)
+    assert idf[T.PAD] == 0 and idf[T.OOV] == pytest.approx(np.log((1 + len(texts)) / 2) + 1)
+
+    _, _, TfidfBag = T.layers()
+    ids = T.PyTokenizer(spec, vocab, idf=idf).ids(texts)
+    bag = TfidfBag(len(idf))
+    onehot = np.eye(len(idf), dtype="float32")[ids]
+    out = bag(onehot, ids)  # builds it; then the fitted idf
+    bag.idf.assign(idf)
+    out = np.asarray(bag(onehot, ids))
+    np.testing.assert_allclose(out[:, 2:], x_ref[:, order], atol=1e-6)
+
+
+def test_auto_settings_follow_the_script_and_the_lengths():
+    zh = ["这个手机很好用，电池也不错" * (1 + i % 3) for i in range(200)]
+    en = [" ".join(["word"] * (10 + i)) for i in range(200)]  # 10..209 tokens
+    c = T.choose(zh)
+    assert c["script"] == "characters" and c["ngrams"] == 2 and "character pairs" in c["why"][0]
+    assert c["max_tokens"] == 64  # 39 characters at most: the floor
+    c = T.choose(en)
+    assert c["script"] == "words" and "word pairs" in c["why"][0]
+    assert c["max_tokens"] == 256 and "99th percentile" in c["why"][1]  # 207 tokens -> the next multiple of 64
+    assert T.choose([" ".join(["w"] * 5000)] * 3)["max_tokens"] == T.AUTO_MAX_TOKENS
+    assert T.choose([])["script"] == "words"
+    mixed = ["mixed 中文 and English 混合"] * 10  # 4 characters of 7 tokens
+    assert T.choose(mixed)["script"] == "characters"
+
+
+def test_auto_settings_in_the_config():
+    from bigmodel_cli.config import validate
+    from bigmodel_cli.errors import ConfigError
+
+    base = {"name": "x", "task": "classification", "data": {"train": "t.csv", "target": "y", "text": {"ngrams": "auto", "max_tokens": "auto"}}, "model": {"architecture": "linear"}}
+    cfg = validate(base)
+    spec = T.spec_of(cfg.data.text, T.choose(["a b c"] * 5))
+    assert (spec.ngrams, spec.max_tokens, spec.unique) == (2, 64, True)
+    for bad in ({"ngrams": 0}, {"ngrams": 6}, {"max_tokens": "many"}, {"weighting": "bm25"}):
+        with pytest.raises(ConfigError):
+            validate({**base, "data": {**base["data"], "text": bad}})
 
 
 def test_every_code_point_folds_alike(tf):
@@ -109,11 +167,13 @@ def test_all_empty_batch_has_one_column(tf):
 
 
 def test_tokenizers_round_trip_through_files(tmp_path):
-    spec = T.TextSpec(ngrams=2, max_tokens=50, max_chars=400)
-    tok = T.PyTokenizer(spec, T.build_vocabulary(HARD, spec, min_count=1))
+    spec = T.TextSpec(ngrams=2, max_tokens=50, max_chars=400, unique=True)
+    vocab, idf = T.fit_vocabulary(HARD, spec, min_count=1)
+    tok = T.PyTokenizer(spec, vocab, idf=idf)
     registry.save_tokenizers(tmp_path, {"review text": tok})
     back = registry.load_tokenizers(tmp_path)["review text"]
     assert back.spec == spec and back.vocabulary == tok.vocabulary
+    np.testing.assert_array_equal(back.idf, idf)
     np.testing.assert_array_equal(back.table, tok.table)
     np.testing.assert_array_equal(back.ids(HARD), tok.ids(HARD))
     assert T.ids_name("review text") == "ids_review_text"
@@ -203,10 +263,13 @@ def test_text_table_trains_predicts_and_exports(tmp_path, cli):
 
 
 def test_stale_vocabulary_is_not_used_by_the_fast_path(tmp_path, cli):
+    """Also the other side of data.text.weighting (mean: repeats kept, no idf): its ONNX copy agrees too."""
     exp = _make_text_exp(tmp_path, cli)
-    r = cli("train", exp, "--set", "train.epochs=1")
+    r = cli("train", exp, "--set", "train.epochs=1", "--set", "data.text.weighting=mean")
     assert r.code == 0, r.err
     run = Path(r.out.strip().splitlines()[-1])
+    assert json.loads((run / "inference.json").read_text())["max_abs_diff"] < 1e-5
+    assert json.loads((run / "preprocessing" / "text.json").read_text())["columns"]["review"]["unique"] is False
     f = run / "preprocessing" / "text.json"
     doc = json.loads(f.read_text())
     doc["columns"]["review"]["vocabulary"].reverse()

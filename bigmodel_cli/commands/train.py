@@ -200,6 +200,7 @@ def _after_training(cfg: ExperimentConfig, base_dir: Path, datasets: Any, result
     run_dir = result.run_dir
     notes = list(start.notes)
     notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
+    notes += [line for tok in (datasets.tokenizers or {}).values() for line in getattr(tok, "chosen", [])]  # data.text auto settings
     if start.resume and cfg.train.lr_schedule == "cosine" and _extends(overrides) and result.strategy.get("learning_rate", 1.0) == 0.0:
         notes.append("train.lr_schedule: cosine had already decayed the learning rate to 0 over the run's original epochs, so the added epochs did not change the model; train a new run with more epochs instead")
     from bigmodel_cli.data.streaming import parity_sample

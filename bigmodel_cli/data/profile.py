@@ -272,6 +272,9 @@ def experiment_yaml(p: TableProfile, name: str, data_ref: str) -> str:
             "early_stopping": {"monitor": metrics, "patience": 12},
         },
     }
+    if any(c.role == TEXT.name for c in p.columns if c.name in features):
+        # A TF-IDF bag of n-grams whose kind and length the run chooses from the training texts (and says why).
+        doc["data"]["text"] = {"ngrams": "auto", "max_tokens": "auto", "weighting": "tfidf"}
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
     why = {c.name: c.why for c in p.columns}
     out = [

@@ -471,6 +471,7 @@ def backbone_tokenizers(cfg: ExperimentConfig, text_cols: list[str], base_dir: P
     folder = pretrained.resolve_backbone(cfg.model.backbone or "", base_dir)
     vocab, lowercase = pretrained.read_vocabulary(folder)
     try:
-        return {c: WordPiece(vocab, max(cfg.data.text.max_tokens, 3), lowercase=lowercase, strip_accents=True) for c in text_cols}
+        length = cfg.data.text.max_tokens if cfg.data.text.max_tokens != "auto" else 256  # a pretrained encoder's sequence: fixed, not per corpus
+        return {c: WordPiece(vocab, max(length, 3), lowercase=lowercase, strip_accents=True) for c in text_cols}
     except ValueError as e:
         raise DataError(f"model.backbone {folder}: {e}") from None

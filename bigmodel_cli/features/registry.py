@@ -61,11 +61,22 @@ def _fit_date(values: Any, column: str, spelling: str, cfg: Any) -> Any:
 
 def _fit_text(texts: Any, column: str, spelling: str, cfg: Any) -> Any:
     """An n-gram vocabulary from the training texts (None when no n-gram is frequent enough)."""
-    from bigmodel_cli.features.text import PyTokenizer, build_vocabulary, spec_of
+    from bigmodel_cli.features.text import PyTokenizer, fit_vocabulary, spec_of
 
-    spec = spec_of(cfg.data.text)
-    vocab = build_vocabulary(texts, spec, cfg.data.text.vocabulary_size, cfg.data.text.min_count)
-    return PyTokenizer(spec, vocab) if vocab else None
+    from bigmodel_cli.features.text import choose
+
+    t = cfg.data.text
+    chosen = choose(texts, t.max_chars) if "auto" in (t.ngrams, t.max_tokens) else None
+    spec = spec_of(t, chosen)
+    vocab, idf = fit_vocabulary(texts, spec, t.vocabulary_size, t.min_count)
+    if not vocab:
+        return None
+    tok = PyTokenizer(spec, vocab, idf=idf if spec.unique else None)
+    if chosen is not None:  # what the run chose, and why (train prints it)
+        tok.chosen = [f"text column '{column}': {line}" for line in chosen["why"]] + [
+            f"text column '{column}': vocabulary of {len(vocab):,} n-grams seen in {t.min_count}+ training rows"
+            + (f" (the {t.vocabulary_size:,} most frequent)" if len(vocab) >= t.vocabulary_size else "")]
+    return tok
 
 
 NUMBER = ColumnKind(NUMBER_NAME, (NUMBER_NAME,), False, (), None, "a float column: imputed, standardised or binned inside the model")
@@ -120,7 +131,7 @@ def encoder_doc(encoder: Any, input_name: str) -> dict[str, Any]:
         return {**encoder.to_json(), "input": input_name}
     if isinstance(encoder, PyTokenizer):
         s = encoder.spec
-        return {"kind": "ngrams", "input": input_name, "ngrams": s.ngrams, "max_tokens": s.max_tokens, "max_chars": s.max_chars, "vocabulary": encoder.vocabulary}
+        return {"kind": "ngrams", "input": input_name, "ngrams": s.ngrams, "max_tokens": s.max_tokens, "max_chars": s.max_chars, "unique": s.unique, "vocabulary": encoder.vocabulary}
     # wordpiece.WordPiece: a pretrained encoder's vocabulary
     return {"kind": "wordpiece", "input": input_name, "sequence_length": encoder.sequence_length, "lowercase": encoder.lowercase, "strip_accents": encoder.strip_accents, "vocabulary": encoder.vocabulary}
 
@@ -142,7 +153,7 @@ def encoder_from_doc(doc: dict[str, Any], fold_table: Any) -> Any:
         return WordPiece(doc["vocabulary"], doc["sequence_length"], doc["lowercase"], doc["strip_accents"])
     from bigmodel_cli.features.text import PyTokenizer, TextSpec
 
-    return PyTokenizer(TextSpec(doc["ngrams"], doc["max_tokens"], doc["max_chars"]), doc["vocabulary"], fold_table)
+    return PyTokenizer(TextSpec(doc["ngrams"], doc["max_tokens"], doc["max_chars"], bool(doc.get("unique", False))), doc["vocabulary"], fold_table)
 
 
 def save_tokenizers(folder, tokenizers: dict[str, Any]) -> list:
@@ -162,7 +173,8 @@ def save_tokenizers(folder, tokenizers: dict[str, Any]) -> list:
     table = next((t.table for t in tokenizers.values() if isinstance(t, PyTokenizer)), fold_table())
     keys, values = table_diff(table)
     buf = io.BytesIO()
-    np.savez_compressed(buf, keys=keys, values=values)
+    idf = {f"idf_{ids_name(col)}": t.idf for col, t in tokenizers.items() if getattr(t, "idf", None) is not None}  # TF-IDF bags' weights
+    np.savez_compressed(buf, keys=keys, values=values, **idf)
     with atomic_path(folder / TABLE_FILE) as tmp:
         tmp.write_bytes(buf.getvalue())
     return [folder / TEXT_FILE, folder / TABLE_FILE]
@@ -181,7 +193,11 @@ def load_tokenizers(folder) -> dict[str, Any]:
         doc = json.loads((folder / TEXT_FILE).read_text(encoding="utf-8"))
         with np.load(folder / TABLE_FILE, allow_pickle=False) as z:
             table = table_from_diff(z["keys"], z["values"])
+            idf = {k[4:]: z[k] for k in z.files if k.startswith("idf_")}
     except (OSError, ValueError, KeyError) as e:
         raise ModelFileError(f"{folder}: the text vocabulary is missing or unreadable ({type(e).__name__})", hint="retrain the run; predict --engine tensorflow reads the vocabulary inside model.keras") from None
     out: dict[str, Any] = {col: encoder_from_doc(c, table) for col, c in doc["columns"].items()}
+    for col, c in doc["columns"].items():
+        if c.get("input") in idf:
+            out[col].idf = idf[c["input"]]
     return out

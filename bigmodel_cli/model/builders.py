@@ -748,14 +748,15 @@ def _register_ensemble():
 
 def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | None, tokenizers: dict[str, Any], cfg_dir: Path | None = None):
     """Inputs of a core model with text: ``features`` (numbers, if any) and one
-    int32 id input per text column, each an n-gram embedding bag (the mean of
-    learned vectors, fastText-style); returns (inputs dict, one flat vector)."""
+    int32 id input per text column, each an n-gram bag: TF-IDF weighted
+    (``data.text.weighting: tfidf``, text.TfidfBag) or the mean of learned vectors
+    (``mean``, fastText-style); returns (inputs dict, one flat vector)."""
     import keras
     from keras import layers as L
 
     from bigmodel_cli.features import text
 
-    _, MaskedMean = text.layers()
+    _, MaskedMean, TfidfBag = text.layers()
     inputs: dict[str, Any] = {}
     parts = []
     plain: list = []  # the numbers before data.numeric_encoding (a trees member's)
@@ -794,6 +795,12 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
             parts.append(MaskedMean(name=f"pool_{name[4:]}")(seq, ids))
             continue
         emb = L.Embedding(len(tok.vocabulary) + 2, cfg.model.embedding_dim, name=f"embed_{name[4:]}")(ids)
+        if tok.spec.unique:  # a TF-IDF bag: the idf fitted with the vocabulary becomes a weight of the model
+            bag = TfidfBag(len(tok.vocabulary) + 2, name=f"tfidf_{name[4:]}")
+            parts.append(bag(emb, ids))
+            if tok.idf is not None:
+                bag.idf.assign(tok.idf)
+            continue
         parts.append(MaskedMean(name=f"bag_{name[4:]}")(emb, ids))
     x = parts[0] if len(parts) == 1 else L.Concatenate(name="inputs")(parts)
     x_plain = x
