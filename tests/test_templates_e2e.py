@@ -138,14 +138,15 @@ def test_print_config_shows_resolved_values(make_exp, cli):
 
 @pytest.mark.slow
 def test_text_classifier_defaults(make_exp, cli):
-    """The template as shipped: the full 13,890 reviews; the bar is a TF-IDF
-    character-bigram logistic regression on the same split (0.850, measured)."""
+    """The template as shipped: the full 13,890 reviews; the bar is issue 26's, the
+    better TF-IDF baseline on the same split (LinearSVC, character 1-2-grams: 0.858,
+    benchmarks/text_bench.py) minus 0.5 points."""
     exp = make_exp("text-classifier")
     r = cli("train", exp)
     assert r.code == 0, r.err
     r = cli("eval", exp, "--json")
     assert r.code == 0, r.err
-    assert json.loads(r.out)["accuracy"] >= 0.84
+    assert json.loads(r.out)["accuracy"] >= 0.853
 
 
 @pytest.mark.slow

@@ -398,12 +398,11 @@ def choose(texts: Sequence[Any], max_chars: int = 20000) -> dict[str, Any]:
     sample = list(texts[:SAMPLE_ROWS]) if not isinstance(texts, np.ndarray) else texts[:SAMPLE_ROWS].tolist()
     tok = PyTokenizer(TextSpec(ngrams=1, max_tokens=10**9, max_chars=max_chars))
     lengths, chars, total = [], 0, 0
-    iso = tok.table & ISOLATE
     for t in sample:
         toks = tok.tokens(t)
         lengths.append(len(toks))
         total += len(toks)
-        chars += sum(1 for w in toks if len(w) == 1 and ord(w) < TABLE_SIZE and (iso[ord(w)] or _in(ord(w), _ISOLATE_RANGES)))
+        chars += sum(1 for w in toks if len(w) == 1 and _in(ord(w), _ISOLATE_RANGES))  # not symbols or emoji, tokens alone too
     share = chars / total if total else 0.0
     script = "characters" if share > 0.5 else "words"
     p99 = float(np.percentile(lengths, 99)) if lengths else 0.0
