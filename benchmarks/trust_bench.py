@@ -18,7 +18,7 @@ on the same rows. Reported:
 The text templates (text-classifier from scratch, text-bert fine-tuned) are
 measured the same way on their own test files.
 
-    python benchmarks/trust_bench.py [--tables mlc_churn,ames] [--seeds 0] [--no-text] [--no-explain]
+    python benchmarks/trust_bench.py [--tables mlc_churn,ames] [--seeds 0] [--no-text | --text text-classifier] [--no-explain]
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def main() -> int:
     ap.add_argument("--tables", default=",".join([*TABLES, "lending_club"]))
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--no-text", action="store_true", help="skip the text templates (text-classifier, text-bert)")
+    ap.add_argument("--text", default="text-classifier,text-bert", help="the text templates to measure")
     ap.add_argument("--no-explain", action="store_true", help="skip bigmodel explain")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
@@ -105,7 +106,7 @@ def main() -> int:
                 test.to_csv(work / "test.csv", index=False)
                 jobs.append((f"{name} (seed {seed})", work / "exp", work / "test.csv", ["--data", work / "train.csv", "--target", target]))
         if not args.no_text:
-            for template in ("text-classifier", "text-bert"):
+            for template in [t for t in args.text.split(",") if t]:
                 root = Path(__file__).resolve().parent.parent / "templates" / template
                 jobs.append((template, Path(tmp) / template, root / "data" / "test.csv.gz", ["--template", template]))
         for label, exp, test, init in jobs:
