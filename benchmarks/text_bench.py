@@ -74,7 +74,6 @@ def baselines(train: pd.DataFrame, test: pd.DataFrame) -> dict:
             vec = TfidfVectorizer(sublinear_tf=True, **kw)
             model = make().fit(vec.fit_transform(x), train.label.astype(str))
             fit_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
             pred = model.predict(vec.transform(xt))
             big = repeated(test).text.fillna("").astype(str)
             t0 = time.perf_counter()

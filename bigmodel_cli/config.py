@@ -78,7 +78,7 @@ class TextConfig(Strict):
     weighting: Literal["tfidf", "mean"] = Field(
         "tfidf",
         description="how a text's n-grams make one vector: tfidf (each n-gram once, weighted by its idf on the training rows, L2-normalised: "
-        "a linear model on TF-IDF features) or mean (the mean of their learned vectors, repeats counted; the default before 0.9)",
+        "a linear model on TF-IDF features) or mean (the mean of their learned vectors, repeats counted: the earlier default)",
     )
 
 

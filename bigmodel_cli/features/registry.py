@@ -61,9 +61,7 @@ def _fit_date(values: Any, column: str, spelling: str, cfg: Any) -> Any:
 
 def _fit_text(texts: Any, column: str, spelling: str, cfg: Any) -> Any:
     """An n-gram vocabulary from the training texts (None when no n-gram is frequent enough)."""
-    from bigmodel_cli.features.text import PyTokenizer, fit_vocabulary, spec_of
-
-    from bigmodel_cli.features.text import choose
+    from bigmodel_cli.features.text import PyTokenizer, choose, fit_vocabulary, spec_of
 
     t = cfg.data.text
     chosen = choose(texts, t.max_chars) if "auto" in (t.ngrams, t.max_tokens) else None

@@ -299,8 +299,9 @@ def _register_bag():
     class TfidfBag(keras.layers.Layer):
         """A TF-IDF weighted sum of embeddings: [batch, L, D] + ids -> [batch, D].
 
-        Each row's ids come once each (the tokeniser's ``unique``: binary tf, as
-        good as sublinear tf on every corpus of benchmarks/text_bench.py); each
+        Each row's ids come once each (the tokeniser's ``unique``: binary tf; in
+        scikit-learn it scores within 0.3 points of sublinear tf, either way round,
+        on every corpus of benchmarks/text_bench.py); each
         weighs its idf (a weight of the model, fitted on the training rows), and a
         row's weights are L2-normalised. With D = classes and nothing after it,
         this is a linear model on TF-IDF features; in ONNX it is Gather, Mul,
@@ -377,7 +378,7 @@ def spec_of(cfg_text: Any, chosen: dict[str, Any] | None = None) -> TextSpec:
     return TextSpec(ngrams=ngrams, max_tokens=max_tokens, max_chars=cfg_text.max_chars, unique=cfg_text.weighting == "tfidf")
 
 
-AUTO_MAX_TOKENS = 2000  # the former default: reading 2,000 tokens of long e-mails beat 512 (98.7% -> 99.2%)
+AUTO_MAX_TOKENS = 2000  # the cap of max_tokens: auto (and the schema default)
 SAMPLE_ROWS = 5000
 
 
@@ -388,9 +389,8 @@ def choose(texts: Sequence[Any], max_chars: int = 20000) -> dict[str, Any]:
     - n-grams 1-2 of what the script is made of: characters and character pairs
       when most tokens are characters of scripts written without spaces (Chinese,
       Japanese, Thai: a word there is mostly 1-2 characters), else words and word
-      pairs (on the benchmark's English corpora, scikit-learn's TF-IDF models do
-      better with pairs than without on 3 of 4 and their default n-gram range
-      for characters is 1-2 here too);
+      pairs (on the benchmark's English corpora, scikit-learn's TF-IDF models
+      score higher with word pairs than without on 3 of 4);
     - max_tokens: the texts' 99th percentile of tokens (a multiple of 64, at least
       64, at most 2,000), so short texts are not padded to 2,000 ids a row and
       long ones are read to their end but for the longest 1%.
