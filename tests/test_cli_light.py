@@ -108,3 +108,22 @@ def test_help_reads_like_the_tour(capsys):
     main(["predict", "--help"])
     text = capsys.readouterr().out
     assert "image" in text and "glob" in text and "stdin" in text
+
+
+def test_init_data_with_a_text_column_lets_the_run_choose(cli, tmp_path):
+    """init --data on a table with text writes ngrams/max_tokens: auto and the TF-IDF bag;
+    the YAML validates as it is."""
+    import pandas as pd
+    import yaml
+
+    from bigmodel_cli.config import load_experiment
+
+    df = pd.read_csv(ROOT / "templates" / "text-classifier" / "data" / "test.csv.gz").head(400)
+    df.to_csv(tmp_path / "reviews.csv", index=False)
+    r = cli("init", tmp_path / "exp", "--data", tmp_path / "reviews.csv", "--target", "label")
+    assert r.code == 0, r.err
+    doc = yaml.safe_load((tmp_path / "exp" / "experiment.yaml").read_text())
+    assert doc["data"]["columns"]["text"] == "text"
+    assert doc["data"]["text"] == {"ngrams": "auto", "max_tokens": "auto", "weighting": "tfidf"}
+    cfg, _ = load_experiment(tmp_path / "exp")
+    assert cfg.data.text.ngrams == "auto" and cfg.data.text.weighting == "tfidf"

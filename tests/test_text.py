@@ -130,7 +130,7 @@ def test_auto_settings_follow_the_script_and_the_lengths():
     assert T.choose([" ".join(["w"] * 5000)] * 3)["max_tokens"] == T.AUTO_MAX_TOKENS
     assert T.choose([])["script"] == "words"
     mixed = ["mixed 中文 and English 混合"] * 10  # 4 characters of 7 tokens
-    assert T.choose(mixed)["script"] == "characters"
+    assert T.choose(mixed)["script"] == "mixed" and "words and word pairs elsewhere" in T.choose(mixed)["why"][0]
 
 
 def test_auto_settings_in_the_config():
@@ -265,9 +265,13 @@ def test_text_table_trains_predicts_and_exports(tmp_path, cli):
 def test_stale_vocabulary_is_not_used_by_the_fast_path(tmp_path, cli):
     """Also the other side of data.text.weighting (mean: repeats kept, no idf): its ONNX copy agrees too."""
     exp = _make_text_exp(tmp_path, cli)
-    r = cli("train", exp, "--set", "train.epochs=1", "--set", "data.text.weighting=mean")
+    r = cli("train", exp, "--set", "train.epochs=1", "--set", "data.text.weighting=mean", "--set", "data.text.ngrams=auto", "--set", "data.text.max_tokens=auto")
     assert r.code == 0, r.err
     run = Path(r.out.strip().splitlines()[-1])
+    said = r.out + r.err  # the auto settings, and why
+    assert "text column 'review': n-grams 1-2 of words and characters" in said and "text column 'review': max_tokens 64" in said, said
+    saved = json.loads((run / "preprocessing" / "text.json").read_text())["columns"]["review"]
+    assert (saved["ngrams"], saved["max_tokens"]) == (2, 64)
     assert json.loads((run / "inference.json").read_text())["max_abs_diff"] < 1e-5
     assert json.loads((run / "preprocessing" / "text.json").read_text())["columns"]["review"]["unique"] is False
     f = run / "preprocessing" / "text.json"

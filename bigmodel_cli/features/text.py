@@ -387,10 +387,11 @@ def choose(texts: Sequence[Any], max_chars: int = 20000) -> dict[str, Any]:
     ``SAMPLE_ROWS``), with why: ``{"ngrams", "max_tokens", "script", "why": [lines]}``.
 
     - n-grams 1-2 of what the script is made of: characters and character pairs
-      when most tokens are characters of scripts written without spaces (Chinese,
-      Japanese, Thai: a word there is mostly 1-2 characters), else words and word
-      pairs (on the benchmark's English corpora, scikit-learn's TF-IDF models
-      score higher with word pairs than without on 3 of 4);
+      when 80% of the tokens or more are characters of scripts written without spaces (Chinese,
+      Japanese, Thai: a word there is mostly 1-2 characters), words and word pairs
+      when 20% or less are (on the benchmark's English corpora, scikit-learn's TF-IDF models
+      score higher with word pairs than without on 3 of 4), both in between (the
+      tokeniser does both in mixed text: the choice is only said);
     - max_tokens: the texts' 99th percentile of tokens (a multiple of 64, at least
       64, at most 2,000), so short texts are not padded to 2,000 ids a row and
       long ones are read to their end but for the longest 1%.
@@ -404,13 +405,15 @@ def choose(texts: Sequence[Any], max_chars: int = 20000) -> dict[str, Any]:
         total += len(toks)
         chars += sum(1 for w in toks if len(w) == 1 and _in(ord(w), _ISOLATE_RANGES))  # not symbols or emoji, tokens alone too
     share = chars / total if total else 0.0
-    script = "characters" if share > 0.5 else "words"
+    script = "characters" if share >= 0.8 else "words" if share <= 0.2 else "mixed"
     p99 = float(np.percentile(lengths, 99)) if lengths else 0.0
     max_tokens = int(min(AUTO_MAX_TOKENS, max(64, -(-int(np.ceil(p99)) // 64) * 64)))
     median = float(np.median(lengths)) if lengths else 0.0
+    so = {"characters": " (Chinese, Japanese, Thai...), so characters and character pairs",
+          "words": ", so words and word pairs",
+          "mixed": ": characters and character pairs there, words and word pairs elsewhere"}[script]
     why = [
-        f"n-grams 1-2 of {script}: {share:.0%} of the tokens are characters of a script written without spaces"
-        + (" (Chinese, Japanese, Thai...), so characters and character pairs" if script == "characters" else ", so words and word pairs"),
+        f"n-grams 1-2 of {script if script != 'mixed' else 'words and characters'}: {share:.0%} of the tokens are characters of a script written without spaces{so}",
         f"max_tokens {max_tokens:,}: the texts hold {median:,.0f} tokens at the median and {p99:,.0f} at the 99th percentile"
         + (f" (cut at {AUTO_MAX_TOKENS:,})" if p99 > AUTO_MAX_TOKENS else ""),
     ]
