@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIGMODEL, machine, median, train_template  # noqa: E402
 DATA = ROOT / "templates" / "text-classifier" / "data"
+EPOCHS = 5  # both, every epoch (the template's 100 is an upper bound that early stopping ends at 5 here)
 
 PLAIN_TRAIN = r'''
 import json, os, sys, time
@@ -90,11 +91,11 @@ def main() -> None:
     bm = BIGMODEL
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        p = subprocess.run([sys.executable, "-c", PLAIN_TRAIN, str(DATA), str(cfg["epochs"]), str(cfg["batch_size"]), str(cfg["learning_rate"]), str(tmp / "plain.keras")], capture_output=True, text=True, env=env, check=True)
+        p = subprocess.run([sys.executable, "-c", PLAIN_TRAIN, str(DATA), str(EPOCHS), str(cfg["batch_size"]), str(cfg["learning_rate"]), str(tmp / "plain.keras")], capture_output=True, text=True, env=env, check=True)
         plain = json.loads(p.stdout.strip().splitlines()[-1])
 
         # Every epoch runs (no early stop) so both train the same number of epochs.
-        doc, ours = train_template("text-classifier", tmp / "exp", ["train.early_stopping=null"], env)
+        doc, ours = train_template("text-classifier", tmp / "exp", ["train.early_stopping=null", f"train.epochs={EPOCHS}"], env)
 
         test = pd.read_csv(DATA / "test.csv.gz")
         big = pd.concat([test] * (args.rows // len(test) + 1)).head(args.rows)
