@@ -166,9 +166,10 @@ class PyTokenizer:
     def ids(self, texts: Iterable[Any], length: int | None = None) -> np.ndarray:
         """int32 [rows, L]: L = the longest row (at least 1), or ``length``."""
         get = self.index.get
-        rows = [[get(g, OOV) for g in self.grams(t)] for t in texts]
-        if self.spec.unique:
-            rows = [list(dict.fromkeys(r)) for r in rows]
+        if self.spec.unique:  # each id once, first sight first: one pass a row (predict's loop)
+            rows = [list(dict.fromkeys(get(g, OOV) for g in self.grams(t))) for t in texts]
+        else:
+            rows = [[get(g, OOV) for g in self.grams(t)] for t in texts]
         width = length if length is not None else max([1, *map(len, rows)])
         out = np.zeros((len(rows), width), np.int32)
         for i, r in enumerate(rows):
