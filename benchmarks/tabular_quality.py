@@ -23,7 +23,10 @@ of it) and is scored on the same 20%: accuracy for classifiers, R² for
 regressions. The goal (issue 19): bigmodel >= gbdt - 0.5 accuracy points, and
 R² >= gbdt's - 0.01. Wall time is per contender, bigmodel's as whole processes.
 
-    python benchmarks/tabular_quality.py [--tables credit_data,ames] [--seeds 0,1,2] [--json out.json]
+    python benchmarks/tabular_quality.py [--tables credit_data,ames] [--seeds 0,1,2,3,4,5] [--json out.json]
+
+Six splits, not three: over splits 0-2 and 3-5 the same defaults land 1.4 points
+ahead of and 0.6 behind gradient boosting on credit_data (docs/tables.md).
 """
 
 from __future__ import annotations
@@ -182,7 +185,7 @@ def run_bigmodel(train, test, target: str, task: str, work: Path, env: dict, set
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", default=",".join([*TABLES, *VARIANTS]), help="comma-separated names: " + ", ".join([*TABLES, *VARIANTS]))
-    ap.add_argument("--seeds", default="0", help="split seeds, comma-separated (the score is their mean)")
+    ap.add_argument("--seeds", default="0,1,2,3,4,5", help="split seeds, comma-separated (the score is their mean; docs/tables.md uses six)")
     ap.add_argument("--set", action="append", default=[], dest="sets", help="extra --set for bigmodel train (to try a lever)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
