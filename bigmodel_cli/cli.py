@@ -272,10 +272,13 @@ def eval_(
     json_out: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers (runs code from the file)."),
     engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras: no TensorFlow), onnxruntime or tensorflow."),
+    on_bad_value: str = typer.Option("error", "--on-bad-value", metavar="error|missing", help="As predict's: a value that is not a number (or a date) in such a column is an error, or missing."),
 ) -> None:
-    """Report loss and the task's metrics; writes metrics.json and plots.
+    """Report loss and the task's metrics: predict on the same rows, plus metrics.
 
-    It evaluates on --data, else data.test, else the validation split.
+    It evaluates on --data, else data.test, else the validation split. The run's own
+    data writes metrics.json and plots/; --data FILE writes metrics-FILE.json and
+    plots/eval-FILE/ beside them, never over them.
 
     \b
     Example:
@@ -284,7 +287,7 @@ def eval_(
     from bigmodel_cli import api
     from bigmodel_cli import ui
 
-    outcome = api.evaluate(run, data, unsafe=unsafe, engine=engine)
+    outcome = api.evaluate(run, data, unsafe=unsafe, engine=engine, on_bad_value=on_bad_value)
     if json_out:
         ui.print_json(outcome.metrics)
     else:

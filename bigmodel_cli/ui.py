@@ -347,6 +347,8 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
         con.print("conformal (predict --coverage): " + " · ".join(f"{c}: covered {r['coverage']:.1%}, {size.replace('_', ' ')} {fmt(r[size])}" for c, r in m["conformal"].items()))
     if m.get("warning"):
         con.print(f"[yellow]warning:[/] {m['warning']}")
+    for note in m.get("notes", []):
+        con.print(f"note: {note}", highlight=False)
     con.print(f"metrics: {_sized(outcome.metrics_path)}" + (f"\nplot: {_sized(outcome.plot)}" if outcome.plot else "") + (f"\nreliability: {_sized(outcome.reliability)}" if getattr(outcome, "reliability", None) else ""))
 
 

@@ -59,7 +59,9 @@ def test_temperature_lowers_held_out_ece_and_lives_in_the_model(tmp_path, cli, r
     assert r.code == 0, r.err
     m = json.loads(r.out)
     assert m["ece"] < m["ece_uncalibrated"], m  # on 2,000 reviews the run never saw
-    assert (run / "plots" / "reliability.png").stat().st_size > 10_000
+    # --data writes beside the run's own files, named for the data: never over them
+    assert (run / "plots" / "eval-held" / "reliability.png").stat().st_size > 10_000
+    assert json.loads((run / "metrics-held.json").read_text())["ece"] == m["ece"] and not (run / "metrics.json").exists()
     onnx, tf = predict_on_both(cli, run, reviews / "held.csv", tmp_path, "--probabilities")
     probs = [c for c in onnx.columns if c.startswith("prob_")]
     np.testing.assert_allclose(onnx[probs], tf[probs], atol=1e-5)  # the temperature is in the ONNX copy too

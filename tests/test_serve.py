@@ -361,8 +361,7 @@ def test_number_rows_and_text_rows_take_two_paths_to_one_answer(server):
     # which path each body takes
     from bigmodel_cli.inference.predict import PredictSpec
 
-    spec = PredictSpec.__new__(PredictSpec)
-    spec.encoded_columns, spec.features, spec.missing = [], ["a", "b"], "impute"
+    spec = PredictSpec(features=["a", "b"], task="regression", missing="impute")
     assert serve_mod._plain_numbers([{"a": 1, "b": None}], spec) is not None
     assert serve_mod._plain_numbers([{"a": "1", "b": 2}], spec) is None
     assert serve_mod._plain_numbers([{"a": True, "b": 2}], spec) is None

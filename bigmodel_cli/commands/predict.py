@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,12 @@ def predict(
     e = open_engine(run, engine, unsafe=unsafe, probabilities=probabilities, columns=columns)
     cfg, model, spec, infer, used = e.cfg, e.model, e.spec, e.infer, e.name
     batch_size = batch_size or e.batch_size
-    spec.on_bad_value = on_bad_value
-    with_coverage(spec, coverage, sets)
+    spec = with_coverage(replace(spec, on_bad_value=on_bad_value), coverage, sets)
     if rename:
         from bigmodel_cli.inference.predict import check_rename
 
         check_rename(rename, spec)
-        spec.rename = dict(rename)
+        spec = replace(spec, rename=dict(rename))
     if images:  # one row per image: its path and the prediction
         from bigmodel_cli.inference.predict import predict_images
 

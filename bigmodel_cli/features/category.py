@@ -91,16 +91,27 @@ class CategoryEncoder:
 
     kind = "category"
 
-    def __init__(self, vocabulary: Sequence[str], boolean: bool = False):
+    def __init__(self, vocabulary: Sequence[str], boolean: bool = False, spellings: dict[str, str] | None = None):
         self.vocabulary = list(vocabulary)
         self.boolean = bool(boolean)
         self.index = {v: i + 2 for i, v in enumerate(self.vocabulary)}
+        self.spellings = dict(spellings or {})  # a boolean column: key -> its commonest spelling in training
 
     @classmethod
     def fit(cls, values: Iterable[Any], max_values: int = 10_000, min_count: int = 1, boolean: bool | None = None) -> "CategoryEncoder":
         values = list(values)
         boolean = is_boolean(values) if boolean is None else boolean
-        return cls.from_counts(Counter(k for k in (canonical(v, boolean) for v in values) if k is not None), max_values, min_count, boolean)
+        keys = [canonical(v, boolean) for v in values]
+        enc = cls.from_counts(Counter(k for k in keys if k is not None), max_values, min_count, boolean)
+        if boolean:  # shown as the training file wrote them (yes/no), not as the keys (true/false)
+            seen = Counter((k, str(v).strip()) for k, v in zip(keys, values, strict=True) if k is not None)
+            for (k, text), _ in sorted(seen.items(), key=lambda kv: -kv[1]):
+                enc.spellings.setdefault(k, text)
+        return enc
+
+    def shown(self) -> list[str]:
+        """The kept values as the training file wrote them, commonest first."""
+        return [self.spellings.get(v, v) for v in self.vocabulary]
 
     @classmethod
     def from_counts(cls, counts: "Counter[str]", max_values: int = 10_000, min_count: int = 1, boolean: bool = False) -> "CategoryEncoder":

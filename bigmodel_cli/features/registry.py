@@ -124,7 +124,7 @@ def encoder_doc(encoder: Any, input_name: str) -> dict[str, Any]:
 
     k = kind_of_encoder(encoder)
     if k is CATEGORY:
-        return {"kind": "category", "input": input_name, "boolean": encoder.boolean, "vocabulary": encoder.vocabulary}
+        return {"kind": "category", "input": input_name, "boolean": encoder.boolean, "vocabulary": encoder.vocabulary, "spellings": encoder.spellings}
     if k is DATE:
         return {**encoder.to_json(), "input": input_name}
     if isinstance(encoder, PyTokenizer):
@@ -140,7 +140,7 @@ def encoder_from_doc(doc: dict[str, Any], fold_table: Any) -> Any:
     if saved == "category":
         from bigmodel_cli.features.category import CategoryEncoder
 
-        return CategoryEncoder(doc["vocabulary"], doc["boolean"])
+        return CategoryEncoder(doc["vocabulary"], doc["boolean"], doc.get("spellings"))
     if saved == "date":
         from bigmodel_cli.features.date import DateEncoder
 

@@ -13,7 +13,7 @@ inference function, the engine's name) and the same errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +64,17 @@ def open_engine(run: str | Path, engine: str = "auto", *, unsafe: bool = False, 
         runs.current_run_dir = ref.run_dir
         onnx_path, meta = fast
         cfg = load_run_config(ref.run_dir)
-        spec = predict_spec(cfg, None, probabilities, columns or [])
-        spec.tokenizers = run_tokenizers(ref.run_dir, cfg)  # the ONNX core takes ids: tokenise here
-        spec.threshold = float(meta.get("threshold") or 0.5)  # the model's, read when the copy was made
-        spec.conformal = conformal.load(ref.run_dir)
+        spec = replace(
+            predict_spec(cfg, None, probabilities, columns or []),
+            tokenizers=run_tokenizers(ref.run_dir, cfg),  # the ONNX core takes ids: tokenise here
+            threshold=float(meta.get("threshold") or 0.5),  # the model's, read when the copy was made
+            conformal=conformal.load(ref.run_dir),
+        )
         return Engine(ref, cfg, None, spec, make_onnx_infer(onnx_path, threads), "onnxruntime", int(meta.get("batch_size") or 8192))
     ref, cfg, model = load_run_model(run, unsafe)
-    spec = predict_spec(cfg, model, probabilities, columns or [])
     from bigmodel_cli.model.builders import decision_threshold
 
-    spec.threshold = decision_threshold(model)
-    spec.conformal = conformal.load(ref.run_dir)
+    spec = replace(predict_spec(cfg, model, probabilities, columns or []), threshold=decision_threshold(model), conformal=conformal.load(ref.run_dir))
     return Engine(ref, cfg, model, spec, make_infer(model, len(spec.features)), "tensorflow")
 
 
@@ -87,8 +87,7 @@ def with_coverage(spec: Any, coverage: float | None, method: str = "lac", where:
         raise ConfigError(f"unknown --sets '{method}'", hint="use lac (the smallest sets) or aps (adaptive prediction sets)")
     if spec.conformal is None:
         raise ConfigError(f"{where} needs the run's conformal scores (preprocessing/conformal.json), and this run has none", hint="train with a validation split (data.validation: 0.2) and train.conformal: auto; a bare .keras file has none")
-    spec.coverage, spec.set_method = float(coverage), method
-    return spec
+    return replace(spec, coverage=float(coverage), set_method=method)
 
 
 def predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool, columns: list[str]):

@@ -63,17 +63,16 @@ class Explanation:
 
 def read_rows(path: str, spec: Any, target: str, max_rows: int, seed: int) -> tuple[Any, list[Any], list[str]]:
     """(pyarrow table of the features, raw targets, notes): predict's reader, with the target kept."""
-    import copy
+    import dataclasses
 
     import pyarrow as pa
 
-    from bigmodel_cli.inference.predict import iter_blocks
+    from bigmodel_cli.inference.predict import open_blocks
 
-    spec = copy.deepcopy(spec)
-    spec.keep_columns = [target]
-    spec.id_columns = []
+    spec = dataclasses.replace(spec, keep_columns=[target], id_columns=[])
     try:
-        table = pa.Table.from_batches(list(iter_blocks(path, spec)))
+        spec, blocks = open_blocks(path, spec)
+        table = pa.Table.from_batches(list(blocks))
     except DataError as e:
         if f"'{target}'" in e.message:
             raise DataError(f"{path} has no target column '{target}': explain measures the model against it", hint="pass labelled rows (the format of the run's test data)") from None
@@ -168,11 +167,13 @@ def permutation_importance(infer, spec: Any, x: Any, score: Callable[[np.ndarray
 
 def _target(task: str, out: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(the output attributed, the predicted class or None) per row."""
+    from bigmodel_cli.model.decide import labels
+
     if task == "regression":
         return out[:, 0], np.zeros(len(out), np.int64)
+    k = labels(task, out, threshold)
     if task == "binary":
-        return out[:, 0], (out[:, 0] > threshold).astype(np.int64)
-    k = out.argmax(axis=1)
+        return out[:, 0], k
     return out[np.arange(len(out)), k], k
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import math
 import os
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -39,9 +40,12 @@ from bigmodel_cli.model.builders import default_batch_size
 BLOCK_BYTES = 1 << 20
 
 
-@dataclass
+@dataclass(frozen=True)
 class PredictSpec:
-    """What the run says about inputs and outputs."""
+    """What the run says about inputs and outputs, and what one command or request
+    asked: immutable, so nothing a request or an input file learns reaches another
+    (``dataclasses.replace`` makes the variant; :func:`open_blocks` returns the one
+    for its input)."""
 
     features: list[str]
     task: str
@@ -51,7 +55,7 @@ class PredictSpec:
     probabilities: bool = False
     missing: str = "error"
     fill_value: float = 0.0
-    notes: list[str] = field(default_factory=list)  # warnings for the user
+    notes: tuple[str, ...] = ()  # warnings for the user about this input
     encoded_columns: list[str] = field(default_factory=list)  # features with their own encoder (category, text, date): read as strings
     tokenizers: dict[str, Any] | None = None  # set: feed ids (the ONNX core); None: raw strings
     rename: dict[str, str] = field(default_factory=dict)  # predict --rename: the input's column -> the model's
@@ -62,6 +66,8 @@ class PredictSpec:
     conformal: Any = None  # model.conformal.Conformal: the run's scores (None: the run kept none)
     coverage: float | None = None  # predict --coverage: sets or intervals at this coverage
     set_method: str = "lac"  # --sets: lac | aps
+    target: str | None = None  # eval: the target column, read as text beside the features
+    sent_ids: dict[str, list[Any]] | None = None  # serve's JSON rows: the id values as sent, echoed back
 
     @property
     def numeric(self) -> list[str]:
@@ -137,14 +143,20 @@ def _rename_batch(batch, spec: PredictSpec):
     return pa.RecordBatch.from_arrays(batch.columns, names=[rename.get(n, n) for n in batch.schema.names])
 
 
-def _check_input_columns(have: list[str], spec: PredictSpec, source: str) -> None:
-    """Features and --columns are required; a missing id column is dropped with a note."""
+def _check_input_columns(have: list[str], spec: PredictSpec, source: str) -> PredictSpec:
+    """Features and --columns are required; a missing id column is dropped with a note
+    (in the spec returned, for this input only)."""
     absent_ids = [c for c in spec.id_columns if c not in have and c not in spec.features]
     if absent_ids:
-        spec.id_columns = [c for c in spec.id_columns if c not in absent_ids]
-        spec.notes.append(f"{source} has no id column {', '.join(repr(c) for c in absent_ids)}; predictions are written without it")
+        note = f"{source} has no id column {', '.join(repr(c) for c in absent_ids)}; predictions are written without it"
+        spec = replace(spec, id_columns=[c for c in spec.id_columns if c not in absent_ids], notes=(*spec.notes, note))
     needed = spec.features + spec.id_columns + spec.keep_columns
     missing = [c for c in needed if c not in have]
+    if spec.target is not None and spec.target not in have and not missing:
+        import difflib
+
+        close = difflib.get_close_matches(spec.target, have, n=1)
+        raise DataError(f"{source}: the target column '{spec.target}' is missing (eval scores the model against it)", hint=(f"did you mean '{close[0]}'? " if close else "") + "to predict without a target, use bigmodel predict")
     if missing:
         import difflib
 
@@ -155,6 +167,7 @@ def _check_input_columns(have: list[str], spec: PredictSpec, source: str) -> Non
             f"{source}: {kind} column '{missing[0]}' is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
             hint=(f"did you mean '{close[0]}'? " if close else "") + f"the input has columns: {shown}",
         )
+    return spec
 
 
 class Position:
@@ -196,9 +209,22 @@ def _file_stream(path: str, comp: str | None, position: Position | None = None):
     return pa.CompressedInputStream(raw, comp) if comp else raw
 
 
-def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: Position | None = None, data: bytes | None = None) -> Iterator[Any]:
-    """Yield pyarrow RecordBatches holding the needed columns, in file order.
-    ``data``: the input's bytes themselves (an HTTP request body; ``path`` names it)."""
+_END = object()
+
+
+def open_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: Position | None = None, data: bytes | None = None) -> tuple[PredictSpec, Iterator[Any]]:
+    """(the spec for this input, its pyarrow RecordBatches in file order). The header
+    and columns are checked before it returns; the spec it gives knows the input's
+    lines (for errors) and which id columns it has. ``data``: the input's bytes
+    themselves (an HTTP request body; ``path`` names it)."""
+    box: dict[str, PredictSpec] = {}
+    blocks = _blocks(path, spec, fmt, position, data, box)
+    first = next(blocks, _END)
+    rest = blocks if first is _END else itertools.chain([first], blocks)
+    return box["spec"], rest
+
+
+def _blocks(path: str, spec: PredictSpec, fmt: str | None, position: Position | None, data: bytes | None, box: dict[str, PredictSpec]) -> Iterator[Any]:
     import pyarrow as pa
 
     if data is not None:
@@ -209,7 +235,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
         source = "stdin" if path == "-" else path
     if data is None and path != "-" and not os.path.exists(path):
         raise DataError(f"input file {path} does not exist")
-    wanted = lambda: list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns))  # noqa: E731 (after the column check)
+    wanted = lambda: list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns + ([spec.target] if spec.target else [])))  # noqa: E731 (after the column check)
     if fmt in ("csv", "tsv"):
         import pyarrow.csv as pc
 
@@ -235,9 +261,8 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
             header, read_names = renamed, {"column_names": renamed, "skip_rows": 1}
         else:
             read_names = {}
-        spec.line_of = _line_finder(factory, delim)
-        _check_input_columns(header, spec, source)
-        string_cols = [c for c in spec.id_columns + spec.keep_columns + spec.encoded_columns if c not in spec.numeric]
+        spec = box["spec"] = _check_input_columns(header, replace(spec, line_of=_line_finder(factory, delim)), source)
+        string_cols = [c for c in spec.id_columns + spec.keep_columns + spec.encoded_columns + ([spec.target] if spec.target else []) if c not in spec.numeric]
         types = {c: (pa.string() if spec.missing == "impute" else pa.float32()) for c in spec.numeric}
         types.update({c: pa.string() for c in string_cols})
         try:
@@ -259,7 +284,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
             pf = pq.ParquetFile(path if path != "-" else pa.BufferReader(sys.stdin.buffer.read()))
         except (pa.ArrowInvalid, OSError) as e:
             raise DataError(f"{source}: not a readable Parquet file: {e}") from None
-        _check_input_columns(_renamed(pf.schema_arrow.names, spec, source), spec, source)
+        spec = box["spec"] = _check_input_columns(_renamed(pf.schema_arrow.names, spec, source), spec, source)
         if position is not None:
             position.track_rows(pf.metadata.num_rows)
         back = {v: k for k, v in (getattr(spec, "rename", None) or {}).items()}
@@ -273,7 +298,7 @@ def iter_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
             reader = pj.open_json(stream, read_options=pj.ReadOptions(block_size=BLOCK_BYTES))
         except pa.ArrowInvalid as e:
             raise DataError(f"{source}: cannot parse JSON lines: {e}") from None
-        _check_input_columns(_renamed(reader.schema.names, spec, source), spec, source)
+        spec = box["spec"] = _check_input_columns(_renamed(reader.schema.names, spec, source), spec, source)
         rows = 0
         for batch in _read_batches(reader, lambda at, e: DataError(f"{source}: cannot parse JSON lines after row {at}: {e}")):
             yield _cast_features(_rename_batch(batch, spec).select(wanted()), spec, source, rows)
@@ -416,6 +441,11 @@ class Writer:
             os.close(fd)
             self.sink = None
         self._w: Any = None
+
+    @property
+    def empty(self) -> bool:
+        """Nothing written yet (not even a header)."""
+        return self._w is None
 
     def _open(self, schema: Any) -> None:
         import pyarrow as pa
@@ -658,12 +688,11 @@ def check_missing(x: np.ndarray, features: list[str], spec: PredictSpec, first_r
 def decide(probs: np.ndarray, spec: PredictSpec) -> tuple[np.ndarray, np.ndarray | None]:
     """The model's outputs -> (float32 values for a regression, else class indices;
     each class's probability, None for a regression). predict's files and serve's
-    answers both come from here."""
-    if spec.task == "regression":
-        return probs[:, 0].astype(np.float32, copy=False), None
-    if spec.task == "binary":
-        return (probs[:, 0] > spec.threshold).astype(np.int64), np.column_stack([1.0 - probs[:, 0], probs[:, 0]])
-    return probs.argmax(axis=1), probs
+    answers both come from here, and both through :mod:`bigmodel_cli.model.decide`."""
+    from bigmodel_cli.model import decide as D
+
+    idx = D.labels(spec.task, probs, spec.threshold)
+    return idx, (None if spec.task == "regression" else D.class_probabilities(spec.task, probs))
 
 
 def _output_table(batch, probs: np.ndarray, spec: PredictSpec):
@@ -678,7 +707,9 @@ def _output_table(batch, probs: np.ndarray, spec: PredictSpec):
         arrays.append(pa.array(idx))
         names.append("prediction")
         if spec.coverage is not None:
-            lower, upper = spec.conformal.intervals(idx, spec.coverage)
+            from bigmodel_cli.model.decide import intervals
+
+            lower, upper = intervals(spec.conformal, idx, spec.coverage)
             arrays += [pa.array(lower.astype(np.float32)), pa.array(upper.astype(np.float32))]
             names += ["lower", "upper"]
         return pa.Table.from_arrays(arrays, names=names)
@@ -686,7 +717,7 @@ def _output_table(batch, probs: np.ndarray, spec: PredictSpec):
     arrays.append(pa.array(classes).take(pa.array(idx)))  # vectorised: no Python object per row
     names.append("prediction")
     if spec.coverage is not None:
-        arrays.append(pa.array(prediction_sets(probs, spec)))
+        arrays.append(pa.array(prediction_sets(probs, spec), pa.string()))
         names.append("prediction_set")
     if spec.probabilities:
         for i, c in enumerate(classes):
@@ -696,19 +727,47 @@ def _output_table(batch, probs: np.ndarray, spec: PredictSpec):
 
 
 def prediction_sets(probs: np.ndarray, spec: PredictSpec, joined: bool = True) -> list[Any]:
-    """Each row's conformal set at spec.coverage, likeliest first: labels joined by '|'
-    (a file's column) or a list (a JSON answer)."""
-    keep = spec.conformal.sets(probs, spec.coverage, spec.set_method)
-    from bigmodel_cli.model.conformal import class_probabilities
+    """Each row's conformal set at spec.coverage (its label always inside), likeliest
+    first: labels joined by '|' (a file's column) or a list (a JSON answer)."""
+    from bigmodel_cli.model import decide as D
 
-    full = class_probabilities(spec.task, probs)
+    keep = D.sets(spec.conformal, spec.task, probs, spec.threshold, spec.coverage, spec.set_method)
+    full = D.decision_probabilities(spec.task, probs, spec.threshold)
     order = np.argsort(-full, axis=1, kind="stable")
     labels = [str(c) for c in (spec.classes or [])]
     out = []
-    for row, ranks in zip(keep, order):
+    for row, ranks in zip(keep, order, strict=True):
         chosen = [labels[i] for i in ranks if row[i]]
         out.append("|".join(chosen) if joined else chosen)
     return out
+
+
+def iter_outputs(spec: PredictSpec, infer: Callable[[Any], np.ndarray], blocks: Iterator[Any], batch_size: int, source: str, position: Position | None = None) -> Iterator[tuple[Any, np.ndarray]]:
+    """The one road from a table's blocks (:func:`open_blocks`) to the model's outputs:
+    (block, outputs) in order. predict writes each block's answers; eval keeps the
+    outputs and the target."""
+    rows = 0
+    for batch in blocks:
+        x = model_inputs(batch, spec, rows, source)
+        n = batch.num_rows
+        outs = [infer(_rows(x, s, s + batch_size)) for s in range(0, n, batch_size)]
+        yield batch, (np.concatenate(outs) if outs else np.zeros((0, output_width(spec)), np.float32))
+        rows += n
+        if position is not None:
+            position.rows = rows
+
+
+def output_width(spec: PredictSpec) -> int:
+    """How many numbers the model gives a row: one (a regression, a binary probability) or one per class."""
+    return 1 if spec.task in ("regression", "binary") else len(spec.classes or [0])
+
+
+def empty_block(spec: PredictSpec) -> Any:
+    """A block of no rows with the columns predict reads (a header-only input's answer)."""
+    import pyarrow as pa
+
+    names = list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns))
+    return pa.RecordBatch.from_arrays([pa.array([], pa.float32() if c in spec.numeric else pa.string()) for c in names], names=names)
 
 
 def predict_file(
@@ -722,35 +781,31 @@ def predict_file(
     progress: Callable[[int, float, float | None], None] | None = None,
     infer: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> PredictResult:
-    """Predict every row of one input; rows stay in order."""
-    import copy
-
-    spec = copy.deepcopy(spec)  # per file: a missing id column changes it
+    """Predict every row of one input; rows stay in order. An input with a header and
+    no rows gives an output with a header and no rows."""
     t0 = time.perf_counter()
     infer = infer or make_infer(model, len(spec.features))
     bs = batch_size or default_batch_size(model)  # model may be None only when both are given
     writer = Writer(output_path, force)
     rows = 0
     ok = False
-    source = "stdin" if input_path == "-" else input_path
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigmodel-writer")
     pending: Future | None = None
     try:
         position = Position()
-        for batch in iter_blocks(input_path, spec, fmt, position):
-            x = model_inputs(batch, spec, rows, source)
-            n = batch.num_rows
-            probs = np.concatenate([infer(_rows(x, s, s + bs)) for s in range(0, n, bs)]) if n else np.zeros((0, 1), np.float32)
+        spec, blocks = open_blocks(input_path, spec, fmt, position)  # this input's spec: its lines, its id columns
+        for batch, probs in iter_outputs(spec, infer, blocks, bs, "stdin" if input_path == "-" else input_path, position):
             table = _output_table(batch, probs, spec)
             if pending is not None:
                 pending.result()
             pending = pool.submit(writer.write, table)
-            rows += n
-            position.rows = rows
+            rows += batch.num_rows
             if progress:
                 progress(rows, time.perf_counter() - t0, position.fraction())
         if pending is not None:
             pending.result()
+        if writer.empty:  # a header and no rows: the answer's header and no rows
+            writer.write(_output_table(empty_block(spec), np.zeros((0, output_width(spec)), np.float32), spec))
         ok = True
     except Exception as e:
         from bigmodel_cli.errors import DiskFull, human_size, is_disk_full
@@ -769,7 +824,7 @@ def predict_file(
         pool.shutdown(wait=True)
         writer.close(ok)
     secs = time.perf_counter() - t0
-    return PredictResult(rows=rows, seconds=secs, rows_per_s=rows / max(secs, 1e-9), output=output_path, input=input_path, notes=spec.notes)
+    return PredictResult(rows=rows, seconds=secs, rows_per_s=rows / max(secs, 1e-9), output=output_path, input=input_path, notes=list(spec.notes))
 
 
 def predict_images(paths: list[Path], spec: PredictSpec, infer: Callable[[np.ndarray], np.ndarray], output_path: str, image_shape: list[int], batch_size: int = 256, force: bool = False) -> PredictResult:
@@ -780,7 +835,7 @@ def predict_images(paths: list[Path], spec: PredictSpec, infer: Callable[[np.nda
 
     t0 = time.perf_counter()
     writer = Writer(output_path, force)
-    spec = PredictSpec(**{**spec.__dict__, "id_columns": ["path"], "keep_columns": []})
+    spec = replace(spec, id_columns=["path"], keep_columns=[])
     ok = False
     try:
         for s in range(0, len(paths), batch_size):

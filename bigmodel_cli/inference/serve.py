@@ -141,16 +141,17 @@ class Service:
     def parse(self, body: bytes, content_type: str, probabilities: bool, model: "Model | None" = None, arrow: bool = False) -> Any:
         """(spec, batch) of a request body: an Arrow batch, or :class:`Rows` for JSON
         rows of plain numbers (``arrow``: always the Arrow batch)."""
-        import copy
+        import dataclasses
 
         import pyarrow as pa
 
-        from bigmodel_cli.inference.predict import _cast_features, _check_input_columns, iter_blocks
+        from bigmodel_cli.inference.predict import _cast_features, _check_input_columns, open_blocks
 
-        spec = copy.copy((model or self.model()).spec)
-        spec.probabilities = probabilities and spec.task != "regression"
+        base = (model or self.model()).spec  # shared by every request: never changed, only replaced
+        spec = dataclasses.replace(base, probabilities=probabilities and base.task != "regression")
         if "csv" in content_type:
-            batches = list(iter_blocks("request body", spec, "csv", data=body))
+            spec, blocks = open_blocks("request body", spec, "csv", data=body)
+            batches = list(blocks)
             table = pa.Table.from_batches(batches) if batches else None
             if table is None or table.num_rows == 0:
                 raise BadRequest("the CSV body has a header but no rows")
@@ -163,12 +164,12 @@ class Service:
         if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
             raise BadRequest('send {"rows": [{"column": value, ...}, ...]} with at least one row, or a CSV body with Content-Type: text/csv')
         names = list(dict.fromkeys(spec.features + spec.id_columns))
-        _check_input_columns(list({k for r in rows for k in r}), spec, "request")
+        spec = _check_input_columns(list({k for r in rows for k in r}), spec, "request")
         for i, r in enumerate(rows):
             absent = [c for c in spec.features if c not in r]
             if absent:
                 raise DataError(f"request: row {i + 1} has no value for feature '{absent[0]}'")
-        spec.sent_ids = {c: [r.get(c) for r in rows] for c in spec.id_columns}  # JSON answers echo them as sent
+        spec = dataclasses.replace(spec, sent_ids={c: [r.get(c) for r in rows] for c in spec.id_columns})  # JSON answers echo them as sent
         x = None if arrow else _plain_numbers(rows, spec)
         if x is not None:  # only numbers and nulls: the matrix at once, no Arrow table (issue 24)
             return spec, Rows(len(rows), x)
@@ -352,7 +353,7 @@ MAX_LISTED_VALUES = 1000  # /metadata lists a category column's values up to thi
 def _allowed(encoder: Any) -> dict[str, Any]:
     """A category column's known values for /metadata (any other value is 'unseen',
     and an empty one missing), commonest first as the encoder keeps them."""
-    vocabulary = list(getattr(encoder, "vocabulary", None) or [])
+    vocabulary = encoder.shown() if hasattr(encoder, "shown") else list(getattr(encoder, "vocabulary", None) or [])
     if not vocabulary:
         return {}
     doc: dict[str, Any] = {"values": vocabulary[:MAX_LISTED_VALUES], "unseen": "any other value is read as unseen; an empty one as missing"}
@@ -532,7 +533,7 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
             if coverage is not None:
                 from bigmodel_cli.inference.engine import with_coverage
 
-                with_coverage(spec, coverage, sets, "?coverage")
+                spec = with_coverage(spec, coverage, sets, "?coverage")
             table = await service.predict(spec, batch, x, model)
             request.scope.setdefault("state", {})["rows"] = batch.num_rows
         except (BadRequest, ConfigError, DataError) as e:
@@ -637,7 +638,9 @@ def _json_answer(probs: np.ndarray, spec: Any) -> dict[str, Any]:
     if full is None:
         out: dict[str, Any] = {"predictions": idx.tolist()}
         if spec.coverage is not None:
-            lower, upper = spec.conformal.intervals(idx, spec.coverage)
+            from bigmodel_cli.model.decide import intervals
+
+            lower, upper = intervals(spec.conformal, idx, spec.coverage)
             out.update({"lower": lower.astype(np.float32).tolist(), "upper": upper.astype(np.float32).tolist(), "coverage": spec.coverage})
     else:
         classes = list(spec.classes or [])

@@ -7,9 +7,12 @@ the run, turn any model output into prediction sets (classifiers) or intervals
   rules with the requested marginal coverage it gives the smallest mean set),
   or, with ``method="aps"``, the probability mass down to and including the true
   class (adaptive prediction sets, Romano, Sesia & Candès 2020: larger sets, but
-  closer to the coverage on every kind of row). A set can be empty where the
-  coverage asked for is below the model's accuracy: that is what keeps the
-  coverage at the request instead of at the accuracy.
+  closer to the coverage on every kind of row). Every set holds the row's own
+  label (the likeliest class of the decision probabilities, so a binary run's
+  threshold decides it: :mod:`bigmodel_cli.model.decide`), and the label scores
+  0, so the sets stay calibrated with it inside. A set is never empty; where the
+  coverage asked is below the model's accuracy, the sets are the labels alone and
+  cover as often as the model is right.
 - **Regression**: normalised residuals (Lei et al. 2018). The scale of a row's
   error is learnt from the predicted value on one half of the calibration rows
   (the mean absolute residual of equal-count bins of predictions, interpolated),
@@ -33,6 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from bigmodel_cli.model.decide import class_probabilities, decision_probabilities
+
+__all__ = ["Conformal", "class_probabilities", "check_coverage", "load"]
+
 CONFORMAL_FILE = "conformal.json"  # in the run's preprocessing/ folder
 METHODS = ("lac", "aps")
 MIN_SCALE_ROWS = 100  # calibration rows below which a regression's width is constant
@@ -53,19 +60,17 @@ def _quantile(scores: np.ndarray, coverage: float) -> float:
     return float("inf") if k > n else float(np.sort(scores)[k - 1])
 
 
-def class_probabilities(task: str, probs: np.ndarray) -> np.ndarray:
-    """The model's outputs as one probability per class (binary: [1 - p, p])."""
-    p = np.asarray(probs, np.float64)
-    return np.column_stack([1.0 - p[:, 0], p[:, 0]]) if task == "binary" else p
-
-
 def class_scores(full: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
+    """Each row's score for its true class ``y``. The label (the likeliest class of
+    ``full``, the decision probabilities) scores 0: every set holds its own label
+    (model.decide.sets), so the quantile is of the scores that can still miss."""
     y = np.asarray(y, np.int64)
     p_true = full[np.arange(len(y)), y]
+    top = full.argmax(axis=1) == y
     if method == "lac":
-        return 1.0 - p_true
+        return np.where(top, 0.0, 1.0 - p_true)
     # APS: the mass of the classes at least as likely as the true one, itself included
-    return np.where(full >= p_true[:, None], full, 0.0).sum(axis=1)
+    return np.where(top, 0.0, np.where(full >= p_true[:, None], full, 0.0).sum(axis=1))
 
 
 @dataclass
@@ -99,11 +104,13 @@ class Conformal:
     scores: dict[str, list[float]] = field(default_factory=dict)  # method -> sorted scores
     scale: Scale | None = None  # regression, normalised: the error scale
     scale_rows: int = 0
+    threshold: float = 0.5  # binary: the run's decision threshold, mapped to 0.5 before scoring (model.decide)
 
     # ------------------------------------------------------------- fitting
     @classmethod
-    def fit(cls, task: str, outputs: np.ndarray, y: np.ndarray, fitted_on: str, seed: int = 0) -> "Conformal":
-        """Scores of ``outputs`` (the final model's, calibrated) against ``y``."""
+    def fit(cls, task: str, outputs: np.ndarray, y: np.ndarray, fitted_on: str, seed: int = 0, threshold: float = 0.5) -> "Conformal":
+        """Scores of ``outputs`` (the final model's, calibrated) against ``y``; a binary
+        run's scores are of its decision probabilities at ``threshold``."""
         if task == "regression":
             pred, y = np.asarray(outputs, np.float64)[:, 0], np.asarray(y, np.float64).reshape(-1)
             residual = y - pred
@@ -115,8 +122,9 @@ class Conformal:
                 scores = np.abs(residual[b]) / scale(pred[b])
                 return cls(task, len(b), fitted_on + f", half of them ({len(b):,}); the other half learnt the error scale", {"normalised": sorted(map(float, scores))}, scale, len(a))
             return cls(task, len(y), fitted_on, {"absolute": sorted(map(float, np.abs(residual)))})
-        full = class_probabilities(task, outputs)
-        return cls(task, len(y), fitted_on, {m: sorted(map(float, class_scores(full, y, m))) for m in METHODS})
+        full = decision_probabilities(task, outputs, threshold)
+        scores = {m: sorted(map(float, class_scores(full, y, m))) for m in METHODS}
+        return cls(task, len(y), fitted_on, scores, threshold=float(threshold))
 
     # ------------------------------------------------------------- use
     @property
@@ -127,10 +135,10 @@ class Conformal:
         return _quantile(np.asarray(self.scores[method or self.method]), coverage)
 
     def sets(self, probs: np.ndarray, coverage: float, method: str = "lac") -> np.ndarray:
-        """A boolean (rows, classes) mask: which classes each row's set holds. A set
-        may be empty: at a coverage below the model's accuracy, the rows it is least
-        sure of need no class to reach it (ask a higher coverage)."""
-        full = class_probabilities(self.task, probs)
+        """A boolean (rows, classes) mask: which classes each row's set holds; the
+        label (the likeliest decision probability) always. At a coverage below the
+        model's accuracy the sets are the labels alone, and cover as the accuracy does."""
+        full = decision_probabilities(self.task, probs, self.threshold)
         q = self.quantile(coverage, method)
         if method == "lac":
             keep = full >= 1.0 - q
@@ -141,6 +149,7 @@ class Conformal:
             ranked = np.take_along_axis(full, order, axis=1)
             keep = np.zeros_like(full, dtype=bool)
             np.put_along_axis(keep, order, np.cumsum(ranked, axis=1) <= q + 1e-12, axis=1)
+        keep[np.arange(len(full)), full.argmax(axis=1)] = True  # the label scores 0 (class_scores)
         return keep
 
     def intervals(self, pred: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
@@ -153,13 +162,18 @@ class Conformal:
         doc: dict[str, Any] = {"task": self.task, "rows": self.rows, "fitted_on": self.fitted_on, "method": self.method, "scores": self.scores}
         if self.scale is not None:
             doc["scale"] = {"centres": self.scale.centres, "values": self.scale.values, "rows": self.scale_rows}
+        if self.task == "binary":
+            doc["threshold"] = self.threshold
         return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "Conformal":
         s = doc.get("scale")
         scale = Scale(list(s["centres"]), list(s["values"])) if s else None
-        return cls(doc["task"], int(doc["rows"]), doc.get("fitted_on", ""), {k: list(v) for k, v in doc["scores"].items()}, scale, int(s["rows"]) if s else 0)
+        scores = {k: list(v) for k, v in doc["scores"].items()}
+        # a run saved before the threshold was part of the scores scored plain probabilities
+        threshold = float(doc.get("threshold", 0.5))
+        return cls(doc["task"], int(doc["rows"]), doc.get("fitted_on", ""), scores, scale, int(s["rows"]) if s else 0, threshold)
 
     def save(self, preprocessing_dir: Path) -> Path:
         from bigmodel_cli.runs import atomic_write_json
@@ -187,15 +201,3 @@ def load(run_dir: Path | None) -> Conformal | None:
         return Conformal.from_json(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def coverage_report(conformal: Conformal, outputs: np.ndarray, y: np.ndarray, coverage: float, method: str = "lac") -> dict[str, float]:
-    """The empirical coverage and size on labelled rows: the mean set size, or the
-    median interval width (eval and the benchmarks)."""
-    if conformal.task == "regression":
-        lo, hi = conformal.intervals(np.asarray(outputs)[:, 0], coverage)
-        y = np.asarray(y, np.float64).reshape(-1)
-        return {"coverage": float(np.mean((y >= lo) & (y <= hi))), "median_width": float(np.median(hi - lo))}
-    keep = conformal.sets(outputs, coverage, method)
-    y = np.asarray(y, np.int64)
-    return {"coverage": float(np.mean(keep[np.arange(len(y)), y])), "mean_set_size": float(keep.sum(axis=1).mean())}

@@ -141,7 +141,9 @@ def best_threshold(y: np.ndarray, p: np.ndarray, metric: str = "f1") -> tuple[fl
 
 
 def binary_metrics(y: np.ndarray, p: np.ndarray, classes: list[Any], threshold: float = 0.5) -> dict[str, Any]:
-    pred = (p > threshold).astype(np.int64)  # as predict decides
+    from bigmodel_cli.model.decide import labels
+
+    pred = labels("binary", np.asarray(p).reshape(-1, 1), threshold)  # as predict decides
     cm = confusion(y, pred, 2)
     precision, recall, f1, balanced = _binary_counts(y, pred)
     pc = np.clip(p, EPS, 1 - EPS)
@@ -178,14 +180,7 @@ def _short(c: Any, width: int = 24) -> str:
 
 
 def plot_confusion(cm: list[list[int]], classes: list[Any], path: Path) -> Path:
-    from bigmodel_cli.runs import atomic_path
-
-    plt = _plt()
-    fig = confusion_figure(cm, classes)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save_figure(confusion_figure(cm, classes), path)
 
 
 def confusion_figure(cm: list[list[int]], classes: list[Any]):
@@ -219,8 +214,6 @@ def plot_history(rows: list[dict[str, Any]], path: Path, best_epoch: int | None 
     the kept epoch (the one model.keras holds) marked."""
     from matplotlib.ticker import MaxNLocator
 
-    from bigmodel_cli.runs import atomic_path
-
     if not rows:
         return None
     plt = _plt()
@@ -238,18 +231,12 @@ def plot_history(rows: list[dict[str, Any]], path: Path, best_epoch: int | None 
         ax.set_title(k)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_regression(y: np.ndarray, pred: np.ndarray, path: Path, target: str = "target") -> Path:
     """A regression eval: predicted against actual (the diagonal is perfect), and
     the residuals against the prediction (a pattern there is something the model missed)."""
-    from bigmodel_cli.runs import atomic_path
-
     plt = _plt()
     ok = np.isfinite(y) & np.isfinite(pred)
     y, pred = y[ok], pred[ok]
@@ -271,11 +258,7 @@ def plot_regression(y: np.ndarray, pred: np.ndarray, path: Path, target: str = "
     b.set_ylabel("actual - predicted")
     b.set_title("residuals")
     b.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def top_label(task: str, probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -358,8 +341,6 @@ def fit_temperature(task: str, probs: np.ndarray, y: np.ndarray) -> float:
 def plot_reliability(bins_before: list[dict[str, float]], bins_after: list[dict[str, float]] | None, ece: tuple[float, float | None], path: Path) -> Path:
     """The reliability diagram: accuracy against confidence per equal-mass bin, with the
     diagonal of perfect calibration, before and (when calibrated) after the temperature."""
-    from bigmodel_cli.runs import atomic_path
-
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=110)
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfectly calibrated")
@@ -375,11 +356,7 @@ def plot_reliability(bins_before: list[dict[str, float]], bins_after: list[dict[
     ax.set_title(f"reliability ({sum(b['rows'] for b in bins_before):,} rows, {len(bins_before)} equal-mass bins)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def _save_figure(fig: Any, path: Path) -> Path:

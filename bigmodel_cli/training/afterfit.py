@@ -113,7 +113,7 @@ def adjust(trainer: Trainer, core):
         p = M.with_temperature(task, p, t)
         if task == "binary":
             threshold = _threshold(trainer, record, p[:, 0], y)
-        _conformal(trainer, p[conf_rows], y[conf_rows], where[1])
+        _conformal(trainer, p[conf_rows], y[conf_rows], where[1], threshold if threshold is not None else 0.5)
     record["threshold"] = threshold if threshold is not None else 0.5 if task == "binary" else None
     record["positive_class"] = (trainer.data.classes or [None, None])[1] if task == "binary" else None
     atomic_write_json(trainer.run_dir / CALIBRATION_FILE, record)
@@ -171,12 +171,12 @@ def _threshold(trainer: Trainer, record: dict[str, Any], p1: np.ndarray, y: np.n
     return round(t, 6)
 
 
-def _conformal(trainer: Trainer, outputs: np.ndarray, y: np.ndarray, where: str) -> None:
+def _conformal(trainer: Trainer, outputs: np.ndarray, y: np.ndarray, where: str, threshold: float = 0.5) -> None:
     from bigmodel_cli.features.text import PREPROCESSING_DIR
     from bigmodel_cli.model.conformal import MIN_ROWS, Conformal
 
     if trainer.cfg.train.conformal == "none" or len(y) < MIN_ROWS:
         return
-    c = Conformal.fit(trainer.cfg.task, outputs, y, where, trainer.cfg.seed)
+    c = Conformal.fit(trainer.cfg.task, outputs, y, where, trainer.cfg.seed, threshold)
     c.save(trainer.run_dir / PREPROCESSING_DIR)
     trainer.conformal = c.summary()
