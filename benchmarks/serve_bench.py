@@ -74,12 +74,28 @@ def main() -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         exp = Path(tmp) / "exp"
-        subprocess.run([*BIGMODEL, "init", exp, "-t", "binary-classifier"], check=True, capture_output=True, env=env)
-        r = subprocess.run([*BIGMODEL, "train", exp, "--set", "train.epochs=3", "--json"], check=True, capture_output=True, text=True, env=env)
+        subprocess.run(
+            [*BIGMODEL, "init", exp, "-t", "binary-classifier"],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        r = subprocess.run(
+            [*BIGMODEL, "train", exp, "--set", "train.epochs=3", "--json"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         run = json.loads(r.stdout)["run_dir"]
         port = free_port()
         t0 = time.perf_counter()
-        server = subprocess.Popen([*BIGMODEL, "serve", run, "--port", str(port), "--access-log", "off"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # no log: stderr is a pipe read only at the end
+        server = subprocess.Popen(
+            [*BIGMODEL, "serve", run, "--port", str(port), "--access-log", "off"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # no log: stderr is a pipe read only at the end
         try:
             while True:
                 try:
@@ -93,14 +109,23 @@ def main() -> None:
                     raise SystemExit("the server did not start in 30 s")
                 time.sleep(0.05)
             ready = time.perf_counter() - t0
-            one = json.dumps({"rows": [{"worst_radius": 14.2, "worst_concave_points": 0.11}]}).encode()
+            one = json.dumps(
+                {"rows": [{"worst_radius": 14.2, "worst_concave_points": 0.11}]}
+            ).encode()
             load(port, 4, 10, one)  # warm-up
             t = time.perf_counter()
             lat, errors = load(port, 16, 100, one)
             wall = time.perf_counter() - t
             lat_ms = np.asarray(lat) * 1000
             rng = np.random.default_rng(0)
-            rows = [{"sample_id": i, "worst_radius": float(rng.uniform(7, 30)), "worst_concave_points": float(rng.uniform(0, 0.3))} for i in range(1000)]
+            rows = [
+                {
+                    "sample_id": i,
+                    "worst_radius": float(rng.uniform(7, 30)),
+                    "worst_concave_points": float(rng.uniform(0, 0.3)),
+                }
+                for i in range(1000)
+            ]
             big = json.dumps({"rows": rows}).encode()
             t = time.perf_counter()
             lat_big, errors_big = load(port, 4, 25, big)
@@ -113,17 +138,43 @@ def main() -> None:
             f.write("sample_id,worst_radius,worst_concave_points\n")
             for k in range(100):
                 for r_ in rows:
-                    f.write(f"{k * 1000 + r_['sample_id']},{r_['worst_radius']},{r_['worst_concave_points']}\n")
+                    f.write(
+                        f"{k * 1000 + r_['sample_id']},{r_['worst_radius']},{r_['worst_concave_points']}\n"
+                    )
         t = time.perf_counter()
-        subprocess.run([*BIGMODEL, "predict", run, "--input", csv_path, "--output", Path(tmp) / "out.csv"], check=True, capture_output=True, env=env)
+        subprocess.run(
+            [*BIGMODEL, "predict", run, "--input", csv_path, "--output", Path(tmp) / "out.csv"],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
         predict_s = time.perf_counter() - t
     report = {
         "machine": machine(),
         "server_ready_s": round(ready, 2),
-        "one_row": {"clients": 16, "requests": len(lat), "errors": errors, "p50_ms": round(float(np.percentile(lat_ms, 50)), 2), "p99_ms": round(float(np.percentile(lat_ms, 99)), 2), "requests_per_s": round(len(lat) / wall, 1)},
-        "thousand_rows": {"clients": 4, "requests": len(lat_big), "errors": errors_big, "rows_per_s": round(len(lat_big) * 1000 / wall_big), "p99_ms": round(float(np.percentile(np.asarray(lat_big) * 1000, 99)), 1)},
-        "bigmodel_predict_100k_rows": {"seconds": round(predict_s, 2), "rows_per_s": round(100_000 / predict_s)},
-        "goals": {"0 errors and p99 <= 50 ms (16 x 100 one-row requests)": errors == 0 and float(np.percentile(lat_ms, 99)) <= 50},
+        "one_row": {
+            "clients": 16,
+            "requests": len(lat),
+            "errors": errors,
+            "p50_ms": round(float(np.percentile(lat_ms, 50)), 2),
+            "p99_ms": round(float(np.percentile(lat_ms, 99)), 2),
+            "requests_per_s": round(len(lat) / wall, 1),
+        },
+        "thousand_rows": {
+            "clients": 4,
+            "requests": len(lat_big),
+            "errors": errors_big,
+            "rows_per_s": round(len(lat_big) * 1000 / wall_big),
+            "p99_ms": round(float(np.percentile(np.asarray(lat_big) * 1000, 99)), 1),
+        },
+        "bigmodel_predict_100k_rows": {
+            "seconds": round(predict_s, 2),
+            "rows_per_s": round(100_000 / predict_s),
+        },
+        "goals": {
+            "0 errors and p99 <= 50 ms (16 x 100 one-row requests)": errors == 0
+            and float(np.percentile(lat_ms, 99)) <= 50
+        },
     }
     print(json.dumps(report, indent=2))
 

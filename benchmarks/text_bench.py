@@ -48,7 +48,10 @@ def scores(y_true, y_pred) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
     y_true, y_pred = pd.Series(y_true).astype(str), pd.Series(y_pred).astype(str)
-    return {"accuracy": round(float(accuracy_score(y_true, y_pred)), 4), "macro_f1": round(float(f1_score(y_true, y_pred, average="macro")), 4)}
+    return {
+        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
+        "macro_f1": round(float(f1_score(y_true, y_pred, average="macro")), 4),
+    }
 
 
 PREDICT_ROWS = 20_000
@@ -66,9 +69,16 @@ def baselines(train: pd.DataFrame, test: pd.DataFrame) -> dict:
 
     x, xt = train.text.fillna("").astype(str), test.text.fillna("").astype(str)
     chinese = x.head(500).map(lambda t: bool(CJK.search(t))).mean() > 0.5
-    features = {"char 1-2": dict(analyzer="char", ngram_range=(1, 2))} if chinese else {"word 1": {}, "word 1-2": dict(ngram_range=(1, 2))}
+    features = (
+        {"char 1-2": dict(analyzer="char", ngram_range=(1, 2))}
+        if chinese
+        else {"word 1": {}, "word 1-2": dict(ngram_range=(1, 2))}
+    )
     out: dict = {}
-    for name, make in (("svm", lambda: LinearSVC(C=0.5)), ("logreg", lambda: LogisticRegression(C=10, max_iter=2000))):
+    for name, make in (
+        ("svm", lambda: LinearSVC(C=0.5)),
+        ("logreg", lambda: LogisticRegression(C=10, max_iter=2000)),
+    ):
         for fname, kw in features.items():
             t0 = time.perf_counter()
             vec = TfidfVectorizer(sublinear_tf=True, **kw)
@@ -79,7 +89,12 @@ def baselines(train: pd.DataFrame, test: pd.DataFrame) -> dict:
             t0 = time.perf_counter()
             model.predict(vec.transform(big))
             rate = len(big) / (time.perf_counter() - t0)
-            r = {**scores(test.label, pred), "features": fname, "train_s": round(fit_s, 2), "predict_rows_per_s": round(rate)}
+            r = {
+                **scores(test.label, pred),
+                "features": fname,
+                "train_s": round(fit_s, 2),
+                "predict_rows_per_s": round(rate),
+            }
             if name not in out or r["accuracy"] > out[name]["accuracy"]:
                 out[name] = r
     return out
@@ -87,10 +102,21 @@ def baselines(train: pd.DataFrame, test: pd.DataFrame) -> dict:
 
 def run_bigmodel(folder: Path, work: Path, sets: list[str], env: dict) -> dict:
     exp = work / "exp"
-    subprocess.run([*BIGMODEL, "init", exp, "-t", "text-classifier", "--force"], check=True, capture_output=True, env=env)
-    overrides = [a for s in [f"data.train={folder / 'train.csv'}", f"data.test={folder / 'test.csv'}", *sets] for a in ("--set", s)]
+    subprocess.run(
+        [*BIGMODEL, "init", exp, "-t", "text-classifier", "--force"],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    overrides = [
+        a
+        for s in [f"data.train={folder / 'train.csv'}", f"data.test={folder / 'test.csv'}", *sets]
+        for a in ("--set", s)
+    ]
     t0 = time.perf_counter()
-    r = subprocess.run([*BIGMODEL, "train", exp, *overrides, "--json"], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [*BIGMODEL, "train", exp, *overrides, "--json"], capture_output=True, text=True, env=env
+    )
     train_s = time.perf_counter() - t0
     if r.returncode:
         raise SystemExit(f"bigmodel train failed on {folder}:\n{r.stderr[-3000:]}")
@@ -99,24 +125,53 @@ def run_bigmodel(folder: Path, work: Path, sets: list[str], env: dict) -> dict:
     big = repeated(test)
     big.to_csv(work / "big.csv", index=False)
     t0 = time.perf_counter()
-    subprocess.run([*BIGMODEL, "predict", doc["run_dir"], "--input", work / "big.csv", "--output", work / "pred.csv"], check=True, capture_output=True, env=env)
+    subprocess.run(
+        [
+            *BIGMODEL,
+            "predict",
+            doc["run_dir"],
+            "--input",
+            work / "big.csv",
+            "--output",
+            work / "pred.csv",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     predict_s = time.perf_counter() - t0
     pred = pd.read_csv(work / "pred.csv")["prediction"].head(len(test))
-    return {**scores(test.label, pred), "train_s": round(train_s, 1), "epochs": len(doc.get("history", [])), "predict_rows_per_s": round(len(big) / predict_s), "chose": [n.split(": ", 1)[1] for n in doc.get("notes", []) if n.startswith("text column")]}
+    return {
+        **scores(test.label, pred),
+        "train_s": round(train_s, 1),
+        "epochs": len(doc.get("history", [])),
+        "predict_rows_per_s": round(len(big) / predict_s),
+        "chose": [n.split(": ", 1)[1] for n in doc.get("notes", []) if n.startswith("text column")],
+    }
 
 
 def mean_of(runs: list[dict]) -> dict:
     """The seeds' mean figures, their accuracies, and each run's choices (the first's)."""
-    out = {k: round(sum(r[k] for r in runs) / len(runs), 4 if k in ("accuracy", "macro_f1") else 1) for k in ("accuracy", "macro_f1", "train_s", "epochs", "predict_rows_per_s")}
+    out = {
+        k: round(sum(r[k] for r in runs) / len(runs), 4 if k in ("accuracy", "macro_f1") else 1)
+        for k in ("accuracy", "macro_f1", "train_s", "epochs", "predict_rows_per_s")
+    }
     out["predict_rows_per_s"] = round(out["predict_rows_per_s"])
     return {**out, "accuracies": [r["accuracy"] for r in runs], "chose": runs[0]["chose"]}
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--corpora", default=",".join(CORPORA))
     ap.add_argument("--seeds", default="42,1,2", help="bigmodel's seeds (the template's is 42)")
-    ap.add_argument("--set", action="append", default=[], help="extra --set for bigmodel train (to compare settings)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="extra --set for bigmodel train (to compare settings)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
@@ -131,23 +186,43 @@ def main() -> int:
                 runs.append(run_bigmodel(folder, Path(tmp), [f"seed={seed}", *args.set], env))
         ours = mean_of(runs)
         best = max(base["svm"]["accuracy"], base["logreg"]["accuracy"])
-        row = {"corpus": name, "shape": SHAPE.get(name, ""), "train_rows": len(train), "test_rows": len(test), "classes": int(train.label.nunique()),
-               "bigmodel": ours, **base, "bigmodel_minus_best": round(ours["accuracy"] - best, 4), "within_margin": ours["accuracy"] >= best - MARGIN}
+        row = {
+            "corpus": name,
+            "shape": SHAPE.get(name, ""),
+            "train_rows": len(train),
+            "test_rows": len(test),
+            "classes": int(train.label.nunique()),
+            "bigmodel": ours,
+            **base,
+            "bigmodel_minus_best": round(ours["accuracy"] - best, 4),
+            "within_margin": ours["accuracy"] >= best - MARGIN,
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()
-    print("| corpus | rows (train/test) | classes | bigmodel acc (seeds' range) / macro F1 | TF-IDF + LinearSVC | TF-IDF + LogisticRegression | bigmodel − best | within margin | train s (bigmodel / svm / logreg) | predict rows/s (bigmodel / svm) |")
+    print(
+        "| corpus | rows (train/test) | classes | bigmodel acc (seeds' range) / macro F1 | TF-IDF + LinearSVC | TF-IDF + LogisticRegression | bigmodel − best | within margin | train s (bigmodel / svm / logreg) | predict rows/s (bigmodel / svm) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         b, s, lg = r["bigmodel"], r["svm"], r["logreg"]
-        print(f"| {r['corpus']} ({r['shape']}) | {r['train_rows']:,}/{r['test_rows']:,} | {r['classes']} | {b['accuracy']:.2%} ({min(b['accuracies']):.1%}–{max(b['accuracies']):.1%}) / {b['macro_f1']:.3f} | "
-              f"{s['accuracy']:.2%} / {s['macro_f1']:.3f} ({s['features']}) | {lg['accuracy']:.2%} / {lg['macro_f1']:.3f} ({lg['features']}) | "
-              f"{100 * r['bigmodel_minus_best']:+.1f} pts | {'yes' if r['within_margin'] else '**no**'} | {b['train_s']} / {s['train_s']} / {lg['train_s']} | "
-              f"{b['predict_rows_per_s']:,} / {s['predict_rows_per_s']:,} |")
-    report = {"machine": machine(), "sets": args.set, "corpora": rows, "met": all(r["within_margin"] for r in rows)}
+        print(
+            f"| {r['corpus']} ({r['shape']}) | {r['train_rows']:,}/{r['test_rows']:,} | {r['classes']} | {b['accuracy']:.2%} ({min(b['accuracies']):.1%}–{max(b['accuracies']):.1%}) / {b['macro_f1']:.3f} | "
+            f"{s['accuracy']:.2%} / {s['macro_f1']:.3f} ({s['features']}) | {lg['accuracy']:.2%} / {lg['macro_f1']:.3f} ({lg['features']}) | "
+            f"{100 * r['bigmodel_minus_best']:+.1f} pts | {'yes' if r['within_margin'] else '**no**'} | {b['train_s']} / {s['train_s']} / {lg['train_s']} | "
+            f"{b['predict_rows_per_s']:,} / {s['predict_rows_per_s']:,} |"
+        )
+    report = {
+        "machine": machine(),
+        "sets": args.set,
+        "corpora": rows,
+        "met": all(r["within_margin"] for r in rows),
+    }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    print(f"\n{sum(r['within_margin'] for r in rows)} of {len(rows)} corpora within {100 * MARGIN:.1f} points of the better baseline ({machine()})")
+    print(
+        f"\n{sum(r['within_margin'] for r in rows)} of {len(rows)} corpora within {100 * MARGIN:.1f} points of the better baseline ({machine()})"
+    )
     return 0 if report["met"] else 1
 
 

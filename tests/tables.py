@@ -23,7 +23,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-KINDS = ("normal", "heavy", "codes", "count", "category", "many_categories", "yesno", "date", "text", "string_id", "int_id", "constant")
+KINDS = (
+    "normal",
+    "heavy",
+    "codes",
+    "count",
+    "category",
+    "many_categories",
+    "yesno",
+    "date",
+    "text",
+    "string_id",
+    "int_id",
+    "constant",
+)
 WORDS = "good bad slow fast cheap price service delivery quality broken love hate again never always box late early fine".split()
 YES = ["yes", "Yes", "YES", "y", "Y", "true", "True"]
 NO = ["no", "No", "NO", "n", "N", "false", "False"]
@@ -36,11 +49,19 @@ def _column(kind: str, n: int, rng: np.random.Generator, name: str):
         return v.round(3), (v - v.mean()) / (v.std() or 1)
     if kind == "heavy":
         draw = rng.integers(3)
-        v = rng.lognormal(3, 1.5, n) if draw == 0 else rng.pareto(1.2, n) * 1000 if draw == 1 else rng.standard_t(1.5, n)
+        v = (
+            rng.lognormal(3, 1.5, n)
+            if draw == 0
+            else rng.pareto(1.2, n) * 1000
+            if draw == 1
+            else rng.standard_t(1.5, n)
+        )
         r = pd.Series(v).rank(pct=True).to_numpy() - 0.5
         return v.round(4), r * 3
     if kind == "codes":
-        codes = rng.choice([101, 2050, 3999, 40001, 77777, 90210], int(rng.integers(3, 7)), replace=False)
+        codes = rng.choice(
+            [101, 2050, 3999, 40001, 77777, 90210], int(rng.integers(3, 7)), replace=False
+        )
         v = rng.choice(codes, n)
         return v, (v == codes[0]) * 2.0 - 0.5
     if kind == "count":
@@ -63,7 +84,10 @@ def _column(kind: str, n: int, rng: np.random.Generator, name: str):
         return np.asarray(d.strftime("%Y-%m-%d")), np.isin(d.day_of_week, [5, 6]) * 2.0 - 0.5
     if kind == "text":
         good = rng.random(n) < 0.5
-        v = [" ".join(rng.choice(WORDS[:9] if g else WORDS[9:], int(rng.integers(4, 12)))) for g in good]
+        v = [
+            " ".join(rng.choice(WORDS[:9] if g else WORDS[9:], int(rng.integers(4, 12))))
+            for g in good
+        ]
         return np.asarray(v, dtype=object), good * 2.0 - 1
     if kind == "string_id":
         return np.asarray([f"ID-{i:06d}" for i in rng.permutation(n * 3)[:n]]), None
@@ -79,7 +103,20 @@ def random_table(seed: int, task: str | None = None) -> tuple[pd.DataFrame, str,
     n = int(rng.integers(150, 500))
     task = task or str(rng.choice(["binary", "classification", "regression"]))
     kinds = list(rng.choice(KINDS, int(rng.integers(3, 8))))
-    if not any(k in kinds for k in ("normal", "heavy", "count", "category", "many_categories", "yesno", "date", "text", "codes")):
+    if not any(
+        k in kinds
+        for k in (
+            "normal",
+            "heavy",
+            "count",
+            "category",
+            "many_categories",
+            "yesno",
+            "date",
+            "text",
+            "codes",
+        )
+    ):
         kinds.append("normal")
     cols, signal = {}, np.zeros(n)
     for i, kind in enumerate(kinds):
@@ -105,7 +142,9 @@ def random_table(seed: int, task: str | None = None) -> tuple[pd.DataFrame, str,
         y = np.where(z > np.median(z), "pos", "neg")
     else:
         k = int(rng.integers(3, 6))
-        y = np.asarray([f"class_{c}" for c in np.digitize(z, np.quantile(z, np.linspace(0, 1, k + 1)[1:-1]))])
+        y = np.asarray(
+            [f"class_{c}" for c in np.digitize(z, np.quantile(z, np.linspace(0, 1, k + 1)[1:-1]))]
+        )
     df["target"] = y
     if rng.random() < 0.3:
         df["target"] = df["target"].astype(object)
@@ -117,7 +156,12 @@ def prediction_rows(df: pd.DataFrame, target: str, seed: int, rows: int = 25) ->
     """Rows as a user sends them later: unseen values, empty cells, an extra
     column, the columns shuffled."""
     rng = np.random.default_rng(seed + 1)
-    out = df.drop(columns=[target]).sample(min(rows, len(df)), random_state=seed).reset_index(drop=True).astype(object)
+    out = (
+        df.drop(columns=[target])
+        .sample(min(rows, len(df)), random_state=seed)
+        .reset_index(drop=True)
+        .astype(object)
+    )
     for c in out.columns:
         s = df[c].dropna()
         if len(s) and isinstance(s.iloc[0], str) and not str(s.iloc[0])[:4].isdigit():

@@ -21,12 +21,16 @@ def test_ece_and_temperature_on_known_miscalibration():
     t = M.fit_temperature("classification", p, y)
     assert 2.7 < t < 3.3
     before = M.expected_calibration_error(*M.top_label("classification", p, y))
-    after = M.expected_calibration_error(*M.top_label("classification", M.with_temperature("classification", p, t), y))
+    after = M.expected_calibration_error(
+        *M.top_label("classification", M.with_temperature("classification", p, t), y)
+    )
     assert before > 0.15 and after < 0.04
     # binary: the same through the logit; T = 1 changes nothing; 1/T undoes T
     q = rng.uniform(0.01, 0.99, (100, 1))
     np.testing.assert_allclose(M.with_temperature("binary", q, 1.0), q, rtol=1e-6)
-    np.testing.assert_allclose(M.with_temperature("binary", M.with_temperature("binary", q, 2.0), 0.5), q, rtol=1e-6)
+    np.testing.assert_allclose(
+        M.with_temperature("binary", M.with_temperature("binary", q, 2.0), 0.5), q, rtol=1e-6
+    )
     bins = M.calibration_bins(np.linspace(0.5, 1, 30), np.ones(30))
     assert len(bins) == 15 and sum(b["rows"] for b in bins) == 30  # equal mass
 
@@ -35,7 +39,9 @@ def test_ece_and_temperature_on_known_miscalibration():
 def reviews(tmp_path_factory):
     """4,000 of the shipped reviews to train on, 2,000 others held out (real text)."""
     d = tmp_path_factory.mktemp("reviews")
-    df = pd.read_csv(ROOT / "templates" / "text-classifier" / "data" / "train.csv.gz").sample(frac=1, random_state=0)
+    df = pd.read_csv(ROOT / "templates" / "text-classifier" / "data" / "train.csv.gz").sample(
+        frac=1, random_state=0
+    )
     df.iloc[:4000].to_csv(d / "train.csv", index=False)
     df.iloc[4000:6000].to_csv(d / "held.csv", index=False)
     return d
@@ -47,24 +53,43 @@ def test_temperature_lowers_held_out_ece_and_lives_in_the_model(tmp_path, cli, r
     # A miscalibrated model, what temperature scaling is for: the earlier template's mean bag of
     # 32 numbers without dropout (held-out ECE 0.052 -> 0.046). The default TF-IDF bag's best epoch
     # is near-calibrated here (0.028, T = 0.96), too close for a test. All 1,000 validation rows for T.
-    sets = ["data.train=" + str(reviews / "train.csv"), "data.test=null", "data.validation=0.25", "train.early_stopping=null", "train.epochs=12", "model.dropout=0",
-            "data.text.weighting=mean", "model.embedding_dim=32", "train.calibrate=temperature", "train.conformal=none"]
+    sets = [
+        "data.train=" + str(reviews / "train.csv"),
+        "data.test=null",
+        "data.validation=0.25",
+        "train.early_stopping=null",
+        "train.epochs=12",
+        "model.dropout=0",
+        "data.text.weighting=mean",
+        "model.embedding_dim=32",
+        "train.calibrate=temperature",
+        "train.conformal=none",
+    ]
     r = cli("train", exp, *[a for s in sets for a in ("--set", s)], "--json")
     assert r.code == 0, r.err
     out = json.loads(r.out)
     run = Path(out["run_dir"])
     cal = out["calibration"]
-    assert cal["method"] == "temperature" and cal["temperature"] != 1.0 and cal["val_ece_after"] < cal["val_ece_before"]
+    assert (
+        cal["method"] == "temperature"
+        and cal["temperature"] != 1.0
+        and cal["val_ece_after"] < cal["val_ece_before"]
+    )
     r = cli("eval", run, "--data", reviews / "held.csv", "--json")
     assert r.code == 0, r.err
     m = json.loads(r.out)
     assert m["ece"] < m["ece_uncalibrated"], m  # on 2,000 reviews the run never saw
     # --data writes beside the run's own files, named for the data: never over them
     assert (run / "plots" / "eval-held" / "reliability.png").stat().st_size > 10_000
-    assert json.loads((run / "metrics-held.json").read_text())["ece"] == m["ece"] and not (run / "metrics.json").exists()
+    assert (
+        json.loads((run / "metrics-held.json").read_text())["ece"] == m["ece"]
+        and not (run / "metrics.json").exists()
+    )
     onnx, tf = predict_on_both(cli, run, reviews / "held.csv", tmp_path, "--probabilities")
     probs = [c for c in onnx.columns if c.startswith("prob_")]
-    np.testing.assert_allclose(onnx[probs], tf[probs], atol=1e-5)  # the temperature is in the ONNX copy too
+    np.testing.assert_allclose(
+        onnx[probs], tf[probs], atol=1e-5
+    )  # the temperature is in the ONNX copy too
 
 
 def test_calibrate_temperature_needs_a_validation_split(tmp_path, cli):

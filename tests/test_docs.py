@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("gen_reference", ROOT / "docs" / "gen_reference.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_reference", ROOT / "docs" / "gen_reference.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -25,7 +27,9 @@ def _generator():
 def test_readme_is_short_and_links_every_page():
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 300
-    assert "make demo" in "\n".join(text.splitlines()[:20]) and "make test" in "\n".join(text.splitlines()[:20])
+    assert "make demo" in "\n".join(text.splitlines()[:20]) and "make test" in "\n".join(
+        text.splitlines()[:20]
+    )
     pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"index.md"}
     linked = set(re.findall(r"\(docs/([\w-]+\.md)\)", text))
     assert pages <= linked, pages - linked
@@ -40,7 +44,11 @@ def test_reference_pages_cover_every_key_and_command(tmp_path):
     gen = _generator()
     config = gen.config_page()
     keys = [k for k, *_ in gen.config_rows(ExperimentConfig)]
-    assert len(keys) > 60 and {"data.numeric_encoding", "train.checkpoint_every", "train.early_stopping.patience"} <= set(keys)
+    assert len(keys) > 60 and {
+        "data.numeric_encoding",
+        "train.checkpoint_every",
+        "train.early_stopping.patience",
+    } <= set(keys)
     for k in keys:
         assert f"| `{k}` |" in config
     cli = gen.cli_page()
@@ -69,8 +77,18 @@ def test_site_builds_strictly(tmp_path):
         pytest.skip("mkdocs is not installed (pip install -e '.[dev]')")
     docs = tmp_path / "docs"
     shutil.copytree(ROOT / "docs", docs, ignore=shutil.ignore_patterns("reference"))
-    subprocess.run([sys.executable, str(ROOT / "docs" / "gen_reference.py"), "--out", str(docs / "reference")], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "gen_reference.py"), "--out", str(docs / "reference")],
+        check=True,
+        capture_output=True,
+    )
     shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
-    r = subprocess.run([mkdocs, "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")], cwd=tmp_path, capture_output=True, text=True, env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
+    r = subprocess.run(
+        [mkdocs, "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "site" / "reference" / "configuration" / "index.html").is_file()

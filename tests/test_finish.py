@@ -20,7 +20,15 @@ BG = {"BIGMODEL_INFERENCE_COPY": "background"}
 
 
 def _train(exp, *sets):
-    r = run_process("train", exp, "--set", "train.epochs=2", *[a for s in sets for a in ("--set", s)], "--json", env=BG)
+    r = run_process(
+        "train",
+        exp,
+        "--set",
+        "train.epochs=2",
+        *[a for s in sets for a in ("--set", s)],
+        "--json",
+        env=BG,
+    )
     assert r.code == 0, r.err
     return json.loads(r.out)
 
@@ -33,7 +41,9 @@ def test_train_returns_before_the_copy_and_predict_waits_for_it(make_exp, tmp_pa
     assert "export" in doc["times"] and doc["times"]["export"] < 0.5  # only the hand-over
     # predict right away: it waits for the background copy and then uses it
     out = tmp_path / "p.csv"
-    r = run_process("predict", run, "--input", exp / "data" / "test.csv", "--output", out, "--json", env=BG)
+    r = run_process(
+        "predict", run, "--input", exp / "data" / "test.csv", "--output", out, "--json", env=BG
+    )
     assert r.code == 0, r.err
     assert json.loads(r.out)["engine"] == "onnxruntime"
     assert not finish.busy(run)
@@ -42,7 +52,11 @@ def test_train_returns_before_the_copy_and_predict_waits_for_it(make_exp, tmp_pa
     run = Path(run)
     assert (run / "plots" / "training.png").stat().st_size > 0
     meta = json.loads((run / "inference.json").read_text())
-    assert meta["max_abs_diff"] < 1e-4 and not (run / finish.SAMPLE).exists() and not (run / finish.NOTE).exists()
+    assert (
+        meta["max_abs_diff"] < 1e-4
+        and not (run / finish.SAMPLE).exists()
+        and not (run / finish.NOTE).exists()
+    )
 
 
 def test_the_lock_is_held_from_before_the_process_starts(tmp_path):
@@ -53,7 +67,12 @@ def test_the_lock_is_held_from_before_the_process_starts(tmp_path):
     run = tmp_path / "run"
     (run / "plots").mkdir(parents=True)
     # no model.keras: the copy fails, the plot is still drawn, the reason is kept
-    pid = finish.start_background(run, [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}], np.zeros((2, 3), np.float32), None)
+    pid = finish.start_background(
+        run,
+        [{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}],
+        np.zeros((2, 3), np.float32),
+        None,
+    )
     assert finish.busy(run)
     assert finish.wait(run, timeout=120)
     assert (run / "plots" / "training.png").is_file()
@@ -78,7 +97,15 @@ def _alive(pid: int) -> bool:
 
 
 def test_wait_times_out_while_the_lock_is_held(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", f"import fcntl,os,time; fd=os.open({str(tmp_path / finish.LOCK)!r}, os.O_RDWR|os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import fcntl,os,time; fd=os.open({str(tmp_path / finish.LOCK)!r}, os.O_RDWR|os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert finish.busy(tmp_path) and not finish.wait(tmp_path, timeout=0.3)
@@ -99,7 +126,9 @@ def test_a_killed_background_copy_leaves_predict_on_tensorflow(make_exp, tmp_pat
         (run / name).unlink()
     import numpy as np
 
-    pid = finish.start_background(run, [{"epoch": 1, "loss": 1.0}], np.zeros((4, 10), np.float32), None)
+    pid = finish.start_background(
+        run, [{"epoch": 1, "loss": 1.0}], np.zeros((4, 10), np.float32), None
+    )
     time.sleep(0.5)  # still importing TensorFlow
     os.kill(pid, signal.SIGKILL)
     assert finish.wait(run, timeout=10)  # a killed holder releases the lock
@@ -108,7 +137,17 @@ def test_a_killed_background_copy_leaves_predict_on_tensorflow(make_exp, tmp_pat
     r = run_process("predict", run, "--input", exp / "data" / "test.csv", "--output", out, "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["engine"] == "tensorflow"
-    r = run_process("predict", run, "--input", exp / "data" / "test.csv", "--output", out, "--force", "--engine", "onnxruntime")
+    r = run_process(
+        "predict",
+        run,
+        "--input",
+        exp / "data" / "test.csv",
+        "--output",
+        out,
+        "--force",
+        "--engine",
+        "onnxruntime",
+    )
     assert r.code == 2 and "no inference.onnx" in r.err
 
 
@@ -119,8 +158,13 @@ def test_none_writes_no_copy_and_the_setting_is_checked(make_exp, cli):
     doc = json.loads(r.out)
     from pathlib import Path
 
-    assert doc["inference_copy"] == "none" and (Path(doc["run_dir"]) / "plots" / "training.png").is_file()
-    r = run_process("train", exp, "--set", "train.epochs=1", env={"BIGMODEL_INFERENCE_COPY": "later"})
+    assert (
+        doc["inference_copy"] == "none"
+        and (Path(doc["run_dir"]) / "plots" / "training.png").is_file()
+    )
+    r = run_process(
+        "train", exp, "--set", "train.epochs=1", env={"BIGMODEL_INFERENCE_COPY": "later"}
+    )
     assert r.code == 2 and "BIGMODEL_INFERENCE_COPY=later" in r.err
 
 
@@ -142,3 +186,26 @@ def test_a_resume_right_after_train_gets_a_copy_of_its_own_model(make_exp, tmp_p
     out = tmp_path / "p.csv"
     r = run_process("predict", run, "--input", exp / "data" / "test.csv", "--output", out, "--json")
     assert r.code == 0 and json.loads(r.out)["engine"] == "onnxruntime", r.err
+
+
+def test_a_misspelt_hook_is_an_error_not_a_silent_no_op():
+    from bigmodel_cli.training.callbacks import CallbackList
+
+    class Typo:
+        def on_epoch_ned(self, epoch, row):  # never called: the list refuses it
+            raise AssertionError
+
+    with pytest.raises(TypeError, match="on_epoch_ned is not a training hook"):
+        CallbackList([Typo()])
+    seen = []
+
+    class Fine:
+        def on_epoch_end(self, epoch, row):
+            seen.append(epoch)
+
+    hooks = CallbackList([Fine(), object()])  # an observer may leave hooks out
+    hooks.on_epoch_end(3, {})
+    hooks.on_train_begin({})
+    assert seen == [3]
+    with pytest.raises(AttributeError):
+        hooks.on_epoch_ned(3, {})

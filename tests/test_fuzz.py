@@ -52,14 +52,49 @@ def config_keys() -> list[str]:
                     walk(cand, prefix + name + ".")
 
     walk(ExperimentConfig, "")
-    return out + ["train.epohcs", "data.colums.x", "model.layers.0", "nope", "data.text.ngrams.deep", "tune.space.train.learning_rate"]
+    return out + [
+        "train.epohcs",
+        "data.colums.x",
+        "model.layers.0",
+        "nope",
+        "data.text.ngrams.deep",
+        "tune.space.train.learning_rate",
+    ]
 
 
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=30), st.sampled_from(["auto", "true", "null", "10m", "0", "-1", "1e309", "nan", "[1, 2", "{a: ", "'", "mlp", "date_dmy", "[]", "{}"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(
+        [
+            "auto",
+            "true",
+            "null",
+            "10m",
+            "0",
+            "-1",
+            "1e309",
+            "nan",
+            "[1, 2",
+            "{a: ",
+            "'",
+            "mlp",
+            "date_dmy",
+            "[]",
+            "{}",
+        ]
+    ),
 )
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)), max_leaves=8)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +114,14 @@ def _config_case(exp: Path, cli, key: str, value, via_set: bool, raw: str | None
             f.write_text(raw)
             r = cli("train", exp, "--print-config")
         elif via_set:
-            text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+            text = (
+                value
+                if isinstance(value, str)
+                else yaml.safe_dump(value, default_flow_style=True)
+                .strip()
+                .removesuffix("...")
+                .strip()
+            )
             r = cli("train", exp, "--print-config", "--set", f"{key}={text}")
         else:
             doc = yaml.safe_load(original)
@@ -99,7 +141,9 @@ def _config_case(exp: Path, cli, key: str, value, via_set: bool, raw: str | None
     assert r.code in (0, 2), (key, value, via_set, raw, r.err[-2000:])
     counted(f"config exit {r.code}")
     if r.code == 2:
-        assert "Traceback" not in r.err and r.err.startswith("error: ") or "\nerror: " in r.err, r.err
+        assert "Traceback" not in r.err and (r.err.startswith("error: ") or "\nerror: " in r.err), (
+            r.err
+        )
 
 
 def _config_test(exp, cli, data):
@@ -137,20 +181,55 @@ def mixed_run(tmp_path_factory):
     rng = np.random.default_rng(0)
     n = 160
     d = pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D")
-    df = pd.DataFrame({
-        "amount": rng.normal(100, 30, n).round(2), "city": rng.choice([f"c{i}" for i in range(20)], n), "when": d.strftime("%Y-%m-%d"),
-        "member": rng.choice(["yes", "no"], n), "note": [" ".join(rng.choice(["good", "bad", "slow", "fast", "late"], 5)) for _ in range(n)],
-    })
+    df = pd.DataFrame(
+        {
+            "amount": rng.normal(100, 30, n).round(2),
+            "city": rng.choice([f"c{i}" for i in range(20)], n),
+            "when": d.strftime("%Y-%m-%d"),
+            "member": rng.choice(["yes", "no"], n),
+            "note": [
+                " ".join(rng.choice(["good", "bad", "slow", "fast", "late"], 5)) for _ in range(n)
+            ],
+        }
+    )
     df["y"] = np.where(df.amount > 100, "up", "down")
     df.to_csv(tmp / "t.csv", index=False)
     assert main(["init", str(tmp / "exp"), "--data", str(tmp / "t.csv"), "--target", "y"]) == 0
-    assert main(["train", str(tmp / "exp"), "--set", "train.epochs=2", "--set", "model.ensemble=2"]) == 0
+    assert (
+        main(["train", str(tmp / "exp"), "--set", "train.epochs=2", "--set", "model.ensemble=2"])
+        == 0
+    )
     return tmp, sorted((tmp / "exp" / "runs").iterdir())[-1]
 
 
 CELLS = st.one_of(
-    st.none(), st.text(max_size=20), st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
-    st.sampled_from(["", " ", "NA", "null", "2024-02-30", "2024-02-29", "31/12/2023", "1e309", "-0", "\n", '"', ",", "é", "東京", "\x00", "[1, 2]", "yes", "Y"]),
+    st.none(),
+    st.text(max_size=20),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "NA",
+            "null",
+            "2024-02-30",
+            "2024-02-29",
+            "31/12/2023",
+            "1e309",
+            "-0",
+            "\n",
+            '"',
+            ",",
+            "é",
+            "東京",
+            "\x00",
+            "[1, 2]",
+            "yes",
+            "Y",
+        ]
+    ),
 )
 COLUMNS = ["amount", "city", "when", "member", "note", "extra"]
 
@@ -159,8 +238,12 @@ COLUMNS = ["amount", "city", "when", "member", "note", "extra"]
 def tables(draw):
     cols = draw(st.lists(st.sampled_from(COLUMNS), min_size=0, max_size=8, unique=True))
     if draw(st.booleans()):
-        cols = list(dict.fromkeys(["amount", "city", "when", "member", "note", *cols]))  # mostly a complete header
-    rows = draw(st.lists(st.lists(CELLS, min_size=len(cols), max_size=len(cols)), min_size=0, max_size=6))
+        cols = list(
+            dict.fromkeys(["amount", "city", "when", "member", "note", *cols])
+        )  # mostly a complete header
+    rows = draw(
+        st.lists(st.lists(CELLS, min_size=len(cols), max_size=len(cols)), min_size=0, max_size=6)
+    )
     return cols, rows
 
 
@@ -177,7 +260,11 @@ def _write(fmt: str, cols, rows, path: Path) -> None:
             for r in rows:
                 f.write(json.dumps(dict(zip(cols, r)), default=str) + "\n")
     else:
-        df = pd.DataFrame(rows, columns=cols).astype(object).map(lambda v: None if v is None else str(v))
+        df = (
+            pd.DataFrame(rows, columns=cols)
+            .astype(object)
+            .map(lambda v: None if v is None else str(v))
+        )
         df.to_parquet(path) if cols else path.write_bytes(b"PAR1junk")
 
 
@@ -193,7 +280,19 @@ def _predict_test(mixed_run, cli, data):
     except (UnicodeEncodeError, ValueError):  # a cell no file of that format can hold
         return
     counted("predict")
-    r = cli("predict", run, "--input", path, "--output", tmp / "out.csv", "--force", "--engine", engine, "--on-bad-value", bad)
+    r = cli(
+        "predict",
+        run,
+        "--input",
+        path,
+        "--output",
+        tmp / "out.csv",
+        "--force",
+        "--engine",
+        engine,
+        "--on-bad-value",
+        bad,
+    )
     assert r.code in (0, 2), (fmt, cols, rows, r.err[-2000:])
     counted(f"predict exit {r.code}")
     if r.code == 0:
@@ -216,8 +315,24 @@ def test_fuzz_predict_rows_many(mixed_run, cli, data):
 
 # ---------------------------------------------------------------- serve bodies
 
-JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=False), st.text(max_size=15)), lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=5)), max_leaves=12)
-ROW = st.dictionaries(st.sampled_from(COLUMNS), st.one_of(CELLS.filter(lambda v: not (isinstance(v, float) and not np.isfinite(v))), JSON), max_size=7)
+JSON = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**20), 10**20),
+        st.floats(allow_nan=False),
+        st.text(max_size=15),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
+    max_leaves=12,
+)
+ROW = st.dictionaries(
+    st.sampled_from(COLUMNS),
+    st.one_of(CELLS.filter(lambda v: not (isinstance(v, float) and not np.isfinite(v))), JSON),
+    max_size=7,
+)
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +347,9 @@ def client(mixed_run):
 
 def _serve_test(client, data):
     kind = data.draw(st.sampled_from(["rows", "json", "csv", "bytes"]))
-    headers = {"Content-Type": "text/csv"} if kind == "csv" else {"Content-Type": "application/json"}
+    headers = (
+        {"Content-Type": "text/csv"} if kind == "csv" else {"Content-Type": "application/json"}
+    )
     if kind == "rows":
         body = json.dumps({"rows": data.draw(st.lists(ROW, max_size=5))}).encode()
     elif kind == "json":

@@ -15,7 +15,10 @@ PKG = Path(__file__).resolve().parent.parent / "bigmodel_cli"
 
 
 def _modules() -> dict[str, Path]:
-    return {".".join(p.relative_to(PKG.parent).with_suffix("").parts).removesuffix(".__init__"): p for p in PKG.rglob("*.py")}
+    return {
+        ".".join(p.relative_to(PKG.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in PKG.rglob("*.py")
+    }
 
 
 def _imports(path: Path, name: str, known: set[str]) -> set[str]:
@@ -27,7 +30,9 @@ def _imports(path: Path, name: str, known: set[str]) -> set[str]:
             base = n.module or ""
             if n.level:
                 parts = package.split(".")
-                base = ".".join(parts[: len(parts) - n.level + 1] + ([n.module] if n.module else []))
+                base = ".".join(
+                    parts[: len(parts) - n.level + 1] + ([n.module] if n.module else [])
+                )
             for a in n.names:
                 for cand in (f"{base}.{a.name}", base):
                     if cand in known:
@@ -40,7 +45,9 @@ def _imports(path: Path, name: str, known: set[str]) -> set[str]:
 
 
 def test_layers_contract_holds():
-    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which(
+        "lint-imports"
+    )
     if exe is None:
         pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
     r = subprocess.run([exe, "--no-cache"], capture_output=True, text=True, cwd=PKG.parent)
@@ -58,7 +65,7 @@ def test_no_import_cycles_lazy_ones_included():
         stack.append(m)
         for d in sorted(graph[m]):
             if state.get(d) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d) :] + [d]))
             if d not in state:
                 visit(d)
         stack.pop()
@@ -78,6 +85,9 @@ def test_no_function_over_100_lines():
     long = []
     for name, path in _modules().items():
         for n in ast.walk(ast.parse(path.read_text())):
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 100:
+            if (
+                isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and n.end_lineno - n.lineno + 1 > 100
+            ):
                 long.append(f"{name}.{n.name}: {n.end_lineno - n.lineno + 1} lines")
     assert not long, long

@@ -10,22 +10,37 @@ def test_no_tty_summaries_keep_whole_paths_and_names(tmp_path, cli, monkeypatch)
     monkeypatch.delenv("COLUMNS", raising=False)
     from bigmodel_cli import ui
 
-    monkeypatch.setattr(ui, "_err", None)  # a console made now, for this stderr (pytest's capture: no terminal)
+    monkeypatch.setattr(
+        ui, "_err", None
+    )  # a console made now, for this stderr (pytest's capture: no terminal)
     rng = np.random.default_rng(0)
     long = "number_of_customer_service_calls_in_the_last_billing_quarter"
     df = pd.DataFrame({long: rng.integers(0, 9, 120), "x": rng.normal(size=120).round(3)})
     df["y"] = np.where(df.x + df[long] / 4 > 1, "yes", "no")
-    deep = tmp_path / "a_rather_long_folder_name_for_the_experiments_of_this_team" / "attrition-study"
+    deep = (
+        tmp_path / "a_rather_long_folder_name_for_the_experiments_of_this_team" / "attrition-study"
+    )
     deep.parent.mkdir()
     df.to_csv(tmp_path / "t.csv", index=False)
     r = cli("init", deep, "--data", tmp_path / "t.csv", "--target", "y")
     assert r.code == 0, r.err
     assert long in r.err and "…" not in r.err, r.err
-    r = cli("train", deep, "--set", "train.epochs=1", "--set", "model.ensemble=1", "--set", "model.tree_members=0")
+    r = cli(
+        "train",
+        deep,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "model.ensemble=1",
+        "--set",
+        "model.tree_members=0",
+    )
     assert r.code == 0, r.err
     run = Path(r.out.strip().splitlines()[-1])
     assert str(run / "model.keras") in r.err and "…" not in r.err, r.err
-    assert max(len(line) for line in r.err.splitlines()) > 80  # laid out wider than a terminal's 80 columns
+    assert (
+        max(len(line) for line in r.err.splitlines()) > 80
+    )  # laid out wider than a terminal's 80 columns
 
 
 def test_train_summary_shows_the_kept_epochs_metrics():
@@ -38,14 +53,31 @@ def test_train_summary_shows_the_kept_epochs_metrics():
 
     from bigmodel_cli import ui
 
-    history = [{"epoch": e, "loss": 1.0 / e, "val_loss": v, "seconds": 0.1, "samples_per_s": 10.0} for e, v in ((1, 0.5), (2, 0.2699), (3, 0.3195))]
-    out = SimpleNamespace(status="completed", run_dir="/tmp/x/runs/r-1", history=history, epochs_done=3, stopped_early=True, best_epoch=2, seconds=1.0, samples_per_s=10.0, times={}, model_path=None, plot=None, background=False, notes=[])
+    history = [
+        {"epoch": e, "loss": 1.0 / e, "val_loss": v, "seconds": 0.1, "samples_per_s": 10.0}
+        for e, v in ((1, 0.5), (2, 0.2699), (3, 0.3195))
+    ]
+    out = SimpleNamespace(
+        status="completed",
+        run_dir="/tmp/x/runs/r-1",
+        history=history,
+        epochs_done=3,
+        stopped_early=True,
+        best_epoch=2,
+        seconds=1.0,
+        samples_per_s=10.0,
+        times={},
+        model_path=None,
+        plot=None,
+        background=False,
+        notes=[],
+    )
     buf = io.StringIO()
     ui.train_summary(out, Console(file=buf, width=200))
     text = buf.getvalue()
     kept = text.index("kept model")
-    assert "epoch 2, the best" in text and "0.2699" in text[kept:text.index("last epoch")]
-    assert "last epoch" in text and "3: " in text and "0.3195" in text[text.index("last epoch"):]
+    assert "epoch 2, the best" in text and "0.2699" in text[kept : text.index("last epoch")]
+    assert "last epoch" in text and "3: " in text and "0.3195" in text[text.index("last epoch") :]
     out.best_epoch = 3  # the best is the last: one set of numbers
     buf = io.StringIO()
     ui.train_summary(out, Console(file=buf, width=200))
@@ -65,10 +97,28 @@ def test_live_table_keeps_the_step_counter_whole_at_any_width():
     for width in (80, 100, 120, 160, 200):
         for metrics in ([], ["accuracy"], ["accuracy", "precision", "recall", "auc", "f1"]):
             buf = io.StringIO()
-            p = ui.TrainProgress(Console(file=buf, width=width, force_terminal=True, color_system=None))
+            p = ui.TrainProgress(
+                Console(file=buf, width=width, force_terminal=True, color_system=None)
+            )
             p.info = {"epochs": 100, "metrics": metrics, "validation": True}
-            p.rows = [{"epoch": 1, "loss": 0.51234, "val_loss": 0.6, "seconds": 12.0, "samples_per_s": 12345.0, **{m: 0.9 for m in metrics}, **{f"val_{m}": 0.8 for m in metrics}}]
-            p.current = {"epoch": 2, "done": 12345, "steps": 67890, "logs": {"loss": 0.4}, "sps": 23456.0}
+            p.rows = [
+                {
+                    "epoch": 1,
+                    "loss": 0.51234,
+                    "val_loss": 0.6,
+                    "seconds": 12.0,
+                    "samples_per_s": 12345.0,
+                    **{m: 0.9 for m in metrics},
+                    **{f"val_{m}": 0.8 for m in metrics},
+                }
+            ]
+            p.current = {
+                "epoch": 2,
+                "done": 12345,
+                "steps": 67890,
+                "logs": {"loss": 0.4},
+                "sps": 23456.0,
+            }
             p.t_epoch = __import__("time").perf_counter() - 30
             p.console.print(p._render())
             text = buf.getvalue()

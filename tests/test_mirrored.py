@@ -48,14 +48,25 @@ print(json.dumps(diffs))
 # a replica's partial sum over its half of the batch is rounded to 16 bits before the
 # float32 all-reduce, where one device rounds the sum over the whole batch once.
 # bfloat16 keeps 8 bits of mantissa (2**-8 = 0.4% per rounding), float16 11 bits.
-TOLERANCE = {"float32": 1e-4, "mixed_bfloat16": 1e-2, "mixed_float16": 1e-4}  # measured: 6e-8, 2.9e-3, 1.9e-5
+TOLERANCE = {
+    "float32": 1e-4,
+    "mixed_bfloat16": 1e-2,
+    "mixed_float16": 1e-4,
+}  # measured: 6e-8, 2.9e-3, 1.9e-5
 
 
 def test_two_replicas_match_one_device(make_exp):
     """Every precision in one process (one TensorFlow start for the three)."""
     exp = make_exp("regression")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    p = subprocess.run([sys.executable, "-c", SCRIPT, str(exp), *TOLERANCE], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(exp), *TOLERANCE],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stderr.count("MirroredStrategy 2 3") == 3  # two replicas of 3 rows each really ran
     diffs = json.loads(p.stdout.strip().splitlines()[-1])

@@ -14,7 +14,9 @@ def test_epoch_order_is_a_pure_function():
     assert np.array_equal(a, epoch_order(7, 3, 100, True)) and sorted(a) == list(range(100))
     assert not np.array_equal(a, epoch_order(7, 4, 100, True))
     assert np.array_equal(epoch_order(7, 3, 100, False), np.arange(100))
-    longer = epoch_order(7, 3, 10, True, rows=25)  # steps_per_epoch beyond one pass: fresh permutations
+    longer = epoch_order(
+        7, 3, 10, True, rows=25
+    )  # steps_per_epoch beyond one pass: fresh permutations
     assert len(longer) == 25 and sorted(longer[:10]) == list(range(10))
 
 
@@ -42,7 +44,9 @@ def test_resumed_iterator_yields_the_rest_of_the_epoch(dict_inputs):
             out.append(yb.numpy().tolist())
             if dict_inputs:
                 widths = (xb["ids_t"].numpy() != 0).sum(1)
-                assert xb["ids_t"].shape[1] == max(widths.max(), 1)  # cut to the batch's longest row
+                assert xb["ids_t"].shape[1] == max(
+                    widths.max(), 1
+                )  # cut to the batch's longest row
         return out
 
     full, tail = collect(0), collect(3)
@@ -66,12 +70,18 @@ def test_sharded_training_data_trains_like_the_single_file(make_exp, cli, tmp_pa
     lines = (exp / "data" / "train.csv").read_text().splitlines()
     header, rows = lines[0], lines[1:]
     (exp / "shards").mkdir()
-    thirds = [rows[: len(rows) // 3], rows[len(rows) // 3 : 2 * len(rows) // 3], rows[2 * len(rows) // 3 :]]
+    thirds = [
+        rows[: len(rows) // 3],
+        rows[len(rows) // 3 : 2 * len(rows) // 3],
+        rows[2 * len(rows) // 3 :],
+    ]
     for i, part in enumerate(thirds):
         (exp / "shards" / f"part-{i}.csv").write_text("\n".join([header, *part]) + "\n")
     import gzip
 
-    with gzip.open(exp / "shards" / "part-2.csv.gz", "wt") as f:  # a compressed shard replaces the last one
+    with gzip.open(
+        exp / "shards" / "part-2.csv.gz", "wt"
+    ) as f:  # a compressed shard replaces the last one
         f.write((exp / "shards" / "part-2.csv").read_text())
     (exp / "shards" / "part-2.csv").unlink()
 
@@ -80,12 +90,17 @@ def test_sharded_training_data_trains_like_the_single_file(make_exp, cli, tmp_pa
         r = cli("train", exp, "--set", "train.epochs=2", *args)
         assert r.code == 0, r.err
         run = Path(r.out.strip().splitlines()[-1])
-        return [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_s")} for row in csv.DictReader(open(run / "history.csv"))]
+        return [
+            {k: v for k, v in row.items() if k not in ("seconds", "samples_per_s")}
+            for row in csv.DictReader(open(run / "history.csv"))
+        ]
 
     single = history()
     assert history("data.train=shards") == single
     assert history("data.train=shards/part-*") == single
-    assert history("data.train=[shards/part-0.csv, shards/part-1.csv, shards/part-2.csv.gz]") == single
+    assert (
+        history("data.train=[shards/part-0.csv, shards/part-1.csv, shards/part-2.csv.gz]") == single
+    )
 
     bad = thirds[1][:]
     bad[4] = bad[4].replace(bad[4].split(",")[3], "oops", 1)

@@ -32,4 +32,6 @@ def test_regression_eval_draws_predicted_vs_actual_and_residuals(make_exp, cli):
     import matplotlib.image as mpimg
 
     img = mpimg.imread(png)
-    assert img.shape[1] > img.shape[0] * 2 and np.asarray(img).std() > 0.05  # two panels side by side, not blank
+    assert (
+        img.shape[1] > img.shape[0] * 2 and np.asarray(img).std() > 0.05
+    )  # two panels side by side, not blank

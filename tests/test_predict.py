@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, run_process, snapshot
+from conftest import ROOT, run_process
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +49,34 @@ def test_streaming_equals_one_shot_across_chunks(trained, tmp_path, cli, monkeyp
     src = tmp_path / "in.csv"
     df.to_csv(src, index=False)
     out = tmp_path / "out.csv"
-    r = cli("predict", trained, "--input", src, "--output", out, "--batch-size", "777", "--columns", "extra")
+    r = cli(
+        "predict",
+        trained,
+        "--input",
+        src,
+        "--output",
+        out,
+        "--batch-size",
+        "777",
+        "--columns",
+        "extra",
+    )
     assert r.code == 0, r.err
     got = pd.read_csv(out, dtype={"patient_id": str})
     assert list(got.columns) == ["patient_id", "extra", "prediction"]
-    assert got["patient_id"].tolist() == df["patient_id"].tolist()  # order and ids, across block boundaries
+    assert (
+        got["patient_id"].tolist() == df["patient_id"].tolist()
+    )  # order and ids, across block boundaries
     assert (got["extra"].to_numpy() == df["extra"].to_numpy()).all()
-    np.testing.assert_allclose(got["prediction"].to_numpy(), reference(trained, df), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        got["prediction"].to_numpy(), reference(trained, df), rtol=1e-5, atol=1e-3
+    )
 
 
-@pytest.mark.parametrize("in_ext,out_ext", [("tsv", "parquet"), ("parquet", "jsonl"), ("jsonl", "csv.gz"), ("csv.gz", "tsv")])
+@pytest.mark.parametrize(
+    "in_ext,out_ext",
+    [("tsv", "parquet"), ("parquet", "jsonl"), ("jsonl", "csv.gz"), ("csv.gz", "tsv")],
+)
 def test_formats(trained, tmp_path, cli, in_ext, out_ext):
     df = big_frame(2_000, seed=1)
     src = tmp_path / f"in.{in_ext}"
@@ -83,12 +101,16 @@ def test_formats(trained, tmp_path, cli, in_ext, out_ext):
     else:
         got = pd.read_csv(out, sep="\t", dtype={"patient_id": str})
     assert got["patient_id"].astype(str).tolist() == df["patient_id"].tolist()
-    np.testing.assert_allclose(got["prediction"].to_numpy(), reference(trained, df), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        got["prediction"].to_numpy(), reference(trained, df), rtol=1e-5, atol=1e-3
+    )
 
 
 def test_stdin_to_stdout(trained):
     df = big_frame(500, seed=2)
-    r = run_process("predict", trained, "--input", "-", "--output", "-", input=df.to_csv(index=False))
+    r = run_process(
+        "predict", trained, "--input", "-", "--output", "-", input=df.to_csv(index=False)
+    )
     assert r.code == 0, r.err
     lines = r.out.strip().splitlines()
     assert lines[0] == "patient_id,prediction" and len(lines) == 501
@@ -98,15 +120,27 @@ def test_stdin_to_stdout(trained):
 def test_glob_to_output_dir(trained, tmp_path, cli):
     for i in range(3):
         big_frame(100, seed=i).to_csv(tmp_path / f"part{i}.csv", index=False)
-    r = cli("predict", trained, "--input", str(tmp_path / "part*.csv"), "--output-dir", tmp_path / "preds", "--json")
+    r = cli(
+        "predict",
+        trained,
+        "--input",
+        str(tmp_path / "part*.csv"),
+        "--output-dir",
+        tmp_path / "preds",
+        "--json",
+    )
     assert r.code == 0, r.err
     docs = json.loads(r.out)
     assert [Path(d["output"]).name for d in docs] == [f"part{i}.predictions.csv" for i in range(3)]
     assert all(d["rows"] == 100 for d in docs)
 
 
-@pytest.mark.parametrize("bad_line,content", [(5003, "P1,2,3\n"), (12001, "1,2,P,x,4,5,6,7,8,9,10,11\n")])
-def test_bad_row_mid_file_names_line_and_leaves_no_output(trained, tmp_path, cli, monkeypatch, bad_line, content):
+@pytest.mark.parametrize(
+    "bad_line,content", [(5003, "P1,2,3\n"), (12001, "1,2,P,x,4,5,6,7,8,9,10,11\n")]
+)
+def test_bad_row_mid_file_names_line_and_leaves_no_output(
+    trained, tmp_path, cli, monkeypatch, bad_line, content
+):
     from bigmodel_cli.inference import predict as P
 
     monkeypatch.setattr(P, "BLOCK_BYTES", 64 << 10)
@@ -173,10 +207,22 @@ def test_onnx_engine_skips_tensorflow_and_matches_it(trained, tmp_path, cli):
         f"rc = main(['predict', {str(trained)!r}, '--input', {str(src)!r}, '--output', {str(tmp_path / 'fast.csv')!r}, '--json']); "
         "print('TF' if 'tensorflow' in sys.modules else 'noTF', rc)"
     )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert p.stdout.strip().splitlines()[-1] == "noTF 0", p.stdout + p.stderr
     assert json.loads("\n".join(p.stdout.strip().splitlines()[:-1]))["engine"] == "onnxruntime"
-    r = cli("predict", trained, "--input", src, "--output", tmp_path / "slow.csv", "--engine", "tensorflow", "--json")
+    r = cli(
+        "predict",
+        trained,
+        "--input",
+        src,
+        "--output",
+        tmp_path / "slow.csv",
+        "--engine",
+        "tensorflow",
+        "--json",
+    )
     assert r.code == 0 and json.loads(r.out)["engine"] == "tensorflow"
     fast, slow = pd.read_csv(tmp_path / "fast.csv"), pd.read_csv(tmp_path / "slow.csv")
     assert fast["patient_id"].tolist() == slow["patient_id"].tolist()
@@ -194,7 +240,16 @@ def test_stale_inference_copy_is_never_used(trained, tmp_path, cli):
         meta_path.write_text(json.dumps(meta))
         r = cli("predict", trained, "--input", src, "--output", tmp_path / "a.csv", "--json")
         assert r.code == 0 and json.loads(r.out)["engine"] == "tensorflow"
-        r = cli("predict", trained, "--input", src, "--output", tmp_path / "b.csv", "--engine", "onnxruntime")
+        r = cli(
+            "predict",
+            trained,
+            "--input",
+            src,
+            "--output",
+            tmp_path / "b.csv",
+            "--engine",
+            "onnxruntime",
+        )
         assert r.code == 2 and "no inference.onnx made from its model.keras" in r.err
     finally:
         meta_path.write_text(original)

@@ -37,7 +37,16 @@ def _cfg(tmp_path):
 
     from bigmodel_cli.config import load_experiment
 
-    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump({"name": "t", "task": "binary", "data": {"train": "x.csv", "target": "y", "text": {"min_count": 1}}, "model": {"layers": [{"Dense": {"units": 1}}]}}))
+    (tmp_path / "experiment.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "task": "binary",
+                "data": {"train": "x.csv", "target": "y", "text": {"min_count": 1}},
+                "model": {"layers": [{"Dense": {"units": 1}}]},
+            }
+        )
+    )
     return load_experiment(tmp_path, [])[0]
 
 
@@ -46,7 +55,9 @@ def test_fit_save_load_round_trip_for_every_encoded_kind(tmp_path):
     values = {
         CATEGORY: np.array(["red", "blue", "red", None, "green"], dtype=object),
         TEXT: np.array(["a good day", "a bad day", "good good", "", "day"], dtype=object),
-        DATE: np.array(["2024-01-31", "2023-12-01", None, "2022-02-28", "2021-07-04"], dtype=object),
+        DATE: np.array(
+            ["2024-01-31", "2023-12-01", None, "2022-02-28", "2021-07-04"], dtype=object
+        ),
     }
     encoders = {k.name: k.fit(v, k.name, k.name, cfg) for k, v in values.items()}
     for name, enc in encoders.items():
@@ -69,7 +80,9 @@ def test_no_module_compares_type_names_but_the_registry():
                 for side in [n.left, *n.comparators]:
                     if not isinstance(side, ast.Constant) or side.value not in TYPE_WORDS:
                         continue
-                    if path.name == "date.py" and side.value.startswith("date_"):  # the date module reads its own formats
+                    if path.name == "date.py" and side.value.startswith(
+                        "date_"
+                    ):  # the date module reads its own formats
                         continue
                     found.append(f"{path.relative_to(PKG)}:{n.lineno} compares '{side.value}'")
     assert not found, found

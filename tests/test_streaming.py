@@ -19,13 +19,28 @@ EXPERIMENT = {
     "name": "stream",
     "task": "classification",
     "seed": 7,
-    "data": {"train": "data", "target": "label", "stream": True, "block_mb": 0.004, "shuffle_blocks": 2, "validation": None, "features": [f"f{i}" for i in range(4)]},
-    "model": {"layers": [{"Dense": {"units": 8, "activation": "relu"}}, {"Dense": {"units": 3, "activation": "softmax"}}]},
+    "data": {
+        "train": "data",
+        "target": "label",
+        "stream": True,
+        "block_mb": 0.004,
+        "shuffle_blocks": 2,
+        "validation": None,
+        "features": [f"f{i}" for i in range(4)],
+    },
+    "model": {
+        "layers": [
+            {"Dense": {"units": 8, "activation": "relu"}},
+            {"Dense": {"units": 3, "activation": "softmax"}},
+        ]
+    },
     "train": {"epochs": 2, "batch_size": 12, "steps_per_execution": 1},
 }
 
 
-def make_table(folder: Path, rows: int = 3000, shards: int = 3, seed: int = 0, extra: dict | None = None) -> Path:
+def make_table(
+    folder: Path, rows: int = 3000, shards: int = 3, seed: int = 0, extra: dict | None = None
+) -> Path:
     """An experiment over ``shards`` CSV shards (one gzipped) with a row-id column ``rid``."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, 4)).astype(np.float32)
@@ -175,7 +190,9 @@ def test_statistics_of_the_conversion_pass_match_the_in_memory_ones(tmp_path):
     exact = ColumnStats.of(df[[f"f{i}" for i in range(4)]].to_numpy(np.float32))
     np.testing.assert_allclose(streamed.mean, exact.mean, atol=1e-6)
     np.testing.assert_allclose(streamed.std, exact.std, rtol=1e-5)
-    np.testing.assert_allclose(streamed.median, exact.median, atol=1e-6)  # fewer rows than the sample: exact
+    np.testing.assert_allclose(
+        streamed.median, exact.median, atol=1e-6
+    )  # fewer rows than the sample: exact
     assert streamed.flagged == [2]
     mean, std = streamed.after_impute()
     filled = df[[f"f{i}" for i in range(4)]].to_numpy(np.float64)
@@ -236,7 +253,9 @@ def test_a_bad_value_names_its_shard_and_line(tmp_path, monkeypatch):
     lines = (folder / "data" / "part2.csv").read_text().splitlines()
     lines[701] = lines[701].replace(lines[701].split(",")[2], "oops", 1)
     (folder / "data" / "part2.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"part2\.csv: column 'f2' is not numeric: line 702 has 'oops'"):
+    with pytest.raises(
+        DataError, match=r"part2\.csv: column 'f2' is not numeric: line 702 has 'oops'"
+    ):
         load(folder)
     assert not list((folder / "cache").glob("*/manifest.json"))  # nothing half-made is kept
 
@@ -255,8 +274,17 @@ def test_auto_streams_only_what_does_not_fit(tmp_path, monkeypatch):
     assert streaming.stream_mode(cfg, base) == "table"
     text = tmp_path / "text"
     text.mkdir()
-    pd.DataFrame({"review": [f"a long review number {i} with words" for i in range(50)], "label": ["a", "b"] * 25}).to_csv(text / "t.csv", index=False)
-    (text / "experiment.yaml").write_text(yaml.safe_dump({**EXPERIMENT, "data": {"train": "t.csv", "target": "label", "stream": True}}))
+    pd.DataFrame(
+        {
+            "review": [f"a long review number {i} with words" for i in range(50)],
+            "label": ["a", "b"] * 25,
+        }
+    ).to_csv(text / "t.csv", index=False)
+    (text / "experiment.yaml").write_text(
+        yaml.safe_dump(
+            {**EXPERIMENT, "data": {"train": "t.csv", "target": "label", "stream": True}}
+        )
+    )
     with pytest.raises(ConfigError, match="streaming does not handle text columns yet: review"):
         load(text)
 
@@ -264,11 +292,18 @@ def test_auto_streams_only_what_does_not_fit(tmp_path, monkeypatch):
 def _start(exp: Path, *sets: str) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     args = [a for s in sets for a in ("--set", s)]
-    return subprocess.Popen([sys.executable, "-m", "bigmodel_cli", "train", str(exp), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bigmodel_cli", "train", str(exp), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cli):
-    from test_resume import history, weights
+    from test_resume import assert_same_weights, history
 
     sets = ["train.epochs=3", "train.checkpoint_every_steps=23", "data.features=[f0,f1,f2,f3]"]
     ref = make_table(tmp_path / "ref", rows=3000)
@@ -280,7 +315,11 @@ def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cli):
     from bigmodel_cli.training.trainer import read_state
 
     def mid_epoch_checkpoint() -> bool:
-        last = next(iter((exp / "runs").glob("*/checkpoints/last.keras")), None) if (exp / "runs").exists() else None
+        last = (
+            next(iter((exp / "runs").glob("*/checkpoints/last.keras")), None)
+            if (exp / "runs").exists()
+            else None
+        )
         return last is not None and read_state(last).step > 0
 
     t0 = time.time()
@@ -297,13 +336,14 @@ def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cli):
     r = cli("train", run, "--resume")
     assert r.code == 0, r.err
     assert history(run) == history(ref_run)
-    for a, b in zip(weights(run / "model.keras"), weights(ref_run / "model.keras")):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert_same_weights(run / "model.keras", ref_run / "model.keras", rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("workers", [pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)])  # make test-slow (the fast suite's time); tests/test_streaming.py's share test checks each worker's partitions in make test
+@pytest.mark.parametrize(
+    "workers", [pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)]
+)  # make test-slow (the fast suite's time); tests/test_streaming.py's share test checks each worker's partitions in make test
 def test_workers_train_the_same_model_as_one_process(tmp_path, cli, workers):
-    from test_resume import weights
+    from test_resume import assert_same_weights
 
     sets = ["train.epochs=2", "data.features=[f0,f1,f2,f3]", "train.optimizer=sgd"]
     exp = make_table(tmp_path, rows=1500)
@@ -311,7 +351,23 @@ def test_workers_train_the_same_model_as_one_process(tmp_path, cli, workers):
     assert r.code == 0, r.err
     single = Path(r.out.strip().splitlines()[-1])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    p = subprocess.run([sys.executable, "-m", "bigmodel_cli", "train", str(exp), "--workers", str(workers), *[a for s in sets for a in ("--set", s)]], env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bigmodel_cli",
+            "train",
+            str(exp),
+            "--workers",
+            str(workers),
+            *[a for s in sets for a in ("--set", s)],
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr
     multi = [r for r in (exp / "runs").iterdir() if r != single][0]
     import csv
@@ -319,9 +375,10 @@ def test_workers_train_the_same_model_as_one_process(tmp_path, cli, workers):
     h_single = list(csv.DictReader(open(single / "history.csv")))
     h_multi = list(csv.DictReader(open(multi / "history.csv")))
     assert len(h_single) == len(h_multi) == 2
-    assert f"replicas {workers}" in p.stderr  # every worker ran the same steps: none waited for a missing peer
-    for a, b in zip(weights(multi / "model.keras"), weights(single / "model.keras")):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert (
+        f"replicas {workers}" in p.stderr
+    )  # every worker ran the same steps: none waited for a missing peer
+    assert_same_weights(multi / "model.keras", single / "model.keras", rtol=1e-4, atol=1e-4)
 
 
 def test_prepare_command_converts_then_reuses(tmp_path, cli):
@@ -329,7 +386,12 @@ def test_prepare_command_converts_then_reuses(tmp_path, cli):
     r = cli("prepare", exp, "--json")
     assert r.code == 0, r.err
     d = json.loads(r.out)
-    assert d["converted"] and d["train_rows"] == 2000 and d["blocks"] >= 12 and Path(d["folder"]).parent == exp / "cache"
+    assert (
+        d["converted"]
+        and d["train_rows"] == 2000
+        and d["blocks"] >= 12
+        and Path(d["folder"]).parent == exp / "cache"
+    )
     r = cli("prepare", exp)
     assert r.code == 0 and "reused" in r.err and r.out.strip() == d["folder"]
     r = cli("prepare", exp, "--set", "data.target=nope")
@@ -351,13 +413,33 @@ def test_peak_rss_is_flat_in_the_data_size(tmp_path):
         df["label"] = (x[:, 0] > 0).astype(int)
         df.to_csv(exp / "train.csv", index=False, float_format="%.5f")
         del df, x
-        doc = {"name": "rss", "task": "binary", "data": {"train": "train.csv", "target": "label", "validation": None, "stream": True, "block_mb": 1},
-               "model": {"layers": [{"Dense": {"units": 1, "activation": "sigmoid"}}]}, "train": {"epochs": 1, "batch_size": 1024}}
+        doc = {
+            "name": "rss",
+            "task": "binary",
+            "data": {
+                "train": "train.csv",
+                "target": "label",
+                "validation": None,
+                "stream": True,
+                "block_mb": 1,
+            },
+            "model": {"layers": [{"Dense": {"units": 1, "activation": "sigmoid"}}]},
+            "train": {"epochs": 1, "batch_size": 1024},
+        }
         (exp / "experiment.yaml").write_text(yaml.safe_dump(doc))
         code = f"import resource, subprocess, sys; subprocess.run([sys.executable, '-m', 'bigmodel_cli', 'train', {str(exp)!r}], check=True, capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+        p = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=600,
+        )
         assert p.returncode == 0, p.stderr[-2000:]
         peaks[rows] = int(p.stdout.split()[-1]) / 1024
-    assert peaks[1_200_000] < 1.1 * peaks[300_000], peaks  # 4x the data (+39 MB of float32) in memory
+    assert peaks[1_200_000] < 1.1 * peaks[300_000], (
+        peaks
+    )  # 4x the data (+39 MB of float32) in memory
     del resource

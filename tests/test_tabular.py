@@ -15,15 +15,40 @@ def _tricky(path: Path, n: int = 300) -> pd.DataFrame:
     df = pd.DataFrame(
         {
             "customer_id": [f"C{i:05d}" for i in range(n)],  # an id
-            "account": [f"AC-{i * 7919 % 100_003:06d}" for i in range(n)],  # a key, not named like one
+            "account": [
+                f"AC-{i * 7919 % 100_003:06d}" for i in range(n)
+            ],  # a key, not named like one
             "row": np.arange(1, n + 1),  # a row number
-            "zip_code": rng.choice([2134, 10001, 94105, 60601, 73301], n),  # integers that are codes
+            "zip_code": rng.choice(
+                [2134, 10001, 94105, 60601, 73301], n
+            ),  # integers that are codes
             "store_type": rng.integers(1, 6, n),  # 5 integer codes
             "age": rng.integers(18, 90, n),  # a real amount
-            "income": rng.normal(50_000, 15_000, n).round(2).astype(object),  # numbers, a few stray strings
+            "income": rng.normal(50_000, 15_000, n)
+            .round(2)
+            .astype(object),  # numbers, a few stray strings
             "plan": rng.choice(["basic", "plus", "premium"], n),  # a category
             "member": rng.choice(["yes", "no", "Yes", "NO"], n),  # booleans in several spellings
-            "comment": [" ".join(rng.choice(["great", "service", "slow", "delivery", "would", "buy", "again", "never", "price"], 6)) + f" #{i}" for i in range(n)],
+            "comment": [
+                " ".join(
+                    rng.choice(
+                        [
+                            "great",
+                            "service",
+                            "slow",
+                            "delivery",
+                            "would",
+                            "buy",
+                            "again",
+                            "never",
+                            "price",
+                        ],
+                        6,
+                    )
+                )
+                + f" #{i}"
+                for i in range(n)
+            ],
             "country": ["FR"] * n,  # constant
             "fax": [np.nan] * (n - 5) + ["555-0100"] * 5,  # almost always missing
         }
@@ -31,7 +56,11 @@ def _tricky(path: Path, n: int = 300) -> pd.DataFrame:
     df.loc[[3, 50], "income"] = ["n/a?", "unknown"]
     df.loc[[7, 9, 11], "age"] = np.nan
     df.loc[[13, 14], "plan"] = np.nan
-    score = (df.plan == "premium") * 2 + (df.member.str.lower() == "yes") + (pd.to_numeric(df.income, errors="coerce").fillna(50_000) > 55_000)
+    score = (
+        (df.plan == "premium") * 2
+        + (df.member.str.lower() == "yes")
+        + (pd.to_numeric(df.income, errors="coerce").fillna(50_000) > 55_000)
+    )
     df["churn"] = np.where(score >= 2, "stays", "leaves")
     df.loc[[20, 21, 22, 23], "churn"] = np.nan  # no target
     df.to_csv(path, index=False)
@@ -46,8 +75,19 @@ def test_inference_on_tricky_columns(tmp_path):
     roles = {c.name: c.role for c in p.columns}
     assert p.task == "binary" and p.target_missing == 4
     assert roles == {
-        "churn": "target", "customer_id": "id", "account": "id", "row": "id", "zip_code": "category", "store_type": "category", "age": "number",
-        "income": "number", "plan": "category", "member": "category", "comment": "text", "country": "drop", "fax": "drop",
+        "churn": "target",
+        "customer_id": "id",
+        "account": "id",
+        "row": "id",
+        "zip_code": "category",
+        "store_type": "category",
+        "age": "number",
+        "income": "number",
+        "plan": "category",
+        "member": "category",
+        "comment": "text",
+        "country": "drop",
+        "fax": "drop",
     }
     why = {c.name: c.why for c in p.columns}
     assert "stray" in why["income"] and "constant" in why["country"] and "missing" in why["fax"]
@@ -58,7 +98,14 @@ def test_task_inference(tmp_path):
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=200)
-    pd.DataFrame({"x": x, "price": x * 3.3 + 100, "grade": rng.integers(0, 5, 200), "ok": rng.choice([True, False], 200)}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame(
+        {
+            "x": x,
+            "price": x * 3.3 + 100,
+            "grade": rng.integers(0, 5, 200),
+            "ok": rng.choice([True, False], 200),
+        }
+    ).to_csv(tmp_path / "a.csv", index=False)
     assert profile_table(tmp_path / "a.csv", "price").task == "regression"
     assert profile_table(tmp_path / "a.csv", "grade").task == "classification"
     assert profile_table(tmp_path / "a.csv", "ok").task == "binary"
@@ -70,15 +117,38 @@ def test_canonical_keys_and_the_keras_lookup_agree():
     from bigmodel_cli.training.strategy import import_tensorflow
 
     tf = import_tensorflow()
-    assert [canonical(v) for v in [7, 7.0, "07", " +7 ", "7.00", "-0", "0", "", "NA", None, float("nan"), "x y"]] == ["7", "7", "7", "7", "7", "0", "0", None, None, None, None, "x y"]
-    assert [canonical(v, True) for v in ["Yes", "NO", "t", "F", "1", "0", "on", True]] == ["true", "false", "true", "false", "true", "false", "true", "true"]
+    assert [
+        canonical(v)
+        for v in [7, 7.0, "07", " +7 ", "7.00", "-0", "0", "", "NA", None, float("nan"), "x y"]
+    ] == ["7", "7", "7", "7", "7", "0", "0", None, None, None, None, "x y"]
+    assert [canonical(v, True) for v in ["Yes", "NO", "t", "F", "1", "0", "on", True]] == [
+        "true",
+        "false",
+        "true",
+        "false",
+        "true",
+        "false",
+        "true",
+        "true",
+    ]
     CategoryLookup, _ = layers()
-    for values, boolean in ((["Biscoe", "Dream", " Dream", "07", "7", 7.0, "nan", "", "Torgersen", "ß", "東京"], False), (["yes", "No", "Y", "false", "maybe", "", "TRUE"], True)):
+    for values, boolean in (
+        (["Biscoe", "Dream", " Dream", "07", "7", 7.0, "nan", "", "Torgersen", "ß", "東京"], False),
+        (["yes", "No", "Y", "false", "maybe", "", "TRUE"], True),
+    ):
         enc = CategoryEncoder.fit(values[:6], boolean=boolean)
         raw = ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
-        np.testing.assert_array_equal(enc.ids(values), CategoryLookup(enc.vocabulary, enc.boolean)(tf.constant(raw)).numpy())
+        np.testing.assert_array_equal(
+            enc.ids(values), CategoryLookup(enc.vocabulary, enc.boolean)(tf.constant(raw)).numpy()
+        )
     enc = CategoryEncoder.fit(["a", "b", "a", None])
-    assert enc.ids(["a", "b", "c", None, ""]).ravel().tolist() == [2, 3, 1, 0, 0]  # unseen 1, missing 0
+    assert enc.ids(["a", "b", "c", None, ""]).ravel().tolist() == [
+        2,
+        3,
+        1,
+        0,
+        0,
+    ]  # unseen 1, missing 0
 
 
 def test_init_train_eval_predict_mixed_table(tmp_path, cli):
@@ -87,7 +157,10 @@ def test_init_train_eval_predict_mixed_table(tmp_path, cli):
     r = cli("init", exp, "--data", tmp_path / "customers.csv", "--target", "churn", "--json")
     assert r.code == 0, r.err
     doc = json.loads(r.out)
-    assert doc["task"] == "binary" and {c["name"]: c["role"] for c in doc["columns"]}["zip_code"] == "category"
+    assert (
+        doc["task"] == "binary"
+        and {c["name"]: c["role"] for c in doc["columns"]}["zip_code"] == "category"
+    )
     assert not (exp / "data").exists()  # referenced, not copied
     r = cli("train", exp, "--set", "train.epochs=15")
     assert r.code == 0, r.err
@@ -101,14 +174,31 @@ def test_init_train_eval_predict_mixed_table(tmp_path, cli):
     new = tmp_path / "new.csv"
     with open(new, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["customer_id", "comment", "plan", "member", "zip_code", "store_type", "age", "income", "row", "brand_new_column"])
-        w.writerow(["N1", "great service", "platinum", "maybe", "99999", "9", "", "n/a", "1", "x"])  # unseen values, missing cells
+        w.writerow(
+            [
+                "customer_id",
+                "comment",
+                "plan",
+                "member",
+                "zip_code",
+                "store_type",
+                "age",
+                "income",
+                "row",
+                "brand_new_column",
+            ]
+        )
+        w.writerow(
+            ["N1", "great service", "platinum", "maybe", "99999", "9", "", "n/a", "1", "x"]
+        )  # unseen values, missing cells
         w.writerow(["N2", "", "premium", "YES", "02134", "2", "40", "90000", "2", "y"])
         w.writerow(["N3", "slow delivery", "", "", "", "", "", "", "3", "z"])  # nearly empty
     outs = []
     for engine in ("onnxruntime", "tensorflow"):
         out = tmp_path / f"{engine}.csv"
-        r = cli("predict", run, "--input", new, "--output", out, "--probabilities", "--engine", engine)
+        r = cli(
+            "predict", run, "--input", new, "--output", out, "--probabilities", "--engine", engine
+        )
         assert r.code == 0, (engine, r.err)
         outs.append(list(csv.DictReader(open(out))))
     assert [o["customer_id"] for o in outs[0]] == ["N1", "N2", "N3"]
@@ -127,7 +217,16 @@ def test_init_data_copy_and_bad_input(tmp_path, cli):
     assert r.code == 2 and "did you mean 'churn'" in r.err and not (tmp_path / "e").exists()
     r = cli("init", tmp_path / "e", "--data", tmp_path / "nope.csv", "--target", "churn")
     assert r.code == 2 and "not a file" in r.err
-    r = cli("init", tmp_path / "e", "--data", tmp_path / "c.csv", "--target", "churn", "--task", "clasification")
+    r = cli(
+        "init",
+        tmp_path / "e",
+        "--data",
+        tmp_path / "c.csv",
+        "--target",
+        "churn",
+        "--task",
+        "clasification",
+    )
     assert r.code == 2 and "--task" in r.err
     r = cli("init", tmp_path / "e", "--data", tmp_path / "c.csv")
     assert r.code == 2 and "--target" in r.err
@@ -135,7 +234,9 @@ def test_init_data_copy_and_bad_input(tmp_path, cli):
     assert r.code == 2
     r = cli("init", tmp_path / "e", "--data", tmp_path / "c.csv", "--target", "churn", "--copy")
     assert r.code == 0, r.err
-    assert (tmp_path / "e" / "data" / "c.csv").is_file() and "train: data/c.csv" in (tmp_path / "e" / "experiment.yaml").read_text()
+    assert (tmp_path / "e" / "data" / "c.csv").is_file() and "train: data/c.csv" in (
+        tmp_path / "e" / "experiment.yaml"
+    ).read_text()
     r = cli("init", tmp_path / "e", "--data", tmp_path / "c.csv", "--target", "churn")
     assert r.code == 2 and "--force" in r.err
 
@@ -147,7 +248,15 @@ def test_penguins_like_table_regression_target(tmp_path, cli):
     species = rng.choice(["Adelie", "Chinstrap", "Gentoo"], n)
     flipper = rng.normal(200, 14, n)
     mass = flipper * 40 - 4000 + (species == "Gentoo") * 600 + rng.normal(0, 150, n)
-    df = pd.DataFrame({"species": species, "island": rng.choice(["Biscoe", "Dream", "Torgersen"], n), "flipper_length_mm": flipper.round(1), "sex": rng.choice(["male", "female", None], n), "body_mass_g": mass.round(0)})
+    df = pd.DataFrame(
+        {
+            "species": species,
+            "island": rng.choice(["Biscoe", "Dream", "Torgersen"], n),
+            "flipper_length_mm": flipper.round(1),
+            "sex": rng.choice(["male", "female", None], n),
+            "body_mass_g": mass.round(0),
+        }
+    )
     df.loc[rng.choice(n, 10, replace=False), "flipper_length_mm"] = np.nan
     df.to_csv(tmp_path / "p.csv", index=False)
     exp = tmp_path / "mass"

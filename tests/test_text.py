@@ -73,7 +73,9 @@ def test_vocabulary_is_deterministic_and_counts_rows():
     assert T.build_vocabulary(list(reversed(texts)), T.TextSpec(ngrams=1), min_count=2) == v
 
 
-@pytest.mark.parametrize("ngrams,unique", [(1, False), (2, False), (3, False), (2, True), (3, True)])
+@pytest.mark.parametrize(
+    "ngrams,unique", [(1, False), (2, False), (3, False), (2, True), (3, True)]
+)
 def test_python_and_tensorflow_give_the_same_ids(tf, ngrams, unique):
     """Both tokenisers, repeats kept (mean bag) or each id once a row in order of first sight (TF-IDF bag)."""
     spec = T.TextSpec(ngrams=ngrams, max_tokens=600, max_chars=20000, unique=unique)
@@ -91,15 +93,25 @@ def test_python_and_tensorflow_give_the_same_ids(tf, ngrams, unique):
         for row in a:
             kept = row[row != T.PAD]
             assert len(set(kept.tolist())) == len(kept)  # no id twice, OOV included
-        full = T.PyTokenizer(T.TextSpec(ngrams=ngrams, max_tokens=600, max_chars=20000), vocab[: len(vocab) // 2]).ids(texts)
-        assert [list(dict.fromkeys(r[r != T.PAD].tolist())) for r in full] == [r[r != T.PAD].tolist() for r in a]
+        full = T.PyTokenizer(
+            T.TextSpec(ngrams=ngrams, max_tokens=600, max_chars=20000), vocab[: len(vocab) // 2]
+        ).ids(texts)
+        assert [list(dict.fromkeys(r[r != T.PAD].tolist())) for r in full] == [
+            r[r != T.PAD].tolist() for r in a
+        ]
 
 
 def test_tfidf_bag_is_scikit_learns_tfidf(tf):
     """idf fitted with the vocabulary = TfidfVectorizer's smoothed idf; the bag with
     one-hot vectors = its binary-tf, L2-normalised rows (the TF-IDF linear model's features)."""
     sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
-    texts = ["good phone good battery", "bad phone", "good value", "bad bad battery life", "phone"] * 3 + ["value life"]
+    texts = [
+        "good phone good battery",
+        "bad phone",
+        "good value",
+        "bad bad battery life",
+        "phone",
+    ] * 3 + ["value life"]
     spec = T.TextSpec(ngrams=1, unique=True)
     vocab, idf = T.fit_vocabulary(texts, spec, min_count=1)
     ref = sklearn_text.TfidfVectorizer(binary=True, token_pattern=r"\S+")
@@ -126,18 +138,28 @@ def test_auto_settings_follow_the_script_and_the_lengths():
     assert c["max_tokens"] == 64  # 39 characters at most: the floor
     c = T.choose(en)
     assert c["script"] == "words" and "word pairs" in c["why"][0]
-    assert c["max_tokens"] == 256 and "99th percentile" in c["why"][1]  # 207 tokens -> the next multiple of 64
+    assert (
+        c["max_tokens"] == 256 and "99th percentile" in c["why"][1]
+    )  # 207 tokens -> the next multiple of 64
     assert T.choose([" ".join(["w"] * 5000)] * 3)["max_tokens"] == T.AUTO_MAX_TOKENS
     assert T.choose([])["script"] == "words"
     mixed = ["mixed 中文 and English 混合"] * 10  # 4 characters of 7 tokens
-    assert T.choose(mixed)["script"] == "mixed" and "words and word pairs elsewhere" in T.choose(mixed)["why"][0]
+    assert (
+        T.choose(mixed)["script"] == "mixed"
+        and "words and word pairs elsewhere" in T.choose(mixed)["why"][0]
+    )
 
 
 def test_auto_settings_in_the_config():
     from bigmodel_cli.config import validate
     from bigmodel_cli.errors import ConfigError
 
-    base = {"name": "x", "task": "classification", "data": {"train": "t.csv", "target": "y", "text": {"ngrams": "auto", "max_tokens": "auto"}}, "model": {"architecture": "linear"}}
+    base = {
+        "name": "x",
+        "task": "classification",
+        "data": {"train": "t.csv", "target": "y", "text": {"ngrams": "auto", "max_tokens": "auto"}},
+        "model": {"architecture": "linear"},
+    }
     cfg = validate(base)
     spec = T.spec_of(cfg.data.text, T.choose(["a b c"] * 5))
     assert (spec.ngrams, spec.max_tokens, spec.unique) == (2, 64, True)
@@ -148,15 +170,24 @@ def test_auto_settings_in_the_config():
 
 def test_every_code_point_folds_alike(tf):
     """Each code point of the table (and a few beyond it) alone, through both paths."""
-    cps = [cp for cp in range(0, T.TABLE_SIZE, 7) if not 0xD800 <= cp <= 0xDFFF] + [0x30000, 0x10FFFD, 0xE0001]
+    cps = [cp for cp in range(0, T.TABLE_SIZE, 7) if not 0xD800 <= cp <= 0xDFFF] + [
+        0x30000,
+        0x10FFFD,
+        0xE0001,
+    ]
     texts = [f"x{chr(cp)}y {chr(cp)}" for cp in cps]
     py = T.PyTokenizer(T.TextSpec(ngrams=1), [])
     layer = T.keras_tokenizer(T.TextSpec(ngrams=1), [])
     # Same token counts (all ids are OOV with an empty vocabulary) ...
-    np.testing.assert_array_equal((py.ids(texts) > 0).sum(1), (layer(tf.constant(texts)).numpy() > 0).sum(1))
+    np.testing.assert_array_equal(
+        (py.ids(texts) > 0).sum(1), (layer(tf.constant(texts)).numpy() > 0).sum(1)
+    )
     # ... and the same token strings, checked through a vocabulary of them.
     vocab = sorted({g for t in texts for g in py.grams(t)})
-    py, layer = T.PyTokenizer(T.TextSpec(ngrams=1), vocab), T.keras_tokenizer(T.TextSpec(ngrams=1), vocab)
+    py, layer = (
+        T.PyTokenizer(T.TextSpec(ngrams=1), vocab),
+        T.keras_tokenizer(T.TextSpec(ngrams=1), vocab),
+    )
     np.testing.assert_array_equal(py.ids(texts), layer(tf.constant(texts)).numpy())
 
 
@@ -192,16 +223,40 @@ def _reviews(path: Path, rows: list[tuple]) -> None:
 def _make_text_exp(tmp_path: Path, cli) -> Path:
     """A small mixed table: an id, a number, a text column in several languages."""
     rng = np.random.default_rng(0)
-    good = ["great product, works well", "很好用，推荐！", "excellent qualité, très bien", "素晴らしい商品です 👍", "love it, five stars"]
-    bad = ["terrible, broke after a day", "质量很差，不推荐", "mauvaise qualité, déçu", "最悪の商品でした 👎", "waste of money"]
+    good = [
+        "great product, works well",
+        "很好用，推荐！",
+        "excellent qualité, très bien",
+        "素晴らしい商品です 👍",
+        "love it, five stars",
+    ]
+    bad = [
+        "terrible, broke after a day",
+        "质量很差，不推荐",
+        "mauvaise qualité, déçu",
+        "最悪の商品でした 👎",
+        "waste of money",
+    ]
     rows = []
     for i in range(400):
         pos = i % 2 == 0
         words = list(rng.choice(good if pos else bad, size=2))
-        rows.append((f"r{i}", int(rng.integers(3, 6) if pos else rng.integers(1, 4)), " ".join(words), "pos" if pos else "neg"))
+        rows.append(
+            (
+                f"r{i}",
+                int(rng.integers(3, 6) if pos else rng.integers(1, 4)),
+                " ".join(words),
+                "pos" if pos else "neg",
+            )
+        )
     rows[3] = ("r3", 2, "", "neg")  # an empty review
     rows[5] = ("r5", 1, None, "neg")  # a missing one
-    rows[7] = ("r7", 2, "terrible,\nbroke after a day\r\n\"quoted\"", "neg")  # line breaks and quotes inside
+    rows[7] = (
+        "r7",
+        2,
+        'terrible,\nbroke after a day\r\n"quoted"',
+        "neg",
+    )  # line breaks and quotes inside
     exp = tmp_path / "reviews"
     (exp / "data").mkdir(parents=True)
     _reviews(exp / "data" / "train.csv", rows[:320])
@@ -223,7 +278,10 @@ def test_text_table_trains_predicts_and_exports(tmp_path, cli):
     assert "review: text" in cfg and "stars: number" in cfg  # inferred, and recorded
     assert (run / "preprocessing" / "text.json").is_file() and (run / "inference.onnx").is_file()
     meta = json.loads((run / "inference.json").read_text())
-    assert meta["max_abs_diff"] < 1e-5 and set(meta["text_sha256"]) == {"text.json", "fold_table.npz"}
+    assert meta["max_abs_diff"] < 1e-5 and set(meta["text_sha256"]) == {
+        "text.json",
+        "fold_table.npz",
+    }
 
     r = cli("eval", run, "--json")
     assert r.code == 0, r.err
@@ -235,7 +293,17 @@ def test_text_table_trains_predicts_and_exports(tmp_path, cli):
     r = cli("predict", run, "--input", test, "--output", fast, "--probabilities", "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["engine"] == "onnxruntime"
-    r = cli("predict", run, "--input", test, "--output", slow, "--probabilities", "--engine", "tensorflow")
+    r = cli(
+        "predict",
+        run,
+        "--input",
+        test,
+        "--output",
+        slow,
+        "--probabilities",
+        "--engine",
+        "tensorflow",
+    )
     assert r.code == 0, r.err
     a, b = list(csv.DictReader(open(fast))), list(csv.DictReader(open(slow)))
     assert [x["id"] for x in a] == [f"r{i}" for i in range(320, 400)] == [x["id"] for x in b]
@@ -247,38 +315,84 @@ def test_text_table_trains_predicts_and_exports(tmp_path, cli):
     with gzip.open(new, "wt", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["review", "stars", "id"])
-        w.writerows([["brand new words only", 3, "a"], ["", 4, "b"], [None, 2, "c"], ["很好用 " * 20000, 5, "d"], ["two\nlines, \"quoted\"", 1, "e"]])
+        w.writerows(
+            [
+                ["brand new words only", 3, "a"],
+                ["", 4, "b"],
+                [None, 2, "c"],
+                ["很好用 " * 20000, 5, "d"],
+                ['two\nlines, "quoted"', 1, "e"],
+            ]
+        )
     r = cli("predict", run, "--input", new, "--output", tmp_path / "new.csv")
     assert r.code == 0, r.err
-    assert [x["id"] for x in csv.DictReader(open(tmp_path / "new.csv"))] == ["a", "b", "c", "d", "e"]
+    assert [x["id"] for x in csv.DictReader(open(tmp_path / "new.csv"))] == [
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+    ]
 
     for fmt in ("savedmodel", "onnx", "keras"):
         r = cli("export", run, "--format", fmt, "--json")
         assert r.code == 0, (fmt, r.err)
         out = json.loads(r.out)
         assert out["parity_ok"], out
-    assert (run / "export" / "model.encoders" / "text.json").is_file()  # the text column stays ids: its tokeniser beside the file
+    assert (
+        run / "export" / "model.encoders" / "text.json"
+    ).is_file()  # the text column stays ids: its tokeniser beside the file
     r = cli("export", run, "--format", "tflite")
-    assert r.code == 2 and "tflite" in r.err and "savedmodel" in r.err and not (run / "export" / "model.tflite").exists()
+    assert (
+        r.code == 2
+        and "tflite" in r.err
+        and "savedmodel" in r.err
+        and not (run / "export" / "model.tflite").exists()
+    )
 
 
 def test_stale_vocabulary_is_not_used_by_the_fast_path(tmp_path, cli):
     """Also the other side of data.text.weighting (mean: repeats kept, no idf): its ONNX copy agrees too."""
     exp = _make_text_exp(tmp_path, cli)
-    r = cli("train", exp, "--set", "train.epochs=1", "--set", "data.text.weighting=mean", "--set", "data.text.ngrams=auto", "--set", "data.text.max_tokens=auto")
+    r = cli(
+        "train",
+        exp,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.text.weighting=mean",
+        "--set",
+        "data.text.ngrams=auto",
+        "--set",
+        "data.text.max_tokens=auto",
+    )
     assert r.code == 0, r.err
     run = Path(r.out.strip().splitlines()[-1])
     said = r.out + r.err  # the auto settings, and why
-    assert "text column 'review': n-grams 1-2 of words and characters" in said and "text column 'review': max_tokens 64" in said, said
+    assert (
+        "text column 'review': n-grams 1-2 of words and characters" in said
+        and "text column 'review': max_tokens 64" in said
+    ), said
     saved = json.loads((run / "preprocessing" / "text.json").read_text())["columns"]["review"]
     assert (saved["ngrams"], saved["max_tokens"]) == (2, 64)
     assert json.loads((run / "inference.json").read_text())["max_abs_diff"] < 1e-5
-    assert json.loads((run / "preprocessing" / "text.json").read_text())["columns"]["review"]["unique"] is False
+    assert (
+        json.loads((run / "preprocessing" / "text.json").read_text())["columns"]["review"]["unique"]
+        is False
+    )
     f = run / "preprocessing" / "text.json"
     doc = json.loads(f.read_text())
     doc["columns"]["review"]["vocabulary"].reverse()
     f.write_text(json.dumps(doc))
-    r = cli("predict", run, "--input", exp / "data" / "test.csv", "--output", tmp_path / "p.csv", "--json")
+    r = cli(
+        "predict",
+        run,
+        "--input",
+        exp / "data" / "test.csv",
+        "--output",
+        tmp_path / "p.csv",
+        "--json",
+    )
     assert r.code == 0, r.err
     assert json.loads(r.out)["engine"] == "tensorflow"  # model.keras's own vocabulary
 
@@ -306,7 +420,7 @@ def test_text_bad_input(tmp_path, cli):
     assert r.code == 0, r.err
     run = Path(r.out.strip().splitlines()[-1])
     gbk = tmp_path / "gbk.csv"
-    gbk.write_bytes("id,review,stars\nx,fine,3\ny,\"two\nlines\",2\nz,很好用,5\n".encode("gb18030"))
+    gbk.write_bytes('id,review,stars\nx,fine,3\ny,"two\nlines",2\nz,很好用,5\n'.encode("gb18030"))
     for engine in ("onnxruntime", "tensorflow"):
         r = cli("predict", run, "--input", gbk, "--output", tmp_path / "o.csv", "--engine", engine)
         assert r.code == 2 and "line 5 is not UTF-8" in r.err and "Traceback" not in r.err, r.err
@@ -329,15 +443,32 @@ def test_text_model_two_workers_match_one_process(tmp_path, cli):
     from bigmodel_cli.model.builders import load_trained
 
     exp = _make_text_exp(tmp_path, cli)
-    sets = ["--set", "data.validation=null", "--set", "train.batch_size=16", "--set", "train.epochs=2"]
+    sets = [
+        "--set",
+        "data.validation=null",
+        "--set",
+        "train.batch_size=16",
+        "--set",
+        "train.epochs=2",
+    ]
     r = cli("train", exp, *sets)
     assert r.code == 0, r.err
     single = Path(r.out.strip().splitlines()[-1])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    p = subprocess.run([sys.executable, "-m", "bigmodel_cli", "train", str(exp), "--workers", "2", *sets], env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
+    p = subprocess.run(
+        [sys.executable, "-m", "bigmodel_cli", "train", str(exp), "--workers", "2", *sets],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stderr
     multi = [r for r in sorted((exp / "runs").iterdir()) if r != single][0]
-    a, b = load_trained(single / "model.keras").get_weights(), load_trained(multi / "model.keras").get_weights()
+    a, b = (
+        load_trained(single / "model.keras").get_weights(),
+        load_trained(multi / "model.keras").get_weights(),
+    )
     assert len(a) == len(b) > 0
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-4)

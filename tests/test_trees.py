@@ -22,10 +22,17 @@ def test_select_members_finds_the_best_mix():
     # the loss is lowest at an equal mix of members 1 and 2: greedy selection lands on it
     w = select_members(lambda w: (w[1] - 0.5) ** 2 + (w[2] - 0.5) ** 2 + w[0], 3, rounds=20)
     np.testing.assert_allclose(w, [0.0, 0.5, 0.5])
-    assert select_members(lambda w: 0.0, 4).tolist() == [1.0, 0.0, 0.0, 0.0]  # ties: the lowest index, on every process
+    assert select_members(lambda w: 0.0, 4).tolist() == [
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+    ]  # ties: the lowest index, on every process
 
 
-@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "binary_crossentropy", "mse", "mae", "huber"])
+@pytest.mark.parametrize(
+    "loss", ["sparse_categorical_crossentropy", "binary_crossentropy", "mse", "mae", "huber"]
+)
 def test_numpy_loss_matches_the_training_loss(loss):
     import tensorflow as tf
 
@@ -33,8 +40,19 @@ def test_numpy_loss_matches_the_training_loss(loss):
     from bigmodel_cli.training.trainer import _per_example, numpy_loss
 
     rng = np.random.default_rng(0)
-    task = {"sparse_categorical_crossentropy": "classification", "binary_crossentropy": "binary"}.get(loss, "regression")
-    cfg = ExperimentConfig.model_validate({"name": "t", "task": task, "data": {"train": "x.csv", "target": "y"}, "model": {"architecture": "mlp"}, "train": {"loss": loss}})
+    task = {
+        "sparse_categorical_crossentropy": "classification",
+        "binary_crossentropy": "binary",
+    }.get(loss, "regression")
+    cfg = ExperimentConfig.model_validate(
+        {
+            "name": "t",
+            "task": task,
+            "data": {"train": "x.csv", "target": "y"},
+            "model": {"architecture": "mlp"},
+            "train": {"loss": loss},
+        }
+    )
     if task == "classification":
         p, y = rng.dirichlet(np.ones(4), 50), rng.integers(0, 4, 50)
     elif task == "binary":
@@ -51,10 +69,14 @@ def test_tree_members_are_part_of_the_ensemble():
     from bigmodel_cli.model.builders import member_architectures
 
     base = {"name": "t", "task": "binary", "data": {"train": "x.csv", "target": "y"}}
-    cfg = ExperimentConfig.model_validate({**base, "model": {"architecture": "mlp", "ensemble": 3, "tree_members": 1}})
+    cfg = ExperimentConfig.model_validate(
+        {**base, "model": {"architecture": "mlp", "ensemble": 3, "tree_members": 1}}
+    )
     assert member_architectures(cfg) == ["mlp", "mlp", "trees"]
     with pytest.raises((ConfigError, ValueError), match="tree_members"):
-        ExperimentConfig.model_validate({**base, "model": {"architecture": "mlp", "ensemble": 2, "tree_members": 3}})
+        ExperimentConfig.model_validate(
+            {**base, "model": {"architecture": "mlp", "ensemble": 2, "tree_members": 3}}
+        )
 
 
 def _table(path: Path, n: int = 400, seed: int = 0) -> None:
@@ -62,20 +84,43 @@ def _table(path: Path, n: int = 400, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     a, b = rng.exponential(2.0, n).round(2), rng.normal(size=n).round(3)
     plan = rng.choice(["basic", "plus", "max"], n)
-    y = np.where((a + b > 2.5) & (plan != "max"), "churn", np.where(plan == "max", "upgrade", "stay"))
+    y = np.where(
+        (a + b > 2.5) & (plan != "max"), "churn", np.where(plan == "max", "upgrade", "stay")
+    )
     df = pd.DataFrame({"a": a, "b": b, "plan": plan, "y": y})
     df.loc[rng.choice(n, 15, replace=False), "a"] = np.nan
     df.to_csv(path, index=False)
 
 
-@pytest.mark.parametrize("weights,encoding", [("validation", "piecewise"), pytest.param("equal", "standard", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "weights,encoding",
+    [("validation", "piecewise"), pytest.param("equal", "standard", marks=pytest.mark.slow)],
+)
 def test_trees_member_trains_predicts_and_exports(tmp_path, cli, weights, encoding):
     _table(tmp_path / "t.csv")
     exp = tmp_path / "exp"
     assert cli("init", exp, "--data", tmp_path / "t.csv", "--target", "y").code == 0
     doc = (exp / "experiment.yaml").read_text()
-    assert "tree_members: 1" in doc and "ensemble_weights: validation" in doc  # init --data's default
-    r = cli("train", exp, "--set", "train.epochs=3", "--set", "model.ensemble=2", "--set", "model.trees=8", "--set", "model.tree_depth=3", "--set", f"model.ensemble_weights={weights}", "--set", f"data.numeric_encoding={encoding}", "--json")
+    assert (
+        "tree_members: 1" in doc and "ensemble_weights: validation" in doc
+    )  # init --data's default
+    r = cli(
+        "train",
+        exp,
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "model.ensemble=2",
+        "--set",
+        "model.trees=8",
+        "--set",
+        "model.tree_depth=3",
+        "--set",
+        f"model.ensemble_weights={weights}",
+        "--set",
+        f"data.numeric_encoding={encoding}",
+        "--json",
+    )
     assert r.code == 0, r.err
     run = Path(json.loads(r.out)["run_dir"])
     graph = json.loads(zipfile.ZipFile(run / "model.keras").read("config.json"))
@@ -89,7 +134,9 @@ def test_trees_member_trains_predicts_and_exports(tmp_path, cli, weights, encodi
     from bigmodel_cli.model.builders import core_of, register_layers
 
     register_layers()
-    mean = core_of(keras.models.load_model(run / "model.keras", compile=False)).get_layer("ensemble")
+    mean = core_of(keras.models.load_model(run / "model.keras", compile=False)).get_layer(
+        "ensemble"
+    )
     if weights == "validation":
         w = mean.member_weights.numpy()
         assert w.shape == (2,) and abs(float(w.sum()) - 1.0) < 1e-6 and (w >= 0).all()
@@ -97,7 +144,9 @@ def test_trees_member_trains_predicts_and_exports(tmp_path, cli, weights, encodi
         assert not mean.weighted
 
     new = tmp_path / "new.csv"
-    pd.DataFrame({"a": [0.5, "", 9.0], "b": [0.1, -1.0, 2.0], "plan": ["basic", "max", "unheard-of"]}).to_csv(new, index=False)
+    pd.DataFrame(
+        {"a": [0.5, "", 9.0], "b": [0.1, -1.0, 2.0], "plan": ["basic", "max", "unheard-of"]}
+    ).to_csv(new, index=False)
     outs = predict_on_both(cli, run, new, tmp_path, "--probabilities")
     probs = [c for c in outs[0].columns if c.startswith("prob_")]
     assert len(probs) == 3 and len(outs[0]) == 3

@@ -12,7 +12,16 @@ import numpy as np
 from bigmodel_cli.errors import ConfigError, DataError, ModelFileError
 
 
-def explain(run: str | Path, data: str, rows: int = 0, repeats: int = 5, max_rows: int = 5000, engine: str = "auto", unsafe: bool = False, metric: str | None = None):
+def explain(
+    run: str | Path,
+    data: str,
+    rows: int = 0,
+    repeats: int = 5,
+    max_rows: int = 5000,
+    engine: str = "auto",
+    unsafe: bool = False,
+    metric: str | None = None,
+):
     """Importance of every raw column of ``data`` (labelled rows, as for eval; for an
     image run, a pixel table or a folder of class subfolders) for the run's monitored
     metric (or ``metric``); ``rows``: also the first N rows' attributions."""
@@ -23,9 +32,14 @@ def explain(run: str | Path, data: str, rows: int = 0, repeats: int = 5, max_row
     from bigmodel_cli.runs import PLOTS, atomic_write_json
 
     if repeats < 1 or max_rows < 10 or rows < 0:
-        raise ConfigError("--repeats needs at least 1, --max-rows at least 10, and --rows 0 or more")
+        raise ConfigError(
+            "--repeats needs at least 1, --max-rows at least 10, and --rows 0 or more"
+        )
     if not is_url(data) and not Path(data).exists():
-        raise DataError(f"--data {data} does not exist", hint="pass labelled rows: a file with the run's feature columns and its target")
+        raise DataError(
+            f"--data {data} does not exist",
+            hint="pass labelled rows: a file with the run's feature columns and its target",
+        )
     t0 = time.perf_counter()
     e = open_engine(run, engine, unsafe=unsafe, need_run="explain")
     cfg, spec = e.cfg, e.spec
@@ -38,29 +52,60 @@ def explain(run: str | Path, data: str, rows: int = 0, repeats: int = 5, max_row
     if shape:
         x, y, table, notes = _image_rows(path, spec, cfg, max_rows)
     else:
-        table, y_raw, notes = X.read_rows(path, spec, cfg.data.target, max_rows, cfg.seed)
+        table, y_raw, notes, x = X.read_rows(path, spec, cfg.data.target, max_rows, cfg.seed)
         y = _labels(y_raw, cfg)
-        from bigmodel_cli.inference.predict import model_inputs
-
-        x = model_inputs(table.combine_chunks().to_batches()[0], spec, 0, path)
     batch = e.batch_size or 4096
 
     def score(out: np.ndarray) -> float:
-        return float(M.metrics_for(cfg.task, y, out, cfg.data.classes, cfg.train.loss, spec.threshold)[name])
+        return float(
+            M.metrics_for(cfg.task, y, out, cfg.data.classes, cfg.train.loss, spec.threshold)[name]
+        )
 
-    base, importance, std = X.permutation_importance(e.infer, spec, x, score, higher, repeats, cfg.seed, batch, shape)
-    per_row = (_image_rows_explained(e, x, rows, run_dir) if shape else _rows_explained(e, table, rows, path, run_dir, notes)) if rows else []
-    out = X.Explanation(name, higher, base, importance, std, repeats, len(y), time.perf_counter() - t0, e.name, per_row, notes)
+    base, importance, std = X.permutation_importance(
+        e.infer, spec, x, score, higher, repeats, cfg.seed, batch, shape
+    )
+    per_row = (
+        (
+            _image_rows_explained(e, x, rows, run_dir)
+            if shape
+            else _rows_explained(e, table, rows, path, run_dir, notes)
+        )
+        if rows
+        else []
+    )
+    out = X.Explanation(
+        name,
+        higher,
+        base,
+        importance,
+        std,
+        repeats,
+        len(y),
+        time.perf_counter() - t0,
+        e.name,
+        per_row,
+        notes,
+    )
     atomic_write_json(run_dir / "explanation.json", out.to_json())
     if shape:
         heat = _region_heat(importance, shape)
-        out.plot = M.plot_saliency(x.mean(axis=0).reshape(_hwc(shape)), heat, run_dir / PLOTS / "importance.png", f"permutation importance of 4x4 regions: {name} {'lost' if higher else 'gained'} when shuffled", ("the mean image", "importance"))
+        out.plot = M.plot_saliency(
+            x.mean(axis=0).reshape(_hwc(shape)),
+            heat,
+            run_dir / PLOTS / "importance.png",
+            f"permutation importance of 4x4 regions: {name} {'lost' if higher else 'gained'} when shuffled",
+            ("the mean image", "importance"),
+        )
     else:
-        out.plot = M.plot_importance(importance, std, name, higher, run_dir / PLOTS / "importance.png")
+        out.plot = M.plot_importance(
+            importance, std, name, higher, run_dir / PLOTS / "importance.png"
+        )
     return out
 
 
-def _rows_explained(e: Any, table: Any, rows: int, path: str, run_dir: Path, notes: list[str]) -> list[dict[str, Any]]:
+def _rows_explained(
+    e: Any, table: Any, rows: int, path: str, run_dir: Path, notes: list[str]
+) -> list[dict[str, Any]]:
     from bigmodel_cli.features import registry
     from bigmodel_cli.inference import explain as X
     from bigmodel_cli.inference.predict import model_inputs
@@ -69,10 +114,21 @@ def _rows_explained(e: Any, table: Any, rows: int, path: str, run_dir: Path, not
     texts = set(registry.columns_of(e.cfg.data.columns, spec.features, registry.TEXT))
     base, source = X.baselines(spec, e.cfg, run_dir, table)
     notes.append(f"per-row attributions: each column set to its baseline from {source}")
-    return X.row_attributions(e.infer, spec, table, rows, e.batch_size or 4096, lambda b: model_inputs(b, spec, 0, path), texts, base)
+    return X.row_attributions(
+        e.infer,
+        spec,
+        table,
+        rows,
+        e.batch_size or 4096,
+        lambda b: model_inputs(b, spec, 0, path),
+        texts,
+        base,
+    )
 
 
-def _image_rows(path: str, spec: Any, cfg: Any, max_rows: int) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
+def _image_rows(
+    path: str, spec: Any, cfg: Any, max_rows: int
+) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
     """(flat pixels, labels, None, notes) of an image run's --data: a pixel table with
     the target, or a folder with one subfolder of images per class."""
     from bigmodel_cli.data.images import ImageFolder, decode_many
@@ -82,15 +138,18 @@ def _image_rows(path: str, spec: Any, cfg: Any, max_rows: int) -> tuple[np.ndarr
     if folder is not None:
         files, labels = folder.files, folder.labels
         if len(files) > max_rows:
-            keep = sorted(np.random.default_rng(cfg.seed).choice(len(files), max_rows, replace=False).tolist())
+            keep = sorted(
+                np.random.default_rng(cfg.seed).choice(len(files), max_rows, replace=False).tolist()
+            )
             files, labels = [files[i] for i in keep], [labels[i] for i in keep]
-            notes.append(f"a sample of {max_rows:,} of the {len(folder.files):,} images was used (--max-rows)")
+            notes.append(
+                f"a sample of {max_rows:,} of the {len(folder.files):,} images was used (--max-rows)"
+            )
         return decode_many(files, list(cfg.data.image_shape)), _labels(labels, cfg), None, notes
     from bigmodel_cli.inference import explain as X
-    from bigmodel_cli.inference.predict import model_inputs
 
-    table, y_raw, notes = X.read_rows(path, spec, cfg.data.target, max_rows, cfg.seed)
-    return model_inputs(table.combine_chunks().to_batches()[0], spec, 0, path), _labels(y_raw, cfg), None, notes
+    table, y_raw, notes, x = X.read_rows(path, spec, cfg.data.target, max_rows, cfg.seed)
+    return x, _labels(y_raw, cfg), None, notes
 
 
 def _image_rows_explained(e: Any, x: np.ndarray, rows: int, run_dir: Path) -> list[dict[str, Any]]:
@@ -101,10 +160,21 @@ def _image_rows_explained(e: Any, x: np.ndarray, rows: int, run_dir: Path) -> li
 
     shape = list(e.cfg.data.image_shape)
     out = []
-    for doc in X.image_saliency(e.infer, x[:rows], shape, e.cfg.data.classes, e.cfg.task, e.spec.threshold):
+    for doc in X.image_saliency(
+        e.infer, x[:rows], shape, e.cfg.data.classes, e.cfg.task, e.spec.threshold
+    ):
         image, heat = doc.pop("image"), np.asarray(doc.pop("saliency"))
-        what = f"class {doc['class']}, p={doc['output']:.3f}" if "class" in doc else f"value {doc['output']:.4g}"
-        png = M.plot_saliency(image, heat, run_dir / PLOTS / "saliency" / f"row-{doc['row']}.png", f"row {doc['row']}: {what}; drop when a {doc['patch']}px patch is blanked")
+        what = (
+            f"class {doc['class']}, p={doc['output']:.3f}"
+            if "class" in doc
+            else f"value {doc['output']:.4g}"
+        )
+        png = M.plot_saliency(
+            image,
+            heat,
+            run_dir / PLOTS / "saliency" / f"row-{doc['row']}.png",
+            f"row {doc['row']}: {what}; drop when a {doc['patch']}px patch is blanked",
+        )
         r, c = np.unravel_index(int(heat.argmax()), heat.shape)
         out.append({**doc, "saliency_png": str(png), "peak": [int(r), int(c)]})
     return out
@@ -126,30 +196,48 @@ def _region_heat(importance: dict[str, float], shape: list[int]) -> np.ndarray:
 
 
 def _labels(y_raw: list, cfg) -> np.ndarray:
-    import pandas as pd
+    """The target's raw cells as eval reads them (features/target.py)."""
+    from bigmodel_cli.features.target import LabelError, Target
 
-    from bigmodel_cli.data.tables import encode_labels
-
-    if cfg.task == "regression":
-        try:
-            return np.asarray([float(v) for v in y_raw], np.float64)
-        except (TypeError, ValueError):
-            raise DataError(f"the target '{cfg.data.target}' holds values that are not numbers") from None
-    df = pd.DataFrame({cfg.data.target: y_raw})
-    df.attrs["source"] = "--data"
-    return encode_labels(df, np.asarray(y_raw, dtype=object), cfg.data.classes or []).astype(np.int64)
+    t = Target(cfg.task, cfg.data.classes, cfg.data.target)
+    try:
+        return (t.values(y_raw) if cfg.task == "regression" else t.codes(y_raw))[0]
+    except LabelError as e:
+        what = (
+            "not a number"
+            if cfg.task == "regression"
+            else f"not one of the model's classes ({(cfg.data.classes or [])[:20]})"
+        )
+        raise DataError(
+            f"--data: target '{cfg.data.target}' value {e.text[:40]!r} (row {e.row + 1} of those explained) is {what}"
+        ) from None
 
 
 def _metric(cfg, metric: str | None) -> tuple[str, bool]:
     """The metric to measure (the run's monitored one, without val_) and whether higher is better."""
     from bigmodel_cli.model.metrics import higher_is_better
 
-    valid = {"regression": ("loss", "mse", "mae", "rmse", "r2"), "binary": ("loss", "accuracy", "f1", "balanced_accuracy", "roc_auc", "pr_auc", "precision", "recall"), "classification": ("loss", "accuracy", "macro_f1", "balanced_accuracy")}[cfg.task]
+    valid = {
+        "regression": ("loss", "mse", "mae", "rmse", "r2"),
+        "binary": (
+            "loss",
+            "accuracy",
+            "f1",
+            "balanced_accuracy",
+            "roc_auc",
+            "pr_auc",
+            "precision",
+            "recall",
+        ),
+        "classification": ("loss", "accuracy", "macro_f1", "balanced_accuracy"),
+    }[cfg.task]
     if metric is None:
         es = cfg.train.early_stopping
         metric = (es.monitor if es else "val_loss").removeprefix("val_")
         if metric not in valid:
             metric = "loss"
     if metric not in valid:
-        raise ConfigError(f"--metric {metric} is not a {cfg.task} metric", hint="use one of: " + ", ".join(valid))
+        raise ConfigError(
+            f"--metric {metric} is not a {cfg.task} metric", hint="use one of: " + ", ".join(valid)
+        )
     return metric, higher_is_better(metric)

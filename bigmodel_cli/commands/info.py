@@ -17,14 +17,22 @@ def info() -> dict[str, Any]:
     gpu_details = distribute.gpu_details(tf)
     try:
         p = distribute.set_precision(distribute.plan("auto", gpus, os.environ), "auto")
-        auto = {"kind": p.kind, "devices": p.devices, "reason": p.reason, "workers": p.workers, "precision": p.precision, "precision_reason": p.precision_reason}
+        auto = {
+            "kind": p.kind,
+            "devices": p.devices,
+            "reason": p.reason,
+            "workers": p.workers,
+            "precision": p.precision,
+            "precision_reason": p.precision_reason,
+        }
     except Exception as e:  # a broken TF_CONFIG is worth showing, not crashing on
         auto = {"error": str(e)}
     out: dict[str, Any] = {
         **_versions(),
         "platform": platform.platform(),
         "cpu_threads": os.cpu_count(),
-        "cpu_bfloat16": sorted(f for f in distribute.BF16_CPU_FLAGS if f in distribute.cpu_flags()) or None,
+        "cpu_bfloat16": sorted(f for f in distribute.BF16_CPU_FLAGS if f in distribute.cpu_flags())
+        or None,
         "gpus": gpu_details,
         "auto_strategy": auto,
     }
@@ -36,6 +44,12 @@ def info() -> dict[str, Any]:
         job = resolve(os.environ)
     except Exception as e:
         job, out["cluster"] = None, {"error": str(e)}
-    if job is not None:  # the workers as the resolver read them from TF_CONFIG, Slurm, SageMaker or JobSet
-        out["cluster"] = {"source": job.source, "workers": job.cluster, "task": f"{job.task_type} {job.task_index}"}
+    if (
+        job is not None
+    ):  # the workers as the resolver read them from TF_CONFIG, Slurm, SageMaker or JobSet
+        out["cluster"] = {
+            "source": job.source,
+            "workers": job.cluster,
+            "task": f"{job.task_type} {job.task_index}",
+        }
     return out

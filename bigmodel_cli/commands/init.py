@@ -23,11 +23,16 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 def templates_root() -> Path:
-    here = Path(__file__).resolve().parent.parent  # bigmodel_cli/: templates/ inside it when installed, beside it in a checkout
+    here = (
+        Path(__file__).resolve().parent.parent
+    )  # bigmodel_cli/: templates/ inside it when installed, beside it in a checkout
     for cand in (here / "templates", here.parent / "templates"):
         if cand.is_dir():
             return cand
-    raise BigmodelError("the template folder is missing from this installation", hint="reinstall bigmodel: pip install --force-reinstall bigmodel")
+    raise BigmodelError(
+        "the template folder is missing from this installation",
+        hint="reinstall bigmodel: pip install --force-reinstall bigmodel",
+    )
 
 
 @dataclass
@@ -50,7 +55,11 @@ def list_templates() -> list[TemplateInfo]:
         summary = ""
         readme = d / "README.md"
         if readme.is_file():
-            lines = [ln.strip() for ln in readme.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+            lines = [
+                ln.strip()
+                for ln in readme.read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")
+            ]
             summary = lines[0] if lines else ""
         out.append(TemplateInfo(d.name, summary, str(raw.get("task", "")), d))
     return out
@@ -63,7 +72,9 @@ class InitResult:
     files: list[str]
 
 
-def init_experiment(target: Path, template: str, force: bool = False, name: str | None = None) -> InitResult:
+def init_experiment(
+    target: Path, template: str, force: bool = False, name: str | None = None
+) -> InitResult:
     if not _NAME.match(template) or ".." in template or "/" in template:
         raise PathError(f"'{template}' is not a template name", hint="see: bigmodel templates")
     known = {t.name: t for t in list_templates()}
@@ -71,16 +82,27 @@ def init_experiment(target: Path, template: str, force: bool = False, name: str 
         import difflib
 
         close = difflib.get_close_matches(template, list(known), n=1)
-        raise BigmodelError(f"unknown template '{template}'", hint=(f"did you mean '{close[0]}'? " if close else "") + f"templates: {', '.join(known)}")
+        raise BigmodelError(
+            f"unknown template '{template}'",
+            hint=(f"did you mean '{close[0]}'? " if close else "")
+            + f"templates: {', '.join(known)}",
+        )
     target = Path(target)
     if target.exists() and not target.is_dir():
-        raise PathError(f"{target} exists and is a file", hint="choose a folder name for the experiment")
+        raise PathError(
+            f"{target} exists and is a file", hint="choose a folder name for the experiment"
+        )
     if target.is_dir() and any(target.iterdir()) and not force:
-        raise PathError(f"{target} is not empty", hint="choose a new folder, or pass --force to write the template files into it (existing runs/ are kept)")
+        raise PathError(
+            f"{target} is not empty",
+            hint="choose a new folder, or pass --force to write the template files into it (existing runs/ are kept)",
+        )
     src = known[template].path
     import yaml
 
-    if ((yaml.safe_load((src / "experiment.yaml").read_text()) or {}).get("model") or {}).get("backbone"):
+    if ((yaml.safe_load((src / "experiment.yaml").read_text()) or {}).get("model") or {}).get(
+        "backbone"
+    ):
         from bigmodel_cli.features.backbone import require_extra
 
         require_extra()  # a pretrained-encoder template is no use without the extra: say so now
@@ -109,7 +131,15 @@ class DataInitResult:
     copied: bool
 
 
-def init_from_data(target: Path, data: Path | str, target_col: str, task: str | None = None, copy: bool = False, force: bool = False, name: str | None = None) -> DataInitResult:
+def init_from_data(
+    target: Path,
+    data: Path | str,
+    target_col: str,
+    task: str | None = None,
+    copy: bool = False,
+    force: bool = False,
+    name: str | None = None,
+) -> DataInitResult:
     """An experiment folder for the user's own table: inferred task and column types.
     A URL (or a glob of them) is profiled on its first object and referenced as it is."""
     from bigmodel_cli.data import remote
@@ -121,19 +151,31 @@ def init_from_data(target: Path, data: Path | str, target_col: str, task: str | 
         data = remote.fetch(remote.expand(url, "train", keep=_is_table)[0])
     data = Path(remote.local_path(str(data))).expanduser()
     if not data.is_file():
-        raise PathError(f"--data {data} is not a file", hint="give a CSV, TSV, Parquet or JSON Lines file (.gz allowed)")
+        raise PathError(
+            f"--data {data} is not a file",
+            hint="give a CSV, TSV, Parquet or JSON Lines file (.gz allowed)",
+        )
     table_format(data)  # an unknown extension is refused here
     if task is not None and task not in ("classification", "binary", "regression"):
-        raise BigmodelError(f"unknown --task '{task}'", hint="use classification, binary or regression")
+        raise BigmodelError(
+            f"unknown --task '{task}'", hint="use classification, binary or regression"
+        )
     target = Path(target)
     if target.exists() and not target.is_dir():
-        raise PathError(f"{target} exists and is a file", hint="choose a folder name for the experiment")
+        raise PathError(
+            f"{target} exists and is a file", hint="choose a folder name for the experiment"
+        )
     if (target / "experiment.yaml").exists() and not force:
-        raise PathError(f"{target} already holds an experiment.yaml", hint="choose a new folder, or pass --force to replace it (existing runs/ are kept)")
+        raise PathError(
+            f"{target} already holds an experiment.yaml",
+            hint="choose a new folder, or pass --force to replace it (existing runs/ are kept)",
+        )
     prof = profile_table(data, target_col, task)  # every check before anything is written
     if url is not None:
         prof.shown = url
-    exp_name = name or re.sub(r"[^A-Za-z0-9_.-]+", "-", target.resolve().name).strip("-.") or "experiment"
+    exp_name = (
+        name or re.sub(r"[^A-Za-z0-9_.-]+", "-", target.resolve().name).strip("-.") or "experiment"
+    )
     if not re.match(r"^[A-Za-z0-9]", exp_name):
         exp_name = "exp-" + exp_name
     target.mkdir(parents=True, exist_ok=True)
@@ -161,10 +203,22 @@ def templates() -> list[TemplateInfo]:
     return list_templates()
 
 
-def init(target: str | Path, template: str, force: bool = False, name: str | None = None) -> InitResult:
+def init(
+    target: str | Path, template: str, force: bool = False, name: str | None = None
+) -> InitResult:
     return init_experiment(Path(target), template, force=force, name=name)
 
 
-def init_data(target: str | Path, data: str | Path, target_column: str, task: str | None = None, copy: bool = False, force: bool = False, name: str | None = None) -> DataInitResult:
+def init_data(
+    target: str | Path,
+    data: str | Path,
+    target_column: str,
+    task: str | None = None,
+    copy: bool = False,
+    force: bool = False,
+    name: str | None = None,
+) -> DataInitResult:
     """``bigmodel init DIR --data FILE --target COL``: an experiment for the user's own table."""
-    return init_from_data(Path(target), data, target_column, task=task, copy=copy, force=force, name=name)
+    return init_from_data(
+        Path(target), data, target_column, task=task, copy=copy, force=force, name=name
+    )

@@ -47,7 +47,10 @@ def predict(
     images = image_files(inputs)
     files = [] if images else expand_inputs(inputs)
     if output_dir is None and len(files) > 1:
-        raise ConfigError(f"{len(files)} input files need --output-dir, not --output", hint="e.g. --output-dir preds/")
+        raise ConfigError(
+            f"{len(files)} input files need --output-dir, not --output",
+            hint="e.g. --output-dir preds/",
+        )
     e = open_engine(run, engine, unsafe=unsafe, probabilities=probabilities, columns=columns)
     cfg, model, spec, infer, used = e.cfg, e.model, e.spec, e.infer, e.name
     batch_size = batch_size or e.batch_size
@@ -61,34 +64,66 @@ def predict(
         from bigmodel_cli.inference.predict import predict_images
 
         if cfg is None or not cfg.data.image_shape:
-            raise ConfigError("image inputs need a run trained on images (data.image_shape)", hint="predict a table of pixel columns instead")
-        r = predict_images(images, spec, infer, output or "-", cfg.data.image_shape, batch_size=min(batch_size or 256, 4096), force=force)
+            raise ConfigError(
+                "image inputs need a run trained on images (data.image_shape)",
+                hint="predict a table of pixel columns instead",
+            )
+        r = predict_images(
+            images,
+            spec,
+            infer,
+            output or "-",
+            cfg.data.image_shape,
+            batch_size=min(batch_size or 256, 4096),
+            force=force,
+        )
         r.engine = used
         return [r]
     from bigmodel_cli.data import remote
 
-    if output_dir is not None:
-        if remote.is_url(output_dir):
-            targets = [output_dir.rstrip("/") + "/" + _pred_name(f) for f in files]
-        else:
-            out_dir = Path(output_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            targets = [str(out_dir / _pred_name(f)) for f in files]
-        if not force:
-            for t in targets:
-                if (remote.exists(t) if remote.is_url(t) else Path(t).exists()):
-                    from bigmodel_cli.errors import PathError
-
-                    raise PathError(f"output {t} exists already", hint="pass --force to overwrite it")
-    else:
-        targets = [output or "-"]
+    targets = _targets(files, output, output_dir, force)
     results = []
     for f, t in zip(files, targets):
         with _local_output(t, force) as local:
-            r = predict_file(model, spec, f, local, infer=infer, batch_size=batch_size, force=True if local != t else force, fmt=input_format, progress=(lambda rows, s, frac, f=f: progress(f, rows, s, frac)) if progress else None)
+            r = predict_file(
+                model,
+                spec,
+                f,
+                local,
+                infer=infer,
+                batch_size=batch_size,
+                force=True if local != t else force,
+                fmt=input_format,
+                progress=(lambda rows, s, frac, f=f: progress(f, rows, s, frac))
+                if progress
+                else None,
+            )
         r.engine, r.input, r.output = used, remote.shown(f) if f != "-" else f, t
         results.append(r)
     return results
+
+
+def _targets(
+    files: list[str], output: str | None, output_dir: str | None, force: bool
+) -> list[str]:
+    """Where each input's predictions go: --output, or one file per input in --output-dir
+    (none of which may exist without --force)."""
+    from bigmodel_cli.data import remote
+
+    if output_dir is None:
+        return [output or "-"]
+    if remote.is_url(output_dir):
+        targets = [output_dir.rstrip("/") + "/" + _pred_name(f) for f in files]
+    else:
+        out_dir = Path(output_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        targets = [str(out_dir / _pred_name(f)) for f in files]
+    for t in [] if force else targets:
+        if remote.exists(t) if remote.is_url(t) else Path(t).exists():
+            from bigmodel_cli.errors import PathError
+
+            raise PathError(f"output {t} exists already", hint="pass --force to overwrite it")
+    return targets
 
 
 @contextlib.contextmanager

@@ -9,7 +9,12 @@ from bigmodel_cli.config import load_experiment
 from bigmodel_cli.errors import ConfigError
 
 
-def prepare(path: str | Path, overrides: list[str] | None = None, progress: Any = None, rebuild: bool = False) -> dict[str, Any]:
+def prepare(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    progress: Any = None,
+    rebuild: bool = False,
+) -> dict[str, Any]:
     """Convert an experiment's training data into the block cache that streamed
     training reads (``data.stream``); reuses a cache whose key still matches.
     Returns what :func:`.blocks.describe` says of it."""
@@ -17,7 +22,11 @@ def prepare(path: str | Path, overrides: list[str] | None = None, progress: Any 
     from bigmodel_cli.data import blocks
     from bigmodel_cli.data.streaming import stream_mode
 
-    mode = stream_mode(cfg.model_copy(update={"data": cfg.data.model_copy(update={"stream": True})}), base_dir)
+    mode = stream_mode(
+        cfg.model_copy(update={"data": cfg.data.model_copy(update={"stream": True})}), base_dir
+    )
     if mode == "images":
-        raise ConfigError(f"data.train {cfg.data.train} is an image folder: its images are decoded as training reads them, nothing to prepare")
+        raise ConfigError(
+            f"data.train {cfg.data.train} is an image folder: its images are decoded as training reads them, nothing to prepare"
+        )
     return blocks.describe(blocks.prepare(cfg, base_dir, progress, rebuild=rebuild))

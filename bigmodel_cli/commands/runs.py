@@ -26,9 +26,22 @@ from pathlib import Path
 from typing import Any
 
 from bigmodel_cli.errors import ConfigError, PathError
-from bigmodel_cli.runs import CONFIG_FILE, HISTORY_FILE, META_FILE, METRICS_FILE, RUNS_DIR, read_json
+from bigmodel_cli.runs import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    META_FILE,
+    METRICS_FILE,
+    RUNS_DIR,
+    read_json,
+)
 
-STATUS = {"completed": "finished", "interrupted": "interrupted", "failed": "failed", "pruned": "pruned", "running": "running"}
+STATUS = {
+    "completed": "finished",
+    "interrupted": "interrupted",
+    "failed": "failed",
+    "pruned": "pruned",
+    "running": "running",
+}
 # A run trained by a Slurm job (bigmodel submit slurm) also shows the job: its id and
 # squeue's state (pending, running, ... or ended once Slurm has forgotten it); an
 # interrupted run whose job is pending again is "requeued". A queued job with no run
@@ -41,11 +54,17 @@ def list_runs(exp_dir: Path) -> list[dict[str, Any]]:
     """Every run folder of the experiment (or its runs/ folder, or one run folder), oldest first."""
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
-        raise PathError(f"{exp_dir} is not a folder", hint="pass an experiment folder made by `bigmodel init`")
+        raise PathError(
+            f"{exp_dir} is not a folder", hint="pass an experiment folder made by `bigmodel init`"
+        )
     if (exp_dir / META_FILE).is_file():  # one run folder
         return [describe(exp_dir)]
-    runs_dir = exp_dir / RUNS_DIR if (exp_dir / RUNS_DIR).is_dir() else exp_dir  # the experiment, or its runs/
-    rows = [describe(p) for p in sorted(runs_dir.iterdir()) if p.is_dir() and (p / META_FILE).is_file()]
+    runs_dir = (
+        exp_dir / RUNS_DIR if (exp_dir / RUNS_DIR).is_dir() else exp_dir
+    )  # the experiment, or its runs/
+    rows = [
+        describe(p) for p in sorted(runs_dir.iterdir()) if p.is_dir() and (p / META_FILE).is_file()
+    ]
     rows = sorted(rows, key=lambda r: (r["started"] or "", _number(r["name"])))
     return _with_jobs(rows, runs_dir.parent if runs_dir.name == RUNS_DIR else exp_dir)
 
@@ -64,16 +83,33 @@ def _with_jobs(rows: list[dict[str, Any]], exp_dir: Path) -> list[dict[str, Any]
         if r.get("job"):
             r["job"]["state"] = states.get(r["job"]["id"], "ended")
             if r["job"]["state"] == "pending" and r["status"] == "interrupted":
-                r["status"] = "requeued"  # stopped by the time limit or a preemption; Slurm starts it again
+                r["status"] = (
+                    "requeued"  # stopped by the time limit or a preemption; Slurm starts it again
+                )
     have = {r["job"]["id"] for r in rows if r.get("job")}
     for j in jobs:
         if j["job_id"] not in have and j.get("run_dir") is None and j["job_id"] in states:
-            rows.append({
-                "name": f"slurm job {j['job_id']}", "run_dir": None, "status": states[j["job_id"]], "epochs": 0, "epochs_planned": None,
-                "monitor": None, "mode": None, "best": None, "best_epoch": None, "test": {}, "test_data": None,
-                "duration_s": 0.0, "started": j.get("submitted"), "trial": None, "study": None, "params": None,
-                "job": {"scheduler": "slurm", "id": j["job_id"], "state": states[j["job_id"]]},
-            })
+            rows.append(
+                {
+                    "name": f"slurm job {j['job_id']}",
+                    "run_dir": None,
+                    "status": states[j["job_id"]],
+                    "epochs": 0,
+                    "epochs_planned": None,
+                    "monitor": None,
+                    "mode": None,
+                    "best": None,
+                    "best_epoch": None,
+                    "test": {},
+                    "test_data": None,
+                    "duration_s": 0.0,
+                    "started": j.get("submitted"),
+                    "trial": None,
+                    "study": None,
+                    "params": None,
+                    "job": {"scheduler": "slurm", "id": j["job_id"], "state": states[j["job_id"]]},
+                }
+            )
     return rows
 
 
@@ -98,7 +134,9 @@ def describe(run_dir: Path) -> dict[str, Any]:
     if values:
         best, best_epoch = (min if mode == "min" else max)(values, key=lambda v: v[0])
     metrics = _read(run_dir / METRICS_FILE) or {}
-    test = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    test = {
+        k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     seconds = 0.0
     for s in sessions:
         start, end = _time(s.get("start")), _time(s.get("end"))
@@ -108,14 +146,25 @@ def describe(run_dir: Path) -> dict[str, Any]:
             seconds += max(0.0, (end - start).total_seconds())
     tune = meta.get("tune") or None
     return {
-        "name": run_dir.name, "run_dir": str(run_dir), "status": status,
-        "epochs": len(history), "epochs_planned": train.get("epochs"),
-        "monitor": monitor, "mode": mode, "best": best, "best_epoch": best_epoch,
-        "test": test, "test_data": metrics.get("data"),
-        "duration_s": round(seconds, 1), "started": meta.get("created"),
-        "trial": tune.get("trial") if tune else None, "study": tune.get("study") if tune else None,
+        "name": run_dir.name,
+        "run_dir": str(run_dir),
+        "status": status,
+        "epochs": len(history),
+        "epochs_planned": train.get("epochs"),
+        "monitor": monitor,
+        "mode": mode,
+        "best": best,
+        "best_epoch": best_epoch,
+        "test": test,
+        "test_data": metrics.get("data"),
+        "duration_s": round(seconds, 1),
+        "started": meta.get("created"),
+        "trial": tune.get("trial") if tune else None,
+        "study": tune.get("study") if tune else None,
         "params": tune.get("params") if tune else None,
-        "job": {"scheduler": "slurm", "id": last["slurm_job"], "state": None} if last.get("slurm_job") else None,
+        "job": {"scheduler": "slurm", "id": last["slurm_job"], "state": None}
+        if last.get("slurm_job")
+        else None,
     }
 
 
@@ -133,13 +182,20 @@ def sort_rows(rows: list[dict[str, Any]], key: str | None) -> list[dict[str, Any
         present = [r for r in rows if r["best"] is not None]
         modes = {r["mode"] for r in present}
         if len(modes) > 1 or len({r["monitor"] for r in present}) > 1:
-            raise ConfigError("--sort best: the runs monitor different metrics", hint="sort by a test metric instead (run bigmodel eval on each)")
+            raise ConfigError(
+                "--sort best: the runs monitor different metrics",
+                hint="sort by a test metric instead (run bigmodel eval on each)",
+            )
         sign = -1 if modes == {"max"} else 1
-        return sorted(present, key=lambda r: sign * r["best"]) + [r for r in rows if r["best"] is None]
+        return sorted(present, key=lambda r: sign * r["best"]) + [
+            r for r in rows if r["best"] is None
+        ]
     if key in tests:
         sign = 1 if any(w in key for w in LOWER_IS_BETTER) else -1
         present = [r for r in rows if key in r["test"]]
-        return sorted(present, key=lambda r: sign * r["test"][key]) + [r for r in rows if key not in r["test"]]
+        return sorted(present, key=lambda r: sign * r["test"][key]) + [
+            r for r in rows if key not in r["test"]
+        ]
     field = {"duration": "duration_s"}.get(key, key)
     if key == "name":
         return sorted(rows, key=lambda r: (r["name"].rsplit("-", 1)[0], _number(r["name"])))
@@ -193,15 +249,29 @@ def _process_start(pid: int) -> float | None:
     """When a process started (Unix time), from /proc; None where there is no /proc."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime, in clock ticks after boot
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        ticks = int(
+            stat.rsplit(")", 1)[1].split()[19]
+        )  # field 22: starttime, in clock ticks after boot
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
 
 
 def _last_write(run_dir: Path) -> dt.datetime | None:
-    times = [p.stat().st_mtime for p in (run_dir / HISTORY_FILE, run_dir / META_FILE, run_dir / "checkpoints" / "last.keras") if p.is_file()]
+    times = [
+        p.stat().st_mtime
+        for p in (
+            run_dir / HISTORY_FILE,
+            run_dir / META_FILE,
+            run_dir / "checkpoints" / "last.keras",
+        )
+        if p.is_file()
+    ]
     return dt.datetime.fromtimestamp(max(times), dt.timezone.utc) if times else None
 
 

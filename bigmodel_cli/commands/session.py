@@ -25,12 +25,23 @@ def _versions() -> dict[str, str]:
     import numpy
     import tensorflow as tf
 
-    return {"bigmodel": __version__, "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": numpy.__version__}
+    return {
+        "bigmodel": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }
 
 
 def _git_commit(folder: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -39,28 +50,56 @@ def _git_commit(folder: Path) -> str | None:
 def _command_line() -> str:
     import shlex
 
-    return " ".join(shlex.quote(a) for a in ["bigmodel", *sys.argv[1:]]) if sys.argv and "bigmodel" in Path(sys.argv[0]).name else " ".join(map(shlex.quote, sys.argv))
+    return (
+        " ".join(shlex.quote(a) for a in ["bigmodel", *sys.argv[1:]])
+        if sys.argv and "bigmodel" in Path(sys.argv[0]).name
+        else " ".join(map(shlex.quote, sys.argv))
+    )
 
 
-def _start_session(run_dir: Path, cfg: ExperimentConfig, plan: Any, resume: bool, datasets: Any, tags: dict[str, Any] | None = None) -> dict[str, Any]:
+def _start_session(
+    run_dir: Path,
+    cfg: ExperimentConfig,
+    plan: Any,
+    resume: bool,
+    datasets: Any,
+    tags: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     meta_path = run_dir / META_FILE
-    meta = read_json(meta_path) if (resume and meta_path.is_file()) else {
-        "name": cfg.name,
-        "task": cfg.task,
-        "seed": cfg.seed,
-        "created": _now(),
-        "versions": _versions(),
-        "git_commit": _git_commit(run_base_dir(run_dir)),
-        "features": len(datasets.features),
-        "classes": datasets.classes,
-        "train_rows": len(datasets.train),
-        "validation_rows": len(datasets.validation) if datasets.validation else 0,
-        "sessions": [],
-    }
+    meta = (
+        read_json(meta_path)
+        if (resume and meta_path.is_file())
+        else {
+            "name": cfg.name,
+            "task": cfg.task,
+            "seed": cfg.seed,
+            "created": _now(),
+            "versions": _versions(),
+            "git_commit": _git_commit(run_base_dir(run_dir)),
+            "features": len(datasets.features),
+            "classes": datasets.classes,
+            "train_rows": len(datasets.train),
+            "validation_rows": len(datasets.validation) if datasets.validation else 0,
+            "sessions": [],
+        }
+    )
     meta.update(tags or {})
-    meta["strategy"] = {"kind": plan.kind, "devices": plan.devices, "reason": plan.reason, "workers": plan.workers}
+    meta["strategy"] = {
+        "kind": plan.kind,
+        "devices": plan.devices,
+        "reason": plan.reason,
+        "workers": plan.workers,
+    }
     meta["precision"] = {"policy": plan.precision, "reason": plan.precision_reason}
-    session = {"start": _now(), "end": None, "status": "running", "command": _command_line(), "resumed": resume, "host": platform.node(), "pid": os.getpid()}
+    session = {
+        "start": _now(),
+        "end": None,
+        "status": "running",
+        "command": _command_line(),
+        "resumed": resume,
+        "host": platform.node(),
+        "pid": os.getpid(),
+    }
     if os.environ.get("SLURM_JOB_ID"):
         session["slurm_job"] = os.environ["SLURM_JOB_ID"]  # bigmodel runs asks squeue for its state
     meta["sessions"].append(session)

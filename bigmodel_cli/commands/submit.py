@@ -59,7 +59,12 @@ class SubmitOutcome:
     command: list[str]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"script": str(self.script), "job_id": self.job_id, "runs_dir": str(self.runs_dir), "command": self.command}
+        return {
+            "script": str(self.script),
+            "job_id": self.job_id,
+            "runs_dir": str(self.runs_dir),
+            "command": self.command,
+        }
 
 
 def _experiment(path: Path, overrides: list[str]) -> tuple[Path, str]:
@@ -67,14 +72,21 @@ def _experiment(path: Path, overrides: list[str]) -> tuple[Path, str]:
 
     path = Path(path).resolve()
     if not path.exists():
-        raise PathError(f"{path} does not exist", hint="pass an experiment folder made by `bigmodel init`")
-    cfg, _ = load_experiment(path, overrides)  # the config and the --set must hold before anything is queued
+        raise PathError(
+            f"{path} does not exist", hint="pass an experiment folder made by `bigmodel init`"
+        )
+    cfg, _ = load_experiment(
+        path, overrides
+    )  # the config and the --set must hold before anything is queued
     return (path if path.is_dir() else path.parent), cfg.name
 
 
 def _check(req: SlurmRequest) -> None:
     if req.time is not None and not re.fullmatch(r"(\d+-)?\d{1,3}:\d{2}:\d{2}", req.time):
-        raise ConfigError(f"--time {req.time}: not HH:MM:SS", hint="e.g. --time 02:00:00 (or 1-00:00:00 for a day)")
+        raise ConfigError(
+            f"--time {req.time}: not HH:MM:SS",
+            hint="e.g. --time 02:00:00 (or 1-00:00:00 for a day)",
+        )
     if req.partition is not None and not re.fullmatch(r"[\w.,-]+", req.partition):
         raise ConfigError(f"--partition {req.partition!r}: not a partition name")
 
@@ -85,7 +97,9 @@ def _seconds(limit: str) -> int:
     return int(days or 0) * 86400 + h * 3600 + m * 60 + s
 
 
-def slurm_script(exp: Path, name: str, req: SlurmRequest, bigmodel: list[str], when: str, script: Path) -> str:
+def slurm_script(
+    exp: Path, name: str, req: SlurmRequest, bigmodel: list[str], when: str, script: Path
+) -> str:
     """The batch script's text. Pure, so its every line is tested."""
     _check(req)
     q = shlex.quote
@@ -103,7 +117,11 @@ def slurm_script(exp: Path, name: str, req: SlurmRequest, bigmodel: list[str], w
         lines.append(f"#SBATCH --time={req.time}")
     if req.partition:
         lines.append(f"#SBATCH --partition={req.partition}")
-    signal_s = REQUEUE_SIGNAL_S if not req.time else max(10, min(REQUEUE_SIGNAL_S, _seconds(req.time) // 10))
+    signal_s = (
+        REQUEUE_SIGNAL_S
+        if not req.time
+        else max(10, min(REQUEUE_SIGNAL_S, _seconds(req.time) // 10))
+    )
     lines += [
         f"#SBATCH --output={q(str(exp / SLURM_DIR))}/%j.out",
         "#SBATCH --open-mode=append",
@@ -130,7 +148,11 @@ def slurm_script(exp: Path, name: str, req: SlurmRequest, bigmodel: list[str], w
 
 
 def _next_script(folder: Path) -> Path:
-    taken = [int(m.group(1)) for p in folder.glob("train-*.sbatch") if (m := re.fullmatch(r"train-(\d+)\.sbatch", p.name))]
+    taken = [
+        int(m.group(1))
+        for p in folder.glob("train-*.sbatch")
+        if (m := re.fullmatch(r"train-(\d+)\.sbatch", p.name))
+    ]
     return folder / f"train-{max(taken, default=0) + 1}.sbatch"
 
 
@@ -139,12 +161,17 @@ def submit_slurm(path: Path, req: SlurmRequest, dry_run: bool = False) -> Submit
     bigmodel = [sys.executable, "-m", "bigmodel_cli"]
     folder = exp / SLURM_DIR
     script = _next_script(folder)
-    text = slurm_script(exp, name, req, bigmodel, dt.datetime.now().isoformat(timespec="seconds"), script)
+    text = slurm_script(
+        exp, name, req, bigmodel, dt.datetime.now().isoformat(timespec="seconds"), script
+    )
     runs_dir = exp / "runs"
     if dry_run:
         return SubmitOutcome(script, text, None, runs_dir, ["sbatch", "--parsable", str(script)])
     if shutil.which("sbatch") is None:
-        raise EnvironmentProblem("sbatch is not on PATH: this machine is not a Slurm login node", hint="run on a machine with Slurm's client tools, or --dry-run to see the script")
+        raise EnvironmentProblem(
+            "sbatch is not on PATH: this machine is not a Slurm login node",
+            hint="run on a machine with Slurm's client tools, or --dry-run to see the script",
+        )
     folder.mkdir(exist_ok=True)
     script.write_text(text)
     script.chmod(0o755)
@@ -152,11 +179,22 @@ def submit_slurm(path: Path, req: SlurmRequest, dry_run: bool = False) -> Submit
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=exp)
     except subprocess.TimeoutExpired:
-        raise EnvironmentProblem("sbatch did not answer within 60 s", hint="is slurmctld up? try: sinfo") from None
+        raise EnvironmentProblem(
+            "sbatch did not answer within 60 s", hint="is slurmctld up? try: sinfo"
+        ) from None
     if p.returncode:
-        raise EnvironmentProblem(f"sbatch refused the job: {(p.stderr or p.stdout).strip().splitlines()[-1] if (p.stderr or p.stdout).strip() else f'exit {p.returncode}'}", hint=f"the script is {script}; fix the request (partition, time, GPUs) and run: sbatch {script}")
+        raise EnvironmentProblem(
+            f"sbatch refused the job: {(p.stderr or p.stdout).strip().splitlines()[-1] if (p.stderr or p.stdout).strip() else f'exit {p.returncode}'}",
+            hint=f"the script is {script}; fix the request (partition, time, GPUs) and run: sbatch {script}",
+        )
     job = p.stdout.strip().split(";")[0]
-    record = {"job_id": job, "scheduler": "slurm", "script": str(script), "submitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "request": {k: v for k, v in req.__dict__.items()}}
+    record = {
+        "job_id": job,
+        "scheduler": "slurm",
+        "script": str(script),
+        "submitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "request": {k: v for k, v in req.__dict__.items()},
+    }
     (folder / f"{job}.json").write_text(json.dumps(record, indent=1))
     return SubmitOutcome(script, text, job, runs_dir, cmd)
 
@@ -166,7 +204,12 @@ def job_states(ids: list[str]) -> dict[str, str]:
     if not ids or shutil.which("squeue") is None:
         return {}
     try:
-        p = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T"], capture_output=True, text=True, timeout=10)
+        p = subprocess.run(
+            ["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return {}
     out = {}

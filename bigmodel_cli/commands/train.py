@@ -10,13 +10,37 @@ from typing import Any
 
 from bigmodel_cli import runs
 from bigmodel_cli.commands.session import _end_session, _start_session
-from bigmodel_cli.config import ExperimentConfig, apply_overrides, dump, load_experiment, read_yaml, validate
+from bigmodel_cli.config import (
+    ExperimentConfig,
+    apply_overrides,
+    dump,
+    load_experiment,
+    read_yaml,
+    validate,
+)
 from bigmodel_cli.errors import ConfigError, ModelFileError
 from bigmodel_cli.model.saved import load_run_config, run_base_dir, run_tokenizers
-from bigmodel_cli.runs import CHECKPOINTS, CONFIG_FILE, PLOTS, atomic_write_text, create_run, resolve_run
+from bigmodel_cli.runs import (
+    CHECKPOINTS,
+    CONFIG_FILE,
+    PLOTS,
+    atomic_write_text,
+    create_run,
+    resolve_run,
+)
 
 
-RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.checkpoint_every", "train.checkpoint_every_steps", "train.steps_per_execution", "train.distribute", "train.devices", "train.inference_copy", "train.tensorboard")
+RESUMABLE_KEYS = (
+    "train.epochs",
+    "train.early_stopping",
+    "train.checkpoint_every",
+    "train.checkpoint_every_steps",
+    "train.steps_per_execution",
+    "train.distribute",
+    "train.devices",
+    "train.inference_copy",
+    "train.tensorboard",
+)
 
 
 @dataclass
@@ -33,9 +57,15 @@ class TrainOutcome:
     best_epoch: int | None = None
     stopped_early: bool = False
     notes: list[str] = field(default_factory=list)
-    times: dict[str, float] = field(default_factory=dict)  # seconds per phase: import, data, build, epochs, validation, saves, finalize, export, plots
-    background: bool = False  # the plot and inference.onnx are being written by a background process (finish.py)
-    worker: str | None = None  # a multi-worker run's other workers: "worker 1 of 2 (Slurm step)"; the chief's is None
+    times: dict[str, float] = field(
+        default_factory=dict
+    )  # seconds per phase: import, data, build, epochs, validation, saves, finalize, export, plots
+    background: bool = (
+        False  # the plot and inference.onnx are being written by a background process (finish.py)
+    )
+    worker: str | None = (
+        None  # a multi-worker run's other workers: "worker 1 of 2 (Slurm step)"; the chief's is None
+    )
 
 
 def train(
@@ -72,25 +102,53 @@ def train(
         return start.finished
     datasets = _load(cfg, base_dir, run_dir if start.resume else None, observer)
     times["data"] = round(time.perf_counter() - t0, 3)
-    plan = distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
+    plan = distribute.plan(
+        cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices
+    )
     distribute.set_precision(plan, cfg.train.precision)
     if not start.resume:
-        cfg.train.precision = plan.precision  # the run's config.yaml says what it trained with; resume keeps it
-    if (start.resume or start.restart) and plan.is_chief:  # only the chief: another worker could catch it mid-write
+        cfg.train.precision = (
+            plan.precision
+        )  # the run's config.yaml says what it trained with; resume keeps it
+    if (
+        start.resume or start.restart
+    ) and plan.is_chief:  # only the chief: another worker could catch it mid-write
         _sweep_killed_writes(run_dir)
     opener = _RunOpener(cfg, base_dir, datasets, plan, run_dir, start, tags)
     result = _fit(opener, observer)
-    plot, background, notes = _after_training(cfg, base_dir, datasets, result, plan, start, overrides, times)
+    plot, background, notes = _after_training(
+        cfg, base_dir, datasets, result, plan, start, overrides, times
+    )
     times.update(result.times)
     worker = None
-    if not plan.is_chief:  # the chief wrote the run; a fresh run's other workers wrote a scratch folder
+    if (
+        not plan.is_chief
+    ):  # the chief wrote the run; a fresh run's other workers wrote a scratch folder
         import shutil
         import tempfile
 
-        if result.run_dir.name.startswith("bigmodel-worker-") and result.run_dir.parent == Path(tempfile.gettempdir()):
+        if result.run_dir.name.startswith("bigmodel-worker-") and result.run_dir.parent == Path(
+            tempfile.gettempdir()
+        ):
             shutil.rmtree(result.run_dir, ignore_errors=True)
         worker = f"{plan.task_type} {plan.task_index} of {plan.workers} ({plan.reason.split(': ', 1)[-1].rsplit(' with ', 1)[0]})"
-    return TrainOutcome(result.run_dir, result.model_path, result.history, result.epochs_done, "completed", plot, result.strategy, result.seconds, result.samples_per_s, result.best_epoch, result.stopped_early, notes, times, background, worker)
+    return TrainOutcome(
+        result.run_dir,
+        result.model_path,
+        result.history,
+        result.epochs_done,
+        "completed",
+        plot,
+        result.strategy,
+        result.seconds,
+        result.samples_per_s,
+        result.best_epoch,
+        result.stopped_early,
+        notes,
+        times,
+        background,
+        worker,
+    )
 
 
 @dataclass
@@ -108,12 +166,24 @@ def _starting_point(run_dir: Path, cfg: ExperimentConfig, overrides: list[str]) 
 
     _, state, notes = resume_point(run_dir)
     if state is None:
-        notes.append(f"{run_dir} had no {'whole ' if notes else ''}checkpoint (it stopped before its first epoch ended): it started again from step 0 in the same folder, with the same config and seed")
+        notes.append(
+            f"{run_dir} had no {'whole ' if notes else ''}checkpoint (it stopped before its first epoch ended): it started again from step 0 in the same folder, with the same config and seed"
+        )
         return _Start(False, True, notes)
     if state.epoch >= cfg.train.epochs or (state.stopped_early and not _extends(overrides)):
-        if not (run_dir / "model.keras").is_file():  # killed while the final model was being written
+        if not (
+            run_dir / "model.keras"
+        ).is_file():  # killed while the final model was being written
             _finish_model(run_dir, cfg)
-        done = TrainOutcome(run_dir, run_dir / "model.keras", state.history, state.epoch, "already_finished", best_epoch=state.best_epoch, stopped_early=state.stopped_early)
+        done = TrainOutcome(
+            run_dir,
+            run_dir / "model.keras",
+            state.history,
+            state.epoch,
+            "already_finished",
+            best_epoch=state.best_epoch,
+            stopped_early=state.stopped_early,
+        )
         return _Start(True, False, notes, done)
     return _Start(True, False, notes)
 
@@ -125,28 +195,62 @@ def _load(cfg: ExperimentConfig, base_dir: Path, resumed: Path | None, observer:
     progress = getattr(observer, "on_prepare", None)
     if resumed is None:
         return load_datasets(cfg, base_dir, progress=progress)
-    return load_datasets(cfg, base_dir, features=cfg.data.features, classes=cfg.data.classes, tokenizers=run_tokenizers(resumed, cfg), progress=progress)
+    return load_datasets(
+        cfg,
+        base_dir,
+        features=cfg.data.features,
+        classes=cfg.data.classes,
+        tokenizers=run_tokenizers(resumed, cfg),
+        progress=progress,
+    )
 
 
 class _RunOpener:
     """Called by the Trainer once every check has passed: nothing is written before.
     Creates (or reuses) the run folder, its config and encoders, and starts the session."""
 
-    def __init__(self, cfg: ExperimentConfig, base_dir: Path, datasets: Any, plan: Any, run_dir: Path | None, start: _Start, tags: dict[str, Any] | None) -> None:
-        self.cfg, self.base_dir, self.datasets, self.plan, self.run_dir, self.start, self.tags = cfg, base_dir, datasets, plan, run_dir, start, tags
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        base_dir: Path,
+        datasets: Any,
+        plan: Any,
+        run_dir: Path | None,
+        start: _Start,
+        tags: dict[str, Any] | None,
+    ) -> None:
+        self.cfg, self.base_dir, self.datasets, self.plan, self.run_dir, self.start, self.tags = (
+            cfg,
+            base_dir,
+            datasets,
+            plan,
+            run_dir,
+            start,
+            tags,
+        )
         self.meta: dict[str, Any] | None = None
 
     def __call__(self) -> Path:
         cfg, datasets, plan = self.cfg, self.datasets, self.plan
         if self.run_dir is None or self.start.restart:
-            cfg.data.features, cfg.data.classes, cfg.data.columns = datasets.features, datasets.classes, dict(datasets.columns)
+            cfg.data.features, cfg.data.classes, cfg.data.columns = (
+                datasets.features,
+                datasets.classes,
+                dict(datasets.columns),
+            )
             if plan.is_chief:
-                self.run_dir = self.run_dir if self.start.restart and self.run_dir is not None else create_run(self.base_dir, cfg.name)
+                self.run_dir = (
+                    self.run_dir
+                    if self.start.restart and self.run_dir is not None
+                    else create_run(self.base_dir, cfg.name)
+                )
                 _tell_run_file(self.run_dir)
             else:
                 import tempfile
 
-                self.run_dir = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))  # never shown to the user
+                self.run_dir = Path(
+                    tempfile.mkdtemp(prefix="bigmodel-worker-")
+                )  # never shown to the user
                 (self.run_dir / CHECKPOINTS).mkdir()
                 (self.run_dir / PLOTS).mkdir()
             atomic_write_text(self.run_dir / CONFIG_FILE, dump(cfg))
@@ -156,9 +260,13 @@ class _RunOpener:
 
                 save_tokenizers(self.run_dir / PREPROCESSING_DIR, datasets.tokenizers)
             if cfg.model.architecture and ":" in cfg.model.architecture:
-                shutil.copyfile(self.base_dir / cfg.model.architecture.split(":")[0], self.run_dir / "model.py")
-        runs.current_run_dir = self.run_dir
-        self.meta = _start_session(self.run_dir, cfg, plan, self.start.resume or self.start.restart, datasets, self.tags)
+                shutil.copyfile(
+                    self.base_dir / cfg.model.architecture.split(":")[0], self.run_dir / "model.py"
+                )
+        runs.working_in(self.run_dir)
+        self.meta = _start_session(
+            self.run_dir, cfg, plan, self.start.resume or self.start.restart, datasets, self.tags
+        )
         return self.run_dir
 
 
@@ -171,11 +279,25 @@ def _fit(opener: _RunOpener, observer: Any):
     try:
         if opener.start.resume:
             opener()
-        result = trainer.fit(opener.cfg, opener.base_dir, opener.run_dir if opener.start.resume else opener, opener.datasets, observer, strategy_plan=opener.plan, resume=opener.start.resume)
+        result = trainer.fit(
+            opener.cfg,
+            opener.base_dir,
+            opener.run_dir if opener.start.resume else opener,
+            opener.datasets,
+            observer,
+            strategy_plan=opener.plan,
+            resume=opener.start.resume,
+        )
         status = "completed"
         return result
     except BaseException as e:
-        status = "interrupted" if isinstance(e, (Interrupted, KeyboardInterrupt)) else "pruned" if isinstance(e, Pruned) else "failed"
+        status = (
+            "interrupted"
+            if isinstance(e, (Interrupted, KeyboardInterrupt))
+            else "pruned"
+            if isinstance(e, Pruned)
+            else "failed"
+        )
         run_dir = opener.run_dir
         if isinstance(e, DiskFull) and run_dir is not None:
             raise _full_while_training(e, run_dir) from None
@@ -191,7 +313,16 @@ def _fit(opener: _RunOpener, observer: Any):
                 pass
 
 
-def _after_training(cfg: ExperimentConfig, base_dir: Path, datasets: Any, result: Any, plan: Any, start: _Start, overrides: list[str], times: dict[str, float]) -> tuple[Path | None, bool, list[str]]:
+def _after_training(
+    cfg: ExperimentConfig,
+    base_dir: Path,
+    datasets: Any,
+    result: Any,
+    plan: Any,
+    start: _Start,
+    overrides: list[str],
+    times: dict[str, float],
+) -> tuple[Path | None, bool, list[str]]:
     """The chief's notes, plot and inference copy (in the background by default): (plot, background, notes)."""
     import time
 
@@ -199,10 +330,22 @@ def _after_training(cfg: ExperimentConfig, base_dir: Path, datasets: Any, result
         return None, False, []
     run_dir = result.run_dir
     notes = list(start.notes)
-    notes += [f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out" for src, n in datasets.dropped]
-    notes += [line for tok in (datasets.tokenizers or {}).values() for line in getattr(tok, "chosen", [])]  # data.text auto settings
-    if start.resume and cfg.train.lr_schedule == "cosine" and _extends(overrides) and result.strategy.get("learning_rate", 1.0) == 0.0:
-        notes.append("train.lr_schedule: cosine had already decayed the learning rate to 0 over the run's original epochs, so the added epochs did not change the model; train a new run with more epochs instead")
+    notes += [
+        f"{n:,} row(s) of {src} have no '{cfg.data.target}' and were left out"
+        for src, n in datasets.dropped
+    ]
+    notes += [
+        line for tok in (datasets.tokenizers or {}).values() for line in getattr(tok, "chosen", [])
+    ]  # data.text auto settings
+    if (
+        start.resume
+        and cfg.train.lr_schedule == "cosine"
+        and _extends(overrides)
+        and result.strategy.get("learning_rate", 1.0) == 0.0
+    ):
+        notes.append(
+            "train.lr_schedule: cosine had already decayed the learning rate to 0 over the run's original epochs, so the added epochs did not change the model; train a new run with more epochs instead"
+        )
     from bigmodel_cli.data.streaming import parity_sample
     from bigmodel_cli.model.export import model_sample
     from bigmodel_cli.training import finish
@@ -212,16 +355,22 @@ def _after_training(cfg: ExperimentConfig, base_dir: Path, datasets: Any, result
     x = core_x = None
     if mode != "none":
         try:  # the parity check's rows; for a text model, tokenised as predict will
-            tokenizers = run_tokenizers(run_dir, load_run_config(run_dir)) if datasets.tokenizers else None
+            tokenizers = (
+                run_tokenizers(run_dir, load_run_config(run_dir)) if datasets.tokenizers else None
+            )
             x, core_x = model_sample(parity_sample(cfg, base_dir, datasets), tokenizers)
         except Exception as e:  # the Keras model is the product; the ONNX copy is an optimisation
-            notes.append(f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow")
+            notes.append(
+                f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow"
+            )
             mode = "none"  # the plot is still drawn
     if mode == "background":
         finish.start_background(run_dir, result.history, x, core_x, best_epoch=result.best_epoch)
         times["export"] = round(time.perf_counter() - t0, 3)
         return run_dir / PLOTS / "training.png", True, notes
-    plot, more, finish_times = finish.run_finish(run_dir, result.history, x, core_x, copy=mode != "none", best_epoch=result.best_epoch)
+    plot, more, finish_times = finish.run_finish(
+        run_dir, result.history, x, core_x, copy=mode != "none", best_epoch=result.best_epoch
+    )
     times.update(finish_times)
     return plot, False, notes + more
 
@@ -233,7 +382,11 @@ def _finish_model(run_dir: Path, cfg: ExperimentConfig) -> None:
 
     ckpt = run_dir / CHECKPOINTS
     tokenizers = run_tokenizers(run_dir, cfg)
-    finalize_model(ckpt / (BEST if (ckpt / BEST).is_file() else LAST), run_dir / "model.keras", (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None)
+    finalize_model(
+        ckpt / (BEST if (ckpt / BEST).is_file() else LAST),
+        run_dir / "model.keras",
+        (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None,
+    )
 
 
 def _unwritable(e: BaseException, run_dir: Path) -> Exception | None:
@@ -245,10 +398,16 @@ def _unwritable(e: BaseException, run_dir: Path) -> Exception | None:
     if not isinstance(e, OSError):
         return None
     if not run_dir.exists():
-        return PathError(f"the run folder {run_dir} vanished while training ({e.strerror or type(e).__name__}): nothing more can be saved there", hint="check what removed it (a cleanup job, a lost mount); a copy of the folder can be resumed with: bigmodel train COPY --resume")
+        return PathError(
+            f"the run folder {run_dir} vanished while training ({e.strerror or type(e).__name__}): nothing more can be saved there",
+            hint="check what removed it (a cleanup job, a lost mount); a copy of the folder can be resumed with: bigmodel train COPY --resume",
+        )
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         where = e.filename or run_dir
-        return PathError(f"cannot write {where}: {'the file system is read-only' if e.errno == errno.EROFS else 'permission denied'}", hint=f"make {run_dir} writable (or copy it somewhere writable), then: bigmodel train {run_dir} --resume")
+        return PathError(
+            f"cannot write {where}: {'the file system is read-only' if e.errno == errno.EROFS else 'permission denied'}",
+            hint=f"make {run_dir} writable (or copy it somewhere writable), then: bigmodel train {run_dir} --resume",
+        )
     return None
 
 
@@ -260,9 +419,23 @@ def _full_while_training(e: Any, run_dir: Path) -> Exception:
     ckpt, state, _ = resume_point(run_dir) if run_dir.is_dir() else (None, None, [])
     where = ""
     if state is not None:
-        where = f"epoch {state.epoch + 1}, step {state.step}" if state.step else f"after epoch {state.epoch}"
-    good = f"the last good checkpoint is {ckpt} ({where})" if ckpt is not None else "no checkpoint was written yet"
-    return DiskFull(e.path, e.free, e.needed, f"no space left writing {e.path} ({human_size(e.free)} free, about {human_size(e.needed)} needed); {good}", hint=f"free some space, then: bigmodel train {run_dir} --resume")
+        where = (
+            f"epoch {state.epoch + 1}, step {state.step}"
+            if state.step
+            else f"after epoch {state.epoch}"
+        )
+    good = (
+        f"the last good checkpoint is {ckpt} ({where})"
+        if ckpt is not None
+        else "no checkpoint was written yet"
+    )
+    return DiskFull(
+        e.path,
+        e.free,
+        e.needed,
+        f"no space left writing {e.path} ({human_size(e.free)} free, about {human_size(e.needed)} needed); {good}",
+        hint=f"free some space, then: bigmodel train {run_dir} --resume",
+    )
 
 
 def _extends(overrides: list[str]) -> bool:
@@ -274,13 +447,19 @@ def _prepare_resume(path: Path, overrides: list[str]) -> tuple[Path, ExperimentC
     if not (path / CONFIG_FILE).is_file():
         ref = resolve_run(path, need_model=False)
         if ref.run_dir is None:
-            raise ModelFileError(f"{path} is not a run folder", hint="resume with: bigmodel train runs/<name>-<N> --resume")
+            raise ModelFileError(
+                f"{path} is not a run folder",
+                hint="resume with: bigmodel train runs/<name>-<N> --resume",
+            )
         ref_dir = ref.run_dir
     run_dir = ref_dir
     for o in overrides:
         key = o.split("=", 1)[0].strip()
         if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS):
-            raise ConfigError(f"--set {o}: '{key}' cannot change when resuming a run (it would break what was trained)", hint=f"on resume you may change: {', '.join(RESUMABLE_KEYS)}; for other changes start a new run")
+            raise ConfigError(
+                f"--set {o}: '{key}' cannot change when resuming a run (it would break what was trained)",
+                hint=f"on resume you may change: {', '.join(RESUMABLE_KEYS)}; for other changes start a new run",
+            )
     raw, node = read_yaml(run_dir / CONFIG_FILE)
     overridden = apply_overrides(raw, overrides)
     cfg = validate(raw, str(run_dir / CONFIG_FILE), node, overridden)

@@ -38,7 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bigmodel_cli.config import ExperimentConfig, find_config, load_experiment, read_yaml, apply_overrides
+from bigmodel_cli.config import (
+    ExperimentConfig,
+    find_config,
+    load_experiment,
+    read_yaml,
+    apply_overrides,
+)
 from bigmodel_cli.errors import BigmodelError, ConfigError, Interrupted, Pruned
 
 TUNE_DIR = "tune"
@@ -60,8 +66,17 @@ class TrialRow:
     baseline: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"number": self.number, "state": self.state, "value": self.value, "params": self.params, "run_dir": self.run_dir,
-                "epochs": self.epochs, "seconds": self.seconds, "reason": self.reason, "baseline": self.baseline}
+        return {
+            "number": self.number,
+            "state": self.state,
+            "value": self.value,
+            "params": self.params,
+            "run_dir": self.run_dir,
+            "epochs": self.epochs,
+            "seconds": self.seconds,
+            "reason": self.reason,
+            "baseline": self.baseline,
+        }
 
 
 @dataclass
@@ -74,15 +89,25 @@ class TuneOutcome:
     best: TrialRow | None
     best_yaml: Path | None
     ran: int  # trials this command ran
-    failed_stale: list[int] = field(default_factory=list)  # RUNNING trials of a dead process, marked failed
+    failed_stale: list[int] = field(
+        default_factory=list
+    )  # RUNNING trials of a dead process, marked failed
 
     def as_dict(self) -> dict[str, Any]:
         finished = [t for t in self.trials if t.state in ("complete", "pruned")]
-        return {"study": self.study, "storage": str(self.storage), "metric": self.metric, "direction": self.direction,
-                "finished": len(finished), "ran": self.ran, "failed_stale": self.failed_stale,
-                "trials": [t.as_dict() for t in self.trials],
-                "best": self.best.as_dict() if self.best else None, "best_value": self.best.value if self.best else None,
-                "best_yaml": str(self.best_yaml) if self.best_yaml else None}
+        return {
+            "study": self.study,
+            "storage": str(self.storage),
+            "metric": self.metric,
+            "direction": self.direction,
+            "finished": len(finished),
+            "ran": self.ran,
+            "failed_stale": self.failed_stale,
+            "trials": [t.as_dict() for t in self.trials],
+            "best": self.best.as_dict() if self.best else None,
+            "best_value": self.best.value if self.best else None,
+            "best_yaml": str(self.best_yaml) if self.best_yaml else None,
+        }
 
 
 def plan(cfg: ExperimentConfig) -> tuple[dict[str, Any], str, str]:
@@ -102,9 +127,17 @@ def plan(cfg: ExperimentConfig) -> tuple[dict[str, Any], str, str]:
     if metric not in logged:
         from bigmodel_cli.config import suggest
 
-        extra = "" if has_val or not metric.startswith("val_") else " (there is no validation split: set data.validation)"
-        raise ConfigError(f"tune.metric '{metric}' is not logged{extra}", hint=suggest(metric, logged))
-    direction = spec.direction or ("maximize" if monitor_mode(metric, "auto") == "max" else "minimize")
+        extra = (
+            ""
+            if has_val or not metric.startswith("val_")
+            else " (there is no validation split: set data.validation)"
+        )
+        raise ConfigError(
+            f"tune.metric '{metric}' is not logged{extra}", hint=suggest(metric, logged)
+        )
+    direction = spec.direction or (
+        "maximize" if monitor_mode(metric, "auto") == "max" else "minimize"
+    )
     return {k: _distribution(k, d) for k, d in spec.space.items()}, metric, direction
 
 
@@ -115,7 +148,10 @@ def _distribution(key: str, dist: dict[str, Any]):
     if kind == "choice":
         bad = [c for c in arg if c is not None and not isinstance(c, (bool, int, float, str))]
         if bad:
-            raise ConfigError(f"tune.space.{key}: choice values must be numbers, strings or booleans (got {bad[0]!r})", hint="search a list-valued key through a few named options in your model.py instead")
+            raise ConfigError(
+                f"tune.space.{key}: choice values must be numbers, strings or booleans (got {bad[0]!r})",
+                hint="search a list-valued key through a few named options in your model.py instead",
+            )
         return CategoricalDistribution(arg)
     lo, hi = arg
     if kind in ("int", "logint"):
@@ -134,7 +170,9 @@ def check_values(path: str | Path, overrides: list[str], dists: dict[str, Any]) 
             try:
                 load_experiment(path, [*overrides, f"{key}={json.dumps(v)}"])
             except ConfigError as e:
-                raise ConfigError(f"tune.space.{key}: the value {v!r} is refused: {e.message}", hint=e.hint) from None
+                raise ConfigError(
+                    f"tune.space.{key}: the value {v!r} is refused: {e.message}", hint=e.hint
+                ) from None
 
 
 def baseline_params(cfg: ExperimentConfig, dists: dict[str, Any]) -> dict[str, Any] | None:
@@ -150,7 +188,9 @@ def baseline_params(cfg: ExperimentConfig, dists: dict[str, Any]) -> dict[str, A
         if isinstance(d, CategoricalDistribution):
             if cur not in d.choices:
                 return None
-        elif not (isinstance(cur, (int, float)) and not isinstance(cur, bool) and d.low <= cur <= d.high):
+        elif not (
+            isinstance(cur, (int, float)) and not isinstance(cur, bool) and d.low <= cur <= d.high
+        ):
             return None
         params[key] = cur
     return params
@@ -171,7 +211,10 @@ def _study_lock(tune_dir: Path, study: str):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            raise ConfigError(f"study '{study}' is being run by another bigmodel tune (pid {holder})", hint="wait for it to end, or run a study of another name: --study NAME") from None
+            raise ConfigError(
+                f"study '{study}' is being run by another bigmodel tune (pid {holder})",
+                hint="wait for it to end, or run a study of another name: --study NAME",
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -183,9 +226,24 @@ def _rows(study) -> list[TrialRow]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
-        rows.append(TrialRow(t.number, t.state.name.lower(), dict(t.params), t.value if t.state.name == "COMPLETE" else None, a.get("run_dir"),
-                             int(a.get("epochs", len(t.intermediate_values))), round(seconds, 1) if seconds is not None else None, a.get("reason"), bool(a.get("baseline"))))
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        rows.append(
+            TrialRow(
+                t.number,
+                t.state.name.lower(),
+                dict(t.params),
+                t.value if t.state.name == "COMPLETE" else None,
+                a.get("run_dir"),
+                int(a.get("epochs", len(t.intermediate_values))),
+                round(seconds, 1) if seconds is not None else None,
+                a.get("reason"),
+                bool(a.get("baseline")),
+            )
+        )
     return rows
 
 
@@ -210,7 +268,10 @@ def tune(
     target = trials if trials is not None else spec.trials
     name = study_name or cfg.name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
-        raise ConfigError(f"--study '{name}' is not a study name", hint="letters, digits, '_', '.' and '-', e.g. --study lr-search")
+        raise ConfigError(
+            f"--study '{name}' is not a study name",
+            hint="letters, digits, '_', '.' and '-', e.g. --study lr-search",
+        )
     tune_dir = base_dir / TUNE_DIR
     tune_dir.mkdir(exist_ok=True)
     storage_path = tune_dir / STUDY_DB
@@ -223,13 +284,30 @@ def tune(
         if progress:
             progress.begin(name, storage_path, metric, direction, target, _rows(study), stale)
         ran, failures = 0, 0
-        trial_run = _TrialRun(study, dists, path, overrides, metric, direction, progress, train_fn, name, storage_path, target, study_name)
+        trial_run = _TrialRun(
+            study,
+            dists,
+            path,
+            overrides,
+            metric,
+            direction,
+            progress,
+            train_fn,
+            name,
+            storage_path,
+            target,
+            study_name,
+        )
         while len(study.get_trials(deepcopy=False, states=_finished())) < target:
             failures = trial_run.run(failures)
             ran += 1
         rows = _rows(study)
         complete = [r for r in rows if r.state == "complete" and r.value is not None]
-        best = (min if direction == "minimize" else max)(complete, key=lambda r: r.value) if complete else None
+        best = (
+            (min if direction == "minimize" else max)(complete, key=lambda r: r.value)
+            if complete
+            else None
+        )
         best_yaml = write_best(path, overrides, best, name, metric) if best else None
     return TuneOutcome(name, storage_path, metric, direction, rows, best, best_yaml, ran, stale)
 
@@ -240,14 +318,24 @@ def _finished() -> tuple:
     return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
-def _open_study(cfg: ExperimentConfig, dists: dict[str, Any], name: str, storage_path: Path, signature: dict[str, Any]):
+def _open_study(
+    cfg: ExperimentConfig,
+    dists: dict[str, Any],
+    name: str,
+    storage_path: Path,
+    signature: dict[str, Any],
+):
     """The study in its SQLite file (refused if it searched another space), its baseline
     trial queued; (study, trials of killed processes marked failed)."""
     import optuna
 
     spec = cfg.tune
-    storage = optuna.storages.RDBStorage(f"sqlite:///{storage_path}", engine_kwargs={"connect_args": {"timeout": 60}})
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{storage_path}", engine_kwargs={"connect_args": {"timeout": 60}}
+    )
+    existing = {
+        s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    }
     if name in existing:
         old = existing[name].user_attrs.get("signature")
         if old is not None and old != json.loads(json.dumps(signature)):
@@ -256,13 +344,34 @@ def _open_study(cfg: ExperimentConfig, dists: dict[str, Any], name: str, storage
                 hint="name a new study with --study NAME, or delete that study's file to start over",
             )
     n_before = existing[name].n_trials if name in existing else 0
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.warmup_epochs if spec.warmup_epochs is not None else max(1, cfg.train.epochs // 4)) if spec.pruner == "median" else optuna.pruners.NopPruner()
+    pruner = (
+        optuna.pruners.MedianPruner(
+            n_startup_trials=spec.startup_trials,
+            n_warmup_steps=spec.warmup_epochs
+            if spec.warmup_epochs is not None
+            else max(1, cfg.train.epochs // 4),
+        )
+        if spec.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
     # A new seed for every restart: a restarted process must not draw the same first points again.
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed + n_before, n_startup_trials=spec.startup_trials)
-    study = optuna.create_study(study_name=name, storage=storage, direction=signature["direction"], sampler=sampler, pruner=pruner, load_if_exists=True)
+    sampler = optuna.samplers.TPESampler(
+        seed=cfg.seed + n_before, n_startup_trials=spec.startup_trials
+    )
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction=signature["direction"],
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
     study.set_user_attr("signature", signature)
     stale = _fail_stale(study)
-    if not any(t.user_attrs.get("baseline") and t.state != optuna.trial.TrialState.FAIL for t in study.get_trials(deepcopy=False)):
+    if not any(
+        t.user_attrs.get("baseline") and t.state != optuna.trial.TrialState.FAIL
+        for t in study.get_trials(deepcopy=False)
+    ):
         base = baseline_params(cfg, dists)  # again if a killed process took the first one with it
         if base is not None:
             study.enqueue_trial(base, user_attrs={"baseline": True})
@@ -272,9 +381,37 @@ def _open_study(cfg: ExperimentConfig, dists: dict[str, Any], name: str, storage
 class _TrialRun:
     """One trial: ask, train with its parameters, tell the study how it ended."""
 
-    def __init__(self, study, dists, path, overrides, metric, direction, progress, train_fn, name, storage_path, target, study_name) -> None:
-        self.study, self.dists, self.path, self.overrides, self.metric, self.direction = study, dists, path, overrides, metric, direction
-        self.progress, self.train_fn, self.name, self.storage_path, self.target, self.study_name = progress, train_fn, name, storage_path, target, study_name
+    def __init__(
+        self,
+        study,
+        dists,
+        path,
+        overrides,
+        metric,
+        direction,
+        progress,
+        train_fn,
+        name,
+        storage_path,
+        target,
+        study_name,
+    ) -> None:
+        self.study, self.dists, self.path, self.overrides, self.metric, self.direction = (
+            study,
+            dists,
+            path,
+            overrides,
+            metric,
+            direction,
+        )
+        self.progress, self.train_fn, self.name, self.storage_path, self.target, self.study_name = (
+            progress,
+            train_fn,
+            name,
+            storage_path,
+            target,
+            study_name,
+        )
 
     def run(self, failures: int) -> int:
         """Runs one trial; the count of failed trials in a row after it."""
@@ -287,7 +424,11 @@ class _TrialRun:
         params = dict(trial.params)
         if progress:
             progress.trial_begin(trial.number, params)
-        sets = ["train.inference_copy=none", *self.overrides, *[f"{k}={json.dumps(v)}" for k, v in params.items()]]
+        sets = [
+            "train.inference_copy=none",
+            *self.overrides,
+            *[f"{k}={json.dumps(v)}" for k, v in params.items()],
+        ]
         observer = _TrialObserver(trial, metric, progress)
         t0 = time.perf_counter()
         state, value, reason = "complete", None, None
@@ -301,7 +442,19 @@ class _TrialRun:
             study.tell(trial, v, state=st)
 
         try:
-            outcome = self.train_fn(self.path, sets, observer=observer, tags={"tune": {"study": self.name, "trial": trial.number, "params": params, "storage": str(self.storage_path)}})
+            outcome = self.train_fn(
+                self.path,
+                sets,
+                observer=observer,
+                tags={
+                    "tune": {
+                        "study": self.name,
+                        "trial": trial.number,
+                        "params": params,
+                        "storage": str(self.storage_path),
+                    }
+                },
+            )
             observer.run_dir = str(outcome.run_dir)
             values = [r[metric] for r in outcome.history if metric in r]
             value = (min if self.direction == "minimize" else max)(values)
@@ -314,29 +467,49 @@ class _TrialRun:
             close(optuna.trial.TrialState.FAIL, why="interrupted (Ctrl-C / SIGTERM)")
             raise Interrupted(
                 f"tune interrupted in trial {trial.number}; the study keeps its {len(study.get_trials(deepcopy=False, states=_finished()))} finished trials",
-                resume_command=f"bigmodel tune {self.path} --trials {self.target}" + (f" --study {self.name}" if self.study_name else ""),
+                resume_command=f"bigmodel tune {self.path} --trials {self.target}"
+                + (f" --study {self.name}" if self.study_name else ""),
             ) from None
         except BigmodelError as e:
             state, reason = "fail", str(e)
             close(optuna.trial.TrialState.FAIL, why=reason)
-            if not observer.started:  # refused before training began: the experiment is wrong, not this trial
+            if (
+                not observer.started
+            ):  # refused before training began: the experiment is wrong, not this trial
                 raise
             failures += 1
             if failures >= MAX_FAILURES_IN_A_ROW:
-                raise BigmodelError(f"{failures} trials in a row failed; the last: {e}", hint=e.hint or "fix the experiment, then run the same command again: the study continues") from None
+                raise BigmodelError(
+                    f"{failures} trials in a row failed; the last: {e}",
+                    hint=e.hint
+                    or "fix the experiment, then run the same command again: the study continues",
+                ) from None
         except Exception:  # a bug: the trial is over all the same
             close(optuna.trial.TrialState.FAIL, why="internal error")
             raise
         finally:
             _clear_session()
         if progress:
-            progress.trial_end(trial.number, state, value, reason, observer.run_dir, round(time.perf_counter() - t0, 1), _rows(study))
+            progress.trial_end(
+                trial.number,
+                state,
+                value,
+                reason,
+                observer.run_dir,
+                round(time.perf_counter() - t0, 1),
+                _rows(study),
+            )
         return failures
 
 
 def _diff(old: dict, new: dict) -> str:
     new = json.loads(json.dumps(new))
-    return "; ".join(f"{k}: was {old.get(k)}, now {new.get(k)}" for k in new if old.get(k) != new.get(k)) or "changed"
+    return (
+        "; ".join(
+            f"{k}: was {old.get(k)}, now {new.get(k)}" for k in new if old.get(k) != new.get(k)
+        )
+        or "changed"
+    )
 
 
 def _fail_stale(study) -> list[int]:
@@ -347,7 +520,10 @@ def _fail_stale(study) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         trial = optuna.trial.Trial(study, t._trial_id)
         owner = t.user_attrs.get("pid")
-        trial.set_user_attr("reason", f"its process (pid {owner}) ended before the trial did (killed?); replaced by a new trial")
+        trial.set_user_attr(
+            "reason",
+            f"its process (pid {owner}) ended before the trial did (killed?); replaced by a new trial",
+        )
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         stale.append(t.number)
     return stale
@@ -395,7 +571,9 @@ class _TrialObserver:
             return
         self.trial.report(float(value), epoch)
         if self.trial.should_prune():
-            raise Pruned(f"trial {self.trial.number} pruned at epoch {epoch}: {self.metric} {value:.4g} is worse than the median of earlier trials")
+            raise Pruned(
+                f"trial {self.trial.number} pruned at epoch {epoch}: {self.metric} {value:.4g} is worse than the median of earlier trials"
+            )
 
     def on_saved(self, path: Path) -> None:
         pass
@@ -404,7 +582,9 @@ class _TrialObserver:
         pass
 
 
-def write_best(path: str | Path, overrides: list[str], best: TrialRow, study: str, metric: str) -> Path:
+def write_best(
+    path: str | Path, overrides: list[str], best: TrialRow, study: str, metric: str
+) -> Path:
     """DIR/best.yaml: the experiment file with the overrides and the best
     trial's parameters applied; data paths still resolve (same folder)."""
     import yaml
@@ -415,8 +595,10 @@ def write_best(path: str | Path, overrides: list[str], best: TrialRow, study: st
     raw, _ = read_yaml(f)
     apply_overrides(raw, [*overrides, *[f"{k}={json.dumps(v)}" for k, v in best.params.items()]])
     out = f.parent / BEST_YAML
-    head = (f"# The best trial of study '{study}' (bigmodel tune, {time.strftime('%Y-%m-%d %H:%M')}):\n"
-            f"# trial {best.number}, {metric} {best.value:.6g}, run {best.run_dir}\n"
-            f"# parameters: {json.dumps(best.params)}\n# train it: bigmodel train {out}\n")
+    head = (
+        f"# The best trial of study '{study}' (bigmodel tune, {time.strftime('%Y-%m-%d %H:%M')}):\n"
+        f"# trial {best.number}, {metric} {best.value:.6g}, run {best.run_dir}\n"
+        f"# parameters: {json.dumps(best.params)}\n# train it: bigmodel train {out}\n"
+    )
     atomic_write_text(out, head + yaml.safe_dump(raw, sort_keys=False))
     return out

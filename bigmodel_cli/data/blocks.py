@@ -89,7 +89,9 @@ def held_out(seed: int, rows: np.ndarray, fraction: float) -> np.ndarray:
 # ------------------------------------------------------------------ reading files
 
 
-def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS, delimiter: str = "auto") -> Iterator[tuple[Any, int]]:
+def read_chunks(
+    path: Path, chunk_rows: int = CHUNK_ROWS, delimiter: str = "auto"
+) -> Iterator[tuple[Any, int]]:
     """(DataFrame chunk, bytes of the file read so far); each chunk's index is
     its rows' positions in the file and ``attrs`` say where it came from."""
     import pandas as pd
@@ -98,11 +100,19 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS, delimiter: str = "auto
 
     fmt, compression = table_format(path)
     if fmt == "npz":
-        raise DataError(f"{path}: an .npz file cannot be streamed", hint="use csv, tsv, parquet or jsonl shards, or data.stream: false")
+        raise DataError(
+            f"{path}: an .npz file cannot be streamed",
+            hint="use csv, tsv, parquet or jsonl shards, or data.stream: false",
+        )
     if not path.is_file():
-        raise DataError(f"{path} does not exist", hint="check the path (relative paths are from the experiment folder)")
+        raise DataError(
+            f"{path} does not exist",
+            hint="check the path (relative paths are from the experiment folder)",
+        )
     if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty", hint="the file needs a header line and at least one row")
+        raise DataError(
+            f"{path} is empty", hint="the file needs a header line and at least one row"
+        )
     where = {"source": str(path), "line_offset": 2 if fmt in ("csv", "tsv") else 1}
     try:
         if fmt == "parquet":
@@ -121,7 +131,13 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS, delimiter: str = "auto
             if fmt == "jsonl":
                 reader = pd.read_json(f, lines=True, chunksize=chunk_rows, compression=compression)
             else:
-                reader = pd.read_csv(f, sep=file_delimiter(path, fmt, compression, delimiter), compression=compression, chunksize=chunk_rows, low_memory=False)
+                reader = pd.read_csv(
+                    f,
+                    sep=file_delimiter(path, fmt, compression, delimiter),
+                    compression=compression,
+                    chunksize=chunk_rows,
+                    low_memory=False,
+                )
             start = 0
             for df in reader:
                 if fmt == "jsonl":
@@ -129,7 +145,14 @@ def read_chunks(path: Path, chunk_rows: int = CHUNK_ROWS, delimiter: str = "auto
                 start += len(df)
                 df.attrs.update(where)
                 yield df, f.tell()
-    except (DataError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
+    except (
+        DataError,
+        pd.errors.EmptyDataError,
+        pd.errors.ParserError,
+        UnicodeDecodeError,
+        OSError,
+        ValueError,
+    ) as e:
         raise read_error(e, path, fmt) from None
 
 
@@ -140,10 +163,18 @@ class BlockWriter:
     """Rows -> block files of ``block_rows`` rows, dealt to ``parts`` partitions by row number."""
 
     def __init__(self, folder: Path, prefix: str, width: int, block_rows: int, parts: int):
-        self.folder, self.prefix, self.width, self.block_rows, self.parts = folder, prefix, width, block_rows, parts
+        self.folder, self.prefix, self.width, self.block_rows, self.parts = (
+            folder,
+            prefix,
+            width,
+            block_rows,
+            parts,
+        )
         self.buffers = [np.empty((block_rows, width), np.float32) for _ in range(parts)]
         self.filled = [0] * parts
-        self.blocks: list[list[list[Any]]] = [[] for _ in range(parts)]  # per partition: [file, rows]
+        self.blocks: list[list[list[Any]]] = [
+            [] for _ in range(parts)
+        ]  # per partition: [file, rows]
         self.rows = 0
 
     def add(self, rows: np.ndarray) -> None:
@@ -180,7 +211,9 @@ class BlockWriter:
 @dataclass
 class Schema:
     features: list[str]
-    columns: dict[str, str]  # feature -> type, as data.columns (the manifest's on-disk key stays "types")
+    columns: dict[
+        str, str
+    ]  # feature -> type, as data.columns (the manifest's on-disk key stays "types")
     target: str
     task: str
 
@@ -205,7 +238,9 @@ class Codes:
     index: dict[str, int] = field(default_factory=dict)  # its canonical key -> k
     counts: list[int] = field(default_factory=list)  # training rows holding it
 
-    def encode(self, values: np.ndarray, key: Callable[[Any], str | None], keep_value: bool = False) -> np.ndarray:
+    def encode(
+        self, values: np.ndarray, key: Callable[[Any], str | None], keep_value: bool = False
+    ) -> np.ndarray:
         """Codes of ``values`` (0 for a missing one), new values appended."""
         import pandas as pd
 
@@ -257,7 +292,14 @@ class Sample:
 class Converter:
     """One pass over the files: checks, codes, statistics and block files."""
 
-    def __init__(self, cfg: ExperimentConfig, schema: Schema, folder: Path, progress: Progress | None, total_bytes: int):
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        schema: Schema,
+        folder: Path,
+        progress: Progress | None,
+        total_bytes: int,
+    ):
         self.cfg, self.schema, self.folder = cfg, schema, folder
         width = schema.width
         self.block_rows = max(1, int(cfg.data.block_mb * 2**20) // (4 * width))
@@ -286,31 +328,56 @@ class Converter:
         for df, at in read_chunks(path, delimiter=cfg.data.delimiter):
             if first:
                 if self.columns is not None and list(df.columns) != self.columns:
-                    raise DataError(f"data.{role}: {path} has columns {list(df.columns)[:8]}, but the first file has {self.columns[:8]}", hint="every shard needs the same header")
+                    raise DataError(
+                        f"data.{role}: {path} has columns {list(df.columns)[:8]}, but the first file has {self.columns[:8]}",
+                        hint="every shard needs the same header",
+                    )
                 self.columns = self.columns or list(df.columns)
                 D.check_columns(df, s.features, "feature")
                 D.check_columns(df, [s.target], "target")
                 for c in s.categories:
                     self.boolean.setdefault(c, is_boolean(df[c].to_numpy(dtype=object)))
                 first = False
-            x = D.numeric_matrix(df, s.numeric, lenient=lenient) if s.numeric else np.zeros((len(df), 0), np.float32)
-            cat = [self.cats[c].encode(df[c].to_numpy(dtype=object), lambda v, b=self.boolean[c]: canonical(v, b)) for c in s.categories]
+            x = (
+                D.numeric_matrix(df, s.numeric, lenient=lenient)
+                if s.numeric
+                else np.zeros((len(df), 0), np.float32)
+            )
+            cat = [
+                self.cats[c].encode(
+                    df[c].to_numpy(dtype=object), lambda v, b=self.boolean[c]: canonical(v, b)
+                )
+                for c in s.categories
+            ]
             if s.task == "regression":
                 y = D.numeric_matrix(df, [s.target])[:, 0]
             else:
                 y = self.labels.encode(df[s.target].to_numpy(dtype=object), D._key, keep_value=True)
                 y = np.where(y == 0, np.nan, y - 1).astype(np.float32)  # NaN: a missing label
-            D.dropped_targets.clear()
-            x, y, keep = D.handle_missing(df, x, y, s.numeric, cfg, True)
-            for src, n in D.dropped_targets:
-                self.dropped[src] = self.dropped.get(src, 0) + n
+            x, y, keep, no_target = D.handle_missing(df, x, y, s.numeric, cfg, True)
+            if no_target:
+                src = df.attrs.get("source", "data")
+                self.dropped[src] = self.dropped.get(src, 0) + no_target
             rows = np.arange(self.rows_read, self.rows_read + len(df), dtype=np.int64)
             if keep is not None:
                 rows, cat = rows[keep], [c[keep] for c in cat]
             if role == "train":
                 self.rows_read += len(df)
-            block = np.concatenate([x, np.stack(cat, axis=1) if cat else np.zeros((len(x), 0), np.float32), y[:, None]], axis=1).astype(np.float32)
-            val = held_out(cfg.seed, rows, float(cfg.data.validation)) if role == "train" and isinstance(cfg.data.validation, float) and cfg.data.validation else None
+            block = np.concatenate(
+                [
+                    x,
+                    np.stack(cat, axis=1) if cat else np.zeros((len(x), 0), np.float32),
+                    y[:, None],
+                ],
+                axis=1,
+            ).astype(np.float32)
+            val = (
+                held_out(cfg.seed, rows, float(cfg.data.validation))
+                if role == "train"
+                and isinstance(cfg.data.validation, float)
+                and cfg.data.validation
+                else None
+            )
             if role == "validation":
                 self.valid.add(block)
             else:
@@ -324,7 +391,14 @@ class Converter:
                 self.progress(self.done_bytes, self.total_bytes, self.train.rows + self.valid.rows)
         self.done_bytes = base_bytes + path.stat().st_size
 
-    def _learn(self, block: np.ndarray, x: np.ndarray, y: np.ndarray, rows: np.ndarray, cat: list[np.ndarray]) -> None:
+    def _learn(
+        self,
+        block: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        rows: np.ndarray,
+        cat: list[np.ndarray],
+    ) -> None:
         """Statistics, counts and the median sample, from training rows only."""
         if not len(block):
             return
@@ -338,24 +412,51 @@ class Converter:
         for c, codes in zip(self.schema.categories, cat):
             self.cats[c].count(codes)
 
-    def finish(self, key: str, sources: dict[str, list[dict[str, Any]]], seconds: float) -> dict[str, Any]:
+    def finish(
+        self, key: str, sources: dict[str, list[dict[str, Any]]], seconds: float
+    ) -> dict[str, Any]:
         s = self.schema
         train_blocks, valid_blocks = self.train.close(), self.valid.close()[0]
         if self.train.rows == 0:
-            raise DataError(f"data.train: no training rows are left of {self.rows_read:,} read", hint="check data.missing and data.validation")
+            raise DataError(
+                f"data.train: no training rows are left of {self.rows_read:,} read",
+                hint="check data.missing and data.validation",
+            )
         self.stats.median = self.sample.medians()
         self.stats.quantiles = grid_quantiles(self.sample.values)
         return {
-            "version": VERSION, "key": key, "sources": sources, "features": s.features, "types": s.columns, "target": s.target, "task": s.task,
+            "version": VERSION,
+            "key": key,
+            "sources": sources,
+            "features": s.features,
+            "types": s.columns,
+            "target": s.target,
+            "task": s.task,
             "layout": {"numeric": s.numeric, "categories": s.categories, "width": s.width},
-            "block_rows": self.block_rows, "partitions": PARTITIONS,
+            "block_rows": self.block_rows,
+            "partitions": PARTITIONS,
             "train": {"rows": self.train.rows, "blocks": train_blocks},
-            "validation": {"rows": self.valid.rows, "blocks": valid_blocks} if self.valid.rows else None,
-            "labels": {"values": self.labels.keys, "counts": self.labels.counts} if s.task != "regression" else None,
-            "categories": {c: {"values": self.cats[c].keys, "counts": self.cats[c].counts, "boolean": self.boolean.get(c, False)} for c in s.categories},
-            "stats": self.stats.to_json(), "target_stats": self.y_stats.to_json() if s.task == "regression" else None,
-            "rows_read": self.rows_read, "dropped": sorted(self.dropped.items()),
-            "bytes": (self.train.rows + self.valid.rows) * s.width * 4, "source_bytes": self.total_bytes, "seconds": round(seconds, 3),
+            "validation": {"rows": self.valid.rows, "blocks": valid_blocks}
+            if self.valid.rows
+            else None,
+            "labels": {"values": self.labels.keys, "counts": self.labels.counts}
+            if s.task != "regression"
+            else None,
+            "categories": {
+                c: {
+                    "values": self.cats[c].keys,
+                    "counts": self.cats[c].counts,
+                    "boolean": self.boolean.get(c, False),
+                }
+                for c in s.categories
+            },
+            "stats": self.stats.to_json(),
+            "target_stats": self.y_stats.to_json() if s.task == "regression" else None,
+            "rows_read": self.rows_read,
+            "dropped": sorted(self.dropped.items()),
+            "bytes": (self.train.rows + self.valid.rows) * s.width * 4,
+            "source_bytes": self.total_bytes,
+            "seconds": round(seconds, 3),
         }
 
 
@@ -366,19 +467,32 @@ def _stat(p: Path) -> dict[str, Any]:
     from bigmodel_cli.data.remote import origin
 
     remote = origin(p)
-    if remote is not None:  # a fetched object: its URL and ETag/generation, not the local copy's time
+    if (
+        remote is not None
+    ):  # a fetched object: its URL and ETag/generation, not the local copy's time
         return {"url": remote["url"], "identity": remote["identity"], "size": remote.get("size")}
     st = p.stat()
     return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def cache_key(cfg: ExperimentConfig, schema: Schema, sources: dict[str, list[dict[str, Any]]]) -> str:
+def cache_key(
+    cfg: ExperimentConfig, schema: Schema, sources: dict[str, list[dict[str, Any]]]
+) -> str:
     d = cfg.data
     fraction = d.validation if isinstance(d.validation, float) else None
     doc = {
-        "version": VERSION, "partitions": PARTITIONS, "sources": sources, "features": schema.features, "types": schema.columns,
-        "target": schema.target, "task": schema.task, "missing": d.missing, "fill_value": d.fill_value,
-        "validation": fraction, "seed": cfg.seed if fraction else None, "block_mb": d.block_mb,
+        "version": VERSION,
+        "partitions": PARTITIONS,
+        "sources": sources,
+        "features": schema.features,
+        "types": schema.columns,
+        "target": schema.target,
+        "task": schema.task,
+        "missing": d.missing,
+        "fill_value": d.fill_value,
+        "validation": fraction,
+        "seed": cfg.seed if fraction else None,
+        "block_mb": d.block_mb,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -398,7 +512,9 @@ def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
     df, _ = next(read_chunks(first, delimiter=cfg.data.delimiter))
     feats = D.feature_columns(df, cfg)
     if not feats:
-        raise DataError(f"{first} has no feature columns besides the target", hint="list them in data.features")
+        raise DataError(
+            f"{first} has no feature columns besides the target", hint="list them in data.features"
+        )
     D.check_columns(df, feats, "feature")
     D.check_columns(df, [cfg.data.target], "target")
     columns = D.infer_column_types(df, feats, cfg.data.columns)
@@ -406,14 +522,18 @@ def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
     if text:
         raise ConfigError(
             f"streaming does not handle text columns yet: {', '.join(text)}",
-            hint="set data.stream: false to load the data in memory, or data.columns: {" + f"{text[0]}: category" + "} if it holds labels",
+            hint="set data.stream: false to load the data in memory, or data.columns: {"
+            + f"{text[0]}: category"
+            + "} if it holds labels",
         )
 
     dated = registry.columns_of(columns, feats, registry.DATE)
     if dated:
         raise ConfigError(
             f"streaming does not handle date columns yet: {', '.join(dated)}",
-            hint="set data.stream: false to load the data in memory, or data.columns: {" + f"{dated[0]}: category" + "} to read its values as labels",
+            hint="set data.stream: false to load the data in memory, or data.columns: {"
+            + f"{dated[0]}: category"
+            + "} to read its values as labels",
         )
     return Schema(feats, columns, cfg.data.target, cfg.task)
 
@@ -432,7 +552,9 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def prepare(cfg: ExperimentConfig, base_dir: Path, progress: Progress | None = None, rebuild: bool = False) -> "Prepared":
+def prepare(
+    cfg: ExperimentConfig, base_dir: Path, progress: Progress | None = None, rebuild: bool = False
+) -> "Prepared":
     """The block cache of the training data (and a validation file, if given):
     reused when its key matches, else converted in one pass."""
     t0 = time.perf_counter()
@@ -454,7 +576,9 @@ def prepare(cfg: ExperimentConfig, base_dir: Path, progress: Progress | None = N
         tmp.mkdir(parents=True)
         conv = None
         try:
-            conv = Converter(cfg, schema, tmp, progress, sum(s["size"] for ss in sources.values() for s in ss))
+            conv = Converter(
+                cfg, schema, tmp, progress, sum(s["size"] for ss in sources.values() for s in ss)
+            )
             for role, paths in files.items():
                 for p in paths:
                     conv.add_file(p, role)
@@ -466,11 +590,25 @@ def prepare(cfg: ExperimentConfig, base_dir: Path, progress: Progress | None = N
             from bigmodel_cli.errors import DiskFull, disk_full, human_size, is_disk_full
 
             if is_disk_full(e):
-                done = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) if tmp.is_dir() else 0
+                done = (
+                    sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+                    if tmp.is_dir()
+                    else 0
+                )
                 full = disk_full(e, root, None)
                 # float32 rows so far, scaled by how much of the input they came from
-                need = int(conv.rows_read * schema.width * 4 * conv.total_bytes / conv.done_bytes) if conv is not None and conv.done_bytes else None
-                raise DiskFull(str(folder), full.free, need, f"no space left writing the block cache {folder}: {human_size(full.free)} free after {human_size(done)} of blocks, about {human_size(need)} needed", hint=f"free some space, or point data.cache elsewhere (now {cfg.data.cache}); the training files were not touched") from None
+                need = (
+                    int(conv.rows_read * schema.width * 4 * conv.total_bytes / conv.done_bytes)
+                    if conv is not None and conv.done_bytes
+                    else None
+                )
+                raise DiskFull(
+                    str(folder),
+                    full.free,
+                    need,
+                    f"no space left writing the block cache {folder}: {human_size(full.free)} free after {human_size(done)} of blocks, about {human_size(need)} needed",
+                    hint=f"free some space, or point data.cache elsewhere (now {cfg.data.cache}); the training files were not touched",
+                ) from None
             raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -504,7 +642,9 @@ class Prepared:
         if m.get("version") != VERSION or (key is not None and m.get("key") != key):
             return None
         width = m["layout"]["width"]
-        blocks = [b for part in m["train"]["blocks"] for b in part] + (m["validation"]["blocks"] if m["validation"] else [])
+        blocks = [b for part in m["train"]["blocks"] for b in part] + (
+            m["validation"]["blocks"] if m["validation"] else []
+        )
         for name, rows in blocks:
             p = folder / name
             if not p.is_file() or p.stat().st_size != rows * width * 4:
@@ -549,15 +689,22 @@ class Prepared:
             values = self.m["labels"]["values"]
             missing = [v for v in values if _key(v) not in index]
             if missing:
-                raise DataError(f"{self.m['target']} value {missing[0]!r} (in the training or validation files) is not one of the model's classes", hint=f"classes are {list(classes or [])[:20]}")
+                raise DataError(
+                    f"{self.m['target']} value {missing[0]!r} (in the training or validation files) is not one of the model's classes",
+                    hint=f"classes are {list(classes or [])[:20]}",
+                )
             out["__target__"] = np.asarray([index[_key(v)] for v in values], np.int32)
         for c, info in self.m["categories"].items():
             enc = encoders[c]
-            ids = [MISSING] + [enc.index.get(canonical(k, enc.boolean) or "", UNSEEN) for k in info["values"]]
+            ids = [MISSING] + [
+                enc.index.get(canonical(k, enc.boolean) or "", UNSEEN) for k in info["values"]
+            ]
             out[c] = np.asarray(ids, np.int32)
         return out
 
-    def split(self, role: str, remaps: dict[str, np.ndarray], source: str, window: int = 2) -> "StreamedTable | None":
+    def split(
+        self, role: str, remaps: dict[str, np.ndarray], source: str, window: int = 2
+    ) -> "StreamedTable | None":
         part = self.m[role]
         if part is None:
             return None
@@ -573,7 +720,10 @@ def read_block(path: Path, out: np.ndarray) -> None:
         while got < len(view):
             n = f.readinto(view[got:])
             if not n:
-                raise DataError(f"{path} is shorter than its manifest says", hint="delete the cache folder (or run bigmodel prepare --rebuild)")
+                raise DataError(
+                    f"{path} is shorter than its manifest says",
+                    hint="delete the cache folder (or run bigmodel prepare --rebuild)",
+                )
             got += n
 
 
@@ -581,9 +731,27 @@ class PartitionStream:
     """One partition's rows in an epoch's order: blocks permuted, rows shuffled
     within windows of ``window`` blocks; ``seek`` and ``take`` move through it."""
 
-    def __init__(self, folder: Path, blocks: list[list[Any]], width: int, key: list[int], shuffle: bool, window: int):
-        self.folder, self.blocks, self.width, self.key, self.shuffle = folder, blocks, width, key, shuffle
-        order = np.random.default_rng(key).permutation(len(blocks)) if shuffle else np.arange(len(blocks))
+    def __init__(
+        self,
+        folder: Path,
+        blocks: list[list[Any]],
+        width: int,
+        key: list[int],
+        shuffle: bool,
+        window: int,
+    ):
+        self.folder, self.blocks, self.width, self.key, self.shuffle = (
+            folder,
+            blocks,
+            width,
+            key,
+            shuffle,
+        )
+        order = (
+            np.random.default_rng(key).permutation(len(blocks))
+            if shuffle
+            else np.arange(len(blocks))
+        )
         self.windows = [order[w : w + window] for w in range(0, len(blocks), window)]
         self.ends = np.cumsum([sum(blocks[b][1] for b in win) for win in self.windows])
         self.w, self.data, self.off, self.perm = -1, np.zeros((0, width), np.float32), 0, None
@@ -598,13 +766,19 @@ class PartitionStream:
             name, rows = self.blocks[b]
             read_block(self.folder / name, data[at : at + rows])
             at += rows
-        self.perm = np.random.default_rng([*self.key, w]).permutation(len(data)) if self.shuffle else None
+        self.perm = (
+            np.random.default_rng([*self.key, w]).permutation(len(data)) if self.shuffle else None
+        )
         self.w, self.data = w, data
 
     def seek(self, row: int) -> None:
         w = int(np.searchsorted(self.ends, row, side="right"))
         if w >= len(self.windows):
-            self.w, self.data, self.off = len(self.windows), np.zeros((0, self.width), np.float32), 0
+            self.w, self.data, self.off = (
+                len(self.windows),
+                np.zeros((0, self.width), np.float32),
+                0,
+            )
             return
         self._load(w)
         self.off = row - (int(self.ends[w - 1]) if w else 0)
@@ -614,10 +788,16 @@ class PartitionStream:
         while k > 0:
             if self.off >= len(self.data):
                 if self.w + 1 >= len(self.windows):
-                    raise RuntimeError("a partition ran out of rows: the manifest does not match the blocks")
+                    raise RuntimeError(
+                        "a partition ran out of rows: the manifest does not match the blocks"
+                    )
                 self._load(self.w + 1)
                 self.off = 0
-            got = self.data[self.perm[self.off : self.off + k]] if self.perm is not None else self.data[self.off : self.off + k]
+            got = (
+                self.data[self.perm[self.off : self.off + k]]
+                if self.perm is not None
+                else self.data[self.off : self.off + k]
+            )
             self.off += len(got)
             k -= len(got)
             out.append(got)
@@ -633,10 +813,27 @@ class StreamedTable:
 
     streamed = True
 
-    def __init__(self, folder: Path, blocks: list[list[list[Any]]], manifest: dict[str, Any], remaps: dict[str, np.ndarray], source: str, window: int = 2):
-        self.folder, self.parts, self.m, self.remaps, self.source = folder, blocks, manifest, remaps, source
+    def __init__(
+        self,
+        folder: Path,
+        blocks: list[list[list[Any]]],
+        manifest: dict[str, Any],
+        remaps: dict[str, np.ndarray],
+        source: str,
+        window: int = 2,
+    ):
+        self.folder, self.parts, self.m, self.remaps, self.source = (
+            folder,
+            blocks,
+            manifest,
+            remaps,
+            source,
+        )
         self.width = manifest["layout"]["width"]
-        self.numeric, self.categories = manifest["layout"]["numeric"], manifest["layout"]["categories"]
+        self.numeric, self.categories = (
+            manifest["layout"]["numeric"],
+            manifest["layout"]["categories"],
+        )
         self.n = sum(rows for part in blocks for _, rows in part)
         self.window = window
         self.regression = manifest["task"] == "regression"
@@ -658,7 +855,11 @@ class StreamedTable:
         n_num = len(self.numeric)
         numbers = np.ascontiguousarray(rows[:, :n_num])
         t = rows[:, -1]
-        y = t.astype(np.float32) if self.regression else self.remaps["__target__"][t.astype(np.int64)]
+        y = (
+            t.astype(np.float32)
+            if self.regression
+            else self.remaps["__target__"][t.astype(np.int64)]
+        )
         if not self.categories:
             return numbers, y
         x: dict[str, np.ndarray] = {"features": numbers} if n_num else {}
@@ -666,13 +867,23 @@ class StreamedTable:
             x[ids_name(c)] = self.remaps[c][rows[:, n_num + j].astype(np.int64)].reshape(-1, 1)
         return x, y
 
-    def worker_rows(self, key: list[int], start: int, stop: int, i: int, W: int, chunk: int, shuffle: bool) -> Iterator[np.ndarray]:
+    def worker_rows(
+        self, key: list[int], start: int, stop: int, i: int, W: int, chunk: int, shuffle: bool
+    ) -> Iterator[np.ndarray]:
         """Rows at positions start <= p < stop with p % W == i, in order, ``chunk`` positions at a time."""
         C = len(self.parts)
         if C % W:
-            raise ConfigError(f"streamed data is read by 1, 2, 3, 4, 6 or 12 workers, not {W}", hint="change --workers, or set data.stream: false")
+            raise ConfigError(
+                f"streamed data is read by 1, 2, 3, 4, 6 or 12 workers, not {W}",
+                hint="change --workers, or set data.stream: false",
+            )
         mine = [c for c in range(C) if c % W == i]
-        streams = {c: PartitionStream(self.folder, self.parts[c], self.width, [*key, c], shuffle, self.window) for c in mine}
+        streams = {
+            c: PartitionStream(
+                self.folder, self.parts[c], self.width, [*key, c], shuffle, self.window
+            )
+            for c in mine
+        }
         for c in mine:
             streams[c].seek(len(range(c, start, C)))
         a = start
@@ -694,7 +905,9 @@ class StreamedTable:
 
     def batches(self, size: int) -> Iterator[tuple[Any, np.ndarray]]:
         """Every row once, in file order (evaluation)."""
-        yield from (self.structure(r) for r in self.worker_rows([0], 0, self.n, 0, 1, size, shuffle=False))
+        yield from (
+            self.structure(r) for r in self.worker_rows([0], 0, self.n, 0, 1, size, shuffle=False)
+        )
 
     def take(self, idx: np.ndarray) -> Any:
         """The rows at ``idx`` (a small sample: the run's ONNX parity check), as an in-memory Split."""
@@ -702,7 +915,12 @@ class StreamedTable:
 
         idx = np.asarray(idx, np.int64)
         end = int(idx.max()) + 1 if len(idx) else 0
-        rows = np.concatenate([np.zeros((0, self.width), np.float32), *self.worker_rows([0], 0, end, 0, 1, max(end, 1), shuffle=False)])
+        rows = np.concatenate(
+            [
+                np.zeros((0, self.width), np.float32),
+                *self.worker_rows([0], 0, end, 0, 1, max(end, 1), shuffle=False),
+            ]
+        )
         x, y = self.structure(rows[idx])
         return Split(x, y, self.source)
 
@@ -711,15 +929,30 @@ def describe(prepared: Prepared) -> dict[str, Any]:
     """What ``bigmodel prepare`` prints; ``others`` are older caches beside it
     (other data or settings), kept: another run may read them."""
     m = prepared.m
-    others = [p for p in prepared.folder.parent.iterdir() if p.is_dir() and p != prepared.folder and (p / MANIFEST).is_file()]
-    blocks = sum(len(p) for p in m["train"]["blocks"]) + (len(m["validation"]["blocks"]) if m["validation"] else 0)
+    others = [
+        p
+        for p in prepared.folder.parent.iterdir()
+        if p.is_dir() and p != prepared.folder and (p / MANIFEST).is_file()
+    ]
+    blocks = sum(len(p) for p in m["train"]["blocks"]) + (
+        len(m["validation"]["blocks"]) if m["validation"] else 0
+    )
     mb = m["source_bytes"] / 2**20
     return {
-        "folder": str(prepared.folder), "converted": prepared.converted, "train_rows": m["train"]["rows"],
-        "validation_rows": m["validation"]["rows"] if m["validation"] else 0, "blocks": blocks, "block_rows": m["block_rows"],
-        "cache_mb": round(m["bytes"] / 2**20, 1), "source_mb": round(mb, 1), "seconds": m["seconds"],
-        "mb_per_s": round(mb / max(m["seconds"], 1e-9), 1), "features": len(m["features"]), "dropped": m["dropped"],
-        "others": [str(p) for p in others], "others_mb": round(sum(f.stat().st_size for p in others for f in p.iterdir()) / 2**20, 1),
+        "folder": str(prepared.folder),
+        "converted": prepared.converted,
+        "train_rows": m["train"]["rows"],
+        "validation_rows": m["validation"]["rows"] if m["validation"] else 0,
+        "blocks": blocks,
+        "block_rows": m["block_rows"],
+        "cache_mb": round(m["bytes"] / 2**20, 1),
+        "source_mb": round(mb, 1),
+        "seconds": m["seconds"],
+        "mb_per_s": round(mb / max(m["seconds"], 1e-9), 1),
+        "features": len(m["features"]),
+        "dropped": m["dropped"],
+        "others": [str(p) for p in others],
+        "others_mb": round(sum(f.stat().st_size for p in others for f in p.iterdir()) / 2**20, 1),
     }
 
 

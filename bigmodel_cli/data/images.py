@@ -68,7 +68,10 @@ def folder_of(spec: object, base_dir: Path) -> "ImageFolder | None":
 
 def need_shape(root: Path, shape: list[int] | None, role: str) -> list[int]:
     if not shape:
-        raise DataError(f"data.{role} is an image folder ({root}); set data.image_shape to the size to train at", hint="e.g. data.image_shape: [28, 28, 1] (grey) or [224, 224, 3] (colour)")
+        raise DataError(
+            f"data.{role} is an image folder ({root}); set data.image_shape to the size to train at",
+            hint="e.g. data.image_shape: [28, 28, 1] (grey) or [224, 224, 3] (colour)",
+        )
     return shape
 
 
@@ -81,7 +84,10 @@ def decode(paths: Iterable[Path | str], shape: list[int]) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
-        raise DataError(f"data.image_shape {shape} cannot hold images", hint="use [height, width, 1] for grey or [height, width, 3] for colour")
+        raise DataError(
+            f"data.image_shape {shape} cannot hold images",
+            hint="use [height, width, 1] for grey or [height, width, 3] for colour",
+        )
     h, w = int(shape[0]), int(shape[1])
     mode = "RGB" if len(shape) == 3 and shape[2] == 3 else "L"
     rows = []
@@ -93,8 +99,13 @@ def decode(paths: Iterable[Path | str], shape: list[int]) -> np.ndarray:
                     im = im.resize((w, h), Image.Resampling.BILINEAR)
                 rows.append(np.asarray(im, dtype=np.float32).reshape(-1))
         except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"{p}: not a readable image ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})", hint="remove or replace that file") from None
-    return np.stack(rows) if rows else np.zeros((0, h * w * (3 if mode == "RGB" else 1)), np.float32)
+            raise DataError(
+                f"{p}: not a readable image ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})",
+                hint="remove or replace that file",
+            ) from None
+    return (
+        np.stack(rows) if rows else np.zeros((0, h * w * (3 if mode == "RGB" else 1)), np.float32)
+    )
 
 
 def check_readable(paths: list[Path], threads: int = 4) -> None:
@@ -114,7 +125,9 @@ def check_readable(paths: list[Path], threads: int = 4) -> None:
     with ThreadPoolExecutor(threads) as pool:
         for p, why in zip(paths, pool.map(bad, paths, chunksize=256)):
             if why:
-                raise DataError(f"{p}: not a readable image ({why})", hint="remove or replace that file")
+                raise DataError(
+                    f"{p}: not a readable image ({why})", hint="remove or replace that file"
+                )
 
 
 def decode_many(paths: list[Path], shape: list[int], threads: int = 4) -> np.ndarray:
@@ -125,7 +138,9 @@ def decode_many(paths: list[Path], shape: list[int], threads: int = 4) -> np.nda
 
     step = -(-len(paths) // threads)
     with ThreadPoolExecutor(threads) as pool:
-        return np.concatenate(list(pool.map(lambda a: decode(paths[a : a + step], shape), range(0, len(paths), step))))
+        return np.concatenate(
+            list(pool.map(lambda a: decode(paths[a : a + step], shape), range(0, len(paths), step)))
+        )
 
 
 class StreamedImages:
@@ -136,22 +151,35 @@ class StreamedImages:
     streamed = True
 
     def __init__(self, files: list[Path], y: np.ndarray, shape: list[int], source: str):
-        self.files, self.y, self.shape, self.source = list(files), np.asarray(y, np.int32), list(shape), source
+        self.files, self.y, self.shape, self.source = (
+            list(files),
+            np.asarray(y, np.int32),
+            list(shape),
+            source,
+        )
         self._stats = None
 
     def __len__(self) -> int:
         return len(self.files)
 
     def subset(self, idx: np.ndarray, source: str | None = None) -> "StreamedImages":
-        return StreamedImages([self.files[i] for i in idx], self.y[idx], self.shape, source or self.source)
+        return StreamedImages(
+            [self.files[i] for i in idx], self.y[idx], self.shape, source or self.source
+        )
 
     def structure(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = np.asarray(idx, np.int64)
         return decode_many([self.files[i] for i in idx], self.shape), self.y[idx]
 
-    def worker_rows(self, key: list[int], start: int, stop: int, i: int, W: int, chunk: int, shuffle: bool):
+    def worker_rows(
+        self, key: list[int], start: int, stop: int, i: int, W: int, chunk: int, shuffle: bool
+    ):
         """File indices at epoch positions start <= p < stop with p % W == i."""
-        order = np.random.default_rng(key).permutation(len(self.files)) if shuffle else np.arange(len(self.files))
+        order = (
+            np.random.default_rng(key).permutation(len(self.files))
+            if shuffle
+            else np.arange(len(self.files))
+        )
         for a in range(start, stop, chunk):
             b = min(a + chunk, stop)
             yield order[a + ((i - a) % W) : b : W]
@@ -169,7 +197,9 @@ class StreamedImages:
             for x, _ in self.batches(1024):
                 part = ColumnStats.of(x)
                 stats = part if stats is None else stats.merge(part)
-                stats.median = np.zeros(x.shape[1])  # a decoded image has no gaps: nothing is imputed
+                stats.median = np.zeros(
+                    x.shape[1]
+                )  # a decoded image has no gaps: nothing is imputed
             self._stats = stats
         return self._stats
 

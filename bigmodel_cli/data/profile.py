@@ -25,12 +25,34 @@ from bigmodel_cli.errors import DataError
 
 SAMPLE_ROWS = 100_000  # rows read to infer from (the file is streamed, not loaded)
 MOSTLY_MISSING = 0.95
-_ID_NAME = re.compile(r"(^|[_\W])(id|uuid|guid|key)$|^(id|uuid|guid|index|row|rownum|rownames|row_?id|unnamed: ?\d+)$", re.IGNORECASE)
-_AMOUNT_NAME = re.compile(r"(year|age|count|num|size|qty|quantity|amount|price|total|score|rank|level|rooms|floor|days|hours|minutes)", re.IGNORECASE)
+_ID_NAME = re.compile(
+    r"(^|[_\W])(id|uuid|guid|key)$|^(id|uuid|guid|index|row|rownum|rownames|row_?id|unnamed: ?\d+)$",
+    re.IGNORECASE,
+)
+_AMOUNT_NAME = re.compile(
+    r"(year|age|count|num|size|qty|quantity|amount|price|total|score|rank|level|rooms|floor|days|hours|minutes)",
+    re.IGNORECASE,
+)
 # Whole words of a column name that mark integer codes (``zip_code``, ``StoreType``,
 # ``MSSubClass``), never a part of another word (``YearsCodedJob``, ``Education``, ``location``).
 FEATURE_ROLES = tuple(k.name for k in KINDS)  # a column in one of these roles is a feature
-CODE_WORDS = frozenset({"zip", "zipcode", "postal", "postcode", "code", "codes", "fips", "category", "cat", "type", "class", "kind", "group"})
+CODE_WORDS = frozenset(
+    {
+        "zip",
+        "zipcode",
+        "postal",
+        "postcode",
+        "code",
+        "codes",
+        "fips",
+        "category",
+        "cat",
+        "type",
+        "class",
+        "kind",
+        "group",
+    }
+)
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|[0-9]|$|[^A-Za-z0-9])|[A-Z]?[a-z]+|[0-9]+|[A-Z]+")
 
 
@@ -68,7 +90,28 @@ class TableProfile:
         return [c.name for c in self.columns if c.role in roles]
 
 
-TARGET_WORDS = ("target", "label", "labels", "class", "y", "outcome", "churn", "survived", "attrition", "default", "status", "price", "saleprice", "sale_price", "diagnosis", "species", "quality", "response", "result", "fraud")
+TARGET_WORDS = (
+    "target",
+    "label",
+    "labels",
+    "class",
+    "y",
+    "outcome",
+    "churn",
+    "survived",
+    "attrition",
+    "default",
+    "status",
+    "price",
+    "saleprice",
+    "sale_price",
+    "diagnosis",
+    "species",
+    "quality",
+    "response",
+    "result",
+    "fraud",
+)
 
 
 def likely_targets(data: str | Path, n: int = 5) -> list[str]:
@@ -82,10 +125,22 @@ def likely_targets(data: str | Path, n: int = 5) -> list[str]:
 
     try:
         path = fetch(str(data)) if is_url(str(data)) else Path(data)
-        cols = [str(c) for c in read_table(str(Path(path).resolve()), Path("."), "train", nrows=50).columns]
+        cols = [
+            str(c)
+            for c in read_table(str(Path(path).resolve()), Path("."), "train", nrows=50).columns
+        ]
     except Exception:  # noqa: BLE001  (a hint only: the real error comes with --target)
         return []
-    named = [c for c in cols if any(w in TARGET_WORDS for w in re.split(r"[^a-z0-9]+|(?<=[a-z])(?=[A-Z])", c.strip().replace(" ", "_")) for w in [w.lower()]) or c.lower() in TARGET_WORDS]
+    named = [
+        c
+        for c in cols
+        if any(
+            w in TARGET_WORDS
+            for w in re.split(r"[^a-z0-9]+|(?<=[a-z])(?=[A-Z])", c.strip().replace(" ", "_"))
+            for w in [w.lower()]
+        )
+        or c.lower() in TARGET_WORDS
+    ]
     out = list(dict.fromkeys([*named, cols[-1]] if cols else named))
     return out[:n]
 
@@ -101,7 +156,14 @@ def profile_table(path: Path, target: str, task: str | None = None) -> TableProf
         from bigmodel_cli.data.sources import one_column_hint
 
         close = _close(target, cols)
-        raise DataError(f"{path}: no column '{target}'", hint=one_column_hint(cols) or ((f"did you mean '{close}'? " if close else "") + f"the file has columns: {', '.join(cols[:12])}"))
+        raise DataError(
+            f"{path}: no column '{target}'",
+            hint=one_column_hint(cols)
+            or (
+                (f"did you mean '{close}'? " if close else "")
+                + f"the file has columns: {', '.join(cols[:12])}"
+            ),
+        )
     y = df[target]
     n_missing_y = int(y.isna().sum())
     present_y = y.dropna()
@@ -114,13 +176,28 @@ def profile_table(path: Path, target: str, task: str | None = None) -> TableProf
         why = f"--task {task} (the values look like {inferred}: {why})"
     classes = None
     if task in ("classification", "binary"):
-        classes = sorted(present_y.astype(str).unique().tolist()) if not pd.api.types.is_numeric_dtype(present_y) else sorted(present_y.unique().tolist())
+        classes = (
+            sorted(present_y.astype(str).unique().tolist())
+            if not pd.api.types.is_numeric_dtype(present_y)
+            else sorted(present_y.unique().tolist())
+        )
         if task == "binary" and len(classes) != 2:
-            raise DataError(f"--task binary needs 2 target values, '{target}' has {len(classes)}", hint="use --task classification")
+            raise DataError(
+                f"--task binary needs 2 target values, '{target}' has {len(classes)}",
+                hint="use --task classification",
+            )
         if len(classes) < 2:
-            raise DataError(f"the target '{target}' has only one value ({classes[0]!r}): nothing to learn")
-    elif not pd.api.types.is_numeric_dtype(present_y) and pd.to_numeric(present_y, errors="coerce").isna().any():
-        raise DataError(f"--task regression needs a numeric target, but '{target}' holds text", hint="use --task classification")
+            raise DataError(
+                f"the target '{target}' has only one value ({classes[0]!r}): nothing to learn"
+            )
+    elif (
+        not pd.api.types.is_numeric_dtype(present_y)
+        and pd.to_numeric(present_y, errors="coerce").isna().any()
+    ):
+        raise DataError(
+            f"--task regression needs a numeric target, but '{target}' holds text",
+            hint="use --task classification",
+        )
     profiles = [ColumnProfile(target, "target", f"{task}: {why}", n_missing_y)]
     for c in cols:
         if c == target:
@@ -129,14 +206,21 @@ def profile_table(path: Path, target: str, task: str | None = None) -> TableProf
         profiles.append(ColumnProfile(c, role, reason, int(df[c].isna().sum())))
     p = TableProfile(path, len(df), task, why, target, profiles, n_missing_y, classes)
     if not p.by_role(*FEATURE_ROLES):
-        raise DataError(f"{path}: no usable feature column besides the target", hint="every other column is constant, an id, or empty")
+        raise DataError(
+            f"{path}: no usable feature column besides the target",
+            hint="every other column is constant, an id, or empty",
+        )
     if n_missing_y:
-        p.notes.append(f"{n_missing_y:,} of {len(df):,} rows have no '{target}': training leaves them out")
+        p.notes.append(
+            f"{n_missing_y:,} of {len(df):,} rows have no '{target}': training leaves them out"
+        )
     sep = df.attrs.get("delimiter")
     if sep and sep != ("\t" if str(path).lower().removesuffix(".gz").endswith(".tsv") else ","):
         from bigmodel_cli.data.sources import DELIMITERS
 
-        p.notes.append(f"read as {DELIMITERS[sep]}-separated ('{sep}', sniffed from the header and first rows; data.delimiter overrides it)")
+        p.notes.append(
+            f"read as {DELIMITERS[sep]}-separated ('{sep}', sniffed from the header and first rows; data.delimiter overrides it)"
+        )
     return p
 
 
@@ -152,7 +236,11 @@ def _infer_task(y) -> tuple[str, str]:
         if numeric.notna().all():
             y = numeric
         else:
-            return ("binary", "2 labels") if n_unique == 2 else ("classification", f"{n_unique} labels")
+            return (
+                ("binary", "2 labels")
+                if n_unique == 2
+                else ("classification", f"{n_unique} labels")
+            )
     values = y.to_numpy(dtype=float)
     integral = bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
     if n_unique == 2:
@@ -178,14 +266,23 @@ def _column_role(s, name: str, infer_type) -> tuple[str, str]:
     kind, why = infer_type(s)
     if _ID_NAME.search(name) and unique_ratio > 0.9:
         return "id", f"named like an id, {unique_ratio:.0%} distinct"
-    if column_kind(kind) is TEXT and unique_ratio >= 0.99 and len(present) >= 20 and float(present.astype(str).str.split().str.len().mean()) < 1.5:
+    if (
+        column_kind(kind) is TEXT
+        and unique_ratio >= 0.99
+        and len(present) >= 20
+        and float(present.astype(str).str.split().str.len().mean()) < 1.5
+    ):
         return "id", f"{unique_ratio:.0%} distinct single words (a key, not text)"
     if column_kind(kind) is not TEXT and unique_ratio == 1.0 and len(present) >= 20:
         if column_kind(kind) is NUMBER and _integral(present) and _spans_rows(present):
             return "id", "distinct integers spanning the row count (a row number, in any order)"
         if column_kind(kind) is CATEGORY:
             return "id", "every value distinct"
-    if column_kind(kind) is NUMBER and not pd.api.types.is_bool_dtype(s) and (pd.api.types.is_integer_dtype(present.dtype) or _integral(present)):
+    if (
+        column_kind(kind) is NUMBER
+        and not pd.api.types.is_bool_dtype(s)
+        and (pd.api.types.is_integer_dtype(present.dtype) or _integral(present))
+    ):
         if named_like_code(name) and n_unique > 2:
             return CATEGORY.name, f"integer codes ({n_unique} distinct; named like a code)"
         if 3 <= n_unique <= 10 and not _AMOUNT_NAME.search(name) and not _count_like(present):
@@ -194,7 +291,10 @@ def _column_role(s, name: str, infer_type) -> tuple[str, str]:
             return NUMBER.name, f"whole numbers from {_int_range(present)}: a count or an amount"
     if column_kind(kind) is NUMBER and not pd.api.types.is_numeric_dtype(s):
         bad = present[pd.to_numeric(present, errors="coerce").isna()]
-        return NUMBER.name, f"{why}; {len(bad)} stray value(s) such as {str(bad.iloc[0])[:15]!r} count as missing"
+        return (
+            NUMBER.name,
+            f"{why}; {len(bad)} stray value(s) such as {str(bad.iloc[0])[:15]!r} count as missing",
+        )
     return kind, why
 
 
@@ -263,7 +363,14 @@ def experiment_yaml(p: TableProfile, name: str, data_ref: str) -> str:
             "numeric_encoding": "piecewise",
             "one_hot_max": 64,
         },
-        "model": {"architecture": "mlp", "ensemble": 5, "tree_members": 1, "ensemble_weights": "validation", "tree_speed": 3.0, "dropout": 0.0},
+        "model": {
+            "architecture": "mlp",
+            "ensemble": 5,
+            "tree_members": 1,
+            "ensemble_weights": "validation",
+            "tree_speed": 3.0,
+            "dropout": 0.0,
+        },
         "train": {
             "epochs": 100,
             "batch_size": batch,

@@ -36,7 +36,14 @@ from typing import Any
 from bigmodel_cli.errors import BigmodelError, DataError, EnvironmentProblem
 
 # scheme -> the package that reads it (all in the bigmodel[cloud] extra)
-SCHEMES = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "hf": "huggingface_hub", "http": "aiohttp", "https": "aiohttp"}
+SCHEMES = {
+    "s3": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "hf": "huggingface_hub",
+    "http": "aiohttp",
+    "https": "aiohttp",
+}
 READ_ONLY = ("http", "https")
 IDENTITY_KEYS = ("ETag", "etag", "generation", "blob_id", "sha256", "md5Hash")
 SIDECAR = ".source.json"
@@ -57,27 +64,41 @@ def is_url(spec: Any) -> bool:
 
 def local_path(spec: str) -> str:
     """file:///x -> /x; anything else unchanged."""
-    return spec[len("file://"):] if scheme(spec) == "file" else spec
+    return spec[len("file://") :] if scheme(spec) == "file" else spec
 
 
 def _fs(url: str):
     s = scheme(url)
     if s not in SCHEMES:
-        raise DataError(f"{url}: bigmodel does not read {s}:// URLs", hint="use s3://, gs://, hf:// or https://, or a local path")
+        raise DataError(
+            f"{url}: bigmodel does not read {s}:// URLs",
+            hint="use s3://, gs://, hf:// or https://, or a local path",
+        )
     try:
         import fsspec
 
         options: dict[str, Any] = {}
-        limit = float(os.environ["BIGMODEL_REMOTE_TIMEOUT"]) if os.environ.get("BIGMODEL_REMOTE_TIMEOUT") else None
+        limit = (
+            float(os.environ["BIGMODEL_REMOTE_TIMEOUT"])
+            if os.environ.get("BIGMODEL_REMOTE_TIMEOUT")
+            else None
+        )
         if s == "s3":
-            options["config_kwargs"] = {"connect_timeout": limit or CONNECT_TIMEOUT_S, "read_timeout": limit or READ_TIMEOUT_S, "retries": {"max_attempts": 1 if limit else 3}}
+            options["config_kwargs"] = {
+                "connect_timeout": limit or CONNECT_TIMEOUT_S,
+                "read_timeout": limit or READ_TIMEOUT_S,
+                "retries": {"max_attempts": 1 if limit else 3},
+            }
         elif s in READ_ONLY and limit:
             import aiohttp
 
             options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=limit)}
         return fsspec.core.url_to_fs(url, **options)
     except ImportError as e:
-        raise EnvironmentProblem(f"{url}: reading {s}:// needs the {SCHEMES[s]} package ({e.name or e} is missing)", hint="pip install 'bigmodel[cloud]'") from None
+        raise EnvironmentProblem(
+            f"{url}: reading {s}:// needs the {SCHEMES[s]} package ({e.name or e} is missing)",
+            hint="pip install 'bigmodel[cloud]'",
+        ) from None
     except Exception as e:  # a malformed URL, an unreadable credentials file
         raise failure(e, url) from None
 
@@ -93,16 +114,39 @@ def failure(e: BaseException, url: str) -> BigmodelError:
     if isinstance(e, BigmodelError):
         return e
     if isinstance(e, FileNotFoundError) or code in ("NoSuchBucket", "NoSuchKey", "404"):
-        what = "the bucket does not exist" if "bucket" in text.lower() or code == "NoSuchBucket" else "no such object"
-        return DataError(f"{url}: {what}", hint="check the bucket and key (and AWS_ENDPOINT_URL for a store other than AWS)")
-    if isinstance(e, PermissionError) or code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") or "403" in text:
-        return DataError(f"{url}: access denied ({code or text})", hint="check the credentials in the environment (AWS_ACCESS_KEY_ID / AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, HF_TOKEN)")
+        what = (
+            "the bucket does not exist"
+            if "bucket" in text.lower() or code == "NoSuchBucket"
+            else "no such object"
+        )
+        return DataError(
+            f"{url}: {what}",
+            hint="check the bucket and key (and AWS_ENDPOINT_URL for a store other than AWS)",
+        )
+    if (
+        isinstance(e, PermissionError)
+        or code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+        or "403" in text
+    ):
+        return DataError(
+            f"{url}: access denied ({code or text})",
+            hint="check the credentials in the environment (AWS_ACCESS_KEY_ID / AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, HF_TOKEN)",
+        )
     if "NoCredentials" in name or "credentials" in text.lower() and "not" in text.lower():
-        return DataError(f"{url}: no credentials found", hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), GOOGLE_APPLICATION_CREDENTIALS or HF_TOKEN")
+        return DataError(
+            f"{url}: no credentials found",
+            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), GOOGLE_APPLICATION_CREDENTIALS or HF_TOKEN",
+        )
     if "Timeout" in name or isinstance(e, TimeoutError) or "timed out" in text.lower():
-        return DataError(f"{url}: timed out ({text})", hint="is the endpoint reachable? (AWS_ENDPOINT_URL for a store other than AWS)")
+        return DataError(
+            f"{url}: timed out ({text})",
+            hint="is the endpoint reachable? (AWS_ENDPOINT_URL for a store other than AWS)",
+        )
     if "EndpointConnectionError" in name or "Connect" in name or isinstance(e, ConnectionError):
-        return DataError(f"{url}: cannot connect ({text})", hint="is the endpoint reachable? (AWS_ENDPOINT_URL for a store other than AWS)")
+        return DataError(
+            f"{url}: cannot connect ({text})",
+            hint="is the endpoint reachable? (AWS_ENDPOINT_URL for a store other than AWS)",
+        )
     return DataError(f"{url}: {name}: {text}")
 
 
@@ -119,10 +163,17 @@ def expand(url: str, role: str = "train", keep: Any = None) -> list[str]:
         if any(ch in path for ch in "*?["):
             found = sorted(p for p in fs.glob(path) if fs.isfile(p))
             if not found:
-                raise DataError(f"data.{role}: '{url}' matches no object", hint="check the pattern and the bucket")
+                raise DataError(
+                    f"data.{role}: '{url}' matches no object",
+                    hint="check the pattern and the bucket",
+                )
             return [_join(url, p) for p in found]
         if url.endswith("/"):
-            found = sorted(p for p in fs.ls(path, detail=False) if fs.isfile(p) and (keep is None or keep(Path(p))))
+            found = sorted(
+                p
+                for p in fs.ls(path, detail=False)
+                if fs.isfile(p) and (keep is None or keep(Path(p)))
+            )
             if not found:
                 raise DataError(f"data.{role}: {url} holds no csv, tsv, parquet or jsonl object")
             return [_join(url, p) for p in found]
@@ -143,19 +194,27 @@ def identity(info: dict[str, Any]) -> str:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("BIGMODEL_REMOTE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bigmodel" / "remote")
+    return Path(
+        os.environ.get("BIGMODEL_REMOTE_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bigmodel" / "remote"
+    )
 
 
 def fetch(url: str) -> Path:
     """A local copy of the object, downloaded unless the cache holds this version."""
     fs, path = _fs(url)
     try:
-        fs.invalidate_cache(path)  # this version's ETag, not a listing cached earlier in this process
+        fs.invalidate_cache(
+            path
+        )  # this version's ETag, not a listing cached earlier in this process
         info = fs.info(path)
     except Exception as e:
         raise failure(e, url) from None
     if info.get("type") == "directory":
-        raise DataError(f"{url} is a folder, not an object", hint=f"name the files: {url.rstrip('/')}/*.csv, or end the URL with / for all its tables")
+        raise DataError(
+            f"{url} is a folder, not an object",
+            hint=f"name the files: {url.rstrip('/')}/*.csv, or end the URL with / for all its tables",
+        )
     ident = identity(info)
     key = hashlib.sha256(f"{url}\0{ident}".encode()).hexdigest()[:24]
     name = Path(path).name or "object"
@@ -171,7 +230,9 @@ def fetch(url: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise failure(e, url) from None
     os.replace(tmp, dst)
-    (folder / (name + SIDECAR)).write_text(json.dumps({"url": url, "identity": ident, "size": info.get("size")}))
+    (folder / (name + SIDECAR)).write_text(
+        json.dumps({"url": url, "identity": ident, "size": info.get("size")})
+    )
     return dst
 
 
@@ -202,7 +263,9 @@ def upload(local: Path, url: str) -> None:
     """Copy a local file or folder (a SavedModel) to the URL."""
     s = scheme(url)
     if s in READ_ONLY:
-        raise DataError(f"{url}: {s}:// is read-only", hint="write to s3://, gs:// or hf://, or a local path")
+        raise DataError(
+            f"{url}: {s}:// is read-only", hint="write to s3://, gs:// or hf://, or a local path"
+        )
     fs, path = _fs(url)
     try:
         if Path(local).is_dir():
@@ -222,7 +285,9 @@ def written_then_uploaded(url: str, force: bool):
 
     s = scheme(url)
     if s in READ_ONLY:
-        raise DataError(f"{url}: {s}:// is read-only", hint="write to s3://, gs:// or hf://, or a local path")
+        raise DataError(
+            f"{url}: {s}:// is read-only", hint="write to s3://, gs:// or hf://, or a local path"
+        )
     if not force and exists(url):
         from bigmodel_cli.errors import PathError
 

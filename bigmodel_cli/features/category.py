@@ -34,7 +34,27 @@ import numpy as np
 
 MISSING, UNSEEN = 0, 1
 # pandas' default NA spellings (read_csv), so training and prediction agree on them.
-NA_SPELLINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+NA_SPELLINGS = (
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+)
 TRUE_SPELLINGS = ("true", "t", "yes", "y", "1", "on")
 FALSE_SPELLINGS = ("false", "f", "no", "n", "0", "off")
 _INT = re.compile(r"[+-]?[0-9]+(\.0*)?")
@@ -91,20 +111,37 @@ class CategoryEncoder:
 
     kind = "category"
 
-    def __init__(self, vocabulary: Sequence[str], boolean: bool = False, spellings: dict[str, str] | None = None):
+    def __init__(
+        self,
+        vocabulary: Sequence[str],
+        boolean: bool = False,
+        spellings: dict[str, str] | None = None,
+    ):
         self.vocabulary = list(vocabulary)
         self.boolean = bool(boolean)
         self.index = {v: i + 2 for i, v in enumerate(self.vocabulary)}
-        self.spellings = dict(spellings or {})  # a boolean column: key -> its commonest spelling in training
+        self.spellings = dict(
+            spellings or {}
+        )  # a boolean column: key -> its commonest spelling in training
 
     @classmethod
-    def fit(cls, values: Iterable[Any], max_values: int = 10_000, min_count: int = 1, boolean: bool | None = None) -> "CategoryEncoder":
+    def fit(
+        cls,
+        values: Iterable[Any],
+        max_values: int = 10_000,
+        min_count: int = 1,
+        boolean: bool | None = None,
+    ) -> "CategoryEncoder":
         values = list(values)
         boolean = is_boolean(values) if boolean is None else boolean
         keys = [canonical(v, boolean) for v in values]
-        enc = cls.from_counts(Counter(k for k in keys if k is not None), max_values, min_count, boolean)
+        enc = cls.from_counts(
+            Counter(k for k in keys if k is not None), max_values, min_count, boolean
+        )
         if boolean:  # shown as the training file wrote them (yes/no), not as the keys (true/false)
-            seen = Counter((k, str(v).strip()) for k, v in zip(keys, values, strict=True) if k is not None)
+            seen = Counter(
+                (k, str(v).strip()) for k, v in zip(keys, values, strict=True) if k is not None
+            )
             for (k, text), _ in sorted(seen.items(), key=lambda kv: -kv[1]):
                 enc.spellings.setdefault(k, text)
         return enc
@@ -114,14 +151,24 @@ class CategoryEncoder:
         return [self.spellings.get(v, v) for v in self.vocabulary]
 
     @classmethod
-    def from_counts(cls, counts: "Counter[str]", max_values: int = 10_000, min_count: int = 1, boolean: bool = False) -> "CategoryEncoder":
+    def from_counts(
+        cls,
+        counts: "Counter[str]",
+        max_values: int = 10_000,
+        min_count: int = 1,
+        boolean: bool = False,
+    ) -> "CategoryEncoder":
         """The most frequent keys (ties by key), from counts of canonical keys."""
-        kept = sorted(((c, k) for k, c in counts.items() if c >= min_count), key=lambda ck: (-ck[0], ck[1]))
+        kept = sorted(
+            ((c, k) for k, c in counts.items() if c >= min_count), key=lambda ck: (-ck[0], ck[1])
+        )
         return cls([k for _, k in kept[:max_values]], boolean)
 
     def ids(self, values: Iterable[Any], length: int | None = None) -> np.ndarray:
         get = self.index.get
-        out = [MISSING if (k := canonical(v, self.boolean)) is None else get(k, UNSEEN) for v in values]
+        out = [
+            MISSING if (k := canonical(v, self.boolean)) is None else get(k, UNSEEN) for v in values
+        ]
         return np.asarray(out, np.int32).reshape(-1, 1)
 
     @property
@@ -139,18 +186,31 @@ def layers():
     class CategoryLookup(keras.layers.Layer):
         """Raw strings [batch] -> ids [batch, 1], as :class:`CategoryEncoder`."""
 
+        # a raw column in, ids out: the model around its core (builders.core_of)
+        reads_raw_column = True
+
         def __init__(self, vocabulary: list[str], boolean: bool = False, **kwargs: Any):
             super().__init__(**kwargs)
             import tensorflow as tf
 
             self.vocabulary, self.boolean = list(vocabulary), bool(boolean)
             keys = tf.constant(self.vocabulary or ["\x00unused"], tf.string)
-            self._table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, tf.range(2, 2 + keys.shape[0], dtype=tf.int64)), default_value=UNSEEN)
+            self._table = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    keys, tf.range(2, 2 + keys.shape[0], dtype=tf.int64)
+                ),
+                default_value=UNSEEN,
+            )
             na = tf.constant(list(NA_SPELLINGS), tf.string)
-            self._na = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(na, tf.ones_like(na, tf.int64)), default_value=0)
+            self._na = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(na, tf.ones_like(na, tf.int64)), default_value=0
+            )
             spell = list(TRUE_SPELLINGS) + list(FALSE_SPELLINGS)
             truth = ["true"] * len(TRUE_SPELLINGS) + ["false"] * len(FALSE_SPELLINGS)
-            self._bool = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(tf.constant(spell), tf.constant(truth)), default_value="")
+            self._bool = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(tf.constant(spell), tf.constant(truth)),
+                default_value="",
+            )
 
         def call(self, inputs):
             import tensorflow as tf

@@ -34,13 +34,16 @@ import numpy as np
 from bigmodel_cli.errors import DataError
 
 FORMATS = ("date_iso", "date_dmy", "date_mdy")
-DATE_TYPES = ("date", *FORMATS)
 PARTS = 8
 # The patterns both sides use: (first, second, third) groups and which is year/month/day.
 ISO = r"\s*([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})(?:[T ][0-9:.+\-Z ]*)?\s*"
 SLASHED = r"\s*([0-9]{1,2})[-/.]([0-9]{1,2})[-/.]([0-9]{4})(?:[T ][0-9:.+\-Z ]*)?\s*"
 _ISO, _SLASHED = re.compile(ISO), re.compile(SLASHED)
-ORDER = {"date_iso": (0, 1, 2), "date_dmy": (2, 1, 0), "date_mdy": (2, 0, 1)}  # group index of year, month, day
+ORDER = {
+    "date_iso": (0, 1, 2),
+    "date_dmy": (2, 1, 0),
+    "date_mdy": (2, 0, 1),
+}  # group index of year, month, day
 INFER_SHARE = 0.95  # of the present values that must read as dates for a column to be one
 
 
@@ -115,7 +118,10 @@ def resolve_format(values: Sequence[Any], column: str, declared: str = "date") -
     if dmy or mdy:
         return "date_dmy" if dmy else "date_mdy"
     best = max(share, key=share.get)  # type: ignore[arg-type]
-    raise DataError(f"column '{column}' is typed date but only {share[best]:.0%} of its values read as dates", hint="set data.columns to category or text for it, or fix the values")
+    raise DataError(
+        f"column '{column}' is typed date but only {share[best]:.0%} of its values read as dates",
+        hint="set data.columns to category or text for it, or fix the values",
+    )
 
 
 def _share(values: Sequence[Any], fmt: str) -> float:
@@ -148,9 +154,12 @@ def parts_from_ymd(ymd: np.ndarray, valid: np.ndarray, stats: Sequence[float]) -
     two_pi = 2 * math.pi
     cols = [
         (y - stats[0]) / stats[1],
-        np.sin(two_pi * (m_safe - 1) / 12), np.cos(two_pi * (m_safe - 1) / 12),
-        np.sin(two_pi * dow / 7), np.cos(two_pi * dow / 7),
-        np.sin(two_pi * (days - jan1) / 366), np.cos(two_pi * (days - jan1) / 366),
+        np.sin(two_pi * (m_safe - 1) / 12),
+        np.cos(two_pi * (m_safe - 1) / 12),
+        np.sin(two_pi * dow / 7),
+        np.cos(two_pi * dow / 7),
+        np.sin(two_pi * (days - jan1) / 366),
+        np.cos(two_pi * (days - jan1) / 366),
         (days - stats[2]) / stats[3],
     ]
     out = np.stack(cols, axis=1).astype(np.float32)
@@ -167,7 +176,9 @@ class DateEncoder:
         self.format, self.stats = fmt, [float(v) for v in stats]
 
     @classmethod
-    def fit(cls, values: Sequence[Any], declared: str = "date", column: str = "date") -> "DateEncoder":
+    def fit(
+        cls, values: Sequence[Any], declared: str = "date", column: str = "date"
+    ) -> "DateEncoder":
         values = list(values)
         fmt = resolve_format(values, column, declared)
         ymd, valid, _ = parse(values, fmt)
@@ -203,6 +214,9 @@ def layers():
     class DateParts(keras.layers.Layer):
         """Raw strings [batch] -> float32 [batch, 8], as :class:`DateEncoder`."""
 
+        # a raw column in, ids out: the model around its core (builders.core_of)
+        reads_raw_column = True
+
         def __init__(self, format: str, stats: list[float], **kwargs: Any):
             super().__init__(**kwargs)
             self.format, self.stats = str(format), [float(v) for v in stats]
@@ -213,12 +227,25 @@ def layers():
             s = tf.reshape(tf.convert_to_tensor(inputs), [-1])
             pattern = ISO if self.format == "date_iso" else SLASHED
             matched = tf.strings.regex_full_match(s, pattern)
-            group = lambda k: tf.strings.to_number(tf.where(matched, tf.strings.regex_replace(s, "^" + pattern + "$", rf"\{k}"), "0"), tf.int64)  # noqa: E731
+
+            def group(k):
+                return tf.strings.to_number(
+                    tf.where(
+                        matched, tf.strings.regex_replace(s, "^" + pattern + "$", rf"\{k}"), "0"
+                    ),
+                    tf.int64,
+                )
+
             g = [group(k) for k in (1, 2, 3)]
             yi, mi, di = ORDER[self.format]
             y, m, d = g[yi], g[mi], g[di]
-            leap = tf.logical_or(tf.logical_and(tf.equal(y % 4, 0), tf.not_equal(y % 100, 0)), tf.equal(y % 400, 0))
-            dim = tf.gather(tf.constant([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], tf.int64), tf.clip_by_value(m, 1, 12) - 1) + tf.cast(tf.logical_and(tf.equal(m, 2), leap), tf.int64)
+            leap = tf.logical_or(
+                tf.logical_and(tf.equal(y % 4, 0), tf.not_equal(y % 100, 0)), tf.equal(y % 400, 0)
+            )
+            dim = tf.gather(
+                tf.constant([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], tf.int64),
+                tf.clip_by_value(m, 1, 12) - 1,
+            ) + tf.cast(tf.logical_and(tf.equal(m, 2), leap), tf.int64)
             valid = matched & (m >= 1) & (m <= 12) & (d >= 1) & (d <= dim)
             one = tf.ones_like(m)
             m, d = tf.where(valid, m, one), tf.where(valid, d, one)
@@ -228,9 +255,12 @@ def layers():
             mf, two_pi, st = tf.cast(m - 1, tf.float64), 2 * math.pi, self.stats
             cols = [
                 (tf.cast(y, tf.float64) - st[0]) / st[1],
-                tf.sin(two_pi * mf / 12), tf.cos(two_pi * mf / 12),
-                tf.sin(two_pi * dow / 7), tf.cos(two_pi * dow / 7),
-                tf.sin(two_pi * (days - jan1) / 366), tf.cos(two_pi * (days - jan1) / 366),
+                tf.sin(two_pi * mf / 12),
+                tf.cos(two_pi * mf / 12),
+                tf.sin(two_pi * dow / 7),
+                tf.cos(two_pi * dow / 7),
+                tf.sin(two_pi * (days - jan1) / 366),
+                tf.cos(two_pi * (days - jan1) / 366),
                 (days - st[2]) / st[3],
             ]
             out = tf.cast(tf.stack(cols, axis=1), tf.float32)

@@ -32,7 +32,9 @@ class ColumnStats:
     mean: np.ndarray  # mean of the finite values
     m2: np.ndarray  # sum of squared deviations of the finite values
     median: np.ndarray  # of the finite values (NaN when a column has none)
-    quantiles: np.ndarray | None = None  # [GRID, columns] of the finite values (NaN when a column has none)
+    quantiles: np.ndarray | None = (
+        None  # [GRID, columns] of the finite values (NaN when a column has none)
+    )
 
     @classmethod
     def of(cls, x: np.ndarray) -> "ColumnStats":
@@ -106,7 +108,13 @@ class ColumnStats:
 
     def to_json(self) -> dict:
         plain = lambda v: [None if not np.isfinite(m) else float(m) for m in v]  # noqa: E731
-        doc = {"rows": self.rows, "count": self.count.tolist(), "mean": self.mean.tolist(), "m2": self.m2.tolist(), "median": plain(self.median)}
+        doc = {
+            "rows": self.rows,
+            "count": self.count.tolist(),
+            "mean": self.mean.tolist(),
+            "m2": self.m2.tolist(),
+            "median": plain(self.median),
+        }
         if self.quantiles is not None:
             doc["quantiles"] = [plain(row) for row in self.quantiles]
         return doc
@@ -115,7 +123,14 @@ class ColumnStats:
     def from_json(cls, d: dict) -> "ColumnStats":
         arr = lambda v: np.asarray([np.nan if m is None else m for m in v], np.float64)  # noqa: E731
         q = np.stack([arr(row) for row in d["quantiles"]]) if d.get("quantiles") else None
-        return cls(int(d["rows"]), np.asarray(d["count"], np.int64), np.asarray(d["mean"], np.float64), np.asarray(d["m2"], np.float64), arr(d["median"]), q)
+        return cls(
+            int(d["rows"]),
+            np.asarray(d["count"], np.int64),
+            np.asarray(d["mean"], np.float64),
+            np.asarray(d["m2"], np.float64),
+            arr(d["median"]),
+            q,
+        )
 
 
 def grid_quantiles(x: np.ndarray) -> np.ndarray:

@@ -73,14 +73,47 @@ def _fit_text(texts: Any, column: str, spelling: str, cfg: Any) -> Any:
     if chosen is not None:  # what the run chose, and why (train prints it)
         tok.chosen = [f"text column '{column}': {line}" for line in chosen["why"]] + [
             f"text column '{column}': vocabulary of {len(vocab):,} n-grams seen in {t.min_count}+ training rows"
-            + (f" (the {t.vocabulary_size:,} most frequent)" if len(vocab) >= t.vocabulary_size else "")]
+            + (
+                f" (the {t.vocabulary_size:,} most frequent)"
+                if len(vocab) >= t.vocabulary_size
+                else ""
+            )
+        ]
     return tok
 
 
-NUMBER = ColumnKind(NUMBER_NAME, (NUMBER_NAME,), False, (), None, "a float column: imputed, standardised or binned inside the model")
-CATEGORY = ColumnKind("category", ("category",), True, ("category",), _fit_category, "ids of its most frequent values; one-hot or a learned vector")
-TEXT = ColumnKind("text", ("text",), True, ("ngrams", "wordpiece"), _fit_text, "n-gram ids (from scratch) or a pretrained encoder's WordPiece ids")
-DATE = ColumnKind("date", ("date", "date_iso", "date_dmy", "date_mdy"), True, ("date",), _fit_date, "year, days since 1970 and cyclic month/weekday/day-of-year parts")
+NUMBER = ColumnKind(
+    NUMBER_NAME,
+    (NUMBER_NAME,),
+    False,
+    (),
+    None,
+    "a float column: imputed, standardised or binned inside the model",
+)
+CATEGORY = ColumnKind(
+    "category",
+    ("category",),
+    True,
+    ("category",),
+    _fit_category,
+    "ids of its most frequent values; one-hot or a learned vector",
+)
+TEXT = ColumnKind(
+    "text",
+    ("text",),
+    True,
+    ("ngrams", "wordpiece"),
+    _fit_text,
+    "n-gram ids (from scratch) or a pretrained encoder's WordPiece ids",
+)
+DATE = ColumnKind(
+    "date",
+    ("date", "date_iso", "date_dmy", "date_mdy"),
+    True,
+    ("date",),
+    _fit_date,
+    "year, days since 1970 and cyclic month/weekday/day-of-year parts",
+)
 KINDS: tuple[ColumnKind, ...] = (NUMBER, CATEGORY, TEXT, DATE)
 _BY_SPELLING = {s: k for k in KINDS for s in k.spellings}
 _BY_SAVED = {s: k for k in KINDS for s in k.saved_as}
@@ -93,7 +126,9 @@ def kind(spelling: str | None) -> ColumnKind:
     try:
         return _BY_SPELLING[spelling]
     except KeyError:
-        raise ValueError(f"unknown column type '{spelling}' (known: {', '.join(_BY_SPELLING)})") from None
+        raise ValueError(
+            f"unknown column type '{spelling}' (known: {', '.join(_BY_SPELLING)})"
+        ) from None
 
 
 def encoded(spelling: str | None) -> bool:
@@ -101,7 +136,9 @@ def encoded(spelling: str | None) -> bool:
     return kind(spelling).encoded
 
 
-def columns_of(types: dict[str, str] | None, features: Iterable[str], *kinds: ColumnKind) -> list[str]:
+def columns_of(
+    types: dict[str, str] | None, features: Iterable[str], *kinds: ColumnKind
+) -> list[str]:
     """The features (in order) whose type is one of ``kinds``."""
     types = types or {}
     return [c for c in features if kind(types.get(c)) in kinds]
@@ -124,14 +161,35 @@ def encoder_doc(encoder: Any, input_name: str) -> dict[str, Any]:
 
     k = kind_of_encoder(encoder)
     if k is CATEGORY:
-        return {"kind": "category", "input": input_name, "boolean": encoder.boolean, "vocabulary": encoder.vocabulary, "spellings": encoder.spellings}
+        return {
+            "kind": "category",
+            "input": input_name,
+            "boolean": encoder.boolean,
+            "vocabulary": encoder.vocabulary,
+            "spellings": encoder.spellings,
+        }
     if k is DATE:
         return {**encoder.to_json(), "input": input_name}
     if isinstance(encoder, PyTokenizer):
         s = encoder.spec
-        return {"kind": "ngrams", "input": input_name, "ngrams": s.ngrams, "max_tokens": s.max_tokens, "max_chars": s.max_chars, "unique": s.unique, "vocabulary": encoder.vocabulary}
+        return {
+            "kind": "ngrams",
+            "input": input_name,
+            "ngrams": s.ngrams,
+            "max_tokens": s.max_tokens,
+            "max_chars": s.max_chars,
+            "unique": s.unique,
+            "vocabulary": encoder.vocabulary,
+        }
     # wordpiece.WordPiece: a pretrained encoder's vocabulary
-    return {"kind": "wordpiece", "input": input_name, "sequence_length": encoder.sequence_length, "lowercase": encoder.lowercase, "strip_accents": encoder.strip_accents, "vocabulary": encoder.vocabulary}
+    return {
+        "kind": "wordpiece",
+        "input": input_name,
+        "sequence_length": encoder.sequence_length,
+        "lowercase": encoder.lowercase,
+        "strip_accents": encoder.strip_accents,
+        "vocabulary": encoder.vocabulary,
+    }
 
 
 def encoder_from_doc(doc: dict[str, Any], fold_table: Any) -> Any:
@@ -148,10 +206,18 @@ def encoder_from_doc(doc: dict[str, Any], fold_table: Any) -> Any:
     if saved == "wordpiece":
         from bigmodel_cli.features.wordpiece import WordPiece
 
-        return WordPiece(doc["vocabulary"], doc["sequence_length"], doc["lowercase"], doc["strip_accents"])
+        return WordPiece(
+            doc["vocabulary"], doc["sequence_length"], doc["lowercase"], doc["strip_accents"]
+        )
     from bigmodel_cli.features.text import PyTokenizer, TextSpec
 
-    return PyTokenizer(TextSpec(doc["ngrams"], doc["max_tokens"], doc["max_chars"], bool(doc.get("unique", False))), doc["vocabulary"], fold_table)
+    return PyTokenizer(
+        TextSpec(
+            doc["ngrams"], doc["max_tokens"], doc["max_chars"], bool(doc.get("unique", False))
+        ),
+        doc["vocabulary"],
+        fold_table,
+    )
 
 
 def save_tokenizers(folder, tokenizers: dict[str, Any]) -> list:
@@ -161,17 +227,31 @@ def save_tokenizers(folder, tokenizers: dict[str, Any]) -> list:
     import json
     from pathlib import Path
 
-    from bigmodel_cli.features.text import TABLE_FILE, TEXT_FILE, PyTokenizer, fold_table, ids_name, table_diff
+    from bigmodel_cli.features.text import (
+        TABLE_FILE,
+        TEXT_FILE,
+        PyTokenizer,
+        fold_table,
+        ids_name,
+        table_diff,
+    )
     from bigmodel_cli.runs import atomic_path, atomic_write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    doc = {"version": 1, "columns": {col: encoder_doc(tok, ids_name(col)) for col, tok in tokenizers.items()}}
+    doc = {
+        "version": 1,
+        "columns": {col: encoder_doc(tok, ids_name(col)) for col, tok in tokenizers.items()},
+    }
     atomic_write_text(folder / TEXT_FILE, json.dumps(doc, ensure_ascii=False))
     table = next((t.table for t in tokenizers.values() if isinstance(t, PyTokenizer)), fold_table())
     keys, values = table_diff(table)
     buf = io.BytesIO()
-    idf = {f"idf_{ids_name(col)}": t.idf for col, t in tokenizers.items() if getattr(t, "idf", None) is not None}  # TF-IDF bags' weights
+    idf = {
+        f"idf_{ids_name(col)}": t.idf
+        for col, t in tokenizers.items()
+        if getattr(t, "idf", None) is not None
+    }  # TF-IDF bags' weights
     np.savez_compressed(buf, keys=keys, values=values, **idf)
     with atomic_path(folder / TABLE_FILE) as tmp:
         tmp.write_bytes(buf.getvalue())
@@ -193,7 +273,10 @@ def load_tokenizers(folder) -> dict[str, Any]:
             table = table_from_diff(z["keys"], z["values"])
             idf = {k[4:]: z[k] for k in z.files if k.startswith("idf_")}
     except (OSError, ValueError, KeyError) as e:
-        raise ModelFileError(f"{folder}: the text vocabulary is missing or unreadable ({type(e).__name__})", hint="retrain the run; predict --engine tensorflow reads the vocabulary inside model.keras") from None
+        raise ModelFileError(
+            f"{folder}: the text vocabulary is missing or unreadable ({type(e).__name__})",
+            hint="retrain the run; predict --engine tensorflow reads the vocabulary inside model.keras",
+        ) from None
     out: dict[str, Any] = {col: encoder_from_doc(c, table) for col, c in doc["columns"].items()}
     for col, c in doc["columns"].items():
         if c.get("input") in idf:

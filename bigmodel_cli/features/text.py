@@ -64,8 +64,18 @@ _ISOLATE_RANGES = (
     (0x20000, 0x2FFFF),  # CJK ext. B-F, compatibility supplement
 )
 # Marks that only decorate the letter before them (accents): dropped.
-_DIACRITIC_RANGES = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F))
-_INVISIBLE_RANGES = ((0xFE00, 0xFE0F), (0x200B, 0x200F), (0x2060, 0x206F))  # variation selectors, zero-width, bidi
+_DIACRITIC_RANGES = (
+    (0x0300, 0x036F),
+    (0x1AB0, 0x1AFF),
+    (0x1DC0, 0x1DFF),
+    (0x20D0, 0x20FF),
+    (0xFE20, 0xFE2F),
+)
+_INVISIBLE_RANGES = (
+    (0xFE00, 0xFE0F),
+    (0x200B, 0x200F),
+    (0x2060, 0x206F),
+)  # variation selectors, zero-width, bidi
 
 
 def _in(cp: int, ranges: Iterable[tuple[int, int]]) -> bool:
@@ -83,7 +93,9 @@ def _fold_one(cp: int) -> int:
         return SPACE
     k = unicodedata.normalize("NFKC", c)
     base = k if len(k) == 1 else c
-    stripped = "".join(x for x in unicodedata.normalize("NFKD", base) if not unicodedata.combining(x))
+    stripped = "".join(
+        x for x in unicodedata.normalize("NFKD", base) if not unicodedata.combining(x)
+    )
     if len(stripped) == 1 and (ord(stripped) < 0x0530 or 0x1E00 <= ord(stripped) < 0x2000):
         base = stripped  # é -> e, ё -> е, ά -> α (not が -> か)
     low = base.lower()
@@ -101,7 +113,9 @@ def _fold_one(cp: int) -> int:
 @functools.lru_cache(maxsize=1)
 def fold_table() -> np.ndarray:
     """int32[TABLE_SIZE]: folded code point, ``| ISOLATE`` for lone tokens, -1 to delete."""
-    return np.fromiter((_fold_one(cp) for cp in range(TABLE_SIZE)), dtype=np.int32, count=TABLE_SIZE)
+    return np.fromiter(
+        (_fold_one(cp) for cp in range(TABLE_SIZE)), dtype=np.int32, count=TABLE_SIZE
+    )
 
 
 def table_diff(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +137,9 @@ class TextSpec:
     ngrams: int = 2
     max_tokens: int = 2000
     max_chars: int = 20000
-    unique: bool = False  # each n-gram once a row, in order of first sight (the TF-IDF bag's binary tf)
+    unique: bool = (
+        False  # each n-gram once a row, in order of first sight (the TF-IDF bag's binary tf)
+    )
 
 
 def _translation(table: np.ndarray) -> dict[int, str | None]:
@@ -142,7 +158,13 @@ def _translation(table: np.ndarray) -> dict[int, str | None]:
 class PyTokenizer:
     """The tokeniser in plain Python; identical ids to :class:`TextTokenizer`."""
 
-    def __init__(self, spec: TextSpec, vocabulary: Sequence[str] = (), table: np.ndarray | None = None, idf: np.ndarray | None = None):
+    def __init__(
+        self,
+        spec: TextSpec,
+        vocabulary: Sequence[str] = (),
+        table: np.ndarray | None = None,
+        idf: np.ndarray | None = None,
+    ):
         self.spec = spec
         self.table = fold_table() if table is None else np.asarray(table, np.int32)
         self._trans = _translation(self.table)
@@ -183,12 +205,16 @@ class PyTokenizer:
         return sum(max(t - n + 1, 0) for n in range(1, self.spec.ngrams + 1))
 
 
-def build_vocabulary(texts: Iterable[Any], spec: TextSpec, size: int = 100_000, min_count: int = 2) -> list[str]:
+def build_vocabulary(
+    texts: Iterable[Any], spec: TextSpec, size: int = 100_000, min_count: int = 2
+) -> list[str]:
     """The ``size`` most frequent n-grams seen at least ``min_count`` times (ties by text)."""
     return fit_vocabulary(texts, spec, size, min_count)[0]
 
 
-def fit_vocabulary(texts: Iterable[Any], spec: TextSpec, size: int = 100_000, min_count: int = 2) -> tuple[list[str], np.ndarray]:
+def fit_vocabulary(
+    texts: Iterable[Any], spec: TextSpec, size: int = 100_000, min_count: int = 2
+) -> tuple[list[str], np.ndarray]:
     """(:func:`build_vocabulary`, idf float32 [len + 2]): each id's smoothed inverse
     document frequency on these rows, ``ln((1 + n) / (1 + df)) + 1`` as scikit-learn's
     ``TfidfVectorizer``. Padding weighs 0; the shared out-of-vocabulary id weighs as
@@ -211,6 +237,13 @@ def fit_vocabulary(texts: Iterable[Any], spec: TextSpec, size: int = 100_000, mi
 # --------------------------------------------------------------- Keras layer
 
 
+def _check_sizes(ngrams: int, max_tokens: int, max_chars: int) -> None:
+    if ngrams < 1:
+        raise ValueError(f"ngrams must be >= 1, got {ngrams}")
+    if min(max_tokens, max_chars) < 1:
+        raise ValueError(f"max_tokens and max_chars must be >= 1: {max_tokens}, {max_chars}")
+
+
 def _register():
     import keras
 
@@ -224,18 +257,29 @@ def _register():
             layer(tf.constant(["好评"]))   # [[2, 3, 4]]
         """
 
-        def __init__(self, vocabulary: list[str], ngrams: int = 2, max_tokens: int = 2000, max_chars: int = 20000, unique: bool = False, **kwargs: Any):
+        # a raw column in, ids out: the model around its core (builders.core_of)
+        reads_raw_column = True
+
+        def __init__(
+            self,
+            vocabulary: list[str],
+            ngrams: int = 2,
+            max_tokens: int = 2000,
+            max_chars: int = 20000,
+            unique: bool = False,
+            **kwargs: Any,
+        ):
             super().__init__(**kwargs)
-            if ngrams < 1:
-                raise ValueError(f"ngrams must be >= 1, got {ngrams}")
-            if max_tokens < 1 or max_chars < 1:
-                raise ValueError(f"max_tokens and max_chars must be >= 1, got {max_tokens}, {max_chars}")
-            self.vocabulary = list(vocabulary)
-            self.ngrams, self.max_tokens, self.max_chars = int(ngrams), int(max_tokens), int(max_chars)
-            self.unique = bool(unique)
+            _check_sizes(ngrams, max_tokens, max_chars)
+            self.vocabulary, self.unique = list(vocabulary), bool(unique)
+            self.ngrams, self.max_chars = int(ngrams), int(max_chars)
+            self.max_tokens = int(max_tokens)
             self._table_init = fold_table()
             self.table = self.add_weight(
-                name="fold_table", shape=(TABLE_SIZE,), dtype="int32", trainable=False,
+                name="fold_table",
+                shape=(TABLE_SIZE,),
+                dtype="int32",
+                trainable=False,
                 initializer=lambda shape, dtype=None: self._table_init,
             )
             import tensorflow as tf
@@ -243,7 +287,9 @@ def _register():
             # Made here, eagerly: a table made while tracing would belong to that trace's graph.
             keys = tf.constant(self.vocabulary or [""], tf.string)
             vals = tf.range(2, 2 + len(self.vocabulary or [""]), dtype=tf.int64)
-            self._lookup = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, vals), default_value=OOV)
+            self._lookup = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(keys, vals), default_value=OOV
+            )
 
         def call(self, inputs):
             import tensorflow as tf
@@ -252,7 +298,9 @@ def _register():
             cps = tf.strings.unicode_decode(s, "UTF-8", errors="replace")[:, : self.max_chars]
             flat = cps.flat_values
             table = tf.convert_to_tensor(self.table)
-            t = tf.where(flat < TABLE_SIZE, tf.gather(table, tf.minimum(flat, TABLE_SIZE - 1)), flat)
+            t = tf.where(
+                flat < TABLE_SIZE, tf.gather(table, tf.minimum(flat, TABLE_SIZE - 1)), flat
+            )
             iso = tf.logical_and(t >= 0, tf.bitwise.bitwise_and(t, ISOLATE) > 0)
             ch = tf.where(iso, t - ISOLATE, t)
             sp = tf.where(iso, SPACE, DELETE)
@@ -261,21 +309,42 @@ def _register():
             kept = tf.ragged.boolean_mask(expanded, expanded >= 0)
             folded = tf.strings.unicode_encode(kept, "UTF-8")
             toks = tf.strings.split(folded)[:, : self.max_tokens]
-            grams = tf.strings.ngrams(toks, ngram_width=list(range(1, self.ngrams + 1)), separator=" ") if self.ngrams > 1 else toks
+            grams = (
+                tf.strings.ngrams(toks, ngram_width=list(range(1, self.ngrams + 1)), separator=" ")
+                if self.ngrams > 1
+                else toks
+            )
             ids = grams.with_flat_values(tf.cast(self._lookup.lookup(grams.flat_values), tf.int32))
             if self.unique:  # each id once a row, first sight first: unique over (row, id) keys
                 rows = ids.value_rowids()
                 key, _ = tf.unique(rows * (1 << 32) + tf.cast(ids.flat_values, tf.int64))
-                ids = tf.RaggedTensor.from_value_rowids(tf.cast(key % (1 << 32), tf.int32), key // (1 << 32), nrows=ids.nrows())
+                ids = tf.RaggedTensor.from_value_rowids(
+                    tf.cast(key % (1 << 32), tf.int32), key // (1 << 32), nrows=ids.nrows()
+                )
             dense = ids.to_tensor(default_value=PAD)
-            pad = tf.maximum(1 - tf.shape(dense)[1], 0)  # at least one column, even for all-empty batches
+            pad = tf.maximum(
+                1 - tf.shape(dense)[1], 0
+            )  # at least one column, even for all-empty batches
             return tf.pad(dense, [[0, 0], [0, pad]])
 
         def compute_output_shape(self, input_shape):
             return (input_shape[0], None)
 
         def get_config(self):
-            return {**super().get_config(), "vocabulary": self.vocabulary, "ngrams": self.ngrams, "max_tokens": self.max_tokens, "max_chars": self.max_chars, "unique": self.unique}
+            return {
+                **super().get_config(),
+                "vocabulary": self.vocabulary,
+                "ngrams": self.ngrams,
+                "max_tokens": self.max_tokens,
+                "max_chars": self.max_chars,
+                "unique": self.unique,
+            }
+
+    return TextTokenizer
+
+
+def _register_mean():
+    import keras
 
     @keras.saving.register_keras_serializable(package="bigmodel")
     class MaskedMean(keras.layers.Layer):
@@ -290,7 +359,7 @@ def _register():
         def compute_output_shape(self, embedded_shape, ids_shape=None):
             return (embedded_shape[0], embedded_shape[-1])
 
-    return TextTokenizer, MaskedMean
+    return MaskedMean
 
 
 def _register_bag():
@@ -312,7 +381,9 @@ def _register_bag():
         def __init__(self, size: int, **kwargs: Any):
             super().__init__(**kwargs)
             self.size = int(size)
-            self.idf = self.add_weight(name="idf", shape=(self.size,), dtype="float32", trainable=False, initializer="ones")
+            self.idf = self.add_weight(
+                name="idf", shape=(self.size,), dtype="float32", trainable=False, initializer="ones"
+            )
 
         def call(self, embedded, ids):
             from keras import ops
@@ -333,17 +404,26 @@ def _register_bag():
 @functools.lru_cache(maxsize=1)
 def layers():
     """(TextTokenizer, MaskedMean, TfidfBag), registered with Keras on first use."""
-    return (*_register(), _register_bag())
+    return _register(), _register_mean(), _register_bag()
 
 
 def keras_tokenizer(spec: TextSpec, vocabulary: list[str], name: str | None = None):
     TextTokenizer = layers()[0]
-    return TextTokenizer(vocabulary=vocabulary, ngrams=spec.ngrams, max_tokens=spec.max_tokens, max_chars=spec.max_chars, unique=spec.unique, name=name)
+    return TextTokenizer(
+        vocabulary=vocabulary,
+        ngrams=spec.ngrams,
+        max_tokens=spec.max_tokens,
+        max_chars=spec.max_chars,
+        unique=spec.unique,
+        name=name,
+    )
 
 
 def trim_ids(name: str, ids: np.ndarray) -> np.ndarray:
     """An id matrix cut to its longest row (0 pads the end of each row)."""
-    if not name.startswith("ids_") or ids.size == 0 or ids.dtype.kind == "f":  # float: a date's fixed parts
+    if (
+        not name.startswith("ids_") or ids.size == 0 or ids.dtype.kind == "f"
+    ):  # float: a date's fixed parts
         return ids
     width = max(1, int((ids != 0).sum(axis=1).max()))
     return ids[:, :width]
@@ -376,7 +456,12 @@ def spec_of(cfg_text: Any, chosen: dict[str, Any] | None = None) -> TextSpec:
         chosen = chosen if chosen is not None else choose([], cfg_text.max_chars)
         ngrams = chosen["ngrams"] if ngrams == "auto" else ngrams
         max_tokens = chosen["max_tokens"] if max_tokens == "auto" else max_tokens
-    return TextSpec(ngrams=ngrams, max_tokens=max_tokens, max_chars=cfg_text.max_chars, unique=cfg_text.weighting == "tfidf")
+    return TextSpec(
+        ngrams=ngrams,
+        max_tokens=max_tokens,
+        max_chars=cfg_text.max_chars,
+        unique=cfg_text.weighting == "tfidf",
+    )
 
 
 AUTO_MAX_TOKENS = 2000  # the cap of max_tokens: auto (and the schema default)
@@ -397,22 +482,30 @@ def choose(texts: Sequence[Any], max_chars: int = 20000) -> dict[str, Any]:
       64, at most 2,000), so short texts are not padded to 2,000 ids a row and
       long ones are read to their end but for the longest 1%.
     """
-    sample = list(texts[:SAMPLE_ROWS]) if not isinstance(texts, np.ndarray) else texts[:SAMPLE_ROWS].tolist()
+    sample = (
+        list(texts[:SAMPLE_ROWS])
+        if not isinstance(texts, np.ndarray)
+        else texts[:SAMPLE_ROWS].tolist()
+    )
     tok = PyTokenizer(TextSpec(ngrams=1, max_tokens=10**9, max_chars=max_chars))
     lengths, chars, total = [], 0, 0
     for t in sample:
         toks = tok.tokens(t)
         lengths.append(len(toks))
         total += len(toks)
-        chars += sum(1 for w in toks if len(w) == 1 and _in(ord(w), _ISOLATE_RANGES))  # not symbols or emoji, tokens alone too
+        chars += sum(
+            1 for w in toks if len(w) == 1 and _in(ord(w), _ISOLATE_RANGES)
+        )  # not symbols or emoji, tokens alone too
     share = chars / total if total else 0.0
     script = "characters" if share >= 0.8 else "words" if share <= 0.2 else "mixed"
     p99 = float(np.percentile(lengths, 99)) if lengths else 0.0
     max_tokens = int(min(AUTO_MAX_TOKENS, max(64, -(-int(np.ceil(p99)) // 64) * 64)))
     median = float(np.median(lengths)) if lengths else 0.0
-    so = {"characters": " (Chinese, Japanese, Thai...), so characters and character pairs",
-          "words": ", so words and word pairs",
-          "mixed": ": characters and character pairs there, words and word pairs elsewhere"}[script]
+    so = {
+        "characters": " (Chinese, Japanese, Thai...), so characters and character pairs",
+        "words": ", so words and word pairs",
+        "mixed": ": characters and character pairs there, words and word pairs elsewhere",
+    }[script]
     why = [
         f"n-grams 1-2 of {script if script != 'mixed' else 'words and characters'}: {share:.0%} of the tokens are characters of a script written without spaces{so}",
         f"max_tokens {max_tokens:,}: the texts hold {median:,.0f} tokens at the median and {p99:,.0f} at the 99th percentile"

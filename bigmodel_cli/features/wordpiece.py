@@ -30,14 +30,34 @@ _WHITESPACE = r"[ \t\n\r\f]|\p{Cc}|\p{Cf}"  # RE2's \s is ASCII only
 _PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|[\p{P}]"
 _CJK = r"|".join(
     [
-        r"[\u4E00-\u9FFF]", r"[\u3400-\u4DBF]", r"[\U00020000-\U0002A6DF]", r"[\U0002A700-\U0002B73F]",
-        r"[\U0002B740-\U0002B81F]", r"[\U0002B820-\U0002CEAF]", r"[\uF900-\uFAFF]", r"[\U0002F800-\U0002FA1F]",
+        r"[\u4E00-\u9FFF]",
+        r"[\u3400-\u4DBF]",
+        r"[\U00020000-\U0002A6DF]",
+        r"[\U0002A700-\U0002B73F]",
+        r"[\U0002B740-\U0002B81F]",
+        r"[\U0002B820-\U0002CEAF]",
+        r"[\uF900-\uFAFF]",
+        r"[\U0002F800-\U0002FA1F]",
     ]
 )
 _DEFAULT_IGNORABLE = (
-    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
-    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
-    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
 )
 
 
@@ -45,7 +65,9 @@ _DEFAULT_IGNORABLE = (
 def _patterns():
     import regex  # the `regex` module: \p{..} classes like RE2's
 
-    return regex.compile("|".join([_WHITESPACE, _PUNCTUATION, _CJK])), regex.compile("|".join([_PUNCTUATION, _CJK]))
+    return regex.compile("|".join([_WHITESPACE, _PUNCTUATION, _CJK])), regex.compile(
+        "|".join([_PUNCTUATION, _CJK])
+    )
 
 
 def _casefold(text: str) -> str:
@@ -56,7 +78,9 @@ def _casefold(text: str) -> str:
 
 def pretokenize(text: str, lowercase: bool = True, strip_accents: bool = True) -> list[str]:
     if strip_accents:
-        text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+        text = "".join(
+            c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn"
+        )
     split, keep = _patterns()
     words, position = [], 0
     for m in split.finditer(text):
@@ -73,15 +97,25 @@ def pretokenize(text: str, lowercase: bool = True, strip_accents: bool = True) -
 class WordPiece:
     """[CLS] pieces [SEP], 0-padded to ``sequence_length``, as keras-hub's BERT preprocessing."""
 
-    def __init__(self, vocabulary: Sequence[str], sequence_length: int = 128, lowercase: bool = True, strip_accents: bool = True):
+    def __init__(
+        self,
+        vocabulary: Sequence[str],
+        sequence_length: int = 128,
+        lowercase: bool = True,
+        strip_accents: bool = True,
+    ):
         self.vocabulary = list(vocabulary)
         self.index = {t: i for i, t in enumerate(self.vocabulary)}
         for tok in ("[CLS]", "[SEP]", "[UNK]", "[PAD]"):
             if tok not in self.index:
-                raise ValueError(f"the vocabulary has no {tok} token: is it a BERT WordPiece vocabulary?")
+                raise ValueError(
+                    f"the vocabulary has no {tok} token: is it a BERT WordPiece vocabulary?"
+                )
         self.sequence_length = int(sequence_length)
         self.lowercase, self.strip_accents = lowercase, strip_accents
-        self.cls, self.sep, self.unk, self.pad = (self.index[t] for t in ("[CLS]", "[SEP]", "[UNK]", "[PAD]"))
+        self.cls, self.sep, self.unk, self.pad = (
+            self.index[t] for t in ("[CLS]", "[SEP]", "[UNK]", "[PAD]")
+        )
 
     def _word(self, word: str) -> list[int]:
         if not word:

@@ -40,10 +40,22 @@ class Engine:
 
 def check_engine(engine: str) -> None:
     if engine not in ENGINES:
-        raise ConfigError(f"unknown --engine '{engine}'", hint="use " + ", ".join(ENGINES[:-1]) + " or " + ENGINES[-1])
+        raise ConfigError(
+            f"unknown --engine '{engine}'",
+            hint="use " + ", ".join(ENGINES[:-1]) + " or " + ENGINES[-1],
+        )
 
 
-def open_engine(run: str | Path, engine: str = "auto", *, unsafe: bool = False, probabilities: bool = False, columns: list[str] | None = None, need_run: str | None = None, threads: int | None = None) -> Engine:
+def open_engine(
+    run: str | Path,
+    engine: str = "auto",
+    *,
+    unsafe: bool = False,
+    probabilities: bool = False,
+    columns: list[str] | None = None,
+    need_run: str | None = None,
+    threads: int | None = None,
+) -> Engine:
     """Open RUN for inference. ``need_run`` names a command that cannot work
     from a bare .keras file (serve: it needs the columns and classes)."""
     from bigmodel_cli import runs
@@ -52,41 +64,69 @@ def open_engine(run: str | Path, engine: str = "auto", *, unsafe: bool = False, 
     check_engine(engine)
     ref = resolve_run(run)
     if need_run and ref.run_dir is None:
-        raise ModelFileError(f"{run} is a bare model file; {need_run} needs its run folder (for the columns and classes)", hint="pass the run folder that holds it")
+        raise ModelFileError(
+            f"{run} is a bare model file; {need_run} needs its run folder (for the columns and classes)",
+            hint="pass the run folder that holds it",
+        )
     fast = None
     if engine != "tensorflow" and ref.run_dir is not None:
         from bigmodel_cli.model.export import inference_copy
 
         fast = inference_copy(ref.model_path)
     if engine == "onnxruntime" and fast is None:
-        raise ModelFileError(f"{ref.run_dir or ref.model_path} has no inference.onnx made from its model.keras", hint="use --engine tensorflow, or retrain (train writes it)")
+        raise ModelFileError(
+            f"{ref.run_dir or ref.model_path} has no inference.onnx made from its model.keras",
+            hint="use --engine tensorflow, or retrain (train writes it)",
+        )
     if fast is not None:
-        runs.current_run_dir = ref.run_dir
+        runs.working_in(ref.run_dir)
         onnx_path, meta = fast
         cfg = load_run_config(ref.run_dir)
         spec = replace(
             predict_spec(cfg, None, probabilities, columns or []),
             tokenizers=run_tokenizers(ref.run_dir, cfg),  # the ONNX core takes ids: tokenise here
-            threshold=float(meta.get("threshold") or 0.5),  # the model's, read when the copy was made
+            threshold=float(
+                meta.get("threshold") or 0.5
+            ),  # the model's, read when the copy was made
             conformal=conformal.load(ref.run_dir),
         )
-        return Engine(ref, cfg, None, spec, make_onnx_infer(onnx_path, threads), "onnxruntime", int(meta.get("batch_size") or 8192))
+        return Engine(
+            ref,
+            cfg,
+            None,
+            spec,
+            make_onnx_infer(onnx_path, threads),
+            "onnxruntime",
+            int(meta.get("batch_size") or 8192),
+        )
     ref, cfg, model = load_run_model(run, unsafe)
     from bigmodel_cli.model.builders import decision_threshold
 
-    spec = replace(predict_spec(cfg, model, probabilities, columns or []), threshold=decision_threshold(model), conformal=conformal.load(ref.run_dir))
+    spec = replace(
+        predict_spec(cfg, model, probabilities, columns or []),
+        threshold=decision_threshold(model),
+        conformal=conformal.load(ref.run_dir),
+    )
     return Engine(ref, cfg, model, spec, make_infer(model, len(spec.features)), "tensorflow")
 
 
-def with_coverage(spec: Any, coverage: float | None, method: str = "lac", where: str = "--coverage") -> Any:
+def with_coverage(
+    spec: Any, coverage: float | None, method: str = "lac", where: str = "--coverage"
+) -> Any:
     """``spec`` asking for conformal sets or intervals at ``coverage`` (checked)."""
     if coverage is None:
         return spec
     conformal.check_coverage(coverage, where)
     if method not in conformal.METHODS:
-        raise ConfigError(f"unknown --sets '{method}'", hint="use lac (the smallest sets) or aps (adaptive prediction sets)")
+        raise ConfigError(
+            f"unknown --sets '{method}'",
+            hint="use lac (the smallest sets) or aps (adaptive prediction sets)",
+        )
     if spec.conformal is None:
-        raise ConfigError(f"{where} needs the run's conformal scores (preprocessing/conformal.json), and this run has none", hint="train with a validation split (data.validation: 0.2) and train.conformal: auto; a bare .keras file has none")
+        raise ConfigError(
+            f"{where} needs the run's conformal scores (preprocessing/conformal.json), and this run has none",
+            hint="train with a validation split (data.validation: 0.2) and train.conformal: auto; a bare .keras file has none",
+        )
     return replace(spec, coverage=float(coverage), set_method=method)
 
 
@@ -97,7 +137,13 @@ def predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool, 
     if cfg is None:  # a bare .keras file: features are positional x0..xN, regression-like output
         n = int(model.inputs[0].shape[-1])
         out = int(model.outputs[0].shape[-1])
-        return PredictSpec(features=[f"x{i}" for i in range(n)], task="classification" if out > 1 else "regression", classes=list(range(out)) if out > 1 else None, keep_columns=columns, probabilities=probabilities)
+        return PredictSpec(
+            features=[f"x{i}" for i in range(n)],
+            task="classification" if out > 1 else "regression",
+            classes=list(range(out)) if out > 1 else None,
+            keep_columns=columns,
+            probabilities=probabilities,
+        )
     if probabilities and cfg.task == "regression":
         raise ConfigError("--probabilities is for classifiers; this run is a regression")
     return PredictSpec(
@@ -110,5 +156,8 @@ def predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool, 
         missing=cfg.data.missing,
         fill_value=cfg.data.fill_value,
         encoded_columns=registry.encoded_columns(cfg.data.columns, cfg.data.features or []),
-        date_formats={c: (cfg.data.columns or {})[c] for c in registry.columns_of(cfg.data.columns, cfg.data.features or [], registry.DATE)},
+        date_formats={
+            c: (cfg.data.columns or {})[c]
+            for c in registry.columns_of(cfg.data.columns, cfg.data.features or [], registry.DATE)
+        },
     )

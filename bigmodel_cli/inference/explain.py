@@ -55,28 +55,55 @@ class Explanation:
     plot: Any = None  # plots/importance.png
 
     def to_json(self) -> dict[str, Any]:
-        doc = {"importance": self.importance, "std": self.std, "metric": self.metric, "higher_is_better": self.higher_is_better, "baseline": self.baseline, "repeats": self.repeats, "rows": self.rows, "seconds": round(self.seconds, 3), "engine": self.engine}
+        doc = {
+            "importance": self.importance,
+            "std": self.std,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "baseline": self.baseline,
+            "repeats": self.repeats,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "engine": self.engine,
+        }
         if self.per_row:
             doc["per_row"] = self.per_row
         return doc
 
 
-def read_rows(path: str, spec: Any, target: str, max_rows: int, seed: int) -> tuple[Any, list[Any], list[str]]:
-    """(pyarrow table of the features, raw targets, notes): predict's reader, with the target kept."""
+def read_rows(
+    path: str, spec: Any, target: str, max_rows: int, seed: int
+) -> tuple[Any, list[Any], list[str], Any]:
+    """(pyarrow table of the features, raw targets, notes, model inputs): predict's
+    reader and checks, block by block, so a bad value is the error predict gives
+    (the same line); then up to ``max_rows`` rows with a target."""
     import dataclasses
 
     import pyarrow as pa
 
-    from bigmodel_cli.inference.predict import open_blocks
+    from bigmodel_cli.inference.predict import model_inputs, open_blocks
 
-    spec = dataclasses.replace(spec, keep_columns=[target], id_columns=[])
+    spec = dataclasses.replace(spec, target=target, id_columns=[], keep_columns=[])
     try:
         spec, blocks = open_blocks(path, spec)
-        table = pa.Table.from_batches(list(blocks))
     except DataError as e:
         if f"'{target}'" in e.message:
-            raise DataError(f"{path} has no target column '{target}': explain measures the model against it", hint="pass labelled rows (the format of the run's test data)") from None
+            raise DataError(
+                f"{path} has no target column '{target}': explain measures the model against it",
+                hint="pass labelled rows (the format of the run's test data)",
+            ) from None
         raise
+    batches, xs, first = [], [], 0
+    for b in blocks:
+        xs.append(model_inputs(b, spec, first, path))
+        batches.append(b)
+        first += b.num_rows
+    if not batches or not first:
+        raise DataError(
+            f"{path}: no row to explain (the file has a header and no rows)",
+            hint="pass labelled rows",
+        )
+    table = pa.Table.from_batches(batches)
     notes = []
     y = table.column(target).to_pylist()
     keep = [i for i, v in enumerate(y) if v not in (None, "")]
@@ -88,7 +115,30 @@ def read_rows(path: str, spec: Any, target: str, max_rows: int, seed: int) -> tu
     if not keep:
         raise DataError(f"{path} has no row with a '{target}'")
     table = table.take(pa.array(keep))
-    return table.drop_columns([target]), [y[i] for i in keep], notes
+    return (
+        table.drop_columns([target]),
+        [y[i] for i in keep],
+        notes,
+        _take(_concat(xs), np.asarray(keep)),
+    )
+
+
+def _concat(xs: list[Any]) -> Any:
+    """Blocks' model inputs as one (id matrices padded to the widest block)."""
+    if not isinstance(xs[0], dict):
+        return np.concatenate(xs)
+    out = {}
+    for k in xs[0]:
+        parts = [x[k] for x in xs]
+        width = max(p.shape[1] for p in parts) if parts[0].ndim == 2 else None
+        if width is not None and parts[0].dtype != object:
+            parts = [np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts]
+        out[k] = np.concatenate(parts)
+    return out
+
+
+def _take(x: Any, rows: np.ndarray) -> Any:
+    return {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
 
 
 def regions(shape: list[int], grid: int = 4) -> dict[str, np.ndarray]:
@@ -100,7 +150,9 @@ def regions(shape: list[int], grid: int = 4) -> dict[str, np.ndarray]:
     out = {}
     for a, (r0, r1) in enumerate(_cuts(h, grid)):
         for b, (c0, c1) in enumerate(_cuts(w, grid)):
-            out[f"region {a + 1},{b + 1} (rows {r0}-{r1 - 1}, cols {c0}-{c1 - 1})"] = flat[r0:r1, c0:c1].reshape(-1)
+            out[f"region {a + 1},{b + 1} (rows {r0}-{r1 - 1}, cols {c0}-{c1 - 1})"] = flat[
+                r0:r1, c0:c1
+            ].reshape(-1)
     return out
 
 
@@ -109,7 +161,9 @@ def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def column_slots(spec: Any, x: Any, image_shape: list[int] | None = None) -> dict[str, tuple[str | None, Any]]:
+def column_slots(
+    spec: Any, x: Any, image_shape: list[int] | None = None
+) -> dict[str, tuple[str | None, Any]]:
     """Each raw column -> where it is in the model's inputs: (dict key or None,
     matrix column(s) or None). An image's columns are its regions."""
     from bigmodel_cli.features.text import ids_name
@@ -150,7 +204,17 @@ def outputs(infer: Callable[[Any], np.ndarray], x: Any, batch: int) -> np.ndarra
     return np.concatenate([np.asarray(infer(_rows(x, s, s + batch))) for s in range(0, n, batch)])
 
 
-def permutation_importance(infer, spec: Any, x: Any, score: Callable[[np.ndarray], float], higher: bool, repeats: int, seed: int, batch: int, image_shape: list[int] | None = None) -> tuple[float, dict[str, float], dict[str, float]]:
+def permutation_importance(
+    infer,
+    spec: Any,
+    x: Any,
+    score: Callable[[np.ndarray], float],
+    higher: bool,
+    repeats: int,
+    seed: int,
+    batch: int,
+    image_shape: list[int] | None = None,
+) -> tuple[float, dict[str, float], dict[str, float]]:
     base = score(outputs(infer, x, batch))
     n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
     rng = np.random.default_rng(seed)
@@ -182,7 +246,9 @@ def tokens_of(text: str) -> list[str]:
     return parts if len(parts) > 1 or not text or " " in text.strip() else list(text.strip())
 
 
-def baselines(spec: Any, cfg: Any, run_dir: Any, fallback: Any = None) -> tuple[dict[str, Any], str]:
+def baselines(
+    spec: Any, cfg: Any, run_dir: Any, fallback: Any = None
+) -> tuple[dict[str, Any], str]:
     """(column -> the value a per-row attribution sets it to, where they come from).
 
     A number column: its median over the training rows; a date column: its commonest
@@ -203,11 +269,19 @@ def baselines(spec: Any, cfg: Any, run_dir: Any, fallback: Any = None) -> tuple[
                 return doc["values"], doc["source"]
         except (OSError, ValueError, KeyError):
             pass
-    values, source = _training_baselines(spec, cfg, run_dir), f"the training rows (up to {BASELINE_ROWS:,})"
+    values, source = (
+        _training_baselines(spec, cfg, run_dir),
+        f"the training rows (up to {BASELINE_ROWS:,})",
+    )
     if values is None:
         if fallback is None:
-            raise DataError("no baseline for the attributions: the run's training data cannot be read", hint="explain with bigmodel explain --data FILE, whose rows then give the baseline")
-        return _frame_baselines(fallback.to_pandas(), spec), "the rows explained (the training data could not be read)"
+            raise DataError(
+                "no baseline for the attributions: the run's training data cannot be read",
+                hint="explain with bigmodel explain --data FILE, whose rows then give the baseline",
+            )
+        return _frame_baselines(
+            fallback.to_pandas(), spec
+        ), "the rows explained (the training data could not be read)"
     if path is not None:
         from bigmodel_cli.runs import atomic_write_json
 
@@ -227,7 +301,9 @@ def _training_baselines(spec: Any, cfg: Any, run_dir: Any) -> dict[str, Any] | N
         from bigmodel_cli.data.tables import read_table
         from bigmodel_cli.model.saved import run_base_dir
 
-        df = read_table(cfg.data.train, run_base_dir(Path(run_dir)), "train", nrows=BASELINE_ROWS, cfg=cfg)
+        df = read_table(
+            cfg.data.train, run_base_dir(Path(run_dir)), "train", nrows=BASELINE_ROWS, cfg=cfg
+        )
     except Exception:  # noqa: BLE001  (moved, remote or deleted data: the caller falls back)
         return None
     if any(c not in df.columns for c in spec.features):
@@ -256,11 +332,24 @@ def _typed(value: Any, arrow_type: Any) -> Any:
     import pyarrow as pa
 
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "" if value is None else (repr(float(value)) if isinstance(value, float) else str(value))
+        return (
+            ""
+            if value is None
+            else (repr(float(value)) if isinstance(value, float) else str(value))
+        )
     return value
 
 
-def row_attributions(infer, spec: Any, table: Any, rows: int, batch: int, model_inputs: Callable[[Any], Any], texts: set[str], baseline: dict[str, Any]) -> list[dict[str, Any]]:
+def row_attributions(
+    infer,
+    spec: Any,
+    table: Any,
+    rows: int,
+    batch: int,
+    model_inputs: Callable[[Any], Any],
+    texts: set[str],
+    baseline: dict[str, Any],
+) -> list[dict[str, Any]]:
     """Occlusion per column (and per token of each of the ``texts`` columns) of the first ``rows`` rows."""
     import pyarrow as pa
 
@@ -269,24 +358,44 @@ def row_attributions(infer, spec: Any, table: Any, rows: int, batch: int, model_
     for r in range(min(rows, table.num_rows)):
         row = {c: table.column(c)[r].as_py() for c in table.column_names}
         variants = [row] + [{**row, c: baseline[c]} for c in spec.features]
-        token_lists = {c: tokens_of(str(row[c] or ""))[:MAX_TOKENS] for c in spec.features if c in texts}
+        token_lists = {
+            c: tokens_of(str(row[c] or ""))[:MAX_TOKENS] for c in spec.features if c in texts
+        }
         for c, toks in token_lists.items():
-            variants += [{**row, c: " ".join(toks[:i] + toks[i + 1:]) if " " in str(row[c]) else "".join(toks[:i] + toks[i + 1:])} for i in range(len(toks))]
+            variants += [
+                {
+                    **row,
+                    c: " ".join(toks[:i] + toks[i + 1 :])
+                    if " " in str(row[c])
+                    else "".join(toks[:i] + toks[i + 1 :]),
+                }
+                for i in range(len(toks))
+            ]
         batch_table = pa.Table.from_pylist(variants, schema=table.schema)
         y = outputs(infer, model_inputs(batch_table.combine_chunks().to_batches()[0]), batch)
         value, predicted = _target(spec.task, y, spec.threshold)
         v0 = float(value[0])
-        doc: dict[str, Any] = {"row": r + 1, "output": v0, "attributions": {c: float(v0 - value[1 + i]) for i, c in enumerate(spec.features)}}
-        if spec.task == "classification":  # the predicted class's probability, kept fixed across the variants
+        doc: dict[str, Any] = {
+            "row": r + 1,
+            "output": v0,
+            "attributions": {c: float(v0 - value[1 + i]) for i, c in enumerate(spec.features)},
+        }
+        if (
+            spec.task == "classification"
+        ):  # the predicted class's probability, kept fixed across the variants
             k = int(predicted[0])
             full = y[:, k]
             doc["output"] = float(full[0])
-            doc["attributions"] = {c: float(full[0] - full[1 + i]) for i, c in enumerate(spec.features)}
+            doc["attributions"] = {
+                c: float(full[0] - full[1 + i]) for i, c in enumerate(spec.features)
+            }
             doc["class"] = (spec.classes or [])[k] if spec.classes else k
             value = full
         at = 1 + len(spec.features)
         for c, toks in token_lists.items():
-            doc.setdefault("tokens", {})[c] = [[t, float(value[0] - value[at + i])] for i, t in enumerate(toks)]
+            doc.setdefault("tokens", {})[c] = [
+                [t, float(value[0] - value[at + i])] for i, t in enumerate(toks)
+            ]
             at += len(toks)
         out.append(doc)
     return out
@@ -302,7 +411,14 @@ def _mode(values: list[Any]) -> Any:
 # ------------------------------------------------------------------ images
 
 
-def image_saliency(infer, pixels: np.ndarray, shape: list[int], classes: list[Any] | None, task: str, threshold: float) -> list[dict[str, Any]]:
+def image_saliency(
+    infer,
+    pixels: np.ndarray,
+    shape: list[int],
+    classes: list[Any] | None,
+    task: str,
+    threshold: float,
+) -> list[dict[str, Any]]:
     """Occlusion saliency of each image (a row of flat 0..255 pixels): a patch of
     about a seventh of the image, moved by half its size, is set to 0; a pixel's
     saliency is the mean drop, over the patches that cover it, of the probability
@@ -330,7 +446,13 @@ def image_saliency(infer, pixels: np.ndarray, shape: list[int], classes: list[An
         for k, (r, c) in enumerate(starts):
             heat[r : r + p, c : c + p] += drops[k]
         heat /= np.maximum(cover, 1)
-        doc: dict[str, Any] = {"row": i + 1, "output": float(value[0]), "patch": p, "saliency": heat.round(6).tolist(), "image": image}
+        doc: dict[str, Any] = {
+            "row": i + 1,
+            "output": float(value[0]),
+            "patch": p,
+            "saliency": heat.round(6).tolist(),
+            "image": image,
+        }
         if task != "regression":
             k = int(predicted[0])
             doc["class"] = (classes or [])[k] if classes else k

@@ -32,7 +32,22 @@ from typing import Any
 from bigmodel_cli.features.registry import NUMBER
 
 PATHS = ("/predict", "/health", "/metadata", "/metrics", "/docs", "/openapi.json")
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
@@ -43,14 +58,41 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = r = CollectorRegistry()
-        self.requests = Counter("bigmodel_requests", "HTTP requests answered, by path and status", ["path", "status"], registry=r)
-        self.latency = Histogram("bigmodel_request_seconds", "Time from the request to the answer", ["path"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "bigmodel_requests",
+            "HTTP requests answered, by path and status",
+            ["path", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "bigmodel_request_seconds",
+            "Time from the request to the answer",
+            ["path"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.rows = Counter("bigmodel_rows", "Rows predicted", registry=r)
-        self.batch_rows = Histogram("bigmodel_batch_rows", "Rows in one inference call (requests the micro-batcher joined)", buckets=BATCH_BUCKETS, registry=r)
-        self.queue_depth = Gauge("bigmodel_queue_depth", "Requests waiting for the model", registry=r)
-        self.rejected = Counter("bigmodel_rejected", "Requests answered 503 because the queue was full", registry=r)
-        self.reloads = Counter("bigmodel_reloads", "Models loaded again (SIGHUP or POST /admin/reload)", registry=r)
-        info = Gauge("bigmodel_info", "The engine that answers, and this process", ["engine", "pid"], registry=r)
+        self.batch_rows = Histogram(
+            "bigmodel_batch_rows",
+            "Rows in one inference call (requests the micro-batcher joined)",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "bigmodel_queue_depth", "Requests waiting for the model", registry=r
+        )
+        self.rejected = Counter(
+            "bigmodel_rejected", "Requests answered 503 because the queue was full", registry=r
+        )
+        self.reloads = Counter(
+            "bigmodel_reloads", "Models loaded again (SIGHUP or POST /admin/reload)", registry=r
+        )
+        info = Gauge(
+            "bigmodel_info",
+            "The engine that answers, and this process",
+            ["engine", "pid"],
+            registry=r,
+        )
         info.labels(engine=engine, pid=str(os.getpid())).set(1)
 
     def text(self) -> bytes:
@@ -88,7 +130,10 @@ class Observed:
         async def sending(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode("latin-1"))]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", rid.encode("latin-1")),
+                ]
             await send(message)
 
         try:
@@ -101,7 +146,14 @@ class Observed:
             self.metrics.latency.labels(path=label).observe(seconds)
             if self.log:
                 rows = scope["state"].get("rows")
-                line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "request_id": rid, "method": scope.get("method"), "path": path, "status": status[0], "ms": round(seconds * 1000, 3)}
+                line = {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                    "request_id": rid,
+                    "method": scope.get("method"),
+                    "path": path,
+                    "status": status[0],
+                    "ms": round(seconds * 1000, 3),
+                }
                 if rows is not None:
                     line["rows"] = rows
                 (self.stream or sys.stderr).write(json.dumps(line) + "\n")
@@ -117,29 +169,55 @@ def offline_docs(app: Any) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Any:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="bigmodel · API", swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="/docs-assets/favicon-32x32.png")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="bigmodel · API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
 
-def predict_body(features: list[dict[str, str]], id_columns: list[str], example: list[dict[str, Any]]) -> dict[str, Any]:
+def predict_body(
+    features: list[dict[str, str]], id_columns: list[str], example: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The OpenAPI requestBody of /predict: the run's columns and types, an example."""
     props: dict[str, Any] = {}
     for f in features:
-        props[f["name"]] = {"type": ["number", "null"]} if f["type"] == NUMBER.name else {"type": ["string", "null"], "description": f"a {f['type']} column"}
+        props[f["name"]] = (
+            {"type": ["number", "null"]}
+            if f["type"] == NUMBER.name
+            else {"type": ["string", "null"], "description": f"a {f['type']} column"}
+        )
     for c in id_columns:
         props.setdefault(c, {"description": "an id column: passed through to the answer"})
     row = {"type": "object", "properties": props, "required": [f["name"] for f in features]}
-    schema = {"type": "object", "properties": {"rows": {"type": "array", "items": row, "minItems": 1}}, "required": ["rows"]}
+    schema = {
+        "type": "object",
+        "properties": {"rows": {"type": "array", "items": row, "minItems": 1}},
+        "required": ["rows"],
+    }
     header = ",".join([*id_columns, *[f["name"] for f in features]])
     return {
         "required": True,
         "content": {
             "application/json": {"schema": schema, "example": {"rows": example}},
-            "text/csv": {"schema": {"type": "string"}, "example": header + "\n" + "\n".join(",".join("" if r.get(c) is None else str(r.get(c)) for c in header.split(",")) for r in example)},
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": header
+                + "\n"
+                + "\n".join(
+                    ",".join("" if r.get(c) is None else str(r.get(c)) for c in header.split(","))
+                    for r in example
+                ),
+            },
         },
     }
 
 
-def example_rows(cfg: Any, base_dir: Any, features: list[str], id_columns: list[str], n: int = 2) -> list[dict[str, Any]]:
+def example_rows(
+    cfg: Any, base_dir: Any, features: list[str], id_columns: list[str], n: int = 2
+) -> list[dict[str, Any]]:
     """The first rows of the training data as JSON values; placeholders by type when it cannot be read."""
     import math
 
@@ -148,8 +226,19 @@ def example_rows(cfg: Any, base_dir: Any, features: list[str], id_columns: list[
 
         df = read_table(cfg.data.train, base_dir, "train", nrows=n, cfg=cfg)
         out = []
-        for rec in df[[c for c in [*id_columns, *features] if c in df.columns]].head(n).to_dict("records"):
-            out.append({k: (None if isinstance(v, float) and math.isnan(v) else (v.item() if hasattr(v, "item") else v)) for k, v in rec.items()})
+        for rec in (
+            df[[c for c in [*id_columns, *features] if c in df.columns]].head(n).to_dict("records")
+        ):
+            out.append(
+                {
+                    k: (
+                        None
+                        if isinstance(v, float) and math.isnan(v)
+                        else (v.item() if hasattr(v, "item") else v)
+                    )
+                    for k, v in rec.items()
+                }
+            )
         if out:
             return out
     except Exception:  # noqa: BLE001  (moved or remote data: the docs still load)

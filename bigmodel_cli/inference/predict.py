@@ -56,18 +56,32 @@ class PredictSpec:
     missing: str = "error"
     fill_value: float = 0.0
     notes: tuple[str, ...] = ()  # warnings for the user about this input
-    encoded_columns: list[str] = field(default_factory=list)  # features with their own encoder (category, text, date): read as strings
+    encoded_columns: list[str] = field(
+        default_factory=list
+    )  # features with their own encoder (category, text, date): read as strings
     tokenizers: dict[str, Any] | None = None  # set: feed ids (the ONNX core); None: raw strings
-    rename: dict[str, str] = field(default_factory=dict)  # predict --rename: the input's column -> the model's
-    on_bad_value: str = "error"  # a value that is not a number (or a date) in such a column: error | missing
-    date_formats: dict[str, str] = field(default_factory=dict)  # date column -> date_iso | date_dmy | date_mdy
-    line_of: Callable[[int], int] | None = field(default=None, repr=False)  # a CSV input's data row -> its line (error path)
-    threshold: float = 0.5  # binary: the probability above which a row is the positive class (train.threshold)
+    rename: dict[str, str] = field(
+        default_factory=dict
+    )  # predict --rename: the input's column -> the model's
+    on_bad_value: str = (
+        "error"  # a value that is not a number (or a date) in such a column: error | missing
+    )
+    date_formats: dict[str, str] = field(
+        default_factory=dict
+    )  # date column -> date_iso | date_dmy | date_mdy
+    line_of: Callable[[int], int] | None = field(
+        default=None, repr=False
+    )  # a CSV input's data row -> its line (error path)
+    threshold: float = (
+        0.5  # binary: the probability above which a row is the positive class (train.threshold)
+    )
     conformal: Any = None  # model.conformal.Conformal: the run's scores (None: the run kept none)
     coverage: float | None = None  # predict --coverage: sets or intervals at this coverage
     set_method: str = "lac"  # --sets: lac | aps
     target: str | None = None  # eval: the target column, read as text beside the features
-    sent_ids: dict[str, list[Any]] | None = None  # serve's JSON rows: the id values as sent, echoed back
+    sent_ids: dict[str, list[Any]] | None = (
+        None  # serve's JSON rows: the id values as sent, echoed back
+    )
 
     @property
     def numeric(self) -> list[str]:
@@ -117,9 +131,15 @@ def _renamed(names: list[str], spec: PredictSpec, source: str) -> list[str]:
         return names
     for old, new in rename.items():
         if old not in names:
-            raise DataError(f"--rename {old}={new}: {source} has no column '{old}'", hint=f"the input has columns: {', '.join(names[:12])}")
+            raise DataError(
+                f"--rename {old}={new}: {source} has no column '{old}'",
+                hint=f"the input has columns: {', '.join(names[:12])}",
+            )
         if new in names and new != old:
-            raise DataError(f"--rename {old}={new}: {source} already has a column '{new}'", hint=f"rename that one too, or drop --rename {old}={new}")
+            raise DataError(
+                f"--rename {old}={new}: {source} already has a column '{new}'",
+                hint=f"rename that one too, or drop --rename {old}={new}",
+            )
     return [rename.get(n, n) for n in names]
 
 
@@ -131,7 +151,11 @@ def check_rename(rename: dict[str, str], spec: PredictSpec) -> None:
             import difflib
 
             close = difflib.get_close_matches(new, known, n=1)
-            raise DataError(f"--rename {old}={new}: the model reads no column '{new}'", hint=(f"did you mean '{close[0]}'? " if close else "") + f"it reads: {', '.join(known[:12])}")
+            raise DataError(
+                f"--rename {old}={new}: the model reads no column '{new}'",
+                hint=(f"did you mean '{close[0]}'? " if close else "")
+                + f"it reads: {', '.join(known[:12])}",
+            )
 
 
 def _rename_batch(batch, spec: PredictSpec):
@@ -140,7 +164,9 @@ def _rename_batch(batch, spec: PredictSpec):
         return batch
     import pyarrow as pa
 
-    return pa.RecordBatch.from_arrays(batch.columns, names=[rename.get(n, n) for n in batch.schema.names])
+    return pa.RecordBatch.from_arrays(
+        batch.columns, names=[rename.get(n, n) for n in batch.schema.names]
+    )
 
 
 def _check_input_columns(have: list[str], spec: PredictSpec, source: str) -> PredictSpec:
@@ -149,23 +175,39 @@ def _check_input_columns(have: list[str], spec: PredictSpec, source: str) -> Pre
     absent_ids = [c for c in spec.id_columns if c not in have and c not in spec.features]
     if absent_ids:
         note = f"{source} has no id column {', '.join(repr(c) for c in absent_ids)}; predictions are written without it"
-        spec = replace(spec, id_columns=[c for c in spec.id_columns if c not in absent_ids], notes=(*spec.notes, note))
+        spec = replace(
+            spec,
+            id_columns=[c for c in spec.id_columns if c not in absent_ids],
+            notes=(*spec.notes, note),
+        )
     needed = spec.features + spec.id_columns + spec.keep_columns
     missing = [c for c in needed if c not in have]
     if spec.target is not None and spec.target not in have and not missing:
         import difflib
 
         close = difflib.get_close_matches(spec.target, have, n=1)
-        raise DataError(f"{source}: the target column '{spec.target}' is missing (eval scores the model against it)", hint=(f"did you mean '{close[0]}'? " if close else "") + "to predict without a target, use bigmodel predict")
+        raise DataError(
+            f"{source}: the target column '{spec.target}' is missing (eval scores the model against it)",
+            hint=(f"did you mean '{close[0]}'? " if close else "")
+            + "to predict without a target, use bigmodel predict",
+        )
     if missing:
         import difflib
 
-        kind = "feature" if missing[0] in spec.features else "id" if missing[0] in spec.id_columns else "requested"
+        kind = (
+            "feature"
+            if missing[0] in spec.features
+            else "id"
+            if missing[0] in spec.id_columns
+            else "requested"
+        )
         close = difflib.get_close_matches(missing[0], have, n=1)
         shown = ", ".join(have[:12]) + (f", ... ({len(have)} in all)" if len(have) > 12 else "")
         raise DataError(
-            f"{source}: {kind} column '{missing[0]}' is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
-            hint=(f"did you mean '{close[0]}'? " if close else "") + f"the input has columns: {shown}",
+            f"{source}: {kind} column '{missing[0]}' is missing"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+            hint=(f"did you mean '{close[0]}'? " if close else "")
+            + f"the input has columns: {shown}",
         )
     return spec
 
@@ -212,7 +254,13 @@ def _file_stream(path: str, comp: str | None, position: Position | None = None):
 _END = object()
 
 
-def open_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: Position | None = None, data: bytes | None = None) -> tuple[PredictSpec, Iterator[Any]]:
+def open_blocks(
+    path: str,
+    spec: PredictSpec,
+    fmt: str | None = None,
+    position: Position | None = None,
+    data: bytes | None = None,
+) -> tuple[PredictSpec, Iterator[Any]]:
     """(the spec for this input, its pyarrow RecordBatches in file order). The header
     and columns are checked before it returns; the spec it gives knows the input's
     lines (for errors) and which id columns it has. ``data``: the input's bytes
@@ -224,9 +272,22 @@ def open_blocks(path: str, spec: PredictSpec, fmt: str | None = None, position: 
     return box["spec"], rest
 
 
-def _blocks(path: str, spec: PredictSpec, fmt: str | None, position: Position | None, data: bytes | None, box: dict[str, PredictSpec]) -> Iterator[Any]:
-    import pyarrow as pa
+def _wanted(spec: PredictSpec) -> list[str]:
+    """The columns a reader keeps: features, ids, --columns and eval's target."""
+    extra = [spec.target] if spec.target else []
+    return list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns + extra))
 
+
+def _blocks(
+    path: str,
+    spec: PredictSpec,
+    fmt: str | None,
+    position: Position | None,
+    data: bytes | None,
+    box: dict[str, PredictSpec],
+) -> Iterator[Any]:
+    """One input's blocks by its format; ``box["spec"]`` gets the input's spec once its
+    columns are checked (before the first block)."""
     if data is not None:
         fmt, comp = fmt or "csv", None
         source = path
@@ -235,76 +296,137 @@ def _blocks(path: str, spec: PredictSpec, fmt: str | None, position: Position | 
         source = "stdin" if path == "-" else path
     if data is None and path != "-" and not os.path.exists(path):
         raise DataError(f"input file {path} does not exist")
-    wanted = lambda: list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns + ([spec.target] if spec.target else [])))  # noqa: E731 (after the column check)
     if fmt in ("csv", "tsv"):
-        import pyarrow.csv as pc
-
-        from bigmodel_cli.data.sources import SNIFF_BYTES, file_delimiter
-
-        buffered = data is not None or path == "-"
-        if buffered:
-            raw = data if data is not None else sys.stdin.buffer.read()  # stdin cannot be reopened: buffer it once
-            if not raw.strip():
-                raise DataError(f"{source} is empty")
-            factory = lambda: pa.BufferReader(raw)  # noqa: E731
-            delim = file_delimiter(source, fmt, None, head=bytes(raw[:SNIFF_BYTES]))
-        else:
-            if os.path.getsize(path) == 0:
-                raise DataError(f"{path} is empty")
-            factory = lambda: pa.input_stream(path, compression=comp)  # noqa: E731
-            delim = file_delimiter(path, fmt, comp)
-        header = _header(factory, delim)
-        if not header:
-            raise DataError(f"{source} has no header line")
-        renamed = _renamed(header, spec, source)
-        if renamed != header:
-            header, read_names = renamed, {"column_names": renamed, "skip_rows": 1}
-        else:
-            read_names = {}
-        spec = box["spec"] = _check_input_columns(header, replace(spec, line_of=_line_finder(factory, delim)), source)
-        string_cols = [c for c in spec.id_columns + spec.keep_columns + spec.encoded_columns + ([spec.target] if spec.target else []) if c not in spec.numeric]
-        types = {c: (pa.string() if spec.missing == "impute" else pa.float32()) for c in spec.numeric}
-        types.update({c: pa.string() for c in string_cols})
-        try:
-            reader = pc.open_csv(
-                factory() if buffered else _file_stream(path, comp, position),
-                read_options=pc.ReadOptions(block_size=BLOCK_BYTES, **read_names),
-                # Text may hold line breaks inside quotes (e-mails, posts); parsing them
-                # costs speed, so only text models pay for it.
-                parse_options=pc.ParseOptions(delimiter=delim, newlines_in_values=bool(spec.encoded_columns)),
-                convert_options=pc.ConvertOptions(column_types=types, include_columns=wanted(), strings_can_be_null=False),
-            )
-        except pa.ArrowInvalid as e:
-            raise _locate(factory, delim, header, spec, 0, source, e) from None
-        yield from _read_batches(reader, lambda rows, e: _locate(factory, delim, header, spec, rows, source, e))
+        yield from _csv_blocks(path, spec, fmt, comp, source, position, data, box)
     elif fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            pf = pq.ParquetFile(path if path != "-" else pa.BufferReader(sys.stdin.buffer.read()))
-        except (pa.ArrowInvalid, OSError) as e:
-            raise DataError(f"{source}: not a readable Parquet file: {e}") from None
-        spec = box["spec"] = _check_input_columns(_renamed(pf.schema_arrow.names, spec, source), spec, source)
-        if position is not None:
-            position.track_rows(pf.metadata.num_rows)
-        back = {v: k for k, v in (getattr(spec, "rename", None) or {}).items()}
-        for batch in pf.iter_batches(batch_size=65536, columns=[back.get(c, c) for c in wanted()]):
-            yield _cast_features(_rename_batch(batch, spec), spec)
+        yield from _parquet_blocks(path, spec, source, position, box)
     elif fmt == "jsonl":
-        import pyarrow.json as pj
-
-        stream = pa.BufferReader(sys.stdin.buffer.read()) if path == "-" else _file_stream(path, comp, position)
-        try:
-            reader = pj.open_json(stream, read_options=pj.ReadOptions(block_size=BLOCK_BYTES))
-        except pa.ArrowInvalid as e:
-            raise DataError(f"{source}: cannot parse JSON lines: {e}") from None
-        spec = box["spec"] = _check_input_columns(_renamed(reader.schema.names, spec, source), spec, source)
-        rows = 0
-        for batch in _read_batches(reader, lambda at, e: DataError(f"{source}: cannot parse JSON lines after row {at}: {e}")):
-            yield _cast_features(_rename_batch(batch, spec).select(wanted()), spec, source, rows)
-            rows += batch.num_rows
+        yield from _jsonl_blocks(path, spec, comp, source, position, box)
     else:
         raise DataError(f"{source}: predict reads csv, tsv, parquet or jsonl, not {fmt}")
+
+
+def _csv_blocks(
+    path: str,
+    spec: PredictSpec,
+    fmt: str,
+    comp: str | None,
+    source: str,
+    position: Position | None,
+    data: bytes | None,
+    box: dict[str, PredictSpec],
+) -> Iterator[Any]:
+    import pyarrow as pa
+    import pyarrow.csv as pc
+
+    from bigmodel_cli.data.sources import SNIFF_BYTES, file_delimiter
+
+    buffered = data is not None or path == "-"
+    if buffered:
+        raw = (
+            data if data is not None else sys.stdin.buffer.read()
+        )  # stdin cannot be reopened: buffer it once
+        if not raw.strip():
+            raise DataError(f"{source} is empty")
+        factory = lambda: pa.BufferReader(raw)  # noqa: E731
+        delim = file_delimiter(source, fmt, None, head=bytes(raw[:SNIFF_BYTES]))
+    else:
+        if os.path.getsize(path) == 0:
+            raise DataError(f"{path} is empty")
+        factory = lambda: pa.input_stream(path, compression=comp)  # noqa: E731
+        delim = file_delimiter(path, fmt, comp)
+    header = _header(factory, delim)
+    if not header:
+        raise DataError(f"{source} has no header line")
+    renamed = _renamed(header, spec, source)
+    if renamed != header:
+        header, read_names = renamed, {"column_names": renamed, "skip_rows": 1}
+    else:
+        read_names = {}
+    spec = box["spec"] = _check_input_columns(
+        header, replace(spec, line_of=_line_finder(factory, delim)), source
+    )
+    texts = (
+        spec.id_columns
+        + spec.keep_columns
+        + spec.encoded_columns
+        + ([spec.target] if spec.target else [])
+    )
+    types = {c: (pa.string() if spec.missing == "impute" else pa.float32()) for c in spec.numeric}
+    types.update({c: pa.string() for c in texts if c not in spec.numeric})
+    try:
+        reader = pc.open_csv(
+            factory() if buffered else _file_stream(path, comp, position),
+            read_options=pc.ReadOptions(block_size=BLOCK_BYTES, **read_names),
+            # Text may hold line breaks inside quotes (e-mails, posts); parsing them
+            # costs speed, so only text models pay for it.
+            parse_options=pc.ParseOptions(
+                delimiter=delim, newlines_in_values=bool(spec.encoded_columns)
+            ),
+            convert_options=pc.ConvertOptions(
+                column_types=types, include_columns=_wanted(spec), strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as e:
+        raise _locate(factory, delim, header, spec, 0, source, e) from None
+    yield from _read_batches(
+        reader, lambda rows, e: _locate(factory, delim, header, spec, rows, source, e)
+    )
+
+
+def _parquet_blocks(
+    path: str,
+    spec: PredictSpec,
+    source: str,
+    position: Position | None,
+    box: dict[str, PredictSpec],
+) -> Iterator[Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path if path != "-" else pa.BufferReader(sys.stdin.buffer.read()))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{source}: not a readable Parquet file: {e}") from None
+    spec = box["spec"] = _check_input_columns(
+        _renamed(pf.schema_arrow.names, spec, source), spec, source
+    )
+    if position is not None:
+        position.track_rows(pf.metadata.num_rows)
+    back = {v: k for k, v in (spec.rename or {}).items()}
+    for batch in pf.iter_batches(batch_size=65536, columns=[back.get(c, c) for c in _wanted(spec)]):
+        yield _cast_features(_rename_batch(batch, spec), spec)
+
+
+def _jsonl_blocks(
+    path: str,
+    spec: PredictSpec,
+    comp: str | None,
+    source: str,
+    position: Position | None,
+    box: dict[str, PredictSpec],
+) -> Iterator[Any]:
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    stream = (
+        pa.BufferReader(sys.stdin.buffer.read())
+        if path == "-"
+        else _file_stream(path, comp, position)
+    )
+    try:
+        reader = pj.open_json(stream, read_options=pj.ReadOptions(block_size=BLOCK_BYTES))
+    except pa.ArrowInvalid as e:
+        raise DataError(f"{source}: cannot parse JSON lines: {e}") from None
+    spec = box["spec"] = _check_input_columns(
+        _renamed(reader.schema.names, spec, source), spec, source
+    )
+    rows = 0
+    for batch in _read_batches(
+        reader, lambda at, e: DataError(f"{source}: cannot parse JSON lines after row {at}: {e}")
+    ):
+        yield _cast_features(_rename_batch(batch, spec).select(_wanted(spec)), spec, source, rows)
+        rows += batch.num_rows
 
 
 def _read_batches(reader, on_error: Callable[[int, Exception], Exception]) -> Iterator[Any]:
@@ -339,7 +461,9 @@ def _cast_features(batch, spec: PredictSpec, source: str = "input", first_row: i
                     try:
                         float(v)
                     except (TypeError, ValueError):
-                        raise DataError(f"{source}: column '{name}' is not numeric: row {first_row + i + 1} has {str(v)[:40]!r}") from None
+                        raise DataError(
+                            f"{source}: column '{name}' is not numeric: row {first_row + i + 1} has {str(v)[:40]!r}"
+                        ) from None
                 raise
         elif name not in spec.numeric and not pa.types.is_string(col.type):
             col = col.cast(pa.string())
@@ -348,7 +472,15 @@ def _cast_features(batch, spec: PredictSpec, source: str = "input", first_row: i
     return pa.RecordBatch.from_arrays(cols, names=names)
 
 
-def _locate(factory, delim: str, header: list[str], spec: PredictSpec, start_row: int, source: str, err: Exception) -> DataError:
+def _locate(
+    factory,
+    delim: str,
+    header: list[str],
+    spec: PredictSpec,
+    start_row: int,
+    source: str,
+    err: Exception,
+) -> DataError:
     """Re-scan (error path only) to name the exact line of a bad row."""
     feat_idx = {header.index(c): c for c in spec.numeric}
     with factory() as s:
@@ -357,7 +489,10 @@ def _locate(factory, delim: str, header: list[str], spec: PredictSpec, start_row
         try:
             return _scan(reader, start_row, header, feat_idx, source, err)
         except UnicodeDecodeError:
-            return DataError(f"{source}: line {_first_non_utf8_line(factory)} is not UTF-8 text", hint="save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8); no output was written")
+            return DataError(
+                f"{source}: line {_first_non_utf8_line(factory)} is not UTF-8 text",
+                hint="save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8); no output was written",
+            )
 
 
 def _first_non_utf8_line(factory) -> int:
@@ -378,7 +513,9 @@ def _first_non_utf8_line(factory) -> int:
                 return line
 
 
-def _scan(reader, start_row: int, header: list[str], feat_idx: dict[int, str], source: str, err: Exception) -> DataError:
+def _scan(
+    reader, start_row: int, header: list[str], feat_idx: dict[int, str], source: str, err: Exception
+) -> DataError:
     """The first row from ``start_row`` on that is malformed or not numeric."""
     next(reader, None)
     for i, row in enumerate(reader):
@@ -386,7 +523,10 @@ def _scan(reader, start_row: int, header: list[str], feat_idx: dict[int, str], s
             continue
         line = reader.line_num
         if len(row) != len(header):
-            return DataError(f"{source}: line {line} has {len(row)} fields, the header has {len(header)}", hint="fix or remove that row; no output was written")
+            return DataError(
+                f"{source}: line {line} has {len(row)} fields, the header has {len(header)}",
+                hint="fix or remove that row; no output was written",
+            )
         for j, name in feat_idx.items():
             v = row[j]
             try:
@@ -394,9 +534,14 @@ def _scan(reader, start_row: int, header: list[str], feat_idx: dict[int, str], s
             except ValueError:
                 if v.strip() == "":
                     continue  # empty = missing value, handled later
-                return DataError(f"{source}: column '{name}' is not numeric: line {line} has {v[:40]!r}", hint="fix that value; no output was written")
+                return DataError(
+                    f"{source}: column '{name}' is not numeric: line {line} has {v[:40]!r}",
+                    hint="fix that value; no output was written",
+                )
     msg = str(err).splitlines()[0]
-    return DataError(f"{source}: cannot parse after data row {start_row}: {msg}", hint="no output was written")
+    return DataError(
+        f"{source}: cannot parse after data row {start_row}: {msg}", hint="no output was written"
+    )
 
 
 class _Readable(io.RawIOBase):
@@ -429,15 +574,23 @@ class Writer:
         else:
             out = Path(output)
             if out.exists() and not force:
-                raise PathError(f"output {out} exists already", hint="pass --force to overwrite it, or choose another path")
+                raise PathError(
+                    f"output {out} exists already",
+                    hint="pass --force to overwrite it, or choose another path",
+                )
             if not out.parent.is_dir():
-                raise PathError(f"output folder {out.parent} does not exist", hint=f"create it first: mkdir -p {out.parent}")
+                raise PathError(
+                    f"output folder {out.parent} does not exist",
+                    hint=f"create it first: mkdir -p {out.parent}",
+                )
             self.fmt, self.comp = table_format(out)
             if self.fmt == "npz":
                 raise PathError(f"{out}: predictions are written as csv, tsv, parquet or jsonl")
             import tempfile
 
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+            fd, self.tmp = tempfile.mkstemp(
+                prefix=f".{out.name}.", suffix=".partial", dir=out.parent
+            )
             os.close(fd)
             self.sink = None
         self._w: Any = None
@@ -450,14 +603,24 @@ class Writer:
     def _open(self, schema: Any) -> None:
         import pyarrow as pa
 
-        target = self.sink if self.tmp is None else pa.output_stream(self.tmp, compression=self.comp)
+        target = (
+            self.sink if self.tmp is None else pa.output_stream(self.tmp, compression=self.comp)
+        )
         self._stream = target
         if self.fmt in ("csv", "tsv"):
             import pyarrow.csv as pc
 
             delim = "\t" if self.fmt == "tsv" else ","
             plain = not any(ch in name for name in schema.names for ch in (delim, '"', "\n", "\r"))
-            self._w = pc.CSVWriter(target, schema, write_options=pc.WriteOptions(delimiter=delim, quoting_style="needed", quoting_header="none" if plain else "needed"))
+            self._w = pc.CSVWriter(
+                target,
+                schema,
+                write_options=pc.WriteOptions(
+                    delimiter=delim,
+                    quoting_style="needed",
+                    quoting_header="none" if plain else "needed",
+                ),
+            )
         elif self.fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -473,7 +636,9 @@ class Writer:
 
             names = table.schema.names
             cols = [table.column(n).to_pylist() for n in names]
-            lines = "".join(json.dumps(dict(zip(names, vals)), allow_nan=False) + "\n" for vals in zip(*cols))
+            lines = "".join(
+                json.dumps(dict(zip(names, vals)), allow_nan=False) + "\n" for vals in zip(*cols)
+            )
             self._stream.write(lines.encode())
         else:
             self._w.write_table(table) if hasattr(self._w, "write_table") else self._w.write(table)
@@ -518,7 +683,9 @@ def make_onnx_infer(path: Path, threads: int | None = None):
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     if len(names) > 1 or names[0] != "features":  # several named inputs (text ids)
-        return lambda x: sess.run(None, {n: x[n] for n in names} if isinstance(x, dict) else {names[0]: x})[0]
+        return lambda x: sess.run(
+            None, {n: x[n] for n in names} if isinstance(x, dict) else {names[0]: x}
+        )[0]
     return lambda x: sess.run(None, {names[0]: x if not isinstance(x, dict) else x["features"]})[0]
 
 
@@ -534,7 +701,9 @@ def make_infer(model, n_features: int):
 
         return lambda x: infer_dict({k: tf.constant(v) for k, v in x.items()}).numpy()
 
-    @tf.function(input_signature=[tf.TensorSpec([None, n_features], tf.float32)], reduce_retracing=True)
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, n_features], tf.float32)], reduce_retracing=True
+    )
     def infer(x):
         return model(x, training=False)
 
@@ -554,7 +723,9 @@ def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
         out["features"] = _features_matrix(batch, spec.numeric, spec, first_row, source)
     for c in spec.encoded_columns:
         texts = batch.column(c).fill_null("").to_pylist()
-        if c in spec.date_formats:  # parsed once: checked, and (ONNX path) encoded from the same parse
+        if (
+            c in spec.date_formats
+        ):  # parsed once: checked, and (ONNX path) encoded from the same parse
             parsed = _check_dates(texts, c, spec, first_row, source)
             if spec.tokenizers is not None:
                 out[ids_name(c)] = spec.tokenizers[c].parts(*parsed)
@@ -566,7 +737,9 @@ def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
     return out
 
 
-def _check_dates(texts: list[str], column: str, spec: PredictSpec, first_row: int, source: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_dates(
+    texts: list[str], column: str, spec: PredictSpec, first_row: int, source: str
+) -> tuple[np.ndarray, np.ndarray]:
     """A present value that is not a date in the column's format is an error, not a
     missing date (unless --on-bad-value missing). Returns the parse: (ymd, valid)."""
     from bigmodel_cli.features.date import parse
@@ -575,7 +748,9 @@ def _check_dates(texts: list[str], column: str, spec: PredictSpec, first_row: in
     bad = ~valid & ~missing
     if bad.any() and spec.on_bad_value != "missing":
         i = int(np.flatnonzero(bad)[0])
-        fmt = {"date_iso": "yyyy-mm-dd", "date_dmy": "dd/mm/yyyy", "date_mdy": "mm/dd/yyyy"}[spec.date_formats[column]]
+        fmt = {"date_iso": "yyyy-mm-dd", "date_dmy": "dd/mm/yyyy", "date_mdy": "mm/dd/yyyy"}[
+            spec.date_formats[column]
+        ]
         raise DataError(
             f"{source}: {_where_row(spec, first_row + i)}, column '{column}' is not a date ({fmt}): {texts[i][:40]!r} ({int(bad.sum())} such value(s) in this block)",
             hint="fix the value (an empty cell is a missing date); or pass --on-bad-value missing to treat such values as missing; no output was written",
@@ -635,7 +810,9 @@ def _line_finder(factory: Callable[[], Any], delim: str) -> Callable[[int], int]
 
     def line_of(row: int) -> int:
         with factory() as s:
-            reader = csv.reader(io.TextIOWrapper(_Readable(s), encoding="utf-8", newline=""), delimiter=delim)
+            reader = csv.reader(
+                io.TextIOWrapper(_Readable(s), encoding="utf-8", newline=""), delimiter=delim
+            )
             next(reader, None)
             start = reader.line_num + 1
             for i, _ in enumerate(reader):
@@ -647,12 +824,16 @@ def _line_finder(factory: Callable[[], Any], delim: str) -> Callable[[int], int]
     return line_of
 
 
-def _features_matrix(batch, features: list[str], spec: PredictSpec, first_row: int, source: str) -> np.ndarray:
+def _features_matrix(
+    batch, features: list[str], spec: PredictSpec, first_row: int, source: str
+) -> np.ndarray:
     cols = []
     for name in features:
         col = batch.column(name)
         arr = col.to_numpy(zero_copy_only=False)
-        if arr.dtype == object:  # data.missing: impute reads numbers as text, to tell missing from wrong
+        if (
+            arr.dtype == object
+        ):  # data.missing: impute reads numbers as text, to tell missing from wrong
             raw = arr
             arr, bad = parse_numbers(raw)
             if bad.any() and spec.on_bad_value != "missing":
@@ -665,11 +846,17 @@ def _features_matrix(batch, features: list[str], spec: PredictSpec, first_row: i
         elif col.null_count:
             arr = arr.astype(np.float32)
         cols.append(arr)
-    x = np.column_stack(cols).astype(np.float32, copy=False) if len(cols) > 1 else cols[0].reshape(-1, 1).astype(np.float32)
+    x = (
+        np.column_stack(cols).astype(np.float32, copy=False)
+        if len(cols) > 1
+        else cols[0].reshape(-1, 1).astype(np.float32)
+    )
     return check_missing(x, features, spec, first_row, source)
 
 
-def check_missing(x: np.ndarray, features: list[str], spec: PredictSpec, first_row: int, source: str) -> np.ndarray:
+def check_missing(
+    x: np.ndarray, features: list[str], spec: PredictSpec, first_row: int, source: str
+) -> np.ndarray:
     """Missing or infinite values under data.missing: impute (the model fills them),
     fill (filled here) or drop/error (an error naming the row and feature)."""
     bad = ~np.isfinite(x)
@@ -742,7 +929,14 @@ def prediction_sets(probs: np.ndarray, spec: PredictSpec, joined: bool = True) -
     return out
 
 
-def iter_outputs(spec: PredictSpec, infer: Callable[[Any], np.ndarray], blocks: Iterator[Any], batch_size: int, source: str, position: Position | None = None) -> Iterator[tuple[Any, np.ndarray]]:
+def iter_outputs(
+    spec: PredictSpec,
+    infer: Callable[[Any], np.ndarray],
+    blocks: Iterator[Any],
+    batch_size: int,
+    source: str,
+    position: Position | None = None,
+) -> Iterator[tuple[Any, np.ndarray]]:
     """The one road from a table's blocks (:func:`open_blocks`) to the model's outputs:
     (block, outputs) in order. predict writes each block's answers; eval keeps the
     outputs and the target."""
@@ -751,7 +945,10 @@ def iter_outputs(spec: PredictSpec, infer: Callable[[Any], np.ndarray], blocks: 
         x = model_inputs(batch, spec, rows, source)
         n = batch.num_rows
         outs = [infer(_rows(x, s, s + batch_size)) for s in range(0, n, batch_size)]
-        yield batch, (np.concatenate(outs) if outs else np.zeros((0, output_width(spec)), np.float32))
+        yield (
+            batch,
+            (np.concatenate(outs) if outs else np.zeros((0, output_width(spec)), np.float32)),
+        )
         rows += n
         if position is not None:
             position.rows = rows
@@ -767,7 +964,10 @@ def empty_block(spec: PredictSpec) -> Any:
     import pyarrow as pa
 
     names = list(dict.fromkeys(spec.features + spec.id_columns + spec.keep_columns))
-    return pa.RecordBatch.from_arrays([pa.array([], pa.float32() if c in spec.numeric else pa.string()) for c in names], names=names)
+    return pa.RecordBatch.from_arrays(
+        [pa.array([], pa.float32() if c in spec.numeric else pa.string()) for c in names],
+        names=names,
+    )
 
 
 def predict_file(
@@ -793,8 +993,12 @@ def predict_file(
     pending: Future | None = None
     try:
         position = Position()
-        spec, blocks = open_blocks(input_path, spec, fmt, position)  # this input's spec: its lines, its id columns
-        for batch, probs in iter_outputs(spec, infer, blocks, bs, "stdin" if input_path == "-" else input_path, position):
+        spec, blocks = open_blocks(
+            input_path, spec, fmt, position
+        )  # this input's spec: its lines, its id columns
+        for batch, probs in iter_outputs(
+            spec, infer, blocks, bs, "stdin" if input_path == "-" else input_path, position
+        ):
             table = _output_table(batch, probs, spec)
             if pending is not None:
                 pending.result()
@@ -805,7 +1009,11 @@ def predict_file(
         if pending is not None:
             pending.result()
         if writer.empty:  # a header and no rows: the answer's header and no rows
-            writer.write(_output_table(empty_block(spec), np.zeros((0, output_width(spec)), np.float32), spec))
+            writer.write(
+                _output_table(
+                    empty_block(spec), np.zeros((0, output_width(spec)), np.float32), spec
+                )
+            )
         ok = True
     except Exception as e:
         from bigmodel_cli.errors import DiskFull, human_size, is_disk_full
@@ -819,15 +1027,36 @@ def predict_file(
         free = shutil.disk_usage(folder).free if folder.is_dir() else None
         # The reader runs ahead of the rows written, so the input's position would
         # understate what is left: the output so far is a floor, said as such.
-        raise DiskFull(output_path, free, done, f"no space left writing {output_path} after {rows:,} rows ({human_size(free)} free; the output needs more than the {human_size(done)} it reached); no output was written", hint="free some space, or choose another --output") from None
+        raise DiskFull(
+            output_path,
+            free,
+            done,
+            f"no space left writing {output_path} after {rows:,} rows ({human_size(free)} free; the output needs more than the {human_size(done)} it reached); no output was written",
+            hint="free some space, or choose another --output",
+        ) from None
     finally:
         pool.shutdown(wait=True)
         writer.close(ok)
     secs = time.perf_counter() - t0
-    return PredictResult(rows=rows, seconds=secs, rows_per_s=rows / max(secs, 1e-9), output=output_path, input=input_path, notes=list(spec.notes))
+    return PredictResult(
+        rows=rows,
+        seconds=secs,
+        rows_per_s=rows / max(secs, 1e-9),
+        output=output_path,
+        input=input_path,
+        notes=list(spec.notes),
+    )
 
 
-def predict_images(paths: list[Path], spec: PredictSpec, infer: Callable[[np.ndarray], np.ndarray], output_path: str, image_shape: list[int], batch_size: int = 256, force: bool = False) -> PredictResult:
+def predict_images(
+    paths: list[Path],
+    spec: PredictSpec,
+    infer: Callable[[np.ndarray], np.ndarray],
+    output_path: str,
+    image_shape: list[int],
+    batch_size: int = 256,
+    force: bool = False,
+) -> PredictResult:
     """Predict image files (decoded like the training folder); rows keep the files' order."""
     import pyarrow as pa
 
@@ -847,4 +1076,11 @@ def predict_images(paths: list[Path], spec: PredictSpec, infer: Callable[[np.nda
     finally:
         writer.close(ok)
     secs = time.perf_counter() - t0
-    return PredictResult(rows=len(paths), seconds=secs, rows_per_s=len(paths) / max(secs, 1e-9), output=output_path, input=f"{len(paths)} images", notes=[])
+    return PredictResult(
+        rows=len(paths),
+        seconds=secs,
+        rows_per_s=len(paths) / max(secs, 1e-9),
+        output=output_path,
+        input=f"{len(paths)} images",
+        notes=[],
+    )

@@ -58,10 +58,16 @@ class Service:
     max_wait_ms: float = 2.0
     max_queue: int = 256
     queue: asyncio.Queue | None = None
-    stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "rows": 0, "batches": 0, "rejected": 0})
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"requests": 0, "rows": 0, "batches": 0, "rejected": 0}
+    )
     metrics: Any = None  # observe.Metrics
     example: list[dict[str, Any]] = field(default_factory=list)  # training rows, for the docs
-    source: tuple[str, str, int] = ("", "auto", 1)  # (RUN as given, --engine, threads): what a reload opens again
+    source: tuple[str, str, int] = (
+        "",
+        "auto",
+        1,
+    )  # (RUN as given, --engine, threads): what a reload opens again
     cfg: Any = None  # the run's config (explain reads it)
     cheap: bool | None = None  # see cheap_call; None: not measured yet
     reloads: int = 0
@@ -78,7 +84,12 @@ class Service:
         from bigmodel_cli.model.saved import run_base_dir
 
         service.metrics = Metrics(service.engine)
-        service.example = example_rows(service.cfg, run_base_dir(Path(service.metadata["run"])), list(service.spec.features), list(service.spec.id_columns))
+        service.example = example_rows(
+            service.cfg,
+            run_base_dir(Path(service.metadata["run"])),
+            list(service.spec.features),
+            list(service.spec.id_columns),
+        )
         return service
 
     # ---- reload without downtime (SIGHUP or POST /admin/reload)
@@ -99,11 +110,20 @@ class Service:
 
         spec, batch = self.parse(body, content_type, False, model, arrow=True)
         if batch.num_rows > MAX_EXPLAIN_ROWS:
-            raise BadRequest(f"{batch.num_rows:,} rows: /explain takes up to {MAX_EXPLAIN_ROWS} rows a request (each costs a model call per column)")
+            raise BadRequest(
+                f"{batch.num_rows:,} rows: /explain takes up to {MAX_EXPLAIN_ROWS} rows a request (each costs a model call per column)"
+            )
         cfg = model.cfg
         shape = cfg.data.image_shape
         if shape:
-            per_row = X.image_saliency(model.infer, model_inputs(batch, spec, 0, "request"), list(shape), cfg.data.classes, cfg.task, spec.threshold)
+            per_row = X.image_saliency(
+                model.infer,
+                model_inputs(batch, spec, 0, "request"),
+                list(shape),
+                cfg.data.classes,
+                cfg.task,
+                spec.threshold,
+            )
             for doc in per_row:
                 doc.pop("image")
             return {"rows": per_row, "engine": model.engine, "method": "occlusion saliency"}
@@ -113,8 +133,23 @@ class Service:
             base, source = X.baselines(model.spec, cfg, Path(model.run_dir), table)
             cached = self.explainer = (model.spec, base, source)
         texts = set(registry.columns_of(cfg.data.columns, spec.features, registry.TEXT))
-        per_row = X.row_attributions(model.infer, spec, table, table.num_rows, self.batch_rows, lambda b: model_inputs(b, spec, 0, "request"), texts, cached[1])
-        return {"rows": per_row, "baseline": cached[1], "baseline_source": cached[2], "engine": model.engine, "method": "occlusion"}
+        per_row = X.row_attributions(
+            model.infer,
+            spec,
+            table,
+            table.num_rows,
+            self.batch_rows,
+            lambda b: model_inputs(b, spec, 0, "request"),
+            texts,
+            cached[1],
+        )
+        return {
+            "rows": per_row,
+            "baseline": cached[1],
+            "baseline_source": cached[2],
+            "engine": model.engine,
+            "method": "occlusion",
+        }
 
     async def reload(self) -> dict[str, Any]:
         """Open RUN again (an experiment folder: its newest run; a run folder: its
@@ -127,18 +162,41 @@ class Service:
             before = self.metadata["model_sha256"]
             run, engine, threads = self.source
             loop = asyncio.get_running_loop()
-            spec, infer, used, meta, cfg = await loop.run_in_executor(None, _load, run, engine, threads)
+            spec, infer, used, meta, cfg = await loop.run_in_executor(
+                None, _load, run, engine, threads
+            )
             cheap = await loop.run_in_executor(None, cheap_call, spec, infer)
             # one assignment after another with no await between: no request sees half of it
-            self.spec, self.infer, self.engine, self.metadata, self.cfg, self.cheap = spec, infer, used, meta, cfg, cheap
+            self.spec, self.infer, self.engine, self.metadata, self.cfg, self.cheap = (
+                spec,
+                infer,
+                used,
+                meta,
+                cfg,
+                cheap,
+            )
             self.reloads += 1
             self.explainer = None
             if self.metrics:
                 self.metrics.reloads.inc()
-            return {"run": meta["run"], "model_sha256_before": before, "model_sha256": meta["model_sha256"], "changed": before != meta["model_sha256"], "engine": used, "seconds": round(time.perf_counter() - t, 3)}
+            return {
+                "run": meta["run"],
+                "model_sha256_before": before,
+                "model_sha256": meta["model_sha256"],
+                "changed": before != meta["model_sha256"],
+                "engine": used,
+                "seconds": round(time.perf_counter() - t, 3),
+            }
 
     # ---- parsing: request bodies -> pyarrow batches, as predict reads files
-    def parse(self, body: bytes, content_type: str, probabilities: bool, model: "Model | None" = None, arrow: bool = False) -> Any:
+    def parse(
+        self,
+        body: bytes,
+        content_type: str,
+        probabilities: bool,
+        model: "Model | None" = None,
+        arrow: bool = False,
+    ) -> Any:
         """(spec, batch) of a request body: an Arrow batch, or :class:`Rows` for JSON
         rows of plain numbers (``arrow``: always the Arrow batch)."""
         import dataclasses
@@ -162,14 +220,18 @@ class Service:
             raise BadRequest(f"the body is not valid JSON: {e}") from None
         rows = doc.get("rows") if isinstance(doc, dict) else None
         if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
-            raise BadRequest('send {"rows": [{"column": value, ...}, ...]} with at least one row, or a CSV body with Content-Type: text/csv')
+            raise BadRequest(
+                'send {"rows": [{"column": value, ...}, ...]} with at least one row, or a CSV body with Content-Type: text/csv'
+            )
         names = list(dict.fromkeys(spec.features + spec.id_columns))
         spec = _check_input_columns(list({k for r in rows for k in r}), spec, "request")
         for i, r in enumerate(rows):
             absent = [c for c in spec.features if c not in r]
             if absent:
                 raise DataError(f"request: row {i + 1} has no value for feature '{absent[0]}'")
-        spec = dataclasses.replace(spec, sent_ids={c: [r.get(c) for r in rows] for c in spec.id_columns})  # JSON answers echo them as sent
+        spec = dataclasses.replace(
+            spec, sent_ids={c: [r.get(c) for r in rows] for c in spec.id_columns}
+        )  # JSON answers echo them as sent
         x = None if arrow else _plain_numbers(rows, spec)
         if x is not None:  # only numbers and nulls: the matrix at once, no Arrow table (issue 24)
             return spec, Rows(len(rows), x)
@@ -178,15 +240,21 @@ class Service:
             values = [r.get(c) for r in rows]
             nested = next((i for i, v in enumerate(values) if isinstance(v, (list, dict))), None)
             if nested is not None and c in spec.features:
-                raise DataError(f"request: row {nested + 1}, column '{c}' holds a {type(values[nested]).__name__}, not one value: {json.dumps(values[nested])[:40]}")
+                raise DataError(
+                    f"request: row {nested + 1}, column '{c}' holds a {type(values[nested]).__name__}, not one value: {json.dumps(values[nested])[:40]}"
+                )
             if c in spec.numeric and spec.missing != "impute":
-                columns[c] = pa.array([_number(v, i, c) for i, v in enumerate(values)], pa.float32())
+                columns[c] = pa.array(
+                    [_number(v, i, c) for i, v in enumerate(values)], pa.float32()
+                )
             else:
                 columns[c] = pa.array([None if v is None else str(v) for v in values], pa.string())
         batch = pa.RecordBatch.from_pydict(columns)
         return spec, _cast_features(batch, spec, "request", 0)
 
-    def parse_inputs(self, body: bytes, content_type: str, probabilities: bool, model: "Model | None" = None) -> tuple[Any, Any, Any]:
+    def parse_inputs(
+        self, body: bytes, content_type: str, probabilities: bool, model: "Model | None" = None
+    ) -> tuple[Any, Any, Any]:
         """:meth:`parse`, then the model's inputs: the CPU work of a request, off the event loop."""
         from bigmodel_cli.inference.predict import model_inputs
 
@@ -195,7 +263,9 @@ class Service:
             return spec, batch, batch.x
         return spec, batch, model_inputs(batch, spec, 0, "request")
 
-    async def predict(self, spec: Any, batch: Any, x: Any = None, model: "Model | None" = None) -> Any:
+    async def predict(
+        self, spec: Any, batch: Any, x: Any = None, model: "Model | None" = None
+    ) -> Any:
         from bigmodel_cli.inference.predict import model_inputs
 
         model = model or self.model()
@@ -230,7 +300,9 @@ class Service:
         loop = asyncio.get_running_loop()
         if self.cheap is None:
             self.cheap = cheap_call(self.spec, self.infer)
-        carry = None  # a request of another model (after a reload) or input kind: the next call's first
+        carry = (
+            None  # a request of another model (after a reload) or input kind: the next call's first
+        )
         while True:
             first = carry if carry is not None else await self.queue.get()
             carry = None
@@ -249,7 +321,9 @@ class Service:
                         item = await asyncio.wait_for(self.queue.get(), left)
                     except asyncio.TimeoutError:
                         break
-                if item[2].infer is not model.infer or _kind(item[0]) != kind:  # another model (a reload) or input
+                if (
+                    item[2].infer is not model.infer or _kind(item[0]) != kind
+                ):  # another model (a reload) or input
                     carry = item
                     break
                 items.append(item)
@@ -261,7 +335,11 @@ class Service:
             try:
                 # A call of a few rows to a small model takes microseconds: run it here,
                 # since handing it to a thread and back costs more than the call.
-                out = model.infer(x) if cheap and rows <= INLINE_ROWS else await loop.run_in_executor(pool, model.infer, x)
+                out = (
+                    model.infer(x)
+                    if cheap and rows <= INLINE_ROWS
+                    else await loop.run_in_executor(pool, model.infer, x)
+                )
             except Exception as e:  # noqa: BLE001  (each waiting request gets the error)
                 for _, fut, _ in items:
                     if not fut.done():
@@ -320,7 +398,9 @@ def cheap_call(spec: Any, infer: Any) -> bool:
     return sorted(times[1:])[len(times[1:]) // 2] < CHEAP_CALL_S
 
 
-def _load(run: "str | Path", engine: str, threads: int) -> tuple[Any, Any, str, dict[str, Any], Any]:
+def _load(
+    run: "str | Path", engine: str, threads: int
+) -> tuple[Any, Any, str, dict[str, Any], Any]:
     """(spec, infer, engine used, /metadata, config) of RUN, as predict opens it."""
     from bigmodel_cli.inference.engine import open_engine
 
@@ -335,14 +415,23 @@ def _load(run: "str | Path", engine: str, threads: int) -> tuple[Any, Any, str, 
     meta = {
         "run": str(ref.run_dir),
         "task": cfg.task,
-        "features": [{"name": c, "type": columns.get(c, NUMBER.name), **(_allowed(encoders.get(c)) if c in categories else {})} for c in spec.features],
+        "features": [
+            {
+                "name": c,
+                "type": columns.get(c, NUMBER.name),
+                **(_allowed(encoders.get(c)) if c in categories else {}),
+            }
+            for c in spec.features
+        ],
         "id_columns": list(spec.id_columns),
         "classes": cfg.data.classes,
         "model_sha256": hashlib.sha256(Path(ref.model_path).read_bytes()).hexdigest(),
         "engine": e.name,
     }
     if cfg.task == "binary":
-        meta.update({"positive_class": (cfg.data.classes or [None, None])[1], "threshold": spec.threshold})
+        meta.update(
+            {"positive_class": (cfg.data.classes or [None, None])[1], "threshold": spec.threshold}
+        )
     meta["conformal"] = spec.conformal is not None
     return spec, e.infer, e.name, meta, cfg
 
@@ -353,10 +442,17 @@ MAX_LISTED_VALUES = 1000  # /metadata lists a category column's values up to thi
 def _allowed(encoder: Any) -> dict[str, Any]:
     """A category column's known values for /metadata (any other value is 'unseen',
     and an empty one missing), commonest first as the encoder keeps them."""
-    vocabulary = encoder.shown() if hasattr(encoder, "shown") else list(getattr(encoder, "vocabulary", None) or [])
+    vocabulary = (
+        encoder.shown()
+        if hasattr(encoder, "shown")
+        else list(getattr(encoder, "vocabulary", None) or [])
+    )
     if not vocabulary:
         return {}
-    doc: dict[str, Any] = {"values": vocabulary[:MAX_LISTED_VALUES], "unseen": "any other value is read as unseen; an empty one as missing"}
+    doc: dict[str, Any] = {
+        "values": vocabulary[:MAX_LISTED_VALUES],
+        "unseen": "any other value is read as unseen; an empty one as missing",
+    }
     if len(vocabulary) > MAX_LISTED_VALUES:
         doc["values_total"] = len(vocabulary)
     return doc
@@ -412,7 +508,9 @@ def _plain_numbers(rows: list[dict], spec: Any) -> np.ndarray | None:
     return check_missing(x, feats, spec, 0, "request")
 
 
-MALFORMED = __import__("re").compile(r"cannot parse|not UTF-8|fields, the header has|is empty|no header")
+MALFORMED = __import__("re").compile(
+    r"cannot parse|not UTF-8|fields, the header has|is empty|no header"
+)
 
 
 class BadRequest(Exception):
@@ -448,7 +546,10 @@ class Gate:
         from fastapi.responses import JSONResponse
 
         if self.api_key and request.headers.get("authorization", "") != f"Bearer {self.api_key}":
-            return JSONResponse({"error": "a valid 'Authorization: Bearer <key>' header is required"}, status_code=401)
+            return JSONResponse(
+                {"error": "a valid 'Authorization: Bearer <key>' header is required"},
+                status_code=401,
+            )
         return None
 
     async def body(self, request: Any) -> Any:
@@ -460,16 +561,27 @@ class Gate:
             return refused
         size = int(request.headers.get("content-length") or 0)
         if size > self.limit:
-            return JSONResponse({"error": f"the body is {size:,} bytes; the limit is {self.limit:,}"}, status_code=413)
+            return JSONResponse(
+                {"error": f"the body is {size:,} bytes; the limit is {self.limit:,}"},
+                status_code=413,
+            )
         body = bytearray()
         async for part in request.stream():
             body += part
             if len(body) > self.limit:
-                return JSONResponse({"error": f"the body is over the limit of {self.limit:,} bytes"}, status_code=413)
+                return JSONResponse(
+                    {"error": f"the body is over the limit of {self.limit:,} bytes"},
+                    status_code=413,
+                )
         return bytes(body)
 
 
-def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 16.0, access_log: str = "json"):
+def make_app(
+    service: Service,
+    api_key: str | None = None,
+    max_body_mb: float = 16.0,
+    access_log: str = "json",
+):
     """The ASGI app: FastAPI's routes inside the request-id, access-log and
     metrics middleware (observe.py)."""
     from fastapi import FastAPI, Request
@@ -479,19 +591,13 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
 
     if service.metrics is None:
         service.metrics = Metrics(service.engine)
-
-    async def lifespan(app: Any):
-        service.queue = asyncio.Queue(maxsize=service.max_queue)
-        task = asyncio.create_task(service.batcher())
-        loop = asyncio.get_running_loop()
-        # SIGHUP reloads; under --workers uvicorn's supervisor takes it, and an app
-        # run outside the main thread (a test client) cannot take signals at all
-        if hasattr(signal, "SIGHUP") and os.environ.get(WORKER_ENV) is None and threading.current_thread() is threading.main_thread():
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_logged(service)))
-        yield
-        task.cancel()
-
-    app = FastAPI(title="bigmodel", description=f"Predictions of {service.metadata['run']} ({service.metadata['task']})", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="bigmodel",
+        description=f"Predictions of {service.metadata['run']} ({service.metadata['task']})",
+        lifespan=_lifespan(service),
+        docs_url=None,
+        redoc_url=None,
+    )
     offline_docs(app)
 
     gate = Gate(api_key, int(max_body_mb * 2**20))
@@ -508,9 +614,13 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Any:
         service.metrics.queue_depth.set(service.queue.qsize() if service.queue else 0)
-        return Response(service.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            service.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
-    body_doc = predict_body(service.metadata["features"], service.metadata["id_columns"], service.example or [])
+    body_doc = predict_body(
+        service.metadata["features"], service.metadata["id_columns"], service.example or []
+    )
 
     @app.post("/predict", openapi_extra={"requestBody": body_doc, "parameters": PREDICT_PARAMETERS})
     async def predict(request: Request) -> Any:
@@ -529,7 +639,9 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
             if len(body) <= INLINE_BODY:  # parsing a small body costs less than a thread handoff
                 spec, batch, x = service.parse_inputs(*args)
             else:
-                spec, batch, x = await asyncio.get_running_loop().run_in_executor(None, service.parse_inputs, *args)
+                spec, batch, x = await asyncio.get_running_loop().run_in_executor(
+                    None, service.parse_inputs, *args
+                )
             if coverage is not None:
                 from bigmodel_cli.inference.engine import with_coverage
 
@@ -539,21 +651,59 @@ def make_app(service: Service, api_key: str | None = None, max_body_mb: float = 
         except (BadRequest, ConfigError, DataError) as e:
             return error_answer(e)
         except Overloaded:
-            return JSONResponse({"error": "the server is busy: too many requests are waiting; retry shortly"}, status_code=503, headers={"Retry-After": "1"})
-        if isinstance(table, Answer):
-            if "text/csv" not in request.headers.get("accept", ""):
-                return JSONResponse(_json_answer(table.probs, spec))
-            table = _output_table(None, table.probs, spec) if not spec.id_columns else _with_ids(table.probs, spec)
-        if "text/csv" in request.headers.get("accept", ""):
-            import pyarrow.csv as pc
-
-            buf = io.BytesIO()
-            pc.write_csv(table, buf)
-            return Response(buf.getvalue(), media_type="text/csv")
-        return JSONResponse(_json_rows(table, spec))
+            return JSONResponse(
+                {"error": "the server is busy: too many requests are waiting; retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        return _answer(table, spec, "text/csv" in request.headers.get("accept", ""))
 
     _reload_and_explain_routes(app, service, denied, read_body)
     return Observed(app, service.metrics, access_log)
+
+
+def _lifespan(service: Service) -> Any:
+    """The app's start and stop: the batcher's queue and task, and SIGHUP's reload."""
+
+    async def lifespan(app: Any):
+        service.queue = asyncio.Queue(maxsize=service.max_queue)
+        task = asyncio.create_task(service.batcher())
+        loop = asyncio.get_running_loop()
+        # SIGHUP reloads; under --workers uvicorn's supervisor takes it, and an app
+        # run outside the main thread (a test client) cannot take signals at all
+        if (
+            hasattr(signal, "SIGHUP")
+            and os.environ.get(WORKER_ENV) is None
+            and threading.current_thread() is threading.main_thread()
+        ):
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: loop.create_task(_reload_logged(service))
+            )
+        yield
+        task.cancel()
+
+    return lifespan
+
+
+def _answer(table: Any, spec: Any, csv_wanted: bool) -> Any:
+    """A /predict answer: JSON, or CSV when the client accepts text/csv."""
+    from fastapi.responses import JSONResponse, Response
+
+    if isinstance(table, Answer):
+        if not csv_wanted:
+            return JSONResponse(_json_answer(table.probs, spec))
+        table = (
+            _output_table(None, table.probs, spec)
+            if not spec.id_columns
+            else _with_ids(table.probs, spec)
+        )
+    if csv_wanted:
+        import pyarrow.csv as pc
+
+        buf = io.BytesIO()
+        pc.write_csv(table, buf)
+        return Response(buf.getvalue(), media_type="text/csv")
+    return JSONResponse(_json_rows(table, spec))
 
 
 def _reload_and_explain_routes(app: Any, service: Service, denied: Any, read_body: Any) -> None:
@@ -570,12 +720,25 @@ def _reload_and_explain_routes(app: Any, service: Service, denied: Any, read_bod
         if refused is not None:
             return refused
         if os.environ.get(WORKER_ENV) is not None:
-            os.kill(os.getppid(), signal.SIGHUP)  # uvicorn's supervisor starts new workers before it retires the old
-            return JSONResponse({"reloading": "every worker, one after another (GET /metadata shows the new model_sha256)", "model_sha256_before": service.metadata["model_sha256"]}, status_code=202)
+            os.kill(
+                os.getppid(), signal.SIGHUP
+            )  # uvicorn's supervisor starts new workers before it retires the old
+            return JSONResponse(
+                {
+                    "reloading": "every worker, one after another (GET /metadata shows the new model_sha256)",
+                    "model_sha256_before": service.metadata["model_sha256"],
+                },
+                status_code=202,
+            )
         try:
             return await service.reload()
         except Exception as e:  # noqa: BLE001  (the old model keeps serving)
-            return JSONResponse({"error": f"reload failed, still serving {service.metadata['run']}: {getattr(e, 'message', None) or e}"}, status_code=409)
+            return JSONResponse(
+                {
+                    "error": f"reload failed, still serving {service.metadata['run']}: {getattr(e, 'message', None) or e}"
+                },
+                status_code=409,
+            )
 
     @app.post("/explain")
     async def explain(request: Request) -> Any:
@@ -587,7 +750,13 @@ def _reload_and_explain_routes(app: Any, service: Service, denied: Any, read_bod
             return body
         try:
             model = service.model()
-            doc = await asyncio.get_running_loop().run_in_executor(None, service.explain_rows, bytes(body), request.headers.get("content-type", ""), model)
+            doc = await asyncio.get_running_loop().run_in_executor(
+                None,
+                service.explain_rows,
+                bytes(body),
+                request.headers.get("content-type", ""),
+                model,
+            )
         except (BadRequest, ConfigError, DataError) as e:
             return error_answer(e)
         request.scope.setdefault("state", {})["rows"] = len(doc["rows"])
@@ -595,9 +764,27 @@ def _reload_and_explain_routes(app: Any, service: Service, denied: Any, read_bod
 
 
 PREDICT_PARAMETERS = [
-    {"name": "probabilities", "in": "query", "required": False, "schema": {"type": "boolean", "default": False}, "description": "add each class's probability"},
-    {"name": "coverage", "in": "query", "required": False, "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, "description": "conformal prediction sets (classifiers) or intervals (regressions) at this coverage, e.g. 0.9"},
-    {"name": "sets", "in": "query", "required": False, "schema": {"type": "string", "enum": ["lac", "aps"], "default": "lac"}, "description": "with coverage: lac (the smallest sets) or aps (adaptive prediction sets)"},
+    {
+        "name": "probabilities",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "boolean", "default": False},
+        "description": "add each class's probability",
+    },
+    {
+        "name": "coverage",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "description": "conformal prediction sets (classifiers) or intervals (regressions) at this coverage, e.g. 0.9",
+    },
+    {
+        "name": "sets",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["lac", "aps"], "default": "lac"},
+        "description": "with coverage: lac (the smallest sets) or aps (adaptive prediction sets)",
+    },
 ]
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -612,7 +799,9 @@ def predict_query(q: Any) -> tuple[bool, float | None, str]:
         try:
             coverage = float(coverage)
         except ValueError:
-            raise BadRequest(f"?coverage={coverage} is not a number: give a share such as 0.9") from None
+            raise BadRequest(
+                f"?coverage={coverage} is not a number: give a share such as 0.9"
+            ) from None
     return flag in _TRUE, coverage, q.get("sets") or "lac"
 
 
@@ -624,7 +813,9 @@ def error_answer(e: Exception) -> Any:
     if isinstance(e, BadRequest):
         return JSONResponse({"error": str(e)}, status_code=400)
     status = 422 if isinstance(e, DataError) and not MALFORMED.search(e.message) else 400
-    return JSONResponse({"error": e.message, **({"hint": e.hint} if e.hint else {})}, status_code=status)
+    return JSONResponse(
+        {"error": e.message, **({"hint": e.hint} if e.hint else {})}, status_code=status
+    )
 
 
 INLINE_BODY = 64 * 1024  # bytes: a body up to this is parsed on the event loop
@@ -641,14 +832,25 @@ def _json_answer(probs: np.ndarray, spec: Any) -> dict[str, Any]:
             from bigmodel_cli.model.decide import intervals
 
             lower, upper = intervals(spec.conformal, idx, spec.coverage)
-            out.update({"lower": lower.astype(np.float32).tolist(), "upper": upper.astype(np.float32).tolist(), "coverage": spec.coverage})
+            out.update(
+                {
+                    "lower": lower.astype(np.float32).tolist(),
+                    "upper": upper.astype(np.float32).tolist(),
+                    "coverage": spec.coverage,
+                }
+            )
     else:
         classes = list(spec.classes or [])
         out = {"predictions": [classes[i] for i in idx.tolist()]}
         if spec.coverage is not None:
             from bigmodel_cli.inference.predict import prediction_sets
 
-            out.update({"prediction_sets": prediction_sets(probs, spec, joined=False), "coverage": spec.coverage})
+            out.update(
+                {
+                    "prediction_sets": prediction_sets(probs, spec, joined=False),
+                    "coverage": spec.coverage,
+                }
+            )
         if spec.probabilities:
             out["classes"] = [str(c) for c in classes]
             out["probabilities"] = full.astype(np.float32, copy=False).tolist()
@@ -662,7 +864,10 @@ def _with_ids(probs: np.ndarray, spec: Any) -> Any:
     """The output table of a :class:`Rows` request with its id columns, for a CSV answer."""
     import pyarrow as pa
 
-    ids = {c: pa.array([None if v is None else str(v) for v in spec.sent_ids[c]], pa.string()) for c in spec.id_columns}
+    ids = {
+        c: pa.array([None if v is None else str(v) for v in spec.sent_ids[c]], pa.string())
+        for c in spec.id_columns
+    }
     return _output_table(pa.RecordBatch.from_pydict(ids), probs, spec)
 
 
@@ -695,7 +900,17 @@ async def _reload_logged(service: Service) -> None:
         r = await service.reload()
         print(json.dumps({"event": "reload", **r}), file=sys.stderr, flush=True)
     except Exception as e:  # noqa: BLE001  (the old model keeps serving)
-        print(json.dumps({"event": "reload", "error": f"{getattr(e, 'message', None) or e}", "still_serving": service.metadata["run"]}), file=sys.stderr, flush=True)
+        print(
+            json.dumps(
+                {
+                    "event": "reload",
+                    "error": f"{getattr(e, 'message', None) or e}",
+                    "still_serving": service.metadata["run"],
+                }
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def tcp_listener(host: str, port: int):
@@ -705,7 +920,9 @@ def tcp_listener(host: str, port: int):
     delayed ACK (Kludex/uvicorn#3149; measured here: 22 requests/s on one connection)."""
     import socket
 
-    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -713,7 +930,10 @@ def tcp_listener(host: str, port: int):
     except OSError as e:
         from bigmodel_cli.errors import EnvironmentProblem
 
-        raise EnvironmentProblem(f"cannot listen on {host}:{port}: {e.strerror}", hint="choose another --port, or stop what holds this one") from None
+        raise EnvironmentProblem(
+            f"cannot listen on {host}:{port}: {e.strerror}",
+            hint="choose another --port, or stop what holds this one",
+        ) from None
     sock.set_inheritable(True)
     return sock
 
@@ -726,21 +946,42 @@ def worker_app():
     import gc
 
     a = json.loads(os.environ[WORKER_ENV])
-    service = Service.open(a["run"], a["engine"], max_queue=a["max_queue"], batch_rows=a["batch_rows"], max_wait_ms=a["max_wait_ms"])
+    service = Service.open(
+        a["run"],
+        a["engine"],
+        max_queue=a["max_queue"],
+        batch_rows=a["batch_rows"],
+        max_wait_ms=a["max_wait_ms"],
+    )
     app = make_app(service, a["api_key"], a["max_body_mb"], a["access_log"])
     gc.collect()
     gc.freeze()  # as serve does: see there
     return app
 
 
-def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, engine: str = "auto", max_body_mb: float = 16.0, max_queue: int = 256, batch_rows: int = 4096, max_wait_ms: float = 2.0, announce: Any = None, workers: int = 1, access_log: str = "json") -> None:
+def serve(
+    run: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    engine: str = "auto",
+    max_body_mb: float = 16.0,
+    max_queue: int = 256,
+    batch_rows: int = 4096,
+    max_wait_ms: float = 2.0,
+    announce: Any = None,
+    workers: int = 1,
+    access_log: str = "json",
+) -> None:
     """Load the run and serve it until SIGTERM/SIGINT (uvicorn drains requests in flight).
     ``workers`` > 1: that many server processes on the one port (uvicorn's
     supervisor), each with its own onnxruntime session and micro-batcher."""
     import uvicorn
 
     t0 = time.perf_counter()
-    service = Service.open(run, engine, max_queue=max_queue, batch_rows=batch_rows, max_wait_ms=max_wait_ms)
+    service = Service.open(
+        run, engine, max_queue=max_queue, batch_rows=batch_rows, max_wait_ms=max_wait_ms
+    )
     if access_log not in ("json", "off"):
         from bigmodel_cli.errors import ConfigError
 
@@ -749,11 +990,31 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: s
     if announce:
         announce(service, time.perf_counter() - t0)
     if workers > 1:  # the run was opened once here, so a broken one fails before any worker starts
-        os.environ[WORKER_ENV] = json.dumps({"run": str(run), "engine": engine, "max_queue": max_queue, "batch_rows": batch_rows, "max_wait_ms": max_wait_ms, "api_key": api_key, "max_body_mb": max_body_mb, "access_log": access_log})
+        os.environ[WORKER_ENV] = json.dumps(
+            {
+                "run": str(run),
+                "engine": engine,
+                "max_queue": max_queue,
+                "batch_rows": batch_rows,
+                "max_wait_ms": max_wait_ms,
+                "api_key": api_key,
+                "max_body_mb": max_body_mb,
+                "access_log": access_log,
+            }
+        )
         del app, service
         from uvicorn.supervisors import Multiprocess
 
-        config = uvicorn.Config("bigmodel_cli.inference.serve:worker_app", factory=True, workers=workers, host=host, port=port, log_level="warning", timeout_graceful_shutdown=4, access_log=False)
+        config = uvicorn.Config(
+            "bigmodel_cli.inference.serve:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=4,
+            access_log=False,
+        )
         Multiprocess(config, sockets=[tcp_listener(host, port)]).run()
         return
     import signal
@@ -771,4 +1032,11 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: s
     # which stalled requests for tens of milliseconds under load (p99).
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=4, access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=4,
+        access_log=False,
+    )

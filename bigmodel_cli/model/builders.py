@@ -41,7 +41,10 @@ def _mnist_cnn(inputs, n_out: int, task: str, cfg: Any = None, name: str = "outp
     if len(x.shape) == 2:  # flat 784 pixels without image_shape
         side = int(math.isqrt(x.shape[-1]))
         if side * side != x.shape[-1]:
-            raise ConfigError(f"mnist_cnn needs square images, got {x.shape[-1]} features", hint="set data.image_shape, e.g. [28, 28, 1]")
+            raise ConfigError(
+                f"mnist_cnn needs square images, got {x.shape[-1]} features",
+                hint="set data.image_shape, e.g. [28, 28, 1]",
+            )
         x = L.Reshape((side, side, 1))(x)
     x = L.Conv2D(32, 3, activation="relu")(x)
     x = L.MaxPooling2D(2)(x)
@@ -66,7 +69,9 @@ def _mlp(inputs, n_out: int, task: str, cfg: Any = None, name: str = "output"):
     by ``model.hidden_dropout`` while training."""
     from keras import layers as L
 
-    units, rate = (cfg.model.units, cfg.model.hidden_dropout) if cfg is not None else ([64, 64], 0.0)
+    units, rate = (
+        (cfg.model.units, cfg.model.hidden_dropout) if cfg is not None else ([64, 64], 0.0)
+    )
     x = L.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
     for i, n in enumerate(units):
         x = L.Dense(n, activation="relu")(x)
@@ -83,13 +88,25 @@ def _trees(inputs, n_out: int, task: str, cfg: Any = None, name: str = "output")
     trains by gradient descent under any strategy and exports as plain tensor ops."""
     from keras import layers as L
 
-    trees, depth, speed = (cfg.model.trees, cfg.model.tree_depth, cfg.model.tree_speed) if cfg is not None else (64, 6, 1.0)
+    trees, depth, speed = (
+        (cfg.model.trees, cfg.model.tree_depth, cfg.model.tree_speed)
+        if cfg is not None
+        else (64, 6, 1.0)
+    )
     x = L.Flatten()(inputs) if len(inputs.shape) > 2 else inputs
     seed = 0
     if cfg is not None:  # each trees member its own initialisation: the j-th gets seed + 7919 j
         k = int(name.rsplit("_", 1)[1]) if name.rsplit("_", 1)[-1].isdigit() else 0
         seed = cfg.seed + 7919 * max(0, k - (cfg.model.ensemble - cfg.model.tree_members))
-    logits = _register_trees()(trees=trees, depth=depth, outputs=n_out, seed=seed, speed=speed, name=f"{name}_trees", dtype="float32")(x)
+    logits = _register_trees()(
+        trees=trees,
+        depth=depth,
+        outputs=n_out,
+        seed=seed,
+        speed=speed,
+        name=f"{name}_trees",
+        dtype="float32",
+    )(x)
     activation = {"classification": "softmax", "binary": "sigmoid"}.get(task, "linear")
     return L.Activation(activation, name=name, dtype="float32")(logits)
 
@@ -106,9 +123,23 @@ def _register_trees():
         * exp(-tau_td)); a leaf's weight is the product of its path's p or 1 - p, and
         the tree answers the weighted sum of its leaves' learned values."""
 
-        def __init__(self, trees: int = 64, depth: int = 6, outputs: int = 1, seed: int = 0, speed: float = 1.0, **kwargs: Any):
+        def __init__(
+            self,
+            trees: int = 64,
+            depth: int = 6,
+            outputs: int = 1,
+            seed: int = 0,
+            speed: float = 1.0,
+            **kwargs: Any,
+        ):
             super().__init__(**kwargs)
-            self.trees, self.depth, self.outputs, self.seed, self.speed = int(trees), int(depth), int(outputs), int(seed), float(speed)
+            self.trees, self.depth, self.outputs, self.seed, self.speed = (
+                int(trees),
+                int(depth),
+                int(outputs),
+                int(seed),
+                float(speed),
+            )
 
         def build(self, input_shape):
             import keras
@@ -116,15 +147,31 @@ def _register_trees():
             splits = self.trees * self.depth
             init = keras.initializers
             s = 1.0 / self.speed
-            self.select = self.add_weight(shape=(input_shape[-1], splits), initializer=init.RandomUniform(-s, s, seed=self.seed), name="select")
-            self.threshold = self.add_weight(shape=(splits,), initializer=init.RandomNormal(0.0, s, seed=self.seed + 1), name="threshold")
-            self.log_temperature = self.add_weight(shape=(splits,), initializer="zeros", name="log_temperature")
-            self.leaves = self.add_weight(shape=(self.trees, 2**self.depth * self.outputs), initializer=init.RandomNormal(0.0, s, seed=self.seed + 2), name="leaves")
+            self.select = self.add_weight(
+                shape=(input_shape[-1], splits),
+                initializer=init.RandomUniform(-s, s, seed=self.seed),
+                name="select",
+            )
+            self.threshold = self.add_weight(
+                shape=(splits,),
+                initializer=init.RandomNormal(0.0, s, seed=self.seed + 1),
+                name="threshold",
+            )
+            self.log_temperature = self.add_weight(
+                shape=(splits,), initializer="zeros", name="log_temperature"
+            )
+            self.leaves = self.add_weight(
+                shape=(self.trees, 2**self.depth * self.outputs),
+                initializer=init.RandomNormal(0.0, s, seed=self.seed + 2),
+                name="leaves",
+            )
 
         def call(self, x):
             from keras import ops
 
-            v = self.speed  # parameters stored divided by it: Adam then moves them `speed` times faster
+            v = (
+                self.speed
+            )  # parameters stored divided by it: Adam then moves them `speed` times faster
             mix = ops.matmul(ops.cast(x, "float32"), ops.softmax(self.select * v, axis=0))
             right = ops.sigmoid((mix - self.threshold * v) * ops.exp(-self.log_temperature * v))
             right = ops.reshape(right, (-1, self.trees, self.depth))
@@ -139,7 +186,14 @@ def _register_trees():
             return (input_shape[0], self.outputs)
 
         def get_config(self):
-            return {**super().get_config(), "trees": self.trees, "depth": self.depth, "outputs": self.outputs, "seed": self.seed, "speed": self.speed}
+            return {
+                **super().get_config(),
+                "trees": self.trees,
+                "depth": self.depth,
+                "outputs": self.outputs,
+                "seed": self.seed,
+                "speed": self.speed,
+            }
 
     return ObliviousTrees
 
@@ -151,14 +205,24 @@ def _head(x, n_out: int, task: str, name: str = "output"):
     return L.Dense(n_out, activation=activation, name=name)(x)
 
 
-BUILTINS: dict[str, Callable[..., Any]] = {"mnist_cnn": _mnist_cnn, "linear": _linear, "mlp": _mlp, "trees": _trees}
+BUILTINS: dict[str, Callable[..., Any]] = {
+    "mnist_cnn": _mnist_cnn,
+    "linear": _linear,
+    "mlp": _mlp,
+    "trees": _trees,
+}
 
 
 def outputs_for(task: str, classes: list[Any] | None) -> int:
     return len(classes or []) if task == "classification" else 1
 
 
-def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnStats | None", plain: list | None = None):
+def preprocessing(
+    inputs,
+    cfg: ExperimentConfig,
+    x_train: "np.ndarray | ColumnStats | None",
+    plain: list | None = None,
+):
     """Imputation, normalisation, scaling, reshaping and augmentation, as layers of the model.
 
     ``x_train`` is the training matrix of the numeric columns, or its
@@ -176,7 +240,9 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnSt
     stats = None
     if d.missing == "impute" or d.normalize:
         if x_train is None:
-            raise ConfigError(f"data.{'missing: impute' if d.missing == 'impute' else 'normalize'} needs the training data to compute its statistics")
+            raise ConfigError(
+                f"data.{'missing: impute' if d.missing == 'impute' else 'normalize'} needs the training data to compute its statistics"
+            )
         stats = x_train if isinstance(x_train, ColumnStats) else ColumnStats.of(x_train)
     if d.missing == "impute":
         assert stats is not None
@@ -188,7 +254,12 @@ def preprocessing(inputs, cfg: ExperimentConfig, x_train: "np.ndarray | ColumnSt
         # (x - mean) / std as Rescaling, not keras Normalization: Normalization keeps
         # mean/variance as eager tensors, which the ONNX exporter turns into extra
         # graph inputs; Rescaling's constants live in the graph.
-        x = L.Rescaling(scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name="normalize", dtype="float32")(x)
+        x = L.Rescaling(
+            scale=(1.0 / std).tolist(),
+            offset=(-mean / std).tolist(),
+            name="normalize",
+            dtype="float32",
+        )(x)
     before = x
     if d.numeric_encoding != "standard" and x_train is not None:
         stats = x_train if isinstance(x_train, ColumnStats) else ColumnStats.of(x_train)
@@ -210,7 +281,9 @@ def augmentation(x, aug: Any, seed: int):
     preprocessing layers) in one :func:`_register_augment` layer, which changes
     images only when called with ``training=True`` (the training step)."""
     if len(x.shape) != 4:
-        raise ConfigError("data.augment works on images", hint="set data.image_shape, e.g. [28, 28, 1]")
+        raise ConfigError(
+            "data.augment works on images", hint="set data.image_shape, e.g. [28, 28, 1]"
+        )
     settings = {k: v for k, v in aug.model_dump().items() if v}
     if not settings:
         return x
@@ -239,11 +312,25 @@ def _register_augment():
             if a.get("flip"):
                 self.steps.append(L.RandomFlip(a["flip"], seed=seed, name="flip"))
             if a.get("rotation"):
-                self.steps.append(L.RandomRotation(a["rotation"], fill_mode="constant", seed=seed + 1, name="rotation"))
+                self.steps.append(
+                    L.RandomRotation(
+                        a["rotation"], fill_mode="constant", seed=seed + 1, name="rotation"
+                    )
+                )
             if a.get("zoom"):
-                self.steps.append(L.RandomZoom(a["zoom"], fill_mode="constant", seed=seed + 2, name="zoom"))
+                self.steps.append(
+                    L.RandomZoom(a["zoom"], fill_mode="constant", seed=seed + 2, name="zoom")
+                )
             if a.get("translation"):
-                self.steps.append(L.RandomTranslation(a["translation"], a["translation"], fill_mode="constant", seed=seed + 3, name="translation"))
+                self.steps.append(
+                    L.RandomTranslation(
+                        a["translation"],
+                        a["translation"],
+                        fill_mode="constant",
+                        seed=seed + 3,
+                        name="translation",
+                    )
+                )
             if a.get("contrast"):
                 self.steps.append(L.RandomContrast(a["contrast"], seed=seed + 4, name="contrast"))
 
@@ -295,13 +382,25 @@ def piecewise_layer(x, stats: "ColumnStats", d: Any, columns: int):
         q = stats.quantiles[at, j] if stats.quantiles is not None else None
         q = (q - mean[j]) / std[j] if (d.normalize and q is not None) else q
         # the share of rows in each distinct bin: grid steps between its edges
-        share = np.array([np.mean((q >= lo) & (q < hi)) if q is not None else 1.0 for lo, hi in zip(e[:-1], e[1:])])
+        share = np.array(
+            [
+                np.mean((q >= lo) & (q < hi)) if q is not None else 1.0
+                for lo, hi in zip(e[:-1], e[1:])
+            ]
+        )
         left.append(e[:-1].tolist())
         width.append(np.maximum(np.diff(e), 1e-12).tolist())
         weight.append((share / max(share.sum(), 1e-12)).tolist())
     if not any(left):
         return x
-    return _register_piecewise()(left=left, width=width, weight=weight, mode=d.numeric_encoding, name=d.numeric_encoding, dtype="float32")(x)
+    return _register_piecewise()(
+        left=left,
+        width=width,
+        weight=weight,
+        mode=d.numeric_encoding,
+        name=d.numeric_encoding,
+        dtype="float32",
+    )(x)
 
 
 @functools.lru_cache(maxsize=1)
@@ -314,15 +413,30 @@ def _register_piecewise():
         every bin's clip((x_j - left_jt) / width_jt, 0, 1) (piecewise) or their
         weighted sum, the CDF, scaled (quantile)."""
 
-        def __init__(self, left: list[list[float]], width: list[list[float]], weight: list[list[float]] | None = None, mode: str = "piecewise", **kwargs: Any):
+        def __init__(
+            self,
+            left: list[list[float]],
+            width: list[list[float]],
+            weight: list[list[float]] | None = None,
+            mode: str = "piecewise",
+            **kwargs: Any,
+        ):
             super().__init__(**kwargs)
-            self.left, self.width = [list(map(float, r)) for r in left], [list(map(float, r)) for r in width]
-            self.weight = [list(map(float, r)) for r in (weight or [[1.0 / max(len(r), 1)] * len(r) for r in left])]
+            self.left, self.width = (
+                [list(map(float, r)) for r in left],
+                [list(map(float, r)) for r in width],
+            )
+            self.weight = [
+                list(map(float, r))
+                for r in (weight or [[1.0 / max(len(r), 1)] * len(r) for r in left])
+            ]
             self.mode = mode
             self._cols = [j for j, r in enumerate(self.left) if r]
             self._lefts = np.concatenate([self.left[j] for j in self._cols]).astype(np.float32)
             self._widths = np.concatenate([self.width[j] for j in self._cols]).astype(np.float32)
-            self._index = np.concatenate([[j] * len(self.left[j]) for j in self._cols]).astype(np.int32)
+            self._index = np.concatenate([[j] * len(self.left[j]) for j in self._cols]).astype(
+                np.int32
+            )
             # quantile: bins -> their column's CDF, a [bins, encoded columns] weighted sum
             mix = np.zeros((len(self._index), len(self._cols)), np.float32)
             at = 0
@@ -337,16 +451,31 @@ def _register_piecewise():
             per_bin = ops.take(x, self._index, axis=1)  # each bin's own column
             enc = ops.clip((per_bin - self._lefts) / self._widths, 0.0, 1.0)
             if self.mode == "quantile":
-                enc = (ops.matmul(enc, self._mix) - 0.5) * 3.4641016  # uniform on [0, 1] -> mean 0, variance 1
+                enc = (
+                    ops.matmul(enc, self._mix) - 0.5
+                ) * 3.4641016  # uniform on [0, 1] -> mean 0, variance 1
             passed = [j for j in range(x.shape[-1]) if j not in set(self._cols)]
-            return ops.concatenate([ops.take(x, np.asarray(passed, np.int32), axis=1), enc], axis=1) if passed else enc
+            return (
+                ops.concatenate([ops.take(x, np.asarray(passed, np.int32), axis=1), enc], axis=1)
+                if passed
+                else enc
+            )
 
         def compute_output_shape(self, input_shape):
             kept = input_shape[1] - len(self._cols)
-            return (input_shape[0], kept + (len(self._cols) if self.mode == "quantile" else len(self._index)))
+            return (
+                input_shape[0],
+                kept + (len(self._cols) if self.mode == "quantile" else len(self._index)),
+            )
 
         def get_config(self):
-            return {**super().get_config(), "left": self.left, "width": self.width, "weight": self.weight, "mode": self.mode}
+            return {
+                **super().get_config(),
+                "left": self.left,
+                "width": self.width,
+                "weight": self.weight,
+                "mode": self.mode,
+            }
 
     return PiecewiseLinear
 
@@ -355,7 +484,9 @@ def impute_layer(x, stats: "ColumnStats"):
     """Missing numbers (NaN, inf) -> the column's training median, plus a 0/1
     flag column for each column that had missing values in training."""
     med = stats.fill_values()
-    return _register_impute()(medians=med.astype(float).tolist(), flagged=stats.flagged, name="impute", dtype="float32")(x)
+    return _register_impute()(
+        medians=med.astype(float).tolist(), flagged=stats.flagged, name="impute", dtype="float32"
+    )(x)
 
 
 @functools.lru_cache(maxsize=1)
@@ -405,22 +536,36 @@ def declarative(x, specs: list[Any]):
             name, kwargs = next(iter(spec.items()))
             kwargs = kwargs or {}
             if not isinstance(kwargs, dict):
-                raise ConfigError(f"{key}: the arguments of {name} must be a mapping, got {kwargs!r}", hint=f"e.g. - {name}: {{units: 10}}")
+                raise ConfigError(
+                    f"{key}: the arguments of {name} must be a mapping, got {kwargs!r}",
+                    hint=f"e.g. - {name}: {{units: 10}}",
+                )
         else:
-            raise ConfigError(f"{key}: expected a layer name or {{LayerName: {{arguments}}}}, got {spec!r}", hint="e.g. - Dense: {units: 20, activation: relu}")
+            raise ConfigError(
+                f"{key}: expected a layer name or {{LayerName: {{arguments}}}}, got {spec!r}",
+                hint="e.g. - Dense: {units: 20, activation: relu}",
+            )
         if name in REFUSED_LAYERS:
-            raise ConfigError(f"{key}: {name} is not allowed in model.layers (it runs arbitrary code)", hint="define such a model in model.py:build")
+            raise ConfigError(
+                f"{key}: {name} is not allowed in model.layers (it runs arbitrary code)",
+                hint="define such a model in model.py:build",
+            )
         cls = getattr(keras.layers, str(name), None)
         if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
             import difflib
 
             names = [n for n in dir(keras.layers) if n[:1].isupper()]
             close = difflib.get_close_matches(str(name), names, n=1)
-            raise ConfigError(f"{key}: '{name}' is not a keras.layers class", hint=f"did you mean '{close[0]}'?" if close else "see https://keras.io/api/layers/")
+            raise ConfigError(
+                f"{key}: '{name}' is not a keras.layers class",
+                hint=f"did you mean '{close[0]}'?" if close else "see https://keras.io/api/layers/",
+            )
         try:
             x = cls(**kwargs)(x)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{key}: {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {str(e).splitlines()[0]}") from None
+            raise ConfigError(
+                f"{key}: {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {str(e).splitlines()[0]}"
+            ) from None
     return x
 
 
@@ -447,7 +592,10 @@ def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
     file, _, func = spec.partition(":")
     path = (base_dir / file).resolve()
     if not path.is_file():
-        raise ConfigError(f"model.architecture: {path} does not exist", hint="use a built-in (" + ", ".join(BUILTINS) + ") or model.py:build")
+        raise ConfigError(
+            f"model.architecture: {path} does not exist",
+            hint="use a built-in (" + ", ".join(BUILTINS) + ") or model.py:build",
+        )
     mod_name = f"bigmodel_user_{path.stem}"
     spec_ = importlib.util.spec_from_file_location(mod_name, path)
     assert spec_ and spec_.loader
@@ -456,24 +604,34 @@ def load_hook(spec: str, base_dir: Path) -> Callable[..., Any]:
     try:
         spec_.loader.exec_module(module)
     except Exception as e:
-        raise ConfigError(f"model.architecture: importing {path} failed: {type(e).__name__}: {e}") from None
+        raise ConfigError(
+            f"model.architecture: importing {path} failed: {type(e).__name__}: {e}"
+        ) from None
     fn = getattr(module, func or "build", None)
     if not callable(fn):
         raise ConfigError(f"model.architecture: {path} has no function '{func or 'build'}'")
     return fn
 
 
-def target_space(y: "np.ndarray | ColumnStats", cfg: ExperimentConfig) -> "np.ndarray | ColumnStats":
+def target_space(
+    y: "np.ndarray | ColumnStats", cfg: ExperimentConfig
+) -> "np.ndarray | ColumnStats":
     """The targets the loss sees: log(1 + y) under ``data.target_transform: log``."""
     if cfg.data.target_transform != "log":
         return y
     from bigmodel_cli.features.number import ColumnStats
 
     if isinstance(y, ColumnStats):
-        raise ConfigError("data.target_transform: log needs the training targets in memory", hint="set data.stream: false, or data.target_transform: none")
+        raise ConfigError(
+            "data.target_transform: log needs the training targets in memory",
+            hint="set data.stream: false, or data.target_transform: none",
+        )
     y = np.asarray(y, np.float64)
     if np.nanmin(y) < 0:
-        raise ConfigError(f"data.target_transform: log needs a non-negative target; the training rows reach {np.nanmin(y):g}", hint="set data.target_transform: none")
+        raise ConfigError(
+            f"data.target_transform: log needs a non-negative target; the training rows reach {np.nanmin(y):g}",
+            hint="set data.target_transform: none",
+        )
     return np.log1p(y)
 
 
@@ -488,7 +646,9 @@ def _register_expm1():
         def call(self, x):
             from keras import ops
 
-            return ops.maximum(ops.exp(ops.minimum(x, 80.0)) - 1.0, 0.0)  # the target was >= 0; exp(88) overflows float32; tf2onnx has no Expm1
+            return ops.maximum(
+                ops.exp(ops.minimum(x, 80.0)) - 1.0, 0.0
+            )  # the target was >= 0; exp(88) overflows float32; tf2onnx has no Expm1
 
         def compute_output_shape(self, input_shape):
             return input_shape
@@ -507,7 +667,16 @@ def target_stats(y: "np.ndarray | ColumnStats") -> tuple[float, float]:
     return mean, (std if std > 0 else 1.0)
 
 
-def build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | None, base_dir: Path, x_train: np.ndarray | None = None, y_train: np.ndarray | None = None, tokenizers: dict[str, Any] | None = None, precision: str = "float32"):
+def build_model(
+    cfg: ExperimentConfig,
+    n_features: int,
+    classes: list[Any] | None,
+    base_dir: Path,
+    x_train: np.ndarray | None = None,
+    y_train: np.ndarray | None = None,
+    tokenizers: dict[str, Any] | None = None,
+    precision: str = "float32",
+):
     """:func:`_build_model` under the Keras dtype policy ``precision``; the
     output layer computes in float32 (mixed precision's rule for a stable loss)."""
     import keras
@@ -539,7 +708,11 @@ def macs_per_sample(model) -> int:
         except (AttributeError, ValueError, TypeError):
             out = []
         name = type(layer).__name__
-        if name.startswith("Conv") or name.startswith("DepthwiseConv") or name.startswith("SeparableConv"):
+        if (
+            name.startswith("Conv")
+            or name.startswith("DepthwiseConv")
+            or name.startswith("SeparableConv")
+        ):
             total += size * math.prod(out)  # the kernel applied at every output position
         elif name in ("Dense", "EinsumDense"):
             total += size * math.prod(out)  # times the positions of a sequence input, if any
@@ -559,7 +732,11 @@ def float32_output(model) -> None:
     layer.dtype_policy = "float32"
     if layer.name == "ensemble":  # every member's head too
         for member in model.layers:
-            if member.name.startswith("output") or member.name in ("target_units", "target_expm1", MEMBERS):
+            if member.name.startswith("output") or member.name in (
+                "target_units",
+                "target_expm1",
+                MEMBERS,
+            ):
                 member.dtype_policy = "float32"
         return
     if layer.name == "target_expm1" and len(model.layers) > 2:
@@ -567,17 +744,20 @@ def float32_output(model) -> None:
         layer = model.layers[-2]
     if layer.name == "target_units" and len(model.layers) > 1:  # Rescaling after the real head
         head = model.layers[-2]
-        (_last_layer(head) if hasattr(head, "layers") and head.layers else head).dtype_policy = "float32"
+        (
+            _last_layer(head) if hasattr(head, "layers") and head.layers else head
+        ).dtype_policy = "float32"
 
 
 def float32_copy(model):
     """The same model and weights with every mixed-precision policy made float32:
     what model.keras, the exports and the ONNX copy hold."""
-    import keras
 
     def plain(o: Any) -> Any:
         if isinstance(o, dict):
-            if o.get("class_name") == "DTypePolicy" and str((o.get("config") or {}).get("name", "")).startswith("mixed_"):
+            if o.get("class_name") == "DTypePolicy" and str(
+                (o.get("config") or {}).get("name", "")
+            ).startswith("mixed_"):
                 return {**o, "config": {**o["config"], "name": "float32"}}
             return {k: plain(v) for k, v in o.items()}
         if isinstance(o, list):
@@ -592,7 +772,15 @@ def float32_copy(model):
     return copy
 
 
-def _build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | None, base_dir: Path, x_train: np.ndarray | None = None, y_train: np.ndarray | None = None, tokenizers: dict[str, Any] | None = None):
+def _build_model(
+    cfg: ExperimentConfig,
+    n_features: int,
+    classes: list[Any] | None,
+    base_dir: Path,
+    x_train: np.ndarray | None = None,
+    y_train: np.ndarray | None = None,
+    tokenizers: dict[str, Any] | None = None,
+):
     """The model to train. With text columns (``tokenizers``) it is the *core*:
     it takes each text column as int32 ids (:func:`text_inputs`) and
     :func:`with_raw_text` later wraps it to take the strings themselves.
@@ -619,7 +807,14 @@ def _build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | No
         post.append(_register_expm1()(name="target_expm1", dtype="float32"))
     members = []
     for k, arch in enumerate(member_architectures(cfg)):
-        out = _head_of(cfg, x_plain if arch == "trees" else x, n_out, base_dir, "output" if k == 0 else f"output_{k}", arch)
+        out = _head_of(
+            cfg,
+            x_plain if arch == "trees" else x,
+            n_out,
+            base_dir,
+            "output" if k == 0 else f"output_{k}",
+            arch,
+        )
         for layer in post:
             out = layer(out)
         members.append(out)
@@ -627,7 +822,9 @@ def _build_model(cfg: ExperimentConfig, n_features: int, classes: list[Any] | No
         outputs = members[0]
     else:  # trained side by side, each on its own loss (training/trainer.py); the model answers their mean
         Stack, Mean = _register_ensemble()
-        outputs = Mean(weighted=cfg.model.ensemble_weights == "validation", name="ensemble", dtype="float32")(Stack(name=MEMBERS, dtype="float32")(members))
+        outputs = Mean(
+            weighted=cfg.model.ensemble_weights == "validation", name="ensemble", dtype="float32"
+        )(Stack(name=MEMBERS, dtype="float32")(members))
     model = keras.Model(inputs, outputs, name=cfg.name.replace("-", "_").replace(".", "_"))
     check_output(model, cfg.task, n_out)
     return model
@@ -643,7 +840,9 @@ def member_architectures(cfg: ExperimentConfig) -> list[str | None]:
     return [m.architecture] * (m.ensemble - m.tree_members) + ["trees"] * m.tree_members
 
 
-def _head_of(cfg: ExperimentConfig, x: Any, n_out: int, base_dir: Path, name: str, arch: str | None):
+def _head_of(
+    cfg: ExperimentConfig, x: Any, n_out: int, base_dir: Path, name: str, arch: str | None
+):
     """One member's layers from the preprocessed inputs ``x`` to its output."""
     import keras
 
@@ -655,9 +854,14 @@ def _head_of(cfg: ExperimentConfig, x: Any, n_out: int, base_dir: Path, name: st
         fn = load_hook(arch, base_dir)
         inner = fn(input_shape=tuple(x.shape[1:]), num_outputs=n_out, config=cfg)
         if not isinstance(inner, keras.Model):
-            raise ConfigError(f"model.architecture: {arch} returned {type(inner).__name__}, not a keras.Model")
+            raise ConfigError(
+                f"model.architecture: {arch} returned {type(inner).__name__}, not a keras.Model"
+            )
         return inner(x)
-    raise ConfigError(f"model.architecture: unknown architecture '{arch}'", hint="built-ins: " + ", ".join(BUILTINS) + "; or model.py:build; or list model.layers")
+    raise ConfigError(
+        f"model.architecture: unknown architecture '{arch}'",
+        hint="built-ins: " + ", ".join(BUILTINS) + "; or model.py:build; or list model.layers",
+    )
 
 
 def set_member_weights(model, weights: "np.ndarray") -> bool:
@@ -728,13 +932,20 @@ def _register_ensemble():
         def build(self, input_shape):
             if self.weighted:
                 k = input_shape[1]
-                self.member_weights = self.add_weight(shape=(k,), initializer=keras.initializers.Constant(1.0 / k), trainable=False, name="member_weights")
+                self.member_weights = self.add_weight(
+                    shape=(k,),
+                    initializer=keras.initializers.Constant(1.0 / k),
+                    trainable=False,
+                    name="member_weights",
+                )
 
         def call(self, x):
             from keras import ops
 
             if self.weighted:
-                return ops.einsum("bkn,k->bn", ops.cast(x, "float32"), ops.cast(self.member_weights, "float32"))
+                return ops.einsum(
+                    "bkn,k->bn", ops.cast(x, "float32"), ops.cast(self.member_weights, "float32")
+                )
             return ops.mean(x, axis=1)
 
         def get_config(self):
@@ -746,7 +957,13 @@ def _register_ensemble():
     return Stack, Mean
 
 
-def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | None, tokenizers: dict[str, Any], cfg_dir: Path | None = None):
+def text_inputs(
+    cfg: ExperimentConfig,
+    n_numeric: int,
+    x_numeric: np.ndarray | None,
+    tokenizers: dict[str, Any],
+    cfg_dir: Path | None = None,
+):
     """Inputs of a core model with text: ``features`` (numbers, if any) and one
     int32 id input per text column, each an n-gram bag: TF-IDF weighted
     (``data.text.weighting: tfidf``, text.TfidfBag) or the mean of learned vectors
@@ -766,7 +983,9 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
     backbone = None
     for col, tok in tokenizers.items():
         name = text.ids_name(col)
-        if registry.kind_of_encoder(tok) is registry.CATEGORY:  # one-hot for few values, else a learned vector
+        if (
+            registry.kind_of_encoder(tok) is registry.CATEGORY
+        ):  # one-hot for few values, else a learned vector
             from bigmodel_cli.features import category as categories
 
             # One id a row: a fixed width of 1, so the embedding's flattened width is known
@@ -777,12 +996,20 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
             if tok.size <= cfg.data.one_hot_max:
                 parts.append(OneHot(tok.size, name=f"onehot_{name[4:]}")(ids))
             else:
-                emb = L.Embedding(tok.size, categories.embedding_size(tok.size), name=f"embed_{name[4:]}")(ids)
+                emb = L.Embedding(
+                    tok.size, categories.embedding_size(tok.size), name=f"embed_{name[4:]}"
+                )(ids)
                 parts.append(L.Flatten(name=f"flat_{name[4:]}")(emb))
             continue
-        if registry.kind_of_encoder(tok) is registry.DATE:  # its parts, NaN when missing: 0 plus a missing flag
+        if (
+            registry.kind_of_encoder(tok) is registry.DATE
+        ):  # its parts, NaN when missing: 0 plus a missing flag
             ids = inputs[name] = keras.Input(shape=(tok.size,), name=name, dtype="float32")
-            parts.append(_register_impute()(medians=[0.0] * tok.size, flagged=[0], name=f"date_{name[4:]}", dtype="float32")(ids))
+            parts.append(
+                _register_impute()(
+                    medians=[0.0] * tok.size, flagged=[0], name=f"date_{name[4:]}", dtype="float32"
+                )(ids)
+            )
             continue
         ids = inputs[name] = keras.Input(shape=(None,), name=name, dtype="int32")
         if cfg.model.backbone:  # a pretrained encoder, fine-tuned: mean of its token vectors
@@ -790,12 +1017,20 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
 
             _, BertInputs = pretrained.layers()
             if backbone is None:
-                backbone = pretrained.load_backbone(pretrained.resolve_backbone(cfg.model.backbone, Path.cwd() if cfg_dir is None else cfg_dir))
+                backbone = pretrained.load_backbone(
+                    pretrained.resolve_backbone(
+                        cfg.model.backbone, Path.cwd() if cfg_dir is None else cfg_dir
+                    )
+                )
             seq = backbone(BertInputs(name=f"bert_inputs_{name[4:]}")(ids))["sequence_output"]
             parts.append(MaskedMean(name=f"pool_{name[4:]}")(seq, ids))
             continue
-        emb = L.Embedding(len(tok.vocabulary) + 2, cfg.model.embedding_dim, name=f"embed_{name[4:]}")(ids)
-        if tok.spec.unique:  # a TF-IDF bag: the idf fitted with the vocabulary becomes a weight of the model
+        emb = L.Embedding(
+            len(tok.vocabulary) + 2, cfg.model.embedding_dim, name=f"embed_{name[4:]}"
+        )(ids)
+        if (
+            tok.spec.unique
+        ):  # a TF-IDF bag: the idf fitted with the vocabulary becomes a weight of the model
             bag = TfidfBag(len(tok.vocabulary) + 2, name=f"tfidf_{name[4:]}")
             parts.append(bag(emb, ids))
             if tok.idf is not None:
@@ -804,8 +1039,14 @@ def text_inputs(cfg: ExperimentConfig, n_numeric: int, x_numeric: np.ndarray | N
         parts.append(MaskedMean(name=f"bag_{name[4:]}")(emb, ids))
     x = parts[0] if len(parts) == 1 else L.Concatenate(name="inputs")(parts)
     x_plain = x
-    if plain and plain[0] is not parts[0]:  # numbers encoded for the MLP: the trees' own concatenation
-        x_plain = plain[0] if len(parts) == 1 else L.Concatenate(name="inputs_plain")([plain[0], *parts[1:]])
+    if (
+        plain and plain[0] is not parts[0]
+    ):  # numbers encoded for the MLP: the trees' own concatenation
+        x_plain = (
+            plain[0]
+            if len(parts) == 1
+            else L.Concatenate(name="inputs_plain")([plain[0], *parts[1:]])
+        )
     if cfg.model.dropout:
         same = x_plain is x
         x = L.Dropout(cfg.model.dropout, name="text_dropout")(x)
@@ -831,34 +1072,50 @@ def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
     feed: dict[str, Any] = {}
     core_inputs = core.input if isinstance(core.input, dict) else {"features": core.input}
     if "features" in core_inputs:
-        inputs["features"] = feed["features"] = keras.Input(shape=tuple(core_inputs["features"].shape[1:]), name="features", dtype="float32")
+        inputs["features"] = feed["features"] = keras.Input(
+            shape=tuple(core_inputs["features"].shape[1:]), name="features", dtype="float32"
+        )
     for col, tok in tokenizers.items():
-        raw = inputs[raw_input_name(col)] = keras.Input(shape=(), name=raw_input_name(col), dtype="string")
+        raw = inputs[raw_input_name(col)] = keras.Input(
+            shape=(), name=raw_input_name(col), dtype="string"
+        )
         if registry.kind_of_encoder(tok) is registry.CATEGORY:
             from bigmodel_cli.features import category as categories
 
             CategoryLookup, _ = categories.layers()
-            layer = CategoryLookup(tok.vocabulary, tok.boolean, name=f"lookup_{raw_input_name(col)}")
+            layer = CategoryLookup(
+                tok.vocabulary, tok.boolean, name=f"lookup_{raw_input_name(col)}"
+            )
         elif registry.kind_of_encoder(tok) is registry.DATE:
             from bigmodel_cli.features import date as dates
 
             (DateParts,) = dates.layers()
             layer = DateParts(tok.format, tok.stats, name=f"dateparts_{raw_input_name(col)}")
         elif isinstance(tok, text.PyTokenizer):
-            layer = text.keras_tokenizer(tok.spec, tok.vocabulary, name=f"tokenize_{raw_input_name(col)}")
+            layer = text.keras_tokenizer(
+                tok.spec, tok.vocabulary, name=f"tokenize_{raw_input_name(col)}"
+            )
         else:  # a pretrained encoder's WordPiece
             from bigmodel_cli.features import backbone as pretrained
 
             BertTokenize, _ = pretrained.layers()
-            layer = BertTokenize(tok.vocabulary, tok.sequence_length, tok.lowercase, tok.strip_accents, name=f"tokenize_{raw_input_name(col)}")
+            layer = BertTokenize(
+                tok.vocabulary,
+                tok.sequence_length,
+                tok.lowercase,
+                tok.strip_accents,
+                name=f"tokenize_{raw_input_name(col)}",
+            )
         feed[text.ids_name(col)] = layer(raw)
     return keras.Model(inputs, core(feed), name=name or core.name)
 
 
 def core_of(model):
     """The integer-id core inside a raw-text model (the model itself otherwise)."""
-    if any(type(l).__name__ in ("TextTokenizer", "BertTokenize", "CategoryLookup", "DateParts") for l in model.layers):
-        inner = [l for l in model.layers if hasattr(l, "layers") and hasattr(l, "inputs")]
+    if any(getattr(layer, "reads_raw_column", False) for layer in model.layers):
+        inner = [
+            layer for layer in model.layers if hasattr(layer, "layers") and hasattr(layer, "inputs")
+        ]
         if inner:
             return inner[-1]
     return model
@@ -869,13 +1126,19 @@ def check_output(model, task: str, n_out: int) -> None:
     shape = tuple(model.output.shape[1:])
     if shape != (n_out,):
         what = f"{n_out} classes" if task == "classification" else "1 value"
-        raise ConfigError(f"the model outputs shape {shape} but task '{task}' needs ({n_out},) ({what})", hint=f"end the model with Dense({n_out}{', activation=softmax' if task == 'classification' else ', activation=sigmoid' if task == 'binary' else ''})")
+        raise ConfigError(
+            f"the model outputs shape {shape} but task '{task}' needs ({n_out},) ({what})",
+            hint=f"end the model with Dense({n_out}{', activation=softmax' if task == 'classification' else ', activation=sigmoid' if task == 'binary' else ''})",
+        )
     want = {"classification": "softmax", "binary": "sigmoid"}.get(task)
     if want:
         last = _last_layer(model)
         act = getattr(getattr(last, "activation", None), "__name__", None)
         if act is not None and act != want:
-            raise ConfigError(f"task '{task}' needs probabilities, but the last layer's activation is '{act}'", hint=f"end the model with activation: {want}")
+            raise ConfigError(
+                f"task '{task}' needs probabilities, but the last layer's activation is '{act}'",
+                hint=f"end the model with activation: {want}",
+            )
 
 
 def _last_layer(model):
@@ -885,7 +1148,12 @@ def _last_layer(model):
     return layer
 
 
-def make_optimizer(cfg: ExperimentConfig, replicas: int = 1, precision: str = "float32", total_steps: int | None = None):
+def make_optimizer(
+    cfg: ExperimentConfig,
+    replicas: int = 1,
+    precision: str = "float32",
+    total_steps: int | None = None,
+):
     """The optimizer; under mixed_float16 wrapped in a LossScaleOptimizer (the
     training step scales the loss with it, so small float16 gradients survive).
     ``train.lr_schedule: cosine`` decays the rate to 0 over ``total_steps``; the
@@ -895,8 +1163,20 @@ def make_optimizer(cfg: ExperimentConfig, replicas: int = 1, precision: str = "f
     lr: Any = cfg.train.learning_rate * (replicas if cfg.train.scale_lr == "linear" else 1)
     if cfg.train.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(int(total_steps or 1), 1))
-    cls = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop, "adamw": keras.optimizers.AdamW, "adagrad": keras.optimizers.Adagrad, "nadam": keras.optimizers.Nadam, "adamax": keras.optimizers.Adamax}[cfg.train.optimizer]
-    opt = cls(learning_rate=lr) if cfg.train.weight_decay is None else cls(learning_rate=lr, weight_decay=cfg.train.weight_decay)
+    cls = {
+        "adam": keras.optimizers.Adam,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+        "adamw": keras.optimizers.AdamW,
+        "adagrad": keras.optimizers.Adagrad,
+        "nadam": keras.optimizers.Nadam,
+        "adamax": keras.optimizers.Adamax,
+    }[cfg.train.optimizer]
+    opt = (
+        cls(learning_rate=lr)
+        if cfg.train.weight_decay is None
+        else cls(learning_rate=lr, weight_decay=cfg.train.weight_decay)
+    )
     return keras.optimizers.LossScaleOptimizer(opt) if precision == "mixed_float16" else opt
 
 
@@ -932,13 +1212,22 @@ def load_trained(path: Path, unsafe: bool = False, user_code_dir: Path | None = 
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path} is not a valid .keras file (corrupt or truncated)", hint="re-export it, or use the run's checkpoints/best.keras")
+        raise ModelFileError(
+            f"{path} is not a valid .keras file (corrupt or truncated)",
+            hint="re-export it, or use the run's checkpoints/best.keras",
+        )
     saved = _saved_keras_version(path)
     if saved is None:
-        raise ModelFileError(f"{path} is not a valid .keras file (no metadata.json; corrupt or truncated)", hint="re-export it, or use the run's checkpoints/best.keras")
+        raise ModelFileError(
+            f"{path} is not a valid .keras file (no metadata.json; corrupt or truncated)",
+            hint="re-export it, or use the run's checkpoints/best.keras",
+        )
     newer = _version_tuple(saved)[:2] > _version_tuple(keras.__version__)[:2]
     if _version_tuple(saved)[:1] > _version_tuple(keras.__version__)[:1]:
-        raise ModelFileError(f"{path} was saved by Keras {saved}, a newer format than the installed Keras {keras.__version__}", hint=f"upgrade: pip install 'keras>={saved}'")
+        raise ModelFileError(
+            f"{path} was saved by Keras {saved}, a newer format than the installed Keras {keras.__version__}",
+            hint=f"upgrade: pip install 'keras>={saved}'",
+        )
     if user_code_dir is not None and (user_code_dir / "model.py").is_file():
         with contextlib.suppress(ConfigError):
             load_hook("model.py:build", user_code_dir)
@@ -951,10 +1240,21 @@ def load_trained(path: Path, unsafe: bool = False, user_code_dir: Path | None = 
     except ValueError as e:
         text = str(e)
         if "Lambda" in text or "safe_mode" in text or "arbitrary code" in text:
-            raise ModelFileError(f"{path} contains a Lambda layer (Python code); refused by Keras safe mode", hint="pass --unsafe only if you trust where this file came from") from None
-        raise ModelFileError(_load_failure(path, text, saved, newer), hint=f"upgrade: pip install 'keras>={saved}'" if newer else None) from None
+            raise ModelFileError(
+                f"{path} contains a Lambda layer (Python code); refused by Keras safe mode",
+                hint="pass --unsafe only if you trust where this file came from",
+            ) from None
+        raise ModelFileError(
+            _load_failure(path, text, saved, newer),
+            hint=f"upgrade: pip install 'keras>={saved}'" if newer else None,
+        ) from None
     except Exception as e:  # any other failure of a file we did not write is bad input
-        raise ModelFileError(_load_failure(path, f"{type(e).__name__}: {e}", saved, newer), hint=f"upgrade: pip install 'keras>={saved}'" if newer else "the file may be corrupt; use the run's checkpoints/best.keras") from None
+        raise ModelFileError(
+            _load_failure(path, f"{type(e).__name__}: {e}", saved, newer),
+            hint=f"upgrade: pip install 'keras>={saved}'"
+            if newer
+            else "the file may be corrupt; use the run's checkpoints/best.keras",
+        ) from None
 
 
 def _load_failure(path: Path, text: str, saved: str | None, newer: bool) -> str:
@@ -981,7 +1281,13 @@ def default_batch_size(model) -> int:
     return int(min(65536, max(256, (64 << 20) // per_row)))
 
 
-def with_temperature_layer(core, task: str, temperature: float, prior: list[float] | None = None, threshold: float | None = None):
+def with_temperature_layer(
+    core,
+    task: str,
+    temperature: float,
+    prior: list[float] | None = None,
+    threshold: float | None = None,
+):
     """``core`` with its probabilities recalibrated (a layer of the model: model.keras,
     SavedModel, ONNX and serve all answer the calibrated ones). ``prior``: the log
     class weights the training loss used, taken back out (a weighted loss learns
@@ -989,8 +1295,17 @@ def with_temperature_layer(core, task: str, temperature: float, prior: list[floa
     threshold, kept in the layer's config for predict and serve."""
     import keras
 
-    layer = _register_temperature()(task=task, temperature=temperature, prior=prior, threshold=threshold, name="calibration", dtype="float32")
-    return keras.Model(core.input, layer(core.output), name=core.name)  # .input: the dict of named inputs, as with_raw_text needs
+    layer = _register_temperature()(
+        task=task,
+        temperature=temperature,
+        prior=prior,
+        threshold=threshold,
+        name="calibration",
+        dtype="float32",
+    )
+    return keras.Model(
+        core.input, layer(core.output), name=core.name
+    )  # .input: the dict of named inputs, as with_raw_text needs
 
 
 def decision_threshold(model) -> float:
@@ -1012,7 +1327,14 @@ def _register_temperature():
         sigmoid((logit p - prior) / T) (binary): temperature scaling, fitted on the
         validation split after training, after the class weights' prior is undone."""
 
-        def __init__(self, task: str = "classification", temperature: float = 1.0, prior: list[float] | None = None, threshold: float | None = None, **kwargs: Any):
+        def __init__(
+            self,
+            task: str = "classification",
+            temperature: float = 1.0,
+            prior: list[float] | None = None,
+            threshold: float | None = None,
+            **kwargs: Any,
+        ):
             super().__init__(**kwargs)
             self.task, self.temperature = task, float(temperature)
             self.prior = [float(v) for v in prior] if prior is not None else None
@@ -1036,6 +1358,12 @@ def _register_temperature():
             return input_shape
 
         def get_config(self):
-            return {**super().get_config(), "task": self.task, "temperature": self.temperature, "prior": self.prior, "threshold": self.threshold}
+            return {
+                **super().get_config(),
+                "task": self.task,
+                "temperature": self.temperature,
+                "prior": self.prior,
+                "threshold": self.threshold,
+            }
 
     return Temperature

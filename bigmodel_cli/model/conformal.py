@@ -50,7 +50,10 @@ def check_coverage(coverage: float, where: str = "--coverage") -> None:
     from bigmodel_cli.errors import ConfigError
 
     if not (isinstance(coverage, (int, float)) and 0.0 < float(coverage) < 1.0):
-        raise ConfigError(f"{where} must be a share between 0 and 1, got {coverage}", hint=f"e.g. {where} 0.9 (90% of the sets or intervals hold the true value)")
+        raise ConfigError(
+            f"{where} must be a share between 0 and 1, got {coverage}",
+            hint=f"e.g. {where} 0.9 (90% of the sets or intervals hold the true value)",
+        )
 
 
 def _quantile(scores: np.ndarray, coverage: float) -> float:
@@ -87,7 +90,9 @@ class Scale:
         parts = np.array_split(order, bins)
         centres = [float(np.median(pred[i])) for i in parts]
         values = [float(np.mean(np.abs(residual[i]))) for i in parts]
-        floor = max(1e-12, 0.05 * float(np.mean(np.abs(residual))))  # an exact bin must not make zero widths
+        floor = max(
+            1e-12, 0.05 * float(np.mean(np.abs(residual)))
+        )  # an exact bin must not make zero widths
         return cls(centres, [max(v, floor) for v in values])
 
     def __call__(self, pred: np.ndarray) -> np.ndarray:
@@ -104,11 +109,21 @@ class Conformal:
     scores: dict[str, list[float]] = field(default_factory=dict)  # method -> sorted scores
     scale: Scale | None = None  # regression, normalised: the error scale
     scale_rows: int = 0
-    threshold: float = 0.5  # binary: the run's decision threshold, mapped to 0.5 before scoring (model.decide)
+    threshold: float = (
+        0.5  # binary: the run's decision threshold, mapped to 0.5 before scoring (model.decide)
+    )
 
     # ------------------------------------------------------------- fitting
     @classmethod
-    def fit(cls, task: str, outputs: np.ndarray, y: np.ndarray, fitted_on: str, seed: int = 0, threshold: float = 0.5) -> "Conformal":
+    def fit(
+        cls,
+        task: str,
+        outputs: np.ndarray,
+        y: np.ndarray,
+        fitted_on: str,
+        seed: int = 0,
+        threshold: float = 0.5,
+    ) -> "Conformal":
         """Scores of ``outputs`` (the final model's, calibrated) against ``y``; a binary
         run's scores are of its decision probabilities at ``threshold``."""
         if task == "regression":
@@ -117,10 +132,18 @@ class Conformal:
             if len(y) >= MIN_SCALE_ROWS:
                 rng = np.random.default_rng(seed)
                 order = rng.permutation(len(y))
-                a, b = order[: len(y) // 2], order[len(y) // 2:]
+                a, b = order[: len(y) // 2], order[len(y) // 2 :]
                 scale = Scale.fit(pred[a], residual[a])
                 scores = np.abs(residual[b]) / scale(pred[b])
-                return cls(task, len(b), fitted_on + f", half of them ({len(b):,}); the other half learnt the error scale", {"normalised": sorted(map(float, scores))}, scale, len(a))
+                return cls(
+                    task,
+                    len(b),
+                    fitted_on
+                    + f", half of them ({len(b):,}); the other half learnt the error scale",
+                    {"normalised": sorted(map(float, scores))},
+                    scale,
+                    len(a),
+                )
             return cls(task, len(y), fitted_on, {"absolute": sorted(map(float, np.abs(residual)))})
         full = decision_probabilities(task, outputs, threshold)
         scores = {m: sorted(map(float, class_scores(full, y, m))) for m in METHODS}
@@ -159,9 +182,19 @@ class Conformal:
 
     # ------------------------------------------------------------- saving
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"task": self.task, "rows": self.rows, "fitted_on": self.fitted_on, "method": self.method, "scores": self.scores}
+        doc: dict[str, Any] = {
+            "task": self.task,
+            "rows": self.rows,
+            "fitted_on": self.fitted_on,
+            "method": self.method,
+            "scores": self.scores,
+        }
         if self.scale is not None:
-            doc["scale"] = {"centres": self.scale.centres, "values": self.scale.values, "rows": self.scale_rows}
+            doc["scale"] = {
+                "centres": self.scale.centres,
+                "values": self.scale.values,
+                "rows": self.scale_rows,
+            }
         if self.task == "binary":
             doc["threshold"] = self.threshold
         return doc
@@ -173,7 +206,15 @@ class Conformal:
         scores = {k: list(v) for k, v in doc["scores"].items()}
         # a run saved before the threshold was part of the scores scored plain probabilities
         threshold = float(doc.get("threshold", 0.5))
-        return cls(doc["task"], int(doc["rows"]), doc.get("fitted_on", ""), scores, scale, int(s["rows"]) if s else 0, threshold)
+        return cls(
+            doc["task"],
+            int(doc["rows"]),
+            doc.get("fitted_on", ""),
+            scores,
+            scale,
+            int(s["rows"]) if s else 0,
+            threshold,
+        )
 
     def save(self, preprocessing_dir: Path) -> Path:
         from bigmodel_cli.runs import atomic_write_json
@@ -185,7 +226,11 @@ class Conformal:
 
     def summary(self) -> dict[str, Any]:
         """What the run says about its scores (train --json, the summary)."""
-        out = {"method": self.method if self.task == "regression" else "lac (aps on request)", "rows": self.rows, "fitted_on": self.fitted_on}
+        out = {
+            "method": self.method if self.task == "regression" else "lac (aps on request)",
+            "rows": self.rows,
+            "fitted_on": self.fitted_on,
+        }
         return out
 
 

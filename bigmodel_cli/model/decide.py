@@ -58,7 +58,14 @@ def labels(task: str, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return probs.argmax(axis=1)
 
 
-def sets(conformal: Any, task: str, probs: np.ndarray, threshold: float, coverage: float, method: str = "lac") -> np.ndarray:
+def sets(
+    conformal: Any,
+    task: str,
+    probs: np.ndarray,
+    threshold: float,
+    coverage: float,
+    method: str = "lac",
+) -> np.ndarray:
     """A boolean (rows, classes) mask: each row's conformal set at ``coverage``, its label included."""
     keep = np.array(conformal.sets(probs, coverage, method), dtype=bool, copy=True)
     idx = labels(task, probs, threshold)
@@ -71,13 +78,26 @@ def intervals(conformal: Any, values: np.ndarray, coverage: float) -> tuple[np.n
     return conformal.intervals(values, coverage)
 
 
-def coverage_report(conformal: Any, outputs: np.ndarray, y: np.ndarray, coverage: float, method: str = "lac", threshold: float = 0.5) -> dict[str, float]:
+def coverage_report(
+    conformal: Any,
+    outputs: np.ndarray,
+    y: np.ndarray,
+    coverage: float,
+    method: str = "lac",
+    threshold: float = 0.5,
+) -> dict[str, float]:
     """The empirical coverage and size on labelled rows of what predict answers: the
     mean set size, or the median interval width (eval and the benchmarks)."""
     if conformal.task == "regression":
         lo, hi = intervals(conformal, np.asarray(outputs)[:, 0], coverage)
         y = np.asarray(y, np.float64).reshape(-1)
-        return {"coverage": float(np.mean((y >= lo) & (y <= hi))), "median_width": float(np.median(hi - lo))}
+        return {
+            "coverage": float(np.mean((y >= lo) & (y <= hi))),
+            "median_width": float(np.median(hi - lo)),
+        }
     keep = sets(conformal, conformal.task, outputs, threshold, coverage, method)
     y = np.asarray(y, np.int64)
-    return {"coverage": float(np.mean(keep[np.arange(len(y)), y])), "mean_set_size": float(keep.sum(axis=1).mean())}
+    return {
+        "coverage": float(np.mean(keep[np.arange(len(y)), y])),
+        "mean_set_size": float(keep.sum(axis=1).mean()),
+    }

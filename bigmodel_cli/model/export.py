@@ -41,7 +41,9 @@ class ExportResult:
     runtime: str
     parity_ok: bool
     inputs: list[str] | None = None  # ONNX: the graph's input names, in order
-    outside_graph: str | None = None  # the encoders of the columns fed as ids (text), beside the file
+    outside_graph: str | None = (
+        None  # the encoders of the columns fed as ids (text), beside the file
+    )
 
 
 def default_path(run_dir: Path, fmt: str) -> Path:
@@ -101,7 +103,11 @@ def _run_export(fmt: str, path: Path, x) -> tuple[np.ndarray, str]:
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feed = {i.name: x[i.name] for i in sess.get_inputs()} if isinstance(x, dict) else {sess.get_inputs()[0].name: x}
+        feed = (
+            {i.name: x[i.name] for i in sess.get_inputs()}
+            if isinstance(x, dict)
+            else {sess.get_inputs()[0].name: x}
+        )
         return np.asarray(sess.run(None, feed)[0]), f"onnxruntime {ort.__version__}"
     interp, runtime = _tflite_interpreter(path)
     inp = interp.get_input_details()[0]
@@ -136,7 +142,9 @@ def model_sample(split, tokenizers: dict | None) -> tuple:
 
     x, core = {}, {}
     if isinstance(split.x, dict) and "features" in split.x:
-        x["features"] = core["features"] = np.ascontiguousarray(split.x["features"], dtype=np.float32)
+        x["features"] = core["features"] = np.ascontiguousarray(
+            split.x["features"], dtype=np.float32
+        )
     for col, tok in tokenizers.items():
         texts = split.raw[col]
         x[raw_input_name(col)] = np.asarray(texts, dtype=object)
@@ -165,7 +173,17 @@ def _add_metadata(fmt: str, path: Path, metadata: dict) -> None:
         path.with_name(path.name + ".json").write_text(json.dumps(metadata, indent=1))
 
 
-def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, core_x: dict | None = None, tokenizers: dict | None = None, metadata: dict | None = None, raw: dict | None = None) -> ExportResult:
+def export_model(
+    model,
+    fmt: str,
+    output: Path,
+    sample_x,
+    force: bool = False,
+    core_x: dict | None = None,
+    tokenizers: dict | None = None,
+    metadata: dict | None = None,
+    raw: dict | None = None,
+) -> ExportResult:
     """Write ``model`` as ``fmt`` and check it against Keras on ``sample_x``.
 
     A model with encoded columns (``core_x`` given: the sample's ids) exports to
@@ -174,21 +192,19 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
     raw columns instead (:mod:`bigmodel_cli.model.onnx_raw`), checked on the raw
     values; the encoders of what stays ids (text) go beside it
     (``<name>.encoders/``). TFLite cannot hold string ops."""
-    if fmt not in FORMATS:
-        raise BigmodelError(f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
-    if core_x is not None and fmt == "tflite":
-        raise BigmodelError("a model with text or category columns cannot be exported to tflite: TFLite has no string operations to look them up with", hint="export savedmodel (raw strings in) or onnx (the integer-id core plus its vocabulary)")
-    output = Path(output)
-    if output.exists() and not force:
-        raise PathError(f"{output} exists already", hint="pass --force to replace it, or choose another --output")
-    if fmt != "savedmodel" and output.suffix != SUFFIX[fmt]:
-        raise PathError(f"a {fmt} export must end in '{SUFFIX[fmt]}', got {output.name}", hint=f"e.g. --output {output.with_suffix(SUFFIX[fmt])}")
+    output = _check_target(fmt, Path(output), force, core_x is not None)
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     tmp = work / (output.name if fmt != "savedmodel" else "savedmodel")
     try:
-        x = sample_x if isinstance(sample_x, dict) else np.ascontiguousarray(sample_x, dtype=np.float32)
-        reference = keras_outputs(model, x)  # also marks the model as called (the ONNX exporter needs it)
+        x = (
+            sample_x
+            if isinstance(sample_x, dict)
+            else np.ascontiguousarray(sample_x, dtype=np.float32)
+        )
+        reference = keras_outputs(
+            model, x
+        )  # also marks the model as called (the ONNX exporter needs it)
         written, fed = model, x
         if core_x is not None and fmt == "onnx":
             from bigmodel_cli.model.builders import core_of
@@ -202,7 +218,11 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
         if metadata:
             _add_metadata(fmt, tmp, metadata)
         got, runtime = _run_export(fmt, tmp, fed)
-        diff = float(np.max(np.abs(got.reshape(reference.shape) - reference))) if reference.size else 0.0
+        diff = (
+            float(np.max(np.abs(got.reshape(reference.shape) - reference)))
+            if reference.size
+            else 0.0
+        )
         _replace(tmp, output)
         side = tmp.with_name(tmp.name + ".json")
         if side.is_file():
@@ -217,14 +237,54 @@ def export_model(model, fmt: str, output: Path, sample_x, force: bool = False, c
         from bigmodel_cli.errors import disk_full, is_disk_full
 
         if is_disk_full(e):
-            done = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) if work.is_dir() else 0
-            raise disk_full(e, output, max(done, int(model.count_params()) * 4)) from None  # at least the weights, as float32
+            done = (
+                sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
+                if work.is_dir()
+                else 0
+            )
+            raise disk_full(
+                e, output, max(done, int(model.count_params()) * 4)
+            ) from None  # at least the weights, as float32
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     scale = max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0
     names = list(fed) if isinstance(fed, dict) else None
-    return ExportResult(fmt, str(output), path_size(output), diff, len(reference), runtime, diff <= PARITY_TOLERANCE * scale, names if fmt == "onnx" else None, str(sidecar) if sidecar else None)
+    return ExportResult(
+        fmt,
+        str(output),
+        path_size(output),
+        diff,
+        len(reference),
+        runtime,
+        diff <= PARITY_TOLERANCE * scale,
+        names if fmt == "onnx" else None,
+        str(sidecar) if sidecar else None,
+    )
+
+
+def _check_target(fmt: str, output: Path, force: bool, encoded: bool) -> Path:
+    """The export's path, once the format, the model and the path can make it."""
+    if fmt not in FORMATS:
+        raise BigmodelError(
+            f"unknown export format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}"
+        )
+    if encoded and fmt == "tflite":
+        raise BigmodelError(
+            "a model with text or category columns cannot be exported to tflite: TFLite has no string operations to look them up with",
+            hint="export savedmodel (raw strings in) or onnx (the integer-id core plus its vocabulary)",
+        )
+    if output.exists() and not force:
+        raise PathError(
+            f"{output} exists already",
+            hint="pass --force to replace it, or choose another --output",
+        )
+    if fmt != "savedmodel" and output.suffix != SUFFIX[fmt]:
+        raise PathError(
+            f"a {fmt} export must end in '{SUFFIX[fmt]}', got {output.name}",
+            hint=f"e.g. --output {output.with_suffix(SUFFIX[fmt])}",
+        )
+    return output
 
 
 def _raw_graph(path: Path, raw: dict, core_x: dict, tokenizers: dict) -> tuple[dict, dict]:
@@ -236,14 +296,24 @@ def _raw_graph(path: Path, raw: dict, core_x: dict, tokenizers: dict) -> tuple[d
     from bigmodel_cli.features.text import ids_name
     from bigmodel_cli.model.onnx_raw import raw_feed, with_raw_inputs
 
-    categories = {c: t for c, t in tokenizers.items() if registry.kind_of_encoder(t) is registry.CATEGORY}
+    categories = {
+        c: t for c, t in tokenizers.items() if registry.kind_of_encoder(t) is registry.CATEGORY
+    }
     dates = {c: t for c, t in tokenizers.items() if registry.kind_of_encoder(t) is registry.DATE}
     outside = {c: t for c, t in tokenizers.items() if c not in categories and c not in dates}
     numeric = list(raw["numeric"]) if "features" in core_x else []
-    m = with_raw_inputs(onnx.load(str(path)), numeric, categories, {c: ids_name(c) for c in [*categories, *dates]}, dates)
+    m = with_raw_inputs(
+        onnx.load(str(path)),
+        numeric,
+        categories,
+        {c: ids_name(c) for c in [*categories, *dates]},
+        dates,
+    )
     onnx.save(m, str(path))
     ids = {ids_name(c): core_x[ids_name(c)] for c in outside}
-    return raw_feed(numeric, [*categories, *dates], ids, core_x.get("features"), raw["values"]), outside
+    return raw_feed(
+        numeric, [*categories, *dates], ids, core_x.get("features"), raw["values"]
+    ), outside
 
 
 def _replace(src: Path, dst: Path) -> None:
@@ -275,7 +345,14 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_inference_copy(model, model_path: Path, sample_x, batch_size: int, core_x: dict | None = None, model_sha256: str | None = None) -> ExportResult:
+def write_inference_copy(
+    model,
+    model_path: Path,
+    sample_x,
+    batch_size: int,
+    core_x: dict | None = None,
+    model_sha256: str | None = None,
+) -> ExportResult:
     """``inference.onnx`` beside ``model.keras``: predict runs it with onnxruntime
     and never imports TensorFlow. ``inference.json`` records the hash of the
     model.keras it was made from (``model_sha256``: taken before ``model`` was
@@ -294,13 +371,23 @@ def write_inference_copy(model, model_path: Path, sample_x, batch_size: int, cor
     from bigmodel_cli.model.conformal import CONFORMAL_FILE
 
     # what the ONNX core's inputs are made with (conformal.json works on its outputs)
-    text_files = sorted(p for p in (run_dir / PREPROCESSING_DIR).glob("*") if p.name != CONFORMAL_FILE) if core_x is not None else []
-    atomic_write_json(run_dir / INFERENCE_META, {
-        "model_sha256": digest, "batch_size": batch_size,
-        "text_sha256": {p.name: file_sha256(p) for p in text_files},
-        "max_abs_diff": r.max_abs_diff, "rows_compared": r.rows_compared, "runtime": r.runtime,
-        "threshold": decision_threshold(model),
-    })
+    text_files = (
+        sorted(p for p in (run_dir / PREPROCESSING_DIR).glob("*") if p.name != CONFORMAL_FILE)
+        if core_x is not None
+        else []
+    )
+    atomic_write_json(
+        run_dir / INFERENCE_META,
+        {
+            "model_sha256": digest,
+            "batch_size": batch_size,
+            "text_sha256": {p.name: file_sha256(p) for p in text_files},
+            "max_abs_diff": r.max_abs_diff,
+            "rows_compared": r.rows_compared,
+            "runtime": r.runtime,
+            "threshold": decision_threshold(model),
+        },
+    )
     return r
 
 

@@ -20,12 +20,25 @@ import numpy as np
 EPS = 1e-7
 
 
-def metrics_for(task: str, y_true: np.ndarray, probs: np.ndarray, classes: list[Any] | None, loss_name: str | None = None, threshold: float = 0.5) -> dict[str, Any]:
+def metrics_for(
+    task: str,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: list[Any] | None,
+    loss_name: str | None = None,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
     if task == "regression":
-        return regression_metrics(y_true.astype(np.float64), probs[:, 0].astype(np.float64), loss_name)
+        return regression_metrics(
+            y_true.astype(np.float64), probs[:, 0].astype(np.float64), loss_name
+        )
     if task == "binary":
-        return binary_metrics(y_true.astype(np.int64), probs[:, 0].astype(np.float64), classes or [0, 1], threshold)
-    return classification_metrics(y_true.astype(np.int64), probs.astype(np.float64), classes or list(range(probs.shape[1])))
+        return binary_metrics(
+            y_true.astype(np.int64), probs[:, 0].astype(np.float64), classes or [0, 1], threshold
+        )
+    return classification_metrics(
+        y_true.astype(np.int64), probs.astype(np.float64), classes or list(range(probs.shape[1]))
+    )
 
 
 def single_class_warning(m: dict[str, Any]) -> str | None:
@@ -48,7 +61,14 @@ def regression_metrics(y: np.ndarray, p: np.ndarray, loss_name: str | None) -> d
     if loss_name == "huber":
         a = np.abs(err)
         loss = float(np.mean(np.where(a <= 1.0, 0.5 * err**2, a - 0.5)))
-    return {"loss": loss, "mse": mse, "mae": mae, "rmse": float(np.sqrt(mse)), "r2": r2, "rows": int(len(y))}
+    return {
+        "loss": loss,
+        "mse": mse,
+        "mae": mae,
+        "rmse": float(np.sqrt(mse)),
+        "r2": r2,
+        "rows": int(len(y)),
+    }
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
@@ -61,7 +81,12 @@ def _prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     actual = cm.sum(axis=1).astype(np.float64)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    f1 = np.divide(
+        2 * precision * recall,
+        precision + recall,
+        out=np.zeros_like(tp),
+        where=(precision + recall) > 0,
+    )
     return precision, recall, f1, actual
 
 
@@ -72,7 +97,13 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, classes: list[Any])
     precision, recall, f1, support = _prf(cm)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], EPS, 1.0))))
     per_class = [
-        {"class": c, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        {
+            "class": c,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
         for i, c in enumerate(classes)
     ]
     return {
@@ -140,7 +171,9 @@ def best_threshold(y: np.ndarray, p: np.ndarray, metric: str = "f1") -> tuple[fl
     return best, value
 
 
-def binary_metrics(y: np.ndarray, p: np.ndarray, classes: list[Any], threshold: float = 0.5) -> dict[str, Any]:
+def binary_metrics(
+    y: np.ndarray, p: np.ndarray, classes: list[Any], threshold: float = 0.5
+) -> dict[str, Any]:
     from bigmodel_cli.model.decide import labels
 
     pred = labels("binary", np.asarray(p).reshape(-1, 1), threshold)  # as predict decides
@@ -194,22 +227,41 @@ def confusion_figure(cm: list[list[int]], classes: list[Any]):
     rotate = 45 if (longest > 4 or k > 10) else 0
     extra = 0.09 * longest
     cell = max(0.55, min(0.9, 0.12 * longest)) if rotate == 0 else 0.55
-    fig, ax = plt.subplots(figsize=(1.6 + cell * k + extra, 1.2 + 0.5 * k + (extra * 0.75 if rotate else 0)), dpi=110)
+    fig, ax = plt.subplots(
+        figsize=(1.6 + cell * k + extra, 1.2 + 0.5 * k + (extra * 0.75 if rotate else 0)), dpi=110
+    )
     ax.imshow(m, cmap="Blues")
-    ax.set_xticks(range(k), labels, rotation=rotate, ha="right" if rotate else "center", rotation_mode="anchor" if rotate else "default", fontsize=9)
+    ax.set_xticks(
+        range(k),
+        labels,
+        rotation=rotate,
+        ha="right" if rotate else "center",
+        rotation_mode="anchor" if rotate else "default",
+        fontsize=9,
+    )
     ax.set_yticks(range(k), labels, fontsize=9)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     top = m.max() or 1
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8, color="white" if m[i, j] > top / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(m[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if m[i, j] > top / 2 else "black",
+            )
     ax.set_title("confusion matrix")
     fig.tight_layout()
     return fig
 
 
-def plot_history(rows: list[dict[str, Any]], path: Path, best_epoch: int | None = None) -> Path | None:
+def plot_history(
+    rows: list[dict[str, Any]], path: Path, best_epoch: int | None = None
+) -> Path | None:
     """The training curves, one panel a metric; epochs on whole-number ticks, and
     the kept epoch (the one model.keras holds) marked."""
     from matplotlib.ticker import MaxNLocator
@@ -217,15 +269,37 @@ def plot_history(rows: list[dict[str, Any]], path: Path, best_epoch: int | None 
     if not rows:
         return None
     plt = _plt()
-    keys = [k for k in rows[0] if k not in ("epoch", "seconds", "samples_per_s") and not k.startswith("val_")]
+    keys = [
+        k
+        for k in rows[0]
+        if k not in ("epoch", "seconds", "samples_per_s") and not k.startswith("val_")
+    ]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), dpi=110, squeeze=False)
     epochs = [r["epoch"] for r in rows]
     for ax, k in zip(axes[0], keys):
-        ax.plot(epochs, [r[k] for r in rows], marker="o", markersize=3 if len(rows) > 30 else 5, label="train")
+        ax.plot(
+            epochs,
+            [r[k] for r in rows],
+            marker="o",
+            markersize=3 if len(rows) > 30 else 5,
+            label="train",
+        )
         if f"val_{k}" in rows[0]:
-            ax.plot(epochs, [r[f"val_{k}"] for r in rows], marker="o", markersize=3 if len(rows) > 30 else 5, label="validation")
+            ax.plot(
+                epochs,
+                [r[f"val_{k}"] for r in rows],
+                marker="o",
+                markersize=3 if len(rows) > 30 else 5,
+                label="validation",
+            )
         if best_epoch is not None and best_epoch in epochs:
-            ax.axvline(best_epoch, color="0.45", linestyle="--", linewidth=1, label=f"kept: epoch {best_epoch}")
+            ax.axvline(
+                best_epoch,
+                color="0.45",
+                linestyle="--",
+                linewidth=1,
+                label=f"kept: epoch {best_epoch}",
+            )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(k)
@@ -244,7 +318,9 @@ def plot_regression(y: np.ndarray, pred: np.ndarray, path: Path, target: str = "
     alpha = 0.6 if len(y) <= 2000 else 0.25
     size = 12 if len(y) <= 2000 else 4
     a.scatter(y, pred, s=size, alpha=alpha, edgecolors="none")
-    lo, hi = (float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))) if len(y) else (0.0, 1.0)
+    lo, hi = (
+        (float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))) if len(y) else (0.0, 1.0)
+    )
     a.plot([lo, hi], [lo, hi], color="0.4", linestyle="--", linewidth=1, label="predicted = actual")
     a.set_xlabel(f"actual {target}")
     a.set_ylabel(f"predicted {target}")
@@ -271,24 +347,44 @@ def top_label(task: str, probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, 
     return probs.max(axis=1), (probs.argmax(axis=1) == y).astype(np.float64)
 
 
-def calibration_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
+def calibration_bins(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = 15
+) -> list[dict[str, float]]:
     """Equal-mass bins of the rows sorted by confidence: each bin's mean confidence,
     accuracy and row count (fewer bins when there are fewer rows)."""
     order = np.argsort(confidence, kind="stable")
     out = []
     for part in np.array_split(order, min(bins, len(order))):
         if len(part):
-            out.append({"confidence": float(confidence[part].mean()), "accuracy": float(correct[part].mean()), "rows": int(len(part))})
+            out.append(
+                {
+                    "confidence": float(confidence[part].mean()),
+                    "accuracy": float(correct[part].mean()),
+                    "rows": int(len(part)),
+                }
+            )
     return out
 
 
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = 15
+) -> float:
     """ECE over equal-mass bins: sum over bins of (rows / n) * |accuracy - confidence|."""
     n = max(len(confidence), 1)
-    return float(sum(b["rows"] / n * abs(b["accuracy"] - b["confidence"]) for b in calibration_bins(confidence, correct, bins)))
+    return float(
+        sum(
+            b["rows"] / n * abs(b["accuracy"] - b["confidence"])
+            for b in calibration_bins(confidence, correct, bins)
+        )
+    )
 
 
-def with_temperature(task: str, probs: np.ndarray, temperature: float, prior: "np.ndarray | list[float] | None" = None) -> np.ndarray:
+def with_temperature(
+    task: str,
+    probs: np.ndarray,
+    temperature: float,
+    prior: "np.ndarray | list[float] | None" = None,
+) -> np.ndarray:
     """The probabilities a temperature gives: softmax((log p - prior) / T), or
     sigmoid((logit p - prior) / T) for a binary run (T = 1 and no prior leave them
     as they are); builders' Temperature layer computes the same."""
@@ -338,22 +434,44 @@ def fit_temperature(task: str, probs: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(best)) if nll(best) < nll(0.0) else 1.0
 
 
-def plot_reliability(bins_before: list[dict[str, float]], bins_after: list[dict[str, float]] | None, ece: tuple[float, float | None], path: Path) -> Path:
+def plot_reliability(
+    bins_before: list[dict[str, float]],
+    bins_after: list[dict[str, float]] | None,
+    ece: tuple[float, float | None],
+    path: Path,
+) -> Path:
     """The reliability diagram: accuracy against confidence per equal-mass bin, with the
     diagonal of perfect calibration, before and (when calibrated) after the temperature."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=110)
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfectly calibrated")
-    label = f"model (ECE {ece[0]:.3f})" if bins_after is None else f"before calibration (ECE {ece[0]:.3f})"
-    ax.plot([b["confidence"] for b in bins_before], [b["accuracy"] for b in bins_before], marker="o", label=label)
+    label = (
+        f"model (ECE {ece[0]:.3f})"
+        if bins_after is None
+        else f"before calibration (ECE {ece[0]:.3f})"
+    )
+    ax.plot(
+        [b["confidence"] for b in bins_before],
+        [b["accuracy"] for b in bins_before],
+        marker="o",
+        label=label,
+    )
     if bins_after is not None:
-        ax.plot([b["confidence"] for b in bins_after], [b["accuracy"] for b in bins_after], marker="s", label=f"calibrated (ECE {ece[1]:.3f})")
+        ax.plot(
+            [b["confidence"] for b in bins_after],
+            [b["accuracy"] for b in bins_after],
+            marker="s",
+            label=f"calibrated (ECE {ece[1]:.3f})",
+        )
     lo = min([b["confidence"] for b in bins_before + (bins_after or [])] + [0.5])
     ax.set_xlim(max(0.0, lo - 0.05), 1.01)  # a little past 1: the top bins' markers stay whole
     ax.set_ylim(max(0.0, lo - 0.05), 1.01)
     ax.set_xlabel("confidence of the predicted label")
     ax.set_ylabel("share correct")
-    ax.set_title(f"reliability ({sum(b['rows'] for b in bins_before):,} rows, {len(bins_before)} equal-mass bins)", fontsize=10)
+    ax.set_title(
+        f"reliability ({sum(b['rows'] for b in bins_before):,} rows, {len(bins_before)} equal-mass bins)",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     return _save_figure(fig, path)
@@ -376,13 +494,27 @@ def higher_is_better(name: str) -> bool:
     return any(k in name for k in ("acc", "auc", "r2", "precision", "recall", "f1"))
 
 
-def plot_importance(importance: dict[str, float], std: dict[str, float], metric: str, higher: bool, path: Path, top: int = 30) -> Path:
+def plot_importance(
+    importance: dict[str, float],
+    std: dict[str, float],
+    metric: str,
+    higher: bool,
+    path: Path,
+    top: int = 30,
+) -> Path:
     """plots/importance.png: each column's permutation importance with its spread, most important on top."""
     plt = _plt()
     names = list(importance)[:top][::-1]
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.32 * len(names) + 1.2)), dpi=110)
     values = [importance[c] for c in names]
-    ax.barh([_short(c) for c in names], values, xerr=[std[c] for c in names], color=["#4c72b0" if v > 0 else "0.7" for v in values], ecolor="0.3", capsize=2)
+    ax.barh(
+        [_short(c) for c in names],
+        values,
+        xerr=[std[c] for c in names],
+        color=["#4c72b0" if v > 0 else "0.7" for v in values],
+        ecolor="0.3",
+        capsize=2,
+    )
     ax.axvline(0, color="0.4", lw=0.8)
     ax.set_xlabel(f"{metric} {'lost' if higher else 'gained'} when the column is shuffled")
     shown = f" (top {top} of {len(importance)})" if len(importance) > top else ""
@@ -390,7 +522,13 @@ def plot_importance(importance: dict[str, float], std: dict[str, float], metric:
     return _save_figure(fig, path)
 
 
-def plot_saliency(image: np.ndarray, heat: np.ndarray, path: Path, title: str, panels: tuple[str, str] = ("input", "saliency")) -> Path:
+def plot_saliency(
+    image: np.ndarray,
+    heat: np.ndarray,
+    path: Path,
+    title: str,
+    panels: tuple[str, str] = ("input", "saliency"),
+) -> Path:
     """An image (H, W, C of 0..255) beside its saliency map drawn over it (red: the
     model's output drops when that part is hidden; blue: it rises)."""
     plt = _plt()

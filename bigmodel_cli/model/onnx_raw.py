@@ -36,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli.features.category import FALSE_SPELLINGS, MISSING, NA_SPELLINGS, TRUE_SPELLINGS, UNSEEN, CategoryEncoder
+from bigmodel_cli.features.category import (
+    FALSE_SPELLINGS,
+    MISSING,
+    NA_SPELLINGS,
+    TRUE_SPELLINGS,
+    UNSEEN,
+    CategoryEncoder,
+)
 
 ML_DOMAIN = "ai.onnx.ml"
 PREFIX = "bigmodel_raw/"
@@ -63,14 +70,23 @@ def _cases(word: str) -> list[str]:
     """Every upper/lower-case spelling of a short ASCII word (``yes``: 8 of them)."""
     from itertools import product
 
-    return ["".join(p) for p in product(*[(ch.lower(), ch.upper()) if ch.isalpha() else (ch,) for ch in word])]
+    return [
+        "".join(p)
+        for p in product(*[(ch.lower(), ch.upper()) if ch.isalpha() else (ch,) for ch in word])
+    ]
 
 
 def _is_int(s: str) -> bool:
     return s.lstrip("-").isdigit()
 
 
-def with_raw_inputs(model: Any, numeric: list[str], categories: dict[str, CategoryEncoder], ids_names: dict[str, str], dates: dict[str, Any] | None = None) -> Any:
+def with_raw_inputs(
+    model: Any,
+    numeric: list[str],
+    categories: dict[str, CategoryEncoder],
+    ids_names: dict[str, str],
+    dates: dict[str, Any] | None = None,
+) -> Any:
     """The core ONNX ``model`` (a ModelProto) with raw inputs in front (see the module)."""
     import onnx
     from onnx import TensorProto, helper
@@ -91,14 +107,31 @@ def with_raw_inputs(model: Any, numeric: list[str], categories: dict[str, Catego
     if numeric:
         for c in numeric:
             inputs.append(helper.make_tensor_value_info(c, TensorProto.FLOAT, ["N", 1]))
-        nodes.append(helper.make_node("Concat", list(numeric), ["features"], axis=1, name=PREFIX + "features"))
-    id_type = core_inputs[ids_names[next(iter(categories))]].type.tensor_type.elem_type if categories else TensorProto.INT32
+        nodes.append(
+            helper.make_node(
+                "Concat", list(numeric), ["features"], axis=1, name=PREFIX + "features"
+            )
+        )
+    id_type = (
+        core_inputs[ids_names[next(iter(categories))]].type.tensor_type.elem_type
+        if categories
+        else TensorProto.INT32
+    )
     for c, enc in categories.items():
         inputs.append(helper.make_tensor_value_info(c, TensorProto.STRING, ["N", 1]))
         keys = category_keys(enc)
         p = PREFIX + c
         nodes += [
-            helper.make_node("LabelEncoder", [c], [p + "/ids64"], domain=ML_DOMAIN, keys_strings=list(keys), values_int64s=list(keys.values()), default_int64=UNSEEN, name=p + "/lookup"),
+            helper.make_node(
+                "LabelEncoder",
+                [c],
+                [p + "/ids64"],
+                domain=ML_DOMAIN,
+                keys_strings=list(keys),
+                values_int64s=list(keys.values()),
+                default_int64=UNSEEN,
+                name=p + "/lookup",
+            ),
             helper.make_node("Cast", [p + "/ids64"], [ids_names[c]], to=id_type, name=p + "/cast"),
         ]
     for c, enc in dates.items():
@@ -127,7 +160,13 @@ def _opset(model: Any) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
-def raw_feed(numeric: list[str], categories: list[str], ids: dict[str, np.ndarray], numbers: np.ndarray | None, raw: dict[str, Any]) -> dict[str, np.ndarray]:
+def raw_feed(
+    numeric: list[str],
+    categories: list[str],
+    ids: dict[str, np.ndarray],
+    numbers: np.ndarray | None,
+    raw: dict[str, Any],
+) -> dict[str, np.ndarray]:
     """What a client feeds the raw graph for sample rows: each number column's
     values, each category's values as the text a file holds, the other ids as they are."""
     feed: dict[str, np.ndarray] = dict(ids)
@@ -175,8 +214,15 @@ class _Builder:
         from onnx import helper
 
         self.n += 1
-        names = [f"{self.prefix}/{kind.lower()}{self.n}" + (f"_{i}" if outputs > 1 else "") for i in range(outputs)]
-        self.nodes.append(helper.make_node(kind, list(inputs), names, name=f"{self.prefix}/{kind}{self.n}", **attrs))
+        names = [
+            f"{self.prefix}/{kind.lower()}{self.n}" + (f"_{i}" if outputs > 1 else "")
+            for i in range(outputs)
+        ]
+        self.nodes.append(
+            helper.make_node(
+                kind, list(inputs), names, name=f"{self.prefix}/{kind}{self.n}", **attrs
+            )
+        )
         return names if outputs > 1 else names[0]
 
 
@@ -194,27 +240,57 @@ def date_parts_graph(b: _Builder, column: str, enc: Any, output: str) -> None:
     matched = b.op("RegexFullMatch", x, pattern=pattern)
     s = b.op("Where", matched, x, b.const([sentinel], object))
     # the date alone: what comes before a 'T' or a space (a time, or padding)
-    s = b.op("Gather", b.op("StringSplit", b.op("StringConcat", s, b.const(["T"], object)), outputs=2, delimiter="T")[0], b.const(0, np.int64), axis=1)
-    s = b.op("Gather", b.op("StringSplit", b.op("StringConcat", s, b.const([" x"], object)), outputs=2)[0], b.const(0, np.int64), axis=1)
+    s = b.op(
+        "Gather",
+        b.op(
+            "StringSplit", b.op("StringConcat", s, b.const(["T"], object)), outputs=2, delimiter="T"
+        )[0],
+        b.const(0, np.int64),
+        axis=1,
+    )
+    s = b.op(
+        "Gather",
+        b.op("StringSplit", b.op("StringConcat", s, b.const([" x"], object)), outputs=2)[0],
+        b.const(0, np.int64),
+        axis=1,
+    )
     # one extra row with every separator, so that each split below has 3 columns
     s = b.op("Concat", s, b.const(["0-0-0/0/0.0.0"], object), axis=0)
     pieces, found = None, None
     for sep in reversed(seps):  # the first separator that makes 3 pieces of a row wins
         p, z = b.op("StringSplit", s, outputs=2, delimiter=sep)
         three = b.op("Unsqueeze", b.op("Equal", z, b.const(3, np.int64)), b.const([1], np.int64))
-        p3 = b.op("Slice", p, b.const([0], np.int64), b.const([3], np.int64), b.const([1], np.int64))
+        p3 = b.op(
+            "Slice", p, b.const([0], np.int64), b.const([3], np.int64), b.const([1], np.int64)
+        )
         pieces = p3 if pieces is None else b.op("Where", three, p3, pieces)
         found = three if found is None else b.op("Or", three, found)
-    n = b.op("Sub", b.op("Shape", s, start=0, end=1), b.const([1], np.int64))  # the rows, without the extra one
+    n = b.op(
+        "Sub", b.op("Shape", s, start=0, end=1), b.const([1], np.int64)
+    )  # the rows, without the extra one
     pieces = b.op("Slice", pieces, b.const([0], np.int64), n, b.const([0], np.int64))
     found = b.op("Slice", found, b.const([0], np.int64), n, b.const([0], np.int64))
-    pieces = b.op("Where", found, pieces, b.const([safe], object))  # mixed separators: not a date, and no text to cast
+    pieces = b.op(
+        "Where", found, pieces, b.const([safe], object)
+    )  # mixed separators: not a date, and no text to cast
     g = b.op("Cast", pieces, to=TensorProto.DOUBLE)
     yi, mi, di = ORDER[enc.format]
     y, m, d = (b.op("Gather", g, b.const(i, np.int64), axis=1) for i in (yi, mi, di))
     ok = b.op("And", b.op("Squeeze", found, b.const([1], np.int64)), matched)
-    ok = b.op("And", ok, b.op("And", b.op("GreaterOrEqual", m, b.const(1.0)), b.op("LessOrEqual", m, b.const(12.0))))
-    ok = b.op("And", ok, b.op("And", b.op("GreaterOrEqual", d, b.const(1.0)), b.op("LessOrEqual", d, _days_in_month(b, y, m))))
+    ok = b.op(
+        "And",
+        ok,
+        b.op("And", b.op("GreaterOrEqual", m, b.const(1.0)), b.op("LessOrEqual", m, b.const(12.0))),
+    )
+    ok = b.op(
+        "And",
+        ok,
+        b.op(
+            "And",
+            b.op("GreaterOrEqual", d, b.const(1.0)),
+            b.op("LessOrEqual", d, _days_in_month(b, y, m)),
+        ),
+    )
     one = b.const(1.0)
     m = b.op("Where", ok, m, one)
     d = b.op("Where", ok, d, one)
@@ -236,8 +312,14 @@ def date_parts_graph(b: _Builder, column: str, enc: Any, output: str) -> None:
         b.op("Div", b.op("Sub", days, b.const(st[2])), b.const(st[3])),
     ]
     parts = b.op("Concat", *[b.op("Unsqueeze", c, b.const([1], np.int64)) for c in cols], axis=1)
-    parts = b.op("Where", b.op("Unsqueeze", ok, b.const([1], np.int64)), parts, b.const(float("nan")))
-    b.nodes.append(__import__("onnx").helper.make_node("Cast", [parts], [output], to=TensorProto.FLOAT, name=f"{b.prefix}/parts"))
+    parts = b.op(
+        "Where", b.op("Unsqueeze", ok, b.const([1], np.int64)), parts, b.const(float("nan"))
+    )
+    b.nodes.append(
+        __import__("onnx").helper.make_node(
+            "Cast", [parts], [output], to=TensorProto.FLOAT, name=f"{b.prefix}/parts"
+        )
+    )
 
 
 def _floor_div(b: _Builder, a: str, k: float) -> str:
@@ -253,9 +335,28 @@ def _days_from_civil(b: _Builder, y: str, m: str, d: str) -> str:
     y = b.op("Where", b.op("LessOrEqual", m, b.const(2.0)), b.op("Sub", y, b.const(1.0)), y)
     era = _floor_div(b, y, 400)
     yoe = b.op("Sub", y, b.op("Mul", era, b.const(400.0)))
-    mp = b.op("Where", b.op("Greater", m, b.const(2.0)), b.op("Sub", m, b.const(3.0)), b.op("Add", m, b.const(9.0)))
-    doy = b.op("Sub", b.op("Add", _floor_div(b, b.op("Add", b.op("Mul", mp, b.const(153.0)), b.const(2.0)), 5), d), b.const(1.0))
-    doe = b.op("Add", b.op("Sub", b.op("Add", b.op("Mul", yoe, b.const(365.0)), _floor_div(b, yoe, 4)), _floor_div(b, yoe, 100)), doy)
+    mp = b.op(
+        "Where",
+        b.op("Greater", m, b.const(2.0)),
+        b.op("Sub", m, b.const(3.0)),
+        b.op("Add", m, b.const(9.0)),
+    )
+    doy = b.op(
+        "Sub",
+        b.op(
+            "Add", _floor_div(b, b.op("Add", b.op("Mul", mp, b.const(153.0)), b.const(2.0)), 5), d
+        ),
+        b.const(1.0),
+    )
+    doe = b.op(
+        "Add",
+        b.op(
+            "Sub",
+            b.op("Add", b.op("Mul", yoe, b.const(365.0)), _floor_div(b, yoe, 4)),
+            _floor_div(b, yoe, 100),
+        ),
+        doy,
+    )
     return b.op("Sub", b.op("Add", b.op("Mul", era, b.const(146097.0)), doe), b.const(719468.0))
 
 
@@ -264,7 +365,9 @@ def _days_in_month(b: _Builder, y: str, m: str) -> str:
         return b.op("Equal", _mod(b, y, k), b.const(0.0))
 
     leap = b.op("Or", b.op("And", divisible(4), b.op("Not", divisible(100))), divisible(400))
-    index = b.op("Cast", b.op("Sub", b.op("Clip", m, b.const(1.0), b.const(12.0)), b.const(1.0)), to=7)  # INT64
+    index = b.op(
+        "Cast", b.op("Sub", b.op("Clip", m, b.const(1.0), b.const(12.0)), b.const(1.0)), to=7
+    )  # INT64
     base = b.op("Gather", b.const([31.0, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]), index)
     feb = b.op("Cast", b.op("And", b.op("Equal", m, b.const(2.0)), leap), to=11)  # DOUBLE
     return b.op("Add", base, feb)

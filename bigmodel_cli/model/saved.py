@@ -30,7 +30,11 @@ def run_base_dir(run_dir: Path) -> Path:
 
 def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[str, Any] | None:
     """The text tokenisers and category encoders a run was trained with (None when it has neither)."""
-    if run_dir is None or cfg is None or not any(registry.encoded(t) for t in (cfg.data.columns or {}).values()):
+    if (
+        run_dir is None
+        or cfg is None
+        or not any(registry.encoded(t) for t in (cfg.data.columns or {}).values())
+    ):
         return None
     from bigmodel_cli.features.registry import load_tokenizers
     from bigmodel_cli.features.text import PREPROCESSING_DIR
@@ -38,14 +42,16 @@ def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[s
     return load_tokenizers(run_dir / PREPROCESSING_DIR)
 
 
-def load_run_model(run: str | Path, unsafe: bool = False) -> tuple[RunRef, ExperimentConfig | None, Any]:
+def load_run_model(
+    run: str | Path, unsafe: bool = False
+) -> tuple[RunRef, ExperimentConfig | None, Any]:
     """(where, config or None for a bare .keras file, the Keras model); imports TensorFlow."""
     from bigmodel_cli import runs
     from bigmodel_cli.model.builders import load_trained
     from bigmodel_cli.runtime import import_tensorflow
 
     ref = resolve_run(run)
-    runs.current_run_dir = ref.run_dir
+    runs.working_in(ref.run_dir)
     cfg = load_run_config(ref.run_dir) if ref.run_dir else None
     import_tensorflow()
     model = load_trained(ref.model_path, unsafe=unsafe, user_code_dir=ref.run_dir)

@@ -25,10 +25,14 @@ from bigmodel_cli.runs import CALIBRATION_FILE, atomic_write_json
 
 Trainer = Any  # training.trainer.Trainer (not imported: it imports this module)
 
-IMBALANCED_SHARE = 0.8  # class_weight / threshold auto: the commonest class's share past which they act
+IMBALANCED_SHARE = (
+    0.8  # class_weight / threshold auto: the commonest class's share past which they act
+)
 
 
-def class_weights(cfg: ExperimentConfig, counts: "np.ndarray | None", classes: list[Any] | None) -> tuple["np.ndarray | None", str]:
+def class_weights(
+    cfg: ExperimentConfig, counts: "np.ndarray | None", classes: list[Any] | None
+) -> tuple["np.ndarray | None", str]:
     """(weights in class order or None, why): train.class_weight resolved."""
     from bigmodel_cli.errors import ConfigError
 
@@ -39,22 +43,31 @@ def class_weights(cfg: ExperimentConfig, counts: "np.ndarray | None", classes: l
         named = {str(k): float(v) for k, v in setting.items()}
         unknown = [k for k in named if k not in {str(c) for c in classes}]
         if unknown:
-            raise ConfigError(f"train.class_weight names '{unknown[0]}', which is not a class of this run", hint="its classes: " + ", ".join(map(str, classes[:20])))
+            raise ConfigError(
+                f"train.class_weight names '{unknown[0]}', which is not a class of this run",
+                hint="its classes: " + ", ".join(map(str, classes[:20])),
+            )
         if any(v <= 0 for v in named.values()):
             raise ConfigError("train.class_weight: every weight must be above 0")
-        return np.array([named.get(str(c), 1.0) for c in classes], np.float64), "as set in train.class_weight"
+        return np.array(
+            [named.get(str(c), 1.0) for c in classes], np.float64
+        ), "as set in train.class_weight"
     if counts is None or counts.sum() == 0:
         return None, ""
     share = float(counts.max() / counts.sum())
     if share <= IMBALANCED_SHARE:
         return None, ""
     w = counts.sum() / (len(counts) * np.maximum(counts, 1))
-    return w.astype(np.float64), f"balanced: '{classes[int(counts.argmax())]}' holds {share:.0%} of the training rows"
+    return w.astype(
+        np.float64
+    ), f"balanced: '{classes[int(counts.argmax())]}' holds {share:.0%} of the training rows"
 
 
 def imbalanced(trainer: Trainer) -> bool:
     counts = trainer.data.class_counts()
-    return counts is not None and counts.sum() > 0 and counts.max() / counts.sum() > IMBALANCED_SHARE
+    return (
+        counts is not None and counts.sum() > 0 and counts.max() / counts.sum() > IMBALANCED_SHARE
+    )
 
 
 def _set_threshold(cfg: ExperimentConfig) -> float | None:
@@ -64,7 +77,11 @@ def _set_threshold(cfg: ExperimentConfig) -> float | None:
 
 
 def needed(trainer: Trainer) -> bool:
-    return trainer.has_val or trainer.class_weights is not None or _set_threshold(trainer.cfg) is not None
+    return (
+        trainer.has_val
+        or trainer.class_weights is not None
+        or _set_threshold(trainer.cfg) is not None
+    )
 
 
 def forget_conformal(run_dir: Path) -> None:
@@ -81,7 +98,9 @@ def validation_outputs(trainer: Trainer, core) -> tuple[np.ndarray, np.ndarray]:
 
     outs, ys = [], []
     for xb, yb in eval_batches(trainer.data.validation, max(256, trainer.G)):
-        outs.append(np.asarray(core(tf.nest.map_structure(tf.constant, xb), training=False), np.float64))
+        outs.append(
+            np.asarray(core(tf.nest.map_structure(tf.constant, xb), training=False), np.float64)
+        )
         ys.append(np.asarray(yb))
     return np.concatenate(outs), np.concatenate(ys).reshape(-1)
 
@@ -101,26 +120,42 @@ def adjust(trainer: Trainer, core):
     prior = np.log(weights) if weights is not None else None
     record: dict[str, Any] = {"method": "none", "temperature": 1.0}
     if weights is not None:
-        record["class_weight"] = {str(c): round(float(w), 6) for c, w in zip(trainer.data.classes or [], weights)}
-        record["class_weight_why"] = trainer.class_weight_why + "; the probabilities have the weights taken back out"
+        record["class_weight"] = {
+            str(c): round(float(w), 6) for c, w in zip(trainer.data.classes or [], weights)
+        }
+        record["class_weight_why"] = (
+            trainer.class_weight_why + "; the probabilities have the weights taken back out"
+        )
     t, threshold = 1.0, _set_threshold(cfg)
     if p is not None:
         y = y.astype(np.int64)
-        p = M.with_temperature(task, p, 1.0, prior)  # the prior undone: calibrated to the real class shares
+        p = M.with_temperature(
+            task, p, 1.0, prior
+        )  # the prior undone: calibrated to the real class shares
         cal_rows, conf_rows, where = _halves(trainer, len(y))
         if cfg.train.calibrate != "none":
             t = _temperature(trainer, record, p[cal_rows], y[cal_rows], where[0])
         p = M.with_temperature(task, p, t)
         if task == "binary":
             threshold = _threshold(trainer, record, p[:, 0], y)
-        _conformal(trainer, p[conf_rows], y[conf_rows], where[1], threshold if threshold is not None else 0.5)
+        _conformal(
+            trainer,
+            p[conf_rows],
+            y[conf_rows],
+            where[1],
+            threshold if threshold is not None else 0.5,
+        )
     record["threshold"] = threshold if threshold is not None else 0.5 if task == "binary" else None
-    record["positive_class"] = (trainer.data.classes or [None, None])[1] if task == "binary" else None
+    record["positive_class"] = (
+        (trainer.data.classes or [None, None])[1] if task == "binary" else None
+    )
     atomic_write_json(trainer.run_dir / CALIBRATION_FILE, record)
     trainer.calibration = record
     if t == 1.0 and prior is None and threshold is None:
         return core
-    return models.with_temperature_layer(core, task, t, prior.tolist() if prior is not None else None, threshold)
+    return models.with_temperature_layer(
+        core, task, t, prior.tolist() if prior is not None else None, threshold
+    )
 
 
 def _halves(trainer: Trainer, n: int) -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
@@ -128,15 +163,28 @@ def _halves(trainer: Trainer, n: int) -> tuple[np.ndarray, np.ndarray, tuple[str
     from bigmodel_cli.model.conformal import MIN_ROWS
 
     everything = np.arange(n)
-    both = trainer.cfg.train.calibrate != "none" and trainer.cfg.train.conformal != "none" and n >= 2 * MIN_ROWS
+    both = (
+        trainer.cfg.train.calibrate != "none"
+        and trainer.cfg.train.conformal != "none"
+        and n >= 2 * MIN_ROWS
+    )
     if not both:
         return everything, everything, ("validation", "the validation split")
     order = np.random.default_rng(trainer.cfg.seed).permutation(n)
-    a, b = np.sort(order[: n // 2]), np.sort(order[n // 2:])
-    return a, b, (f"validation, half of it ({len(a):,} rows)", f"the other half of the validation split ({len(b):,} rows; the temperature learnt from the first)")
+    a, b = np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+    return (
+        a,
+        b,
+        (
+            f"validation, half of it ({len(a):,} rows)",
+            f"the other half of the validation split ({len(b):,} rows; the temperature learnt from the first)",
+        ),
+    )
 
 
-def _temperature(trainer: Trainer, record: dict[str, Any], p: np.ndarray, y: np.ndarray, where: str) -> float:
+def _temperature(
+    trainer: Trainer, record: dict[str, Any], p: np.ndarray, y: np.ndarray, where: str
+) -> float:
     """Temperature scaling (Guo et al., 2017) of the kept model's probabilities."""
     from bigmodel_cli.model import metrics as M
 
@@ -147,13 +195,27 @@ def _temperature(trainer: Trainer, record: dict[str, Any], p: np.ndarray, y: np.
     # auto keeps the temperature only where it helps on the rows it was fitted on: the
     # NLL-optimal one can still raise the ECE (text-classifier: 0.0448 -> 0.0546)
     kept = trainer.cfg.train.calibrate == "temperature" or after <= before
-    record.update({"method": "temperature" if kept else "none", "temperature": round(t, 6) if kept else 1.0, "fitted_temperature": round(t, 6), "fitted_on": where, "rows": int(len(y)), "val_ece_before": round(before, 6), "val_ece_after": round(after if kept else before, 6)})
+    record.update(
+        {
+            "method": "temperature" if kept else "none",
+            "temperature": round(t, 6) if kept else 1.0,
+            "fitted_temperature": round(t, 6),
+            "fitted_on": where,
+            "rows": int(len(y)),
+            "val_ece_before": round(before, 6),
+            "val_ece_after": round(after if kept else before, 6),
+        }
+    )
     if not kept:
-        record["why"] = f"train.calibrate: auto left it out: the fitted temperature {t:.3f} raised the validation ECE from {before:.4f} to {after:.4f}"
+        record["why"] = (
+            f"train.calibrate: auto left it out: the fitted temperature {t:.3f} raised the validation ECE from {before:.4f} to {after:.4f}"
+        )
     return round(t, 6) if kept else 1.0
 
 
-def _threshold(trainer: Trainer, record: dict[str, Any], p1: np.ndarray, y: np.ndarray) -> float | None:
+def _threshold(
+    trainer: Trainer, record: dict[str, Any], p1: np.ndarray, y: np.ndarray
+) -> float | None:
     """train.threshold: a number as set; auto: the one that maximises the metric on the
     validation split when the classes are imbalanced (else 0.5)."""
     from bigmodel_cli.model import metrics as M
@@ -162,16 +224,22 @@ def _threshold(trainer: Trainer, record: dict[str, Any], p1: np.ndarray, y: np.n
     if setting != "auto":
         return _set_threshold(trainer.cfg)
     if not imbalanced(trainer):
-        record["threshold_why"] = f"0.5: the classes are balanced enough (none holds over {IMBALANCED_SHARE:.0%})"
+        record["threshold_why"] = (
+            f"0.5: the classes are balanced enough (none holds over {IMBALANCED_SHARE:.0%})"
+        )
         return None
     t, value = M.best_threshold(y, p1, metric)
     at_half = M.binary_metrics(y, p1, [0, 1], 0.5)[metric]
-    record["threshold_why"] = f"{t:.4f} maximises the validation {metric} ({value:.4f}; {at_half:.4f} at 0.5)"
+    record["threshold_why"] = (
+        f"{t:.4f} maximises the validation {metric} ({value:.4f}; {at_half:.4f} at 0.5)"
+    )
     record["threshold_metric"] = metric
     return round(t, 6)
 
 
-def _conformal(trainer: Trainer, outputs: np.ndarray, y: np.ndarray, where: str, threshold: float = 0.5) -> None:
+def _conformal(
+    trainer: Trainer, outputs: np.ndarray, y: np.ndarray, where: str, threshold: float = 0.5
+) -> None:
     from bigmodel_cli.features.text import PREPROCESSING_DIR
     from bigmodel_cli.model.conformal import MIN_ROWS, Conformal
 

@@ -25,7 +25,9 @@ from bigmodel_cli.errors import Interrupted
 class Observer(Protocol):
     def on_train_begin(self, info: dict[str, Any]) -> None: ...
     def on_epoch_begin(self, epoch: int, steps: int) -> None: ...
-    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None: ...
+    def on_steps(
+        self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float
+    ) -> None: ...
     def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None: ...
     def on_saved(self, path: Path) -> None: ...
     def on_train_end(self, info: dict[str, Any]) -> None: ...
@@ -39,20 +41,53 @@ class Callback(Observer):
         self.t = trainer
 
 
+HOOKS = ("on_train_begin", "on_epoch_begin", "on_steps", "on_epoch_end", "on_saved", "on_train_end")
+OUTSIDE_THE_LOOP = (
+    "on_prepare",
+)  # an observer's hook that train calls before the loop (the block cache)
+
+
 class CallbackList:
-    """Calls each callback's hook in order; observers may lack hooks (NullObserver-like)."""
+    """Calls each callback's hook in order; a callback or observer may leave a hook out.
+    A method named like a hook that is none of :data:`HOOKS` (a typo: ``on_epoch_ned``)
+    is an error when the list is made, and so is calling a hook the list does not have."""
 
     def __init__(self, callbacks: list[Any]) -> None:
+        for c in callbacks:
+            unknown = [
+                n for n in dir(c) if n.startswith("on_") and n not in HOOKS + OUTSIDE_THE_LOOP
+            ]
+            if unknown:
+                raise TypeError(
+                    f"{type(c).__name__}.{unknown[0]} is not a training hook (the hooks: {', '.join(HOOKS)})"
+                )
         self.callbacks = callbacks
 
-    def __getattr__(self, hook: str):
-        def call(*args: Any) -> None:
-            for c in self.callbacks:
-                fn = getattr(c, hook, None)
-                if fn is not None:
-                    fn(*args)
+    def _call(self, hook: str, *args: Any) -> None:
+        for c in self.callbacks:
+            fn = getattr(c, hook, None)
+            if fn is not None:
+                fn(*args)
 
-        return call
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        self._call("on_train_begin", info)
+
+    def on_epoch_begin(self, epoch: int, steps: int) -> None:
+        self._call("on_epoch_begin", epoch, steps)
+
+    def on_steps(
+        self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float
+    ) -> None:
+        self._call("on_steps", epoch, done, steps, logs, samples_per_s)
+
+    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
+        self._call("on_epoch_end", epoch, row)
+
+    def on_saved(self, path: Path) -> None:
+        self._call("on_saved", path)
+
+    def on_train_end(self, info: dict[str, Any]) -> None:
+        self._call("on_train_end", info)
 
 
 class EarlyStopping(Callback):
@@ -66,7 +101,9 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
         st, delta = self.t.state, (self.es.min_delta if self.es else 0)
         value = row[self.monitor]
-        improved = st.best is None or (value < st.best - delta if self.mode == "min" else value > st.best + delta)
+        improved = st.best is None or (
+            value < st.best - delta if self.mode == "min" else value > st.best + delta
+        )
         if improved:
             st.best, st.best_epoch, st.wait = float(value), epoch, 0
         else:
@@ -90,9 +127,14 @@ class Checkpoints(Callback):
 
     def due(self) -> bool:
         st = self.t.state
-        return bool((self.every_steps and st.global_step - self.last_step >= self.every_steps) or (self.every_s and time.monotonic() - self.last_time >= self.every_s))
+        return bool(
+            (self.every_steps and st.global_step - self.last_step >= self.every_steps)
+            or (self.every_s and time.monotonic() - self.last_time >= self.every_s)
+        )
 
-    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None:
+    def on_steps(
+        self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float
+    ) -> None:
         if self.t.stop.signal is not None or done >= steps or not self.due():
             return  # an interrupt saves for itself; an epoch's end saves below
         self.t.hold_partial(done)
@@ -120,7 +162,9 @@ class TensorBoard(Callback):
 
         self.log = TensorBoardLog(run_dir, steps_per_epoch)
 
-    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None:
+    def on_steps(
+        self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float
+    ) -> None:
         self.log.steps(self.t.state.global_step, logs)
 
     def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
@@ -133,7 +177,9 @@ class TensorBoard(Callback):
 class InterruptSave(Callback):
     """SIGINT/SIGTERM (preemption): save the resume state where the loop is, then stop with exit 130."""
 
-    def on_steps(self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float) -> None:
+    def on_steps(
+        self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float
+    ) -> None:
         if self.t.stop.signal is not None:
             self.t.hold_partial(done)
             raise self.stopped(self.t.stop.signal)
@@ -146,9 +192,23 @@ class InterruptSave(Callback):
         t, st = self.t, self.t.state
         t.save_state()
         t.write_history()
-        where = f"epoch {st.epoch + 1}, step {st.step}/{t.steps_per_epoch}" if st.step else f"after epoch {st.epoch}"
-        return Interrupted(f"training interrupted by {signal_name(sig)} at {where}; resume state saved in {t.run_dir}", f"bigmodel train {t.run_dir} --resume", str(t.run_dir))
+        where = (
+            f"epoch {st.epoch + 1}, step {st.step}/{t.steps_per_epoch}"
+            if st.step
+            else f"after epoch {st.epoch}"
+        )
+        return Interrupted(
+            f"training interrupted by {signal_name(sig)} at {where}; resume state saved in {t.run_dir}",
+            f"bigmodel train {t.run_dir} --resume",
+            str(t.run_dir),
+        )
 
 
 def signal_name(sig: int) -> str:
-    return "SIGINT (Ctrl-C)" if sig == signal.SIGINT else "SIGTERM" if sig == signal.SIGTERM else f"signal {sig}"
+    return (
+        "SIGINT (Ctrl-C)"
+        if sig == signal.SIGINT
+        else "SIGTERM"
+        if sig == signal.SIGTERM
+        else f"signal {sig}"
+    )

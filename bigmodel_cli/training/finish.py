@@ -40,7 +40,14 @@ SAMPLE = ".inference-sample.pkl"
 NOTE = "inference.note"  # why a background copy was not written (one line)
 
 
-def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bool = True, best_epoch: int | None = None) -> tuple[Path | None, list[str], dict[str, float]]:
+def run_finish(
+    run_dir: Path,
+    history: list[dict],
+    x: Any,
+    core_x: Any,
+    copy: bool = True,
+    best_epoch: int | None = None,
+) -> tuple[Path | None, list[str], dict[str, float]]:
     """Draw the plot (in a thread) beside the ONNX conversion; (plot, notes, times)."""
     from bigmodel_cli.model.metrics import plot_history
 
@@ -55,7 +62,9 @@ def run_finish(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bo
             plotted["error"] = e
         times["plots"] = round(time.perf_counter() - t, 3)
 
-    if copy:  # before the plot thread: TensorFlow's import hides matplotlib for a moment (runtime.py)
+    if (
+        copy
+    ):  # before the plot thread: TensorFlow's import hides matplotlib for a moment (runtime.py)
         from bigmodel_cli.runtime import import_tensorflow
 
         import_tensorflow()
@@ -87,15 +96,28 @@ def inference_copy_notes(model_path: Path, x: Any, core_x: Any) -> list[str]:
         # model.keras while a background copy of the old one is being made.
         digest = file_sha256(model_path)
         model = load_trained(model_path, user_code_dir=model_path.parent)
-        r = write_inference_copy(model, model_path, x, default_batch_size(model), core_x, model_sha256=digest)
+        r = write_inference_copy(
+            model, model_path, x, default_batch_size(model), core_x, model_sha256=digest
+        )
     except Exception as e:  # the Keras model is the product; this copy is an optimisation
-        return [f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow"]
+        return [
+            f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow"
+        ]
     if not r.parity_ok:
-        return [f"no inference.onnx: it differs from Keras by {r.max_abs_diff:.3g}; predict will use TensorFlow"]
+        return [
+            f"no inference.onnx: it differs from Keras by {r.max_abs_diff:.3g}; predict will use TensorFlow"
+        ]
     return []
 
 
-def start_background(run_dir: Path, history: list[dict], x: Any, core_x: Any, copy: bool = True, best_epoch: int | None = None) -> int:
+def start_background(
+    run_dir: Path,
+    history: list[dict],
+    x: Any,
+    core_x: Any,
+    copy: bool = True,
+    best_epoch: int | None = None,
+) -> int:
     """Start the detached process that draws the plot and writes the inference
     copy; returns its pid. The lock is taken here and inherited by the process."""
     import fcntl
@@ -108,14 +130,30 @@ def start_background(run_dir: Path, history: list[dict], x: Any, core_x: Any, co
         fcntl.flock(fd, fcntl.LOCK_EX)
         (run_dir / NOTE).unlink(missing_ok=True)
         with atomic_path(run_dir / SAMPLE) as tmp:
-            tmp.write_bytes(pickle.dumps({"history": history, "x": x, "core_x": core_x, "copy": copy, "best_epoch": best_epoch}, protocol=5))
+            tmp.write_bytes(
+                pickle.dumps(
+                    {
+                        "history": history,
+                        "x": x,
+                        "core_x": core_x,
+                        "copy": copy,
+                        "best_epoch": best_epoch,
+                    },
+                    protocol=5,
+                )
+            )
         # CPU only, lower priority: the user's next command (another training
         # on the GPU, a predict) comes first.
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
         p = subprocess.Popen(
             [sys.executable, "-m", "bigmodel_cli.training.finish", str(run_dir), str(fd)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(fd,), start_new_session=True, env=env, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(fd,),
+            start_new_session=True,
+            env=env,
+            close_fds=True,
         )
     finally:
         os.close(fd)  # the process's copy of the descriptor keeps the lock
@@ -129,7 +167,14 @@ def main(argv: list[str]) -> int:
     note = ""
     try:
         payload = pickle.loads((run_dir / SAMPLE).read_bytes())
-        _, notes, _ = run_finish(run_dir, payload["history"], payload["x"], payload["core_x"], payload["copy"], payload.get("best_epoch"))
+        _, notes, _ = run_finish(
+            run_dir,
+            payload["history"],
+            payload["x"],
+            payload["core_x"],
+            payload["copy"],
+            payload.get("best_epoch"),
+        )
         note = "; ".join(notes)
     except BaseException as e:  # noqa: BLE001  (recorded for predict, which falls back to TensorFlow)
         note = f"the background finish failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"

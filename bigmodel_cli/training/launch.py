@@ -41,11 +41,24 @@ def free_ports(n: int) -> list[int]:
 
 def tf_configs(n: int) -> list[str]:
     hosts = [f"127.0.0.1:{p}" for p in free_ports(n)]
-    return [json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}) for i in range(n)]
+    return [
+        json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})
+        for i in range(n)
+    ]
 
 
-def launch_local(path: Path, overrides: list[str], workers: int, resume: bool = False, json_out: bool = False) -> int:
-    args = [sys.executable, "-m", "bigmodel_cli", "train", str(path), "--set", "train.distribute=multi_worker"]
+def launch_local(
+    path: Path, overrides: list[str], workers: int, resume: bool = False, json_out: bool = False
+) -> int:
+    args = [
+        sys.executable,
+        "-m",
+        "bigmodel_cli",
+        "train",
+        str(path),
+        "--set",
+        "train.distribute=multi_worker",
+    ]
     for o in overrides:
         args += ["--set", o]
     if resume:
@@ -68,7 +81,12 @@ def launch_local(path: Path, overrides: list[str], workers: int, resume: bool = 
         while any(p.poll() is None for p in procs):
             down = [(i, rc) for i, p in enumerate(procs) if (rc := p.poll()) not in (None, 0)]
             deadline = time.time() + 2.0
-            while down and all(rc > 0 for _, rc in down) and time.time() < deadline and any(p.poll() is None for p in procs):
+            while (
+                down
+                and all(rc > 0 for _, rc in down)
+                and time.time() < deadline
+                and any(p.poll() is None for p in procs)
+            ):
                 # A peer notices a killed worker (and exits 1) before the kernel has
                 # finished tearing the killed one down: give its death time to show.
                 time.sleep(0.1)
@@ -97,7 +115,11 @@ def launch_local(path: Path, overrides: list[str], workers: int, resume: bool = 
     if failed is not None:
         i, rc = failed
         log = logs / f"worker-{i}.log"
-        print(f"error: worker {i} of {workers} failed (exit code {rc}); all workers were stopped" + (f"; its log: {log}" if i else ""), file=sys.stderr)
+        print(
+            f"error: worker {i} of {workers} failed (exit code {rc}); all workers were stopped"
+            + (f"; its log: {log}" if i else ""),
+            file=sys.stderr,
+        )
         return rc if rc > 0 else 1
     return 0
 

@@ -32,24 +32,34 @@ import numpy as np
 from bigmodel_cli.errors import ConfigError
 
 
-def epoch_order(seed: int, epoch: int, n: int, shuffle: bool, rows: int | None = None) -> np.ndarray:
+def epoch_order(
+    seed: int, epoch: int, n: int, shuffle: bool, rows: int | None = None
+) -> np.ndarray:
     """Row order of one epoch: a pure function of (seed, epoch).
 
     ``rows`` > n (train.steps_per_epoch) chains fresh permutations."""
     rows = n if rows is None else rows
     passes = max(1, -(-rows // n))
-    parts = [np.random.default_rng([seed, epoch, p]).permutation(n) if shuffle else np.arange(n) for p in range(passes)]
+    parts = [
+        np.random.default_rng([seed, epoch, p]).permutation(n) if shuffle else np.arange(n)
+        for p in range(passes)
+    ]
     return np.concatenate(parts)[:rows]
 
 
 class Source:
     """Steps and rows of an epoch, the same for every kind of source."""
 
-    def __init__(self, n: int, global_batch: int, seed: int, shuffle: bool, steps: int | None = None):
+    def __init__(
+        self, n: int, global_batch: int, seed: int, shuffle: bool, steps: int | None = None
+    ):
         self.n = n
         self.G, self.seed, self.shuffle, self.fixed_steps = global_batch, seed, shuffle, steps
         if global_batch > self.n:
-            raise ConfigError(f"train.batch_size {global_batch} is larger than the {self.n} training rows", hint=f"use train.batch_size <= {self.n}")
+            raise ConfigError(
+                f"train.batch_size {global_batch} is larger than the {self.n} training rows",
+                hint=f"use train.batch_size <= {self.n}",
+            )
 
     def epochs_per_iterator(self, replicas: int, budget: int = 16_000_000) -> int:
         """How many epochs one iterator covers: tearing a tf.data iterator down
@@ -63,7 +73,9 @@ class Source:
         drop = replicas > 1
         steps = self.fixed_steps or (self.n // self.G if drop else math.ceil(self.n / self.G))
         if steps == 0:
-            raise ConfigError(f"train.batch_size {self.G} leaves no full batch of {self.n} rows over {replicas} replicas")
+            raise ConfigError(
+                f"train.batch_size {self.G} leaves no full batch of {self.n} rows over {replicas} replicas"
+            )
         return steps
 
     def epoch_rows(self, replicas: int) -> int:
@@ -77,7 +89,15 @@ class InMemory(Source):
     ``x`` is a matrix or a dict of named inputs; id matrices (``ids_*``) are cut
     to each batch's longest row."""
 
-    def __init__(self, x: Any, y: np.ndarray, global_batch: int, seed: int, shuffle: bool, steps: int | None = None):
+    def __init__(
+        self,
+        x: Any,
+        y: np.ndarray,
+        global_batch: int,
+        seed: int,
+        shuffle: bool,
+        steps: int | None = None,
+    ):
         super().__init__(len(y), global_batch, seed, shuffle, steps)
         self.x, self.y = x, y
         self._tensors = None
@@ -92,8 +112,12 @@ class InMemory(Source):
         def one(name: str, v):
             def rows(i):
                 r = tf.gather(v, i)
-                if name.startswith("ids_") and v.dtype.is_integer:  # token ids; a date's float parts have a fixed width
-                    width = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(r != 0, tf.int32), axis=1)), 1)
+                if (
+                    name.startswith("ids_") and v.dtype.is_integer
+                ):  # token ids; a date's float parts have a fixed width
+                    width = tf.maximum(
+                        tf.reduce_max(tf.reduce_sum(tf.cast(r != 0, tf.int32), axis=1)), 1
+                    )
                     r = r[:, :width]
                 return r
 
@@ -104,7 +128,14 @@ class InMemory(Source):
             return lambda i: ({k: g(i) for k, g in getters.items()}, tf.gather(Y, i))
         return lambda i: (tf.gather(X, i), tf.gather(Y, i))
 
-    def iterator(self, strategy, batches: list[int], epoch: int, start_step: int, end_epoch: int | None = None):
+    def iterator(
+        self,
+        strategy,
+        batches: list[int],
+        epoch: int,
+        start_step: int,
+        end_epoch: int | None = None,
+    ):
         """An iterator over the distributed batches of ``epoch`` from ``start_step``
         on, then of every epoch up to ``end_epoch`` (exclusive; :meth:`epochs_per_iterator`)."""
         import tensorflow as tf
@@ -114,21 +145,33 @@ class InMemory(Source):
         G = self.G
         orders = []
         for e in range(epoch, end_epoch or epoch + 1):
-            order = epoch_order(self.seed, e, self.n, self.shuffle, self.epoch_rows(replicas))[(start_step * G if e == epoch else 0) :]
-            orders.append(tf.constant((order[: (len(order) // G) * G] if drop else order).astype(np.int64)))
+            order = epoch_order(self.seed, e, self.n, self.shuffle, self.epoch_rows(replicas))[
+                (start_step * G if e == epoch else 0) :
+            ]
+            orders.append(
+                tf.constant((order[: (len(order) // G) * G] if drop else order).astype(np.int64))
+            )
         gather = self._gather()
 
         def fn(ctx: tf.distribute.InputContext):
             i, w = ctx.input_pipeline_id, ctx.num_input_pipelines
             ds = None
             for idx_all in orders:  # each epoch batched alone: its last partial batch stays its own
-                mine = tf.boolean_mask(idx_all, tf.equal(tf.range(tf.size(idx_all)) % G % w, i)) if w > 1 else idx_all
-                part = tf.data.Dataset.from_tensor_slices(mine).batch(batches[i], drop_remainder=drop)
+                mine = (
+                    tf.boolean_mask(idx_all, tf.equal(tf.range(tf.size(idx_all)) % G % w, i))
+                    if w > 1
+                    else idx_all
+                )
+                part = tf.data.Dataset.from_tensor_slices(mine).batch(
+                    batches[i], drop_remainder=drop
+                )
                 ds = part if ds is None else ds.concatenate(part)
             assert ds is not None
             ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             opts = tf.data.Options()
-            opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
+            opts.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.OFF
+            )  # sharded above
             opts.deterministic = True
             return ds.with_options(opts).prefetch(tf.data.AUTOTUNE)
 
@@ -146,7 +189,15 @@ class Streamed(Source):
     ``tf.data`` chunks of ``chunk_batches`` batches; nothing of the iterator is
     checkpointed: a resumed epoch starts at position ``start_step * batch``."""
 
-    def __init__(self, rows: Any, global_batch: int, seed: int, shuffle: bool, steps: int | None = None, chunk_batches: int = 32):
+    def __init__(
+        self,
+        rows: Any,
+        global_batch: int,
+        seed: int,
+        shuffle: bool,
+        steps: int | None = None,
+        chunk_batches: int = 32,
+    ):
         super().__init__(len(rows), global_batch, seed, shuffle, steps)
         self.rows, self.chunk_batches = rows, chunk_batches
 
@@ -158,9 +209,18 @@ class Streamed(Source):
             if a >= b:
                 continue
             # the pass's own positions: p = P - k*n, and P % W == i means p % W == (i - k*n) % W
-            yield from self.rows.worker_rows([self.seed, epoch, k], a - k * n, b - k * n, (i - k * n) % W, W, chunk, self.shuffle)
+            yield from self.rows.worker_rows(
+                [self.seed, epoch, k], a - k * n, b - k * n, (i - k * n) % W, W, chunk, self.shuffle
+            )
 
-    def iterator(self, strategy, batches: list[int], epoch: int, start_step: int, end_epoch: int | None = None):
+    def iterator(
+        self,
+        strategy,
+        batches: list[int],
+        epoch: int,
+        start_step: int,
+        end_epoch: int | None = None,
+    ):
         import tensorflow as tf
 
         replicas = strategy.num_replicas_in_sync
@@ -169,7 +229,9 @@ class Streamed(Source):
         steps = self.steps_per_epoch(replicas)
         stop = steps * G if drop else self.epoch_rows(replicas)
         epochs = range(epoch, end_epoch or epoch + 1)
-        probe_x, probe_y = self.rows.structure(next(self.rows.worker_rows([self.seed, 0, 0], 0, 1, 0, 1, 1, False)))
+        probe_x, probe_y = self.rows.structure(
+            next(self.rows.worker_rows([self.seed, 0, 0], 0, 1, 0, 1, 1, False))
+        )
 
         def spec(a: np.ndarray):
             return tf.TensorSpec([None, None, *a.shape[1:]], tf.as_dtype(a.dtype))
@@ -179,7 +241,10 @@ class Streamed(Source):
         def fn(ctx: tf.distribute.InputContext):
             i, W = ctx.input_pipeline_id, ctx.num_input_pipelines
             if G % W:
-                raise ConfigError(f"train.batch_size {G} does not split evenly over {W} workers when the data is streamed", hint=f"use a multiple of {W}, e.g. {G - G % W or W}")
+                raise ConfigError(
+                    f"train.batch_size {G} does not split evenly over {W} workers when the data is streamed",
+                    hint=f"use a multiple of {W}, e.g. {G - G % W or W}",
+                )
             per = batches[i]
 
             def chunks():
@@ -208,18 +273,24 @@ class Streamed(Source):
 
             def shaped(rows: np.ndarray, size: int):
                 x, y = self.rows.structure(rows)
-                return tf.nest.map_structure(lambda a: a.reshape(-1, size, *a.shape[1:]), x), y.reshape(-1, size)
+                return tf.nest.map_structure(
+                    lambda a: a.reshape(-1, size, *a.shape[1:]), x
+                ), y.reshape(-1, size)
 
             ds = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch()
             opts = tf.data.Options()
-            opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF  # sharded above
+            opts.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.OFF
+            )  # sharded above
             opts.deterministic = True
             return ds.with_options(opts).prefetch(tf.data.AUTOTUNE)
 
         return iter(strategy.distribute_datasets_from_function(fn))
 
 
-def source_for(split: Any, global_batch: int, seed: int, shuffle: bool, steps: int | None = None) -> Source:
+def source_for(
+    split: Any, global_batch: int, seed: int, shuffle: bool, steps: int | None = None
+) -> Source:
     """The input source of a training split: streamed, or in memory."""
     if getattr(split, "streamed", False):
         return Streamed(split, global_batch, seed, shuffle, steps)
@@ -235,7 +306,11 @@ def eval_batches(split: Any, size: int):
 
     for s in range(0, len(split), size):
         rows = slice(s, s + size)
-        x = {k: trim_ids(k, v[rows]) for k, v in split.x.items()} if isinstance(split.x, dict) else split.x[rows]
+        x = (
+            {k: trim_ids(k, v[rows]) for k, v in split.x.items()}
+            if isinstance(split.x, dict)
+            else split.x[rows]
+        )
         yield x, split.y[rows]
 
 

@@ -45,7 +45,13 @@ class Plan:
         return asdict(self)
 
 
-def plan(distribute: str, gpus: list[str], env: Mapping[str, str], devices: list[int] | None = None, read: Callable[[str], str | None] | None = None) -> Plan:
+def plan(
+    distribute: str,
+    gpus: list[str],
+    env: Mapping[str, str],
+    devices: list[int] | None = None,
+    read: Callable[[str], str | None] | None = None,
+) -> Plan:
     """Decide the strategy. ``gpus`` are the physical GPUs TensorFlow sees; the
     job's other workers come from :func:`cluster.resolve` (TF_CONFIG, SageMaker,
     JobSet or a Slurm step)."""
@@ -54,7 +60,13 @@ def plan(distribute: str, gpus: list[str], env: Mapping[str, str], devices: list
     if devices is not None:
         bad = [d for d in devices if not (0 <= d < len(gpus))]
         if bad:
-            raise EnvironmentProblem(f"train.devices asks for GPU {bad[0]} but this machine has {len(gpus)} GPU(s)" + (f": {', '.join(gpus)}" if gpus else ""), hint=f"use indices 0..{len(gpus) - 1}" if gpus else "drop --devices (train.devices) to train on the CPU")
+            raise EnvironmentProblem(
+                f"train.devices asks for GPU {bad[0]} but this machine has {len(gpus)} GPU(s)"
+                + (f": {', '.join(gpus)}" if gpus else ""),
+                hint=f"use indices 0..{len(gpus) - 1}"
+                if gpus
+                else "drop --devices (train.devices) to train on the CPU",
+            )
     chosen = [gpus[d] for d in devices] if devices is not None else list(gpus)
 
     if distribute == "auto":
@@ -63,23 +75,56 @@ def plan(distribute: str, gpus: list[str], env: Mapping[str, str], devices: list
         elif len(chosen) > 1:
             distribute = "mirrored"
         else:
-            return Plan("one_device", [_gpu_device(chosen[0]) if chosen else "/cpu:0"], "auto: one GPU" if chosen else "auto: no GPU, one CPU device")
+            return Plan(
+                "one_device",
+                [_gpu_device(chosen[0]) if chosen else "/cpu:0"],
+                "auto: one GPU" if chosen else "auto: no GPU, one CPU device",
+            )
     if distribute == "cpu":
         return Plan("one_device", ["/cpu:0"], "train.distribute: cpu")
     if distribute == "gpu":
         if not chosen:
-            raise EnvironmentProblem("train.distribute is 'gpu' but TensorFlow sees no GPU on this machine", hint=_have(gpus) + "; use train.distribute: auto or cpu")
+            raise EnvironmentProblem(
+                "train.distribute is 'gpu' but TensorFlow sees no GPU on this machine",
+                hint=_have(gpus) + "; use train.distribute: auto or cpu",
+            )
         return Plan("one_device", [_gpu_device(chosen[0])], "train.distribute: gpu")
     if distribute == "mirrored":
         if not chosen:
-            raise EnvironmentProblem("train.distribute is 'mirrored' but TensorFlow sees no GPU on this machine", hint=_have(gpus) + "; use train.distribute: auto or cpu")
-        return Plan("mirrored", [_gpu_device(g) for g in chosen], f"mirrored over {len(chosen)} GPU(s)")
+            raise EnvironmentProblem(
+                "train.distribute is 'mirrored' but TensorFlow sees no GPU on this machine",
+                hint=_have(gpus) + "; use train.distribute: auto or cpu",
+            )
+        return Plan(
+            "mirrored", [_gpu_device(g) for g in chosen], f"mirrored over {len(chosen)} GPU(s)"
+        )
     if distribute == "multi_worker":
         if job is None:
-            raise EnvironmentProblem("train.distribute is 'multi_worker' but nothing describes a cluster (TF_CONFIG, a Slurm srun step, SageMaker or JobSet)", hint="set TF_CONFIG on every worker, run under srun, or try locally with --workers 2")
-        mine = chosen if devices is not None else cluster.gpu_share(chosen, job.local_index, job.local_tasks, job.node_gpus)
-        words = {"TF_CONFIG": "TF_CONFIG", "slurm": "Slurm step", "sagemaker": "SageMaker job", "jobset": "JobSet"}[job.source]
-        return Plan("multi_worker", [_gpu_device(g) for g in mine] or ["/cpu:0"], f"multi_worker: {words} with {n_cluster} workers", workers=n_cluster, task_type=job.task_type, task_index=job.task_index, cluster=job.cluster, source=job.source)
+            raise EnvironmentProblem(
+                "train.distribute is 'multi_worker' but nothing describes a cluster (TF_CONFIG, a Slurm srun step, SageMaker or JobSet)",
+                hint="set TF_CONFIG on every worker, run under srun, or try locally with --workers 2",
+            )
+        mine = (
+            chosen
+            if devices is not None
+            else cluster.gpu_share(chosen, job.local_index, job.local_tasks, job.node_gpus)
+        )
+        words = {
+            "TF_CONFIG": "TF_CONFIG",
+            "slurm": "Slurm step",
+            "sagemaker": "SageMaker job",
+            "jobset": "JobSet",
+        }[job.source]
+        return Plan(
+            "multi_worker",
+            [_gpu_device(g) for g in mine] or ["/cpu:0"],
+            f"multi_worker: {words} with {n_cluster} workers",
+            workers=n_cluster,
+            task_type=job.task_type,
+            task_index=job.task_index,
+            cluster=job.cluster,
+            source=job.source,
+        )
     raise EnvironmentProblem(f"unknown train.distribute '{distribute}'")
 
 
@@ -145,7 +190,14 @@ def gpu_details(tf=None) -> list[dict[str, Any]]:
         except (RuntimeError, ValueError):
             d = {}
         cc = d.get("compute_capability")
-        out.append({"device": g.name, "name": d.get("device_name", g.name), "compute_capability": f"{cc[0]}.{cc[1]}" if cc else None, "memory_mb": memory[i] if i < len(memory) else None})
+        out.append(
+            {
+                "device": g.name,
+                "name": d.get("device_name", g.name),
+                "compute_capability": f"{cc[0]}.{cc[1]}" if cc else None,
+                "memory_mb": memory[i] if i < len(memory) else None,
+            }
+        )
     return out
 
 
@@ -156,13 +208,20 @@ def _nvidia_memory() -> list[int]:
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        r = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+        r = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return [int(v) for v in r.stdout.split()]
     except (OSError, ValueError, subprocess.SubprocessError):
         return []
 
 
-def choose_precision(setting: str, devices: list[str], flags: set[str], capabilities: list[str | None]) -> tuple[str, str]:
+def choose_precision(
+    setting: str, devices: list[str], flags: set[str], capabilities: list[str | None]
+) -> tuple[str, str]:
     """(Keras dtype policy, why) for the plan's devices. Pure: the CPU flags and
     the GPUs' compute capabilities ("8.0") come in, so every case is tested.
 
@@ -197,14 +256,19 @@ def choose_precision(setting: str, devices: list[str], flags: set[str], capabili
 BF16_CPU_MIN_MACS = 500_000
 
 
-def refine_precision(setting: str, chosen: str, reason: str, devices: list[str], macs: int) -> tuple[str, str]:
+def refine_precision(
+    setting: str, chosen: str, reason: str, devices: list[str], macs: int
+) -> tuple[str, str]:
     """``auto``'s second look, once the model is built: on a CPU, bfloat16 only
     for models with at least BF16_CPU_MIN_MACS multiply-adds a sample. Pure."""
     if setting != "auto" or chosen != "mixed_bfloat16" or any("gpu" in d.lower() for d in devices):
         return chosen, reason
     if macs >= BF16_CPU_MIN_MACS:
         return chosen, f"{reason}; {macs:,} multiply-adds a sample"
-    return "float32", f"auto: {macs:,} multiply-adds a sample, too few for bfloat16 to pay on this CPU (it needs {BF16_CPU_MIN_MACS:,})"
+    return (
+        "float32",
+        f"auto: {macs:,} multiply-adds a sample, too few for bfloat16 to pay on this CPU (it needs {BF16_CPU_MIN_MACS:,})",
+    )
 
 
 def set_precision(p: Plan, setting: str) -> Plan:
@@ -225,9 +289,16 @@ def make_strategy(p: Plan):
         return tf.distribute.MirroredStrategy(devices=devices)
     # Our own resolver's cluster, for every platform: TensorFlow's SlurmClusterResolver
     # runs nvidia-smi on a node without GPUs and dies (FileNotFoundError).
-    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(tf.train.ClusterSpec(p.cluster), task_type=p.task_type, task_id=p.task_index, rpc_layer="grpc")
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(p.cluster),
+        task_type=p.task_type,
+        task_id=p.task_index,
+        rpc_layer="grpc",
+    )
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=None)
-    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=resolver, communication_options=options
+    )
 
 
 def pipeline_batches(global_batch: int, pipelines: int, local_replicas: int = 1) -> list[int]:

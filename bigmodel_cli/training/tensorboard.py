@@ -38,14 +38,20 @@ class TensorBoardLog:
 
         self.Event, self.Summary = Event, Summary
         root = Path(run_dir) / TB_DIR
-        self.train = EventFileWriter(str(root / "train"), max_queue_size=10_000, flush_secs=FLUSH_SECONDS)
-        self.val = EventFileWriter(str(root / "validation"), max_queue_size=10_000, flush_secs=FLUSH_SECONDS)
+        self.train = EventFileWriter(
+            str(root / "train"), max_queue_size=10_000, flush_secs=FLUSH_SECONDS
+        )
+        self.val = EventFileWriter(
+            str(root / "validation"), max_queue_size=10_000, flush_secs=FLUSH_SECONDS
+        )
         self.every = max(1, steps_per_epoch // POINTS_PER_EPOCH)
         self.next = 0
 
     def _write(self, writer, step: int, values: dict[str, float]) -> None:
         if values:
-            summary = self.Summary(value=[self.Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()])
+            summary = self.Summary(
+                value=[self.Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()]
+            )
             writer.add_event(self.Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def steps(self, global_step: int, logs: dict[str, float]) -> None:
@@ -55,12 +61,20 @@ class TensorBoardLog:
         self._write(self.train, global_step, {f"step_{k}": v for k, v in logs.items()})
 
     def epoch(self, epoch: int, row: dict[str, Any], learning_rate: float | None = None) -> None:
-        numbers = {k: v for k, v in row.items() if k not in ("epoch", "seconds") and isinstance(v, (int, float))}
+        numbers = {
+            k: v
+            for k, v in row.items()
+            if k not in ("epoch", "seconds") and isinstance(v, (int, float))
+        }
         train = {f"epoch_{k}": v for k, v in numbers.items() if not k.startswith("val_")}
         if learning_rate is not None:
             train["epoch_learning_rate"] = learning_rate
         self._write(self.train, epoch, train)
-        self._write(self.val, epoch, {f"epoch_{k[4:]}": v for k, v in numbers.items() if k.startswith("val_")})
+        self._write(
+            self.val,
+            epoch,
+            {f"epoch_{k[4:]}": v for k, v in numbers.items() if k.startswith("val_")},
+        )
 
     def close(self) -> None:
         self.train.close()

@@ -43,9 +43,24 @@ from bigmodel_cli.config import ExperimentConfig, checkpoint_interval
 from bigmodel_cli.data.sources import Datasets
 from bigmodel_cli.errors import ConfigError, Interrupted, ModelFileError
 from bigmodel_cli.training.pipeline import epoch_order, eval_batches, source_for, training_stats  # noqa: F401  (epoch_order: the order contract, re-exported)
-from bigmodel_cli.runs import CALIBRATION_FILE, CHECKPOINTS, HISTORY_FILE, MODEL_FILE, atomic_path, atomic_write_json, atomic_write_text
+from bigmodel_cli.runs import (
+    CALIBRATION_FILE,
+    CHECKPOINTS,
+    HISTORY_FILE,
+    MODEL_FILE,
+    atomic_path,
+    atomic_write_text,
+)
 from bigmodel_cli.training.callbacks import Observer  # noqa: F401  (trainer.Observer: the protocol ui's table follows)
-from bigmodel_cli.training.callbacks import CallbackList, Checkpoints, EarlyStopping, HistoryLog, InterruptSave, TensorBoard, signal_name
+from bigmodel_cli.training.callbacks import (
+    CallbackList,
+    Checkpoints,
+    EarlyStopping,
+    HistoryLog,
+    InterruptSave,
+    TensorBoard,
+    signal_name,
+)
 
 STATE_NAME = "bigmodel_state.json"
 LAST = "last.keras"
@@ -91,7 +106,9 @@ class TrainResult:
     seconds: float
     samples_per_s: float
     strategy: dict[str, Any]
-    times: dict[str, float] = field(default_factory=dict)  # seconds: build, epochs, validation, saves, finalize
+    times: dict[str, float] = field(
+        default_factory=dict
+    )  # seconds: build, epochs, validation, saves, finalize
 
 
 # ----------------------------------------------------------------- signals
@@ -205,9 +222,15 @@ def resume_point(run_dir: Path) -> tuple[Path | None, TrainState | None, list[st
             break
     if not whole:
         return None, None, notes
-    path, state = whole[0] if whole[0][0].name == LAST else max(whole, key=lambda ps: ps[1].global_step)
+    path, state = (
+        whole[0] if whole[0][0].name == LAST else max(whole, key=lambda ps: ps[1].global_step)
+    )
     if notes:
-        where = f"epoch {state.epoch + 1}, step {state.step}" if state.step else f"the end of epoch {state.epoch}"
+        where = (
+            f"epoch {state.epoch + 1}, step {state.step}"
+            if state.step
+            else f"the end of epoch {state.epoch}"
+        )
         notes[-1] += f"; resuming from {path.name} ({where})"
     return path, state, notes
 
@@ -217,7 +240,10 @@ def read_state(path: Path) -> TrainState:
         with zipfile.ZipFile(path) as z:
             return TrainState.from_json(z.read(STATE_NAME).decode())
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as e:
-        raise ModelFileError(f"checkpoint {path} is unreadable ({type(e).__name__})", hint="the run cannot be resumed from it; start a new run") from None
+        raise ModelFileError(
+            f"checkpoint {path} is unreadable ({type(e).__name__})",
+            hint="the run cannot be resumed from it; start a new run",
+        ) from None
 
 
 def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
@@ -251,8 +277,12 @@ def _per_example(cfg: ExperimentConfig):
 
     task, names = cfg.task, metric_names(cfg)
     loss_fn = {
-        "sparse_categorical_crossentropy": lambda y, p: keras.losses.sparse_categorical_crossentropy(y, p),
-        "binary_crossentropy": lambda y, p: keras.losses.binary_crossentropy(tf.expand_dims(tf.cast(y, p.dtype), -1), p),
+        "sparse_categorical_crossentropy": lambda y, p: (
+            keras.losses.sparse_categorical_crossentropy(y, p)
+        ),
+        "binary_crossentropy": lambda y, p: keras.losses.binary_crossentropy(
+            tf.expand_dims(tf.cast(y, p.dtype), -1), p
+        ),
         "mse": lambda y, p: tf.square(p[:, 0] - y),
         "mae": lambda y, p: tf.abs(p[:, 0] - y),
         "huber": lambda y, p: keras.losses.huber(tf.expand_dims(y, -1), p),
@@ -285,12 +315,19 @@ def numpy_loss(name: str, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         return lambda p: -np.log(np.clip(p[np.arange(len(idx)), idx], eps, 1.0))
     if name == "binary_crossentropy":
         t = np.asarray(y, np.float64)
-        return lambda p: -(t * np.log(np.clip(p[:, 0], eps, 1 - eps)) + (1 - t) * np.log(np.clip(1 - p[:, 0], eps, 1 - eps)))
+        return lambda p: (
+            -(
+                t * np.log(np.clip(p[:, 0], eps, 1 - eps))
+                + (1 - t) * np.log(np.clip(1 - p[:, 0], eps, 1 - eps))
+            )
+        )
     t = np.asarray(y, np.float64)
     if name == "mae":
         return lambda p: np.abs(p[:, 0] - t)
     if name == "huber":
-        return lambda p: np.where(np.abs(p[:, 0] - t) <= 1.0, 0.5 * (p[:, 0] - t) ** 2, np.abs(p[:, 0] - t) - 0.5)
+        return lambda p: np.where(
+            np.abs(p[:, 0] - t) <= 1.0, 0.5 * (p[:, 0] - t) ** 2, np.abs(p[:, 0] - t) - 0.5
+        )
     return lambda p: (p[:, 0] - t) ** 2
 
 
@@ -336,14 +373,23 @@ class Trainer:
     Early stopping, checkpoints, history, TensorBoard and the interrupt save are
     callbacks (:mod:`.callbacks`) beside the user's observer."""
 
-    def __init__(self, cfg: ExperimentConfig, base_dir: Path, data: Datasets, observer: Observer | None = None, strategy_plan=None) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        base_dir: Path,
+        data: Datasets,
+        observer: Observer | None = None,
+        strategy_plan=None,
+    ) -> None:
         from bigmodel_cli.training import strategy as distribute
 
         self.t_fit = time.perf_counter()
         self.cfg, self.base_dir, self.data = cfg, base_dir, data
         self.observer: Any = observer or NullObserver()
         self.times = {"build": 0.0, "epochs": 0.0, "validation": 0.0, "saves": 0.0, "finalize": 0.0}
-        plan = strategy_plan or distribute.plan(cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices)
+        plan = strategy_plan or distribute.plan(
+            cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices
+        )
         if not plan.precision_reason:
             distribute.set_precision(plan, cfg.train.precision)
         self.plan, self.is_chief = plan, plan.is_chief
@@ -355,15 +401,26 @@ class Trainer:
         self.names = metric_names(cfg)
         self.n_sums = 2 + len(self.names)
         # the step loop only asks the source for an epoch's iterator
-        self.source = source_for(data.train, self.G, cfg.seed, cfg.train.shuffle, cfg.train.steps_per_epoch)
+        self.source = source_for(
+            data.train, self.G, cfg.seed, cfg.train.shuffle, cfg.train.steps_per_epoch
+        )
         self.steps_per_epoch = self.source.steps_per_epoch(self.replicas)
         self.epoch_rows = self.source.epoch_rows(self.replicas)
         self.has_val = data.validation is not None and len(data.validation) > 0
         self.calibration: dict[str, Any] | None = None
         self.conformal: dict[str, Any] | None = None  # afterfit: what predict --coverage stands on
         if cfg.train.calibrate == "temperature" and (cfg.task == "regression" or not self.has_val):
-            why = "a regression has no probabilities to calibrate" if cfg.task == "regression" else "there is no validation split to fit it on"
-            raise ConfigError(f"train.calibrate: temperature, but {why}", hint="set data.validation (a share such as 0.2, or a file)" if cfg.task != "regression" else "leave train.calibrate at auto")
+            why = (
+                "a regression has no probabilities to calibrate"
+                if cfg.task == "regression"
+                else "there is no validation split to fit it on"
+            )
+            raise ConfigError(
+                f"train.calibrate: temperature, but {why}",
+                hint="set data.validation (a share such as 0.2, or a file)"
+                if cfg.task != "regression"
+                else "leave train.calibrate at auto",
+            )
         self.tokenizers = data.tokenizers or None
         self.state = TrainState()
         self.stop: Any = None
@@ -382,27 +439,56 @@ class Trainer:
         cfg, data, plan = self.cfg, self.data, self.plan
         models.register_layers()  # bigmodel's layers are known to Keras before any load
         train_x = getattr(data.train, "x", None)
-        numeric_x, self.train_y = training_stats(data.train, train_x.get("features") if isinstance(train_x, dict) else train_x)
+        numeric_x, self.train_y = training_stats(
+            data.train, train_x.get("features") if isinstance(train_x, dict) else train_x
+        )
         from bigmodel_cli.training.afterfit import class_weights
 
-        self.class_weights, self.class_weight_why = class_weights(cfg, data.class_counts(), data.classes)
+        self.class_weights, self.class_weight_why = class_weights(
+            cfg, data.class_counts(), data.classes
+        )
         n_numeric = len(data.numeric) if self.tokenizers else len(data.features)
         keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
             if resume:
                 self.model, self.state = self._load_resume(run_dir)
-                self.optimizer = self.model.optimizer  # its learning rate and state come from the checkpoint
+                self.optimizer = (
+                    self.model.optimizer
+                )  # its learning rate and state come from the checkpoint
                 return
-            build = lambda precision: models.build_model(cfg, n_numeric, data.classes, self.base_dir, numeric_x, self.train_y, tokenizers=self.tokenizers, precision=precision)  # noqa: E731
+
+            def build(precision):
+                return models.build_model(
+                    cfg,
+                    n_numeric,
+                    data.classes,
+                    self.base_dir,
+                    numeric_x,
+                    self.train_y,
+                    tokenizers=self.tokenizers,
+                    precision=precision,
+                )
+
             self.model = build(plan.precision)
-            chosen, why = distribute.refine_precision(_setting(plan), plan.precision, plan.precision_reason, plan.devices, models.macs_per_sample(self.model))
+            chosen, why = distribute.refine_precision(
+                _setting(plan),
+                plan.precision,
+                plan.precision_reason,
+                plan.devices,
+                models.macs_per_sample(self.model),
+            )
             if (chosen, why) != (plan.precision, plan.precision_reason):
                 if chosen != plan.precision:  # build again, from the same seed, as float32
                     keras.utils.set_random_seed(cfg.seed)
                     self.model = build(chosen)
                 plan.precision, plan.precision_reason = chosen, why
                 cfg.train.precision = chosen  # the run's config.yaml says what it trained with
-            self.optimizer = models.make_optimizer(cfg, self.replicas, plan.precision, total_steps=self.steps_per_epoch * cfg.train.epochs)
+            self.optimizer = models.make_optimizer(
+                cfg,
+                self.replicas,
+                plan.precision,
+                total_steps=self.steps_per_epoch * cfg.train.epochs,
+            )
             self.model.compile(optimizer=self.optimizer, loss=cfg.train.loss)
             self.optimizer.build(self.model.trainable_variables)
 
@@ -419,7 +505,9 @@ class Trainer:
         try:
             return keras.models.load_model(last, compile=True), state
         except Exception as e:
-            raise ModelFileError(f"cannot load checkpoint {last}: {str(e).splitlines()[0][:200]}") from None
+            raise ModelFileError(
+                f"cannot load checkpoint {last}: {str(e).splitlines()[0][:200]}"
+            ) from None
 
     # ------------------------------------------------------------ steps
     def compile_steps(self) -> None:
@@ -429,9 +517,17 @@ class Trainer:
 
         from bigmodel_cli.model import builders as models
 
-        cfg, model, optimizer, strategy, G = self.cfg, self.model, self.optimizer, self.strategy, self.G
+        cfg, model, optimizer, strategy, G = (
+            self.cfg,
+            self.model,
+            self.optimizer,
+            self.strategy,
+            self.G,
+        )
         loss_fn, metric_fn = _per_example(cfg)
-        members = models.members_model(model)  # model.ensemble: each member is trained on its own loss
+        members = models.members_model(
+            model
+        )  # model.ensemble: each member is trained on its own loss
         single = self.replicas == 1
         scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         optimised = _weighted(_optimised_loss(cfg, loss_fn, self.train_y), self.class_weights)
@@ -447,10 +543,16 @@ class Trainer:
                     p = tf.reduce_mean(stacked, axis=1)
                     per = tf.add_n([loss_fn(y, stacked[:, i]) for i in range(k)]) / k
                     opt_per = tf.add_n([optimised(y, stacked[:, i]) for i in range(k)]) / k
-                loss = tf.reduce_mean(opt_per) if single else tf.nn.compute_average_loss(opt_per, global_batch_size=G)
+                loss = (
+                    tf.reduce_mean(opt_per)
+                    if single
+                    else tf.nn.compute_average_loss(opt_per, global_batch_size=G)
+                )
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-                if scaled:  # mixed_float16: the LossScaleOptimizer unscales the gradients it applies
+                if (
+                    scaled
+                ):  # mixed_float16: the LossScaleOptimizer unscales the gradients it applies
                     loss = optimizer.scale_loss(loss)
             grads = tape.gradient(loss, model.trainable_variables)
             # An embedding's gradient is IndexedSlices. Across workers a collective
@@ -460,42 +562,69 @@ class Trainer:
             # one-process run would drift from a multi-worker one. Dense everywhere: the
             # same numbers under every strategy, and no slower here (template: 13.0 s
             # against 13.4 s for 5 epochs).
-            grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+            grads = [
+                tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads
+            ]
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return tf.stack([tf.reduce_sum(per), tf.cast(tf.shape(per)[0], tf.float32)] + [tf.reduce_sum(m) for m in metric_fn(y, p)])
+            return tf.stack(
+                [tf.reduce_sum(per), tf.cast(tf.shape(per)[0], tf.float32)]
+                + [tf.reduce_sum(m) for m in metric_fn(y, p)]
+            )
 
         @tf.function
         def train_chunk(iterator, k):
             acc = tf.zeros([self.n_sums], tf.float32)
             for _ in tf.range(k):
                 x, y = next(iterator)
-                acc += strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None)
+                acc += strategy.reduce(
+                    tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None
+                )
             return acc
 
         @tf.function
         def eval_batch(x, y):
             p = model(x, training=False)
-            return tf.stack([tf.reduce_sum(loss_fn(y, p)), tf.cast(tf.shape(y)[0], tf.float32)] + [tf.reduce_sum(m) for m in metric_fn(y, p)])
+            return tf.stack(
+                [tf.reduce_sum(loss_fn(y, p)), tf.cast(tf.shape(y)[0], tf.float32)]
+                + [tf.reduce_sum(m) for m in metric_fn(y, p)]
+            )
 
         self.train_chunk, self.eval_batch = train_chunk, eval_batch
         self.loss_fn = loss_fn
-        self.members_predict = tf.function(lambda x: members(x, training=False)) if members is not None and cfg.model.ensemble_weights == "validation" else None
+        self.members_predict = (
+            tf.function(lambda x: members(x, training=False))
+            if members is not None and cfg.model.ensemble_weights == "validation"
+            else None
+        )
 
     # ------------------------------------------------------------ callbacks
     def monitor(self) -> tuple[str, str]:
         es = self.cfg.train.early_stopping
         monitor = es.monitor if es else ("val_loss" if self.has_val else "loss")
-        valid = ["loss", *self.names] + (["val_loss", *[f"val_{m}" for m in self.names]] if self.has_val else [])
+        valid = ["loss", *self.names] + (
+            ["val_loss", *[f"val_{m}" for m in self.names]] if self.has_val else []
+        )
         if monitor not in valid:
-            raise ConfigError(f"train.early_stopping.monitor '{monitor}' is not logged", hint=f"choose one of: {', '.join(valid)}")
+            raise ConfigError(
+                f"train.early_stopping.monitor '{monitor}' is not logged",
+                hint=f"choose one of: {', '.join(valid)}",
+            )
         return monitor, monitor_mode(monitor, es.mode if es else "auto")
 
     def make_callbacks(self, monitor: str, mode: str) -> CallbackList:
         t = self.cfg.train
-        every_s, every = checkpoint_interval(t.checkpoint_every) if t.checkpoint_every is not None else (None, None)
+        every_s, every = (
+            checkpoint_interval(t.checkpoint_every)
+            if t.checkpoint_every is not None
+            else (None, None)
+        )
         if t.checkpoint_every_steps:  # the older key, kept working
             every_s, every = None, t.checkpoint_every_steps
-        cbs: list[Any] = [EarlyStopping(self, monitor, mode, t.early_stopping), Checkpoints(self, every_s, every), HistoryLog(self)]
+        cbs: list[Any] = [
+            EarlyStopping(self, monitor, mode, t.early_stopping),
+            Checkpoints(self, every_s, every),
+            HistoryLog(self),
+        ]
         if self.is_chief and t.tensorboard:
             cbs.append(TensorBoard(self, self.run_dir, self.steps_per_epoch))
         return CallbackList([*cbs, self.observer, InterruptSave(self)])
@@ -508,7 +637,9 @@ class Trainer:
         if self.is_chief:
             t = time.perf_counter()
             ckpt = self.run_dir / CHECKPOINTS
-            save_checkpoint(self.model, ckpt / LAST, self.state, also=ckpt / BEST if best_too else None)
+            save_checkpoint(
+                self.model, ckpt / LAST, self.state, also=ckpt / BEST if best_too else None
+            )
             self.times["saves"] += time.perf_counter() - t
 
     def write_history(self) -> None:
@@ -525,30 +656,47 @@ class Trainer:
         self.build(resume, run_dir)
         self.compile_steps()
         monitor, mode = self.monitor()
-        self.run_dir = run_dir() if callable(run_dir) else run_dir  # every check has passed: only now does the folder exist
+        self.run_dir = (
+            run_dir() if callable(run_dir) else run_dir
+        )  # every check has passed: only now does the folder exist
         self.callbacks = self.make_callbacks(monitor, mode)
         info = self.describe()
         self.times["build"] = time.perf_counter() - self.t_fit
         self.callbacks.on_train_begin(info)
         t_start, samples = time.perf_counter(), 0
         tb = next((c for c in self.callbacks.callbacks if isinstance(c, TensorBoard)), None)
-        with StopFlag() as self.stop, peer_failures(self.plan, self.run_dir), contextlib.ExitStack() as closing:
+        with (
+            StopFlag() as self.stop,
+            peer_failures(self.plan, self.run_dir),
+            contextlib.ExitStack() as closing,
+        ):
             if tb is not None:
                 closing.callback(tb.close)
             epoch, iterator, iterator_end = self.state.epoch, None, self.state.epoch
             span = self.source.epochs_per_iterator(self.replicas)
             while epoch < self.cfg.train.epochs and not self.state.stopped_early:
-                if epoch >= iterator_end:  # one iterator serves several epochs: tearing one down costs ~1 s
+                if (
+                    epoch >= iterator_end
+                ):  # one iterator serves several epochs: tearing one down costs ~1 s
                     iterator_end = min(self.cfg.train.epochs, epoch + span)
-                    iterator = self.source.iterator(self.strategy, self.batches, epoch, self.state.step, iterator_end)
+                    iterator = self.source.iterator(
+                        self.strategy, self.batches, epoch, self.state.step, iterator_end
+                    )
                 seconds, epoch_samples = self.train_epoch(epoch, iterator)
                 samples += epoch_samples
                 epoch = self.end_epoch(epoch, seconds, epoch_samples)
         model_path = self.finalize()
         total = time.perf_counter() - t_start
         result = TrainResult(
-            run_dir=self.run_dir, history=self.state.history, epochs_done=self.state.epoch, best_epoch=self.state.best_epoch, model_path=model_path,
-            stopped_early=self.state.stopped_early, seconds=total, samples_per_s=samples / max(total, 1e-9), strategy=info,
+            run_dir=self.run_dir,
+            history=self.state.history,
+            epochs_done=self.state.epoch,
+            best_epoch=self.state.best_epoch,
+            model_path=model_path,
+            stopped_early=self.state.stopped_early,
+            seconds=total,
+            samples_per_s=samples / max(total, 1e-9),
+            strategy=info,
             times={k: round(v, 3) for k, v in self.times.items()},
         )
         self.callbacks.on_train_end({"result": result, "monitor": monitor, "best": self.state.best})
@@ -557,23 +705,49 @@ class Trainer:
     def describe(self) -> dict[str, Any]:
         """What ``on_train_begin`` and the result's ``strategy`` say of this run."""
         plan, data, batches = self.plan, self.data, self.batches
-        kinds = {"one_device": "OneDeviceStrategy", "mirrored": "MirroredStrategy", "multi_worker": "MultiWorkerMirroredStrategy"}
+        kinds = {
+            "one_device": "OneDeviceStrategy",
+            "mirrored": "MirroredStrategy",
+            "multi_worker": "MultiWorkerMirroredStrategy",
+        }
         return {
-            "epochs": self.cfg.train.epochs, "steps_per_epoch": self.steps_per_epoch, "metrics": self.names, "validation": self.has_val,
-            "strategy": kinds.get(plan.kind, type(self.strategy).__name__), "replicas": self.replicas, "global_batch": self.G,
-            "per_replica_batch": batches[0] if len(set(batches)) == 1 else "/".join(map(str, batches)),
-            "learning_rate": self.learning_rate(), "devices": plan.devices,
-            "start_epoch": self.state.epoch, "train_rows": len(data.train), "val_rows": len(data.validation) if self.has_val else 0,
-            "params": int(self.model.count_params()), "is_chief": self.is_chief, "plan": plan.as_dict(), "stream": data.stream,
-            "precision": plan.precision, "precision_reason": plan.precision_reason, "run_dir": str(self.run_dir),
+            "epochs": self.cfg.train.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "metrics": self.names,
+            "validation": self.has_val,
+            "strategy": kinds.get(plan.kind, type(self.strategy).__name__),
+            "replicas": self.replicas,
+            "global_batch": self.G,
+            "per_replica_batch": batches[0]
+            if len(set(batches)) == 1
+            else "/".join(map(str, batches)),
+            "learning_rate": self.learning_rate(),
+            "devices": plan.devices,
+            "start_epoch": self.state.epoch,
+            "train_rows": len(data.train),
+            "val_rows": len(data.validation) if self.has_val else 0,
+            "params": int(self.model.count_params()),
+            "is_chief": self.is_chief,
+            "plan": plan.as_dict(),
+            "stream": data.stream,
+            "precision": plan.precision,
+            "precision_reason": plan.precision_reason,
+            "run_dir": str(self.run_dir),
         }
 
     def train_epoch(self, epoch: int, iterator: Any) -> tuple[float, int]:
         """One epoch's steps from the state's step on, K per compiled call; (seconds, samples)."""
         import tensorflow as tf
 
-        st, steps, K, G = self.state, self.steps_per_epoch, self.cfg.train.steps_per_execution, self.G
-        self.sums = np.array(st.partial, np.float64) if st.partial else np.zeros(self.n_sums, np.float64)
+        st, steps, K, G = (
+            self.state,
+            self.steps_per_epoch,
+            self.cfg.train.steps_per_execution,
+            self.G,
+        )
+        self.sums = (
+            np.array(st.partial, np.float64) if st.partial else np.zeros(self.n_sums, np.float64)
+        )
         self.callbacks.on_epoch_begin(epoch + 1, steps)
         t0, done, samples = time.perf_counter(), st.step, 0
         while done < steps:
@@ -586,8 +760,17 @@ class Trainer:
             done += k
             st.global_step += k
             if not np.isfinite(self.sums[0]):
-                raise ConfigError(f"the loss became {self.sums[0]} in epoch {epoch + 1} (step {done}): training diverged", hint="lower train.learning_rate, or set data.normalize: true")
-            self.callbacks.on_steps(epoch + 1, done, steps, finish_metrics(self.names, self.sums), samples / max(time.perf_counter() - t0, 1e-9))
+                raise ConfigError(
+                    f"the loss became {self.sums[0]} in epoch {epoch + 1} (step {done}): training diverged",
+                    hint="lower train.learning_rate, or set data.normalize: true",
+                )
+            self.callbacks.on_steps(
+                epoch + 1,
+                done,
+                steps,
+                finish_metrics(self.names, self.sums),
+                samples / max(time.perf_counter() - t0, 1e-9),
+            )
         seconds = time.perf_counter() - t0
         self.times["epochs"] += seconds
         return seconds, samples
@@ -619,7 +802,9 @@ class Trainer:
             ys.append(np.asarray(yb))
         p, y = np.concatenate(stacked).astype(np.float64), np.concatenate(ys)
         per_example = numpy_loss(self.cfg.train.loss or "", y)
-        weights = models.select_members(lambda w: float(np.mean(per_example(np.einsum("bkn,k->bn", p, w)))), p.shape[1])
+        weights = models.select_members(
+            lambda w: float(np.mean(per_example(np.einsum("bkn,k->bn", p, w)))), p.shape[1]
+        )
         models.set_member_weights(self.model, weights)
 
     def end_epoch(self, epoch: int, seconds: float, samples: int) -> int:
@@ -649,12 +834,23 @@ class Trainer:
         (self.run_dir / CALIBRATION_FILE).unlink(missing_ok=True)
         afterfit.forget_conformal(self.run_dir)
         adjust = (lambda core: afterfit.adjust(self, core)) if afterfit.needed(self) else None
-        with StopFlag() as stop:  # SIGTERM now waits for model.keras: it takes a moment, and the run is done
-            finalize_model(ckpt_dir / (BEST if (ckpt_dir / BEST).is_file() else LAST), model_path, (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None, adjust)
+        with (
+            StopFlag() as stop
+        ):  # SIGTERM now waits for model.keras: it takes a moment, and the run is done
+            finalize_model(
+                ckpt_dir / (BEST if (ckpt_dir / BEST).is_file() else LAST),
+                model_path,
+                (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None,
+                adjust,
+            )
         self.times["finalize"] = time.perf_counter() - t
         self.callbacks.on_saved(model_path)
         if stop.signal is not None:
-            raise Interrupted(f"{signal_name(stop.signal)} came while the final model was being saved; {model_path} was finished first and the run is complete", None, str(self.run_dir))
+            raise Interrupted(
+                f"{signal_name(stop.signal)} came while the final model was being saved; {model_path} was finished first and the run is complete",
+                None,
+                str(self.run_dir),
+            )
         return model_path
 
 
@@ -677,13 +873,24 @@ def _optimised_loss(cfg: ExperimentConfig, loss_fn: Any, train_y: Any):
 
     from bigmodel_cli.model import builders as models
 
-    t_mean, t_std = models.target_stats(models.target_space(train_y, cfg)) if cfg.data.normalize_target else (0.0, 1.0)
+    t_mean, t_std = (
+        models.target_stats(models.target_space(train_y, cfg))
+        if cfg.data.normalize_target
+        else (0.0, 1.0)
+    )
     log_target = cfg.data.target_transform == "log"
     if not (cfg.data.normalize_target or log_target):
         return loss_fn
 
     def optimised(y, p):
-        ty, tp = (tf.math.log1p(tf.maximum(y, 0.0)), tf.math.log1p(tf.maximum(tf.cast(p, tf.float32), -1.0 + 1e-6))) if log_target else (y, p)
+        ty, tp = (
+            (
+                tf.math.log1p(tf.maximum(y, 0.0)),
+                tf.math.log1p(tf.maximum(tf.cast(p, tf.float32), -1.0 + 1e-6)),
+            )
+            if log_target
+            else (y, p)
+        )
         return loss_fn((ty - t_mean) / t_std, (tp - t_mean) / t_std)
 
     return optimised
@@ -702,7 +909,13 @@ def _reader_error(e: Exception) -> Exception:
     from bigmodel_cli.errors import DataError
 
     m = re.search(r"(?:DataError|ConfigError): (.+)", str(e))
-    return DataError(m.group(1).strip(), hint="fix or remove that file, then: bigmodel train RUN --resume") if m else e
+    return (
+        DataError(
+            m.group(1).strip(), hint="fix or remove that file, then: bigmodel train RUN --resume"
+        )
+        if m
+        else e
+    )
 
 
 def describe_peer(plan, text: str) -> str:
@@ -737,7 +950,15 @@ class peer_failures:
             return False
         import tensorflow as tf
 
-        if isinstance(exc, (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)):
+        if isinstance(
+            exc,
+            (
+                tf.errors.UnavailableError,
+                tf.errors.CancelledError,
+                tf.errors.DeadlineExceededError,
+                tf.errors.AbortedError,
+            ),
+        ):
             from bigmodel_cli.errors import WorkerFailed
 
             me = f"{self.plan.task_type or 'worker'} {self.plan.task_index}"
@@ -748,7 +969,12 @@ class peer_failures:
         return False
 
 
-def finalize_model(src: Path, dst: Path, wrap: Callable[[Any], Any] | None = None, adjust: Callable[[Any], Any] | None = None) -> None:
+def finalize_model(
+    src: Path,
+    dst: Path,
+    wrap: Callable[[Any], Any] | None = None,
+    adjust: Callable[[Any], Any] | None = None,
+) -> None:
     """The final model: the best checkpoint without optimizer or resume state;
     ``adjust`` changes the core first (calibration), then ``wrap`` turns a text
     model's integer-id core into the raw-text model."""
