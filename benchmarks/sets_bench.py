@@ -12,7 +12,7 @@ for C in 0.8, 0.9, 0.95, and from that file alone:
 - regressions: the rows whose prediction is outside [lower, upper] and the share of
   intervals holding the true value.
 
-    python benchmarks/sets_bench.py [--tables caravan,default,hmda,taxi,car,diamonds] [--seeds 0]
+    python benchmarks/sets_bench.py [--tables caravan,default,hmda,taxi,cut,diamonds] [--seeds 0]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ TABLES = {
     "default": ("ISLR", "Default", "default", None),  # 3.3% default
     "hmda": ("AER", "HMDA", "deny", None),  # 12% mortgage denials
     "taxi": ("modeldata", "taxi", "tip", None),  # tips: 92% yes
-    "car": ("Ecdat", "Car", "type", None),  # six car types
+    "cut": ("ggplot2", "diamonds", "cut", 10_000),  # five cuts, 10,000 of 53,940 rows
     "diamonds": ("ggplot2", "diamonds", "price", 10_000),  # a regression, 10,000 of 53,940 rows
 }
 COVERAGES = ("0.8", "0.9", "0.95")

@@ -136,6 +136,21 @@ def test_every_command_gives_the_same_answer_for_the_same_rows(parity_run, cli, 
         "parquet": _predict(cli, run, tmp_path / "new.parquet", tmp_path / "pq.parquet", *probs),
         "jsonl": _predict(cli, run, tmp_path / "new.jsonl", tmp_path / "js.jsonl", *probs),
     }
+    from conftest import run_process  # stdin, streamed through a real process's pipe
+
+    piped = run_process(
+        "predict",
+        run,
+        "--input",
+        "-",
+        "--coverage",
+        "0.9",
+        *probs,
+        input=(d / "new.csv").read_text(),
+    )
+    assert piped.code == 0, piped.err
+    (tmp_path / "stdin.csv").write_text(piped.out)
+    others["stdin"] = pd.read_csv(tmp_path / "stdin.csv", keep_default_na=False)
     for name, other in others.items():
         assert len(other) == len(base), name
         # probabilities within 1e-5; a regression's values to float32's own precision
