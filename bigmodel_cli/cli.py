@@ -544,7 +544,11 @@ def eval_(
         metavar="FILE",
         help="Data file or URL (s3://, gs://, hf://, https://) to evaluate on (default: data.test, else the validation split).",
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
+    json_out: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the metrics (what metrics.json or metrics-FILE.json holds) on stdout.",
+    ),
     unsafe: bool = typer.Option(
         False, "--unsafe", help="Allow models with Lambda layers (runs code from the file)."
     ),
