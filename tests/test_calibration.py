@@ -97,3 +97,38 @@ def test_calibrate_temperature_needs_a_validation_split(tmp_path, cli):
     assert cli("init", exp, "--template", "binary-classifier").code == 0
     r = cli("train", exp, "--set", "data.validation=null", "--set", "train.calibrate=temperature")
     assert r.code == 2 and "validation" in r.err
+
+
+def test_the_afterfit_steps_are_pure_functions_of_the_outputs():
+    """model/afterfit_steps.py: arrays in, the fitted value and its record out."""
+    from bigmodel_cli.model.afterfit_steps import temperature_step, threshold_step
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 3)) * 3
+    p_true = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = (np.cumsum(p_true, 1) < rng.random((4000, 1))).sum(1).clip(0, 2)
+    sharp = np.exp(2 * logits) / np.exp(2 * logits).sum(1, keepdims=True)  # overconfident
+    t, record = temperature_step("classification", sharp, y, "auto", "validation")
+    assert (
+        1.5 < t < 2.5
+        and record["method"] == "temperature"
+        and record["val_ece_after"] < record["val_ece_before"]
+    )
+    t, record = temperature_step(
+        "classification", p_true, y, "auto", "validation"
+    )  # calibrated already
+    assert (
+        record["fitted_on"] == "validation"
+        and record["rows"] == 4000
+        and (t == 1.0) == (record["method"] == "none")
+    )
+
+    p1 = rng.random(2000)
+    y1 = (rng.random(2000) < p1 * 0.3).astype(int)  # a rare positive class
+    assert threshold_step(p1, y1, 0.3, "f1", True) == (0.3, {}) and threshold_step(
+        p1, y1, 0.5, "f1", True
+    ) == (None, {})
+    none, why = threshold_step(p1, y1, "auto", "f1", False)
+    assert none is None and "balanced" in why["threshold_why"]
+    cut, why = threshold_step(p1, y1, "auto", "accuracy", True)
+    assert 0 < cut < 1 and why["threshold_metric"] == "accuracy"

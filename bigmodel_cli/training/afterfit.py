@@ -21,13 +21,10 @@ from typing import Any
 import numpy as np
 
 from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.model.afterfit_steps import IMBALANCED_SHARE
 from bigmodel_cli.runs import CALIBRATION_FILE, atomic_write_json
 
 Trainer = Any  # training.trainer.Trainer (not imported: it imports this module)
-
-IMBALANCED_SHARE = (
-    0.8  # class_weight / threshold auto: the commonest class's share past which they act
-)
 
 
 def class_weights(
@@ -185,56 +182,22 @@ def _halves(trainer: Trainer, n: int) -> tuple[np.ndarray, np.ndarray, tuple[str
 def _temperature(
     trainer: Trainer, record: dict[str, Any], p: np.ndarray, y: np.ndarray, where: str
 ) -> float:
-    """Temperature scaling (Guo et al., 2017) of the kept model's probabilities."""
-    from bigmodel_cli.model import metrics as M
+    from bigmodel_cli.model.afterfit_steps import temperature_step
 
-    task = trainer.cfg.task
-    t = M.fit_temperature(task, p, y)
-    before = M.expected_calibration_error(*M.top_label(task, p, y))
-    after = M.expected_calibration_error(*M.top_label(task, M.with_temperature(task, p, t), y))
-    # auto keeps the temperature only where it helps on the rows it was fitted on: the
-    # NLL-optimal one can still raise the ECE (text-classifier: 0.0448 -> 0.0546)
-    kept = trainer.cfg.train.calibrate == "temperature" or after <= before
-    record.update(
-        {
-            "method": "temperature" if kept else "none",
-            "temperature": round(t, 6) if kept else 1.0,
-            "fitted_temperature": round(t, 6),
-            "fitted_on": where,
-            "rows": int(len(y)),
-            "val_ece_before": round(before, 6),
-            "val_ece_after": round(after if kept else before, 6),
-        }
-    )
-    if not kept:
-        record["why"] = (
-            f"train.calibrate: auto left it out: the fitted temperature {t:.3f} raised the validation ECE from {before:.4f} to {after:.4f}"
-        )
-    return round(t, 6) if kept else 1.0
+    t, entries = temperature_step(trainer.cfg.task, p, y, trainer.cfg.train.calibrate, where)
+    record.update(entries)
+    return t
 
 
 def _threshold(
     trainer: Trainer, record: dict[str, Any], p1: np.ndarray, y: np.ndarray
 ) -> float | None:
-    """train.threshold: a number as set; auto: the one that maximises the metric on the
-    validation split when the classes are imbalanced (else 0.5)."""
-    from bigmodel_cli.model import metrics as M
+    from bigmodel_cli.model.afterfit_steps import threshold_step
 
-    setting, metric = trainer.cfg.train.threshold, trainer.cfg.train.threshold_metric
-    if setting != "auto":
-        return _set_threshold(trainer.cfg)
-    if not imbalanced(trainer):
-        record["threshold_why"] = (
-            f"0.5: the classes are balanced enough (none holds over {IMBALANCED_SHARE:.0%})"
-        )
-        return None
-    t, value = M.best_threshold(y, p1, metric)
-    at_half = M.binary_metrics(y, p1, [0, 1], 0.5)[metric]
-    record["threshold_why"] = (
-        f"{t:.4f} maximises the validation {metric} ({value:.4f}; {at_half:.4f} at 0.5)"
-    )
-    record["threshold_metric"] = metric
-    return round(t, 6)
+    train = trainer.cfg.train
+    t, entries = threshold_step(p1, y, train.threshold, train.threshold_metric, imbalanced(trainer))
+    record.update(entries)
+    return t
 
 
 def _conformal(
