@@ -54,9 +54,8 @@ class Strict(BaseModel):
 # month-first that reads them all); date_iso, date_dmy, date_mdy say it.
 ColumnType = Literal["number", "category", "text", "date", "date_iso", "date_dmy", "date_mdy"]
 COLUMN_TYPES: tuple[str, ...] = ColumnType.__args__  # type: ignore[attr-defined]
-NUMBER_TYPE = (
-    "number"  # the one spelling the schema itself needs; the rest is bigmodel_cli.features.registry
-)
+# the one spelling the schema itself needs; the rest is bigmodel_cli.features.registry
+NUMBER_TYPE = "number"
 
 
 class TextConfig(Strict):

@@ -32,9 +32,8 @@ CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
-CALIBRATION_FILE = (
-    "calibration.json"  # train.calibrate: the temperature and the validation ECE before and after
-)
+# train.calibrate: the temperature and the validation ECE before and after
+CALIBRATION_FILE = "calibration.json"
 CHECKPOINTS = "checkpoints"
 PLOTS = "plots"
 

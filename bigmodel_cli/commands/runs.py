@@ -83,9 +83,8 @@ def _with_jobs(rows: list[dict[str, Any]], exp_dir: Path) -> list[dict[str, Any]
         if r.get("job"):
             r["job"]["state"] = states.get(r["job"]["id"], "ended")
             if r["job"]["state"] == "pending" and r["status"] == "interrupted":
-                r["status"] = (
-                    "requeued"  # stopped by the time limit or a preemption; Slurm starts it again
-                )
+                # stopped by the time limit or a preemption; Slurm starts it again
+                r["status"] = "requeued"
     have = {r["job"]["id"] for r in rows if r.get("job")}
     for j in jobs:
         if j["job_id"] not in have and j.get("run_dir") is None and j["job_id"] in states:

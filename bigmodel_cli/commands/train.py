@@ -60,12 +60,10 @@ class TrainOutcome:
     times: dict[str, float] = field(
         default_factory=dict
     )  # seconds per phase: import, data, build, epochs, validation, saves, finalize, export, plots
-    background: bool = (
-        False  # the plot and inference.onnx are being written by a background process (finish.py)
-    )
-    worker: str | None = (
-        None  # a multi-worker run's other workers: "worker 1 of 2 (Slurm step)"; the chief's is None
-    )
+    # the plot and inference.onnx are being written by a background process (finish.py)
+    background: bool = False
+    # a multi-worker run's other workers: "worker 1 of 2 (Slurm step)"; the chief's is None
+    worker: str | None = None
 
 
 def train(

@@ -76,12 +76,10 @@ class Datasets:
     dropped: list[tuple[str, int]] = field(
         default_factory=list
     )  # (source, rows) dropped for a missing target
-    stream: dict[str, Any] | None = (
-        None  # when train/validation are streamed: what was prepared (blocks.describe)
-    )
-    label_counts: dict[str, int] | None = (
-        None  # streamed classifiers: rows of each label (str) read
-    )
+    # when train/validation are streamed: what was prepared (blocks.describe)
+    stream: dict[str, Any] | None = None
+    # streamed classifiers: rows of each label (str) read
+    label_counts: dict[str, int] | None = None
 
     def class_counts(self) -> "np.ndarray | None":
         """Training rows of each class, in class order (None: a regression, or unknown)."""

@@ -32,9 +32,8 @@ class ColumnStats:
     mean: np.ndarray  # mean of the finite values
     m2: np.ndarray  # sum of squared deviations of the finite values
     median: np.ndarray  # of the finite values (NaN when a column has none)
-    quantiles: np.ndarray | None = (
-        None  # [GRID, columns] of the finite values (NaN when a column has none)
-    )
+    # [GRID, columns] of the finite values (NaN when a column has none)
+    quantiles: np.ndarray | None = None
 
     @classmethod
     def of(cls, x: np.ndarray) -> "ColumnStats":

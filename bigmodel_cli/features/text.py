@@ -137,9 +137,8 @@ class TextSpec:
     ngrams: int = 2
     max_tokens: int = 2000
     max_chars: int = 20000
-    unique: bool = (
-        False  # each n-gram once a row, in order of first sight (the TF-IDF bag's binary tf)
-    )
+    # each n-gram once a row, in order of first sight (the TF-IDF bag's binary tf)
+    unique: bool = False
 
 
 def _translation(table: np.ndarray) -> dict[int, str | None]:

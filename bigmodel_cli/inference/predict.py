@@ -63,25 +63,22 @@ class PredictSpec:
     rename: dict[str, str] = field(
         default_factory=dict
     )  # predict --rename: the input's column -> the model's
-    on_bad_value: str = (
-        "error"  # a value that is not a number (or a date) in such a column: error | missing
-    )
+    # a value that is not a number (or a date) in such a column: error | missing
+    on_bad_value: str = "error"
     date_formats: dict[str, str] = field(
         default_factory=dict
     )  # date column -> date_iso | date_dmy | date_mdy
     line_of: Callable[[int], int] | None = field(
         default=None, repr=False
     )  # a CSV input's data row -> its line (error path)
-    threshold: float = (
-        0.5  # binary: the probability above which a row is the positive class (train.threshold)
-    )
+    # binary: the probability above which a row is the positive class (train.threshold)
+    threshold: float = 0.5
     conformal: Any = None  # model.conformal.Conformal: the run's scores (None: the run kept none)
     coverage: float | None = None  # predict --coverage: sets or intervals at this coverage
     set_method: str = "lac"  # --sets: lac | aps
     target: str | None = None  # eval: the target column, read as text beside the features
-    sent_ids: dict[str, list[Any]] | None = (
-        None  # serve's JSON rows: the id values as sent, echoed back
-    )
+    # serve's JSON rows: the id values as sent, echoed back
+    sent_ids: dict[str, list[Any]] | None = None
 
     @property
     def numeric(self) -> list[str]:

@@ -300,9 +300,8 @@ class Service:
         loop = asyncio.get_running_loop()
         if self.cheap is None:
             self.cheap = cheap_call(self.spec, self.infer)
-        carry = (
-            None  # a request of another model (after a reload) or input kind: the next call's first
-        )
+        # a request of another model (after a reload) or input kind: the next call's first
+        carry = None
         while True:
             first = carry if carry is not None else await self.queue.get()
             carry = None

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-IMBALANCED_SHARE = (
-    0.8  # class_weight / threshold auto: the commonest class's share past which they act
-)
+# class_weight / threshold auto: the commonest class's share past which they act
+IMBALANCED_SHARE = 0.8
 
 
 def temperature_step(

@@ -109,9 +109,8 @@ class Conformal:
     scores: dict[str, list[float]] = field(default_factory=dict)  # method -> sorted scores
     scale: Scale | None = None  # regression, normalised: the error scale
     scale_rows: int = 0
-    threshold: float = (
-        0.5  # binary: the run's decision threshold, mapped to 0.5 before scoring (model.decide)
-    )
+    # binary: the run's decision threshold, mapped to 0.5 before scoring (model.decide)
+    threshold: float = 0.5
 
     # ------------------------------------------------------------- fitting
     @classmethod

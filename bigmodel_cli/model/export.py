@@ -41,9 +41,8 @@ class ExportResult:
     runtime: str
     parity_ok: bool
     inputs: list[str] | None = None  # ONNX: the graph's input names, in order
-    outside_graph: str | None = (
-        None  # the encoders of the columns fed as ids (text), beside the file
-    )
+    # the encoders of the columns fed as ids (text), beside the file
+    outside_graph: str | None = None
 
 
 def default_path(run_dir: Path, fmt: str) -> Path:
