@@ -397,10 +397,11 @@ class TrainConfig(Strict):
     )
     threshold: Literal["auto"] | float = Field(
         "auto",
-        description="binary: the probability above which a row is the positive class; auto: where the commonest class holds over 80% of the training rows, the one that maximises train.threshold_metric on the validation split, else 0.5; kept in the model and used by predict, serve and every export",
+        description="binary: the probability above which a row is the positive class; auto: the cut that is best for train.threshold_metric on the validation split (for accuracy, kept only where it beats 0.5 by more than chance); kept in the model and used by predict, serve and every export",
     )
-    threshold_metric: Literal["f1", "balanced_accuracy", "accuracy"] = Field(
-        "f1", description="train.threshold: auto: the validation metric the threshold maximises"
+    threshold_metric: Literal["accuracy", "f1", "balanced_accuracy"] = Field(
+        "accuracy",
+        description="train.threshold: auto: the validation metric the cut serves: accuracy (the default: near the argmax), or f1 / balanced_accuracy to trade accuracy for the rarer class's recall",
     )
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
         "auto",

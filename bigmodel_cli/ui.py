@@ -360,6 +360,18 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
         con.print(f"[yellow]note:[/] {note}")
 
 
+def minority_line(m: dict) -> str:
+    """A rare class in words: its share, its recall and precision at the run's cut, and
+    the one setting that trades accuracy for its recall (or back)."""
+    o = m["other"]
+    return (
+        f"'{m.get('class', m['class_index'])}' is {m['share']:.1%} of the validation rows: "
+        f"recall {m['recall']:.3f}, precision {m['precision']:.3f} at this cut "
+        f"(accuracy {m['accuracy']:.4f}); {o['setting']} would cut at {o['threshold']:.4g}: "
+        f"recall {o['recall']:.3f}, precision {o['precision']:.3f}, accuracy {o['accuracy']:.4f}"
+    )
+
+
 def after_training_lines(cal: dict | None, conformal: dict | None) -> list[tuple[str, str]]:
     """The summary's rows for what the validation split fitted after training."""
     rows = []
@@ -394,6 +406,19 @@ def after_training_lines(cal: dict | None, conformal: dict | None) -> list[tuple
                 + (f": {cal['threshold_why']}" if cal.get("threshold_why") else ""),
             )
         )
+        seen = (cal.get("validation") or {}).get("at_threshold")
+        if seen:
+            half = cal["validation"]["at_0.5"]
+            rows.append(
+                (
+                    "  validation",
+                    " · ".join(
+                        f"{k.replace('_', ' ')} {seen[k]:.4f} ({half[k]:.4f} at 0.5)" for k in seen
+                    ),
+                )
+            )
+    if cal and cal.get("minority"):
+        rows.append(("minority class", minority_line(cal["minority"])))
     if conformal:
         rows.append(
             (
@@ -418,12 +443,15 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
     con = console or err_console()
     m = outcome.metrics
     con.print(f"[bold]{outcome.task} metrics[/] on {outcome.data} ({m.get('rows', '?')} rows)")
-    t = Table(box=None, show_header=False)
+    half = m.get("at_0.5") or {}
+    t = Table(box=None, show_header=bool(half), header_style="bold")
     t.add_column(style="bold")
-    t.add_column(justify="right")
+    t.add_column(f"at {fmt(m['threshold'])}" if half else "", justify="right")
+    if half:  # a run with its own cut: the argmax's figures beside it
+        t.add_column("at 0.5", justify="right")
     for k, v in m.items():
-        if isinstance(v, (int, float)) and k != "rows":
-            t.add_row(k, fmt(v))
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "rows":
+            t.add_row(k, fmt(v), *([fmt(half[k]) if k in half else ""] if half else []))
     con.print(t)
     if "per_class" in m:
         pc = Table(box=None, header_style="bold")

@@ -125,10 +125,47 @@ def test_the_afterfit_steps_are_pure_functions_of_the_outputs():
 
     p1 = rng.random(2000)
     y1 = (rng.random(2000) < p1 * 0.3).astype(int)  # a rare positive class
-    assert threshold_step(p1, y1, 0.3, "f1", True) == (0.3, {}) and threshold_step(
-        p1, y1, 0.5, "f1", True
+    assert threshold_step(p1, y1, 0.3, "f1", True)[0] == 0.3 and threshold_step(
+        p1, y1, 0.5, "f1", False
     ) == (None, {})
-    none, why = threshold_step(p1, y1, "auto", "f1", False)
-    assert none is None and "balanced" in why["threshold_why"]
-    cut, why = threshold_step(p1, y1, "auto", "accuracy", True)
-    assert 0 < cut < 1 and why["threshold_metric"] == "accuracy"
+    # f1 cuts where the user asked for it, imbalanced or not, and says what 0.5 gave
+    cut, why = threshold_step(p1, y1, "auto", "f1", False)
+    assert 0 < cut < 1 and cut != 0.5 and "0.5" in why["threshold_why"] and "minority" not in why
+    assert why["validation"]["at_threshold"]["f1"] > why["validation"]["at_0.5"]["f1"]
+
+
+def test_the_accuracy_cut_moves_only_past_chance_and_the_minority_is_always_said():
+    """train.threshold_metric: accuracy (the default): calibrated probabilities keep 0.5;
+    probabilities that sit too high move the cut; a rare class's recall and the f1 trade
+    are in the record either way."""
+    from bigmodel_cli.model.afterfit_steps import threshold_step
+
+    rng = np.random.default_rng(1)
+    p = rng.beta(0.5, 4, 3000)  # a rare positive class, calibrated: y ~ Bernoulli(p)
+    y = (rng.random(3000) < p).astype(int)
+    t, rec = threshold_step(p, y, "auto", "accuracy", True)
+    assert t is None and rec["threshold_why"].startswith("0.5:"), rec
+    # 300 calibrated rows: the best cut there (0.448) wins 16 rows and loses 14: noise
+    rng0 = np.random.default_rng(0)
+    p0 = rng0.beta(2, 3, 300)
+    y0 = (rng0.random(300) < p0).astype(int)
+    t0, rec0 = threshold_step(p0, y0, "auto", "accuracy", False)
+    assert t0 is None and "16 rows right against 14 wrong" in rec0["threshold_why"], rec0
+    m = rec["minority"]
+    assert m["class_index"] == 1 and 0.05 < m["share"] < 0.2 and 0 <= m["recall"] < 0.5
+    assert m["other"]["setting"] == "train.threshold_metric: f1"
+    assert m["other"]["recall"] > m["recall"] and m["other"]["accuracy"] <= m["accuracy"]
+    # the same rows, the model's numbers twice what they should be: 0.5 wastes rows
+    t, rec = threshold_step(np.sqrt(p), y, "auto", "accuracy", True)
+    assert t is not None and t > 0.5 and "rows right against" in rec["threshold_why"]
+    v = rec["validation"]
+    assert v["at_threshold"]["accuracy"] > v["at_0.5"]["accuracy"]
+    # the summary's lines: the cut with both figures, and the rare class in words
+    from bigmodel_cli.ui import after_training_lines
+
+    lines = dict(after_training_lines({"threshold": t, **rec, "positive_class": "yes"}, None))
+    assert "(0.5" in lines["  validation"] or "at 0.5" in lines["  validation"]
+    said = lines["minority class"]
+    assert "'1' is" in said and "recall" in said and "train.threshold_metric: f1" in said
+    # balanced classes: no minority line
+    assert "minority" not in threshold_step(p, y, "auto", "accuracy", False)[1]

@@ -212,7 +212,12 @@ def loans(tmp_path_factory):
 def test_imbalanced_binary_finds_the_minority(loans, cli, tmp_path):
     exp = tmp_path / "e"
     assert cli("init", exp, "--data", loans / "train.csv", "--target", "Class").code == 0
-    r = cli("train", exp, *sets_args(*SMALL, "train.epochs=12", "data.validation=0.3"), "--json")
+    r = cli(
+        "train",
+        exp,
+        *sets_args(*SMALL, "train.epochs=12", "data.validation=0.3", "train.threshold_metric=f1"),
+        "--json",
+    )
     assert r.code == 0, r.err
     out = json.loads(r.out)
     cal, run = out["calibration"], Path(out["run_dir"])
@@ -309,6 +314,18 @@ def test_positive_label_and_class_weight_settings(loans, cli, tmp_path):
     out = json.loads(r.out)
     cal = out["calibration"]
     assert cal["positive_class"] == "good" and cal["threshold"] == 0.7
+    # the rare class is the negative one here, and still named with its recall and the trade
+    rare = cal["minority"]
+    assert rare["class"] == "bad" and rare["class_index"] == 0 and rare["share"] < 0.1
+    assert rare["other"]["setting"] == "train.threshold_metric: f1"
+    seen = cal["validation"]
+    assert set(seen) == {"at_threshold", "at_0.5"} and set(seen["at_0.5"]) >= {"accuracy", "recall"}
+    # eval: the run's cut and, beside it, the figures at 0.5
+    r = cli("eval", out["run_dir"], "--data", loans / "test.csv")
+    assert r.code == 0, r.err
+    assert "at 0.7" in r.err and "at 0.5" in r.err, r.err
+    m = json.loads((Path(out["run_dir"]) / "metrics-test.json").read_text())
+    assert m["threshold"] == pytest.approx(0.7) and set(m["at_0.5"]) >= {"accuracy", "recall"}
     assert (
         cal["class_weight"]["bad"] > 5 * cal["class_weight"]["good"]
         and "holds 95%" in cal["class_weight_why"]
@@ -338,7 +355,13 @@ def test_streamed_training_finds_the_minority_and_keeps_scores_like_in_memory(lo
     r = cli(
         "train",
         exp,
-        *sets_args(*SMALL, "train.epochs=3", "data.validation=0.3", "data.stream=true"),
+        *sets_args(
+            *SMALL,
+            "train.epochs=3",
+            "data.validation=0.3",
+            "data.stream=true",
+            "train.threshold_metric=f1",
+        ),
         "--json",
     )
     assert r.code == 0, r.err

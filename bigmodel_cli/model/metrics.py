@@ -47,7 +47,7 @@ def single_class_warning(m: dict[str, Any]) -> str | None:
     predicted = cm.sum(axis=0)
     if m.get("rows", 0) > 1 and (predicted > 0).sum() == 1 and len(predicted) > 1:
         c = (m.get("classes") or list(range(len(predicted))))[int(predicted.argmax())]
-        return f"the model predicted '{c}' for every one of the {int(predicted.sum()):,} rows: its accuracy is that class's share; see balanced_accuracy (train.threshold: auto, the default, moves the threshold on a validation split: set data.validation)"
+        return f"the model predicted '{c}' for every one of the {int(predicted.sum()):,} rows: its accuracy is that class's share; see balanced_accuracy (train.threshold_metric: f1 or balanced_accuracy moves the threshold towards the rarer class on a validation split: set data.validation)"
     return None
 
 
@@ -181,6 +181,20 @@ def binary_metrics(
     precision, recall, f1, balanced = _binary_counts(y, pred)
     pc = np.clip(p, EPS, 1 - EPS)
     loss = float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)))
+    # a run that decides at another cut also shows the argmax's figures beside its own
+    at_half = {}
+    if float(threshold) != 0.5:
+        half = (np.asarray(p) > 0.5).astype(np.int64)
+        hp, hr, hf, hb = _binary_counts(y, half)
+        at_half = {
+            "at_0.5": {
+                "accuracy": float(np.mean(half == y)),
+                "precision": hp,
+                "recall": hr,
+                "f1": hf,
+                "balanced_accuracy": hb,
+            }
+        }
     return {
         "loss": loss,
         "accuracy": float(np.mean(pred == y)),
@@ -195,6 +209,7 @@ def binary_metrics(
         "confusion_matrix": cm.tolist(),
         "classes": list(classes),
         "rows": int(len(y)),
+        **at_half,
     }
 
 

@@ -196,6 +196,10 @@ def _threshold(
 
     train = trainer.cfg.train
     t, entries = threshold_step(p1, y, train.threshold, train.threshold_metric, imbalanced(trainer))
+    if "minority" in entries:
+        classes = trainer.data.classes or [0, 1]
+        c = classes[entries["minority"]["class_index"]]
+        entries["minority"]["class"] = c.item() if hasattr(c, "item") else c
     record.update(entries)
     return t
 
