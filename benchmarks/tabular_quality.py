@@ -163,8 +163,9 @@ def run_bigmodel(work: Path, target: str, task: str, env: dict, sets: list[str])
         **scores,
         "train_s": train_s,
         "process_s": init_s + train_s + eval_s,
-        "epochs": doc.get("epochs_done"),
+        "epochs": len(doc.get("history") or []),
         "best_epoch": doc.get("best_epoch"),
+        "times": doc.get("times"),  # where train's seconds went (the summary's breakdown)
         "threshold": m.get("threshold"),
     }
 

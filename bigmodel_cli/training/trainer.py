@@ -571,25 +571,34 @@ class Trainer:
                 + [tf.reduce_sum(m) for m in metric_fn(y, p)]
             )
 
+        step = (
+            tf.function(replica_step, jit_compile=True)
+            if cfg.train.jit_compile and single
+            else replica_step
+        )
+
         @tf.function
         def train_chunk(iterator, k):
             acc = tf.zeros([self.n_sums], tf.float32)
             for _ in tf.range(k):
                 x, y = next(iterator)
                 acc += strategy.reduce(
-                    tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None
+                    tf.distribute.ReduceOp.SUM, strategy.run(step, args=(x, y)), axis=None
                 )
             return acc
 
         @tf.function
-        def eval_batch(x, y):
-            p = model(x, training=False)
+        def eval_outputs(p, y):
             return tf.stack(
                 [tf.reduce_sum(loss_fn(y, p)), tf.cast(tf.shape(y)[0], tf.float32)]
                 + [tf.reduce_sum(m) for m in metric_fn(y, p)]
             )
 
-        self.train_chunk, self.eval_batch = train_chunk, eval_batch
+        @tf.function
+        def eval_batch(x, y):
+            return eval_outputs(model(x, training=False), y)
+
+        self.train_chunk, self.eval_batch, self.eval_outputs = train_chunk, eval_batch, eval_outputs
         self.loss_fn = loss_fn
         self.members_predict = (
             tf.function(lambda x: members(x, training=False))
@@ -781,17 +790,22 @@ class Trainer:
 
         t = time.perf_counter()
         if self.members_predict is not None:
-            self.weigh_members()
-        sums = np.zeros(self.n_sums, np.float64)
-        for xb, yb in eval_batches(self.data.validation, max(256, self.G)):
-            sums += self.eval_batch(tf.nest.map_structure(tf.constant, xb), tf.constant(yb)).numpy()
+            # one pass: the members' outputs choose the weights, and their weighted mean
+            # (the model's output) is scored, instead of running the model a second time
+            p, y = self.weigh_members()
+            sums = self.eval_outputs(tf.constant(p), tf.constant(y)).numpy().astype(np.float64)
+        else:
+            sums = np.zeros(self.n_sums, np.float64)
+            for xb, yb in eval_batches(self.data.validation, max(256, self.G)):
+                x = tf.nest.map_structure(tf.constant, xb)
+                sums += self.eval_batch(x, tf.constant(yb)).numpy()
         self.times["validation"] += time.perf_counter() - t
         return finish_metrics(self.names, sums, "val_")
 
-    def weigh_members(self) -> None:
+    def weigh_members(self) -> tuple[np.ndarray, np.ndarray]:
         """``model.ensemble_weights: validation``: the members' weights for the
         validation split's loss, by greedy ensemble selection; every process
-        computes the same from the same rows."""
+        computes the same from the same rows. (the weighted outputs, the labels)."""
         import tensorflow as tf
 
         from bigmodel_cli.model import builders as models
@@ -806,6 +820,7 @@ class Trainer:
             lambda w: float(np.mean(per_example(np.einsum("bkn,k->bn", p, w)))), p.shape[1]
         )
         models.set_member_weights(self.model, weights)
+        return np.einsum("bkn,k->bn", p, weights.astype(np.float64)).astype(np.float32), y
 
     def end_epoch(self, epoch: int, seconds: float, samples: int) -> int:
         """The epoch's history row, then the callbacks (monitor, checkpoints, history, ...); the next epoch."""
