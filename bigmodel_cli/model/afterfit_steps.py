@@ -72,20 +72,16 @@ def threshold_step(
         why = f"{cut:.4f} maximises the validation {metric} ({value:.4f}; {at_half:.4f} at 0.5)"
         t, record = round(cut, 6), {"threshold_why": why, "threshold_metric": metric}
     if t is not None and len(y):
+        # binary_metrics at a cut other than 0.5 carries the figures at 0.5 beside its own
+        m = M.binary_metrics(y, p1, [0, 1], t)
+        keys = ("accuracy", "balanced_accuracy", "f1", "recall")
         record["validation"] = {
-            "at_threshold": _figures(p1, y, t),
-            "at_0.5": _figures(p1, y, 0.5),
+            "at_threshold": {k: round(m[k], 4) for k in keys},
+            "at_0.5": {k: round(m.get("at_0.5", m)[k], 4) for k in keys},
         }
     if imbalanced and len(y) and 0 < y.sum() < len(y):
         record["minority"] = _minority(p1, y, 0.5 if t is None else t, metric)
     return t, record
-
-
-def _figures(p1: np.ndarray, y: np.ndarray, t: float) -> dict[str, float]:
-    from bigmodel_cli.model import metrics as M
-
-    m = M.binary_metrics(y, p1, [0, 1], t)
-    return {k: round(m[k], 4) for k in ("accuracy", "balanced_accuracy", "f1", "recall")}
 
 
 def _accuracy_cut(p1: np.ndarray, y: np.ndarray) -> tuple[float | None, dict[str, Any]]:
