@@ -165,7 +165,7 @@ def test_onnx_takes_raw_strings_and_matches_predict(table_run, cli, tmp_path):
 def test_category_keys_cover_every_spelling_python_reads():
     """The graph's keys give the ids CategoryEncoder gives, for the spellings a client sends."""
     from bigmodel_cli.features.category import UNSEEN, CategoryEncoder
-    from bigmodel_cli.model.onnx_raw import category_keys
+    from bigmodel_cli.features.category import category_keys
 
     boolean = CategoryEncoder.fit(["yes", "no", "No", "y"])
     assert boolean.boolean

@@ -230,7 +230,7 @@ def test_predict_bad_value_in_jsonl_names_the_row(impute_run, cli):
 
 
 def test_parse_numbers_tells_missing_from_wrong():
-    from bigmodel_cli.inference.predict import parse_numbers
+    from bigmodel_cli.features.number import parse_numbers
 
     values = np.array(
         [

@@ -86,3 +86,81 @@ def test_no_module_compares_type_names_but_the_registry():
                         continue
                     found.append(f"{path.relative_to(PKG)}:{n.lineno} compares '{side.value}'")
     assert not found, found
+
+
+# Choosing a column's type (init --data's profile, read_table's inference) names
+# the types it chooses between; what a type *does* is asked of the type itself.
+CHOOSERS = {"data/profile.py", "data/tables.py"}
+
+
+def test_no_step_outside_features_switches_on_a_type():
+    """Outside ``features/``, no ``is``/``==`` test of a kind (``kind_of_encoder(t) is
+    CATEGORY``, ``registry.kind(s) is TEXT``) and no isinstance test of an encoder
+    class: each such switch is a step the type's own class should own (issue 37)."""
+    kinds = {"NUMBER", "CATEGORY", "TEXT", "DATE"}
+    encoders = {"CategoryEncoder", "DateEncoder", "PyTokenizer", "WordPiece"}
+    found = []
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG).as_posix()
+        if rel.startswith("features/"):
+            continue
+        for n in ast.walk(ast.parse(path.read_text())):
+            if isinstance(n, ast.Compare) and rel not in CHOOSERS:
+                for side in [n.left, *n.comparators]:
+                    name = side.attr if isinstance(side, ast.Attribute) else getattr(side, "id", "")
+                    if name in kinds:
+                        found.append(f"{rel}:{n.lineno} tests a kind ({name})")
+            if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "isinstance":
+                for a in ast.walk(n.args[1]) if len(n.args) > 1 else []:
+                    name = a.attr if isinstance(a, ast.Attribute) else getattr(a, "id", "")
+                    if name in encoders:
+                        found.append(f"{rel}:{n.lineno} tests an encoder class ({name})")
+    assert not found, found
+
+
+def test_every_type_checks_encodes_and_round_trips_through_the_road(tmp_path):
+    """One road: the same cells give the same ids whichever reader hands them over
+    (pandas or Arrow), and a bad value is the same error, naming the row."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from bigmodel_cli.errors import DataError
+    from bigmodel_cli.features.road import ArrowCells, FrameCells, Layout, Where, encode_rows
+
+    cfg = _cfg(tmp_path)
+    df = pd.DataFrame(
+        {
+            "n": ["1.5", "", "true", "7"],
+            "c": ["red", None, "blue", "red"],
+            "t": ["a good day", "a bad day", "", "good"],
+            "d": ["2024-01-31", "", "2022-02-28", "2021-07-04"],
+        }
+    )
+    types = {"c": "category", "t": "text", "d": "date_iso"}
+    encoders = {
+        c: registry.kind(types[c]).fit(df[c].tolist(), c, types[c], cfg) for c in ("c", "t", "d")
+    }
+    layout = Layout(["n", "c", "t", "d"], types, encoders)
+    a, raw_a = encode_rows(FrameCells(df), layout)
+    b, raw_b = encode_rows(ArrowCells(pa.RecordBatch.from_pandas(df)), layout)
+    assert sorted(a) == sorted(b) == ["features", "ids_c", "ids_d", "ids_t"]
+    for k in a:
+        np.testing.assert_array_equal(np.nan_to_num(a[k], nan=-9), np.nan_to_num(b[k], nan=-9))
+    np.testing.assert_array_equal(a["features"][:, 0], np.float32([1.5, np.nan, 1.0, 7.0]))
+    assert raw_a == raw_b and raw_a["c"][1] == ""
+    raw, _ = encode_rows(FrameCells(df), Layout(layout.features, types))  # the Keras model's feed
+    assert list(raw["d"]) == list(df["d"].fillna("")) and "ids_d" not in raw
+    for col, cell, words in (
+        ("n", "forty", "row 3, column 'n' is not a number: 'forty'"),
+        ("d", "31/02/2024", "row 3, column 'd' is not a date (yyyy-mm-dd): '31/02/2024'"),
+    ):
+        bad = df.copy()
+        bad.loc[2, col] = cell
+        for cells in (FrameCells(bad), ArrowCells(pa.RecordBatch.from_pandas(bad))):
+            with pytest.raises(
+                DataError, match=r"^f\.csv: " + words.replace("(", r"\(").replace(")", r"\)")
+            ):
+                encode_rows(cells, layout, where=Where("f.csv"))
+            x, _ = encode_rows(cells, layout, on_bad="missing")  # or read as missing
+            got = x["features"][2, 0] if col == "n" else x["ids_d"][2, 0]
+            assert np.isnan(got)

@@ -254,7 +254,7 @@ def test_a_bad_value_names_its_shard_and_line(tmp_path, monkeypatch):
     lines[701] = lines[701].replace(lines[701].split(",")[2], "oops", 1)
     (folder / "data" / "part2.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(
-        DataError, match=r"part2\.csv: column 'f2' is not numeric: line 702 has 'oops'"
+        DataError, match=r"part2\.csv: line 702, column 'f2' is not a number: 'oops'"
     ):
         load(folder)
     assert not list((folder / "cache").glob("*/manifest.json"))  # nothing half-made is kept

@@ -32,6 +32,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from bigmodel_cli.features.base import ColumnType
+
 MISSING, UNSEEN = 0, 1
 # pandas' default NA spellings (read_csv), so training and prediction agree on them.
 NA_SPELLINGS = (
@@ -260,3 +262,95 @@ def layers():
 def embedding_size(n_ids: int) -> int:
     """A learned vector's size for a column with ``n_ids`` ids (fast.ai's rule, capped)."""
     return int(min(32, max(2, round(1.6 * n_ids**0.56))))
+
+
+def category_keys(enc: CategoryEncoder) -> dict[str, int]:
+    """Every string an ONNX lookup maps to an id other than 'unseen' (after
+    lower-casing, for a yes/no column): what :meth:`CategoryEncoder.ids` gives."""
+    keys: dict[str, int] = {}
+    for i, v in enumerate(enc.vocabulary):
+        keys[v] = i + 2
+        if v.lstrip("-").isdigit():
+            keys.setdefault(v + ".0", i + 2)
+    if enc.boolean:  # every case of every spelling, as Python lower-cases (ASCII: no locale needed)
+        for spellings, key in ((TRUE_SPELLINGS, "true"), (FALSE_SPELLINGS, "false")):
+            for spelling in spellings:
+                for cased in _cases(spelling):
+                    keys[cased] = enc.index.get(key, UNSEEN)
+    for na in NA_SPELLINGS:
+        keys[na] = MISSING
+    return keys
+
+
+def _cases(word: str) -> list[str]:
+    """Every upper/lower-case spelling of a short ASCII word (``yes``: 8 of them)."""
+    from itertools import product
+
+    return [
+        "".join(p)
+        for p in product(*[(ch.lower(), ch.upper()) if ch.isalpha() else (ch,) for ch in word])
+    ]
+
+
+class CategoryType(ColumnType):
+    """A category column: ids of its most frequent values (:class:`CategoryEncoder`);
+    inside the model one-hot for few values, else a learned vector."""
+
+    name = "category"
+    spellings = ("category",)
+    saved_as = ("category",)
+    describe = "ids of its most frequent values; one-hot or a learned vector"
+    raw_onnx_inside = True
+
+    def fit(self, values: Sequence[Any], column: str, spelling: str, cfg: Any) -> Any:
+        return CategoryEncoder.fit(values, max_values=cfg.data.max_categories)
+
+    def to_doc(self, encoder: Any, input_name: str) -> dict[str, Any]:
+        return {
+            "kind": "category",
+            "input": input_name,
+            "boolean": encoder.boolean,
+            "vocabulary": encoder.vocabulary,
+            "spellings": encoder.spellings,
+        }
+
+    def from_doc(self, doc: dict[str, Any], fold_table: Any) -> Any:
+        return CategoryEncoder(doc["vocabulary"], doc["boolean"], doc.get("spellings"))
+
+    def core_input(self, encoder: Any, name: str, cfg: Any, context: dict[str, Any]):
+        import keras
+        from keras import layers as L
+
+        # One id a row: a fixed width of 1, so the embedding's flattened width is known
+        # (shape (None,) left Dense's kernel shape undefined past data.one_hot_max ids).
+        ids = keras.Input(shape=(1,), name=name, dtype="int32")
+        if encoder.size <= cfg.data.one_hot_max:
+            return ids, layers()[1](encoder.size, name=f"onehot_{name[4:]}")(ids)
+        emb = L.Embedding(encoder.size, embedding_size(encoder.size), name=f"embed_{name[4:]}")(ids)
+        return ids, L.Flatten(name=f"flat_{name[4:]}")(emb)
+
+    def raw_layer(self, encoder: Any, name: str):
+        return layers()[0](encoder.vocabulary, encoder.boolean, name=f"lookup_{name}")
+
+    def raw_onnx(self, encoder: Any, column: str, output: str, id_type: int):
+        from onnx import helper
+
+        keys = category_keys(encoder)
+        p = "bigmodel_raw/" + column
+        nodes = [
+            helper.make_node(
+                "LabelEncoder",
+                [column],
+                [p + "/ids64"],
+                domain="ai.onnx.ml",
+                keys_strings=list(keys),
+                values_int64s=list(keys.values()),
+                default_int64=UNSEEN,
+                name=p + "/lookup",
+            ),
+            helper.make_node("Cast", [p + "/ids64"], [output], to=id_type, name=p + "/cast"),
+        ]
+        return nodes, [], {"ai.onnx.ml": 2}
+
+
+CATEGORY = CategoryType()

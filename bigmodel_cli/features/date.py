@@ -32,6 +32,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from bigmodel_cli.errors import DataError
+from bigmodel_cli.features.base import ColumnType
 
 FORMATS = ("date_iso", "date_dmy", "date_mdy")
 PARTS = 8
@@ -290,3 +291,72 @@ class _TFInt:
         import tensorflow as tf
 
         return tf.where(c, a, b)
+
+
+SHOWN = {"date_iso": "yyyy-mm-dd", "date_dmy": "dd/mm/yyyy", "date_mdy": "mm/dd/yyyy"}
+
+
+class DateType(ColumnType):
+    """A date column: eight parts (:class:`DateEncoder`); a missing or unreadable
+    date is NaN in each, 0 plus a missing flag inside the model."""
+
+    name = "date"
+    spellings = ("date", *FORMATS)
+    saved_as = ("date",)
+    describe = "year, days since 1970 and cyclic month/weekday/day-of-year parts"
+    raw_onnx_inside = True
+
+    def fit(self, values: Sequence[Any], column: str, spelling: str, cfg: Any) -> Any:
+        return DateEncoder.fit(values, spelling, column)
+
+    def resolved(self, encoder: Any, spelling: str) -> str:
+        return encoder.format
+
+    def check(self, cells: Sequence[Any], spelling: str) -> tuple[Any, np.ndarray | None]:
+        """A present value that does not read in the column's format is bad; parsed
+        once, so the encoding below reads the same parse. (An unresolved ``date``,
+        before training chose a format, checks nothing.)"""
+        if spelling not in FORMATS:
+            return cells, None
+        ymd, valid, missing = parse(cells, spelling)
+        return (ymd, valid), ~valid & ~missing
+
+    def not_a(self, spelling: str) -> str:
+        return f"a date ({SHOWN[spelling]})" if spelling in SHOWN else "a date"
+
+    def encode(self, encoder: Any, parsed: Any) -> np.ndarray:
+        if isinstance(parsed, tuple):
+            return encoder.parts(*parsed)
+        return encoder.ids(parsed)
+
+    def to_doc(self, encoder: Any, input_name: str) -> dict[str, Any]:
+        return {**encoder.to_json(), "input": input_name}
+
+    def from_doc(self, doc: dict[str, Any], fold_table: Any) -> Any:
+        return DateEncoder(doc["format"], doc["stats"])
+
+    def core_input(self, encoder: Any, name: str, cfg: Any, context: dict[str, Any]):
+        """Its parts, NaN when missing: 0 plus a missing flag."""
+        import keras
+
+        from bigmodel_cli.features.number import impute_class
+
+        ids = keras.Input(shape=(encoder.size,), name=name, dtype="float32")
+        impute = impute_class()(
+            medians=[0.0] * encoder.size, flagged=[0], name=f"date_{name[4:]}", dtype="float32"
+        )
+        return ids, impute(ids)
+
+    def raw_layer(self, encoder: Any, name: str):
+        return layers()[0](encoder.format, encoder.stats, name=f"dateparts_{name}")
+
+    def raw_onnx(self, encoder: Any, column: str, output: str, id_type: int):
+        from bigmodel_cli.features.onnx_graph import DATE_OPSET, Builder, date_parts_graph
+
+        b = Builder("bigmodel_raw/" + column)
+        fmt = encoder.format
+        date_parts_graph(b, column, encoder, output, graph_spec(fmt), ORDER[fmt])
+        return b.nodes, b.consts, {"": DATE_OPSET}
+
+
+DATE = DateType()

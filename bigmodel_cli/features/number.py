@@ -17,9 +17,14 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
+
+from bigmodel_cli.features.base import ColumnType
 
 GRID = 129  # quantiles kept per column (0%, 0.78%, ..., 100%): piecewise-linear bins are picked from them
 SAMPLE_FOR_QUANTILES = 200_000
@@ -146,3 +151,107 @@ def grid_quantiles(x: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanquantile(xf, np.linspace(0, 1, GRID), axis=0)
+
+
+_TRUE, _FALSE = frozenset(("true",)), frozenset(("false",))  # what pandas reads as a boolean column
+
+
+def parse_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cells of a number column read as text -> (float32 values, bad mask).
+
+    An empty cell, None or a missing-value spelling (``NA``, ``null``, ...) is
+    missing (NaN); ``true``/``false`` are 1/0, as in a boolean training column;
+    anything else that is not a number (``forty``, ``[1, 2]``) is *bad*: not
+    missing, wrong."""
+    import pandas as pd
+
+    from bigmodel_cli.features.category import NA_SPELLINGS
+
+    s = pd.Series(values, dtype=object)
+    out = pd.to_numeric(s, errors="coerce").to_numpy(np.float32, na_value=np.nan)
+    unparsed = np.flatnonzero(np.isnan(out) & s.notna().to_numpy())
+    bad = np.zeros(len(out), bool)
+    for i in unparsed.tolist():  # only cells that did not parse: rare, so a Python loop is fine
+        v = values[i]
+        text = v.strip() if isinstance(v, str) else None
+        if text is None:
+            bad[i] = not (isinstance(v, float) and math.isnan(v))
+        elif text in NA_SPELLINGS:
+            continue
+        elif text.lower() in _TRUE or text.lower() in _FALSE:
+            out[i] = 1.0 if text.lower() in _TRUE else 0.0
+        elif text.lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
+            continue  # parsed as such by pandas already; NaN/inf are missing to the model
+        else:
+            bad[i] = True
+    return out, bad
+
+
+class NumberType(ColumnType):
+    """A float column: no encoder of its own; the number columns together become the
+    model's ``features`` matrix, scaled, imputed or binned inside the model from
+    their :class:`ColumnStats` (``model/builders.preprocessing``)."""
+
+    name = "number"
+    spellings = ("number",)
+    encoded = False
+    describe = "a float column: imputed, standardised or binned inside the model"
+
+    def check(self, cells: Sequence[Any], spelling: str) -> tuple[Any, np.ndarray | None]:
+        return parse_numbers(np.asarray(cells, dtype=object))
+
+    def not_a(self, spelling: str) -> str:
+        return "a number"
+
+    def owns(self, encoder: Any) -> bool:
+        return False
+
+    def encode(self, encoder: Any, parsed: Any) -> np.ndarray:
+        return np.asarray(parsed, np.float32).reshape(-1, 1)
+
+
+NUMBER = NumberType()
+
+
+def impute_layer(x, stats: ColumnStats, name: str = "impute"):
+    """Missing numbers (NaN, inf) -> the column's training median, plus a 0/1
+    flag column for each column that had missing values in training."""
+    med = stats.fill_values()
+    return impute_class()(
+        medians=med.astype(float).tolist(), flagged=stats.flagged, name=name, dtype="float32"
+    )(x)
+
+
+@functools.lru_cache(maxsize=1)
+def impute_class():
+    """The Impute layer class, registered with Keras on first use (like text.layers())."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="bigmodel")
+    class Impute(keras.layers.Layer):
+        """[batch, n] with NaN/inf -> [batch, n + len(flagged)]: training medians, then missing flags."""
+
+        def __init__(self, medians: list[float], flagged: list[int], **kwargs: Any):
+            super().__init__(**kwargs)
+            self.medians, self.flagged = [float(m) for m in medians], [int(j) for j in flagged]
+
+        def call(self, x):
+            import tensorflow as tf
+
+            # One tf.where per test, each straight on IsNaN/IsInf: tf2onnx rewrites
+            # where(not(is_finite(x)), m, x) into arithmetic, and NaN * 0 is NaN.
+            fill = tf.broadcast_to(tf.constant(self.medians, x.dtype), tf.shape(x))
+            nan, inf = tf.math.is_nan(x), tf.math.is_inf(x)
+            filled = tf.where(inf, fill, tf.where(nan, fill, x))
+            if not self.flagged:
+                return filled
+            flags = tf.gather(tf.cast(nan, x.dtype) + tf.cast(inf, x.dtype), self.flagged, axis=1)
+            return tf.concat([filled, flags], axis=1)
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], input_shape[1] + len(self.flagged))
+
+        def get_config(self):
+            return {**super().get_config(), "medians": self.medians, "flagged": self.flagged}
+
+    return Impute

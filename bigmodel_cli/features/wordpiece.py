@@ -97,6 +97,8 @@ def pretokenize(text: str, lowercase: bool = True, strip_accents: bool = True) -
 class WordPiece:
     """[CLS] pieces [SEP], 0-padded to ``sequence_length``, as keras-hub's BERT preprocessing."""
 
+    kind = "wordpiece"
+
     def __init__(
         self,
         vocabulary: Sequence[str],

@@ -19,7 +19,6 @@ from typing import Any
 
 from bigmodel_cli.config import ExperimentConfig
 from bigmodel_cli.errors import ConfigError, ModelFileError
-from bigmodel_cli.features import registry
 from bigmodel_cli.model import conformal
 from bigmodel_cli.model.saved import load_run_config, load_run_model, run_tokenizers
 from bigmodel_cli.runs import RunRef, resolve_run
@@ -155,9 +154,7 @@ def predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool, 
         probabilities=probabilities,
         missing=cfg.data.missing,
         fill_value=cfg.data.fill_value,
-        encoded_columns=registry.encoded_columns(cfg.data.columns, cfg.data.features or []),
-        date_formats={
-            c: (cfg.data.columns or {})[c]
-            for c in registry.columns_of(cfg.data.columns, cfg.data.features or [], registry.DATE)
+        column_types={
+            c: t for c, t in (cfg.data.columns or {}).items() if c in (cfg.data.features or [])
         },
     )

@@ -29,7 +29,7 @@ import time
 import uuid
 from typing import Any
 
-from bigmodel_cli.features.registry import NUMBER
+from bigmodel_cli.features import registry
 
 PATHS = ("/predict", "/health", "/metadata", "/metrics", "/docs", "/openapi.json")
 LATENCY_BUCKETS = (
@@ -186,7 +186,7 @@ def predict_body(
     for f in features:
         props[f["name"]] = (
             {"type": ["number", "null"]}
-            if f["type"] == NUMBER.name
+            if not registry.encoded(f["type"])
             else {"type": ["string", "null"], "description": f"a {f['type']} column"}
         )
     for c in id_columns:
@@ -244,4 +244,4 @@ def example_rows(
     except Exception:  # noqa: BLE001  (moved or remote data: the docs still load)
         pass
     columns = cfg.data.columns or {}
-    return [{c: (0.0 if columns.get(c, NUMBER.name) == NUMBER.name else "text") for c in features}]
+    return [{c: ("text" if registry.encoded(columns.get(c)) else 0.0) for c in features}]

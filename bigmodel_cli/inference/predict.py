@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import itertools
-import math
 import os
 import sys
 import time
@@ -56,18 +56,14 @@ class PredictSpec:
     missing: str = "error"
     fill_value: float = 0.0
     notes: tuple[str, ...] = ()  # warnings for the user about this input
-    encoded_columns: list[str] = field(
-        default_factory=list
-    )  # features with their own encoder (category, text, date): read as strings
+    # the run's column types (data.columns: column -> category | text | date_*; none: a number)
+    column_types: dict[str, str] = field(default_factory=dict)
     tokenizers: dict[str, Any] | None = None  # set: feed ids (the ONNX core); None: raw strings
     rename: dict[str, str] = field(
         default_factory=dict
     )  # predict --rename: the input's column -> the model's
     # a value that is not a number (or a date) in such a column: error | missing
     on_bad_value: str = "error"
-    date_formats: dict[str, str] = field(
-        default_factory=dict
-    )  # date column -> date_iso | date_dmy | date_mdy
     line_of: Callable[[int], int] | None = field(
         default=None, repr=False
     )  # a CSV input's data row -> its line (error path)
@@ -80,9 +76,26 @@ class PredictSpec:
     # serve's JSON rows: the id values as sent, echoed back
     sent_ids: dict[str, list[Any]] | None = None
 
-    @property
+    @functools.cached_property
+    def encoded_columns(self) -> list[str]:
+        """Features with their own encoder (category, text, date): read as strings."""
+        from bigmodel_cli.features import registry
+
+        return registry.encoded_columns(self.column_types, self.features)
+
+    @functools.cached_property
     def numeric(self) -> list[str]:
-        return [c for c in self.features if c not in self.encoded_columns]
+        from bigmodel_cli.features import registry
+
+        return registry.columns_of(self.column_types, self.features, registry.NUMBER)
+
+    @functools.cached_property
+    def date_formats(self) -> dict[str, str]:
+        """Date column -> date_iso | date_dmy | date_mdy."""
+        from bigmodel_cli.features import registry
+
+        dated = registry.columns_of(self.column_types, self.features, registry.DATE)
+        return {c: self.column_types[c] for c in dated}
 
 
 @dataclass
@@ -708,51 +721,25 @@ def make_infer(model, n_features: int):
 
 
 def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
-    """A block's model inputs: the feature matrix, or with text columns a dict
-    of numbers plus each text as ids (``spec.tokenizers``) or as raw strings."""
-    if not spec.encoded_columns:
-        return _features_matrix(batch, spec.features, spec, first_row, source)
-    from bigmodel_cli.model.builders import raw_input_name
-    from bigmodel_cli.features.text import ids_name
+    """A block's model inputs through the one road (:func:`features.road.encode_rows`):
+    the feature matrix, or a dict of numbers plus each encoded column as ids
+    (``spec.tokenizers``) or as raw strings; then data.missing (:func:`check_missing`)."""
+    from bigmodel_cli.features.road import ArrowCells, Layout, Where, encode_rows
 
-    out: dict[str, np.ndarray] = {}
-    if spec.numeric:
-        out["features"] = _features_matrix(batch, spec.numeric, spec, first_row, source)
-    for c in spec.encoded_columns:
-        texts = batch.column(c).fill_null("").to_pylist()
-        if (
-            c in spec.date_formats
-        ):  # parsed once: checked, and (ONNX path) encoded from the same parse
-            parsed = _check_dates(texts, c, spec, first_row, source)
-            if spec.tokenizers is not None:
-                out[ids_name(c)] = spec.tokenizers[c].parts(*parsed)
-                continue
-        if spec.tokenizers is not None:
-            out[ids_name(c)] = spec.tokenizers[c].ids(texts)
-        else:
-            out[raw_input_name(c)] = np.asarray(texts, dtype=object)
-    return out
+    layout = Layout(spec.features, spec.column_types, spec.tokenizers)
+    where = Where(source, lambda i: _where_row(spec, first_row + i), BAD_VALUE_HINT)
+    x, _ = encode_rows(ArrowCells(batch), layout, on_bad=spec.on_bad_value, where=where)
+    if not isinstance(x, dict):
+        return check_missing(x, spec.features, spec, first_row, source)
+    if "features" in x:
+        x["features"] = check_missing(x["features"], spec.numeric, spec, first_row, source)
+    return x
 
 
-def _check_dates(
-    texts: list[str], column: str, spec: PredictSpec, first_row: int, source: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """A present value that is not a date in the column's format is an error, not a
-    missing date (unless --on-bad-value missing). Returns the parse: (ymd, valid)."""
-    from bigmodel_cli.features.date import parse
-
-    ymd, valid, missing = parse(texts, spec.date_formats[column])
-    bad = ~valid & ~missing
-    if bad.any() and spec.on_bad_value != "missing":
-        i = int(np.flatnonzero(bad)[0])
-        fmt = {"date_iso": "yyyy-mm-dd", "date_dmy": "dd/mm/yyyy", "date_mdy": "mm/dd/yyyy"}[
-            spec.date_formats[column]
-        ]
-        raise DataError(
-            f"{source}: {_where_row(spec, first_row + i)}, column '{column}' is not a date ({fmt}): {texts[i][:40]!r} ({int(bad.sum())} such value(s) in this block)",
-            hint="fix the value (an empty cell is a missing date); or pass --on-bad-value missing to treat such values as missing; no output was written",
-        )
-    return ymd, valid
+BAD_VALUE_HINT = (
+    "fix the value (an empty cell is a missing value); or pass --on-bad-value missing to "
+    "treat such values as missing; no output was written"
+)
 
 
 def _rows(x: Any, start: int, stop: int) -> Any:
@@ -761,40 +748,6 @@ def _rows(x: Any, start: int, stop: int) -> Any:
     from bigmodel_cli.features.text import trim_ids
 
     return {k: trim_ids(k, v[start:stop]) for k, v in x.items()}
-
-
-_TRUE, _FALSE = frozenset(("true",)), frozenset(("false",))  # what pandas reads as a boolean column
-
-
-def parse_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cells of a number column read as text -> (float32 values, bad mask).
-
-    An empty cell, None or a missing-value spelling (``NA``, ``null``, ...) is
-    missing (NaN); ``true``/``false`` are 1/0, as in a boolean training column;
-    anything else that is not a number (``forty``, ``[1, 2]``) is *bad*: not
-    missing, wrong."""
-    import pandas as pd
-
-    from bigmodel_cli.features.category import NA_SPELLINGS
-
-    s = pd.Series(values, dtype=object)
-    out = pd.to_numeric(s, errors="coerce").to_numpy(np.float32, na_value=np.nan)
-    unparsed = np.flatnonzero(np.isnan(out) & s.notna().to_numpy())
-    bad = np.zeros(len(out), bool)
-    for i in unparsed.tolist():  # only cells that did not parse: rare, so a Python loop is fine
-        v = values[i]
-        text = v.strip() if isinstance(v, str) else None
-        if text is None:
-            bad[i] = not (isinstance(v, float) and math.isnan(v))
-        elif text in NA_SPELLINGS:
-            continue
-        elif text.lower() in _TRUE or text.lower() in _FALSE:
-            out[i] = 1.0 if text.lower() in _TRUE else 0.0
-        elif text.lower() in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity"):
-            continue  # parsed as such by pandas already; NaN/inf are missing to the model
-        else:
-            bad[i] = True
-    return out, bad
 
 
 def _where_row(spec: PredictSpec, row: int) -> str:
@@ -819,36 +772,6 @@ def _line_finder(factory: Callable[[], Any], delim: str) -> Callable[[int], int]
         return row + 2
 
     return line_of
-
-
-def _features_matrix(
-    batch, features: list[str], spec: PredictSpec, first_row: int, source: str
-) -> np.ndarray:
-    cols = []
-    for name in features:
-        col = batch.column(name)
-        arr = col.to_numpy(zero_copy_only=False)
-        if (
-            arr.dtype == object
-        ):  # data.missing: impute reads numbers as text, to tell missing from wrong
-            raw = arr
-            arr, bad = parse_numbers(raw)
-            if bad.any() and spec.on_bad_value != "missing":
-                i = int(np.flatnonzero(bad)[0])
-                raise DataError(
-                    f"{source}: {_where_row(spec, first_row + i)}, column '{name}' is not a number: {str(raw[i])[:40]!r} ({int(bad.sum())} such value(s) in this block)",
-                    hint="fix the value (an empty cell is missing and is imputed); or pass --on-bad-value missing to treat such values as missing; no output was written",
-                )
-            arr[bad] = np.nan
-        elif col.null_count:
-            arr = arr.astype(np.float32)
-        cols.append(arr)
-    x = (
-        np.column_stack(cols).astype(np.float32, copy=False)
-        if len(cols) > 1
-        else cols[0].reshape(-1, 1).astype(np.float32)
-    )
-    return check_missing(x, features, spec, first_row, source)
 
 
 def check_missing(

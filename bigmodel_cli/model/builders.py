@@ -25,6 +25,8 @@ import numpy as np
 from bigmodel_cli.config import ExperimentConfig
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.features import registry
+from bigmodel_cli.features.number import impute_class, impute_layer
+from bigmodel_cli.features.text import raw_input_name
 
 if TYPE_CHECKING:
     from bigmodel_cli.features.number import ColumnStats
@@ -480,50 +482,6 @@ def _register_piecewise():
     return PiecewiseLinear
 
 
-def impute_layer(x, stats: "ColumnStats"):
-    """Missing numbers (NaN, inf) -> the column's training median, plus a 0/1
-    flag column for each column that had missing values in training."""
-    med = stats.fill_values()
-    return _register_impute()(
-        medians=med.astype(float).tolist(), flagged=stats.flagged, name="impute", dtype="float32"
-    )(x)
-
-
-@functools.lru_cache(maxsize=1)
-def _register_impute():
-    """The Impute layer class, registered with Keras on first use (like text.layers())."""
-    import keras
-
-    @keras.saving.register_keras_serializable(package="bigmodel")
-    class Impute(keras.layers.Layer):
-        """[batch, n] with NaN/inf -> [batch, n + len(flagged)]: training medians, then missing flags."""
-
-        def __init__(self, medians: list[float], flagged: list[int], **kwargs: Any):
-            super().__init__(**kwargs)
-            self.medians, self.flagged = [float(m) for m in medians], [int(j) for j in flagged]
-
-        def call(self, x):
-            import tensorflow as tf
-
-            # One tf.where per test, each straight on IsNaN/IsInf: tf2onnx rewrites
-            # where(not(is_finite(x)), m, x) into arithmetic, and NaN * 0 is NaN.
-            fill = tf.broadcast_to(tf.constant(self.medians, x.dtype), tf.shape(x))
-            nan, inf = tf.math.is_nan(x), tf.math.is_inf(x)
-            filled = tf.where(inf, fill, tf.where(nan, fill, x))
-            if not self.flagged:
-                return filled
-            flags = tf.gather(tf.cast(nan, x.dtype) + tf.cast(inf, x.dtype), self.flagged, axis=1)
-            return tf.concat([filled, flags], axis=1)
-
-        def compute_output_shape(self, input_shape):
-            return (input_shape[0], input_shape[1] + len(self.flagged))
-
-        def get_config(self):
-            return {**super().get_config(), "medians": self.medians, "flagged": self.flagged}
-
-    return Impute
-
-
 def declarative(x, specs: list[Any]):
     """Apply ``model.layers``: each item ``Name`` or ``{Name: {kwargs}}``."""
     import keras
@@ -578,7 +536,7 @@ def register_layers() -> None:
     text.layers()
     categories.layers()
     dates.layers()
-    _register_impute()
+    impute_class()
     _register_augment()
     _register_piecewise()
     _register_expm1()
@@ -973,70 +931,17 @@ def text_inputs(
 
     from bigmodel_cli.features import text
 
-    _, MaskedMean, TfidfBag = text.layers()
     inputs: dict[str, Any] = {}
     parts = []
     plain: list = []  # the numbers before data.numeric_encoding (a trees member's)
     if n_numeric:
         inputs["features"] = keras.Input(shape=(n_numeric,), name="features", dtype="float32")
         parts.append(preprocessing(inputs["features"], cfg, x_numeric, plain))
-    backbone = None
+    context = {"base_dir": Path.cwd() if cfg_dir is None else cfg_dir}  # one backbone for all
     for col, tok in tokenizers.items():
         name = text.ids_name(col)
-        if (
-            registry.kind_of_encoder(tok) is registry.CATEGORY
-        ):  # one-hot for few values, else a learned vector
-            from bigmodel_cli.features import category as categories
-
-            # One id a row: a fixed width of 1, so the embedding's flattened width is known
-            # (shape (None,) left Dense's kernel shape undefined past data.one_hot_max ids).
-            ids = inputs[name] = keras.Input(shape=(1,), name=name, dtype="int32")
-
-            CategoryLookup, OneHot = categories.layers()
-            if tok.size <= cfg.data.one_hot_max:
-                parts.append(OneHot(tok.size, name=f"onehot_{name[4:]}")(ids))
-            else:
-                emb = L.Embedding(
-                    tok.size, categories.embedding_size(tok.size), name=f"embed_{name[4:]}"
-                )(ids)
-                parts.append(L.Flatten(name=f"flat_{name[4:]}")(emb))
-            continue
-        if (
-            registry.kind_of_encoder(tok) is registry.DATE
-        ):  # its parts, NaN when missing: 0 plus a missing flag
-            ids = inputs[name] = keras.Input(shape=(tok.size,), name=name, dtype="float32")
-            parts.append(
-                _register_impute()(
-                    medians=[0.0] * tok.size, flagged=[0], name=f"date_{name[4:]}", dtype="float32"
-                )(ids)
-            )
-            continue
-        ids = inputs[name] = keras.Input(shape=(None,), name=name, dtype="int32")
-        if cfg.model.backbone:  # a pretrained encoder, fine-tuned: mean of its token vectors
-            from bigmodel_cli.features import backbone as pretrained
-
-            _, BertInputs = pretrained.layers()
-            if backbone is None:
-                backbone = pretrained.load_backbone(
-                    pretrained.resolve_backbone(
-                        cfg.model.backbone, Path.cwd() if cfg_dir is None else cfg_dir
-                    )
-                )
-            seq = backbone(BertInputs(name=f"bert_inputs_{name[4:]}")(ids))["sequence_output"]
-            parts.append(MaskedMean(name=f"pool_{name[4:]}")(seq, ids))
-            continue
-        emb = L.Embedding(
-            len(tok.vocabulary) + 2, cfg.model.embedding_dim, name=f"embed_{name[4:]}"
-        )(ids)
-        if (
-            tok.spec.unique
-        ):  # a TF-IDF bag: the idf fitted with the vocabulary becomes a weight of the model
-            bag = TfidfBag(len(tok.vocabulary) + 2, name=f"tfidf_{name[4:]}")
-            parts.append(bag(emb, ids))
-            if tok.idf is not None:
-                bag.idf.assign(tok.idf)
-            continue
-        parts.append(MaskedMean(name=f"bag_{name[4:]}")(emb, ids))
+        inputs[name], part = registry.kind_of_encoder(tok).core_input(tok, name, cfg, context)
+        parts.append(part)
     x = parts[0] if len(parts) == 1 else L.Concatenate(name="inputs")(parts)
     x_plain = x
     if (
@@ -1054,16 +959,9 @@ def text_inputs(
     return inputs, x, x_plain
 
 
-def raw_input_name(column: str) -> str:
-    from bigmodel_cli.features.text import safe_name
-
-    name = safe_name(column)
-    return name if name not in ("features",) and not name.startswith("ids_") else f"text_{name}"
-
-
 def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
-    """The model users get: each text column as raw strings, tokenised inside
-    (bigmodel_cli.features.text.TextTokenizer), then the trained core."""
+    """The model users get: each encoded column as raw strings, encoded inside by its
+    type's layer (:meth:`ColumnType.raw_layer`), then the trained core."""
     import keras
 
     from bigmodel_cli.features import text
@@ -1076,36 +974,9 @@ def with_raw_text(core, tokenizers: dict[str, Any], name: str | None = None):
             shape=tuple(core_inputs["features"].shape[1:]), name="features", dtype="float32"
         )
     for col, tok in tokenizers.items():
-        raw = inputs[raw_input_name(col)] = keras.Input(
-            shape=(), name=raw_input_name(col), dtype="string"
-        )
-        if registry.kind_of_encoder(tok) is registry.CATEGORY:
-            from bigmodel_cli.features import category as categories
-
-            CategoryLookup, _ = categories.layers()
-            layer = CategoryLookup(
-                tok.vocabulary, tok.boolean, name=f"lookup_{raw_input_name(col)}"
-            )
-        elif registry.kind_of_encoder(tok) is registry.DATE:
-            from bigmodel_cli.features import date as dates
-
-            (DateParts,) = dates.layers()
-            layer = DateParts(tok.format, tok.stats, name=f"dateparts_{raw_input_name(col)}")
-        elif isinstance(tok, text.PyTokenizer):
-            layer = text.keras_tokenizer(
-                tok.spec, tok.vocabulary, name=f"tokenize_{raw_input_name(col)}"
-            )
-        else:  # a pretrained encoder's WordPiece
-            from bigmodel_cli.features import backbone as pretrained
-
-            BertTokenize, _ = pretrained.layers()
-            layer = BertTokenize(
-                tok.vocabulary,
-                tok.sequence_length,
-                tok.lowercase,
-                tok.strip_accents,
-                name=f"tokenize_{raw_input_name(col)}",
-            )
+        raw_name = raw_input_name(col)
+        raw = inputs[raw_name] = keras.Input(shape=(), name=raw_name, dtype="string")
+        layer = registry.kind_of_encoder(tok).raw_layer(tok, raw_name)
         feed[text.ids_name(col)] = layer(raw)
     return keras.Model(inputs, core(feed), name=name or core.name)
 

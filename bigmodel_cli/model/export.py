@@ -132,22 +132,22 @@ def _tflite_interpreter(path: Path):
 
 
 def model_sample(split, tokenizers: dict | None) -> tuple:
-    """(inputs of the user's model, inputs of the ONNX core or None) for sample rows."""
+    """(inputs of the user's model, inputs of the ONNX core or None) for sample rows,
+    both through the one road (:func:`features.road.encode_rows`) from the split's
+    numbers and raw text."""
     if not tokenizers:
         x = split.x if not isinstance(split.x, dict) else split.x["features"]
         return x, None
-    from bigmodel_cli.model.builders import raw_input_name
-    from bigmodel_cli.features.text import ids_name
+    from bigmodel_cli.features import registry
+    from bigmodel_cli.features.road import Layout, MatrixCells, encode_rows
 
-    x, core = {}, {}
-    if isinstance(split.x, dict) and "features" in split.x:
-        x["features"] = core["features"] = np.ascontiguousarray(
-            split.x["features"], dtype=np.float32
-        )
-    for col, tok in tokenizers.items():
-        texts = split.raw[col]
-        x[raw_input_name(col)] = np.asarray(texts, dtype=object)
-        core[ids_name(col)] = tok.ids(texts)
+    numbers = split.x.get("features") if isinstance(split.x, dict) else None
+    types = {c: registry.kind_of_encoder(t).name for c, t in tokenizers.items()}
+    numeric = [f"\x00{j}" for j in range(numbers.shape[1])] if numbers is not None else []
+    cells = MatrixCells(numbers, numeric, split.raw)
+    features = [*numeric, *tokenizers]
+    x, _ = encode_rows(cells, Layout(features, types), on_bad="missing")
+    core, _ = encode_rows(cells, Layout(features, types, tokenizers), on_bad="missing")
     return x, core
 
 
@@ -291,28 +291,18 @@ def _raw_graph(path: Path, raw: dict, core_x: dict, tokenizers: dict) -> tuple[d
     sample rows, the encoders that stay outside the graph)."""
     import onnx
 
-    from bigmodel_cli.features import registry
     from bigmodel_cli.features.text import ids_name
-    from bigmodel_cli.model.onnx_raw import raw_feed, with_raw_inputs
+    from bigmodel_cli.model.onnx_raw import inside_graph, raw_feed, with_raw_inputs
 
-    categories = {
-        c: t for c, t in tokenizers.items() if registry.kind_of_encoder(t) is registry.CATEGORY
-    }
-    dates = {c: t for c, t in tokenizers.items() if registry.kind_of_encoder(t) is registry.DATE}
-    outside = {c: t for c, t in tokenizers.items() if c not in categories and c not in dates}
+    inside = inside_graph(tokenizers)
+    outside = {c: t for c, t in tokenizers.items() if c not in inside}
     numeric = list(raw["numeric"]) if "features" in core_x else []
     m = with_raw_inputs(
-        onnx.load(str(path)),
-        numeric,
-        categories,
-        {c: ids_name(c) for c in [*categories, *dates]},
-        dates,
+        onnx.load(str(path)), numeric, tokenizers, {c: ids_name(c) for c in tokenizers}
     )
     onnx.save(m, str(path))
     ids = {ids_name(c): core_x[ids_name(c)] for c in outside}
-    return raw_feed(
-        numeric, [*categories, *dates], ids, core_x.get("features"), raw["values"]
-    ), outside
+    return raw_feed(numeric, inside, ids, core_x.get("features"), raw["values"]), outside
 
 
 def _replace(src: Path, dst: Path) -> None:
