@@ -32,7 +32,7 @@ PLAIN = r"""
 import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, pandas as pd, keras, tensorflow as tf
-from bigmodel_cli.model.builders import register_layers
+from bigmodel_cli.model.loading import register_layers
 register_layers()                                  # bigmodel's lookup layers, so model.keras loads
 model = keras.models.load_model(sys.argv[1] + "/model.keras")
 df = pd.read_csv(sys.argv[2])

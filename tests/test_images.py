@@ -214,7 +214,7 @@ def test_augmentation_acts_only_while_training(make_exp, cli, tmp_path):
     assert (run / "inference.onnx").is_file()  # parity held: the random layers pass images through
     import keras
 
-    from bigmodel_cli.model.builders import register_layers
+    from bigmodel_cli.model.loading import register_layers
 
     register_layers()
     model = keras.models.load_model(run / "model.keras", compile=False)

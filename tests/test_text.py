@@ -440,7 +440,7 @@ def test_text_model_two_workers_match_one_process(tmp_path, cli):
 
     from conftest import ROOT
 
-    from bigmodel_cli.model.builders import load_trained
+    from bigmodel_cli.model.loading import load_trained
 
     exp = _make_text_exp(tmp_path, cli)
     sets = [

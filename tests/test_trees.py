@@ -15,7 +15,7 @@ from bigmodel_cli.errors import ConfigError
 
 
 def test_select_members_finds_the_best_mix():
-    from bigmodel_cli.model.builders import select_members
+    from bigmodel_cli.model.ensemble import select_members
 
     # member 0 is right, member 1 wrong: all weight on 0
     assert select_members(lambda w: (1.0 - w[0]) ** 2, 2).tolist() == [1.0, 0.0]
@@ -66,7 +66,7 @@ def test_numpy_loss_matches_the_training_loss(loss):
 
 def test_tree_members_are_part_of_the_ensemble():
     from bigmodel_cli.config import ExperimentConfig
-    from bigmodel_cli.model.builders import member_architectures
+    from bigmodel_cli.model.ensemble import member_architectures
 
     base = {"name": "t", "task": "binary", "data": {"train": "x.csv", "target": "y"}}
     cfg = ExperimentConfig.model_validate(
@@ -131,7 +131,8 @@ def test_trees_member_trains_predicts_and_exports(tmp_path, cli, weights, encodi
 
     import keras
 
-    from bigmodel_cli.model.builders import core_of, register_layers
+    from bigmodel_cli.model.inputs import core_of
+    from bigmodel_cli.model.loading import register_layers
 
     register_layers()
     mean = core_of(keras.models.load_model(run / "model.keras", compile=False)).get_layer(

@@ -28,7 +28,7 @@ def predict_arrays(model: Any, x: Any, batch_size: int = 1024) -> np.ndarray:
     """Model outputs for a split's inputs; a text model's core takes its ids."""
     if not isinstance(x, dict):
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-    from bigmodel_cli.model.builders import core_of
+    from bigmodel_cli.model.inputs import core_of
     from bigmodel_cli.features.text import trim_ids
 
     core = core_of(model)

@@ -375,7 +375,7 @@ def _after_training(
 
 def _finish_model(run_dir: Path, cfg: ExperimentConfig) -> None:
     """model.keras from the run's best (else last) checkpoint: what the end of training writes."""
-    from bigmodel_cli.model import builders as models
+    from bigmodel_cli.model import inputs
     from bigmodel_cli.training.trainer import BEST, LAST, finalize_model
 
     ckpt = run_dir / CHECKPOINTS
@@ -383,7 +383,7 @@ def _finish_model(run_dir: Path, cfg: ExperimentConfig) -> None:
     finalize_model(
         ckpt / (BEST if (ckpt / BEST).is_file() else LAST),
         run_dir / "model.keras",
-        (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None,
+        (lambda core: inputs.with_raw_text(core, tokenizers)) if tokenizers else None,
     )
 
 

@@ -167,7 +167,7 @@ def column_slots(
     """Each raw column -> where it is in the model's inputs: (dict key or None,
     matrix column(s) or None). An image's columns are its regions."""
     from bigmodel_cli.features.text import ids_name
-    from bigmodel_cli.model.builders import raw_input_name
+    from bigmodel_cli.features.text import raw_input_name
 
     if image_shape:
         return {name: (None, cols) for name, cols in regions(image_shape).items()}

@@ -81,7 +81,7 @@ def _run_export(fmt: str, path: Path, x) -> tuple[np.ndarray, str]:
     if fmt == "keras":
         import keras
 
-        from bigmodel_cli.model.builders import register_layers
+        from bigmodel_cli.model.loading import register_layers
         from bigmodel_cli.features.backbone import import_if_needed
 
         register_layers()
@@ -206,7 +206,7 @@ def export_model(
         )  # also marks the model as called (the ONNX exporter needs it)
         written, fed = model, x
         if core_x is not None and fmt == "onnx":
-            from bigmodel_cli.model.builders import core_of
+            from bigmodel_cli.model.inputs import core_of
 
             written, fed = core_of(model), core_x
             keras_outputs(written, core_x)

@@ -47,7 +47,7 @@ def load_run_model(
 ) -> tuple[RunRef, ExperimentConfig | None, Any]:
     """(where, config or None for a bare .keras file, the Keras model); imports TensorFlow."""
     from bigmodel_cli import runs
-    from bigmodel_cli.model.builders import load_trained
+    from bigmodel_cli.model.loading import load_trained
     from bigmodel_cli.runtime import import_tensorflow
 
     ref = resolve_run(run)

@@ -86,7 +86,7 @@ def run_finish(
 def inference_copy_notes(model_path: Path, x: Any, core_x: Any) -> list[str]:
     """Write the run's inference.onnx (predict's fast path); say why if it cannot be."""
     from bigmodel_cli.model.export import write_inference_copy
-    from bigmodel_cli.model.builders import load_trained
+    from bigmodel_cli.model.loading import load_trained
     from bigmodel_cli.model.builders import default_batch_size
 
     from bigmodel_cli.model.export import file_sha256

@@ -434,10 +434,11 @@ class Trainer:
         import keras
 
         from bigmodel_cli.model import builders as models
+        from bigmodel_cli.model import loading
         from bigmodel_cli.training import strategy as distribute
 
         cfg, data, plan = self.cfg, self.data, self.plan
-        models.register_layers()  # bigmodel's layers are known to Keras before any load
+        loading.register_layers()  # bigmodel's layers are known to Keras before any load
         train_x = getattr(data.train, "x", None)
         numeric_x, self.train_y = training_stats(
             data.train, train_x.get("features") if isinstance(train_x, dict) else train_x
@@ -515,7 +516,7 @@ class Trainer:
         import keras
         import tensorflow as tf
 
-        from bigmodel_cli.model import builders as models
+        from bigmodel_cli.model import ensemble
 
         cfg, model, optimizer, strategy, G = (
             self.cfg,
@@ -525,7 +526,7 @@ class Trainer:
             self.G,
         )
         loss_fn, metric_fn = _per_example(cfg)
-        members = models.members_model(
+        members = ensemble.members_model(
             model
         )  # model.ensemble: each member is trained on its own loss
         single = self.replicas == 1
@@ -808,7 +809,7 @@ class Trainer:
         computes the same from the same rows. (the weighted outputs, the labels)."""
         import tensorflow as tf
 
-        from bigmodel_cli.model import builders as models
+        from bigmodel_cli.model import ensemble
 
         stacked, ys = [], []
         for xb, yb in eval_batches(self.data.validation, max(256, self.G)):
@@ -816,10 +817,10 @@ class Trainer:
             ys.append(np.asarray(yb))
         p, y = np.concatenate(stacked).astype(np.float64), np.concatenate(ys)
         per_example = numpy_loss(self.cfg.train.loss or "", y)
-        weights = models.select_members(
+        weights = ensemble.select_members(
             lambda w: float(np.mean(per_example(np.einsum("bkn,k->bn", p, w)))), p.shape[1]
         )
-        models.set_member_weights(self.model, weights)
+        ensemble.set_member_weights(self.model, weights)
         return np.einsum("bkn,k->bn", p, weights.astype(np.float64)).astype(np.float32), y
 
     def end_epoch(self, epoch: int, seconds: float, samples: int) -> int:
@@ -837,7 +838,7 @@ class Trainer:
 
     def finalize(self) -> Path:
         """model.keras from the best (else last) checkpoint; a signal now waits for it."""
-        from bigmodel_cli.model import builders as models
+        from bigmodel_cli.model import inputs
 
         ckpt_dir, model_path = self.run_dir / CHECKPOINTS, self.run_dir / MODEL_FILE
         if not self.is_chief:
@@ -855,7 +856,7 @@ class Trainer:
             finalize_model(
                 ckpt_dir / (BEST if (ckpt_dir / BEST).is_file() else LAST),
                 model_path,
-                (lambda core: models.with_raw_text(core, tokenizers)) if tokenizers else None,
+                (lambda core: inputs.with_raw_text(core, tokenizers)) if tokenizers else None,
                 adjust,
             )
         self.times["finalize"] = time.perf_counter() - t
@@ -886,10 +887,10 @@ def _optimised_loss(cfg: ExperimentConfig, loss_fn: Any, train_y: Any):
     model ends in Rescaling(std, mean)); the logged losses stay in the target's units."""
     import tensorflow as tf
 
-    from bigmodel_cli.model import builders as models
+    from bigmodel_cli.model import numeric
 
     t_mean, t_std = (
-        models.target_stats(models.target_space(train_y, cfg))
+        numeric.target_stats(numeric.target_space(train_y, cfg))
         if cfg.data.normalize_target
         else (0.0, 1.0)
     )
@@ -995,7 +996,8 @@ def finalize_model(
     model's integer-id core into the raw-text model."""
     import keras
 
-    from bigmodel_cli.model.builders import float32_copy, register_layers
+    from bigmodel_cli.model.builders import float32_copy
+    from bigmodel_cli.model.loading import register_layers
     from bigmodel_cli.features.backbone import import_if_needed
 
     register_layers()
