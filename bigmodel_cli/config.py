@@ -45,7 +45,16 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "adagrad", "nadam", "adamax")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Validated once, then immutable (issue 37, item 5): a run's variant of its config
+    is a new object (:func:`resolved`), never an assignment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _settle(model: BaseModel, name: str, value: Any) -> None:
+    """A derived default filled in by validation itself, before the object is handed out
+    (pydantic's frozen models refuse assignment afterwards)."""
+    object.__setattr__(model, name, value)
 
 
 # Column types. Every feature column has one; those not given in data.columns
@@ -557,16 +566,16 @@ class ExperimentConfig(Strict):
     def _cross(self) -> "ExperimentConfig":
         task = self.task
         if self.train.loss is None:
-            self.train.loss = TASK_LOSSES[task][0]
+            _settle(self.train, "loss", TASK_LOSSES[task][0])
         loss = LOSS_ALIASES.get(self.train.loss, self.train.loss)
         if loss not in TASK_LOSSES[task]:
             raise _CrossError(
                 "train.loss",
                 f"loss '{self.train.loss}' does not fit task '{task}'; use one of: {', '.join(TASK_LOSSES[task])}",
             )
-        self.train.loss = loss
+        _settle(self.train, "loss", loss)
         if self.train.metrics is None:
-            self.train.metrics = list(DEFAULT_METRICS[task])
+            _settle(self.train, "metrics", list(DEFAULT_METRICS[task]))
         for m in self.train.metrics:
             if m not in TASK_METRICS[task]:
                 raise _CrossError(
@@ -903,6 +912,29 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, str]
         set_dotted(raw, parts, value)
         overridden[".".join(parts)] = text
     return overridden
+
+
+def resolved(
+    cfg: ExperimentConfig,
+    *,
+    features: list[str] | None = None,
+    classes: list[Any] | None = None,
+    columns: dict[str, str] | None = None,
+    precision: str | None = None,
+) -> ExperimentConfig:
+    """A new config with what a run learned: its features, classes and column types
+    (from the data), the precision it trains with. The one way to change a config."""
+    data = {
+        k: v
+        for k, v in (("features", features), ("classes", classes), ("columns", columns))
+        if v is not None
+    }
+    update: dict[str, Any] = {}
+    if data:
+        update["data"] = cfg.data.model_copy(update=data)
+    if precision is not None:
+        update["train"] = cfg.train.model_copy(update={"precision": precision})
+    return cfg.model_copy(update=update) if update else cfg
 
 
 def dump(cfg: ExperimentConfig) -> str:

@@ -34,7 +34,7 @@ for precision in precisions:
     cfg, base = load_experiment(exp, sets)
     ds = load_datasets(cfg, base)
     plan = distribute.set_precision(distribute.Plan(kind, devices, "test: logical CPUs"), cfg.train.precision)
-    r = train.fit(cfg, base, lambda: create_run(base, cfg.name), ds, None, strategy_plan=plan)
+    r = train.fit(cfg, base, lambda c: create_run(base, c.name), ds, None, strategy_plan=plan)
     assert r.strategy["replicas"] == len(devices), r.strategy
     m = keras.models.load_model(r.model_path, compile=False)
     weights[kind] = [np.asarray(w) for w in m.get_weights()]

@@ -164,3 +164,23 @@ def test_every_type_checks_encodes_and_round_trips_through_the_road(tmp_path):
             x, _ = encode_rows(cells, layout, on_bad="missing")  # or read as missing
             got = x["features"][2, 0] if col == "n" else x["ids_d"][2, 0]
             assert np.isnan(got)
+
+
+def test_a_validated_config_is_immutable_and_resolved_makes_a_new_one(tmp_path):
+    """Run state is explicit (issue 37, item 5): no assignment changes a config that
+    commands share; what a run learns is a new object, the original left as it was."""
+    from pydantic import ValidationError
+
+    from bigmodel_cli.config import resolved
+
+    cfg = _cfg(tmp_path)
+    for obj, key, value in ((cfg.train, "precision", "bfloat16"), (cfg.data, "features", ["a"])):
+        with pytest.raises(ValidationError, match="frozen"):
+            setattr(obj, key, value)
+    assert cfg.train.loss and cfg.train.metrics  # the defaults validation filled in
+    new = resolved(
+        cfg, features=["x"], classes=[0, 1], columns={"x": "number"}, precision="float32"
+    )
+    assert new is not cfg and new.data.features == ["x"] and new.data.classes == [0, 1]
+    assert new.train.precision == "float32" and cfg.data.features != ["x"]
+    assert resolved(cfg) is cfg

@@ -16,6 +16,7 @@ from bigmodel_cli.config import (
     dump,
     load_experiment,
     read_yaml,
+    resolved,
     validate,
 )
 from bigmodel_cli.errors import ConfigError, ModelFileError
@@ -104,16 +105,23 @@ def train(
         cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices
     )
     distribute.set_precision(plan, cfg.train.precision)
-    if not start.resume:
-        cfg.train.precision = (
-            plan.precision
-        )  # the run's config.yaml says what it trained with; resume keeps it
+    if (
+        not start.resume
+    ):  # what the data said, and the precision it trains with; resume keeps its own
+        cfg = resolved(
+            cfg,
+            features=datasets.features,
+            classes=datasets.classes,
+            columns=dict(datasets.columns),
+            precision=plan.precision,
+        )
     if (
         start.resume or start.restart
     ) and plan.is_chief:  # only the chief: another worker could catch it mid-write
         _sweep_killed_writes(run_dir)
     opener = _RunOpener(cfg, base_dir, datasets, plan, run_dir, start, tags)
     result = _fit(opener, observer)
+    cfg = opener.cfg  # as the run folder's config.yaml has it (the precision training settled on)
     plot, background, notes = _after_training(
         cfg, base_dir, datasets, result, plan, start, overrides, times
     )
@@ -228,14 +236,11 @@ class _RunOpener:
         )
         self.meta: dict[str, Any] | None = None
 
-    def __call__(self) -> Path:
-        cfg, datasets, plan = self.cfg, self.datasets, self.plan
+    def __call__(self, cfg: ExperimentConfig | None = None) -> Path:
+        """The run folder; ``cfg``: the config as the Trainer settled it (its precision)."""
+        self.cfg = cfg = cfg if cfg is not None else self.cfg
+        datasets, plan = self.datasets, self.plan
         if self.run_dir is None or self.start.restart:
-            cfg.data.features, cfg.data.classes, cfg.data.columns = (
-                datasets.features,
-                datasets.classes,
-                dict(datasets.columns),
-            )
             if plan.is_chief:
                 self.run_dir = (
                     self.run_dir

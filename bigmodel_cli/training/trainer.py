@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bigmodel_cli.config import ExperimentConfig, checkpoint_interval
+from bigmodel_cli.config import ExperimentConfig, checkpoint_interval, resolved
 from bigmodel_cli.data.sources import Datasets
 from bigmodel_cli.errors import ConfigError, Interrupted, ModelFileError
 from bigmodel_cli.training.pipeline import epoch_order, eval_batches, source_for, training_stats  # noqa: F401  (epoch_order: the order contract, re-exported)
@@ -355,14 +355,15 @@ def monitor_mode(name: str, mode: str) -> str:
 def fit(
     cfg: ExperimentConfig,
     base_dir: Path,
-    run_dir: "Path | Callable[[], Path]",
+    run_dir: "Path | Callable[[ExperimentConfig], Path]",
     data: Datasets,
     observer: Observer | None = None,
     strategy_plan=None,
     resume: bool = False,
 ) -> TrainResult:
     """Train (or resume) one run; ``run_dir`` may be a callable that creates the
-    folder, called once every check has passed. See :class:`Trainer`."""
+    folder from the config as the Trainer settled it, called once every check has
+    passed. See :class:`Trainer`."""
     return Trainer(cfg, base_dir, data, observer, strategy_plan).fit(run_dir, resume)
 
 
@@ -483,7 +484,8 @@ class Trainer:
                     keras.utils.set_random_seed(cfg.seed)
                     self.model = build(chosen)
                 plan.precision, plan.precision_reason = chosen, why
-                cfg.train.precision = chosen  # the run's config.yaml says what it trained with
+                # the run's config.yaml says what it trained with
+                self.cfg = cfg = resolved(cfg, precision=chosen)
             self.optimizer = models.make_optimizer(
                 cfg,
                 self.replicas,
@@ -662,13 +664,14 @@ class Trainer:
         return float(np.asarray(keras.ops.convert_to_numpy(self.optimizer.learning_rate)))
 
     # ------------------------------------------------------------ the loop
-    def fit(self, run_dir: "Path | Callable[[], Path]", resume: bool = False) -> TrainResult:
+    def fit(
+        self, run_dir: "Path | Callable[[ExperimentConfig], Path]", resume: bool = False
+    ) -> TrainResult:
         self.build(resume, run_dir)
         self.compile_steps()
         monitor, mode = self.monitor()
-        self.run_dir = (
-            run_dir() if callable(run_dir) else run_dir
-        )  # every check has passed: only now does the folder exist
+        # every check has passed: only now does the folder exist, written from the settled config
+        self.run_dir = run_dir(self.cfg) if callable(run_dir) else run_dir
         self.callbacks = self.make_callbacks(monitor, mode)
         info = self.describe()
         self.times["build"] = time.perf_counter() - self.t_fit
