@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -63,11 +64,11 @@ class Layout:
     types: dict[str, str] = field(default_factory=dict)  # column -> spelling (none: number)
     encoders: dict[str, Any] | None = None  # None: raw strings (the Keras model's own layers)
 
-    @property
+    @functools.cached_property  # once per block layout, not per column read
     def numeric(self) -> list[str]:
         return registry.columns_of(self.types, self.features, NUMBER)
 
-    @property
+    @functools.cached_property
     def encoded(self) -> list[str]:
         return registry.encoded_columns(self.types, self.features)
 
