@@ -49,7 +49,8 @@ def main() -> int:
     train_mod.save_checkpoint = counting
     print(f"checkpoint cost · {machine()}")
     print(
-        f"{'template':<16} {'epochs s':>9} {'saves':>6} {'saving s':>9} {'s a save':>9} {'paid':>7} {'at 10m':>8}"
+        f"{'template':<16} {'epochs s':>9} {'saves':>6} {'saving s':>9} {'s a save':>9} "
+        f"{'paid':>7} {'at 10m':>8}"
     )
     worst = 0.0
     with tempfile.TemporaryDirectory(prefix="bigmodel-ckpt-") as tmp:
@@ -67,10 +68,12 @@ def main() -> int:
             at_default = per_save / 600.0
             worst = max(worst, at_default)
             print(
-                f"{name:<16} {epochs_s:>9.2f} {n:>6} {saving:>9.3f} {per_save:>9.3f} {saving / max(epochs_s, 1e-9):>7.1%} {at_default:>8.3%}"
+                f"{name:<16} {epochs_s:>9.2f} {n:>6} {saving:>9.3f} {per_save:>9.3f} "
+                f"{saving / max(epochs_s, 1e-9):>7.1%} {at_default:>8.3%}"
             )
     print(
-        f"at the default checkpoint_every: 10m the worst template spends {worst:.3%} of its epochs saving (goal <= 2%)"
+        f"at the default checkpoint_every: 10m the worst template spends {worst:.3%} of "
+        "its epochs saving (goal <= 2%)"
     )
     return 0 if worst <= 0.02 else 1
 

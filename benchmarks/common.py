@@ -13,7 +13,10 @@ BIGMODEL = [sys.executable, "-m", "bigmodel_cli"]
 
 
 def machine() -> str:
-    return f"{platform.node()} · {os.cpu_count()} CPU threads · {platform.processor() or platform.machine()}"
+    return (
+        f"{platform.node()} · {os.cpu_count()} CPU threads · "
+        f"{platform.processor() or platform.machine()}"
+    )
 
 
 def median(v: list[float]) -> float:

@@ -55,7 +55,9 @@ def mnist_pickle() -> Path:
 
 
 def draws(n_draws: int, size: int = 2000, seed: int = 0) -> list[np.ndarray]:
-    """[label, 784 pixels 0..255] int rows: disjoint draws from MNIST's test and validation digits."""
+    """[label, 784 pixels 0..255] int rows: disjoint draws from MNIST's test and validation
+    digits.
+    """
     with gzip.open(mnist_pickle(), "rb") as f:
         _, valid, test = pickle.load(f, encoding="latin1")
     x = np.concatenate([test[0], valid[0]])
@@ -124,8 +126,8 @@ def main() -> int:
             worst = min(worst, *scores[1:])
             failed += sum(s < 0.97 for s in scores[1:])
             print(
-                f"seed {seed:>3}: train {seconds:5.1f} s · shipped test {scores[0]:.2%} · held-out draws "
-                + " · ".join(f"{s:.2%}" for s in scores[1:])
+                f"seed {seed:>3}: train {seconds:5.1f} s · shipped test {scores[0]:.2%} · "
+                "held-out draws " + " · ".join(f"{s:.2%}" for s in scores[1:])
             )
     print(f"worst held-out draw {worst:.2%}; {failed} draw(s) under 97%")
     return 0 if failed == 0 else 1

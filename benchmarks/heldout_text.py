@@ -49,7 +49,8 @@ def main() -> int:
     train, test = pd.read_csv(data / "train.csv.gz"), pd.read_csv(data / "test.csv.gz")
     floor = README_FIGURE - 2 * math.sqrt(README_FIGURE * (1 - README_FIGURE) / args.size)
     print(
-        f"text-bert on e-mails it never trained on · {machine()} · README {README_FIGURE:.1%}, floor {floor:.2%} at {args.size} e-mails a draw"
+        f"text-bert on e-mails it never trained on · {machine()} · README "
+        f"{README_FIGURE:.1%}, floor {floor:.2%} at {args.size} e-mails a draw"
     )
     worst, failed = 1.0, 0
     with tempfile.TemporaryDirectory(prefix="bigmodel-heldout-text-") as tmp:

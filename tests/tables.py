@@ -37,7 +37,10 @@ KINDS = (
     "int_id",
     "constant",
 )
-WORDS = "good bad slow fast cheap price service delivery quality broken love hate again never always box late early fine".split()
+WORDS = (
+    "good bad slow fast cheap price service delivery quality broken love hate again never "
+    "always box late early fine"
+).split()
 YES = ["yes", "Yes", "YES", "y", "Y", "true", "True"]
 NO = ["no", "No", "NO", "n", "N", "false", "False"]
 

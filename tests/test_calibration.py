@@ -52,7 +52,8 @@ def test_temperature_lowers_held_out_ece_and_lives_in_the_model(tmp_path, cli, r
     assert cli("init", exp, "--template", "text-classifier").code == 0
     # A miscalibrated model, what temperature scaling is for: the earlier template's mean bag of
     # 32 numbers without dropout (held-out ECE 0.052 -> 0.046). The default TF-IDF bag's best epoch
-    # is near-calibrated here (0.028, T = 0.96), too close for a test. All 1,000 validation rows for T.
+    # is near-calibrated here (0.028, T = 0.96), too close for a test. All 1,000 validation rows for
+    # T.
     sets = [
         "data.train=" + str(reviews / "train.csv"),
         "data.test=null",
@@ -161,7 +162,7 @@ def test_the_accuracy_cut_moves_only_past_chance_and_the_minority_is_always_said
     v = rec["validation"]
     assert v["at_threshold"]["accuracy"] > v["at_0.5"]["accuracy"]
     # the summary's lines: the cut with both figures, and the rare class in words
-    from bigmodel_cli.ui import after_training_lines
+    from bigmodel_cli.ui.summaries import after_training_lines
 
     lines = dict(after_training_lines({"threshold": t, **rec, "positive_class": "yes"}, None))
     assert "(0.5" in lines["  validation"] or "at 0.5" in lines["  validation"]

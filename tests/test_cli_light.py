@@ -7,7 +7,10 @@ import pytest
 
 from conftest import ROOT
 
-CHECK = "import sys; from bigmodel_cli.cli import main; rc = main({args!r}); print('TF' if 'tensorflow' in sys.modules else 'noTF', rc)"
+CHECK = (
+    "import sys; from bigmodel_cli.cli import main; rc = main({args!r}); print('TF' if "
+    "'tensorflow' in sys.modules else 'noTF', rc)"
+)
 
 
 @pytest.mark.parametrize(
@@ -145,7 +148,11 @@ def test_a_wrong_data_path_fails_before_tensorflow_is_imported(make_exp):
     from conftest import ROOT
 
     exp = make_exp("regression")
-    code = "import sys, json\nfrom bigmodel_cli.cli import main\nrc = main(['train', sys.argv[1], '--set', 'data.train=data/nope.csv'])\nprint(json.dumps({'rc': rc, 'tf': 'tensorflow' in sys.modules}))"
+    code = (
+        "import sys, json\nfrom bigmodel_cli.cli import main\nrc = main(['train', sys.argv[1], "
+        "'--set', 'data.train=data/nope.csv'])\nprint(json.dumps({'rc': rc, 'tf': 'tensorflow' "
+        "in sys.modules}))"
+    )
     p = subprocess.run(
         [sys.executable, "-c", code, str(exp)],
         capture_output=True,

@@ -126,7 +126,8 @@ def test_slurm_gpus_never_call_nvidia_smi(monkeypatch):
         "/gpu:0",
         "/gpu:1",
     ]
-    # --gpus-per-task=2: Slurm bound 2 GPUs to the task (CUDA_VISIBLE_DEVICES), fewer than the node's 4: all of them
+    # --gpus-per-task=2: Slurm bound 2 GPUs to the task (CUDA_VISIBLE_DEVICES), fewer than the
+    # node's 4: all of them
     assert plan("auto", gpus[:2], SRUN_TASK1 | {"SLURM_GPUS_ON_NODE": "4"}).devices == [
         "/gpu:0",
         "/gpu:1",

@@ -90,7 +90,8 @@ def test_chief_and_workers():
             "auto",
             [],
             {
-                "TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 5}}'
+                "TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", '
+                '"index": 5}}'
             },
             None,
             ["worker:5", "not in the cluster"],
@@ -114,7 +115,7 @@ def test_per_replica_batch():
 
 def test_describe_peer_names_the_cluster_member():
     from bigmodel_cli.training.strategy import Plan
-    from bigmodel_cli.training.trainer import describe_peer
+    from bigmodel_cli.training.peers import describe_peer
 
     p = Plan(
         "multi_worker",
@@ -125,9 +126,15 @@ def test_describe_peer_names_the_cluster_member():
         0,
         {"worker": ["127.0.0.1:5739", "127.0.0.1:57395"]},
     )
-    grpc = 'grpc_status:14, grpc_message:"last error: UNKNOWN: ipv4:127.0.0.1:57395: Failed to connect to remote host"'
+    grpc = (
+        'grpc_status:14, grpc_message:"last error: UNKNOWN: ipv4:127.0.0.1:57395: Failed to '
+        'connect to remote host"'
+    )
     assert describe_peer(p, grpc) == "worker 1 (127.0.0.1:57395)"
-    heartbeat = "Error reported from /job:worker/task:1: The following tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1"
+    heartbeat = (
+        "Error reported from /job:worker/task:1: The following tasks are unhealthy (stopped "
+        "sending heartbeats):\n/job:worker/replica:0/task:1"
+    )
     assert describe_peer(p, heartbeat) == "worker 1 (127.0.0.1:57395)"
     assert describe_peer(p, "/job:worker/replica:0/task:0 only names me") == "another worker"
     assert describe_peer(p, "no address") == "another worker"
@@ -242,7 +249,7 @@ def test_info_shows_each_gpu_with_capability_and_memory():
 
     from rich.console import Console
 
-    from bigmodel_cli.ui import info_table
+    from bigmodel_cli.ui.tables import info_table
 
     buf = io.StringIO()
     info_table(

@@ -135,7 +135,11 @@ def test_eval_on_onnx_matches_tensorflow_without_importing_it(kind, tmp_path, cl
     assert r.code == 0, r.err
     run = r.out.strip().splitlines()[-1]
     tf = json.loads(cli("eval", run, "--engine", "tensorflow", "--json").out)
-    code = "import sys, json\nfrom bigmodel_cli.cli import main\nrc = main(['eval', sys.argv[1], '--json'])\nprint(json.dumps({'rc': rc, 'tf': 'tensorflow' in sys.modules}), file=sys.stderr)"
+    code = (
+        "import sys, json\nfrom bigmodel_cli.cli import main\nrc = main(['eval', sys.argv[1], "
+        "'--json'])\nprint(json.dumps({'rc': rc, 'tf': 'tensorflow' in sys.modules}), "
+        "file=sys.stderr)"
+    )
     p = subprocess.run(
         [sys.executable, "-c", code, run], capture_output=True, text=True, cwd=ROOT, timeout=300
     )

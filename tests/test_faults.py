@@ -103,7 +103,7 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(reference, mak
     run = Path(r.out.strip().splitlines()[-1])
     ckpt = run / "checkpoints"
     assert (ckpt / "previous.keras").is_file()
-    from bigmodel_cli.training.trainer import read_state
+    from bigmodel_cli.training.checkpoints import read_state
 
     assert (
         read_state(ckpt / "previous.keras").global_step
@@ -486,7 +486,7 @@ def test_resume_of_a_finished_run_without_model_keras_writes_it(make_exp, cli):
 
 def test_previous_checkpoint_without_hard_links(tmp_path, monkeypatch):
     """A file system without hard links: the current last.keras is renamed to previous.keras."""
-    from bigmodel_cli.training import trainer as train_mod
+    from bigmodel_cli.training import checkpoints as train_mod
 
     last, previous = tmp_path / "last.keras", tmp_path / "previous.keras"
     last.write_bytes(b"old state")

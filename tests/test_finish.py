@@ -101,7 +101,9 @@ def test_wait_times_out_while_the_lock_is_held(tmp_path):
         [
             sys.executable,
             "-c",
-            f"import fcntl,os,time; fd=os.open({str(tmp_path / finish.LOCK)!r}, os.O_RDWR|os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+            f"import fcntl,os,time; fd=os.open({str(tmp_path / finish.LOCK)!r}, "
+            "os.O_RDWR|os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print('held', "
+            "flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -115,7 +117,9 @@ def test_wait_times_out_while_the_lock_is_held(tmp_path):
     assert finish.wait(tmp_path, timeout=5) and not finish.busy(tmp_path)
 
 
-@pytest.mark.slow  # make test's time (12-16 s); test_train_returns_before_the_copy_and_predict_waits_for_it keeps the background copy in it
+# make test's time (12-16 s); test_train_returns_before_the_copy_and_predict_waits_for_it keeps the
+# background copy in it
+@pytest.mark.slow
 def test_a_killed_background_copy_leaves_predict_on_tensorflow(make_exp, tmp_path):
     exp = make_exp("regression")
     run = _train(exp, "train.inference_copy=wait")["run_dir"]
@@ -168,7 +172,9 @@ def test_none_writes_no_copy_and_the_setting_is_checked(make_exp, cli):
     assert r.code == 2 and "BIGMODEL_INFERENCE_COPY=later" in r.err
 
 
-@pytest.mark.slow  # make test's time (22 s); test_train_returns_before_the_copy_and_predict_waits_for_it keeps the background copy in it
+# make test's time (22 s); test_train_returns_before_the_copy_and_predict_waits_for_it keeps the
+# background copy in it
+@pytest.mark.slow
 def test_a_resume_right_after_train_gets_a_copy_of_its_own_model(make_exp, tmp_path):
     """The first run's background copy may still be running when the resumed
     session replaces model.keras: the copy in the end is the new model's."""

@@ -174,7 +174,9 @@ def test_fuzz_configs_and_set_values_many(exp, cli, data):
 
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory):
-    """A run over a number, a category, a date, a yes/no and a text column (init --data defaults)."""
+    """A run over a number, a category, a date, a yes/no and a text column (init --data
+    defaults).
+    """
     from bigmodel_cli.cli import main
 
     tmp = tmp_path_factory.mktemp("fuzzrun")
@@ -339,7 +341,8 @@ ROW = st.dictionaries(
 def client(mixed_run):
     from fastapi.testclient import TestClient
 
-    from bigmodel_cli.inference.serve import Service, make_app
+    from bigmodel_cli.inference.serve import make_app
+    from bigmodel_cli.inference.service import Service
 
     with TestClient(make_app(Service.open(mixed_run[1]))) as c:
         yield c

@@ -207,7 +207,8 @@ def test_augmentation_acts_only_while_training(make_exp, cli, tmp_path):
         "--set",
         "train.epochs=1",
         "--set",
-        "data.augment={flip: horizontal, rotation: 0.05, zoom: 0.1, translation: 0.1, contrast: 0.2}",
+        "data.augment={flip: horizontal, rotation: 0.05, zoom: 0.1, translation: 0.1, "
+        "contrast: 0.2}",
     )
     assert r.code == 0, r.err
     run = Path(r.out.strip().splitlines()[-1])

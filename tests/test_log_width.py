@@ -7,12 +7,11 @@ import pandas as pd
 
 
 def test_no_tty_summaries_keep_whole_paths_and_names(tmp_path, cli, monkeypatch):
-    monkeypatch.delenv("COLUMNS", raising=False)
-    from bigmodel_cli import ui
+    from bigmodel_cli.ui import console
 
-    monkeypatch.setattr(
-        ui, "_err", None
-    )  # a console made now, for this stderr (pytest's capture: no terminal)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    # a console made now, for this stderr (pytest's capture: no terminal)
+    monkeypatch.setattr(console, "_err", None)
     rng = np.random.default_rng(0)
     long = "number_of_customer_service_calls_in_the_last_billing_quarter"
     df = pd.DataFrame({long: rng.integers(0, 9, 120), "x": rng.normal(size=120).round(3)})
@@ -51,7 +50,7 @@ def test_train_summary_shows_the_kept_epochs_metrics():
 
     from rich.console import Console
 
-    from bigmodel_cli import ui
+    from bigmodel_cli.ui import summaries
 
     history = [
         {"epoch": e, "loss": 1.0 / e, "val_loss": v, "seconds": 0.1, "samples_per_s": 10.0}
@@ -73,14 +72,14 @@ def test_train_summary_shows_the_kept_epochs_metrics():
         notes=[],
     )
     buf = io.StringIO()
-    ui.train_summary(out, Console(file=buf, width=200))
+    summaries.train_summary(out, Console(file=buf, width=200))
     text = buf.getvalue()
     kept = text.index("kept model")
     assert "epoch 2, the best" in text and "0.2699" in text[kept : text.index("last epoch")]
     assert "last epoch" in text and "3: " in text and "0.3195" in text[text.index("last epoch") :]
     out.best_epoch = 3  # the best is the last: one set of numbers
     buf = io.StringIO()
-    ui.train_summary(out, Console(file=buf, width=200))
+    summaries.train_summary(out, Console(file=buf, width=200))
     assert "kept model" not in buf.getvalue() and "best epoch" in buf.getvalue()
 
 
@@ -92,12 +91,12 @@ def test_live_table_keeps_the_step_counter_whole_at_any_width():
 
     from rich.console import Console
 
-    from bigmodel_cli import ui
+    from bigmodel_cli.ui import progress
 
     for width in (80, 100, 120, 160, 200):
         for metrics in ([], ["accuracy"], ["accuracy", "precision", "recall", "auc", "f1"]):
             buf = io.StringIO()
-            p = ui.TrainProgress(
+            p = progress.TrainProgress(
                 Console(file=buf, width=width, force_terminal=True, color_system=None)
             )
             p.info = {"epochs": 100, "metrics": metrics, "validation": True}

@@ -28,18 +28,25 @@ import keras
 exp, precisions = Path(sys.argv[1]), sys.argv[2:]
 diffs = {}
 for precision in precisions:
-  sets = ["data.validation=null", "train.batch_size=6", "train.epochs=2", f"train.precision={precision}"]
+  sets = ["data.validation=null", "train.batch_size=6", "train.epochs=2"]
+  sets.append(f"train.precision={precision}")
   weights = {}
   for kind, devices in (("one_device", ["/cpu:0"]), ("mirrored", ["/cpu:0", "/cpu:1"])):
     cfg, base = load_experiment(exp, sets)
     ds = load_datasets(cfg, base)
-    plan = distribute.set_precision(distribute.Plan(kind, devices, "test: logical CPUs"), cfg.train.precision)
+    plan = distribute.Plan(kind, devices, "test: logical CPUs")
+    plan = distribute.set_precision(plan, cfg.train.precision)
     r = train.fit(cfg, base, lambda c: create_run(base, c.name), ds, None, strategy_plan=plan)
     assert r.strategy["replicas"] == len(devices), r.strategy
     m = keras.models.load_model(r.model_path, compile=False)
     weights[kind] = [np.asarray(w) for w in m.get_weights()]
-    print(kind, r.strategy["strategy"], r.strategy["replicas"], r.strategy["per_replica_batch"], plan.precision, r.history[-1]["loss"], file=sys.stderr)
-  diffs[precision] = max(float(np.max(np.abs(a - b))) for a, b in zip(weights["one_device"], weights["mirrored"]))
+    s = r.strategy
+    print(kind, s["strategy"], s["replicas"], s["per_replica_batch"], file=sys.stderr)
+    print(plan.precision, file=sys.stderr)
+    print(r.history[-1]["loss"], file=sys.stderr)
+  one, mirrored = weights["one_device"], weights["mirrored"]
+  assert len(one) == len(mirrored) > 0
+  diffs[precision] = max(float(np.max(np.abs(a - b))) for a, b in zip(one, mirrored))
 print(json.dumps(diffs))
 """
 

@@ -54,7 +54,9 @@ def single_vs_workers(make_exp, cli, workers: int, sets: list[str]):
     return single, multi, p.stderr
 
 
-@pytest.mark.slow  # make test's time (10-12 s); test_vertex_style_chief_and_worker_processes and test_slurm's srun -n2 check two workers against one process in it
+# make test's time (10-12 s); test_vertex_style_chief_and_worker_processes and test_slurm's srun -n2
+# check two workers against one process in it
+@pytest.mark.slow
 def test_two_workers_match_one_process(make_exp, cli):
     single, multi, err = single_vs_workers(make_exp, cli, 2, SETS)
     assert "MultiWorkerMirroredStrategy" in err and "replicas 2" in err
@@ -64,7 +66,9 @@ def test_two_workers_match_one_process(make_exp, cli):
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.slow  # make test's time (18 s); test_survivor_of_a_dead_worker_exits_and_names_it keeps a worker's death in it
+# make test's time (18 s); test_survivor_of_a_dead_worker_exits_and_names_it keeps a worker's death
+# in it
+@pytest.mark.slow
 def test_killing_a_worker_stops_all_with_a_message(make_exp):
     psutil = pytest.importorskip("psutil")
     exp = make_exp("regression")

@@ -425,5 +425,6 @@ def test_every_label_lies_in_its_set_and_coverage_holds(seed, task, threshold, c
     assert covered >= coverage - 0.035, (covered, coverage, accuracy)
     if method == "lac":  # APS (not randomised) over-covers where the outputs are near uniform: the
         # least likely class scores the whole mass, 1.0, and a quantile there takes every class;
-        # on a binary run its set is the label or both (docs/trust.md). LAC, the default, comes close.
+        # on a binary run its set is the label or both (docs/trust.md). LAC, the default, comes
+        # close.
         assert covered <= max(coverage, accuracy) + 0.035, (covered, coverage, accuracy)

@@ -1,4 +1,6 @@
-"""Plots a reader can use (issue 25, item 6): whole-number epochs, the kept epoch, regression evals."""
+"""Plots a reader can use (issue 25, item 6): whole-number epochs, the kept epoch, regression
+evals.
+"""
 
 from __future__ import annotations
 

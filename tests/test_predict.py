@@ -42,9 +42,9 @@ def reference(run: Path, df: pd.DataFrame) -> np.ndarray:
 
 
 def test_streaming_equals_one_shot_across_chunks(trained, tmp_path, cli, monkeypatch):
-    from bigmodel_cli.inference import predict as P
+    from bigmodel_cli.inference import reader
 
-    monkeypatch.setattr(P, "BLOCK_BYTES", 64 << 10)  # many blocks
+    monkeypatch.setattr(reader, "BLOCK_BYTES", 64 << 10)  # many blocks
     df = big_frame(30_000)
     src = tmp_path / "in.csv"
     df.to_csv(src, index=False)
@@ -141,9 +141,9 @@ def test_glob_to_output_dir(trained, tmp_path, cli):
 def test_bad_row_mid_file_names_line_and_leaves_no_output(
     trained, tmp_path, cli, monkeypatch, bad_line, content
 ):
-    from bigmodel_cli.inference import predict as P
+    from bigmodel_cli.inference import reader
 
-    monkeypatch.setattr(P, "BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(reader, "BLOCK_BYTES", 64 << 10)
     df = big_frame(20_000, seed=3)
     text = df.to_csv(index=False).splitlines(keepends=True)
     text.insert(bad_line - 1, content)
@@ -204,7 +204,8 @@ def test_onnx_engine_skips_tensorflow_and_matches_it(trained, tmp_path, cli):
     assert (trained / "inference.onnx").is_file() and (trained / "inference.json").is_file()
     code = (
         "import sys; from bigmodel_cli.cli import main; "
-        f"rc = main(['predict', {str(trained)!r}, '--input', {str(src)!r}, '--output', {str(tmp_path / 'fast.csv')!r}, '--json']); "
+        f"rc = main(['predict', {str(trained)!r}, '--input', {str(src)!r}, '--output', "
+        f"{str(tmp_path / 'fast.csv')!r}, '--json']); "
         "print('TF' if 'tensorflow' in sys.modules else 'noTF', rc)"
     )
     p = subprocess.run(
@@ -256,12 +257,12 @@ def test_stale_inference_copy_is_never_used(trained, tmp_path, cli):
 
 
 def test_progress_lines_without_a_terminal(trained, tmp_path, cli, monkeypatch):
-    from bigmodel_cli.inference import predict as P
-    from bigmodel_cli import ui
+    from bigmodel_cli.inference import reader
+    from bigmodel_cli.ui import progress
 
-    monkeypatch.setattr(P, "BLOCK_BYTES", 32 << 10)
-    monkeypatch.setattr(ui.PredictProgress, "SHOW_AFTER_S", 0.0)
-    monkeypatch.setattr(ui.PredictProgress, "PLAIN_EVERY_S", 0.0)
+    monkeypatch.setattr(reader, "BLOCK_BYTES", 32 << 10)
+    monkeypatch.setattr(progress.PredictProgress, "SHOW_AFTER_S", 0.0)
+    monkeypatch.setattr(progress.PredictProgress, "PLAIN_EVERY_S", 0.0)
     src = tmp_path / "in.csv.gz"
     big_frame(20_000).to_csv(src, index=False, compression="gzip")
     r = cli("predict", trained, "--input", src, "--output", tmp_path / "o.csv")

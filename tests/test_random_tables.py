@@ -36,7 +36,8 @@ FAST, SLOW = (
 def check_table(seed: int, task: str, tmp: Path, cli, sets: tuple[str, ...] = ()) -> None:
     df, target, task, kinds = random_table(seed, task)
     note(
-        f"table seed {seed}, task {task}, columns {kinds}: replay with tables.random_table({seed}, {task!r})"
+        f"table seed {seed}, task {task}, columns {kinds}: replay with "
+        f"tables.random_table({seed}, {task!r})"
     )
     work = tmp / f"t{seed}-{task}"
     shutil.rmtree(work, ignore_errors=True)

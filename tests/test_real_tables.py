@@ -28,7 +28,8 @@ def _table(path: Path, n_city: int, n: int = 500, seed: int = 0) -> None:
 
 
 @pytest.mark.parametrize(
-    "n_city,stream",  # one-hot (<= data.one_hot_max ids) and a learned embedding, in memory and streamed
+    # one-hot (<= data.one_hot_max ids) and a learned embedding, in memory and streamed
+    "n_city,stream",
     [
         (100, False),
         (5, True),
@@ -265,7 +266,8 @@ def test_parse_numbers_tells_missing_from_wrong():
 def test_serve_answers_422_for_a_bad_number(impute_run):
     from fastapi.testclient import TestClient
 
-    from bigmodel_cli.inference.serve import Service, make_app
+    from bigmodel_cli.inference.serve import make_app
+    from bigmodel_cli.inference.service import Service
 
     _, run = impute_run
     with TestClient(make_app(Service.open(run))) as client:

@@ -239,7 +239,11 @@ def test_denied_and_timed_out_are_one_line_naming_the_url(s3, tmp_path):
 
 
 def test_a_missing_cloud_library_is_one_line_with_the_extra(tmp_path):
-    code = "import sys; sys.modules['gcsfs'] = None\nfrom bigmodel_cli.cli import main\nsys.exit(main(['init', sys.argv[1], '--data', 'gs://bucket/t.csv', '--target', 'y']))"
+    code = (
+        "import sys; sys.modules['gcsfs'] = None\nfrom bigmodel_cli.cli import "
+        "main\nsys.exit(main(['init', sys.argv[1], '--data', 'gs://bucket/t.csv', '--target', "
+        "'y']))"
+    )
     p = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "x")], capture_output=True, text=True, cwd=ROOT
     )

@@ -91,7 +91,9 @@ def start(run: Path, port: int, *extra: str) -> tuple[subprocess.Popen, float]:
 
 
 class BusyClients:
-    """``n`` threads posting ``body`` to /predict without pause until stopped; the statuses they got."""
+    """``n`` threads posting ``body`` to /predict without pause until stopped; the statuses they
+    got.
+    """
 
     def __init__(self, port: int, body: bytes, n: int):
         self.statuses: list = []
@@ -332,8 +334,8 @@ def test_a_full_queue_answers_503_at_once():
     """In process: a slow model and a queue of one."""
     import pyarrow as pa
 
-    from bigmodel_cli.inference.predict import PredictSpec
-    from bigmodel_cli.inference.serve import Overloaded, Service
+    from bigmodel_cli.inference.spec import PredictSpec
+    from bigmodel_cli.inference.service import Overloaded, Service
 
     def slow(x):
         time.sleep(0.3)
@@ -391,7 +393,8 @@ def test_sigterm_drains_and_exits_0(server):
 
 
 def test_wide_open_host_warns(tmp_path):
-    from typer.testing import CliRunner  # noqa: F401  (the warning is printed before the server starts)
+    # the warning is printed before the server starts
+    from typer.testing import CliRunner  # noqa: F401
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     p = subprocess.run(
@@ -500,7 +503,7 @@ def test_predict_and_serve_choose_the_engine_alike(tmp_path, cli):
     error for predict and serve, on a run with inference.onnx and one without."""
     from bigmodel_cli import api
     from bigmodel_cli.errors import ModelFileError
-    from bigmodel_cli.inference.serve import Service
+    from bigmodel_cli.inference.service import Service
 
     exp = tmp_path / "exp"
     api.init(exp, "binary-classifier")
@@ -527,10 +530,10 @@ def test_predict_and_serve_choose_the_engine_alike(tmp_path, cli):
 
 
 def test_number_rows_and_text_rows_take_two_paths_to_one_answer(server):
-    """All-number JSON rows go straight to the model's matrix (serve._plain_numbers);
+    """All-number JSON rows go straight to the model's matrix (service.plain_numbers);
     the same rows with a value as text, a boolean or a null take the Arrow path
     predict reads files with. Both answers must be the same."""
-    from bigmodel_cli.inference import serve as serve_mod
+    from bigmodel_cli.inference import service as service_mod
 
     exp, _, port, _, _ = server
     rows = [
@@ -562,12 +565,12 @@ def test_number_rows_and_text_rows_take_two_paths_to_one_answer(server):
         for a in answers
     )
     # which path each body takes
-    from bigmodel_cli.inference.predict import PredictSpec
+    from bigmodel_cli.inference.spec import PredictSpec
 
     spec = PredictSpec(features=["a", "b"], task="regression", missing="impute")
-    assert serve_mod._plain_numbers([{"a": 1, "b": None}], spec) is not None
-    assert serve_mod._plain_numbers([{"a": "1", "b": 2}], spec) is None
-    assert serve_mod._plain_numbers([{"a": True, "b": 2}], spec) is None
+    assert service_mod.plain_numbers([{"a": 1, "b": None}], spec) is not None
+    assert service_mod.plain_numbers([{"a": "1", "b": 2}], spec) is None
+    assert service_mod.plain_numbers([{"a": True, "b": 2}], spec) is None
     # CSV answers from the number path carry the ids too
     status, body, _ = call(
         port, "/predict", json.dumps({"rows": rows[:2]}).encode(), {**js, "Accept": "text/csv"}

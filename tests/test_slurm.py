@@ -123,7 +123,9 @@ def _sbatch(env: dict, script: Path) -> str:
 
 @pytest.mark.slow
 def test_scancel_mid_epoch_then_resume_finishes_the_run(make_exp, slurm, tmp_path):
-    """sbatch, scancel while an epoch runs (Slurm sends SIGTERM, then SIGKILL), sbatch again with --resume."""
+    """sbatch, scancel while an epoch runs (Slurm sends SIGTERM, then SIGKILL), sbatch again with
+    --resume.
+    """
     exp = make_exp("regression")
     epochs = 40
     sets = [
@@ -163,7 +165,8 @@ def test_scancel_mid_epoch_then_resume_finishes_the_run(make_exp, slurm, tmp_pat
     assert meta["sessions"][-1]["status"] == "interrupted", meta["sessions"]
     second = tmp_path / "second.sh"
     second.write_text(
-        f"#!/bin/bash\n#SBATCH -N1 -n2 -o {tmp_path}/second-%j.out\ncd {ROOT}\nsrun {' '.join([*BIGMODEL, 'train', str(run), '--resume'])}\n"
+        f"#!/bin/bash\n#SBATCH -N1 -n2 -o {tmp_path}/second-%j.out\ncd {ROOT}\nsrun "
+        f"{' '.join([*BIGMODEL, 'train', str(run), '--resume'])}\n"
     )
     job2 = _sbatch(slurm, second)
     _wait_job(slurm, job2)
@@ -294,7 +297,9 @@ def test_submitted_job_requeued_mid_run_resumes_its_run(make_exp, slurm):
     run = hist[0].parent
     assert (exp / "slurm" / f"{job}.run").read_text().strip() == str(run.resolve())
     subprocess.run(["scontrol", "requeue", job], env=slurm, check=True)
-    while True:  # wait for the job to be pending again, then let it start at once (Slurm holds a requeued job ~2 min)
+    # wait for the job to be pending again, then let it start at once (Slurm holds a requeued job ~2
+    # min)
+    while True:
         q = subprocess.run(
             ["squeue", "-h", "-j", job, "-o", "%T"], env=slurm, capture_output=True, text=True
         ).stdout.strip()

@@ -113,20 +113,20 @@ def test_a_resumed_epoch_continues_the_same_order(tmp_path):
 
 @pytest.mark.parametrize("W", [2, 3, 4])
 def test_workers_read_only_their_share_and_together_make_the_same_batches(tmp_path, monkeypatch, W):
-    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data import block_format, block_reader
 
     _, split = rid_table(make_table(tmp_path))
     n = len(split) // 12 * 12
     (single,) = order(split, 1, 0, n)
     read: dict[int, set] = {}
-    real = blocks.read_block
+    real = block_reader.read_block
     current = {"i": -1}
 
     def spy(path, out):
         read.setdefault(current["i"], set()).add(int(Path(path).name.split("-p")[1][:2]))
         return real(path, out)
 
-    monkeypatch.setattr(blocks, "read_block", spy)
+    monkeypatch.setattr(block_reader, "read_block", spy)
     from bigmodel_cli.training.pipeline import Streamed
 
     s = Streamed(split, 12, 7, True)
@@ -135,7 +135,9 @@ def test_workers_read_only_their_share_and_together_make_the_same_batches(tmp_pa
         current["i"] = i
         shares.append(np.concatenate(list(s.positions(1, 0, n, i, W, 48)))[:, 0])
     for i in range(W):
-        assert read[i] == {c for c in range(blocks.PARTITIONS) if c % W == i}  # its partitions only
+        assert read[i] == {
+            c for c in range(block_format.PARTITIONS) if c % W == i
+        }  # its partitions only
         assert len(shares[i]) == n // W
     merged = np.empty(n)
     for i in range(W):
@@ -152,24 +154,24 @@ def test_five_workers_are_refused_with_a_hint(tmp_path):
 
 
 def test_reader_memory_is_a_window_of_blocks_per_partition(tmp_path, monkeypatch):
-    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data import block_format, block_reader
 
     cfg, split = rid_table(make_table(tmp_path, rows=60_000))
     held: dict[int, int] = {}
     peak = [0]
-    real_load = blocks.PartitionStream._load
+    real_load = block_reader.PartitionStream._load
 
     def load(self, w):
         real_load(self, w)
         held[id(self)] = self.data.nbytes
         peak[0] = max(peak[0], sum(held.values()))
 
-    monkeypatch.setattr(blocks.PartitionStream, "_load", load)
+    monkeypatch.setattr(block_reader.PartitionStream, "_load", load)
     order(split, 0, 0, len(split))
     block_bytes = split.m["block_rows"] * split.width * 4
     blocks_total = sum(len(p) for p in split.parts)
-    assert blocks_total >= 4 * blocks.PARTITIONS  # the data is many windows long
-    assert peak[0] <= blocks.PARTITIONS * cfg.data.shuffle_blocks * block_bytes
+    assert blocks_total >= 4 * block_format.PARTITIONS  # the data is many windows long
+    assert peak[0] <= block_format.PARTITIONS * cfg.data.shuffle_blocks * block_bytes
     assert peak[0] < 0.25 * len(split) * split.width * 4
 
 
@@ -261,16 +263,15 @@ def test_a_bad_value_names_its_shard_and_line(tmp_path, monkeypatch):
 
 
 def test_auto_streams_only_what_does_not_fit(tmp_path, monkeypatch):
-    from bigmodel_cli.data import blocks
-    from bigmodel_cli.data import streaming
+    from bigmodel_cli.data import block_reader, streaming
     from bigmodel_cli.config import load_experiment
     from bigmodel_cli.errors import ConfigError
 
     folder = make_table(tmp_path, extra={"data.stream": "auto"})
     cfg, base = load_experiment(folder, [])
-    monkeypatch.setattr(blocks, "memory_budget", lambda: 10**12)
+    monkeypatch.setattr(block_reader, "memory_budget", lambda: 10**12)
     assert streaming.stream_mode(cfg, base) is None
-    monkeypatch.setattr(blocks, "memory_budget", lambda: 1000)
+    monkeypatch.setattr(block_reader, "memory_budget", lambda: 1000)
     assert streaming.stream_mode(cfg, base) == "table"
     text = tmp_path / "text"
     text.mkdir()
@@ -312,7 +313,7 @@ def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cli):
     ref_run = Path(r.out.strip().splitlines()[-1])
     exp = make_table(tmp_path / "killed", rows=3000)
     p = _start(exp, *sets)
-    from bigmodel_cli.training.trainer import read_state
+    from bigmodel_cli.training.checkpoints import read_state
 
     def mid_epoch_checkpoint() -> bool:
         last = (
@@ -340,8 +341,12 @@ def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cli):
 
 
 @pytest.mark.parametrize(
-    "workers", [pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)]
-)  # make test-slow (the fast suite's time); tests/test_streaming.py's share test checks each worker's partitions in make test
+    "workers",
+    [pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)],
+    # make test-slow (the fast suite's time); tests/test_streaming.py's share test checks each
+    # worker's
+    # partitions in make test
+)
 def test_workers_train_the_same_model_as_one_process(tmp_path, cli, workers):
     from test_resume import assert_same_weights
 
@@ -427,7 +432,11 @@ def test_peak_rss_is_flat_in_the_data_size(tmp_path):
             "train": {"epochs": 1, "batch_size": 1024},
         }
         (exp / "experiment.yaml").write_text(yaml.safe_dump(doc))
-        code = f"import resource, subprocess, sys; subprocess.run([sys.executable, '-m', 'bigmodel_cli', 'train', {str(exp)!r}], check=True, capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        code = (
+            "import resource, subprocess, sys; subprocess.run([sys.executable, '-m', "
+            f"'bigmodel_cli', 'train', {str(exp)!r}], check=True, capture_output=True); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
         p = subprocess.run(
             [sys.executable, "-c", code],

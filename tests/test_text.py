@@ -77,7 +77,9 @@ def test_vocabulary_is_deterministic_and_counts_rows():
     "ngrams,unique", [(1, False), (2, False), (3, False), (2, True), (3, True)]
 )
 def test_python_and_tensorflow_give_the_same_ids(tf, ngrams, unique):
-    """Both tokenisers, repeats kept (mean bag) or each id once a row in order of first sight (TF-IDF bag)."""
+    """Both tokenisers, repeats kept (mean bag) or each id once a row in order of first sight
+    (TF-IDF bag).
+    """
     spec = T.TextSpec(ngrams=ngrams, max_tokens=600, max_chars=20000, unique=unique)
     vocab = T.build_vocabulary(HARD + [t.upper() for t in HARD], spec, min_count=1)
     assert len(vocab) > 100
@@ -262,8 +264,10 @@ def _make_text_exp(tmp_path: Path, cli) -> Path:
     _reviews(exp / "data" / "train.csv", rows[:320])
     _reviews(exp / "data" / "test.csv", rows[320:])
     (exp / "experiment.yaml").write_text(
-        "name: reviews\ntask: classification\ndata:\n  train: data/train.csv\n  test: data/test.csv\n  target: label\n"
-        "  id_columns: [id]\n  validation: 0.2\n  normalize: true\nmodel:\n  architecture: linear\n  embedding_dim: 8\n"
+        "name: reviews\ntask: classification\ndata:\n  train: data/train.csv\n  test: "
+        "data/test.csv\n  target: label\n"
+        "  id_columns: [id]\n  validation: 0.2\n  normalize: true\nmodel:\n  architecture: "
+        "linear\n  embedding_dim: 8\n"
         "train:\n  epochs: 3\n  batch_size: 16\n  learning_rate: 0.01\n"
     )
     return exp
@@ -352,7 +356,9 @@ def test_text_table_trains_predicts_and_exports(tmp_path, cli):
 
 
 def test_stale_vocabulary_is_not_used_by_the_fast_path(tmp_path, cli):
-    """Also the other side of data.text.weighting (mean: repeats kept, no idf): its ONNX copy agrees too."""
+    """Also the other side of data.text.weighting (mean: repeats kept, no idf): its ONNX copy agrees
+    too.
+    """
     exp = _make_text_exp(tmp_path, cli)
     r = cli(
         "train",

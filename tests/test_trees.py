@@ -37,7 +37,7 @@ def test_numpy_loss_matches_the_training_loss(loss):
     import tensorflow as tf
 
     from bigmodel_cli.config import ExperimentConfig
-    from bigmodel_cli.training.trainer import _per_example, numpy_loss
+    from bigmodel_cli.training.objective import numpy_loss, per_example
 
     rng = np.random.default_rng(0)
     task = {
@@ -59,7 +59,7 @@ def test_numpy_loss_matches_the_training_loss(loss):
         p, y = rng.uniform(0.01, 0.99, (50, 1)), rng.integers(0, 2, 50)
     else:
         p, y = rng.normal(size=(50, 1)) * 3, rng.normal(size=50).astype(np.float32)
-    loss_fn, _ = _per_example(cfg)
+    loss_fn, _ = per_example(cfg)
     expect = loss_fn(tf.constant(y), tf.constant(p, tf.float32)).numpy()
     np.testing.assert_allclose(numpy_loss(loss, y)(p), expect, rtol=1e-4, atol=1e-5)
 

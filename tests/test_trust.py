@@ -208,7 +208,8 @@ def loans(tmp_path_factory):
     return d
 
 
-@pytest.mark.slow  # make test: tests/test_parity.py runs a 14%-positive binary run through every command
+# make test: tests/test_parity.py runs a 14%-positive binary run through every command
+@pytest.mark.slow
 def test_imbalanced_binary_finds_the_minority(loans, cli, tmp_path):
     exp = tmp_path / "e"
     assert cli("init", exp, "--data", loans / "train.csv", "--target", "Class").code == 0

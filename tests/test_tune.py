@@ -98,7 +98,8 @@ def test_tune_kill_9_and_rerun_ends_with_exactly_n_finished_trials(make_exp):
     # no point drawn twice (the restart must not replay the sampler's sequence)
     params = [json.dumps(t["params"], sort_keys=True) for t in d["trials"]]
     assert len(set(params)) == len(params)
-    # trial 0 is the template's own settings; the best is the lowest value any finished trial reached
+    # trial 0 is the template's own settings; the best is the lowest value any finished trial
+    # reached
     t0 = d["trials"][0]
     assert t0["baseline"] and t0["params"] == {
         "train.learning_rate": 0.01,

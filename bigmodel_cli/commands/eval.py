@@ -1,4 +1,6 @@
-"""``bigmodel eval``: a run's metrics on its test data (or ``--data FILE``), and its confusion matrix."""
+"""``bigmodel eval``: a run's metrics on its test data (or ``--data FILE``), and its confusion
+matrix.
+"""
 
 from __future__ import annotations
 
@@ -106,7 +108,8 @@ def evaluate(
     ref, cfg, model, infer, used, spec_ = _open(run, unsafe, engine)
     if cfg is None:
         raise ModelFileError(
-            f"{ref.model_path} is a bare model file; eval needs its run folder (for the task, columns and classes)",
+            f"{ref.model_path} is a bare model file; eval needs its run folder (for the "
+            "task, columns and classes)",
             hint="pass the run folder that holds it",
         )
     assert ref.run_dir is not None
@@ -196,7 +199,8 @@ def _score_files(
 
     from bigmodel_cli.errors import DataError
     from bigmodel_cli.features.target import LabelError, Target
-    from bigmodel_cli.inference.predict import iter_outputs, open_blocks, output_width
+    from bigmodel_cli.inference.predict import iter_outputs, output_width
+    from bigmodel_cli.inference.reader import open_blocks
 
     asked = dataclasses.replace(
         spec, target=cfg.data.target, on_bad_value=on_bad_value, id_columns=[], keep_columns=[]
@@ -228,7 +232,8 @@ def _score_files(
                     f"{f}: {at}, target '{cfg.data.target}' is {what}: {e.text[:40]!r}",
                     hint=f"the classes are {(cfg.data.classes or [])[:20]}"
                     if cfg.task != "regression"
-                    else "fix the value; an empty cell is a missing target (that row is not scored)",
+                    else "fix the value; an empty cell is a missing target (that row is not "
+                    "scored)",
                 ) from None
             outs.append(probs[~missing])
             ys.append(y[~missing])

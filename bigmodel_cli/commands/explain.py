@@ -93,7 +93,8 @@ def explain(
             x.mean(axis=0).reshape(_hwc(shape)),
             heat,
             run_dir / PLOTS / "importance.png",
-            f"permutation importance of 4x4 regions: {name} {'lost' if higher else 'gained'} when shuffled",
+            f"permutation importance of 4x4 regions: {name} "
+            f"{'lost' if higher else 'gained'} when shuffled",
             ("the mean image", "importance"),
         )
     else:
@@ -143,7 +144,8 @@ def _image_rows(
             )
             files, labels = [files[i] for i in keep], [labels[i] for i in keep]
             notes.append(
-                f"a sample of {max_rows:,} of the {len(folder.files):,} images was used (--max-rows)"
+                f"a sample of {max_rows:,} of the {len(folder.files):,} images was used "
+                "(--max-rows)"
             )
         return decode_many(files, list(cfg.data.image_shape)), _labels(labels, cfg), None, notes
     from bigmodel_cli.inference import explain as X
@@ -209,12 +211,15 @@ def _labels(y_raw: list, cfg) -> np.ndarray:
             else f"not one of the model's classes ({(cfg.data.classes or [])[:20]})"
         )
         raise DataError(
-            f"--data: target '{cfg.data.target}' value {e.text[:40]!r} (row {e.row + 1} of those explained) is {what}"
+            f"--data: target '{cfg.data.target}' value {e.text[:40]!r} (row {e.row + 1} of "
+            f"those explained) is {what}"
         ) from None
 
 
 def _metric(cfg, metric: str | None) -> tuple[str, bool]:
-    """The metric to measure (the run's monitored one, without val_) and whether higher is better."""
+    """The metric to measure (the run's monitored one, without val_) and whether higher is
+    better.
+    """
     from bigmodel_cli.model.metrics import higher_is_better
 
     valid = {

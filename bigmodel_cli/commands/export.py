@@ -1,4 +1,6 @@
-"""``bigmodel export``: the model as keras, SavedModel, ONNX or TFLite, checked against the Keras model."""
+"""``bigmodel export``: the model as keras, SavedModel, ONNX or TFLite, checked against the Keras
+model.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""``bigmodel info``: versions, devices, and the strategy and precision ``train`` would choose here."""
+"""``bigmodel info``: versions, devices, and the strategy and precision ``train`` would choose
+here.
+"""
 
 from __future__ import annotations
 

@@ -95,7 +95,8 @@ def init_experiment(
     if target.is_dir() and any(target.iterdir()) and not force:
         raise PathError(
             f"{target} is not empty",
-            hint="choose a new folder, or pass --force to write the template files into it (existing runs/ are kept)",
+            hint="choose a new folder, or pass --force to write the template files into it "
+            "(existing runs/ are kept)",
         )
     src = known[template].path
     import yaml

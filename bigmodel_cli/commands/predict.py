@@ -1,4 +1,6 @@
-"""``bigmodel predict``: files (or stdin, or images) through the engine :func:`~bigmodel_cli.inference.engine.open_engine` picks."""
+"""``bigmodel predict``: files (or stdin, or images) through the engine
+:func:`~bigmodel_cli.inference.engine.open_engine` picks.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def predict(
     batch_size = batch_size or e.batch_size
     spec = with_coverage(replace(spec, on_bad_value=on_bad_value), coverage, sets)
     if rename:
-        from bigmodel_cli.inference.predict import check_rename
+        from bigmodel_cli.inference.reader import check_rename
 
         check_rename(rename, spec)
         spec = replace(spec, rename=dict(rename))

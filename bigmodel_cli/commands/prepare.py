@@ -17,9 +17,9 @@ def prepare(
 ) -> dict[str, Any]:
     """Convert an experiment's training data into the block cache that streamed
     training reads (``data.stream``); reuses a cache whose key still matches.
-    Returns what :func:`.blocks.describe` says of it."""
+    Returns what :func:`.block_reader.describe` says of it."""
     cfg, base_dir = load_experiment(path, list(overrides or []))
-    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data import block_reader, blocks
     from bigmodel_cli.data.streaming import stream_mode
 
     mode = stream_mode(
@@ -27,6 +27,7 @@ def prepare(
     )
     if mode == "images":
         raise ConfigError(
-            f"data.train {cfg.data.train} is an image folder: its images are decoded as training reads them, nothing to prepare"
+            f"data.train {cfg.data.train} is an image folder: its images are decoded as "
+            "training reads them, nothing to prepare"
         )
-    return blocks.describe(blocks.prepare(cfg, base_dir, progress, rebuild=rebuild))
+    return block_reader.describe(blocks.prepare(cfg, base_dir, progress, rebuild=rebuild))

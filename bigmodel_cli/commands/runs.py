@@ -216,7 +216,7 @@ def _sort_key(key: str, tests: list[str]) -> str:
 
 
 def _monitor(train: dict, history: list[dict]) -> tuple[str, str]:
-    from bigmodel_cli.training.trainer import monitor_mode
+    from bigmodel_cli.training.objective import monitor_mode
 
     es = train.get("early_stopping") or {}
     has_val = any(k.startswith("val_") for k in (history[0] if history else {}))

@@ -111,7 +111,7 @@ def _start_session(
 def _end_session(run_dir: Path, meta: dict[str, Any], status: str, is_chief: bool) -> None:
     if not is_chief:
         return
-    from bigmodel_cli.training.trainer import LAST, read_state
+    from bigmodel_cli.training.checkpoints import LAST, read_state
 
     s = meta["sessions"][-1]
     s["end"] = _now()

@@ -106,7 +106,8 @@ def slurm_script(
     sets = " ".join(f"--set {q(o)}" for o in req.overrides)
     lines = [
         "#!/bin/bash",
-        f"# Written by `bigmodel submit slurm` on {when}. Submit it again with: sbatch {q(str(script))}",
+        f"# Written by `bigmodel submit slurm` on {when}. Submit it again with: sbatch "
+        f"{q(str(script))}",
         f"#SBATCH --job-name={q('bigmodel-' + name)}",
         f"#SBATCH --nodes={req.nodes}",
         f"#SBATCH --ntasks-per-node={req.tasks_per_node}",
@@ -131,16 +132,22 @@ def slurm_script(
         "set -u",
         f"cd {q(str(exp))}",
         f"BIGMODEL=({' '.join(q(a) for a in bigmodel)})",
-        f"export BIGMODEL_RUN_FILE={q(str(exp / SLURM_DIR))}/$SLURM_JOB_ID.run  # the chief writes its run folder here",
-        "# Near the time limit: requeue. Slurm sends the tasks SIGTERM; bigmodel saves a checkpoint and stops.",
-        'trap \'echo "bigmodel: time limit near, requeueing job $SLURM_JOB_ID"; scontrol requeue "$SLURM_JOB_ID"\' USR1',
+        f"export BIGMODEL_RUN_FILE={q(str(exp / SLURM_DIR))}/$SLURM_JOB_ID.run  # the "
+        "chief writes its run folder here",
+        "# Near the time limit: requeue. Slurm sends the tasks SIGTERM; bigmodel saves a "
+        "checkpoint and stops.",
+        'trap \'echo "bigmodel: time limit near, requeueing job $SLURM_JOB_ID"; scontrol '
+        'requeue "$SLURM_JOB_ID"\' USR1',
         'if [ -s "$BIGMODEL_RUN_FILE" ]; then  # a requeued start: go on with this job\'s run',
-        '  srun --kill-on-bad-exit=1 "${BIGMODEL[@]}" train "$(cat "$BIGMODEL_RUN_FILE")" --resume &',
+        '  srun --kill-on-bad-exit=1 "${BIGMODEL[@]}" train "$(cat "$BIGMODEL_RUN_FILE")" '
+        "--resume &",
         "else",
-        f'  srun --kill-on-bad-exit=1 "${{BIGMODEL[@]}}" train {q(str(exp))}{(" " + sets) if sets else ""} &',
+        '  srun --kill-on-bad-exit=1 "${BIGMODEL[@]}" train '
+        f"{q(str(exp))}{(' ' + sets) if sets else ''} &",
         "fi",
         "pid=$!",
-        'while true; do wait "$pid"; rc=$?; kill -0 "$pid" 2>/dev/null || break; done  # a trapped signal ends wait early',
+        'while true; do wait "$pid"; rc=$?; kill -0 "$pid" 2>/dev/null || break; done  # a '
+        "trapped signal ends wait early",
         'exit "$rc"',
         "",
     ]
@@ -183,9 +190,11 @@ def submit_slurm(path: Path, req: SlurmRequest, dry_run: bool = False) -> Submit
             "sbatch did not answer within 60 s", hint="is slurmctld up? try: sinfo"
         ) from None
     if p.returncode:
+        said = (p.stderr or p.stdout).strip()
         raise EnvironmentProblem(
-            f"sbatch refused the job: {(p.stderr or p.stdout).strip().splitlines()[-1] if (p.stderr or p.stdout).strip() else f'exit {p.returncode}'}",
-            hint=f"the script is {script}; fix the request (partition, time, GPUs) and run: sbatch {script}",
+            f"sbatch refused the job: {said.splitlines()[-1] if said else f'exit {p.returncode}'}",
+            hint=f"the script is {script}; fix the request (partition, time, GPUs) and run: "
+            f"sbatch {script}",
         )
     job = p.stdout.strip().split(";")[0]
     record = {

@@ -1,4 +1,6 @@
-"""``bigmodel train``: a new run, or ``--resume`` of one; the loop itself is :mod:`bigmodel_cli.training.trainer`."""
+"""``bigmodel train``: a new run, or ``--resume`` of one; the loop itself is
+:mod:`bigmodel_cli.training.trainer`.
+"""
 
 from __future__ import annotations
 
@@ -137,7 +139,10 @@ def train(
             tempfile.gettempdir()
         ):
             shutil.rmtree(result.run_dir, ignore_errors=True)
-        worker = f"{plan.task_type} {plan.task_index} of {plan.workers} ({plan.reason.split(': ', 1)[-1].rsplit(' with ', 1)[0]})"
+        worker = (
+            f"{plan.task_type} {plan.task_index} of {plan.workers} "
+            f"({plan.reason.split(': ', 1)[-1].rsplit(' with ', 1)[0]})"
+        )
     return TrainOutcome(
         result.run_dir,
         result.model_path,
@@ -168,12 +173,14 @@ class _Start:
 
 
 def _starting_point(run_dir: Path, cfg: ExperimentConfig, overrides: list[str]) -> _Start:
-    from bigmodel_cli.training.trainer import resume_point
+    from bigmodel_cli.training.checkpoints import resume_point
 
     _, state, notes = resume_point(run_dir)
     if state is None:
         notes.append(
-            f"{run_dir} had no {'whole ' if notes else ''}checkpoint (it stopped before its first epoch ended): it started again from step 0 in the same folder, with the same config and seed"
+            f"{run_dir} had no {'whole ' if notes else ''}checkpoint (it stopped before "
+            "its first epoch ended): it started again from step 0 in the same folder, "
+            "with the same config and seed"
         )
         return _Start(False, True, notes)
     if state.epoch >= cfg.train.epochs or (state.stopped_early and not _extends(overrides)):
@@ -326,7 +333,9 @@ def _after_training(
     overrides: list[str],
     times: dict[str, float],
 ) -> tuple[Path | None, bool, list[str]]:
-    """The chief's notes, plot and inference copy (in the background by default): (plot, background, notes)."""
+    """The chief's notes, plot and inference copy (in the background by default): (plot, background,
+    notes).
+    """
     import time
 
     if not plan.is_chief:
@@ -347,7 +356,9 @@ def _after_training(
         and result.strategy.get("learning_rate", 1.0) == 0.0
     ):
         notes.append(
-            "train.lr_schedule: cosine had already decayed the learning rate to 0 over the run's original epochs, so the added epochs did not change the model; train a new run with more epochs instead"
+            "train.lr_schedule: cosine had already decayed the learning rate to 0 over the "
+            "run's original epochs, so the added epochs did not change the model; train a "
+            "new run with more epochs instead"
         )
     from bigmodel_cli.data.streaming import parity_sample
     from bigmodel_cli.model.export import model_sample
@@ -364,7 +375,9 @@ def _after_training(
             x, core_x = model_sample(parity_sample(cfg, base_dir, datasets), tokenizers)
         except Exception as e:  # the Keras model is the product; the ONNX copy is an optimisation
             notes.append(
-                f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow"
+                f"no inference.onnx ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:160] if str(e) else ''}); predict will use "
+                "TensorFlow"
             )
             mode = "none"  # the plot is still drawn
     if mode == "background":
@@ -381,7 +394,7 @@ def _after_training(
 def _finish_model(run_dir: Path, cfg: ExperimentConfig) -> None:
     """model.keras from the run's best (else last) checkpoint: what the end of training writes."""
     from bigmodel_cli.model import inputs
-    from bigmodel_cli.training.trainer import BEST, LAST, finalize_model
+    from bigmodel_cli.training.checkpoints import BEST, LAST, finalize_model
 
     ckpt = run_dir / CHECKPOINTS
     tokenizers = run_tokenizers(run_dir, cfg)
@@ -402,14 +415,18 @@ def _unwritable(e: BaseException, run_dir: Path) -> Exception | None:
         return None
     if not run_dir.exists():
         return PathError(
-            f"the run folder {run_dir} vanished while training ({e.strerror or type(e).__name__}): nothing more can be saved there",
-            hint="check what removed it (a cleanup job, a lost mount); a copy of the folder can be resumed with: bigmodel train COPY --resume",
+            f"the run folder {run_dir} vanished while training "
+            f"({e.strerror or type(e).__name__}): nothing more can be saved there",
+            hint="check what removed it (a cleanup job, a lost mount); a copy of the folder can "
+            "be resumed with: bigmodel train COPY --resume",
         )
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         where = e.filename or run_dir
         return PathError(
-            f"cannot write {where}: {'the file system is read-only' if e.errno == errno.EROFS else 'permission denied'}",
-            hint=f"make {run_dir} writable (or copy it somewhere writable), then: bigmodel train {run_dir} --resume",
+            f"cannot write {where}: "
+            f"{'the file system is read-only' if e.errno == errno.EROFS else 'permission denied'}",
+            hint=f"make {run_dir} writable (or copy it somewhere writable), then: bigmodel "
+            f"train {run_dir} --resume",
         )
     return None
 
@@ -417,7 +434,7 @@ def _unwritable(e: BaseException, run_dir: Path) -> Exception | None:
 def _full_while_training(e: Any, run_dir: Path) -> Exception:
     """A DiskFull during training, with what survived and how to go on."""
     from bigmodel_cli.errors import DiskFull, human_size
-    from bigmodel_cli.training.trainer import resume_point
+    from bigmodel_cli.training.checkpoints import resume_point
 
     ckpt, state, _ = resume_point(run_dir) if run_dir.is_dir() else (None, None, [])
     where = ""
@@ -436,7 +453,8 @@ def _full_while_training(e: Any, run_dir: Path) -> Exception:
         e.path,
         e.free,
         e.needed,
-        f"no space left writing {e.path} ({human_size(e.free)} free, about {human_size(e.needed)} needed); {good}",
+        f"no space left writing {e.path} ({human_size(e.free)} free, about "
+        f"{human_size(e.needed)} needed); {good}",
         hint=f"free some space, then: bigmodel train {run_dir} --resume",
     )
 
@@ -460,8 +478,10 @@ def _prepare_resume(path: Path, overrides: list[str]) -> tuple[Path, ExperimentC
         key = o.split("=", 1)[0].strip()
         if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS):
             raise ConfigError(
-                f"--set {o}: '{key}' cannot change when resuming a run (it would break what was trained)",
-                hint=f"on resume you may change: {', '.join(RESUMABLE_KEYS)}; for other changes start a new run",
+                f"--set {o}: '{key}' cannot change when resuming a run (it would break "
+                "what was trained)",
+                hint=f"on resume you may change: {', '.join(RESUMABLE_KEYS)}; for other changes "
+                "start a new run",
             )
     raw, node = read_yaml(run_dir / CONFIG_FILE)
     overridden = apply_overrides(raw, overrides)

@@ -112,13 +112,14 @@ class TuneOutcome:
 
 def plan(cfg: ExperimentConfig) -> tuple[dict[str, Any], str, str]:
     """(Optuna distributions, metric, direction) of the experiment's tune section."""
-    from bigmodel_cli.training.trainer import metric_names, monitor_mode
+    from bigmodel_cli.training.objective import metric_names, monitor_mode
 
     spec = cfg.tune
     if spec is None or not spec.space:
         raise ConfigError(
             "the experiment has no tune.space to search",
-            hint="add to experiment.yaml: tune: {space: {train.learning_rate: {loguniform: [0.0001, 0.1]}, train.batch_size: {choice: [16, 32, 64]}}}",
+            hint="add to experiment.yaml: tune: {space: {train.learning_rate: {loguniform: "
+            "[0.0001, 0.1]}, train.batch_size: {choice: [16, 32, 64]}}}",
         )
     has_val = cfg.data.validation is not None
     names = metric_names(cfg)
@@ -149,8 +150,10 @@ def _distribution(key: str, dist: dict[str, Any]):
         bad = [c for c in arg if c is not None and not isinstance(c, (bool, int, float, str))]
         if bad:
             raise ConfigError(
-                f"tune.space.{key}: choice values must be numbers, strings or booleans (got {bad[0]!r})",
-                hint="search a list-valued key through a few named options in your model.py instead",
+                f"tune.space.{key}: choice values must be numbers, strings or booleans "
+                f"(got {bad[0]!r})",
+                hint="search a list-valued key through a few named options in your model.py "
+                "instead",
             )
         return CategoricalDistribution(arg)
     lo, hi = arg
@@ -340,8 +343,10 @@ def _open_study(
         old = existing[name].user_attrs.get("signature")
         if old is not None and old != json.loads(json.dumps(signature)):
             raise ConfigError(
-                f"study '{name}' in {storage_path} searched another space or metric ({_diff(old, signature)})",
-                hint="name a new study with --study NAME, or delete that study's file to start over",
+                f"study '{name}' in {storage_path} searched another space or metric "
+                f"({_diff(old, signature)})",
+                hint="name a new study with --study NAME, or delete that study's file to start "
+                "over",
             )
     n_before = existing[name].n_trials if name in existing else 0
     pruner = (
@@ -466,7 +471,9 @@ class _TrialRun:
         except (Interrupted, KeyboardInterrupt):
             close(optuna.trial.TrialState.FAIL, why="interrupted (Ctrl-C / SIGTERM)")
             raise Interrupted(
-                f"tune interrupted in trial {trial.number}; the study keeps its {len(study.get_trials(deepcopy=False, states=_finished()))} finished trials",
+                f"tune interrupted in trial {trial.number}; the study keeps its "
+                f"{len(study.get_trials(deepcopy=False, states=_finished()))} finished "
+                "trials",
                 resume_command=f"bigmodel tune {self.path} --trials {self.target}"
                 + (f" --study {self.name}" if self.study_name else ""),
             ) from None
@@ -522,7 +529,8 @@ def _fail_stale(study) -> list[int]:
         owner = t.user_attrs.get("pid")
         trial.set_user_attr(
             "reason",
-            f"its process (pid {owner}) ended before the trial did (killed?); replaced by a new trial",
+            f"its process (pid {owner}) ended before the trial did (killed?); replaced by "
+            "a new trial",
         )
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         stale.append(t.number)
@@ -572,7 +580,8 @@ class _TrialObserver:
         self.trial.report(float(value), epoch)
         if self.trial.should_prune():
             raise Pruned(
-                f"trial {self.trial.number} pruned at epoch {epoch}: {self.metric} {value:.4g} is worse than the median of earlier trials"
+                f"trial {self.trial.number} pruned at epoch {epoch}: {self.metric} "
+                f"{value:.4g} is worse than the median of earlier trials"
             )
 
     def on_saved(self, path: Path) -> None:

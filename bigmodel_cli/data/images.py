@@ -69,7 +69,8 @@ def folder_of(spec: object, base_dir: Path) -> "ImageFolder | None":
 def need_shape(root: Path, shape: list[int] | None, role: str) -> list[int]:
     if not shape:
         raise DataError(
-            f"data.{role} is an image folder ({root}); set data.image_shape to the size to train at",
+            f"data.{role} is an image folder ({root}); set data.image_shape to the size to "
+            "train at",
             hint="e.g. data.image_shape: [28, 28, 1] (grey) or [224, 224, 3] (colour)",
         )
     return shape
@@ -100,7 +101,8 @@ def decode(paths: Iterable[Path | str], shape: list[int]) -> np.ndarray:
                 rows.append(np.asarray(im, dtype=np.float32).reshape(-1))
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise DataError(
-                f"{p}: not a readable image ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})",
+                f"{p}: not a readable image ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:120] if str(e) else ''})",
                 hint="remove or replace that file",
             ) from None
     return (

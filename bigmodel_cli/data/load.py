@@ -57,7 +57,8 @@ def load_datasets(
     encoded_cols = registry.encoded_columns(columns, feats)
     if encoded_cols and d.image_shape is not None:
         raise DataError(
-            f"data.image_shape reshapes numeric columns, but {', '.join(encoded_cols)} hold text, categories or dates",
+            f"data.image_shape reshapes numeric columns, but {', '.join(encoded_cols)} "
+            "hold text, categories or dates",
             hint="drop data.image_shape, or set data.columns to number for them",
         )
     check_shape(feats, cfg, df.attrs["source"])
@@ -68,7 +69,8 @@ def load_datasets(
         tr, va = split_indices(len(df), float(d.validation), cfg.seed)
         if len(va) == 0 or len(tr) == 0:
             raise DataError(
-                f"data.validation {d.validation} of {len(df)} rows leaves {len(tr)} to train and {len(va)} to validate",
+                f"data.validation {d.validation} of {len(df)} rows leaves {len(tr)} to "
+                f"train and {len(va)} to validate",
                 hint="use a larger dataset or a different fraction",
             )
         held_out = (tr, va)
@@ -91,7 +93,8 @@ def load_datasets(
         validation.source = f"{train.source} (held out {d.validation:.0%})"
         if len(train) == 0 or len(validation) == 0:
             raise DataError(
-                f"data.validation {d.validation} leaves {len(train)} rows to train and {len(validation)} to validate after removing rows with missing values"
+                f"data.validation {d.validation} leaves {len(train)} rows to train and "
+                f"{len(validation)} to validate after removing rows with missing values"
             )
     else:
         train = split(df)

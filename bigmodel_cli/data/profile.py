@@ -26,7 +26,8 @@ from bigmodel_cli.errors import DataError
 SAMPLE_ROWS = 100_000  # rows read to infer from (the file is streamed, not loaded)
 MOSTLY_MISSING = 0.95
 _ID_NAME = re.compile(
-    r"(^|[_\W])(id|uuid|guid|key)$|^(id|uuid|guid|index|row|rownum|rownames|row_?id|unnamed: ?\d+)$",
+    r"(^|[_\W])(id|uuid|guid|key)$|^(id|uuid|guid|index|row|rownum|rownames|row_?id|unnamed: "
+    r"?\d+)$",
     re.IGNORECASE,
 )
 _AMOUNT_NAME = re.compile(
@@ -58,7 +59,8 @@ _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|[0-9]|$|[^A-Za-z0-9])|[A-Z]?[a-z]+|[0-9
 
 def name_words(name: str) -> list[str]:
     """A column name's words, lowercase: snake_case, kebab-case, spaces and camelCase split
-    (``MSSubClass`` -> ms, sub, class; ``zip_code`` -> zip, code; ``YearsCodedJob`` -> years, coded, job)."""
+    (``MSSubClass`` -> ms, sub, class; ``zip_code`` -> zip, code; ``YearsCodedJob`` -> years,
+    coded, job)."""
     return [w.lower() for w in _WORD.findall(name)]
 
 
@@ -219,7 +221,8 @@ def profile_table(path: Path, target: str, task: str | None = None) -> TableProf
         from bigmodel_cli.data.sources import DELIMITERS
 
         p.notes.append(
-            f"read as {DELIMITERS[sep]}-separated ('{sep}', sniffed from the header and first rows; data.delimiter overrides it)"
+            f"read as {DELIMITERS[sep]}-separated ('{sep}', sniffed from the header and "
+            "first rows; data.delimiter overrides it)"
         )
     return p
 
@@ -380,7 +383,8 @@ def experiment_yaml(p: TableProfile, name: str, data_ref: str) -> str:
         },
     }
     if any(c.role == TEXT.name for c in p.columns if c.name in features):
-        # A TF-IDF bag of n-grams whose kind and length the run chooses from the training texts (and says why).
+        # A TF-IDF bag of n-grams whose kind and length the run chooses from the training texts (and
+        # says why).
         doc["data"]["text"] = {"ngrams": "auto", "max_tokens": "auto", "weighting": "tfidf"}
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
     why = {c.name: c.why for c in p.columns}

@@ -1,4 +1,5 @@
-"""Data on object storage and the web, through fsspec: ``s3://``, ``gs://``, ``hf://``, ``https://``.
+"""Data on object storage and the web, through fsspec: ``s3://``, ``gs://``, ``hf://``,
+``https://``.
 
 Every place that takes a data path hands a URL here and gets a local file back
 (:func:`fetch`): a copy in ``~/.cache/bigmodel/remote/`` (``BIGMODEL_REMOTE_CACHE``)
@@ -130,12 +131,14 @@ def failure(e: BaseException, url: str) -> BigmodelError:
     ):
         return DataError(
             f"{url}: access denied ({code or text})",
-            hint="check the credentials in the environment (AWS_ACCESS_KEY_ID / AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, HF_TOKEN)",
+            hint="check the credentials in the environment (AWS_ACCESS_KEY_ID / AWS_PROFILE, "
+            "GOOGLE_APPLICATION_CREDENTIALS, HF_TOKEN)",
         )
     if "NoCredentials" in name or "credentials" in text.lower() and "not" in text.lower():
         return DataError(
             f"{url}: no credentials found",
-            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), GOOGLE_APPLICATION_CREDENTIALS or HF_TOKEN",
+            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), "
+            "GOOGLE_APPLICATION_CREDENTIALS or HF_TOKEN",
         )
     if "Timeout" in name or isinstance(e, TimeoutError) or "timed out" in text.lower():
         return DataError(
@@ -190,7 +193,8 @@ def identity(info: dict[str, Any]) -> str:
     for k in IDENTITY_KEYS:
         if info.get(k):
             return f"{k}:{str(info[k]).strip(chr(34))}"
-    return f"size:{info.get('size')}:modified:{info.get('LastModified') or info.get('mtime') or info.get('last_modified') or ''}"
+    modified = info.get("LastModified") or info.get("mtime") or info.get("last_modified") or ""
+    return f"size:{info.get('size')}:modified:{modified}"
 
 
 def cache_root() -> Path:
@@ -213,7 +217,8 @@ def fetch(url: str) -> Path:
     if info.get("type") == "directory":
         raise DataError(
             f"{url} is a folder, not an object",
-            hint=f"name the files: {url.rstrip('/')}/*.csv, or end the URL with / for all its tables",
+            hint=f"name the files: {url.rstrip('/')}/*.csv, or end the URL with / for all its "
+            "tables",
         )
     ident = identity(info)
     key = hashlib.sha256(f"{url}\0{ident}".encode()).hexdigest()[:24]

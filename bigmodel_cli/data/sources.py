@@ -172,7 +172,10 @@ def one_column_hint(columns: list[str]) -> str | None:
     if len(columns) == 1:
         for d, name in DELIMITERS.items():
             if d in str(columns[0]):
-                return f"the header was read as one column that holds '{d}' ({name}): set data.delimiter: '{d}' if the file is {name}-separated"
+                return (
+                    f"the header was read as one column that holds '{d}' ({name}): set "
+                    f"data.delimiter: '{d}' if the file is {name}-separated"
+                )
     return None
 
 
@@ -282,7 +285,8 @@ def read_error(e: Exception, path: Path, fmt: str) -> Exception:
         return DataError(f"{path}: not UTF-8 text (byte {e.start}): is it really a {fmt} file?")
     if isinstance(e, (OSError, ValueError)):
         return DataError(
-            f"{path}: cannot read as {fmt}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+            f"{path}: cannot read as {fmt}: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
         )
     return e
 

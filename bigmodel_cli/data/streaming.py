@@ -4,7 +4,7 @@
   are decoded as they are read (:class:`.images.StreamedImages`);
 - ``auto`` (the default): image folders always stream; tables stream when
   they would take more than a quarter of RAM in memory
-  (:func:`.blocks.estimated_bytes` against :func:`.blocks.memory_budget`);
+  (:func:`.block_reader.estimated_bytes` against :func:`.block_reader.memory_budget`);
 - ``false``: everything is read into memory, as before.
 
 A streamed :class:`~.data.Datasets` holds row sources instead of in-memory
@@ -30,7 +30,7 @@ from bigmodel_cli.errors import ConfigError, DataError
 
 def stream_mode(cfg: ExperimentConfig, base_dir: Path) -> str | None:
     """ "table", "images" or None (in memory) for this experiment's training data."""
-    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data import block_reader, blocks
     from bigmodel_cli.data.images import folder_of
 
     want = cfg.data.stream
@@ -60,7 +60,7 @@ def stream_mode(cfg: ExperimentConfig, base_dir: Path) -> str | None:
     missing = [p for p in files if not p.exists()]
     if missing:
         return None  # the in-memory reader names the missing file
-    return "table" if blocks.estimated_bytes(files) > blocks.memory_budget() else None
+    return "table" if block_reader.estimated_bytes(files) > block_reader.memory_budget() else None
 
 
 def load(
@@ -107,7 +107,7 @@ def _table(
     tokenizers: dict[str, Any] | None,
     progress: Any,
 ):
-    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data import block_reader, blocks
     from bigmodel_cli.data.sources import Datasets
     from bigmodel_cli.data.tables import infer_classes
 
@@ -146,7 +146,7 @@ def _table(
     )
     if classes is not None:
         ds.label_counts = dict(zip(map(str, prepared.label_values()), prepared.label_counts()))
-    ds.stream = blocks.describe(prepared)
+    ds.stream = block_reader.describe(prepared)
     return ds
 
 
@@ -171,7 +171,8 @@ def _images(
         folder = folder_of(spec, base_dir)
         if folder is None:
             raise DataError(
-                f"data.{role}: {spec} is not an image folder (one subfolder per class of PNG/JPEG files)",
+                f"data.{role}: {spec} is not an image folder (one subfolder per class of "
+                "PNG/JPEG files)",
                 hint="with an image folder for data.train, the other splits are image folders too",
             )
         from bigmodel_cli.data.images import check_readable
@@ -181,7 +182,8 @@ def _images(
         unknown = sorted({lab for lab in folder.labels if lab not in index})
         if unknown:
             raise DataError(
-                f"data.{role}: the folder {folder.root / unknown[0]} is not one of the model's classes",
+                f"data.{role}: the folder {folder.root / unknown[0]} is not one of the "
+                "model's classes",
                 hint=f"classes are {list(classes or [])[:20]}",
             )
         return StreamedImages(
@@ -198,7 +200,8 @@ def _images(
         tr, va = split_indices(len(train), float(d.validation), cfg.seed)
         if len(va) == 0 or len(tr) == 0:
             raise DataError(
-                f"data.validation {d.validation} of {len(train)} images leaves {len(tr)} to train and {len(va)} to validate",
+                f"data.validation {d.validation} of {len(train)} images leaves {len(tr)} "
+                f"to train and {len(va)} to validate",
                 hint="use more images or a different fraction",
             )
         train, validation = (
@@ -219,12 +222,12 @@ def _images(
 
 def in_memory(split: Any, limit_bytes: int | None = None) -> Any:
     """A streamed split read whole into an in-memory Split (``bigmodel eval``), if it fits."""
-    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data import block_reader
     from bigmodel_cli.data.sources import Split
 
     if not getattr(split, "streamed", False):
         return split
-    limit = limit_bytes or blocks.memory_budget()
+    limit = limit_bytes or block_reader.memory_budget()
     xs, ys = [], []
     held = 0
     for x, y in split.batches(4096):
@@ -246,10 +249,10 @@ def in_memory(split: Any, limit_bytes: int | None = None) -> Any:
 def parity_sample(cfg: ExperimentConfig, base_dir: Path, datasets: Any, n: int = 256) -> Any:
     """Up to ``n`` training rows as an in-memory Split, raw category strings
     included (the inference copy's parity check feeds model.keras with them)."""
-    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data import block_reader, blocks
     from bigmodel_cli.data.tables import make_split, read_table
 
-    if not isinstance(datasets.train, blocks.StreamedTable):
+    if not isinstance(datasets.train, block_reader.StreamedTable):
         return datasets.train.take(np.arange(min(n, len(datasets.train))))
     first = blocks.source_files(cfg, base_dir, "train")[0]
     df = read_table(str(first), base_dir, "train", nrows=n)

@@ -94,7 +94,8 @@ def read_table(
             with np.load(path, allow_pickle=False) as z:
                 if "x" not in z or "y" not in z:
                     raise DataError(
-                        f"{path}: an .npz dataset needs arrays 'x' and 'y', it has {', '.join(z.files) or 'none'}"
+                        f"{path}: an .npz dataset needs arrays 'x' and 'y', it has "
+                        f"{', '.join(z.files) or 'none'}"
                     )
                 x = z["x"].reshape(len(z["x"]), -1)
                 df = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
@@ -132,7 +133,8 @@ def _read_shards(
         df = read_table(str(p), base_dir, role, nrows=(nrows - start) if nrows else None, cfg=cfg)
         if frames and list(df.columns) != list(frames[0].columns):
             raise DataError(
-                f"data.{role}: {p} has columns {list(df.columns)[:8]}, but {paths[0]} has {list(frames[0].columns)[:8]}",
+                f"data.{role}: {p} has columns {list(df.columns)[:8]}, but {paths[0]} has "
+                f"{list(frames[0].columns)[:8]}",
                 hint="every shard needs the same header",
             )
         parts.append((df.attrs["source"], start, df.attrs["line_offset"]))
@@ -163,7 +165,8 @@ def _keras_set(spec: str, role: str):
         (xtr, ytr), (xte, yte) = loader.load_data()
     except Exception as e:  # no network, most often
         raise DataError(
-            f"cannot download {spec}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            f"cannot download {spec}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}",
             hint="this needs internet access once; or use the CSV data shipped with the template",
         ) from None
     x, y = (xte, yte) if role == "test" else (xtr, ytr)
@@ -196,7 +199,10 @@ def _where(df, row: int) -> str:
     parts = df.attrs.get("parts")
     if parts and len(parts) > 1:  # shards: name the file, and the line inside it
         source, start, off = max((p for p in parts if p[1] <= row), key=lambda p: p[1])
-        return f"{source} {'line' if off == 2 else 'row'} {row - start + off if off == 2 else row - start + 1}"
+        return (
+            f"{source} {'line' if off == 2 else 'row'} "
+            f"{row - start + off if off == 2 else row - start + 1}"
+        )
     return f"line {row + off}" if off == 2 else f"row {row + 1}"
 
 
@@ -209,7 +215,10 @@ def check_columns(df, needed: list[str], what: str) -> None:
         from bigmodel_cli.data.sources import one_column_hint
 
         raise DataError(
-            f"{df.attrs.get('source', 'data')}: {what} column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing[:5])}{' ...' if len(missing) > 5 else ''} not found",
+            f"{df.attrs.get('source', 'data')}: {what} "
+            f"column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing[:5])}{' ...' if len(missing) > 5 else ''} "
+            "not found",
             hint=one_column_hint(have)
             or ((f"did you mean '{close}'? " if close else "") + f"the file has columns: {shown}"),
         )
@@ -273,7 +282,8 @@ def handle_missing(
             return x, y, None, 0
         if not keep.any():
             raise DataError(
-                f"{df.attrs.get('source', 'data')}: every row's target '{cfg.data.target}' is missing"
+                f"{df.attrs.get('source', 'data')}: every row's target '{cfg.data.target}' "
+                "is missing"
             )
         return x[keep], (y[keep] if y is not None else None), keep, int((~keep).sum())
     first = int(np.flatnonzero(bad_rows)[0])
@@ -284,8 +294,10 @@ def handle_missing(
     src = df.attrs.get("source", "data")
     if policy == "error":
         raise DataError(
-            f"{src}: {n_bad} row(s) have missing or infinite values (first: {_where(df, first)}, column '{col}')",
-            hint="set data.missing: impute (training median + a missing flag, inside the model), drop (skip those rows) or fill (use data.fill_value)",
+            f"{src}: {n_bad} row(s) have missing or infinite values (first: "
+            f"{_where(df, first)}, column '{col}')",
+            hint="set data.missing: impute (training median + a missing flag, inside the "
+            "model), drop (skip those rows) or fill (use data.fill_value)",
         )
     if policy == "fill":
         x = np.where(np.isfinite(x), x, np.float32(cfg.data.fill_value)).astype(np.float32)
@@ -326,12 +338,14 @@ def infer_classes(
     classes = [int(c) if isinstance(c, float) and c.is_integer() else c for c in classes]
     if cfg.task == "binary" and len(classes) != 2:
         raise DataError(
-            f"a binary task needs exactly 2 target values in '{cfg.data.target}', found {len(classes)}: {classes[:10]}",
+            f"a binary task needs exactly 2 target values in '{cfg.data.target}', found "
+            f"{len(classes)}: {classes[:10]}",
             hint="use task: classification for more classes",
         )
     if cfg.task == "classification" and len(classes) < 2:
         raise DataError(
-            f"the target column '{cfg.data.target}' has only {len(classes)} distinct value(s); a classifier needs at least 2"
+            f"the target column '{cfg.data.target}' has only {len(classes)} distinct "
+            "value(s); a classifier needs at least 2"
         )
     return positive_last(
         classes,
@@ -351,7 +365,8 @@ def positive_last(
         match = [c for c in classes if _key(c) == _key(pos) or str(c) == str(pos)]
         if not match:
             raise DataError(
-                f"data.positive_label '{pos}' is not a value of the target '{cfg.data.target}': it holds {classes[0]!r} and {classes[1]!r}",
+                f"data.positive_label '{pos}' is not a value of the target "
+                f"'{cfg.data.target}': it holds {classes[0]!r} and {classes[1]!r}",
                 hint=f"set data.positive_label to {classes[0]} or {classes[1]}",
             )
         return [c for c in classes if c is not match[0]] + match
@@ -371,7 +386,8 @@ def encode_labels(df, y_raw: np.ndarray, classes: list[Any]) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(
-            f"{df.attrs.get('source', 'data')}: label {y_raw[i]!r} on {_where(df, i)} is not one of the model's classes",
+            f"{df.attrs.get('source', 'data')}: label {y_raw[i]!r} on {_where(df, i)} is "
+            "not one of the model's classes",
             hint=f"classes are {classes[:20]}; {int(bad.sum())} row(s) have unknown labels",
         )
     out = codes.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -385,7 +401,9 @@ def infer_column_types(df, features: list[str], given: dict[str, str] | None) ->
     unknown = sorted(set(given) - set(features))
     if unknown:
         raise DataError(
-            f"data.columns names {', '.join(repr(c) for c in unknown)}, which {'is' if len(unknown) == 1 else 'are'} not a feature column of {df.attrs.get('source', 'the data')}",
+            f"data.columns names {', '.join(repr(c) for c in unknown)}, which "
+            f"{'is' if len(unknown) == 1 else 'are'} not a feature column of "
+            f"{df.attrs.get('source', 'the data')}",
             hint=f"feature columns: {', '.join(features[:12])}",
         )
     return {c: given[c] if c in given else infer_type(df[c])[0] for c in features}
@@ -495,7 +513,8 @@ def make_split(
         if cfg.data.missing in ("error", "drop")
         else []
     )
-    if dated:  # a missing or unreadable date follows data.missing too (impute and fill: a flag in the model)
+    # a missing or unreadable date follows data.missing too (impute and fill: a flag in the model)
+    if dated:
         from bigmodel_cli.features.text import ids_name
 
         width = numbers.shape[1]
@@ -530,7 +549,8 @@ def check_shape(features: list[str], cfg: ExperimentConfig, source: str) -> None
     shape = cfg.data.image_shape
     if shape is not None and math.prod(shape) != len(features):
         raise DataError(
-            f"data.image_shape {shape} holds {math.prod(shape)} values but {source} has {len(features)} feature columns",
+            f"data.image_shape {shape} holds {math.prod(shape)} values but {source} has "
+            f"{len(features)} feature columns",
             hint="fix data.image_shape or data.features",
         )
 

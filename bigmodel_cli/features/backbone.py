@@ -65,7 +65,8 @@ def resolve_backbone(spec: str, base_dir: Path) -> Path:
     if not folder.is_dir():
         raise ConfigError(
             f"model.backbone: {folder} is not a directory",
-            hint=f"give a local BERT directory (config.json, model.safetensors, tokenizer.json or vocab.txt), or '{DEFAULT_WEIGHTS}'",
+            hint="give a local BERT directory (config.json, model.safetensors, tokenizer.json "
+            f"or vocab.txt), or '{DEFAULT_WEIGHTS}'",
         )
     if not (folder / "config.json").is_file():
         raise ConfigError(
@@ -120,7 +121,8 @@ def _write_vocab(folder: Path) -> None:
     model = doc.get("model") or {}
     if model.get("type") != "WordPiece":
         raise ConfigError(
-            f"model.backbone: {folder} has a {model.get('type')} tokenizer; only BERT WordPiece tokenizers are supported"
+            f"model.backbone: {folder} has a {model.get('type')} tokenizer; only BERT "
+            "WordPiece tokenizers are supported"
         )
     vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
     if [i for _, i in vocab] != list(range(len(vocab))):
@@ -177,7 +179,8 @@ def load_backbone(folder: Path):
         return keras_hub.models.BertBackbone.from_preset(str(folder), load_weights=True)
     except Exception as e:  # a directory of another model family, or a broken one
         raise ConfigError(
-            f"model.backbone: keras-hub cannot load {folder} as a BERT backbone: {str(e).splitlines()[0][:200]}"
+            f"model.backbone: keras-hub cannot load {folder} as a BERT backbone: "
+            f"{str(e).splitlines()[0][:200]}"
         ) from None
 
 

@@ -113,8 +113,10 @@ def resolve_format(values: Sequence[Any], column: str, declared: str = "date") -
     if dmy and mdy:
         sample = next((str(v) for v in values if _SLASHED.fullmatch(str(v))), "")
         raise DataError(
-            f"date column '{column}' is ambiguous: every value (such as {sample!r}) reads as day/month/year and as month/day/year",
-            hint=f"say which in data.columns: {{{column}: date_dmy}} or {{{column}: date_mdy}} (e.g. --set data.columns.{column}=date_dmy)",
+            f"date column '{column}' is ambiguous: every value (such as {sample!r}) reads "
+            "as day/month/year and as month/day/year",
+            hint=f"say which in data.columns: {{{column}: date_dmy}} or {{{column}: date_mdy}} "
+            f"(e.g. --set data.columns.{column}=date_dmy)",
         )
     if dmy or mdy:
         return "date_dmy" if dmy else "date_mdy"

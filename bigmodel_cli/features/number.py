@@ -26,7 +26,8 @@ import numpy as np
 
 from bigmodel_cli.features.base import ColumnType
 
-GRID = 129  # quantiles kept per column (0%, 0.78%, ..., 100%): piecewise-linear bins are picked from them
+# quantiles kept per column (0%, 0.78%, ..., 100%): piecewise-linear bins are picked from them
+GRID = 129
 SAMPLE_FOR_QUANTILES = 200_000
 
 
@@ -229,7 +230,9 @@ def impute_class():
 
     @keras.saving.register_keras_serializable(package="bigmodel")
     class Impute(keras.layers.Layer):
-        """[batch, n] with NaN/inf -> [batch, n + len(flagged)]: training medians, then missing flags."""
+        """[batch, n] with NaN/inf -> [batch, n + len(flagged)]: training medians, then missing
+        flags.
+        """
 
         def __init__(self, medians: list[float], flagged: list[int], **kwargs: Any):
             super().__init__(**kwargs)

@@ -149,7 +149,8 @@ def load_tokenizers(folder) -> dict[str, Any]:
     except (OSError, ValueError, KeyError) as e:
         raise ModelFileError(
             f"{folder}: the text vocabulary is missing or unreadable ({type(e).__name__})",
-            hint="retrain the run; predict --engine tensorflow reads the vocabulary inside model.keras",
+            hint="retrain the run; predict --engine tensorflow reads the vocabulary inside "
+            "model.keras",
         ) from None
     out: dict[str, Any] = {col: encoder_from_doc(c, table) for col, c in doc["columns"].items()}
     for col, c in doc["columns"].items():

@@ -175,7 +175,8 @@ class PyTokenizer:
         self.vocabulary = list(vocabulary)
         self.index = {t: i + 2 for i, t in enumerate(self.vocabulary)}
         self.chosen: list[str] = []  # data.text auto settings: what was chosen and why
-        self.idf = idf  # float32 [len(vocabulary) + 2] for a TF-IDF bag (fitted on the training rows), else None
+        # float32 [len(vocabulary) + 2] for a TF-IDF bag (fitted on the training rows), else None
+        self.idf = idf
 
     def tokens(self, text: Any) -> list[str]:
         if not isinstance(text, str):
@@ -517,8 +518,10 @@ def choose(texts: Sequence[Any], max_chars: int = 20000) -> dict[str, Any]:
         "mixed": ": characters and character pairs there, words and word pairs elsewhere",
     }[script]
     why = [
-        f"n-grams 1-2 of {script if script != 'mixed' else 'words and characters'}: {share:.0%} of the tokens are characters of a script written without spaces{so}",
-        f"max_tokens {max_tokens:,}: the texts hold {median:,.0f} tokens at the median and {p99:,.0f} at the 99th percentile"
+        f"n-grams 1-2 of {script if script != 'mixed' else 'words and characters'}: "
+        f"{share:.0%} of the tokens are characters of a script written without spaces{so}",
+        f"max_tokens {max_tokens:,}: the texts hold {median:,.0f} tokens at the median and "
+        f"{p99:,.0f} at the 99th percentile"
         + (f" (cut at {AUTO_MAX_TOKENS:,})" if p99 > AUTO_MAX_TOKENS else ""),
     ]
     return {"ngrams": 2, "max_tokens": max_tokens, "script": script, "why": why}

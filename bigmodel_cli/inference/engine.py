@@ -31,7 +31,7 @@ class Engine:
     ref: RunRef
     cfg: ExperimentConfig | None  # None: a bare .keras file
     model: Any  # the Keras model; None on onnxruntime
-    spec: Any  # inference.predict.PredictSpec
+    spec: Any  # inference.spec.PredictSpec
     infer: Any  # model inputs -> outputs, traced once
     name: str  # onnxruntime | tensorflow
     batch_size: int | None = None  # the ONNX copy's own batch size, when it has one
@@ -64,7 +64,8 @@ def open_engine(
     ref = resolve_run(run)
     if need_run and ref.run_dir is None:
         raise ModelFileError(
-            f"{run} is a bare model file; {need_run} needs its run folder (for the columns and classes)",
+            f"{run} is a bare model file; {need_run} needs its run folder (for the columns "
+            "and classes)",
             hint="pass the run folder that holds it",
         )
     fast = None
@@ -123,15 +124,17 @@ def with_coverage(
         )
     if spec.conformal is None:
         raise ConfigError(
-            f"{where} needs the run's conformal scores (preprocessing/conformal.json), and this run has none",
-            hint="train with a validation split (data.validation: 0.2) and train.conformal: auto; a bare .keras file has none",
+            f"{where} needs the run's conformal scores (preprocessing/conformal.json), and "
+            "this run has none",
+            hint="train with a validation split (data.validation: 0.2) and train.conformal: "
+            "auto; a bare .keras file has none",
         )
     return replace(spec, coverage=float(coverage), set_method=method)
 
 
 def predict_spec(cfg: ExperimentConfig | None, model: Any, probabilities: bool, columns: list[str]):
     """What a run's predictions read and write; from a bare .keras file, positional features."""
-    from bigmodel_cli.inference.predict import PredictSpec
+    from bigmodel_cli.inference.spec import PredictSpec
 
     if cfg is None:  # a bare .keras file: features are positional x0..xN, regression-like output
         n = int(model.inputs[0].shape[-1])

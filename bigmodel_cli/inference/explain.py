@@ -81,7 +81,8 @@ def read_rows(
 
     import pyarrow as pa
 
-    from bigmodel_cli.inference.predict import model_inputs, open_blocks
+    from bigmodel_cli.inference.predict import model_inputs
+    from bigmodel_cli.inference.reader import open_blocks
 
     spec = dataclasses.replace(spec, target=target, id_columns=[], keep_columns=[])
     try:
@@ -328,7 +329,9 @@ def _frame_baselines(df: Any, spec: Any) -> dict[str, Any]:
 
 
 def _typed(value: Any, arrow_type: Any) -> Any:
-    """A baseline value as a cell of a column of ``arrow_type`` (numbers read as text under data.missing: impute)."""
+    """A baseline value as a cell of a column of ``arrow_type`` (numbers read as text under
+    data.missing: impute).
+    """
     import pyarrow as pa
 
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
@@ -350,7 +353,9 @@ def row_attributions(
     texts: set[str],
     baseline: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Occlusion per column (and per token of each of the ``texts`` columns) of the first ``rows`` rows."""
+    """Occlusion per column (and per token of each of the ``texts`` columns) of the first ``rows``
+    rows.
+    """
     import pyarrow as pa
 
     baseline = {c: _typed(baseline[c], table.schema.field(c).type) for c in spec.features}

@@ -247,7 +247,8 @@ def declarative(x, specs: list[Any]):
             x = cls(**kwargs)(x)
         except (TypeError, ValueError) as e:
             raise ConfigError(
-                f"{key}: {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {str(e).splitlines()[0]}"
+                f"{key}: {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
+                f"failed: {str(e).splitlines()[0]}"
             ) from None
     return x
 

@@ -192,7 +192,8 @@ def _build_model(
         members.append(out)
     if len(members) == 1:
         outputs = members[0]
-    else:  # trained side by side, each on its own loss (training/trainer.py); the model answers their mean
+    # trained side by side, each on its own loss (training/trainer.py); the model answers their mean
+    else:
         Stack, Mean = _register_ensemble()
         outputs = Mean(
             weighted=cfg.model.ensemble_weights == "validation", name="ensemble", dtype="float32"
@@ -204,12 +205,13 @@ def _build_model(
 
 def check_output(model, task: str, n_out: int) -> None:
     """The model's output must match the task: shape and final activation."""
+    ending = {"classification": ", activation=softmax", "binary": ", activation=sigmoid"}
     shape = tuple(model.output.shape[1:])
     if shape != (n_out,):
         what = f"{n_out} classes" if task == "classification" else "1 value"
         raise ConfigError(
             f"the model outputs shape {shape} but task '{task}' needs ({n_out},) ({what})",
-            hint=f"end the model with Dense({n_out}{', activation=softmax' if task == 'classification' else ', activation=sigmoid' if task == 'binary' else ''})",
+            hint=f"end the model with Dense({n_out}{ending.get(task, '')})",
         )
     want = {"classification": "softmax", "binary": "sigmoid"}.get(task)
     if want:

@@ -51,7 +51,9 @@ def _head_of(
 
 
 def set_member_weights(model, weights: "np.ndarray") -> bool:
-    """Give a ``model.ensemble_weights: validation`` ensemble its members' weights; False if it has none."""
+    """Give a ``model.ensemble_weights: validation`` ensemble its members' weights; False if it has
+    none.
+    """
     try:
         layer = model.get_layer("ensemble")
     except ValueError:

@@ -94,7 +94,8 @@ def _run_export(fmt: str, path: Path, x) -> tuple[np.ndarray, str]:
         import importlib.util
 
         if importlib.util.find_spec("tensorflow_text") is not None:
-            import tensorflow_text  # noqa: F401  (registers the ops a pretrained encoder's tokeniser uses)
+            # registers the ops a pretrained encoder's tokeniser uses
+            import tensorflow_text  # noqa: F401
         loaded = tf.saved_model.load(str(path))
         feed = {k: tf.constant(v) for k, v in x.items()} if isinstance(x, dict) else tf.constant(x)
         return np.asarray(loaded.serve(feed)), f"tf.saved_model {tf.__version__}"
@@ -201,9 +202,8 @@ def export_model(
             if isinstance(sample_x, dict)
             else np.ascontiguousarray(sample_x, dtype=np.float32)
         )
-        reference = keras_outputs(
-            model, x
-        )  # also marks the model as called (the ONNX exporter needs it)
+        # also marks the model as called (the ONNX exporter needs it)
+        reference = keras_outputs(model, x)
         written, fed = model, x
         if core_x is not None and fmt == "onnx":
             from bigmodel_cli.model.inputs import core_of
@@ -270,8 +270,10 @@ def _check_target(fmt: str, output: Path, force: bool, encoded: bool) -> Path:
         )
     if encoded and fmt == "tflite":
         raise BigmodelError(
-            "a model with text or category columns cannot be exported to tflite: TFLite has no string operations to look them up with",
-            hint="export savedmodel (raw strings in) or onnx (the integer-id core plus its vocabulary)",
+            "a model with text or category columns cannot be exported to tflite: TFLite "
+            "has no string operations to look them up with",
+            hint="export savedmodel (raw strings in) or onnx (the integer-id core plus its "
+            "vocabulary)",
         )
     if output.exists() and not force:
         raise PathError(

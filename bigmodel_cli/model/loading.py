@@ -76,7 +76,8 @@ def load_trained(path: Path, unsafe: bool = False, user_code_dir: Path | None = 
     newer = _version_tuple(saved)[:2] > _version_tuple(keras.__version__)[:2]
     if _version_tuple(saved)[:1] > _version_tuple(keras.__version__)[:1]:
         raise ModelFileError(
-            f"{path} was saved by Keras {saved}, a newer format than the installed Keras {keras.__version__}",
+            f"{path} was saved by Keras {saved}, a newer format than the installed Keras "
+            f"{keras.__version__}",
             hint=f"upgrade: pip install 'keras>={saved}'",
         )
     if user_code_dir is not None and (user_code_dir / "model.py").is_file():
@@ -111,5 +112,8 @@ def load_trained(path: Path, unsafe: bool = False, user_code_dir: Path | None = 
 def _load_failure(path: Path, text: str, saved: str | None, newer: bool) -> str:
     first = text.strip().splitlines()[0][:200] if text.strip() else "unknown error"
     if newer:
-        return f"{path} was saved by Keras {saved}, newer than the installed one, and does not load: {first}"
+        return (
+            f"{path} was saved by Keras {saved}, newer than the installed one, and does not "
+            f"load: {first}"
+        )
     return f"cannot load {path}: {first}"

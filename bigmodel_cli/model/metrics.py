@@ -6,7 +6,8 @@ regression:     loss, MSE, MAE, RMSE, R²
 
 Example::
 
-    m = metrics_for("binary", y_true=np.array([0, 1]), probs=np.array([[0.2], [0.9]]), classes=["no", "yes"])
+    m = metrics_for("binary", y_true=np.array([0, 1]), probs=np.array([[0.2], [0.9]]),
+    classes=["no", "yes"])
     m["roc_auc"]  # 1.0
 """
 
@@ -47,7 +48,12 @@ def single_class_warning(m: dict[str, Any]) -> str | None:
     predicted = cm.sum(axis=0)
     if m.get("rows", 0) > 1 and (predicted > 0).sum() == 1 and len(predicted) > 1:
         c = (m.get("classes") or list(range(len(predicted))))[int(predicted.argmax())]
-        return f"the model predicted '{c}' for every one of the {int(predicted.sum()):,} rows: its accuracy is that class's share; see balanced_accuracy (train.threshold_metric: f1 or balanced_accuracy moves the threshold towards the rarer class on a validation split: set data.validation)"
+        return (
+            f"the model predicted '{c}' for every one of the {int(predicted.sum()):,} rows: "
+            "its accuracy is that class's share; see balanced_accuracy "
+            "(train.threshold_metric: f1 or balanced_accuracy moves the threshold towards the "
+            "rarer class on a validation split: set data.validation)"
+        )
     return None
 
 
@@ -484,7 +490,8 @@ def plot_reliability(
     ax.set_xlabel("confidence of the predicted label")
     ax.set_ylabel("share correct")
     ax.set_title(
-        f"reliability ({sum(b['rows'] for b in bins_before):,} rows, {len(bins_before)} equal-mass bins)",
+        f"reliability ({sum(b['rows'] for b in bins_before):,} rows, {len(bins_before)} "
+        "equal-mass bins)",
         fontsize=10,
     )
     ax.grid(alpha=0.3)
@@ -517,7 +524,9 @@ def plot_importance(
     path: Path,
     top: int = 30,
 ) -> Path:
-    """plots/importance.png: each column's permutation importance with its spread, most important on top."""
+    """plots/importance.png: each column's permutation importance with its spread, most important on
+    top.
+    """
     plt = _plt()
     names = list(importance)[:top][::-1]
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.32 * len(names) + 1.2)), dpi=110)

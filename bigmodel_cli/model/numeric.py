@@ -44,7 +44,8 @@ def preprocessing(
     if d.missing == "impute" or d.normalize:
         if x_train is None:
             raise ConfigError(
-                f"data.{'missing: impute' if d.missing == 'impute' else 'normalize'} needs the training data to compute its statistics"
+                f"data.{'missing: impute' if d.missing == 'impute' else 'normalize'} needs "
+                "the training data to compute its statistics"
             )
         stats = x_train if isinstance(x_train, ColumnStats) else ColumnStats.of(x_train)
     if d.missing == "impute":
@@ -299,7 +300,8 @@ def target_space(
     y = np.asarray(y, np.float64)
     if np.nanmin(y) < 0:
         raise ConfigError(
-            f"data.target_transform: log needs a non-negative target; the training rows reach {np.nanmin(y):g}",
+            "data.target_transform: log needs a non-negative target; the training rows "
+            f"reach {np.nanmin(y):g}",
             hint="set data.target_transform: none",
         )
     return np.log1p(y)
@@ -311,7 +313,9 @@ def _register_expm1():
 
     @keras.saving.register_keras_serializable(package="bigmodel")
     class Expm1(keras.layers.Layer):
-        """max(exp(x) - 1, 0): a model trained on log(1 + y) of a target >= 0 answers in y's units."""
+        """max(exp(x) - 1, 0): a model trained on log(1 + y) of a target >= 0 answers in y's
+        units.
+        """
 
         def call(self, x):
             from keras import ops
@@ -327,7 +331,9 @@ def _register_expm1():
 
 
 def target_stats(y: "np.ndarray | ColumnStats") -> tuple[float, float]:
-    """(mean, std) of a regression target (or of its streamed statistics); std 1 for a constant target."""
+    """(mean, std) of a regression target (or of its streamed statistics); std 1 for a constant
+    target.
+    """
     from bigmodel_cli.features.number import ColumnStats
 
     if isinstance(y, ColumnStats):

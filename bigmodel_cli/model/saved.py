@@ -29,7 +29,9 @@ def run_base_dir(run_dir: Path) -> Path:
 
 
 def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[str, Any] | None:
-    """The text tokenisers and category encoders a run was trained with (None when it has neither)."""
+    """The text tokenisers and category encoders a run was trained with (None when it has
+    neither).
+    """
     if (
         run_dir is None
         or cfg is None

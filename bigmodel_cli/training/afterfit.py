@@ -174,7 +174,8 @@ def _halves(trainer: Trainer, n: int) -> tuple[np.ndarray, np.ndarray, tuple[str
         b,
         (
             f"validation, half of it ({len(a):,} rows)",
-            f"the other half of the validation split ({len(b):,} rows; the temperature learnt from the first)",
+            f"the other half of the validation split ({len(b):,} rows; the temperature "
+            "learnt from the first)",
         ),
     )
 

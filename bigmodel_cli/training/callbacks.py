@@ -5,7 +5,7 @@ The loop (:class:`~bigmodel_cli.training.trainer.Trainer`) calls one
 ``CallbackList``. Each callback has the Observer's methods (``on_train_begin``,
 ``on_epoch_begin``, ``on_steps``, ``on_epoch_end``, ``on_saved``,
 ``on_train_end``) and reads the trainer it was made for: its ``state``
-(:class:`~bigmodel_cli.training.trainer.TrainState`), the running sums of the
+(:class:`~bigmodel_cli.training.checkpoints.TrainState`), the running sums of the
 epoch, ``stop`` (the signal flag). Their order is the order of the work at an
 epoch's end: the monitor decides *improved*, the checkpoints save (best.keras
 too when improved), the history is written, TensorBoard logs, the user's
@@ -59,7 +59,8 @@ class CallbackList:
             ]
             if unknown:
                 raise TypeError(
-                    f"{type(c).__name__}.{unknown[0]} is not a training hook (the hooks: {', '.join(HOOKS)})"
+                    f"{type(c).__name__}.{unknown[0]} is not a training hook (the hooks: "
+                    f"{', '.join(HOOKS)})"
                 )
         self.callbacks = callbacks
 
@@ -175,7 +176,9 @@ class TensorBoard(Callback):
 
 
 class InterruptSave(Callback):
-    """SIGINT/SIGTERM (preemption): save the resume state where the loop is, then stop with exit 130."""
+    """SIGINT/SIGTERM (preemption): save the resume state where the loop is, then stop with exit
+    130.
+    """
 
     def on_steps(
         self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float
@@ -198,7 +201,8 @@ class InterruptSave(Callback):
             else f"after epoch {st.epoch}"
         )
         return Interrupted(
-            f"training interrupted by {signal_name(sig)} at {where}; resume state saved in {t.run_dir}",
+            f"training interrupted by {signal_name(sig)} at {where}; resume state saved in "
+            f"{t.run_dir}",
             f"bigmodel train {t.run_dir} --resume",
             str(t.run_dir),
         )

@@ -101,7 +101,8 @@ def from_tf_config(text: str) -> Cluster:
     except json.JSONDecodeError as e:
         raise EnvironmentProblem(
             f"TF_CONFIG is not valid JSON: {e.msg} at character {e.pos}",
-            hint='e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}',
+            hint='e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": '
+            '"worker", "index": 0}}',
         ) from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("cluster"), dict):
         raise EnvironmentProblem(
@@ -125,13 +126,15 @@ def from_tf_config(text: str) -> Cluster:
             cluster[kind] = list(members)
         elif kind == "ps" and members:
             raise EnvironmentProblem(
-                "TF_CONFIG has parameter servers ('ps'): bigmodel trains with MultiWorkerMirroredStrategy, which has none",
+                "TF_CONFIG has parameter servers ('ps'): bigmodel trains with "
+                "MultiWorkerMirroredStrategy, which has none",
                 hint="run every machine as a 'worker' (or one 'chief' and 'worker's)",
             )
     kind, idx = rename.get(str(task["type"]), str(task["type"])), int(task.get("index", 0))
     if kind == "evaluator":
         raise EnvironmentProblem(
-            "this task is TF_CONFIG's 'evaluator': bigmodel evaluates on the chief after each epoch and has no side-car evaluator",
+            "this task is TF_CONFIG's 'evaluator': bigmodel evaluates on the chief after "
+            "each epoch and has no side-car evaluator",
             hint="drop the evaluator task, or run `bigmodel eval RUN` on it when training ends",
         )
     if not (0 <= idx < len(cluster.get(kind, []))):
@@ -197,7 +200,8 @@ def from_jobset(env: Mapping[str, str]) -> Cluster:
     if not rjob:
         raise EnvironmentProblem(
             "JOBSET_NAME is set but REPLICATED_JOB_NAME is not",
-            hint="pass the pod annotation jobset.sigs.k8s.io/replicatedjob-name as REPLICATED_JOB_NAME (docs/several-machines.md)",
+            hint="pass the pod annotation jobset.sigs.k8s.io/replicatedjob-name as "
+            "REPLICATED_JOB_NAME (docs/several-machines.md)",
         )
     replicas, pods = _int(env, "REPLICATED_JOB_REPLICAS", 1), _int(env, "BIGMODEL_PODS_PER_JOB", 1)
     job, pod = _int(env, "JOB_INDEX", 0), _int(env, "JOB_COMPLETION_INDEX", 0)

@@ -33,7 +33,9 @@ from typing import Any
 
 from bigmodel_cli.runs import INFERENCE_LOCK as LOCK
 from bigmodel_cli.runs import MODEL_FILE, PLOTS, atomic_path
-from bigmodel_cli.runs import inference_copy_busy as busy  # noqa: F401  (finish.busy, finish.wait: the names tests and benchmarks use)
+
+# finish.busy, finish.wait: the names tests and benchmarks use
+from bigmodel_cli.runs import inference_copy_busy as busy  # noqa: F401
 from bigmodel_cli.runs import wait_for_inference_copy as wait  # noqa: F401
 
 SAMPLE = ".inference-sample.pkl"
@@ -101,11 +103,14 @@ def inference_copy_notes(model_path: Path, x: Any, core_x: Any) -> list[str]:
         )
     except Exception as e:  # the Keras model is the product; this copy is an optimisation
         return [
-            f"no inference.onnx ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); predict will use TensorFlow"
+            f"no inference.onnx ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:160] if str(e) else ''}); predict will use "
+            "TensorFlow"
         ]
     if not r.parity_ok:
         return [
-            f"no inference.onnx: it differs from Keras by {r.max_abs_diff:.3g}; predict will use TensorFlow"
+            f"no inference.onnx: it differs from Keras by {r.max_abs_diff:.3g}; predict "
+            "will use TensorFlow"
         ]
     return []
 
@@ -176,8 +181,12 @@ def main(argv: list[str]) -> int:
             payload.get("best_epoch"),
         )
         note = "; ".join(notes)
-    except BaseException as e:  # noqa: BLE001  (recorded for predict, which falls back to TensorFlow)
-        note = f"the background finish failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+    # recorded for predict, which falls back to TensorFlow
+    except BaseException as e:  # noqa: BLE001
+        note = (
+            f"the background finish failed ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''})"
+        )
     finally:
         (run_dir / SAMPLE).unlink(missing_ok=True)
         if note:

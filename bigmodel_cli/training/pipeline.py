@@ -74,7 +74,8 @@ class Source:
         steps = self.fixed_steps or (self.n // self.G if drop else math.ceil(self.n / self.G))
         if steps == 0:
             raise ConfigError(
-                f"train.batch_size {self.G} leaves no full batch of {self.n} rows over {replicas} replicas"
+                f"train.batch_size {self.G} leaves no full batch of {self.n} rows over "
+                f"{replicas} replicas"
             )
         return steps
 
@@ -242,7 +243,8 @@ class Streamed(Source):
             i, W = ctx.input_pipeline_id, ctx.num_input_pipelines
             if G % W:
                 raise ConfigError(
-                    f"train.batch_size {G} does not split evenly over {W} workers when the data is streamed",
+                    f"train.batch_size {G} does not split evenly over {W} workers when the "
+                    "data is streamed",
                     hint=f"use a multiple of {W}, e.g. {G - G % W or W}",
                 )
             per = batches[i]

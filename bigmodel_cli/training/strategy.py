@@ -17,7 +17,9 @@ from typing import Any, Callable, Mapping
 
 from bigmodel_cli.errors import EnvironmentProblem
 from bigmodel_cli.training import cluster
-from bigmodel_cli.runtime import import_tensorflow, quiet_tensorflow  # noqa: F401  (distribute.import_tensorflow: one name for callers here)
+
+# distribute.import_tensorflow: one name for callers here
+from bigmodel_cli.runtime import import_tensorflow, quiet_tensorflow  # noqa: F401
 
 
 @dataclass
@@ -101,8 +103,10 @@ def plan(
     if distribute == "multi_worker":
         if job is None:
             raise EnvironmentProblem(
-                "train.distribute is 'multi_worker' but nothing describes a cluster (TF_CONFIG, a Slurm srun step, SageMaker or JobSet)",
-                hint="set TF_CONFIG on every worker, run under srun, or try locally with --workers 2",
+                "train.distribute is 'multi_worker' but nothing describes a cluster "
+                "(TF_CONFIG, a Slurm srun step, SageMaker or JobSet)",
+                hint="set TF_CONFIG on every worker, run under srun, or try locally with "
+                "--workers 2",
             )
         mine = (
             chosen
@@ -267,7 +271,8 @@ def refine_precision(
         return chosen, f"{reason}; {macs:,} multiply-adds a sample"
     return (
         "float32",
-        f"auto: {macs:,} multiply-adds a sample, too few for bfloat16 to pay on this CPU (it needs {BF16_CPU_MIN_MACS:,})",
+        f"auto: {macs:,} multiply-adds a sample, too few for bfloat16 to pay on this CPU "
+        f"(it needs {BF16_CPU_MIN_MACS:,})",
     )
 
 
@@ -312,8 +317,10 @@ def pipeline_batches(global_batch: int, pipelines: int, local_replicas: int = 1)
     if any(s % local_replicas for s in shares):
         replicas = pipelines * local_replicas
         raise EnvironmentProblem(
-            f"train.batch_size {global_batch} does not split evenly over {replicas} replicas ({local_replicas} per worker)",
-            hint=f"use a multiple of {replicas}, e.g. {global_batch - global_batch % replicas or replicas}",
+            f"train.batch_size {global_batch} does not split evenly over {replicas} "
+            f"replicas ({local_replicas} per worker)",
+            hint=f"use a multiple of {replicas}, e.g. "
+            f"{global_batch - global_batch % replicas or replicas}",
         )
     return [s // local_replicas for s in shares]
 

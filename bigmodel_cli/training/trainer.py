@@ -27,12 +27,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import signal
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -42,17 +39,16 @@ import numpy as np
 from bigmodel_cli.config import ExperimentConfig, checkpoint_interval, resolved
 from bigmodel_cli.data.sources import Datasets
 from bigmodel_cli.errors import ConfigError, Interrupted, ModelFileError
-from bigmodel_cli.training.pipeline import epoch_order, eval_batches, source_for, training_stats  # noqa: F401  (epoch_order: the order contract, re-exported)
+
+from bigmodel_cli.training.pipeline import eval_batches, source_for, training_stats
 from bigmodel_cli.runs import (
     CALIBRATION_FILE,
     CHECKPOINTS,
-    HISTORY_FILE,
     MODEL_FILE,
-    atomic_path,
-    atomic_write_text,
 )
-from bigmodel_cli.training.callbacks import Observer  # noqa: F401  (trainer.Observer: the protocol ui's table follows)
+
 from bigmodel_cli.training.callbacks import (
+    Observer,
     CallbackList,
     Checkpoints,
     EarlyStopping,
@@ -61,38 +57,27 @@ from bigmodel_cli.training.callbacks import (
     TensorBoard,
     signal_name,
 )
-
-STATE_NAME = "bigmodel_state.json"
-LAST = "last.keras"
-PREVIOUS = "previous.keras"  # the resume state before last.keras: what resume falls back to
-BEST = "best.keras"
+from bigmodel_cli.training.checkpoints import (
+    BEST,
+    LAST,
+    TrainState,
+    finalize_model,
+    resume_point,
+    save_checkpoint,
+    write_history,
+)
+from bigmodel_cli.training.objective import (
+    finish_metrics,
+    metric_names,
+    monitor_mode,
+    numpy_loss,
+)
+from bigmodel_cli.training.peers import reader_error, peer_failures
 
 
 class NullObserver:
     def __getattr__(self, name: str):
         return lambda *a, **k: None
-
-
-@dataclass
-class TrainState:
-    """Everything needed to continue a run exactly where it stopped."""
-
-    epoch: int = 0  # epochs fully completed
-    step: int = 0  # steps completed inside epoch `epoch` (mid-epoch checkpoints)
-    partial: list[float] = field(default_factory=list)  # metric sums of the unfinished epoch
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best: float | None = None
-    best_epoch: int | None = None
-    wait: int = 0
-    stopped_early: bool = False
-    global_step: int = 0
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainState":
-        return cls(**json.loads(text))
 
 
 @dataclass
@@ -143,213 +128,10 @@ class StopFlag:
 # -------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(model, path: Path, state: TrainState, also: Path | None = None) -> None:
-    """model + optimizer + resume state in one file, atomically; ``also`` (the
-    best checkpoint) gets the same file first, as a hard link: one
-    serialisation, and a kill between the two renames leaves ``also`` newer
-    than ``path``, never older (resume redoes the epoch from ``path``)."""
-    with atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as z:
-            z.writestr(STATE_NAME, state.to_json())
-        if path.name == LAST and path.is_file():
-            keep_previous(path, path.with_name(PREVIOUS))
-        if also is not None:
-            with atomic_path(also, suffix=".keras") as tmp_also:
-                tmp_also.unlink()
-                try:
-                    os.link(tmp, tmp_also)
-                except OSError:  # a file system without hard links
-                    import shutil
-
-                    shutil.copyfile(tmp, tmp_also)
-
-
-def keep_previous(last: Path, previous: Path) -> None:
-    """The current last.keras becomes previous.keras before a new one replaces it: a
-    hard link renamed into place (no moment without either), or a rename where
-    the file system has no hard links (a kill in between leaves previous.keras)."""
-    tmp = previous.with_name(f".{previous.name}.linking_.keras")  # a temporary name resume sweeps
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        os.link(last, tmp)
-        os.replace(tmp, previous)
-    except OSError:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.replace(last, previous)
-
-
-def damage(path: Path) -> str | None:
-    """Why a checkpoint cannot be resumed from (None: it is whole): not a zip (a
-    truncated file), a member whose CRC fails, or no model or resume state inside."""
-    try:
-        if path.stat().st_size == 0:
-            return "empty"
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if STATE_NAME not in names or "config.json" not in names:
-                return "no resume state inside"
-            bad = z.testzip()
-            if bad is not None:
-                return f"{bad} fails its checksum"
-            TrainState.from_json(z.read(STATE_NAME).decode())
-    except zipfile.BadZipFile:
-        return "not a whole zip file: truncated?"
-    except (OSError, ValueError, TypeError, KeyError, EOFError) as e:
-        return f"{type(e).__name__}: {str(e)[:80]}"
-    return None
-
-
-def resume_point(run_dir: Path) -> tuple[Path | None, TrainState | None, list[str]]:
-    """The newest whole resume state of a run: last.keras, else the newer of
-    previous.keras and best.keras; notes name each damaged one. (None, None, notes)
-    when the run has none: resume then starts it again from step 0."""
-    ckpt = run_dir / CHECKPOINTS
-    notes: list[str] = []
-    whole: list[tuple[Path, TrainState]] = []
-    for name in (LAST, PREVIOUS, BEST):
-        p = ckpt / name
-        if not p.is_file():
-            continue
-        why = damage(p)
-        if why:
-            notes.append(f"checkpoint {p} is damaged ({why})")
-            continue
-        whole.append((p, read_state(p)))
-        if name == LAST:
-            break
-    if not whole:
-        return None, None, notes
-    path, state = (
-        whole[0] if whole[0][0].name == LAST else max(whole, key=lambda ps: ps[1].global_step)
-    )
-    if notes:
-        where = (
-            f"epoch {state.epoch + 1}, step {state.step}"
-            if state.step
-            else f"the end of epoch {state.epoch}"
-        )
-        notes[-1] += f"; resuming from {path.name} ({where})"
-    return path, state, notes
-
-
-def read_state(path: Path) -> TrainState:
-    try:
-        with zipfile.ZipFile(path) as z:
-            return TrainState.from_json(z.read(STATE_NAME).decode())
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as e:
-        raise ModelFileError(
-            f"checkpoint {path} is unreadable ({type(e).__name__})",
-            hint="the run cannot be resumed from it; start a new run",
-        ) from None
-
-
-def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    import csv
-    import io
-
-    if not rows:
-        return
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_text(run_dir / HISTORY_FILE, buf.getvalue())
-
-
 # ------------------------------------------------------------------ metrics
 
 
-def metric_names(cfg: ExperimentConfig) -> list[str]:
-    return list(cfg.train.metrics or [])
-
-
-def _per_example(cfg: ExperimentConfig):
-    """(y, p) -> [loss, metric...] per example, as tensors."""
-    import keras
-    import tensorflow as tf
-
-    task, names = cfg.task, metric_names(cfg)
-    loss_fn = {
-        "sparse_categorical_crossentropy": lambda y, p: (
-            keras.losses.sparse_categorical_crossentropy(y, p)
-        ),
-        "binary_crossentropy": lambda y, p: keras.losses.binary_crossentropy(
-            tf.expand_dims(tf.cast(y, p.dtype), -1), p
-        ),
-        "mse": lambda y, p: tf.square(p[:, 0] - y),
-        "mae": lambda y, p: tf.abs(p[:, 0] - y),
-        "huber": lambda y, p: keras.losses.huber(tf.expand_dims(y, -1), p),
-    }[cfg.train.loss or ""]
-
-    def metrics(y, p):
-        out = []
-        for m in names:
-            if m == "accuracy":
-                if task == "classification":
-                    hit = tf.equal(tf.cast(tf.argmax(p, -1), y.dtype), y)
-                else:
-                    hit = tf.equal(tf.cast(p[:, 0] > 0.5, y.dtype), y)
-                out.append(tf.cast(hit, tf.float32))
-            elif m == "mae":
-                out.append(tf.abs(p[:, 0] - y))
-            elif m in ("mse", "rmse"):
-                out.append(tf.square(p[:, 0] - y))
-        return out
-
-    return loss_fn, metrics
-
-
-def numpy_loss(name: str, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """The per-example loss of predictions [rows, outputs] against ``y``, in NumPy
-    (the same formulas as :func:`_per_example`'s, for scoring many weightings fast)."""
-    eps = 1e-7
-    if name == "sparse_categorical_crossentropy":
-        idx = np.asarray(y, np.int64)
-        return lambda p: -np.log(np.clip(p[np.arange(len(idx)), idx], eps, 1.0))
-    if name == "binary_crossentropy":
-        t = np.asarray(y, np.float64)
-        return lambda p: (
-            -(
-                t * np.log(np.clip(p[:, 0], eps, 1 - eps))
-                + (1 - t) * np.log(np.clip(1 - p[:, 0], eps, 1 - eps))
-            )
-        )
-    t = np.asarray(y, np.float64)
-    if name == "mae":
-        return lambda p: np.abs(p[:, 0] - t)
-    if name == "huber":
-        return lambda p: np.where(
-            np.abs(p[:, 0] - t) <= 1.0, 0.5 * (p[:, 0] - t) ** 2, np.abs(p[:, 0] - t) - 0.5
-        )
-    return lambda p: (p[:, 0] - t) ** 2
-
-
-def finish_metrics(names: list[str], sums: np.ndarray, prefix: str = "") -> dict[str, float]:
-    """sums = [loss_sum, count, metric sums...] -> averaged logs."""
-    n = max(float(sums[1]), 1.0)
-    logs = {prefix + "loss": float(sums[0]) / n}
-    for i, m in enumerate(names):
-        v = float(sums[2 + i]) / n
-        logs[prefix + m] = math.sqrt(v) if m == "rmse" else v
-    return logs
-
-
 # ------------------------------------------------------------------ the fit
-
-
-def monitor_mode(name: str, mode: str) -> str:
-    if mode != "auto":
-        return mode
-    from bigmodel_cli.model.metrics import higher_is_better
-
-    return "max" if higher_is_better(name) else "min"
 
 
 def fit(
@@ -514,100 +296,24 @@ class Trainer:
 
     # ------------------------------------------------------------ steps
     def compile_steps(self) -> None:
-        """``train_chunk`` (K steps per compiled call, summed over replicas) and ``eval_batch``."""
-        import keras
-        import tensorflow as tf
+        """``train_chunk`` (K steps per compiled call, summed over replicas) and ``eval_batch``:
+        :func:`training.steps.compile_steps` on what this Trainer has built."""
+        from bigmodel_cli.training.steps import compile_steps
 
-        from bigmodel_cli.model import ensemble
-
-        cfg, model, optimizer, strategy, G = (
+        steps = compile_steps(
             self.cfg,
             self.model,
             self.optimizer,
             self.strategy,
-            self.G,
+            batch=self.G,
+            replicas=self.replicas,
+            train_y=self.train_y,
+            class_weights=self.class_weights,
+            n_sums=self.n_sums,
         )
-        loss_fn, metric_fn = _per_example(cfg)
-        members = ensemble.members_model(
-            model
-        )  # model.ensemble: each member is trained on its own loss
-        single = self.replicas == 1
-        scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-        optimised = _weighted(_optimised_loss(cfg, loss_fn, self.train_y), self.class_weights)
-
-        def replica_step(x, y):
-            with tf.GradientTape() as tape:
-                if members is None:
-                    p = model(x, training=True)
-                    per, opt_per = loss_fn(y, p), optimised(y, p)
-                else:  # the mean of the members' losses; metrics of their mean prediction
-                    stacked = members(x, training=True)
-                    k = stacked.shape[1]
-                    p = tf.reduce_mean(stacked, axis=1)
-                    per = tf.add_n([loss_fn(y, stacked[:, i]) for i in range(k)]) / k
-                    opt_per = tf.add_n([optimised(y, stacked[:, i]) for i in range(k)]) / k
-                loss = (
-                    tf.reduce_mean(opt_per)
-                    if single
-                    else tf.nn.compute_average_loss(opt_per, global_batch_size=G)
-                )
-                if model.losses:
-                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-                if (
-                    scaled
-                ):  # mixed_float16: the LossScaleOptimizer unscales the gradients it applies
-                    loss = optimizer.scale_loss(loss)
-            grads = tape.gradient(loss, model.trainable_variables)
-            # An embedding's gradient is IndexedSlices. Across workers a collective
-            # all-gathers them and needs equal shapes, but each replica's batch holds a
-            # different number of ids (text): "Shape mismatch in the collective". And
-            # Keras's Adam updates IndexedSlices differently from dense gradients, so a
-            # one-process run would drift from a multi-worker one. Dense everywhere: the
-            # same numbers under every strategy, and no slower here (template: 13.0 s
-            # against 13.4 s for 5 epochs).
-            grads = [
-                tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads
-            ]
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return tf.stack(
-                [tf.reduce_sum(per), tf.cast(tf.shape(per)[0], tf.float32)]
-                + [tf.reduce_sum(m) for m in metric_fn(y, p)]
-            )
-
-        step = (
-            tf.function(replica_step, jit_compile=True)
-            if cfg.train.jit_compile and single
-            else replica_step
-        )
-
-        @tf.function
-        def train_chunk(iterator, k):
-            acc = tf.zeros([self.n_sums], tf.float32)
-            for _ in tf.range(k):
-                x, y = next(iterator)
-                acc += strategy.reduce(
-                    tf.distribute.ReduceOp.SUM, strategy.run(step, args=(x, y)), axis=None
-                )
-            return acc
-
-        @tf.function
-        def eval_outputs(p, y):
-            return tf.stack(
-                [tf.reduce_sum(loss_fn(y, p)), tf.cast(tf.shape(y)[0], tf.float32)]
-                + [tf.reduce_sum(m) for m in metric_fn(y, p)]
-            )
-
-        @tf.function
-        def eval_batch(x, y):
-            return eval_outputs(model(x, training=False), y)
-
-        self.train_chunk, self.eval_batch, self.eval_outputs = train_chunk, eval_batch, eval_outputs
-        self.loss_fn = loss_fn
-        self.members_predict = (
-            tf.function(lambda x: members(x, training=False))
-            if members is not None and cfg.model.ensemble_weights == "validation"
-            else None
-        )
+        self.train_chunk, self.eval_batch = steps.train_chunk, steps.eval_batch
+        self.eval_outputs, self.loss_fn = steps.eval_outputs, steps.loss_fn
+        self.members_predict = steps.members_predict
 
     # ------------------------------------------------------------ callbacks
     def monitor(self) -> tuple[str, str]:
@@ -768,13 +474,14 @@ class Trainer:
             try:
                 self.sums += self.train_chunk(iterator, tf.constant(k)).numpy()
             except tf.errors.OpError as e:
-                raise _reader_error(e) from None
+                raise reader_error(e) from None
             samples += min(k * G, self.epoch_rows - done * G)
             done += k
             st.global_step += k
             if not np.isfinite(self.sums[0]):
                 raise ConfigError(
-                    f"the loss became {self.sums[0]} in epoch {epoch + 1} (step {done}): training diverged",
+                    f"the loss became {self.sums[0]} in epoch {epoch + 1} (step {done}): "
+                    "training diverged",
                     hint="lower train.learning_rate, or set data.normalize: true",
                 )
             self.callbacks.on_steps(
@@ -827,7 +534,9 @@ class Trainer:
         return np.einsum("bkn,k->bn", p, weights.astype(np.float64)).astype(np.float32), y
 
     def end_epoch(self, epoch: int, seconds: float, samples: int) -> int:
-        """The epoch's history row, then the callbacks (monitor, checkpoints, history, ...); the next epoch."""
+        """The epoch's history row, then the callbacks (monitor, checkpoints, history, ...); the
+        next epoch.
+        """
         row: dict[str, Any] = {"epoch": epoch + 1, **finish_metrics(self.names, self.sums)}
         if self.has_val:
             row.update(self.validate())
@@ -866,149 +575,14 @@ class Trainer:
         self.callbacks.on_saved(model_path)
         if stop.signal is not None:
             raise Interrupted(
-                f"{signal_name(stop.signal)} came while the final model was being saved; {model_path} was finished first and the run is complete",
+                f"{signal_name(stop.signal)} came while the final model was being saved; "
+                f"{model_path} was finished first and the run is complete",
                 None,
                 str(self.run_dir),
             )
         return model_path
 
 
-def _weighted(loss_fn: Any, weights: "np.ndarray | None"):
-    """train.class_weight: each row's loss times its class's weight (the logged loss stays unweighted)."""
-    if weights is None:
-        return loss_fn
-    import tensorflow as tf
-
-    w = tf.constant(np.asarray(weights, np.float32))
-    return lambda y, p: loss_fn(y, p) * tf.gather(w, tf.cast(tf.reshape(y, [-1]), tf.int32))
-
-
-def _optimised_loss(cfg: ExperimentConfig, loss_fn: Any, train_y: Any):
-    """The per-example loss the optimizer sees: in standardised (and log) target units.
-
-    data.normalize_target: optimise the loss of the standardised target (the
-    model ends in Rescaling(std, mean)); the logged losses stay in the target's units."""
-    import tensorflow as tf
-
-    from bigmodel_cli.model import numeric
-
-    t_mean, t_std = (
-        numeric.target_stats(numeric.target_space(train_y, cfg))
-        if cfg.data.normalize_target
-        else (0.0, 1.0)
-    )
-    log_target = cfg.data.target_transform == "log"
-    if not (cfg.data.normalize_target or log_target):
-        return loss_fn
-
-    def optimised(y, p):
-        ty, tp = (
-            (
-                tf.math.log1p(tf.maximum(y, 0.0)),
-                tf.math.log1p(tf.maximum(tf.cast(p, tf.float32), -1.0 + 1e-6)),
-            )
-            if log_target
-            else (y, p)
-        )
-        return loss_fn((ty - t_mean) / t_std, (tp - t_mean) / t_std)
-
-    return optimised
-
-
 def _setting(plan) -> str:
     """The train.precision setting behind a plan's choice (api resolves 'auto' into the config)."""
     return "auto" if plan.precision_reason.startswith("auto:") else plan.precision
-
-
-def _reader_error(e: Exception) -> Exception:
-    """A streamed source's DataError (a file that broke after the checks, an
-    unreadable image) reaches the loop wrapped in a TensorFlow error: unwrap it."""
-    import re
-
-    from bigmodel_cli.errors import DataError
-
-    m = re.search(r"(?:DataError|ConfigError): (.+)", str(e))
-    return (
-        DataError(
-            m.group(1).strip(), hint="fix or remove that file, then: bigmodel train RUN --resume"
-        )
-        if m
-        else e
-    )
-
-
-def describe_peer(plan, text: str) -> str:
-    """'worker 1 (127.0.0.1:5001)': a cluster member whose address the error names."""
-    import re
-
-    for kind, members in (plan.cluster or {}).items():
-        for i, member in enumerate(members if isinstance(members, list) else []):
-            if member and re.search(re.escape(member) + r"(?!\d)", text):  # :5001 is not :50011
-                return f"{kind} {i} ({member})"
-    # The coordination service names tasks instead: /job:worker/replica:0/task:1
-    for kind, index in re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text):
-        if (kind, int(index)) != (plan.task_type, plan.task_index):
-            members = (plan.cluster or {}).get(kind) or []
-            where = f" ({members[int(index)]})" if int(index) < len(members) else ""
-            return f"{kind} {index}{where}"
-    return "another worker"
-
-
-class peer_failures:
-    """In a multi-worker run, a collective that fails because a peer is gone
-    becomes one clear WorkerFailed line naming the worker, with the resume command."""
-
-    def __init__(self, plan, run_dir: Path):
-        self.plan, self.run_dir = plan, run_dir
-
-    def __enter__(self) -> "peer_failures":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None or self.plan.kind != "multi_worker":
-            return False
-        import tensorflow as tf
-
-        if isinstance(
-            exc,
-            (
-                tf.errors.UnavailableError,
-                tf.errors.CancelledError,
-                tf.errors.DeadlineExceededError,
-                tf.errors.AbortedError,
-            ),
-        ):
-            from bigmodel_cli.errors import WorkerFailed
-
-            me = f"{self.plan.task_type or 'worker'} {self.plan.task_index}"
-            raise WorkerFailed(
-                f"{me}: {describe_peer(self.plan, str(exc))} stopped answering ({type(exc).__name__}); this worker stops too",
-                hint=f"restart every worker with: bigmodel train {self.run_dir} --resume (it continues from the last checkpoint)",
-            ) from None
-        return False
-
-
-def finalize_model(
-    src: Path,
-    dst: Path,
-    wrap: Callable[[Any], Any] | None = None,
-    adjust: Callable[[Any], Any] | None = None,
-) -> None:
-    """The final model: the best checkpoint without optimizer or resume state;
-    ``adjust`` changes the core first (calibration), then ``wrap`` turns a text
-    model's integer-id core into the raw-text model."""
-    import keras
-
-    from bigmodel_cli.model.builders import float32_copy
-    from bigmodel_cli.model.loading import register_layers
-    from bigmodel_cli.features.backbone import import_if_needed
-
-    register_layers()
-    import_if_needed(src)
-    model = float32_copy(keras.models.load_model(src, compile=False))
-    if adjust is not None:
-        model = adjust(model)
-    if wrap is not None:
-        model = wrap(model)
-    with atomic_path(dst, suffix=".keras") as tmp:
-        model.save(tmp)
