@@ -55,9 +55,8 @@ def mnist_pickle() -> Path:
 
 
 def draws(n_draws: int, size: int = 2000, seed: int = 0) -> list[np.ndarray]:
-    """[label, 784 pixels 0..255] int rows: disjoint draws from MNIST's test and validation
-    digits.
-    """
+    """[label, 784 pixels 0..255] int rows: disjoint draws from
+    MNIST's test and validation digits."""
     with gzip.open(mnist_pickle(), "rb") as f:
         _, valid, test = pickle.load(f, encoding="latin1")
     x = np.concatenate([test[0], valid[0]])

@@ -24,7 +24,8 @@ from bigmodel_cli.commands.init import init, init_data, templates
 from bigmodel_cli.commands.predict import expand_inputs, predict
 from bigmodel_cli.commands.prepare import prepare
 from bigmodel_cli.commands.train import RESUMABLE_KEYS, TrainOutcome, _prepare_resume, train
-from bigmodel_cli.config import ExperimentConfig, load_experiment
+from bigmodel_cli.config.experiment import ExperimentConfig
+from bigmodel_cli.config.load import load_experiment
 from bigmodel_cli.model.saved import load_run_config, run_tokenizers
 from bigmodel_cli.runs import resolve_run
 

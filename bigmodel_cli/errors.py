@@ -64,8 +64,8 @@ class Pruned(BigmodelError):
 
 
 class DiskFull(BigmodelError):
-    """A write ran out of space (ENOSPC) or quota (EDQUOT); nothing was torn and the
-    temporary file is gone."""
+    """A write ran out of space (ENOSPC) or quota (EDQUOT); nothing was
+    torn and the temporary file is gone."""
 
     def __init__(
         self,

@@ -298,9 +298,8 @@ def wait_for_inference_copy(run_dir: Path, timeout: float = 600.0) -> bool:
 
 
 def read_conformal(run_dir: Path) -> dict[str, Any] | None:
-    """What the run's conformal scores are (preprocessing/conformal.json, its scores left out), or
-    None.
-    """
+    """What the run's conformal scores are
+    (preprocessing/conformal.json, its scores left out), or None."""
     try:
         doc = json.loads((Path(run_dir) / "preprocessing" / "conformal.json").read_text())
     except (OSError, ValueError):

@@ -81,7 +81,7 @@ def config_rows(model, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if not field.description:
             raise SystemExit(
                 f"config key {key} has no description: add Field(..., description=...) in "
-                "bigmodel_cli/config.py"
+                "bigmodel_cli/config/ (its section's module)"
             )
         sub = _sub_model(field.annotation)
         rows.append(
@@ -100,13 +100,12 @@ def config_rows(model, prefix: str = "") -> list[tuple[str, str, str, str]]:
 
 
 def config_page() -> str:
-    from bigmodel_cli.config import ExperimentConfig
+    from bigmodel_cli.config.experiment import ExperimentConfig
 
     out = [
         "# Configuration reference",
         "",
-        "Generated from the schema in `bigmodel_cli/config.py` (`docs/gen_reference.py`): "
-        "every key",
+        "Generated from the schema in `bigmodel_cli/config/` (`docs/gen_reference.py`): every key",
         "`experiment.yaml` may hold, its type, default and meaning. `--set KEY=VALUE` "
         "takes the same",
         "dotted keys. Unknown keys are errors with a did-you-mean hint.",

@@ -83,9 +83,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def predict_on_both(cli, run: Path, new: Path, out_dir: Path, *extra: str) -> list:
-    """`bigmodel predict` on the ONNX fast path and on TensorFlow: [onnxruntime frame, tensorflow
-    frame].
-    """
+    """`bigmodel predict` on the ONNX fast path and on TensorFlow:
+    [onnxruntime frame, tensorflow frame]."""
     import pandas as pd
 
     outs = []

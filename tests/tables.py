@@ -100,8 +100,8 @@ def _column(kind: str, n: int, rng: np.random.Generator, name: str):
 
 
 def random_table(seed: int, task: str | None = None) -> tuple[pd.DataFrame, str, str, list[str]]:
-    """(table, target column, task, the kinds drawn); every column but ids and
-    constants may have gaps."""
+    """(table, target column, task, the kinds drawn); every column
+    but ids and constants may have gaps."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(150, 500))
     task = task or str(rng.choice(["binary", "classification", "regression"]))

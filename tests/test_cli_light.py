@@ -205,7 +205,7 @@ def test_init_data_with_a_text_column_lets_the_run_choose(cli, tmp_path):
     import pandas as pd
     import yaml
 
-    from bigmodel_cli.config import load_experiment
+    from bigmodel_cli.config.load import load_experiment
 
     df = pd.read_csv(ROOT / "templates" / "text-classifier" / "data" / "test.csv.gz").head(400)
     df.to_csv(tmp_path / "reviews.csv", index=False)

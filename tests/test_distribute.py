@@ -211,7 +211,7 @@ def test_float32_copy_of_a_mixed_model_predicts_the_same():
     import keras
     import numpy as np
 
-    from bigmodel_cli.config import ExperimentConfig
+    from bigmodel_cli.config.experiment import ExperimentConfig
     from bigmodel_cli.model.builders import build_model, float32_copy
 
     cfg = ExperimentConfig.model_validate(
@@ -313,7 +313,7 @@ def test_auto_precision_looks_at_the_model_on_a_cpu(setting, chosen, devices, ma
 
 
 def test_macs_per_sample_counts_dense_and_convolutions():
-    from bigmodel_cli.config import ExperimentConfig
+    from bigmodel_cli.config.experiment import ExperimentConfig
     from bigmodel_cli.model.builders import build_model, macs_per_sample
 
     mlp = ExperimentConfig.model_validate(

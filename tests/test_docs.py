@@ -39,7 +39,7 @@ def test_reference_pages_cover_every_key_and_command(tmp_path):
     from typer.main import get_command
 
     from bigmodel_cli.cli import app
-    from bigmodel_cli.config import ExperimentConfig
+    from bigmodel_cli.config.experiment import ExperimentConfig
 
     gen = _generator()
     config = gen.config_page()

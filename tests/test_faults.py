@@ -309,7 +309,7 @@ def test_an_injected_enospc_while_saving_names_the_checkpoint(cli, make_exp, mon
 
 
 def test_checkpoint_every_parses_times_and_steps():
-    from bigmodel_cli.config import checkpoint_interval
+    from bigmodel_cli.config.train import checkpoint_interval
 
     assert (
         checkpoint_interval("10m") == (600, None)

@@ -39,7 +39,7 @@ def config_keys() -> list[str]:
     """Every dotted key of the schema, and a few that are not."""
     from pydantic import BaseModel
 
-    from bigmodel_cli.config import ExperimentConfig
+    from bigmodel_cli.config.experiment import ExperimentConfig
 
     out: list[str] = []
 
@@ -174,9 +174,8 @@ def test_fuzz_configs_and_set_values_many(exp, cli, data):
 
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory):
-    """A run over a number, a category, a date, a yes/no and a text column (init --data
-    defaults).
-    """
+    """A run over a number, a category, a date, a yes/no and a
+    text column (init --data defaults)."""
     from bigmodel_cli.cli import main
 
     tmp = tmp_path_factory.mktemp("fuzzrun")

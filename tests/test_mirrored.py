@@ -21,7 +21,7 @@ from bigmodel_cli.data import tables as data
 from bigmodel_cli.data.load import load_datasets
 from bigmodel_cli.training import strategy as distribute
 from bigmodel_cli.training import trainer as train
-from bigmodel_cli.config import load_experiment
+from bigmodel_cli.config.load import load_experiment
 from bigmodel_cli.runs import create_run
 import keras
 
@@ -36,7 +36,7 @@ for precision in precisions:
     ds = load_datasets(cfg, base)
     plan = distribute.Plan(kind, devices, "test: logical CPUs")
     plan = distribute.set_precision(plan, cfg.train.precision)
-    r = train.fit(cfg, base, lambda c: create_run(base, c.name), ds, None, strategy_plan=plan)
+    r = train.fit(cfg, base, create_run(base, cfg.name), ds, None, strategy_plan=plan)
     assert r.strategy["replicas"] == len(devices), r.strategy
     m = keras.models.load_model(r.model_path, compile=False)
     weights[kind] = [np.asarray(w) for w in m.get_weights()]

@@ -542,7 +542,7 @@ def test_numeric_encodings_log_target_and_ensembles_agree_everywhere(tmp_path, c
 
 
 def test_piecewise_and_quantile_layers():
-    from bigmodel_cli.config import DataConfig
+    from bigmodel_cli.config.data import DataConfig
     from bigmodel_cli.training.strategy import import_tensorflow
     from bigmodel_cli.model.numeric import piecewise_layer
     from bigmodel_cli.features.number import ColumnStats

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigmodel_cli.config import COLUMN_TYPES
+from bigmodel_cli.config.base import COLUMN_TYPES
 from bigmodel_cli.features import registry
 from bigmodel_cli.features.registry import CATEGORY, DATE, NUMBER, TEXT
 
@@ -35,7 +35,7 @@ def test_columns_of_keeps_the_feature_order():
 def _cfg(tmp_path):
     import yaml
 
-    from bigmodel_cli.config import load_experiment
+    from bigmodel_cli.config.load import load_experiment
 
     (tmp_path / "experiment.yaml").write_text(
         yaml.safe_dump(
@@ -171,7 +171,7 @@ def test_a_validated_config_is_immutable_and_resolved_makes_a_new_one(tmp_path):
     commands share; what a run learns is a new object, the original left as it was."""
     from pydantic import ValidationError
 
-    from bigmodel_cli.config import resolved
+    from bigmodel_cli.config.load import resolved
 
     cfg = _cfg(tmp_path)
     for obj, key, value in ((cfg.train, "precision", "bfloat16"), (cfg.data, "features", ["a"])):

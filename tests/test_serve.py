@@ -91,9 +91,8 @@ def start(run: Path, port: int, *extra: str) -> tuple[subprocess.Popen, float]:
 
 
 class BusyClients:
-    """``n`` threads posting ``body`` to /predict without pause until stopped; the statuses they
-    got.
-    """
+    """``n`` threads posting ``body`` to /predict without pause
+    until stopped; the statuses they got."""
 
     def __init__(self, port: int, body: bytes, n: int):
         self.statuses: list = []

@@ -123,9 +123,8 @@ def _sbatch(env: dict, script: Path) -> str:
 
 @pytest.mark.slow
 def test_scancel_mid_epoch_then_resume_finishes_the_run(make_exp, slurm, tmp_path):
-    """sbatch, scancel while an epoch runs (Slurm sends SIGTERM, then SIGKILL), sbatch again with
-    --resume.
-    """
+    """sbatch, scancel while an epoch runs (Slurm sends SIGTERM, then
+    SIGKILL), sbatch again with --resume."""
     exp = make_exp("regression")
     epochs = 40
     sets = [

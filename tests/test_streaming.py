@@ -61,7 +61,7 @@ def make_table(
 
 def load(folder: Path, *sets: str):
     from bigmodel_cli.data.load import load_datasets
-    from bigmodel_cli.config import load_experiment
+    from bigmodel_cli.config.load import load_experiment
 
     cfg, base = load_experiment(folder, list(sets))
     return cfg, load_datasets(cfg, base)
@@ -229,9 +229,99 @@ def test_validation_fraction_and_categories_when_streamed(tmp_path):
     assert enc.vocabulary[0] == "green" and "Blue" in enc.vocabulary
 
 
+def _with_dates(folder: Path, bad_at: int | None = None) -> list[str]:
+    """Give every shard an ISO date column ``when`` (5% empty); ``bad_at``: a line of part2.csv
+    whose date is no date. Returns the dates in file order."""
+    rng = np.random.default_rng(3)
+    out = []
+    for p in sorted((folder / "data").iterdir()):
+        d = pd.read_csv(p)
+        day = pd.Timestamp("2015-06-01") + pd.to_timedelta(rng.integers(0, 3000, len(d)), "D")
+        when = day.strftime("%Y-%m-%d").to_numpy(object)
+        when[rng.random(len(d)) < 0.05] = ""
+        if bad_at is not None and p.name == "part2.csv":
+            when[bad_at - 2] = "2021-13-45"
+        d["when"] = when
+        d.to_csv(p, index=False)
+        out += ["" if pd.isna(v) else v for v in when]
+    return out
+
+
+def test_date_columns_stream_as_they_load_in_memory(tmp_path, cli):
+    """A date column takes the one road when streamed: the same format, statistics and
+    parts as the in-memory fit on the same training rows, the same error for a bad date,
+    and a streamed run trains and predicts with it."""
+    from bigmodel_cli.errors import DataError
+    from bigmodel_cli.features.date import DateEncoder
+
+    folder = make_table(tmp_path / "a", rows=3000)
+    values = _with_dates(folder)
+    cfg, ds = load(folder, "data.features=[f0,f1,when]")
+    assert ds.columns["when"] == "date_iso"
+    fitted = DateEncoder.fit(values, "date", "when")
+    enc = ds.tokenizers["when"]
+    assert enc.format == fitted.format
+    np.testing.assert_allclose(enc.stats, fitted.stats, rtol=1e-12)
+    got = np.concatenate([x["ids_when"] for x, _ in ds.train.batches(700)])
+    want = fitted.ids(values)
+    assert got.shape == want.shape == (3000, 8) and np.isnan(got[:, 0]).sum() > 100
+    np.testing.assert_allclose(got, want, atol=1e-6)  # NaN where the date is missing, as well
+
+    bad = make_table(tmp_path / "b", rows=3000)
+    _with_dates(bad, bad_at=40)
+    with pytest.raises(DataError, match=r"part2\.csv: line 40, column 'when' is not a date"):
+        load(bad, "data.features=[f0,f1,when]")
+
+    r = cli("train", folder, "--set", "data.features=[f0,f1,when]", "--set", "train.epochs=1")
+    assert r.code == 0, r.err
+    out = tmp_path / "p.csv"
+    r = cli("predict", folder, "--input", folder / "data" / "part0.csv", "--output", out)
+    assert r.code == 0, r.err
+    assert len(pd.read_csv(out)) == len(pd.read_csv(folder / "data" / "part0.csv"))
+
+
+def test_text_columns_stream_as_they_load_in_memory(tmp_path, cli):
+    """A text column streamed: a first pass fits the vocabulary (the same n-grams, idf and
+    auto settings as the in-memory fit on the same training rows), the blocks hold its
+    ids (the same ids, zero-padded), and a streamed run with text trains and predicts."""
+    from bigmodel_cli.features.text_type import TEXT
+    from bigmodel_cli.config.load import load_experiment
+
+    folder = make_table(tmp_path / "a", rows=3000)
+    words = "good bad slow fast cheap price service delivery quality broken".split()
+    rng = np.random.default_rng(5)
+    texts = []
+    for p in sorted((folder / "data").iterdir()):
+        d = pd.read_csv(p)
+        d["review"] = [" ".join(rng.choice(words, rng.integers(0, 9))) for _ in range(len(d))]
+        d.to_csv(p, index=False)
+        texts += pd.read_csv(p, keep_default_na=False)["review"].tolist()
+    sets = ["data.features=[f0,f1,review]", "data.text.ngrams=auto", "data.text.max_tokens=auto"]
+    cfg, ds = load(folder, *sets)
+    assert ds.columns["review"] == "text"
+    fitted = TEXT.fit(texts, "review", "text", load_experiment(folder, sets)[0])
+    tok = ds.tokenizers["review"]
+    assert tok.vocabulary == fitted.vocabulary and tok.spec == fitted.spec
+    np.testing.assert_array_equal(tok.idf, fitted.idf)
+    assert tok.chosen == fitted.chosen and tok.chosen
+    got = np.concatenate([x["ids_review"] for x, _ in ds.train.batches(700)])
+    want = fitted.ids(texts)
+    assert got.shape[0] == 3000 and got.shape[1] >= want.shape[1] > 1
+    np.testing.assert_array_equal(got[:, : want.shape[1]], want)
+    assert not got[:, want.shape[1] :].any()  # the rest is padding
+
+    sets = [a for s_ in sets for a in ("--set", s_)]
+    r = cli("train", folder, *sets, "--set", "train.epochs=1")
+    assert r.code == 0, r.err
+    out = tmp_path / "p.csv"
+    r = cli("predict", folder, "--input", folder / "data" / "part0.csv", "--output", out)
+    assert r.code == 0, r.err
+    assert len(pd.read_csv(out)) == len(pd.read_csv(folder / "data" / "part0.csv"))
+
+
 def test_cache_is_reused_until_a_file_changes(tmp_path):
     from bigmodel_cli.data import blocks
-    from bigmodel_cli.config import load_experiment
+    from bigmodel_cli.config.load import load_experiment
 
     folder = make_table(tmp_path)
     cfg, base = load_experiment(folder, [])
@@ -264,7 +354,7 @@ def test_a_bad_value_names_its_shard_and_line(tmp_path, monkeypatch):
 
 def test_auto_streams_only_what_does_not_fit(tmp_path, monkeypatch):
     from bigmodel_cli.data import block_reader, streaming
-    from bigmodel_cli.config import load_experiment
+    from bigmodel_cli.config.load import load_experiment
     from bigmodel_cli.errors import ConfigError
 
     folder = make_table(tmp_path, extra={"data.stream": "auto"})

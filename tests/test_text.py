@@ -77,9 +77,8 @@ def test_vocabulary_is_deterministic_and_counts_rows():
     "ngrams,unique", [(1, False), (2, False), (3, False), (2, True), (3, True)]
 )
 def test_python_and_tensorflow_give_the_same_ids(tf, ngrams, unique):
-    """Both tokenisers, repeats kept (mean bag) or each id once a row in order of first sight
-    (TF-IDF bag).
-    """
+    """Both tokenisers, repeats kept (mean bag) or each id once a row
+    in order of first sight (TF-IDF bag)."""
     spec = T.TextSpec(ngrams=ngrams, max_tokens=600, max_chars=20000, unique=unique)
     vocab = T.build_vocabulary(HARD + [t.upper() for t in HARD], spec, min_count=1)
     assert len(vocab) > 100
@@ -152,8 +151,46 @@ def test_auto_settings_follow_the_script_and_the_lengths():
     )
 
 
+@pytest.mark.parametrize("block", [7, 40, 1000])
+def test_a_fit_in_blocks_is_the_fit_at_once(monkeypatch, block):
+    """TextFitter (a streamed table's conversion) fed block by block: the auto settings
+    chosen from the first SAMPLE_ROWS (reached inside a block, or never), the vocabulary,
+    idf and what was said, as one call on every text; its width bounds every row's ids."""
+    from bigmodel_cli.config.experiment import ExperimentConfig
+    from bigmodel_cli.features import text_type
+
+    monkeypatch.setattr(T, "SAMPLE_ROWS", 50)
+    monkeypatch.setattr(text_type, "SAMPLE_ROWS", 50)
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(30)] + ["好", "评"]
+    texts = [" ".join(rng.choice(words, rng.integers(0, 12))) for _ in range(300)]
+    cfg = ExperimentConfig.model_validate(
+        {
+            "name": "t",
+            "task": "binary",
+            "data": {"train": "x.csv", "target": "y", "text": {"ngrams": "auto"}},
+            "model": {"architecture": "mlp"},
+        }
+    )
+    t = cfg.data.text
+    chosen = T.choose(texts, t.max_chars)  # the reference: every text at once
+    spec = T.spec_of(t, chosen)
+    vocab, idf = T.fit_vocabulary(texts, spec, t.vocabulary_size, t.min_count)
+    once = text_type.TEXT.fit(texts, "review", "text", cfg)
+    fitter = text_type.TextFitter("review", cfg)
+    for i in range(0, len(texts), block):
+        fitter.add(texts[i : i + block])
+        fitter.measure(texts[i : i + block])
+    blocks = fitter.finish()
+    for tok in (once, blocks):
+        assert tok.vocabulary == vocab and tok.spec == spec
+        np.testing.assert_array_equal(tok.idf, idf)
+    assert blocks.chosen == once.chosen and len(once.chosen) == len(chosen["why"]) + 1
+    assert fitter.width >= once.ids(texts).shape[1] > 1
+
+
 def test_auto_settings_in_the_config():
-    from bigmodel_cli.config import validate
+    from bigmodel_cli.config.load import validate
     from bigmodel_cli.errors import ConfigError
 
     base = {
@@ -356,9 +393,8 @@ def test_text_table_trains_predicts_and_exports(tmp_path, cli):
 
 
 def test_stale_vocabulary_is_not_used_by_the_fast_path(tmp_path, cli):
-    """Also the other side of data.text.weighting (mean: repeats kept, no idf): its ONNX copy agrees
-    too.
-    """
+    """Also the other side of data.text.weighting (mean: repeats
+    kept, no idf): its ONNX copy agrees too."""
     exp = _make_text_exp(tmp_path, cli)
     r = cli(
         "train",

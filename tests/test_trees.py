@@ -36,7 +36,7 @@ def test_select_members_finds_the_best_mix():
 def test_numpy_loss_matches_the_training_loss(loss):
     import tensorflow as tf
 
-    from bigmodel_cli.config import ExperimentConfig
+    from bigmodel_cli.config.experiment import ExperimentConfig
     from bigmodel_cli.training.objective import numpy_loss, per_example
 
     rng = np.random.default_rng(0)
@@ -65,7 +65,7 @@ def test_numpy_loss_matches_the_training_loss(loss):
 
 
 def test_tree_members_are_part_of_the_ensemble():
-    from bigmodel_cli.config import ExperimentConfig
+    from bigmodel_cli.config.experiment import ExperimentConfig
     from bigmodel_cli.model.ensemble import member_architectures
 
     base = {"name": "t", "task": "binary", "data": {"train": "x.csv", "target": "y"}}

@@ -339,7 +339,7 @@ def test_tensorboard_event_files(make_exp, cli):
 
 
 def test_the_templates_tune_sections_are_valid():
-    from bigmodel_cli.config import load_experiment
+    from bigmodel_cli.config.load import load_experiment
     from bigmodel_cli.commands.tune import check_values, plan
 
     for name in ("regression", "mnist-cnn"):

@@ -217,9 +217,8 @@ def _labels(y_raw: list, cfg) -> np.ndarray:
 
 
 def _metric(cfg, metric: str | None) -> tuple[str, bool]:
-    """The metric to measure (the run's monitored one, without val_) and whether higher is
-    better.
-    """
+    """The metric to measure (the run's monitored one, without
+    val_) and whether higher is better."""
     from bigmodel_cli.model.metrics import higher_is_better
 
     valid = {

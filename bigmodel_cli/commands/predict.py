@@ -130,8 +130,8 @@ def _targets(
 
 @contextlib.contextmanager
 def _local_output(target: str, force: bool):
-    """A URL output is written locally first, then uploaded (remote.written_then_uploaded);
-    a local one is itself."""
+    """A URL output is written locally first, then uploaded
+    (remote.written_then_uploaded); a local one is itself."""
     from bigmodel_cli.data import remote
 
     if not remote.is_url(target):

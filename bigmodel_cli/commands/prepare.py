@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli.config import load_experiment
+from bigmodel_cli.config.load import load_experiment
 from bigmodel_cli.errors import ConfigError
 
 

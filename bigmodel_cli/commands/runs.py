@@ -174,7 +174,7 @@ def sort_rows(rows: list[dict[str, Any]], key: str | None) -> list[dict[str, Any
     tests = sorted({k for r in rows for k in r["test"]})
     key = _sort_key(key, tests)
     if key not in SORT_KEYS and key not in tests:
-        from bigmodel_cli.config import suggest
+        from bigmodel_cli.config.experiment import suggest
 
         raise ConfigError(f"--sort {key}: not a column", hint=suggest(key, [*SORT_KEYS, *tests]))
     if key == "best":

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bigmodel_cli import __version__
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.model.saved import run_base_dir
 from bigmodel_cli.runs import CHECKPOINTS, META_FILE, atomic_write_json, read_json
 

@@ -68,7 +68,7 @@ class SubmitOutcome:
 
 
 def _experiment(path: Path, overrides: list[str]) -> tuple[Path, str]:
-    from bigmodel_cli.config import load_experiment
+    from bigmodel_cli.config.load import load_experiment
 
     path = Path(path).resolve()
     if not path.exists():

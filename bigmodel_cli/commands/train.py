@@ -12,8 +12,8 @@ from typing import Any
 
 from bigmodel_cli import runs
 from bigmodel_cli.commands.session import _end_session, _start_session
-from bigmodel_cli.config import (
-    ExperimentConfig,
+from bigmodel_cli.config.experiment import ExperimentConfig
+from bigmodel_cli.config.load import (
     apply_overrides,
     dump,
     load_experiment,
@@ -219,7 +219,7 @@ def _load(cfg: ExperimentConfig, base_dir: Path, resumed: Path | None, observer:
 
 
 class _RunOpener:
-    """Called by the Trainer once every check has passed: nothing is written before.
+    """Called once the Trainer's build has passed every check: nothing is written before.
     Creates (or reuses) the run folder, its config and encoders, and starts the session."""
 
     def __init__(
@@ -287,17 +287,15 @@ def _fit(opener: _RunOpener, observer: Any):
 
     status = "failed"
     try:
-        if opener.start.resume:
+        resume = opener.start.resume
+        if resume:  # the folder is there: the session starts before the checkpoint is read
             opener()
-        result = trainer.fit(
-            opener.cfg,
-            opener.base_dir,
-            opener.run_dir if opener.start.resume else opener,
-            opener.datasets,
-            observer,
-            strategy_plan=opener.plan,
-            resume=opener.start.resume,
-        )
+        t = trainer.Trainer(opener.cfg, opener.base_dir, opener.datasets, observer, opener.plan)
+        t.build(resume, opener.run_dir)
+        # every check has passed: only now is a new folder made, from the settled config
+        run_dir = opener.run_dir if resume else opener(t.cfg)
+        assert run_dir is not None
+        result = t.fit(run_dir, resume)
         status = "completed"
         return result
     except BaseException as e:
@@ -333,9 +331,8 @@ def _after_training(
     overrides: list[str],
     times: dict[str, float],
 ) -> tuple[Path | None, bool, list[str]]:
-    """The chief's notes, plot and inference copy (in the background by default): (plot, background,
-    notes).
-    """
+    """The chief's notes, plot and inference copy (in the background by
+    default): (plot, background, notes)."""
     import time
 
     if not plan.is_chief:

@@ -31,52 +31,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bigmodel_cli.config import (
-    ExperimentConfig,
-    find_config,
-    load_experiment,
-    read_yaml,
-    apply_overrides,
+from bigmodel_cli.config.experiment import ExperimentConfig
+from bigmodel_cli.config.load import find_config, load_experiment, read_yaml, apply_overrides
+from bigmodel_cli.errors import ConfigError
+from bigmodel_cli.commands.tune_trial import (
+    TrialRow,
+    TrialRun,
+    fail_stale,
+    finished_states,
+    signature_diff,
+    trial_rows,
 )
-from bigmodel_cli.errors import BigmodelError, ConfigError, Interrupted, Pruned
 
 TUNE_DIR = "tune"
 STUDY_DB = "study.db"
 BEST_YAML = "best.yaml"
-MAX_FAILURES_IN_A_ROW = 3
-
-
-@dataclass
-class TrialRow:
-    number: int
-    state: str  # running | complete | pruned | fail
-    params: dict[str, Any]
-    value: float | None = None
-    run_dir: str | None = None
-    epochs: int = 0
-    seconds: float | None = None
-    reason: str | None = None
-    baseline: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "number": self.number,
-            "state": self.state,
-            "value": self.value,
-            "params": self.params,
-            "run_dir": self.run_dir,
-            "epochs": self.epochs,
-            "seconds": self.seconds,
-            "reason": self.reason,
-            "baseline": self.baseline,
-        }
 
 
 @dataclass
@@ -126,7 +101,7 @@ def plan(cfg: ExperimentConfig) -> tuple[dict[str, Any], str, str]:
     logged = ["loss", *names] + (["val_loss", *[f"val_{m}" for m in names]] if has_val else [])
     metric = spec.metric or ("val_loss" if has_val else "loss")
     if metric not in logged:
-        from bigmodel_cli.config import suggest
+        from bigmodel_cli.config.experiment import suggest
 
         extra = (
             ""
@@ -199,10 +174,6 @@ def baseline_params(cfg: ExperimentConfig, dists: dict[str, Any]) -> dict[str, A
     return params
 
 
-def _owner() -> dict[str, Any]:
-    return {"host": platform.node(), "pid": os.getpid()}
-
-
 @contextlib.contextmanager
 def _study_lock(tune_dir: Path, study: str):
     import fcntl
@@ -223,31 +194,6 @@ def _study_lock(tune_dir: Path, study: str):
         yield
     finally:
         os.close(fd)
-
-
-def _rows(study) -> list[TrialRow]:
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        seconds = (
-            (t.datetime_complete - t.datetime_start).total_seconds()
-            if t.datetime_complete and t.datetime_start
-            else None
-        )
-        rows.append(
-            TrialRow(
-                t.number,
-                t.state.name.lower(),
-                dict(t.params),
-                t.value if t.state.name == "COMPLETE" else None,
-                a.get("run_dir"),
-                int(a.get("epochs", len(t.intermediate_values))),
-                round(seconds, 1) if seconds is not None else None,
-                a.get("reason"),
-                bool(a.get("baseline")),
-            )
-        )
-    return rows
 
 
 def tune(
@@ -285,9 +231,9 @@ def tune(
     with _study_lock(tune_dir, name):
         study, stale = _open_study(cfg, dists, name, storage_path, signature)
         if progress:
-            progress.begin(name, storage_path, metric, direction, target, _rows(study), stale)
+            progress.begin(name, storage_path, metric, direction, target, trial_rows(study), stale)
         ran, failures = 0, 0
-        trial_run = _TrialRun(
+        trial_run = TrialRun(
             study,
             dists,
             path,
@@ -301,10 +247,10 @@ def tune(
             target,
             study_name,
         )
-        while len(study.get_trials(deepcopy=False, states=_finished())) < target:
+        while len(study.get_trials(deepcopy=False, states=finished_states())) < target:
             failures = trial_run.run(failures)
             ran += 1
-        rows = _rows(study)
+        rows = trial_rows(study)
         complete = [r for r in rows if r.state == "complete" and r.value is not None]
         best = (
             (min if direction == "minimize" else max)(complete, key=lambda r: r.value)
@@ -313,12 +259,6 @@ def tune(
         )
         best_yaml = write_best(path, overrides, best, name, metric) if best else None
     return TuneOutcome(name, storage_path, metric, direction, rows, best, best_yaml, ran, stale)
-
-
-def _finished() -> tuple:
-    import optuna
-
-    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def _open_study(
@@ -344,7 +284,7 @@ def _open_study(
         if old is not None and old != json.loads(json.dumps(signature)):
             raise ConfigError(
                 f"study '{name}' in {storage_path} searched another space or metric "
-                f"({_diff(old, signature)})",
+                f"({signature_diff(old, signature)})",
                 hint="name a new study with --study NAME, or delete that study's file to start "
                 "over",
             )
@@ -372,7 +312,7 @@ def _open_study(
         load_if_exists=True,
     )
     study.set_user_attr("signature", signature)
-    stale = _fail_stale(study)
+    stale = fail_stale(study)
     if not any(
         t.user_attrs.get("baseline") and t.state != optuna.trial.TrialState.FAIL
         for t in study.get_trials(deepcopy=False)
@@ -381,214 +321,6 @@ def _open_study(
         if base is not None:
             study.enqueue_trial(base, user_attrs={"baseline": True})
     return study, stale
-
-
-class _TrialRun:
-    """One trial: ask, train with its parameters, tell the study how it ended."""
-
-    def __init__(
-        self,
-        study,
-        dists,
-        path,
-        overrides,
-        metric,
-        direction,
-        progress,
-        train_fn,
-        name,
-        storage_path,
-        target,
-        study_name,
-    ) -> None:
-        self.study, self.dists, self.path, self.overrides, self.metric, self.direction = (
-            study,
-            dists,
-            path,
-            overrides,
-            metric,
-            direction,
-        )
-        self.progress, self.train_fn, self.name, self.storage_path, self.target, self.study_name = (
-            progress,
-            train_fn,
-            name,
-            storage_path,
-            target,
-            study_name,
-        )
-
-    def run(self, failures: int) -> int:
-        """Runs one trial; the count of failed trials in a row after it."""
-        import optuna
-
-        study, progress, metric = self.study, self.progress, self.metric
-        trial = study.ask(self.dists)
-        for k, v in _owner().items():
-            trial.set_user_attr(k, v)
-        params = dict(trial.params)
-        if progress:
-            progress.trial_begin(trial.number, params)
-        sets = [
-            "train.inference_copy=none",
-            *self.overrides,
-            *[f"{k}={json.dumps(v)}" for k, v in params.items()],
-        ]
-        observer = _TrialObserver(trial, metric, progress)
-        t0 = time.perf_counter()
-        state, value, reason = "complete", None, None
-
-        def close(st, v=None, why=None, epochs=None):
-            if observer.run_dir is not None:
-                trial.set_user_attr("run_dir", observer.run_dir)
-            trial.set_user_attr("epochs", observer.epochs if epochs is None else epochs)
-            if why:
-                trial.set_user_attr("reason", why[:500])
-            study.tell(trial, v, state=st)
-
-        try:
-            outcome = self.train_fn(
-                self.path,
-                sets,
-                observer=observer,
-                tags={
-                    "tune": {
-                        "study": self.name,
-                        "trial": trial.number,
-                        "params": params,
-                        "storage": str(self.storage_path),
-                    }
-                },
-            )
-            observer.run_dir = str(outcome.run_dir)
-            values = [r[metric] for r in outcome.history if metric in r]
-            value = (min if self.direction == "minimize" else max)(values)
-            close(optuna.trial.TrialState.COMPLETE, value, epochs=len(outcome.history))
-            failures = 0
-        except Pruned:
-            state = "pruned"
-            close(optuna.trial.TrialState.PRUNED)
-        except (Interrupted, KeyboardInterrupt):
-            close(optuna.trial.TrialState.FAIL, why="interrupted (Ctrl-C / SIGTERM)")
-            raise Interrupted(
-                f"tune interrupted in trial {trial.number}; the study keeps its "
-                f"{len(study.get_trials(deepcopy=False, states=_finished()))} finished "
-                "trials",
-                resume_command=f"bigmodel tune {self.path} --trials {self.target}"
-                + (f" --study {self.name}" if self.study_name else ""),
-            ) from None
-        except BigmodelError as e:
-            state, reason = "fail", str(e)
-            close(optuna.trial.TrialState.FAIL, why=reason)
-            if (
-                not observer.started
-            ):  # refused before training began: the experiment is wrong, not this trial
-                raise
-            failures += 1
-            if failures >= MAX_FAILURES_IN_A_ROW:
-                raise BigmodelError(
-                    f"{failures} trials in a row failed; the last: {e}",
-                    hint=e.hint
-                    or "fix the experiment, then run the same command again: the study continues",
-                ) from None
-        except Exception:  # a bug: the trial is over all the same
-            close(optuna.trial.TrialState.FAIL, why="internal error")
-            raise
-        finally:
-            _clear_session()
-        if progress:
-            progress.trial_end(
-                trial.number,
-                state,
-                value,
-                reason,
-                observer.run_dir,
-                round(time.perf_counter() - t0, 1),
-                _rows(study),
-            )
-        return failures
-
-
-def _diff(old: dict, new: dict) -> str:
-    new = json.loads(json.dumps(new))
-    return (
-        "; ".join(
-            f"{k}: was {old.get(k)}, now {new.get(k)}" for k in new if old.get(k) != new.get(k)
-        )
-        or "changed"
-    )
-
-
-def _fail_stale(study) -> list[int]:
-    """With the study's lock held, a RUNNING trial is one whose process died."""
-    import optuna
-
-    stale = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        trial = optuna.trial.Trial(study, t._trial_id)
-        owner = t.user_attrs.get("pid")
-        trial.set_user_attr(
-            "reason",
-            f"its process (pid {owner}) ended before the trial did (killed?); replaced by "
-            "a new trial",
-        )
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        stale.append(t.number)
-    return stale
-
-
-def _clear_session() -> None:
-    import gc
-
-    import keras
-
-    keras.backend.clear_session()
-    gc.collect()
-
-
-class _TrialObserver:
-    """Reports each epoch's metric to the trial and asks the pruner; passes
-    everything on to the live table."""
-
-    def __init__(self, trial, metric: str, progress: Any):
-        self.trial, self.metric, self.progress = trial, metric, progress
-        self.epochs = 0
-        self.run_dir: str | None = None
-        self.started = False
-
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        self.started = True
-        self.run_dir = info.get("run_dir")
-        if self.progress:
-            self.progress.on_train_begin(info)
-
-    def on_epoch_begin(self, epoch: int, steps: int) -> None:
-        if self.progress:
-            self.progress.on_epoch_begin(epoch, steps)
-
-    def on_steps(self, *a: Any) -> None:
-        if self.progress:
-            self.progress.on_steps(*a)
-
-    def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
-        self.epochs = epoch
-        if self.progress:
-            self.progress.on_epoch_end(epoch, row)
-        value = row.get(self.metric)
-        if value is None:
-            return
-        self.trial.report(float(value), epoch)
-        if self.trial.should_prune():
-            raise Pruned(
-                f"trial {self.trial.number} pruned at epoch {epoch}: {self.metric} "
-                f"{value:.4g} is worse than the median of earlier trials"
-            )
-
-    def on_saved(self, path: Path) -> None:
-        pass
-
-    def on_train_end(self, info: dict[str, Any]) -> None:
-        pass
 
 
 def write_best(

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.features import registry
+from bigmodel_cli.features.date import PARTS as DATE_PARTS
 
-VERSION = 1
+VERSION = 2  # 2: date columns (their parts, not yet standardised) and text columns (ids)
 
 
 MANIFEST = "manifest.json"
@@ -26,6 +27,9 @@ class Schema:
     ]  # feature -> type, as data.columns (the manifest's on-disk key stays "types")
     target: str
     task: str
+    # text column -> ids a row holds on disk (the most any row has: known after the
+    # vocabulary pass)
+    text_widths: dict[str, int] = field(default_factory=dict)
 
     @property
     def numeric(self) -> list[str]:
@@ -36,8 +40,19 @@ class Schema:
         return registry.columns_of(self.columns, self.features, registry.CATEGORY)
 
     @property
+    def dates(self) -> list[str]:
+        return registry.columns_of(self.columns, self.features, registry.DATE)
+
+    @property
+    def texts(self) -> list[str]:
+        return registry.columns_of(self.columns, self.features, registry.TEXT)
+
+    @property
     def width(self) -> int:
-        return len(self.numeric) + len(self.categories) + 1
+        """A row on disk: its numbers, category codes, each date's parts, each text's ids
+        (zero-padded), the target."""
+        fixed = len(self.numeric) + len(self.categories) + DATE_PARTS * len(self.dates)
+        return fixed + sum(self.text_widths.get(c, 0) for c in self.texts) + 1
 
 
 PARTITIONS = 12  # canonical partitions: 1, 2, 3, 4, 6 or 12 workers read disjoint shares
@@ -61,5 +76,6 @@ def cache_key(
         "validation": fraction,
         "seed": cfg.seed if fraction else None,
         "block_mb": d.block_mb,
+        "text": d.text.model_dump() if schema.texts else None,  # the ids depend on it
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from bigmodel_cli.data.block_format import MANIFEST, VERSION, Schema
+from bigmodel_cli.data.block_format import DATE_PARTS, MANIFEST, VERSION, Schema
 from bigmodel_cli.errors import ConfigError, DataError
 from bigmodel_cli.features.number import ColumnStats
 
@@ -56,10 +56,12 @@ class Prepared:
         return [int(n) for n in self.m["labels"]["counts"]] if self.m["labels"] else []
 
     def encoders(self, max_values: int) -> dict[str, Any]:
-        """A CategoryEncoder per category column, from the training counts."""
+        """A CategoryEncoder per category column, from the training counts, and a
+        DateEncoder per date column, from the training rows' statistics."""
         from collections import Counter
 
         from bigmodel_cli.features.category import CategoryEncoder, canonical
+        from bigmodel_cli.features.date import DateEncoder
 
         out = {}
         for c, info in self.m["categories"].items():
@@ -69,10 +71,27 @@ class Prepared:
                 if key is not None and n:
                     counts[key] += n
             out[c] = CategoryEncoder.from_counts(counts, max_values, boolean=info["boolean"])
-        return out
+        for c, info in self.m.get("dates", {}).items():
+            out[c] = DateEncoder(info["format"], info["stats"])
+        return {**out, **self.text_tokenizers()}
+
+    def text_tokenizers(self) -> dict[str, Any]:
+        """The tokenisers whose ids the blocks hold (fitted on the training rows)."""
+        info = self.m.get("text")
+        if not info:
+            return {}
+        from bigmodel_cli.features.registry import load_tokenizers
+
+        toks = load_tokenizers(self.folder / info["folder"])
+        for c, chosen in info.get("chosen", {}).items():
+            toks[c].chosen = list(chosen)
+        return toks
 
     def remaps(self, classes: list[Any] | None, encoders: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Code -> model value: class index for the target, category id per column."""
+        """Code -> model value: class index for the target, category id per column; for a
+        date column, its encoder's (year mean, std, days mean, std) that standardise the
+        parts on disk; for a text column, the blocks' ids -> the run's (a resumed run's
+        encoders are its own, not the cache's)."""
         from bigmodel_cli.data.sources import _key
         from bigmodel_cli.features.category import MISSING, UNSEEN, canonical
 
@@ -94,6 +113,11 @@ class Prepared:
                 enc.index.get(canonical(k, enc.boolean) or "", UNSEEN) for k in info["values"]
             ]
             out[c] = np.asarray(ids, np.int32)
+        for c in self.m["layout"].get("dates", []):
+            out[c] = np.asarray(encoders[c].stats, np.float64)
+        cached = self.text_tokenizers()
+        for c in self.m["layout"].get("texts", []):
+            out[c] = _id_map(cached[c], encoders[c])
         return out
 
     def split(
@@ -106,10 +130,21 @@ class Prepared:
         return StreamedTable(self.folder, blocks, self.m, remaps, source, window)
 
 
+def _id_map(cached: Any, run: Any) -> np.ndarray:
+    """The blocks' text ids -> the run's (the same where the run's tokeniser is the cache's;
+    a resumed run keeps its own): an n-gram the run does not know is its out-of-vocabulary id."""
+    from bigmodel_cli.features.text import OOV, PAD
+
+    ids = np.arange(len(cached.vocabulary) + 2, dtype=np.int32)
+    if list(cached.vocabulary) != list(run.vocabulary):
+        ids[2:] = [run.index.get(g, OOV) for g in cached.vocabulary]
+    ids[PAD], ids[OOV] = PAD, OOV
+    return ids
+
+
 def read_block(path: Path, out: np.ndarray) -> None:
-    """A block file into ``out`` with plain reads (not mmap: mapped pages count as resident
-    memory).
-    """
+    """A block file into ``out`` with plain reads (not mmap: mapped
+    pages count as resident memory)."""
     view = memoryview(out).cast("B")
     with open(path, "rb", buffering=0) as f:
         got = 0
@@ -226,10 +261,10 @@ class StreamedTable:
             source,
         )
         self.width = manifest["layout"]["width"]
-        self.numeric, self.categories = (
-            manifest["layout"]["numeric"],
-            manifest["layout"]["categories"],
-        )
+        layout = manifest["layout"]
+        self.numeric, self.categories = layout["numeric"], layout["categories"]
+        self.dates, self.texts = layout.get("dates", []), layout.get("texts", [])
+        self.text_widths = layout.get("text_widths", {})
         self.n = sum(rows for part in blocks for _, rows in part)
         self.window = window
         self.regression = manifest["task"] == "regression"
@@ -256,19 +291,30 @@ class StreamedTable:
             if self.regression
             else self.remaps["__target__"][t.astype(np.int64)]
         )
-        if not self.categories:
+        if not self.categories and not self.dates and not self.texts:
             return numbers, y
         x: dict[str, np.ndarray] = {"features": numbers} if n_num else {}
         for j, c in enumerate(self.categories):
             x[ids_name(c)] = self.remaps[c][rows[:, n_num + j].astype(np.int64)].reshape(-1, 1)
+        at = n_num + len(self.categories)
+        for j, c in enumerate(self.dates):
+            parts = rows[:, at + j * DATE_PARTS : at + (j + 1) * DATE_PARTS].astype(np.float64)
+            st = self.remaps[c]  # as DateEncoder.parts: standardised in float64, then float32
+            parts[:, 0] = (parts[:, 0] - st[0]) / st[1]
+            parts[:, -1] = (parts[:, -1] - st[2]) / st[3]
+            x[ids_name(c)] = parts.astype(np.float32)
+        at += DATE_PARTS * len(self.dates)
+        for c in self.texts:
+            w = self.text_widths[c]
+            x[ids_name(c)] = self.remaps[c][rows[:, at : at + w].astype(np.int64)]
+            at += w
         return x, y
 
     def worker_rows(
         self, key: list[int], start: int, stop: int, i: int, W: int, chunk: int, shuffle: bool
     ) -> Iterator[np.ndarray]:
-        """Rows at positions start <= p < stop with p % W == i, in order, ``chunk`` positions at a
-        time.
-        """
+        """Rows at positions start <= p < stop with p % W == i, in
+        order, ``chunk`` positions at a time."""
         C = len(self.parts)
         if C % W:
             raise ConfigError(
@@ -308,9 +354,8 @@ class StreamedTable:
         )
 
     def take(self, idx: np.ndarray) -> Any:
-        """The rows at ``idx`` (a small sample: the run's ONNX parity check), as an in-memory
-        Split.
-        """
+        """The rows at ``idx`` (a small sample: the run's ONNX parity
+        check), as an in-memory Split."""
         from bigmodel_cli.data.sources import Split
 
         idx = np.asarray(idx, np.int64)

@@ -3,8 +3,10 @@
 **Conversion** (``bigmodel prepare``, or the first streamed ``train``) reads
 the training files chunk by chunk (CSV/TSV/Parquet/JSONL, ``.gz`` allowed),
 checks every value as the in-memory path does (file and line of a bad value),
-and writes each training row as float32 ``[numbers..., category codes...,
-target]`` into one of :data:`PARTITIONS` canonical partitions: row r goes to
+and writes each training row as float32 ``[numbers..., category codes..., date
+parts..., text ids..., target]`` (dates and text ids through the one road; a
+table with text is read twice, the first pass fitting the vocabularies) into one
+of :data:`PARTITIONS` canonical partitions: row r goes to
 partition r % 12, and a partition is a series of block files of
 ``data.block_mb``. The same pass merges the column statistics (mean and
 variance exactly, the median from a uniform sample of
@@ -16,7 +18,7 @@ the blocks; the cache folder is reused while the key matches.
 
 Category values and labels are stored as first-seen codes; the maps to the
 model's class indices and category ids are made when the cache is *read*
-(:meth:`Prepared.remaps`), so a resumed run reuses its own encoders.
+(:meth:`.block_reader.Prepared.remaps`), so a resumed run reuses its own encoders.
 
 **Order.** Partition c of epoch e reads its blocks in the order
 ``rng([seed, e, pass, c]).permutation``, and shuffles rows within windows of
@@ -32,9 +34,8 @@ every global batch (``pipeline.Streamed``). It reads only those blocks.
 
 **Memory.** A reader holds one window per partition it owns: at most
 12 / W * shuffle_blocks * block_mb, whatever the data size. Blocks are read
-with plain reads into one buffer per window (:func:`read_block`), never memory-mapped: mapped pages
-count
-as resident memory.
+with plain reads into one buffer per window (:func:`.block_reader.read_block`), never
+memory-mapped: mapped pages count as resident memory.
 
 Example::
 
@@ -49,19 +50,23 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from bigmodel_cli.features import registry
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.errors import ConfigError, DataError
 from bigmodel_cli.features.number import ColumnStats, grid_quantiles
 from bigmodel_cli.data.block_reader import Prepared
 from bigmodel_cli.data.block_format import MANIFEST, PARTITIONS, VERSION, Schema, cache_key
+from bigmodel_cli.features.date import PARTS as DATE_PARTS
 
+# parts with these (year mean, std, days mean, std) keep the year and the days as they are
+RAW_DATE_STATS = (0.0, 1.0, 0.0, 1.0)
+TEXT_DIR = "text"  # the text columns' tokenisers, in the cache folder
 SAMPLE_ROWS = 100_000  # training rows kept (a uniform sample) for medians
 CHUNK_ROWS = 100_000  # rows read from a file at a time
 
@@ -246,9 +251,8 @@ def _plain(v: Any) -> Any:
 
 
 class Sample:
-    """The training rows with the SAMPLE_ROWS smallest hashes: a uniform sample, the same whatever
-    the chunking.
-    """
+    """The training rows with the SAMPLE_ROWS smallest hashes: a uniform
+    sample, the same whatever the chunking."""
 
     def __init__(self, seed: int, columns: int):
         self.seed = seed
@@ -278,8 +282,17 @@ class Converter:
         folder: Path,
         progress: Progress | None,
         total_bytes: int,
+        texts: dict[str, Any] | None = None,
     ):
+        """``texts``: each text column's fitted tokeniser; a table with text columns and
+        none is converted twice: this first pass fits them (:meth:`text_fit`) and writes
+        nothing."""
+        from bigmodel_cli.features.text_type import TextFitter
+
         self.cfg, self.schema, self.folder = cfg, schema, folder
+        self.texts = texts or {}
+        self.fitting = bool(schema.texts) and texts is None
+        self.fitters = {c: TextFitter(c, cfg) for c in schema.texts} if self.fitting else {}
         width = schema.width
         self.block_rows = max(1, int(cfg.data.block_mb * 2**20) // (4 * width))
         self.train = BlockWriter(folder, "train", width, self.block_rows, PARTITIONS)
@@ -291,6 +304,8 @@ class Converter:
         self.stats = ColumnStats.empty(n_num)
         self.y_stats = ColumnStats.empty(1)
         self.sample = Sample(cfg.seed, n_num)
+        # a date's year and days since 1970, over the training rows: its standardisation
+        self.date_stats = {c: ColumnStats.empty(2) for c in schema.dates}
         self.rows_read = 0  # every data row of every training file: the row number hashed
         self.dropped: dict[str, int] = {}
         self.progress, self.total_bytes, self.done_bytes = progress, total_bytes, 0
@@ -298,6 +313,7 @@ class Converter:
 
     def add_file(self, path: Path, role: str) -> None:
         from bigmodel_cli.data import tables as D
+        from bigmodel_cli.data.sources import _key
         from bigmodel_cli.features.category import canonical, is_boolean
 
         s, cfg = self.schema, self.cfg
@@ -329,10 +345,11 @@ class Converter:
                 )
                 for c in s.categories
             ]
+            dates = self._date_parts(df, lenient)
             if s.task == "regression":
                 y = D.numeric_matrix(df, [s.target])[:, 0]
             else:
-                y = self.labels.encode(df[s.target].to_numpy(dtype=object), D._key, keep_value=True)
+                y = self.labels.encode(df[s.target].to_numpy(dtype=object), _key, keep_value=True)
                 y = np.where(y == 0, np.nan, y - 1).astype(np.float32)  # NaN: a missing label
             x, y, keep, no_target = D.handle_missing(df, x, y, s.numeric, cfg, True)
             if no_target:
@@ -340,31 +357,38 @@ class Converter:
                 self.dropped[src] = self.dropped.get(src, 0) + no_target
             rows = np.arange(self.rows_read, self.rows_read + len(df), dtype=np.int64)
             if keep is not None:
-                rows, cat = rows[keep], [c[keep] for c in cat]
+                rows, cat, dates = rows[keep], [c[keep] for c in cat], dates[keep]
+            if self.fitting:  # the first pass: the text columns' vocabularies, nothing written
+                self._fit_texts(df, keep, role, rows)
+                if role == "train":
+                    self.rows_read += len(df)
+                self.done_bytes = base_bytes + at
+                if self.progress:
+                    self.progress(self.done_bytes, self.total_bytes, 0)
+                continue
+            ids = self._text_ids(df, lenient)
+            if keep is not None:
+                ids = ids[keep]
             if role == "train":
                 self.rows_read += len(df)
             block = np.concatenate(
                 [
                     x,
                     np.stack(cat, axis=1) if cat else np.zeros((len(x), 0), np.float32),
+                    dates,
+                    ids,
                     y[:, None],
                 ],
                 axis=1,
             ).astype(np.float32)
-            val = (
-                held_out(cfg.seed, rows, float(cfg.data.validation))
-                if role == "train"
-                and isinstance(cfg.data.validation, float)
-                and cfg.data.validation
-                else None
-            )
+            val = self._validation_rows(rows, role)
             if role == "validation":
                 self.valid.add(block)
             else:
                 tr = ~val if val is not None else slice(None)
                 if val is not None and val.any():
                     self.valid.add(block[val])
-                self._learn(block[tr], x[tr], y[tr], rows[tr], [c[tr] for c in cat])
+                self._learn(block[tr], x[tr], y[tr], rows[tr], [c[tr] for c in cat], dates[tr])
                 self.train.add(block[tr])
             self.done_bytes = base_bytes + at
             if self.progress:
@@ -378,6 +402,7 @@ class Converter:
         y: np.ndarray,
         rows: np.ndarray,
         cat: list[np.ndarray],
+        dates: np.ndarray,
     ) -> None:
         """Statistics, counts and the median sample, from training rows only."""
         if not len(block):
@@ -391,6 +416,87 @@ class Converter:
             self.labels.count(y + 1)
         for c, codes in zip(self.schema.categories, cat):
             self.cats[c].count(codes)
+        for j, c in enumerate(self.schema.dates):
+            part = dates[:, j * DATE_PARTS : (j + 1) * DATE_PARTS]
+            self.date_stats[c] = self.date_stats[c].merge(ColumnStats.of(part[:, [0, -1]]))
+
+    def _validation_rows(self, rows: np.ndarray, role: str) -> np.ndarray | None:
+        """Which of these training-file rows the validation fraction holds out."""
+        cfg = self.cfg
+        if role != "train" or not isinstance(cfg.data.validation, float) or not cfg.data.validation:
+            return None
+        return held_out(cfg.seed, rows, float(cfg.data.validation))
+
+    def _fit_texts(self, df: Any, keep: np.ndarray | None, role: str, rows: np.ndarray) -> None:
+        """Each text column's vocabulary from the training rows; its width from every row."""
+        val = self._validation_rows(rows, role)
+        for c, fitter in self.fitters.items():
+            values = df[c].to_numpy(dtype=object)
+            values = values[keep] if keep is not None else values
+            fitter.measure(values)
+            if role == "train":
+                fitter.add(values[~val] if val is not None else values)
+
+    def text_fit(self) -> tuple[dict[str, Any], dict[str, int]]:
+        """(tokeniser, ids a row holds) of each text column, after the first pass."""
+        toks = {c: f.finish() for c, f in self.fitters.items()}
+        return toks, {c: f.width for c, f in self.fitters.items()}
+
+    def _text_ids(self, df: Any, lenient: bool) -> np.ndarray:
+        """float32 [rows, each text's width]: its ids through the one road, zero-padded
+        (padding weighs nothing in the bag and is masked in the mean)."""
+        from bigmodel_cli.data.tables import encode_inputs
+        from bigmodel_cli.features.text import ids_name
+
+        s = self.schema
+        if not s.texts:
+            return np.zeros((len(df), 0), np.float32)
+        x, _ = encode_inputs(df, s.texts, s.columns, self.texts, lenient)
+        out = np.zeros((len(df), sum(s.text_widths[c] for c in s.texts)), np.float32)
+        at = 0
+        for c in s.texts:
+            ids = x[ids_name(c)][:, : s.text_widths[c]]
+            out[:, at : at + ids.shape[1]] = ids
+            at += s.text_widths[c]
+        return out
+
+    def _date_parts(self, df: Any, lenient: bool) -> np.ndarray:
+        """float32 [rows, 8 a date column]: each date's parts through the one road (a value
+        that is not a date is the error every command gives), its year and days since 1970
+        left unstandardised until the training rows' statistics are known (the reader
+        standardises them)."""
+        from bigmodel_cli.data.tables import encode_inputs
+        from bigmodel_cli.features.date import DateEncoder
+        from bigmodel_cli.features.text import ids_name
+
+        s = self.schema
+        if not s.dates:
+            return np.zeros((len(df), 0), np.float32)
+        raw = {c: DateEncoder(s.columns[c], RAW_DATE_STATS) for c in s.dates}
+        x, _ = encode_inputs(df, s.dates, s.columns, raw, lenient)
+        return np.concatenate([x[ids_name(c)] for c in s.dates], axis=1).astype(np.float32)
+
+    def _save_texts(self) -> dict[str, Any] | None:
+        """The text columns' tokenisers beside the blocks (their ids are in
+        them), and what ``auto`` chose for each."""
+        if not self.texts:
+            return None
+        from bigmodel_cli.features.registry import save_tokenizers
+
+        save_tokenizers(self.folder / TEXT_DIR, self.texts)
+        return {"folder": TEXT_DIR, "chosen": {c: t.chosen for c, t in self.texts.items()}}
+
+    def _date_encoders(self) -> dict[str, dict[str, Any]]:
+        """Each date column's format and (year mean, std, days mean, std): what
+        :meth:`DateEncoder.fit` finds on the same training rows."""
+        out = {}
+        for c, st in self.date_stats.items():
+            if not st.count[0]:
+                raise DataError(f"date column '{c}' has no readable date in the training rows")
+            sd = [float(v) if v > 0 else 1.0 for v in st.std]
+            stats = [float(st.mean[0]), sd[0], float(st.mean[1]), sd[1]]
+            out[c] = {"format": self.schema.columns[c], "stats": stats}
+        return out
 
     def finish(
         self, key: str, sources: dict[str, list[dict[str, Any]]], seconds: float
@@ -412,7 +518,16 @@ class Converter:
             "types": s.columns,
             "target": s.target,
             "task": s.task,
-            "layout": {"numeric": s.numeric, "categories": s.categories, "width": s.width},
+            "layout": {
+                "numeric": s.numeric,
+                "categories": s.categories,
+                "dates": s.dates,
+                "texts": s.texts,
+                "text_widths": s.text_widths,
+                "width": s.width,
+            },
+            "text": self._save_texts(),
+            "dates": self._date_encoders(),
             "block_rows": self.block_rows,
             "partitions": PARTITIONS,
             "train": {"rows": self.train.rows, "blocks": train_blocks},
@@ -464,9 +579,8 @@ def source_files(cfg: ExperimentConfig, base_dir: Path, role: str) -> list[Path]
 
 
 def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
-    """Features and their types, from data.features/data.columns or the first chunk of the first
-    file.
-    """
+    """Features and their types, from data.features/data.columns or
+    the first chunk of the first file."""
     from bigmodel_cli.data import tables as D
 
     df, _ = next(read_chunks(first, delimiter=cfg.data.delimiter))
@@ -479,22 +593,18 @@ def schema_of(cfg: ExperimentConfig, first: Path) -> Schema:
     D.check_columns(df, [cfg.data.target], "target")
     columns = D.infer_column_types(df, feats, cfg.data.columns)
     text = registry.columns_of(columns, feats, registry.TEXT)
-    if text:
+    if text and cfg.model.backbone:
         raise ConfigError(
-            f"streaming does not handle text columns yet: {', '.join(text)}",
-            hint="set data.stream: false to load the data in memory, or data.columns: {"
-            + f"{text[0]}: category"
-            + "} if it holds labels",
+            f"streaming does not read text columns for a pretrained encoder yet "
+            f"(model.backbone): {', '.join(text)}",
+            hint="set data.stream: false to load the data in memory",
         )
 
-    dated = registry.columns_of(columns, feats, registry.DATE)
-    if dated:
-        raise ConfigError(
-            f"streaming does not handle date columns yet: {', '.join(dated)}",
-            hint="set data.stream: false to load the data in memory, or data.columns: {"
-            + f"{dated[0]}: category"
-            + "} to read its values as labels",
-        )
+    from bigmodel_cli.features.date import resolve_format
+
+    # a date column's format is read from the first chunk (one pass: the blocks hold its parts)
+    for c in registry.columns_of(columns, feats, registry.DATE):
+        columns[c] = resolve_format(df[c].to_numpy(dtype=object).tolist(), c, columns[c])
     return Schema(feats, columns, cfg.data.target, cfg.task)
 
 
@@ -510,6 +620,11 @@ def _locked(path: Path):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _halved(progress: Progress, half: int) -> Progress:
+    """The progress of one of two passes over the same bytes, as half the bar."""
+    return lambda done, total, rows: progress(half * (total // 2) + done // 2, total, rows)
 
 
 def prepare(
@@ -536,9 +651,19 @@ def prepare(
         tmp.mkdir(parents=True)
         conv = None
         try:
-            conv = Converter(
-                cfg, schema, tmp, progress, sum(s["size"] for ss in sources.values() for s in ss)
-            )
+            total = sum(s["size"] for ss in sources.values() for s in ss)
+            texts = None
+            passes = [None, progress]
+            if schema.texts and progress is not None:  # two passes: each half the bar
+                passes = [_halved(progress, 0), _halved(progress, 1)]
+            if schema.texts:  # a first pass fits the vocabularies: the blocks hold ids
+                fit = Converter(cfg, schema, tmp, passes[0], total)
+                for role, paths in files.items():
+                    for p in paths:
+                        fit.add_file(p, role)
+                texts, widths = fit.text_fit()
+                schema = replace(schema, text_widths=widths)
+            conv = Converter(cfg, schema, tmp, passes[1], total, texts)
             for role, paths in files.items():
                 for p in paths:
                     conv.add_file(p, role)

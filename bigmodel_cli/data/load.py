@@ -6,16 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.features import registry
+from bigmodel_cli.data.labels import infer_classes
 from bigmodel_cli.data.sources import Datasets
 from bigmodel_cli.data.tables import (
     check_columns,
     check_shape,
     feature_columns,
     fit_tokenizers,
-    infer_classes,
     infer_column_types,
     make_split,
     read_table,

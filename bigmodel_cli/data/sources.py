@@ -299,3 +299,21 @@ def _key(v: Any) -> str | None:
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
         v = int(v)
     return str(v.item() if hasattr(v, "item") else v)
+
+
+def line_of_row(df, row: int) -> str:
+    """Where row ``row`` (a position in ``df``) is in its file; ``df`` may be a
+    subset of the rows read (its index keeps their positions in the file)."""
+    off = df.attrs.get("line_offset", 1)
+    try:
+        row = int(df.index[row])
+    except (TypeError, ValueError, IndexError):
+        pass
+    parts = df.attrs.get("parts")
+    if parts and len(parts) > 1:  # shards: name the file, and the line inside it
+        source, start, off = max((p for p in parts if p[1] <= row), key=lambda p: p[1])
+        return (
+            f"{source} {'line' if off == 2 else 'row'} "
+            f"{row - start + off if off == 2 else row - start + 1}"
+        )
+    return f"line {row + off}" if off == 2 else f"row {row + 1}"

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bigmodel_cli.features import registry
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.errors import ConfigError, DataError
 
 
@@ -109,7 +109,7 @@ def _table(
 ):
     from bigmodel_cli.data import block_reader, blocks
     from bigmodel_cli.data.sources import Datasets
-    from bigmodel_cli.data.tables import infer_classes
+    from bigmodel_cli.data.labels import infer_classes
 
     prepared = blocks.prepare(cfg, base_dir, progress)
     schema = prepared.schema
@@ -159,7 +159,8 @@ def _images(
     progress: Any,
 ):
     from bigmodel_cli.data.sources import Datasets
-    from bigmodel_cli.data.tables import check_shape, infer_classes, split_indices
+    from bigmodel_cli.data.labels import infer_classes
+    from bigmodel_cli.data.tables import check_shape, split_indices
     from bigmodel_cli.data.images import StreamedImages, folder_of, need_shape, pixel_names
 
     d = cfg.data

@@ -20,20 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.features import registry
 from bigmodel_cli.features.registry import CATEGORY, DATE, NUMBER, TEXT
 from bigmodel_cli.data.sources import (
     KERAS_SETS,
     Split,
-    _key,
     file_delimiter,
     read_error,
     resolve_path,
     shard_paths,
     table_format,
 )
+from bigmodel_cli.data.labels import encode_labels, missing_labels
+from bigmodel_cli.data.sources import line_of_row
 
 
 def read_table(
@@ -188,24 +189,6 @@ def feature_columns(df, cfg: ExperimentConfig) -> list[str]:
     return [c for c in df.columns if c not in skip]
 
 
-def _where(df, row: int) -> str:
-    """Where row ``row`` (a position in ``df``) is in its file; ``df`` may be a
-    subset of the rows read (its index keeps their positions in the file)."""
-    off = df.attrs.get("line_offset", 1)
-    try:
-        row = int(df.index[row])
-    except (TypeError, ValueError, IndexError):
-        pass
-    parts = df.attrs.get("parts")
-    if parts and len(parts) > 1:  # shards: name the file, and the line inside it
-        source, start, off = max((p for p in parts if p[1] <= row), key=lambda p: p[1])
-        return (
-            f"{source} {'line' if off == 2 else 'row'} "
-            f"{row - start + off if off == 2 else row - start + 1}"
-        )
-    return f"line {row + off}" if off == 2 else f"row {row + 1}"
-
-
 def check_columns(df, needed: list[str], what: str) -> None:
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -248,7 +231,7 @@ def frame_where(df):
 
     return Where(
         df.attrs.get("source", "data"),
-        lambda i: _where(df, i),
+        lambda i: line_of_row(df, i),
         "fix the value or drop the column from data.features; data.missing: impute reads "
         "such values as missing",
     )
@@ -269,7 +252,7 @@ def handle_missing(
     rows_y = (
         ~np.isfinite(y)
         if (y is not None and target_numeric)
-        else (np.zeros(len(x), bool) if y is None else _missing_labels(y))
+        else (np.zeros(len(x), bool) if y is None else missing_labels(y))
     )
     bad_rows = rows_x | rows_y
     n_bad = int(bad_rows.sum())
@@ -295,7 +278,7 @@ def handle_missing(
     if policy == "error":
         raise DataError(
             f"{src}: {n_bad} row(s) have missing or infinite values (first: "
-            f"{_where(df, first)}, column '{col}')",
+            f"{line_of_row(df, first)}, column '{col}')",
             hint="set data.missing: impute (training median + a missing flag, inside the "
             "model), drop (skip those rows) or fill (use data.fill_value)",
         )
@@ -307,91 +290,6 @@ def handle_missing(
     if not keep.any():
         raise DataError(f"{src}: every row has missing values; nothing is left to train on")
     return x[keep], (y[keep] if y is not None else None), keep, int(rows_y.sum())
-
-
-def _missing_labels(y: np.ndarray) -> np.ndarray:
-    import pandas as pd
-
-    return pd.isna(pd.Series(y)).to_numpy()
-
-
-def infer_classes(
-    y_raw: np.ndarray, cfg: ExperimentConfig, counts: list[int] | None = None
-) -> list[Any]:
-    """The class labels in output order: data.classes, else sorted. A binary task's
-    positive class (the one its probability is for) goes last: data.positive_label,
-    else the minority of ``y_raw`` (``counts``: how many rows each of its values has,
-    when ``y_raw`` holds each value once)."""
-    import pandas as pd
-
-    if cfg.data.classes is not None:
-        return positive_last(list(cfg.data.classes), cfg, None)
-    series = pd.Series(
-        y_raw if counts is None else np.repeat(np.asarray(y_raw, dtype=object), counts)
-    )
-    vals = series.dropna().unique().tolist()
-    try:
-        classes = sorted(vals)
-    except TypeError:
-        classes = sorted(vals, key=str)
-    classes = [c.item() if hasattr(c, "item") else c for c in classes]
-    classes = [int(c) if isinstance(c, float) and c.is_integer() else c for c in classes]
-    if cfg.task == "binary" and len(classes) != 2:
-        raise DataError(
-            f"a binary task needs exactly 2 target values in '{cfg.data.target}', found "
-            f"{len(classes)}: {classes[:10]}",
-            hint="use task: classification for more classes",
-        )
-    if cfg.task == "classification" and len(classes) < 2:
-        raise DataError(
-            f"the target column '{cfg.data.target}' has only {len(classes)} distinct "
-            "value(s); a classifier needs at least 2"
-        )
-    return positive_last(
-        classes,
-        cfg,
-        series.dropna().map(_key).value_counts().to_dict() if cfg.task == "binary" else None,
-    )
-
-
-def positive_last(
-    classes: list[Any], cfg: ExperimentConfig, counts: dict[Any, int] | None
-) -> list[Any]:
-    """A binary task's classes with the positive one last (see :func:`infer_classes`)."""
-    if cfg.task != "binary" or len(classes) != 2:
-        return classes
-    pos = cfg.data.positive_label
-    if pos is not None:
-        match = [c for c in classes if _key(c) == _key(pos) or str(c) == str(pos)]
-        if not match:
-            raise DataError(
-                f"data.positive_label '{pos}' is not a value of the target "
-                f"'{cfg.data.target}': it holds {classes[0]!r} and {classes[1]!r}",
-                hint=f"set data.positive_label to {classes[0]} or {classes[1]}",
-            )
-        return [c for c in classes if c is not match[0]] + match
-    if counts and counts.get(_key(classes[1]), 0) > counts.get(_key(classes[0]), 0):
-        return [classes[1], classes[0]]  # the minority is the positive class
-    return classes
-
-
-def encode_labels(df, y_raw: np.ndarray, classes: list[Any]) -> np.ndarray:
-    """Map raw labels to class indices; names the first unknown label."""
-    import pandas as pd
-
-    index = {_key(c): i for i, c in enumerate(classes)}
-    keys = pd.Series(y_raw).map(_key)
-    codes = keys.map(index)
-    bad = codes.isna() & keys.notna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"{df.attrs.get('source', 'data')}: label {y_raw[i]!r} on {_where(df, i)} is "
-            "not one of the model's classes",
-            hint=f"classes are {classes[:20]}; {int(bad.sum())} row(s) have unknown labels",
-        )
-    out = codes.to_numpy(dtype=np.float64, na_value=np.nan)
-    return out
 
 
 def infer_column_types(df, features: list[str], given: dict[str, str] | None) -> dict[str, str]:

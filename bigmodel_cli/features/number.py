@@ -230,9 +230,8 @@ def impute_class():
 
     @keras.saving.register_keras_serializable(package="bigmodel")
     class Impute(keras.layers.Layer):
-        """[batch, n] with NaN/inf -> [batch, n + len(flagged)]: training medians, then missing
-        flags.
-        """
+        """[batch, n] with NaN/inf -> [batch, n + len(flagged)]:
+        training medians, then missing flags."""
 
         def __init__(self, medians: list[float], flagged: list[int], **kwargs: Any):
             super().__init__(**kwargs)

@@ -36,7 +36,7 @@ from bigmodel_cli.features.base import ColumnType
 from bigmodel_cli.features.category import CATEGORY
 from bigmodel_cli.features.date import DATE
 from bigmodel_cli.features.number import NUMBER
-from bigmodel_cli.features.text import TEXT
+from bigmodel_cli.features.text_type import TEXT
 
 ColumnKind = ColumnType  # the name earlier code used
 NUMBER_NAME = NUMBER.name

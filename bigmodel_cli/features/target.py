@@ -69,9 +69,8 @@ class Target:
         return out, missing
 
     def values(self, cells: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """A regression's (float64 values, missing mask); a cell that is no number raises
-        LabelError.
-        """
+        """A regression's (float64 values, missing mask); a cell that
+        is no number raises LabelError."""
         out = np.full(len(cells), np.nan)
         missing = np.zeros(len(cells), bool)
         for i, v in enumerate(cells):

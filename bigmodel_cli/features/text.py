@@ -40,8 +40,6 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from bigmodel_cli.errors import DataError
-from bigmodel_cli.features.base import ColumnType
 
 TABLE_SIZE = 0x30000  # BMP and the supplementary planes where CJK extensions and emoji live
 ISOLATE = 1 << 22  # flag above every code point (max 0x10FFFF < 2**21)
@@ -230,6 +228,14 @@ def fit_vocabulary(
     for t in texts:
         counts.update(set(tok.grams(t)))  # document frequency: one count per row
         n += 1
+    return vocabulary_of(counts, n, size, min_count)
+
+
+def vocabulary_of(
+    counts: Counter, n: int, size: int = 100_000, min_count: int = 2
+) -> tuple[list[str], np.ndarray]:
+    """:func:`fit_vocabulary` from document frequencies already counted over ``n`` rows
+    (a streamed table counts them block by block)."""
     kept = [(c, g) for g, c in counts.items() if c >= min_count]
     kept.sort(key=lambda cg: (-cg[0], cg[1]))
     kept = kept[:size]
@@ -525,115 +531,3 @@ def choose(texts: Sequence[Any], max_chars: int = 20000) -> dict[str, Any]:
         + (f" (cut at {AUTO_MAX_TOKENS:,})" if p99 > AUTO_MAX_TOKENS else ""),
     ]
     return {"ngrams": 2, "max_tokens": max_tokens, "script": script, "why": why}
-
-
-class TextType(ColumnType):
-    """A text column: n-gram ids from scratch (:class:`PyTokenizer`, a TF-IDF bag or
-    a mean of learned vectors inside the model), or a pretrained encoder's WordPiece
-    ids (:class:`~bigmodel_cli.features.wordpiece.WordPiece`, ``model.backbone``)."""
-
-    name = "text"
-    spellings = ("text",)
-    saved_as = ("ngrams", "wordpiece")
-    describe = "n-gram ids (from scratch) or a pretrained encoder's WordPiece ids"
-
-    def fit(self, values: Sequence[Any], column: str, spelling: str, cfg: Any) -> Any:
-        """An n-gram vocabulary from the training texts (an error when no n-gram is
-        frequent enough); a backbone's WordPiece comes from its own vocabulary."""
-        t = cfg.data.text
-        chosen = choose(values, t.max_chars) if "auto" in (t.ngrams, t.max_tokens) else None
-        spec = spec_of(t, chosen)
-        vocab, idf = fit_vocabulary(values, spec, t.vocabulary_size, t.min_count)
-        if not vocab:
-            raise DataError(
-                f"text column '{column}' has no n-gram that appears in {t.min_count} or more rows",
-                hint="lower data.text.min_count, or check that the column really holds text",
-            )
-        tok = PyTokenizer(spec, vocab, idf=idf if spec.unique else None)
-        if chosen is not None:  # what the run chose, and why (train prints it)
-            most = f" (the {t.vocabulary_size:,} most frequent)"
-            tok.chosen = [f"text column '{column}': {line}" for line in chosen["why"]] + [
-                f"text column '{column}': vocabulary of {len(vocab):,} n-grams seen in "
-                f"{t.min_count}+ training rows" + (most if len(vocab) >= t.vocabulary_size else "")
-            ]
-        return tok
-
-    def owns(self, encoder: Any) -> bool:
-        return getattr(encoder, "kind", None) in self.saved_as
-
-    def to_doc(self, encoder: Any, input_name: str) -> dict[str, Any]:
-        if encoder.kind == "ngrams":
-            s = encoder.spec
-            return {
-                "kind": "ngrams",
-                "input": input_name,
-                "ngrams": s.ngrams,
-                "max_tokens": s.max_tokens,
-                "max_chars": s.max_chars,
-                "unique": s.unique,
-                "vocabulary": encoder.vocabulary,
-            }
-        return {
-            "kind": "wordpiece",
-            "input": input_name,
-            "sequence_length": encoder.sequence_length,
-            "lowercase": encoder.lowercase,
-            "strip_accents": encoder.strip_accents,
-            "vocabulary": encoder.vocabulary,
-        }
-
-    def from_doc(self, doc: dict[str, Any], fold_table: Any) -> Any:
-        if doc.get("kind") == "wordpiece":
-            from bigmodel_cli.features.wordpiece import WordPiece
-
-            return WordPiece(
-                doc["vocabulary"], doc["sequence_length"], doc["lowercase"], doc["strip_accents"]
-            )
-        spec = TextSpec(
-            doc["ngrams"], doc["max_tokens"], doc["max_chars"], bool(doc.get("unique", False))
-        )
-        return PyTokenizer(spec, doc["vocabulary"], fold_table)
-
-    def core_input(self, encoder: Any, name: str, cfg: Any, context: dict[str, Any]):
-        """int32 ids [rows, L] -> one vector: a fine-tuned backbone's mean token vector,
-        a TF-IDF bag (the idf fitted with the vocabulary becomes a weight) or a mean bag."""
-        import keras
-        from keras import layers as L
-
-        _, MaskedMean, TfidfBag = layers()
-        ids = keras.Input(shape=(None,), name=name, dtype="int32")
-        if cfg.model.backbone:
-            from bigmodel_cli.features import backbone as pretrained
-
-            _, BertInputs = pretrained.layers()
-            if context.get("backbone") is None:  # one encoder for every text column
-                folder = pretrained.resolve_backbone(cfg.model.backbone, context["base_dir"])
-                context["backbone"] = pretrained.load_backbone(folder)
-            seq = context["backbone"](BertInputs(name=f"bert_inputs_{name[4:]}")(ids))
-            return ids, MaskedMean(name=f"pool_{name[4:]}")(seq["sequence_output"], ids)
-        size = len(encoder.vocabulary) + 2
-        emb = L.Embedding(size, cfg.model.embedding_dim, name=f"embed_{name[4:]}")(ids)
-        if encoder.spec.unique:
-            bag = TfidfBag(size, name=f"tfidf_{name[4:]}")
-            out = bag(emb, ids)
-            if encoder.idf is not None:
-                bag.idf.assign(encoder.idf)
-            return ids, out
-        return ids, MaskedMean(name=f"bag_{name[4:]}")(emb, ids)
-
-    def raw_layer(self, encoder: Any, name: str):
-        if encoder.kind == "ngrams":
-            return keras_tokenizer(encoder.spec, encoder.vocabulary, name=f"tokenize_{name}")
-        from bigmodel_cli.features import backbone as pretrained
-
-        BertTokenize, _ = pretrained.layers()
-        return BertTokenize(
-            encoder.vocabulary,
-            encoder.sequence_length,
-            encoder.lowercase,
-            encoder.strip_accents,
-            name=f"tokenize_{name}",
-        )
-
-
-TEXT = TextType()

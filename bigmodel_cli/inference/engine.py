@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.errors import ConfigError, ModelFileError
 from bigmodel_cli.model import conformal
 from bigmodel_cli.model.saved import load_run_config, load_run_model, run_tokenizers

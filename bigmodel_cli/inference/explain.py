@@ -199,10 +199,12 @@ def _permuted(x: Any, slot: tuple[str | None, int | None], order: np.ndarray) ->
 
 
 def outputs(infer: Callable[[Any], np.ndarray], x: Any, batch: int) -> np.ndarray:
-    from bigmodel_cli.inference.predict import _rows
+    from bigmodel_cli.inference.predict import row_slice
 
     n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
-    return np.concatenate([np.asarray(infer(_rows(x, s, s + batch))) for s in range(0, n, batch)])
+    return np.concatenate(
+        [np.asarray(infer(row_slice(x, s, s + batch))) for s in range(0, n, batch)]
+    )
 
 
 def permutation_importance(
@@ -329,9 +331,8 @@ def _frame_baselines(df: Any, spec: Any) -> dict[str, Any]:
 
 
 def _typed(value: Any, arrow_type: Any) -> Any:
-    """A baseline value as a cell of a column of ``arrow_type`` (numbers read as text under
-    data.missing: impute).
-    """
+    """A baseline value as a cell of a column of ``arrow_type`` (numbers
+    read as text under data.missing: impute)."""
     import pyarrow as pa
 
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
@@ -353,9 +354,8 @@ def row_attributions(
     texts: set[str],
     baseline: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Occlusion per column (and per token of each of the ``texts`` columns) of the first ``rows``
-    rows.
-    """
+    """Occlusion per column (and per token of each of the ``texts``
+    columns) of the first ``rows`` rows."""
     import pyarrow as pa
 
     baseline = {c: _typed(baseline[c], table.schema.field(c).type) for c in spec.features}

@@ -218,9 +218,8 @@ def predict_body(
 def example_rows(
     cfg: Any, base_dir: Any, features: list[str], id_columns: list[str], n: int = 2
 ) -> list[dict[str, Any]]:
-    """The first rows of the training data as JSON values; placeholders by type when it cannot be
-    read.
-    """
+    """The first rows of the training data as JSON values;
+    placeholders by type when it cannot be read."""
     import math
 
     try:

@@ -94,7 +94,7 @@ BAD_VALUE_HINT = (
 )
 
 
-def _rows(x: Any, start: int, stop: int) -> Any:
+def row_slice(x: Any, start: int, stop: int) -> Any:
     if not isinstance(x, dict):
         return x[start:stop]
     from bigmodel_cli.features.text import trim_ids
@@ -195,7 +195,7 @@ def iter_outputs(
     for batch in blocks:
         x = model_inputs(batch, spec, rows, source)
         n = batch.num_rows
-        outs = [infer(_rows(x, s, s + batch_size)) for s in range(0, n, batch_size)]
+        outs = [infer(row_slice(x, s, s + batch_size)) for s in range(0, n, batch_size)]
         yield (
             batch,
             (np.concatenate(outs) if outs else np.zeros((0, output_width(spec)), np.float32)),
@@ -206,9 +206,8 @@ def iter_outputs(
 
 
 def output_width(spec: PredictSpec) -> int:
-    """How many numbers the model gives a row: one (a regression, a binary probability) or one per
-    class.
-    """
+    """How many numbers the model gives a row: one (a regression, a
+    binary probability) or one per class."""
     return 1 if spec.task in ("regression", "binary") else len(spec.classes or [0])
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.model.architectures import outputs_for
 from bigmodel_cli.model.ensemble import (

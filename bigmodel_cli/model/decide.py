@@ -66,9 +66,8 @@ def sets(
     coverage: float,
     method: str = "lac",
 ) -> np.ndarray:
-    """A boolean (rows, classes) mask: each row's conformal set at ``coverage``, its label
-    included.
-    """
+    """A boolean (rows, classes) mask: each row's conformal set at
+    ``coverage``, its label included."""
     keep = np.array(conformal.sets(probs, coverage, method), dtype=bool, copy=True)
     idx = labels(task, probs, threshold)
     keep[np.arange(len(idx)), idx] = True

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.model.architectures import BUILTINS, declarative, load_hook
 
@@ -51,9 +51,8 @@ def _head_of(
 
 
 def set_member_weights(model, weights: "np.ndarray") -> bool:
-    """Give a ``model.ensemble_weights: validation`` ensemble its members' weights; False if it has
-    none.
-    """
+    """Give a ``model.ensemble_weights: validation`` ensemble its
+    members' weights; False if it has none."""
     try:
         layer = model.get_layer("ensemble")
     except ValueError:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.features import registry
 from bigmodel_cli.features.text import raw_input_name
 from bigmodel_cli.model.numeric import preprocessing

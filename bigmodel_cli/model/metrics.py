@@ -524,9 +524,8 @@ def plot_importance(
     path: Path,
     top: int = 30,
 ) -> Path:
-    """plots/importance.png: each column's permutation importance with its spread, most important on
-    top.
-    """
+    """plots/importance.png: each column's permutation importance
+    with its spread, most important on top."""
     plt = _plt()
     names = list(importance)[:top][::-1]
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.32 * len(names) + 1.2)), dpi=110)

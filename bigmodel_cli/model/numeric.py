@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.features.number import impute_layer
 
@@ -313,9 +313,8 @@ def _register_expm1():
 
     @keras.saving.register_keras_serializable(package="bigmodel")
     class Expm1(keras.layers.Layer):
-        """max(exp(x) - 1, 0): a model trained on log(1 + y) of a target >= 0 answers in y's
-        units.
-        """
+        """max(exp(x) - 1, 0): a model trained on log(1 + y) of a
+        target >= 0 answers in y's units."""
 
         def call(self, x):
             from keras import ops
@@ -331,9 +330,8 @@ def _register_expm1():
 
 
 def target_stats(y: "np.ndarray | ColumnStats") -> tuple[float, float]:
-    """(mean, std) of a regression target (or of its streamed statistics); std 1 for a constant
-    target.
-    """
+    """(mean, std) of a regression target (or of its streamed
+    statistics); std 1 for a constant target."""
     from bigmodel_cli.features.number import ColumnStats
 
     if isinstance(y, ColumnStats):

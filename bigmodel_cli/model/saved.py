@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli.config import ExperimentConfig, read_yaml, validate
+from bigmodel_cli.config.experiment import ExperimentConfig
+from bigmodel_cli.config.load import read_yaml, validate
 from bigmodel_cli.errors import ModelFileError
 from bigmodel_cli.features import registry
 from bigmodel_cli.runs import CONFIG_FILE, RunRef, resolve_run
@@ -29,9 +30,8 @@ def run_base_dir(run_dir: Path) -> Path:
 
 
 def run_tokenizers(run_dir: Path | None, cfg: ExperimentConfig | None) -> dict[str, Any] | None:
-    """The text tokenisers and category encoders a run was trained with (None when it has
-    neither).
-    """
+    """The text tokenisers and category encoders a run was trained
+    with (None when it has neither)."""
     if (
         run_dir is None
         or cfg is None

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.model.afterfit_steps import IMBALANCED_SHARE
 from bigmodel_cli.runs import CALIBRATION_FILE, atomic_write_json
 

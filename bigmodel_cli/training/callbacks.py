@@ -176,9 +176,8 @@ class TensorBoard(Callback):
 
 
 class InterruptSave(Callback):
-    """SIGINT/SIGTERM (preemption): save the resume state where the loop is, then stop with exit
-    130.
-    """
+    """SIGINT/SIGTERM (preemption): save the resume state where the
+    loop is, then stop with exit 130."""
 
     def on_steps(
         self, epoch: int, done: int, steps: int, logs: dict[str, float], samples_per_s: float

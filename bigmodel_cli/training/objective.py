@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 
 
 def metric_names(cfg: ExperimentConfig) -> list[str]:
@@ -97,9 +97,8 @@ def monitor_mode(name: str, mode: str) -> str:
 
 
 def class_weighted(loss_fn: Any, weights: "np.ndarray | None"):
-    """train.class_weight: each row's loss times its class's weight (the logged loss stays
-    unweighted).
-    """
+    """train.class_weight: each row's loss times its class's weight
+    (the logged loss stays unweighted)."""
     if weights is None:
         return loss_fn
     import tensorflow as tf

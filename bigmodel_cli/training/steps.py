@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from bigmodel_cli.config import ExperimentConfig
+from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.training.objective import class_weighted, optimised_loss, per_example
 
 

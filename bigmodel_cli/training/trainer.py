@@ -32,11 +32,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from bigmodel_cli.config import ExperimentConfig, checkpoint_interval, resolved
+from bigmodel_cli.config.experiment import ExperimentConfig
+from bigmodel_cli.config.train import checkpoint_interval
+from bigmodel_cli.config.load import resolved
 from bigmodel_cli.data.sources import Datasets
 from bigmodel_cli.errors import ConfigError, Interrupted, ModelFileError
 
@@ -137,15 +139,16 @@ class StopFlag:
 def fit(
     cfg: ExperimentConfig,
     base_dir: Path,
-    run_dir: "Path | Callable[[ExperimentConfig], Path]",
+    run_dir: Path,
     data: Datasets,
     observer: Observer | None = None,
     strategy_plan=None,
     resume: bool = False,
 ) -> TrainResult:
-    """Train (or resume) one run; ``run_dir`` may be a callable that creates the
-    folder from the config as the Trainer settled it, called once every check has
-    passed. See :class:`Trainer`."""
+    """Train (or resume) one run in ``run_dir``. See :class:`Trainer`; a caller that makes
+    the folder only once every check has passed (``bigmodel train``) calls
+    :meth:`Trainer.build` first, then creates the folder from ``Trainer.cfg`` (the config
+    as the build settled it), then :meth:`Trainer.fit`."""
     return Trainer(cfg, base_dir, data, observer, strategy_plan).fit(run_dir, resume)
 
 
@@ -208,13 +211,18 @@ class Trainer:
         self.state = TrainState()
         self.stop: Any = None
         self.run_dir: Path | None = None
+        self.built = False
         self.improved = False
         self.sums = np.zeros(self.n_sums, np.float64)
 
     # ------------------------------------------------------------ build
-    def build(self, resume: bool, run_dir: Any) -> None:
-        """The model and optimizer: built from the config, or loaded with the resume state."""
+    def build(self, resume: bool, run_dir: Path | None = None) -> None:
+        """The model and optimizer: built from the config, or loaded with the resume state
+        (from ``run_dir``). Every check has passed when it returns, and ``self.cfg`` is the
+        config as the build settled it (its precision): what the run folder records."""
         import keras
+
+        self.built = True
 
         from bigmodel_cli.model import builders as models
         from bigmodel_cli.model import loading
@@ -370,14 +378,13 @@ class Trainer:
         return float(np.asarray(keras.ops.convert_to_numpy(self.optimizer.learning_rate)))
 
     # ------------------------------------------------------------ the loop
-    def fit(
-        self, run_dir: "Path | Callable[[ExperimentConfig], Path]", resume: bool = False
-    ) -> TrainResult:
-        self.build(resume, run_dir)
+    def fit(self, run_dir: Path, resume: bool = False) -> TrainResult:
+        """Train in ``run_dir`` (built first, unless :meth:`build` was called already)."""
+        if not self.built:
+            self.build(resume, run_dir)
         self.compile_steps()
         monitor, mode = self.monitor()
-        # every check has passed: only now does the folder exist, written from the settled config
-        self.run_dir = run_dir(self.cfg) if callable(run_dir) else run_dir
+        self.run_dir = run_dir
         self.callbacks = self.make_callbacks(monitor, mode)
         info = self.describe()
         self.times["build"] = time.perf_counter() - self.t_fit
@@ -534,9 +541,8 @@ class Trainer:
         return np.einsum("bkn,k->bn", p, weights.astype(np.float64)).astype(np.float32), y
 
     def end_epoch(self, epoch: int, seconds: float, samples: int) -> int:
-        """The epoch's history row, then the callbacks (monitor, checkpoints, history, ...); the
-        next epoch.
-        """
+        """The epoch's history row, then the callbacks (monitor,
+        checkpoints, history, ...); the next epoch."""
         row: dict[str, Any] = {"epoch": epoch + 1, **finish_metrics(self.names, self.sums)}
         if self.has_val:
             row.update(self.validate())

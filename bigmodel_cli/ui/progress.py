@@ -38,8 +38,8 @@ class _LiveTable:
 
 
 class TrainProgress(_LiveTable):
-    """An observer of :func:`bigmodel_cli.training.trainer.fit` (``training.callbacks.Observer``)
-    drawing a live table."""
+    """An observer of :func:`bigmodel_cli.training.trainer.fit`
+    (``training.callbacks.Observer``) drawing a live table."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or err_console()

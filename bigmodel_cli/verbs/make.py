@@ -183,7 +183,7 @@ def train(
                 f"--devices '{devices}' is not a list of GPU indices", hint="e.g. --devices 0,2"
             ) from None
     if print_config:
-        from bigmodel_cli.config import dump
+        from bigmodel_cli.config.load import dump
 
         sys.stdout.write(
             dump(api.resolved_config(path, overrides))
@@ -196,11 +196,11 @@ def train(
 
         code = launch_local(path, overrides, workers, resume=resume, json_out=json_out)
         raise typer.Exit(code)
-    progress = progress.TrainProgress()
+    table = progress.TrainProgress()
     try:
-        outcome = api.train(path, overrides, observer=progress, resume=resume)
+        outcome = api.train(path, overrides, observer=table, resume=resume)
     finally:
-        progress.close()
+        table.close()
     if outcome.worker:  # under srun every task shares the terminal: only the chief reports
         console.err_console().print(
             f"{outcome.worker}: done, {outcome.epochs_done} epochs; the chief wrote the run folder"
@@ -307,17 +307,16 @@ def tune(
         False, "--json", help="Print JSON: the trials with their state and value, and the best."
     ),
 ) -> None:
-    """Search hyperparameters with Optuna (TPE, median pruning); survives kill -9: rerun to
-    continue.
-    """
+    """Search hyperparameters with Optuna (TPE, median pruning);
+    survives kill -9: rerun to continue."""
     from bigmodel_cli.commands.tune import tune as run_tune
     from bigmodel_cli.ui import console, progress, summaries
 
-    progress = progress.TuneProgress()
+    table = progress.TuneProgress()
     try:
-        outcome = run_tune(path, trials, list(set_ or []), study, progress=progress)
+        outcome = run_tune(path, trials, list(set_ or []), study, progress=table)
     finally:
-        progress.close()
+        table.close()
     if json_out:
         console.print_json(outcome.as_dict())
     else:
