@@ -70,15 +70,34 @@ app.command()(use.info)
 # --------------------------------------------------------------------- main
 
 
-def _log_internal(exc: BaseException) -> Path | None:
+# Commands whose first argument is the RUN they read: an internal error is logged in it.
+# (train and tune make runs: they say on the error which one, runs.tag_run.)
+READS_A_RUN = ("serve", "eval", "predict", "explain", "export")
+
+
+def _run_named(args: list[str]) -> Path | None:
+    """The run folder a reading command's arguments name, if it resolves to one."""
+    from bigmodel_cli import runs as _runs  # light: no TensorFlow at import
+
+    words = [a for a in args if not a.startswith("-")]
+    if len(words) < 2 or words[0] not in READS_A_RUN:
+        return None
+    try:
+        return _runs.resolve_run(words[1], need_model=False).run_dir
+    except Exception:  # not a run: the log goes to the cache folder
+        return None
+
+
+def _log_internal(exc: BaseException, args: list[str]) -> Path | None:
     import traceback
 
     text = "".join(traceback.format_exception(exc))
     from bigmodel_cli import runs as _runs  # light: no TensorFlow at import
 
     candidates = []
-    if _runs.run_worked_on() is not None:
-        candidates.append(_runs.run_worked_on() / "error.log")
+    run = _runs.run_of(exc) or _run_named(args)
+    if run is not None:
+        candidates.append(run / "error.log")
     candidates.append(
         Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
         / "bigmodel"
@@ -153,9 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     con = err_console()
     if {"-h", "--help"} & set(args) or not args or args == ["submit"]:
         return _help(args)
-    from bigmodel_cli import runs as _runs
-
-    _runs.working_in(None)  # nothing of an earlier command in this process
     try:
         rv = app(args=args, prog_name="bigmodel", standalone_mode=False)
         return int(rv or 0) if isinstance(rv, int) else 0
@@ -187,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # an internal bug: one line, traceback to a log
-        log = _log_internal(e)
+        log = _log_internal(e, args)
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         con.print(f"[red]internal error:[/] {type(e).__name__}: {_esc(first)}", highlight=False)
         if DEBUG:

@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import os
 import re
@@ -195,22 +194,21 @@ class RunRef:
     model_path: Path
 
 
-# The run folder the command at hand works on, so an internal error can log there
-# (cli.py). A context variable, set through :func:`working_in`: each command starts
-# with none, and concurrent contexts (threads, tasks) never see each other's.
-_WORKING_IN: "contextvars.ContextVar[Path | None]" = contextvars.ContextVar(
-    "bigmodel_run_dir", default=None
-)
+def tag_run(exc: BaseException, run_dir: Path | None) -> BaseException:
+    """Say on an error which run folder its command was working on, so that an internal
+    error is logged there (cli.py); the innermost tag wins. The folder travels with the
+    error: nothing is kept between commands or shared between threads."""
+    if run_dir is not None and getattr(exc, "bigmodel_run_dir", None) is None:
+        try:
+            exc.bigmodel_run_dir = Path(run_dir)  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type without a __dict__
+            pass
+    return exc
 
 
-def working_in(run_dir: Path | None) -> None:
-    """Say which run folder the current command works on (None: none)."""
-    _WORKING_IN.set(Path(run_dir) if run_dir is not None else None)
-
-
-def run_worked_on() -> Path | None:
-    """The run folder :func:`working_in` named, if any."""
-    return _WORKING_IN.get()
+def run_of(exc: BaseException) -> Path | None:
+    """The run folder :func:`tag_run` put on ``exc``, if any."""
+    return getattr(exc, "bigmodel_run_dir", None)
 
 
 def resolve_run(arg: str | Path, need_model: bool = True) -> RunRef:

@@ -525,10 +525,9 @@ def test_lambda_model_allowed_with_unsafe(tmp_path, cli):
 
 
 def test_internal_error_is_one_line_and_logged(cli, monkeypatch, tmp_path):
-    from bigmodel_cli import api, runs
+    from bigmodel_cli import api
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    runs.working_in(None)
     monkeypatch.setattr(api, "templates", lambda: 1 / 0)
     r = cli("templates")
     assert r.code == 1 and "internal error: ZeroDivisionError" in r.err and "Traceback" not in r.err
@@ -536,3 +535,39 @@ def test_internal_error_is_one_line_and_logged(cli, monkeypatch, tmp_path):
     assert str(log) in r.err and "Traceback" in log.read_text()
     r = cli("templates", "--debug")
     assert r.code == 1 and "Traceback" in r.err
+
+
+def test_an_internal_error_is_logged_in_the_run_it_happened_in(
+    cli, monkeypatch, make_exp, tmp_path
+):
+    """Where an internal error is logged: in the run folder a reading command was given,
+    in the new run a failing train made (the error says which: nothing is kept in the
+    process between commands), else in the cache folder."""
+    from bigmodel_cli.inference import predict
+    from bigmodel_cli.training import trainer
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    exp = make_exp("linear")
+    r = cli("train", exp, "--set", "train.epochs=1")
+    assert r.code == 0, r.err
+    run = Path(r.out.strip().splitlines()[-1])
+    monkeypatch.setattr(predict, "predict_file", lambda *a, **k: 1 / 0)
+    r = cli("predict", exp, "--input", exp / "data/predict.csv", "--output", tmp_path / "o.csv")
+    assert r.code == 1 and "internal error: ZeroDivisionError" in r.err, r.err
+    assert (
+        str(run / "error.log") in r.err and "ZeroDivisionError" in (run / "error.log").read_text()
+    )
+
+    monkeypatch.setattr(trainer.Trainer, "describe", lambda self: [][1])
+    r = cli("train", exp, "--set", "train.epochs=1")
+    assert r.code == 1 and "internal error: IndexError" in r.err, r.err
+    newer = sorted((exp / "runs").iterdir(), key=lambda p: p.stat().st_mtime)[-1]
+    assert newer != run and str(newer / "error.log") in r.err
+    assert not (tmp_path / "cache" / "bigmodel" / "last-error.log").exists()
+    from bigmodel_cli import api
+
+    monkeypatch.setattr(api, "templates", lambda: 1 / 0)  # a later command names no run
+    before = (newer / "error.log").read_text()
+    r = cli("templates")
+    assert r.code == 1 and (newer / "error.log").read_text() == before
+    assert "ZeroDivisionError" in (tmp_path / "cache" / "bigmodel" / "last-error.log").read_text()

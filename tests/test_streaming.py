@@ -371,12 +371,13 @@ def test_auto_streams_only_what_does_not_fit(tmp_path, monkeypatch):
             "label": ["a", "b"] * 25,
         }
     ).to_csv(text / "t.csv", index=False)
-    (text / "experiment.yaml").write_text(
-        yaml.safe_dump(
-            {**EXPERIMENT, "data": {"train": "t.csv", "target": "label", "stream": True}}
-        )
-    )
-    with pytest.raises(ConfigError, match="streaming does not handle text columns yet: review"):
+    doc = {**EXPERIMENT, "data": {"train": "t.csv", "target": "label", "stream": True}}
+    (text / "experiment.yaml").write_text(yaml.safe_dump(doc))
+    _, ds = load(text)  # text alone streams (no number column)
+    assert ds.columns["review"] == "text" and len(ds.train) + len(ds.validation) == 50
+    doc["model"] = {"backbone": "bert_tiny_en_uncased", "architecture": "mlp"}
+    (text / "experiment.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="for a pretrained encoder yet .model.backbone.: review"):
         load(text)
 
 

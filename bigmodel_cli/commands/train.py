@@ -121,12 +121,10 @@ def train(
         start.resume or start.restart
     ) and plan.is_chief:  # only the chief: another worker could catch it mid-write
         _sweep_killed_writes(run_dir)
-    opener = _RunOpener(cfg, base_dir, datasets, plan, run_dir, start, tags)
-    result = _fit(opener, observer)
-    cfg = opener.cfg  # as the run folder's config.yaml has it (the precision training settled on)
-    plot, background, notes = _after_training(
-        cfg, base_dir, datasets, result, plan, start, overrides, times
-    )
+    run = TrainRun(cfg, base_dir, datasets, plan, run_dir, start, tags)
+    result = _fit(run, observer)
+    cfg = run.cfg  # as the run folder's config.yaml has it (the precision training settled on)
+    plot, background, notes = _after_training(run, result, overrides, times)
     times.update(result.times)
     worker = None
     if (
@@ -218,9 +216,12 @@ def _load(cfg: ExperimentConfig, base_dir: Path, resumed: Path | None, observer:
     )
 
 
-class _RunOpener:
-    """Called once the Trainer's build has passed every check: nothing is written before.
-    Creates (or reuses) the run folder, its config and encoders, and starts the session."""
+class TrainRun:
+    """The run this ``train`` makes or resumes: what it learns, each computed once and
+    passed down from here (the config as settled, the data, the strategy plan, the run
+    folder, the session's record). :meth:`open` is called once the Trainer's build has
+    passed every check, so nothing is written before: it creates (or reuses) the folder,
+    its config and encoders, and starts the session."""
 
     def __init__(
         self,
@@ -243,7 +244,7 @@ class _RunOpener:
         )
         self.meta: dict[str, Any] | None = None
 
-    def __call__(self, cfg: ExperimentConfig | None = None) -> Path:
+    def open(self, cfg: ExperimentConfig | None = None) -> Path:
         """The run folder; ``cfg``: the config as the Trainer settled it (its precision)."""
         self.cfg = cfg = cfg if cfg is not None else self.cfg
         datasets, plan = self.datasets, self.plan
@@ -273,27 +274,26 @@ class _RunOpener:
                 shutil.copyfile(
                     self.base_dir / cfg.model.architecture.split(":")[0], self.run_dir / "model.py"
                 )
-        runs.working_in(self.run_dir)
         self.meta = _start_session(
             self.run_dir, cfg, plan, self.start.resume or self.start.restart, datasets, self.tags
         )
         return self.run_dir
 
 
-def _fit(opener: _RunOpener, observer: Any):
+def _fit(run: TrainRun, observer: Any):
     """The Trainer's fit, with the session's end written and faults turned into one line."""
     from bigmodel_cli.errors import DiskFull, Interrupted, Pruned
     from bigmodel_cli.training import trainer
 
     status = "failed"
     try:
-        resume = opener.start.resume
+        resume = run.start.resume
         if resume:  # the folder is there: the session starts before the checkpoint is read
-            opener()
-        t = trainer.Trainer(opener.cfg, opener.base_dir, opener.datasets, observer, opener.plan)
-        t.build(resume, opener.run_dir)
+            run.open()
+        t = trainer.Trainer(run.cfg, run.base_dir, run.datasets, observer, run.plan)
+        t.build(resume, run.run_dir)
         # every check has passed: only now is a new folder made, from the settled config
-        run_dir = opener.run_dir if resume else opener(t.cfg)
+        run_dir = run.run_dir if resume else run.open(t.cfg)
         assert run_dir is not None
         result = t.fit(run_dir, resume)
         status = "completed"
@@ -306,7 +306,8 @@ def _fit(opener: _RunOpener, observer: Any):
             if isinstance(e, Pruned)
             else "failed"
         )
-        run_dir = opener.run_dir
+        run_dir = run.run_dir
+        runs.tag_run(e, run_dir)  # an internal error is logged in the run folder
         if isinstance(e, DiskFull) and run_dir is not None:
             raise _full_while_training(e, run_dir) from None
         plain = _unwritable(e, run_dir) if run_dir is not None else None
@@ -314,25 +315,19 @@ def _fit(opener: _RunOpener, observer: Any):
             raise plain from None
         raise
     finally:
-        if opener.meta is not None and opener.run_dir is not None:
+        if run.meta is not None and run.run_dir is not None:
             try:
-                _end_session(opener.run_dir, opener.meta, status, opener.plan.is_chief)
+                _end_session(run.run_dir, run.meta, status, run.plan.is_chief)
             except OSError:  # a full disk or a vanished folder: the error in flight says more
                 pass
 
 
 def _after_training(
-    cfg: ExperimentConfig,
-    base_dir: Path,
-    datasets: Any,
-    result: Any,
-    plan: Any,
-    start: _Start,
-    overrides: list[str],
-    times: dict[str, float],
+    run: TrainRun, result: Any, overrides: list[str], times: dict[str, float]
 ) -> tuple[Path | None, bool, list[str]]:
     """The chief's notes, plot and inference copy (in the background by
     default): (plot, background, notes)."""
+    cfg, base_dir, datasets, plan, start = run.cfg, run.base_dir, run.datasets, run.plan, run.start
     import time
 
     if not plan.is_chief:

@@ -43,7 +43,7 @@ class ColumnStats:
 
     @classmethod
     def of(cls, x: np.ndarray) -> "ColumnStats":
-        x = np.asarray(x, np.float64).reshape(len(x), -1)
+        x = _as_matrix(x)
         finite = np.isfinite(x)
         count = finite.sum(axis=0)
         import warnings
@@ -138,12 +138,19 @@ class ColumnStats:
         )
 
 
+def _as_matrix(x: np.ndarray) -> np.ndarray:
+    """float64 [rows, columns]; a 1-D array is one column, and no rows of no columns stays so
+    (a streamed table without a number column)."""
+    x = np.asarray(x, np.float64)
+    return x if x.ndim == 2 else x.reshape(-1, 1) if x.ndim == 1 else x.reshape(len(x), -1)
+
+
 def grid_quantiles(x: np.ndarray) -> np.ndarray:
     """[GRID, columns] quantiles of the finite values of ``x`` (NaN where a column has
     none), from at most SAMPLE_FOR_QUANTILES rows taken evenly."""
     import warnings
 
-    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    x = _as_matrix(x)
     if len(x) > SAMPLE_FOR_QUANTILES:
         x = x[np.linspace(0, len(x) - 1, SAMPLE_FOR_QUANTILES).astype(np.int64)]
     xf = np.where(np.isfinite(x), x, np.nan)

@@ -57,7 +57,6 @@ def open_engine(
 ) -> Engine:
     """Open RUN for inference. ``need_run`` names a command that cannot work
     from a bare .keras file (serve: it needs the columns and classes)."""
-    from bigmodel_cli import runs
     from bigmodel_cli.inference.predict import make_infer, make_onnx_infer
 
     check_engine(engine)
@@ -79,7 +78,6 @@ def open_engine(
             hint="use --engine tensorflow, or retrain (train writes it)",
         )
     if fast is not None:
-        runs.working_in(ref.run_dir)
         onnx_path, meta = fast
         cfg = load_run_config(ref.run_dir)
         spec = replace(

@@ -48,12 +48,10 @@ def load_run_model(
     run: str | Path, unsafe: bool = False
 ) -> tuple[RunRef, ExperimentConfig | None, Any]:
     """(where, config or None for a bare .keras file, the Keras model); imports TensorFlow."""
-    from bigmodel_cli import runs
     from bigmodel_cli.model.loading import load_trained
     from bigmodel_cli.runtime import import_tensorflow
 
     ref = resolve_run(run)
-    runs.working_in(ref.run_dir)
     cfg = load_run_config(ref.run_dir) if ref.run_dir else None
     import_tensorflow()
     model = load_trained(ref.model_path, unsafe=unsafe, user_code_dir=ref.run_dir)

@@ -33,12 +33,29 @@ class Observer(Protocol):
     def on_train_end(self, info: dict[str, Any]) -> None: ...
 
 
+class Loop(Protocol):
+    """What a callback may use of the loop that runs it (the Trainer), and nothing else:
+    the state a checkpoint saves, the stop flag, and the loop's own saves."""
+
+    state: Any  # checkpoints.TrainState
+    stop: Any  # trainer.StopFlag: .signal is set by SIGINT/SIGTERM
+    run_dir: Path
+    steps_per_epoch: int
+
+    def save_state(self, best_too: bool = False) -> None: ...
+    def hold_partial(self, done: int) -> None: ...
+    def write_history(self) -> None: ...
+    def learning_rate(self) -> float: ...
+
+
 class Callback(Observer):
     """An Observer that works for the loop: every hook is optional (a no-op here);
-    the trainer is the callback's one argument at construction."""
+    the loop (:class:`Loop`) is the callback's first argument at construction. What one
+    callback tells another is handed to it explicitly (Checkpoints reads EarlyStopping's
+    ``improved``), never left on the loop."""
 
-    def __init__(self, trainer: Any) -> None:
-        self.t = trainer
+    def __init__(self, loop: Loop) -> None:
+        self.t = loop
 
 
 HOOKS = ("on_train_begin", "on_epoch_begin", "on_steps", "on_epoch_end", "on_saved", "on_train_end")
@@ -95,9 +112,10 @@ class EarlyStopping(Callback):
     """Tracks the monitored value's best epoch (what best.keras holds) and, with
     ``train.early_stopping``, stops after ``patience`` epochs without improvement."""
 
-    def __init__(self, trainer: Any, monitor: str, mode: str, es: Any) -> None:
-        super().__init__(trainer)
+    def __init__(self, loop: Loop, monitor: str, mode: str, es: Any) -> None:
+        super().__init__(loop)
         self.monitor, self.mode, self.es = monitor, mode, es
+        self.improved = False  # at the last epoch's end: what best.keras should hold
 
     def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
         st, delta = self.t.state, (self.es.min_delta if self.es else 0)
@@ -111,16 +129,18 @@ class EarlyStopping(Callback):
             st.wait += 1
         if self.es and st.wait > self.es.patience:
             st.stopped_early = True
-        self.t.improved = improved
+        self.improved = improved
 
 
 class Checkpoints(Callback):
     """last.keras (previous.keras kept) at every epoch's end and every
     ``train.checkpoint_every`` inside one; best.keras when the monitor improved."""
 
-    def __init__(self, trainer: Any, every_s: float | None, every_steps: int | None) -> None:
-        super().__init__(trainer)
-        self.every_s, self.every_steps = every_s, every_steps
+    def __init__(
+        self, loop: Loop, every_s: float | None, every_steps: int | None, best: EarlyStopping
+    ) -> None:
+        super().__init__(loop)
+        self.every_s, self.every_steps, self.best = every_s, every_steps, best
         self.mark()
 
     def mark(self) -> None:
@@ -143,7 +163,7 @@ class Checkpoints(Callback):
         self.mark()
 
     def on_epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
-        self.t.save_state(best_too=self.t.improved)
+        self.t.save_state(best_too=self.best.improved)
         self.mark()
 
 
@@ -157,8 +177,8 @@ class HistoryLog(Callback):
 class TensorBoard(Callback):
     """Scalars per step and per epoch (``train.tensorboard``); closed however the loop ends."""
 
-    def __init__(self, trainer: Any, run_dir: Path, steps_per_epoch: int) -> None:
-        super().__init__(trainer)
+    def __init__(self, loop: Loop, run_dir: Path, steps_per_epoch: int) -> None:
+        super().__init__(loop)
         from bigmodel_cli.training.tensorboard import TensorBoardLog
 
         self.log = TensorBoardLog(run_dir, steps_per_epoch)

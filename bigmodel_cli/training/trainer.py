@@ -77,11 +77,6 @@ from bigmodel_cli.training.objective import (
 from bigmodel_cli.training.peers import reader_error, peer_failures
 
 
-class NullObserver:
-    def __getattr__(self, name: str):
-        return lambda *a, **k: None
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -171,7 +166,7 @@ class Trainer:
 
         self.t_fit = time.perf_counter()
         self.cfg, self.base_dir, self.data = cfg, base_dir, data
-        self.observer: Any = observer or NullObserver()
+        self.observer: Any = observer  # None: nobody watches
         self.times = {"build": 0.0, "epochs": 0.0, "validation": 0.0, "saves": 0.0, "finalize": 0.0}
         plan = strategy_plan or distribute.plan(
             cfg.train.distribute, distribute.visible_gpus(), os.environ, cfg.train.devices
@@ -212,7 +207,6 @@ class Trainer:
         self.stop: Any = None
         self.run_dir: Path | None = None
         self.built = False
-        self.improved = False
         self.sums = np.zeros(self.n_sums, np.float64)
 
     # ------------------------------------------------------------ build
@@ -346,14 +340,12 @@ class Trainer:
         )
         if t.checkpoint_every_steps:  # the older key, kept working
             every_s, every = None, t.checkpoint_every_steps
-        cbs: list[Any] = [
-            EarlyStopping(self, monitor, mode, t.early_stopping),
-            Checkpoints(self, every_s, every),
-            HistoryLog(self),
-        ]
+        early = EarlyStopping(self, monitor, mode, t.early_stopping)
+        cbs: list[Any] = [early, Checkpoints(self, every_s, every, early), HistoryLog(self)]
         if self.is_chief and t.tensorboard:
             cbs.append(TensorBoard(self, self.run_dir, self.steps_per_epoch))
-        return CallbackList([*cbs, self.observer, InterruptSave(self)])
+        watching = [self.observer] if self.observer is not None else []
+        return CallbackList([*cbs, *watching, InterruptSave(self)])
 
     def hold_partial(self, done: int) -> None:
         """The unfinished epoch's place and sums, into the state a checkpoint saves."""
