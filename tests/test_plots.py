@@ -5,6 +5,7 @@ evals.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def test_history_plot_has_whole_epochs_and_marks_the_kept_one(tmp_path, monkeypatch):
@@ -37,3 +38,31 @@ def test_regression_eval_draws_predicted_vs_actual_and_residuals(make_exp, cli):
     assert (
         img.shape[1] > img.shape[0] * 2 and np.asarray(img).std() > 0.05
     )  # two panels side by side, not blank
+
+
+@pytest.mark.parametrize("child", ["as shipped", "fails"])
+def test_eval_plots_are_drawn_by_a_child_or_else_in_process(tmp_path, monkeypatch, child):
+    """eval's plots: a child process imports matplotlib while the rows are scored and
+    draws them at the end; a child that fails leaves them to the parent. Either way each
+    file exists once finish() returns, and close() without finish() draws nothing."""
+    from bigmodel_cli.model import drawing
+
+    from bigmodel_cli.model import metrics
+
+    if child == "fails":
+        monkeypatch.setattr(drawing, "CHILD", "import sys; sys.exit(3)")
+    else:  # the child draws: the parent's own function is never called
+
+        def not_here(*a):
+            raise AssertionError("drawn in the parent")
+
+        monkeypatch.setattr(metrics, "plot_confusion", not_here)
+    d = drawing.Drawer.start()
+    out = d.draw("plot_confusion", [[3, 1], [0, 4]], ["no", "yes"], tmp_path / "cm.png")
+    assert out == tmp_path / "cm.png" and not out.exists()
+    d.finish()
+    assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+    d = drawing.Drawer.start()
+    d.draw("plot_confusion", [[1]], ["a"], tmp_path / "never.png")
+    d.close()
+    assert not (tmp_path / "never.png").exists()

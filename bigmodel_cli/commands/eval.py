@@ -89,22 +89,38 @@ def evaluate(
     unsafe: bool = False,
     engine: str = "auto",
     on_bad_value: str = "error",
+    drawer: Any = None,
 ) -> EvalOutcome:
     """``predict`` plus metrics: a table file (``--data``, else ``data.test``) goes through
     predict's reader, engine and checks, so what predict refuses eval refuses too; else
     the run's validation split. ``--data`` writes ``metrics-<name>.json`` beside the run's
-    own ``metrics.json``, never over it."""
+    own ``metrics.json``, never over it. ``drawer``: a
+    :class:`~bigmodel_cli.model.drawing.Drawer` already started (the CLI starts it first
+    thing, and it is stopped here however eval ends), else one is started here."""
     from bigmodel_cli.errors import ConfigError, DataError
+    from bigmodel_cli.model.drawing import Drawer
 
-    if on_bad_value not in ("error", "missing"):
-        raise ConfigError(f"unknown --on-bad-value '{on_bad_value}'", hint="use error or missing")
-    if data is not None and not data.startswith("keras:"):
-        from bigmodel_cli.data.remote import is_url
+    try:
+        if on_bad_value not in ("error", "missing"):
+            raise ConfigError(
+                f"unknown --on-bad-value '{on_bad_value}'", hint="use error or missing"
+            )
+        if data is not None and not data.startswith("keras:"):
+            from bigmodel_cli.data.remote import is_url
 
-        if (
-            not is_url(data) and not any(ch in data for ch in "*?[") and not Path(data).exists()
-        ):  # before any model or library is loaded
-            raise DataError(f"--data {data} does not exist", hint="check the path")
+            if not is_url(data) and not any(ch in data for ch in "*?[") and not Path(data).exists():
+                # before any model or library is loaded
+                raise DataError(f"--data {data} does not exist", hint="check the path")
+        drawer = drawer if drawer is not None else Drawer.start()  # matplotlib, in a child
+        return _evaluate(run, data, unsafe, engine, on_bad_value, drawer)
+    finally:
+        if drawer is not None:
+            drawer.close()
+
+
+def _evaluate(
+    run: str | Path, data: str | None, unsafe: bool, engine: str, on_bad_value: str, drawer: Any
+) -> EvalOutcome:
     ref, cfg, model, infer, used, spec_ = _open(run, unsafe, engine)
     if cfg is None:
         raise ModelFileError(
@@ -135,12 +151,13 @@ def evaluate(
     path = ref.run_dir / (METRICS_FILE if name is None else f"metrics-{name}.json")
     plots = ref.run_dir / PLOTS if name is None else ref.run_dir / PLOTS / f"eval-{name}"
     reliability = (
-        _calibration(cfg.task, probs, y, metrics, ref.run_dir, plots)
+        _calibration(cfg.task, probs, y, metrics, ref.run_dir, plots, drawer)
         if cfg.task != "regression"
         else None
     )
     atomic_write_json(path, metrics)
-    plot = _result_plot(cfg, metrics, probs, y, plots)
+    plot = _result_plot(cfg, metrics, probs, y, plots, drawer)
+    drawer.finish()
     return EvalOutcome(ref.run_dir, label, metrics, path, plot, cfg.task, reliability)
 
 
@@ -322,15 +339,17 @@ def _metrics(
 
 
 def _result_plot(
-    cfg: Any, metrics: dict[str, Any], probs: np.ndarray, y: np.ndarray, plots: Path
+    cfg: Any, metrics: dict[str, Any], probs: np.ndarray, y: np.ndarray, plots: Path, drawer: Any
 ) -> Path | None:
-    from bigmodel_cli.model.metrics import plot_confusion, plot_regression
-
     if cfg.task != "regression":
-        return plot_confusion(
-            metrics["confusion_matrix"], metrics["classes"], plots / "confusion_matrix.png"
+        return drawer.draw(
+            "plot_confusion",
+            metrics["confusion_matrix"],
+            metrics["classes"],
+            plots / "confusion_matrix.png",
         )
-    return plot_regression(
+    return drawer.draw(
+        "plot_regression",
         np.asarray(y, np.float64).reshape(-1),
         np.asarray(probs, np.float64)[:, 0],
         plots / "regression.png",
@@ -339,7 +358,13 @@ def _result_plot(
 
 
 def _calibration(
-    task: str, probs: np.ndarray, y: np.ndarray, metrics: dict[str, Any], run_dir: Path, plots: Path
+    task: str,
+    probs: np.ndarray,
+    y: np.ndarray,
+    metrics: dict[str, Any],
+    run_dir: Path,
+    plots: Path,
+    drawer: Any,
 ) -> Path:
     """``ece`` (15 equal-mass bins of the predicted label's confidence) into ``metrics``;
     for a calibrated run also the ECE its probabilities had before the temperature
@@ -363,4 +388,4 @@ def _calibration(
         conf, hit = M.top_label(task, raw, y)
     before = M.calibration_bins(conf, hit)
     ece = (metrics["ece_uncalibrated"], metrics["ece"]) if cal else (metrics["ece"], None)
-    return M.plot_reliability(before, after, ece, plots / "reliability.png")
+    return drawer.draw("plot_reliability", before, after, ece, plots / "reliability.png")

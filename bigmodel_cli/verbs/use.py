@@ -146,10 +146,15 @@ def eval_(
     Example:
       bigmodel eval exp --data test.csv --json
     """
+    from bigmodel_cli.model.drawing import Drawer
+
+    drawer = Drawer.start()  # first: matplotlib loads in a child while the rest does
     from bigmodel_cli import api
     from bigmodel_cli.ui import console, tables
 
-    outcome = api.evaluate(run, data, unsafe=unsafe, engine=engine, on_bad_value=on_bad_value)
+    outcome = api.evaluate(
+        run, data, unsafe=unsafe, engine=engine, on_bad_value=on_bad_value, drawer=drawer
+    )
     if json_out:
         console.print_json(outcome.metrics)
     else:
