@@ -320,20 +320,20 @@ def test_text_columns_stream_as_they_load_in_memory(tmp_path, cli):
 
 
 def test_cache_is_reused_until_a_file_changes(tmp_path):
-    from bigmodel_cli.data import blocks
+    from bigmodel_cli.data import block_cache
     from bigmodel_cli.config.load import load_experiment
 
     folder = make_table(tmp_path)
     cfg, base = load_experiment(folder, [])
-    first = blocks.prepare(cfg, base)
-    again = blocks.prepare(cfg, base)
+    first = block_cache.prepare(cfg, base)
+    again = block_cache.prepare(cfg, base)
     assert first.converted and not again.converted and again.folder == first.folder
     p = folder / "data" / "part2.csv"
     p.write_text(p.read_text() + "0,0,0,0,3000,a\n")
-    changed = blocks.prepare(cfg, base)
+    changed = block_cache.prepare(cfg, base)
     assert changed.converted and changed.m["train"]["rows"] == 3001
     (changed.folder / changed.m["train"]["blocks"][0][0][0]).unlink()  # a damaged cache is rebuilt
-    assert blocks.prepare(cfg, base).converted
+    assert block_cache.prepare(cfg, base).converted
 
 
 def test_a_bad_value_names_its_shard_and_line(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ def prepare(
     training reads (``data.stream``); reuses a cache whose key still matches.
     Returns what :func:`.block_reader.describe` says of it."""
     cfg, base_dir = load_experiment(path, list(overrides or []))
-    from bigmodel_cli.data import block_reader, blocks
+    from bigmodel_cli.data import block_cache, block_reader
     from bigmodel_cli.data.streaming import stream_mode
 
     mode = stream_mode(
@@ -30,4 +30,4 @@ def prepare(
             f"data.train {cfg.data.train} is an image folder: its images are decoded as "
             "training reads them, nothing to prepare"
         )
-    return block_reader.describe(blocks.prepare(cfg, base_dir, progress, rebuild=rebuild))
+    return block_reader.describe(block_cache.prepare(cfg, base_dir, progress, rebuild=rebuild))

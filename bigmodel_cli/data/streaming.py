@@ -30,7 +30,7 @@ from bigmodel_cli.errors import ConfigError, DataError
 
 def stream_mode(cfg: ExperimentConfig, base_dir: Path) -> str | None:
     """ "table", "images" or None (in memory) for this experiment's training data."""
-    from bigmodel_cli.data import block_reader, blocks
+    from bigmodel_cli.data import block_cache, block_reader
     from bigmodel_cli.data.images import folder_of
 
     want = cfg.data.stream
@@ -46,7 +46,7 @@ def stream_mode(cfg: ExperimentConfig, base_dir: Path) -> str | None:
                 hint="set data.stream: auto or false",
             )
         return None
-    files = blocks.source_files(cfg, base_dir, "train")
+    files = block_cache.source_files(cfg, base_dir, "train")
     npz = [p for p in files if p.name.lower().endswith(".npz")]
     if npz:
         if want is True:
@@ -107,11 +107,11 @@ def _table(
     tokenizers: dict[str, Any] | None,
     progress: Any,
 ):
-    from bigmodel_cli.data import block_reader, blocks
+    from bigmodel_cli.data import block_cache, block_reader
     from bigmodel_cli.data.sources import Datasets
     from bigmodel_cli.data.labels import infer_classes
 
-    prepared = blocks.prepare(cfg, base_dir, progress)
+    prepared = block_cache.prepare(cfg, base_dir, progress)
     schema = prepared.schema
     if cfg.task != "regression" and classes is None:
         classes = infer_classes(
@@ -250,12 +250,12 @@ def in_memory(split: Any, limit_bytes: int | None = None) -> Any:
 def parity_sample(cfg: ExperimentConfig, base_dir: Path, datasets: Any, n: int = 256) -> Any:
     """Up to ``n`` training rows as an in-memory Split, raw category strings
     included (the inference copy's parity check feeds model.keras with them)."""
-    from bigmodel_cli.data import block_reader, blocks
+    from bigmodel_cli.data import block_cache, block_reader
     from bigmodel_cli.data.tables import make_split, read_table
 
     if not isinstance(datasets.train, block_reader.StreamedTable):
         return datasets.train.take(np.arange(min(n, len(datasets.train))))
-    first = blocks.source_files(cfg, base_dir, "train")[0]
+    first = block_cache.source_files(cfg, base_dir, "train")[0]
     df = read_table(str(first), base_dir, "train", nrows=n)
     split = make_split(
         df,
