@@ -37,9 +37,10 @@ def test_no_tty_summaries_keep_whole_paths_and_names(tmp_path, cli, monkeypatch)
     assert r.code == 0, r.err
     run = Path(r.out.strip().splitlines()[-1])
     assert str(run / "model.keras") in r.err and "…" not in r.err, r.err
-    assert (
-        max(len(line) for line in r.err.splitlines()) > 80
-    )  # laid out wider than a terminal's 80 columns
+    lines = r.err.splitlines()
+    assert max(len(line) for line in lines) > 80  # laid out wider than a terminal's 80 columns
+    padded = [line for line in lines if line != line.rstrip()]
+    assert not padded, padded  # no cell padding at a line's end, in the profile or the summary
 
 
 def test_train_summary_shows_the_kept_epochs_metrics():

@@ -93,6 +93,28 @@ def test_inference_on_tricky_columns(tmp_path):
     assert "stray" in why["income"] and "constant" in why["country"] and "missing" in why["fax"]
 
 
+def test_a_year_column_reads_as_written(tmp_path):
+    """Years (and four-digit numbers) are said as they are written: 1903 to 2015, not
+    1,903 to 2,015; five digits and more are grouped."""
+    from bigmodel_cli.data.profile import profile_table
+
+    rng = np.random.default_rng(0)
+    n = 400
+    pd.DataFrame(
+        {
+            "year_built": rng.integers(1903, 2016, n),
+            "price": rng.integers(40_000, 900_000, n),
+            "sold": rng.choice(["yes", "no"], n),
+        }
+    ).to_csv(tmp_path / "h.csv", index=False)
+    why = {c.name: c.why for c in profile_table(tmp_path / "h.csv", "sold").columns}
+    built = int(pd.read_csv(tmp_path / "h.csv").year_built.min())
+    assert f"from {built} to 2015" in why["year_built"], why
+    from bigmodel_cli.data.profile import _int_range
+
+    assert _int_range(pd.Series([10_001, 94_105, 2134])) == "2134 to 94,105"
+
+
 def test_task_inference(tmp_path):
     from bigmodel_cli.data.profile import profile_table
 

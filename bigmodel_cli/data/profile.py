@@ -336,8 +336,14 @@ def _count_like(s) -> bool:
 
 
 def _int_range(s) -> str:
+    """'1963 to 2015', '0 to 9', '10,001 to 94,105': thousands are grouped from five
+    digits on, so years and four-digit codes read as they are written."""
     v = _ints(s)
-    return f"{int(v.min()):,} to {int(v.max()):,}"
+
+    def shown(n: int) -> str:
+        return f"{n:,}" if abs(n) >= 10_000 else str(n)
+
+    return f"{shown(int(v.min()))} to {shown(int(v.max()))}"
 
 
 def experiment_yaml(p: TableProfile, name: str, data_ref: str) -> str:

@@ -88,3 +88,16 @@ def params_cell(params: dict[str, Any]) -> str:
         return fmt(v) if abs(v) >= 1e-3 else f"{v:.3g}"
 
     return " · ".join(f"{k.rsplit('.', 1)[-1]} {value(v)}" for k, v in params.items())
+
+
+def print_table(con: Console, table: Any) -> None:
+    """A table on ``con``; without a terminal its lines carry no trailing spaces (Rich pads
+    every cell to its column's width, and a log, a diff or a grep reads them as written)."""
+    if con.is_terminal:
+        con.print(table)
+        return
+    with con.capture() as captured:
+        con.print(table)
+    lines = [line.rstrip() for line in captured.get().split("\n")]
+    con.file.write("\n".join(lines))
+    con.file.flush()

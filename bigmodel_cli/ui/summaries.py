@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bigmodel_cli.ui.console import duration, err_console, fmt, params_cell, sized
+from bigmodel_cli.ui.console import duration, err_console, fmt, params_cell, print_table, sized
 
 
 def train_summary(outcome: Any, console: Console | None = None) -> None:
@@ -81,7 +81,7 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
             t.add_row("curves", sized(outcome.plot))
         if inference.is_file():
             t.add_row("inference", sized(inference))
-    con.print(t)
+    print_table(con, t)
     for note in outcome.notes:
         con.print(f"[yellow]note:[/] {note}")
 

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bigmodel_cli.ui.console import duration, err_console, fmt, out_console, sized
+from bigmodel_cli.ui.console import duration, err_console, fmt, out_console, print_table, sized
 
 
 def eval_table(outcome: Any, console: Console | None = None) -> None:
@@ -23,7 +23,7 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
     for k, v in m.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "rows":
             t.add_row(k, fmt(v), *([fmt(half[k]) if k in half else ""] if half else []))
-    con.print(t)
+    print_table(con, t)
     if "per_class" in m:
         pc = Table(box=None, header_style="bold")
         for c in ("class", "precision", "recall", "f1", "support"):
@@ -84,7 +84,7 @@ def explain_table(out: Any, console: Console | None = None) -> None:
     t.add_column("± std", justify="right")
     for c, v in out.importance.items():
         t.add_row(c, fmt(v), fmt(out.std[c]))
-    con.print(t)
+    print_table(con, t)
     for r in out.per_row:
         label = f" ({r['class']})" if "class" in r else ""
         if "saliency_png" in r:  # an image: its map is a picture
@@ -137,7 +137,7 @@ def info_table(d: dict[str, Any], console: Console | None = None) -> None:
                 f"{kind} {', '.join(m)}" for kind, m in v["workers"].items()
             )
         t.add_row(k.replace("_", " "), str(v))
-    con.print(t)
+    print_table(con, t)
 
 
 def templates_table(items: list[Any], console: Console | None = None) -> None:
@@ -148,7 +148,7 @@ def templates_table(items: list[Any], console: Console | None = None) -> None:
     t.add_column("what it is")
     for it in items:
         t.add_row(it.name, it.task, it.summary)
-    con.print(t)
+    print_table(con, t)
 
 
 def profile_table(r: Any, console: Console | None = None) -> None:
@@ -172,7 +172,7 @@ def profile_table(r: Any, console: Console | None = None) -> None:
             f"{c.missing:,}" if c.missing else "",
             c.why,
         )
-    con.print(t)
+    print_table(con, t)
     for n in p.notes:
         con.print(f"note: {n}")
     dropped = [c.name for c in p.columns if c.role == "drop"]
@@ -280,4 +280,4 @@ def runs_table(rows: list[dict[str, Any]], console: Console | None = None) -> No
     if not con.is_terminal:  # a pipe or a file: whole rows, however wide
         need = Console(file=con.file, width=1000).measure(t).maximum
         con = Console(file=con.file, width=max(80, need), highlight=False, no_color=con.no_color)
-    con.print(t)
+    print_table(con, t)
