@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import types
 import typing
@@ -65,7 +66,12 @@ def _default(field) -> str:
     if field.is_required():
         return "required"
     if field.default_factory is not None:
-        value = field.default_factory()
+        # the default as shipped: not what a BIGMODEL_* variable of this shell makes it
+        saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("BIGMODEL_")}
+        try:
+            value = field.default_factory()
+        finally:
+            os.environ.update(saved)
         if _is_model(type(value)):
             return "(section)"
         return f"`{json.dumps(value)}`"

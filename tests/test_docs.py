@@ -59,6 +59,16 @@ def test_reference_pages_cover_every_key_and_command(tmp_path):
             assert f"## `bigmodel {name}{' ' + sub if sub else ''}`" in cli
 
 
+def test_the_committed_reference_pages_are_current():
+    """docs/reference/ is committed (so README's links work on the repository page before
+    any build) and must be what the code generates now: a new key or option without
+    `make docs` fails here."""
+    gen = _generator()
+    for name, page in (("configuration.md", gen.config_page()), ("cli.md", gen.cli_page())):
+        committed = (ROOT / "docs" / "reference" / name).read_text()
+        assert committed == page, f"docs/reference/{name} is stale: run make docs and commit it"
+
+
 def test_a_key_without_description_fails_the_generator():
     from pydantic import BaseModel
 

@@ -128,3 +128,20 @@ def test_live_table_keeps_the_step_counter_whole_at_any_width():
             assert "…" not in text.replace("━", ""), (width, metrics, text)
             if width >= 200 or not metrics:
                 assert "more metric" not in text, (width, metrics, text)
+
+
+def test_durations_say_sub_second_epochs():
+    """A sub-second epoch is milliseconds, a few seconds have a decimal, then m:ss and
+    h:mm:ss (issue 39: tabular epochs showed 0:00)."""
+    from bigmodel_cli.ui.console import duration
+
+    assert [duration(s) for s in (0.0, 0.004, 0.42, 0.9996, 3.44, 9.96, 75, 3723)] == [
+        "0ms",
+        "4ms",
+        "420ms",
+        "1.0s",
+        "3.4s",
+        "0:10",
+        "1:15",
+        "1:02:03",
+    ]

@@ -60,7 +60,12 @@ def fmt(v: Any) -> str:
 
 
 def duration(s: float) -> str:
-    s = max(0, int(round(s)))
+    """'420ms', '3.4s', then '0:12', '12:05', '1:02:03': a sub-second epoch is not 0:00."""
+    if s < 0.9995:
+        return f"{max(s, 0) * 1000:.0f}ms"
+    if s < 9.95:
+        return f"{s:.1f}s"
+    s = int(round(s))
     return (
         f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
     )
