@@ -563,6 +563,16 @@ def test_number_rows_and_text_rows_take_two_paths_to_one_answer(server):
         "row 4" in json.loads(a[1])["error"] and "worst_radius" in json.loads(a[1])["error"]
         for a in answers
     )
+    # said in the HTTP API's words: the request, no internal 'block', no CLI flag
+    bad = [dict(r) for r in as_text]
+    bad[1]["worst_radius"] = "forty"
+    answers.append(call(port, "/predict", json.dumps({"rows": bad}).encode(), js))
+    docs = [json.loads(a[1]) for a in answers]
+    assert answers[-1][0] == 422 and "'forty'" in docs[-1]["error"], docs[-1]
+    assert "null (JSON) is a missing value" in docs[-1].get("hint", ""), docs[-1]
+    for d in docs:
+        said = d["error"] + d.get("hint", "")
+        assert "block" not in said and "--" not in said and "output was written" not in said, d
     # which path each body takes
     from bigmodel_cli.inference.spec import PredictSpec
 

@@ -494,6 +494,13 @@ MALFORMED = __import__("re").compile(
 )
 
 
+# What a client of the HTTP API can do about a bad value (the CLI's hint names a flag)
+HTTP_BAD_VALUE_HINT = (
+    "fix the value; an empty cell (CSV) or null (JSON) is a missing value, which the "
+    "model fills where it was trained to"
+)
+
+
 class BadRequest(Exception):
     pass
 
@@ -512,4 +519,7 @@ def _number(v: Any, i: int, column: str) -> float | None:
             return float(v)
         except ValueError:
             pass
-    raise DataError(f"request: row {i + 1}, column '{column}' is not a number: {str(v)[:40]!r}")
+    raise DataError(
+        f"request: row {i + 1}, column '{column}' is not a number: {str(v)[:40]!r}",
+        hint=HTTP_BAD_VALUE_HINT,
+    )
