@@ -281,6 +281,47 @@ def test_info_shows_each_gpu_with_capability_and_memory():
     )
 
 
+@pytest.mark.parametrize("devices,split", [(["/cpu:0"], True), (["/gpu:0"], False)])
+def test_info_says_which_models_get_bfloat16_on_a_cpu(monkeypatch, devices, split):
+    """On a CPU with bfloat16, auto keeps it for big models only (refine_precision): info
+    says both, so a table run's float32 is no surprise; on a GPU, one precision for all."""
+    import io
+
+    from rich.console import Console
+
+    from bigmodel_cli.commands import info as info_cmd
+    from bigmodel_cli.training import strategy as distribute
+    from bigmodel_cli.ui.tables import info_table
+
+    def plan(*a, **k):
+        return distribute.Plan("one_device", devices, "test")
+
+    def bf16(p, setting):
+        p.precision, p.precision_reason = "mixed_bfloat16", "test: bfloat16 here"
+        return p
+
+    monkeypatch.setattr(distribute, "plan", plan)
+    monkeypatch.setattr(distribute, "set_precision", bf16)
+    doc = info_cmd.info()
+    by = doc["auto_strategy"].get("precision_by_model")
+    assert (
+        (
+            by
+            == {
+                "at_least_macs": distribute.BF16_CPU_MIN_MACS,
+                "big": "mixed_bfloat16",
+                "small": "float32",
+            }
+        )
+        if split
+        else by is None
+    )
+    buf = io.StringIO()
+    info_table(doc, Console(file=buf, width=300))
+    out = buf.getvalue()
+    assert ("float32 below" in out) == split and "mixed_bfloat16" in out
+
+
 @pytest.mark.parametrize(
     "setting,chosen,devices,macs,policy",
     [

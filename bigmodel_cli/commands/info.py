@@ -27,6 +27,16 @@ def info() -> dict[str, Any]:
             "precision": p.precision,
             "precision_reason": p.precision_reason,
         }
+        # auto looks again once a model is built: on a CPU, bfloat16 pays for big models only
+        small, why = distribute.refine_precision(
+            "auto", p.precision, p.precision_reason, p.devices, 0
+        )
+        if small != p.precision:
+            auto["precision_by_model"] = {
+                "at_least_macs": distribute.BF16_CPU_MIN_MACS,
+                "big": p.precision,
+                "small": small,
+            }
     except Exception as e:  # a broken TF_CONFIG is worth showing, not crashing on
         auto = {"error": str(e)}
     out: dict[str, Any] = {

@@ -127,10 +127,16 @@ def info_table(d: dict[str, Any], console: Console | None = None) -> None:
         elif k == "cpu_bfloat16":
             v = ", ".join(v) if v else "no (no AMX or avx512_bf16)"
         elif k == "auto_strategy":
-            v = (
-                v.get("error")
-                or f"{v['kind']} on {', '.join(v['devices'])} ({v['reason']}); precision "
-                f"{v['precision']} ({v['precision_reason']})"
+            by = v.get("precision_by_model")
+            precision = (
+                f"precision {by['big']} for models of {by['at_least_macs']:,} multiply-adds a "
+                f"sample or more (such as the MNIST CNN; {v['precision_reason']}), {by['small']} below "
+                "(most table and text models)"
+                if by
+                else f"precision {v['precision']} ({v['precision_reason']})"
+            )
+            v = v.get("error") or (
+                f"{v['kind']} on {', '.join(v['devices'])} ({v['reason']}); {precision}"
             )
         elif k == "cluster":
             v = v.get("error") or f"{v['source']}: this is {v['task']} of " + "; ".join(
