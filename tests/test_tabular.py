@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bigmodel_cli.features.category import CategoryEncoder, canonical
 
@@ -113,6 +114,31 @@ def test_a_year_column_reads_as_written(tmp_path):
     from bigmodel_cli.data.profile import _int_range
 
     assert _int_range(pd.Series([10_001, 94_105, 2134])) == "2134 to 94,105"
+
+
+def test_target_did_you_mean_ranks_the_columns_that_could_be_one(tmp_path):
+    """--target 'price' (absent): 'price_id' is closer by spelling but an id; the hint names
+    'sale_price', a column a model could learn; with no such candidate, the closest one."""
+    from bigmodel_cli.data.profile import profile_table
+    from bigmodel_cli.errors import DataError
+
+    rng = np.random.default_rng(1)
+    n = 200
+    df = pd.DataFrame(
+        {
+            "price_id": [f"P{i:05d}" for i in range(n)],
+            "sale_price": rng.normal(300, 50, n).round(2),
+            "rooms": rng.integers(1, 6, n),
+        }
+    )
+    df.to_csv(tmp_path / "h.csv", index=False)
+    with pytest.raises(DataError) as e:
+        profile_table(tmp_path / "h.csv", "price")
+    assert "did you mean 'sale_price'" in e.value.hint, e.value.hint
+    df[["price_id", "rooms"]].to_csv(tmp_path / "ids.csv", index=False)
+    with pytest.raises(DataError) as e:
+        profile_table(tmp_path / "ids.csv", "price")
+    assert "did you mean 'price_id'" in e.value.hint, e.value.hint
 
 
 def test_task_inference(tmp_path):

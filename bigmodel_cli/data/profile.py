@@ -157,7 +157,7 @@ def profile_table(path: Path, target: str, task: str | None = None) -> TableProf
     if target not in cols:
         from bigmodel_cli.data.sources import one_column_hint
 
-        close = _close(target, cols)
+        close = _close(target, [c for c in cols if _could_be_target(df[c])]) or _close(target, cols)
         raise DataError(
             f"{path}: no column '{target}'",
             hint=one_column_hint(cols)
@@ -321,6 +321,20 @@ def _spans_rows(s) -> bool:
     split left of a row number (R's ``rownames``, pandas' ``Unnamed: 0``)."""
     v = _ints(s)
     return bool(len(v) > 1 and v.max() - v.min() + 1 <= 1.5 * len(v))
+
+
+def _could_be_target(s) -> bool:
+    """Whether a column could be what a model learns: it varies, is mostly filled, and is no
+    id (a distinct text or whole number on every row). --target's did-you-mean looks among
+    these first: a near miss of 'price' means 'sale_price' before 'price_id'."""
+    present = s.dropna()
+    if len(present) < max(2, len(s) // 2) or present.nunique() < 2:
+        return False
+    import pandas as pd
+
+    distinct_everywhere = present.nunique() == len(present) and len(present) > 20
+    text = not pd.api.types.is_numeric_dtype(present)  # object, or pandas 3's str
+    return not (distinct_everywhere and (text or _integral(present)))
 
 
 def _count_like(s) -> bool:

@@ -130,8 +130,8 @@ def info_table(d: dict[str, Any], console: Console | None = None) -> None:
             by = v.get("precision_by_model")
             precision = (
                 f"precision {by['big']} for models of {by['at_least_macs']:,} multiply-adds a "
-                f"sample or more (such as the MNIST CNN; {v['precision_reason']}), {by['small']} below "
-                "(most table and text models)"
+                f"sample or more (such as the MNIST CNN; {v['precision_reason']}), "
+                f"{by['small']} below (most table and text models)"
                 if by
                 else f"precision {v['precision']} ({v['precision_reason']})"
             )
