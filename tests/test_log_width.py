@@ -145,3 +145,43 @@ def test_durations_say_sub_second_epochs():
         "1:15",
         "1:02:03",
     ]
+
+
+def test_a_long_run_keeps_its_best_and_last_epochs_in_view():
+    """On a terminal, a 100-epoch run's table fits its height: the best epoch (by the run's
+    monitor), the last ones, and a line saying how many are left out; a log keeps all."""
+    import io
+
+    from rich.console import Console
+
+    from bigmodel_cli.ui.progress import TrainProgress
+
+    def rows(n, best):
+        return [
+            {
+                "epoch": e,
+                "loss": 1.0 / e,
+                "val_loss": 0.1 if e == best else 0.5 + e / 1000,
+                "samples_per_s": 1000.0,
+                "seconds": 0.2,
+            }
+            for e in range(1, n + 1)
+        ]
+
+    term = Console(file=io.StringIO(), force_terminal=True, width=160, height=24)
+    p = TrainProgress(term)
+    p.info = {"epochs": 100, "monitor": "val_loss", "mode": "min"}
+    p.rows = rows(100, best=7)
+    shown, hidden = p._rows_in_view()
+    epochs = [r["epoch"] for r in shown if r is not None]
+    assert epochs[0] == 7 and shown[1] is None and epochs[-1] == 100
+    assert len(shown) == 24 - 8 and hidden == 100 - len(epochs)
+    term.print(p._render())
+    out = term.file.getvalue()
+    assert f"… {hidden} epoch(s) not shown" in out and " 7/100" in out and "100/100" in out
+    p.rows = rows(100, best=99)  # the best among the last: one gap, then the last rows
+    shown, hidden = p._rows_in_view()
+    assert shown[0] is None and [r["epoch"] for r in shown[1:]] == list(range(86, 101))
+    log = TrainProgress(Console(file=io.StringIO(), width=160))  # no terminal
+    log.info, log.rows = p.info, rows(100, best=7)
+    assert log._rows_in_view() == (log.rows, 0)

@@ -380,7 +380,7 @@ class Trainer:
         self.callbacks = self.make_callbacks(monitor, mode)
         info = self.describe()
         self.times["build"] = time.perf_counter() - self.t_fit
-        self.callbacks.on_train_begin(info)
+        self.callbacks.on_train_begin({**info, "monitor": monitor, "mode": mode})
         t_start, samples = time.perf_counter(), 0
         tb = next((c for c in self.callbacks.callbacks if isinstance(c, TensorBoard)), None)
         with (

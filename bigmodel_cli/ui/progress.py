@@ -170,6 +170,22 @@ class TrainProgress(_LiveTable):
                 room -= need
         return [c for c in cols if c in keep]
 
+    def _rows_in_view(self) -> tuple[list[dict[str, Any] | None], int]:
+        """On a terminal, the finished epochs that fit its height: the last ones and the best
+        (by the run's monitor), None where the others are left out; every row in a log."""
+        room = max(4, self.console.height - 8) if self.live_mode else len(self.rows)
+        if len(self.rows) <= room:
+            return list(self.rows), 0
+        monitor, mode = self.info.get("monitor"), self.info.get("mode", "min")
+        scored = [r for r in self.rows if isinstance(r.get(monitor), (int, float))]
+        pick = min if mode == "min" else max
+        best = pick(scored, key=lambda r: r[monitor]) if scored else None
+        last = self.rows[-(room - 2) :]
+        if best is None or best in last:
+            last = self.rows[-(room - 1) :]
+            return [None, *last], len(self.rows) - len(last)
+        return [best, None, *last], len(self.rows) - len(last) - 1
+
     def _render(self) -> Table:
         width = self.console.width
         cols = self._fitting_columns(width)
@@ -191,7 +207,11 @@ class TrainProgress(_LiveTable):
         t.add_column("samples/s", justify="right", no_wrap=True)
         t.add_column("time", justify="right", no_wrap=True, min_width=len("eta 0:00"))
         total = self.info.get("epochs", 0)
-        for r in self.rows:
+        shown, hidden_rows = self._rows_in_view()
+        for r in shown:
+            if r is None:  # where rows are left out
+                t.add_row(Text(f"… {hidden_rows} epoch(s) not shown: history.csv", style="dim"))
+                continue
             t.add_row(
                 f"{r['epoch']}/{total}",
                 ProgressBar(
