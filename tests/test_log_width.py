@@ -41,6 +41,26 @@ def test_no_tty_summaries_keep_whole_paths_and_names(tmp_path, cli, monkeypatch)
     assert max(len(line) for line in lines) > 80  # laid out wider than a terminal's 80 columns
     padded = [line for line in lines if line != line.rstrip()]
     assert not padded, padded  # no cell padding at a line's end, in the profile or the summary
+    # the summary's time is the whole command's, and its breakdown adds up to it
+    import re
+
+    total_line = next(line for line in lines if line.lstrip().startswith("time"))
+    parts_line = next(line for line in lines if line.lstrip().startswith("breakdown"))
+    whole = re.search(r"time\s+(\S+) in all", total_line).group(1)
+    seconds = (
+        float(whole[:-2]) / 1000
+        if whole.endswith("ms")
+        else (
+            float(whole[:-1])
+            if whole.endswith("s")
+            else sum(int(x) * 60**i for i, x in enumerate(reversed(whole.split(":"))))
+        )
+    )
+    parts = [float(v) for v in re.findall(r"(\d+\.\d)s", parts_line)]
+    assert "other" in parts_line and abs(sum(parts) - seconds) <= 0.05 * len(parts) + 0.6, (
+        total_line,
+        parts_line,
+    )
 
 
 def test_train_summary_shows_the_kept_epochs_metrics():

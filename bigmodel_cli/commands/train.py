@@ -67,6 +67,8 @@ class TrainOutcome:
     background: bool = False
     # a multi-worker run's other workers: "worker 1 of 2 (Slurm step)"; the chief's is None
     worker: str | None = None
+    # the whole command, from reading the experiment on: ``times`` adds up to it ("other")
+    total_seconds: float = 0.0
 
 
 def train(
@@ -81,6 +83,8 @@ def train(
     import time
 
     from bigmodel_cli.training import strategy as distribute
+
+    t_begin = time.perf_counter()
 
     overrides = list(overrides or [])
     if resume:
@@ -141,6 +145,8 @@ def train(
             f"{plan.task_type} {plan.task_index} of {plan.workers} "
             f"({plan.reason.split(': ', 1)[-1].rsplit(' with ', 1)[0]})"
         )
+    total = time.perf_counter() - t_begin
+    times["other"] = round(max(0.0, total - sum(times.values())), 3)
     return TrainOutcome(
         result.run_dir,
         result.model_path,
@@ -157,6 +163,7 @@ def train(
         times,
         background,
         worker,
+        round(total, 3),
     )
 
 

@@ -57,10 +57,15 @@ def train_summary(outcome: Any, console: Console | None = None) -> None:
         )
     elif outcome.best_epoch:
         t.add_row("best epoch", str(outcome.best_epoch))
-    t.add_row("time", f"{outcome.seconds:.1f}s · {outcome.samples_per_s:,.0f} samples/s")
+    total = getattr(outcome, "total_seconds", 0.0)
+    t.add_row(
+        "time",
+        (f"{duration(total)} in all · " if total else "")
+        + f"training {duration(outcome.seconds)} · {outcome.samples_per_s:,.0f} samples/s",
+    )
     times = getattr(outcome, "times", None) or {}
     if times:
-        t.add_row("breakdown", " · ".join(f"{k} {v:.1f}s" for k, v in times.items() if v >= 0.05))
+        t.add_row("breakdown", breakdown(times))
     from bigmodel_cli.runs import read_calibration, read_conformal
 
     for label, line in after_training_lines(
@@ -96,6 +101,15 @@ def minority_line(m: dict) -> str:
         f"(accuracy {m['accuracy']:.4f}); {o['setting']} would cut at {o['threshold']:.4g}: "
         f"recall {o['recall']:.3f}, precision {o['precision']:.3f}, accuracy {o['accuracy']:.4f}"
     )
+
+
+def breakdown(times: dict[str, float]) -> str:
+    """The phases that took 0.05 s or more, the rest folded into 'other': what is shown adds
+    up to the whole (to the tenth of a second each shows)."""
+    shown = {k: v for k, v in times.items() if v >= 0.05 and k != "other"}
+    rest = sum(v for k, v in times.items() if k not in shown)
+    parts = [f"{k} {v:.1f}s" for k, v in shown.items()]
+    return " · ".join(parts + ([f"other {rest:.1f}s"] if rest >= 0.05 else []))
 
 
 def after_training_lines(cal: dict | None, conformal: dict | None) -> list[tuple[str, str]]:
@@ -243,6 +257,7 @@ def train_doc(outcome: Any) -> dict[str, Any]:
         "history": outcome.history,
         "model": str(outcome.model_path) if outcome.model_path else None,
         "seconds": outcome.seconds,
+        "total_seconds": outcome.total_seconds,
         "samples_per_s": outcome.samples_per_s,
         "strategy": outcome.strategy.get("strategy"),
         "precision": outcome.strategy.get("precision"),
