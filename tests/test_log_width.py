@@ -205,3 +205,45 @@ def test_a_long_run_keeps_its_best_and_last_epochs_in_view():
     log = TrainProgress(Console(file=io.StringIO(), width=160))  # no terminal
     log.info, log.rows = p.info, rows(100, best=7)
     assert log._rows_in_view() == (log.rows, 0)
+
+
+def test_the_strategy_lines_wrap_between_words_on_a_narrow_terminal():
+    """On an 80-column terminal the run's opening lines break at spaces, so no number or
+    name is cut in two; without a terminal each stays one line."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from bigmodel_cli.ui.progress import TrainProgress
+
+    info = {
+        "strategy": "MultiWorkerMirroredStrategy",
+        "plan": {"reason": "auto: TF_CONFIG names 2 workers, one CPU device each"},
+        "replicas": 2,
+        "devices": ["/job:worker/replica:0/task:0/device:CPU:0"],
+        "precision": "mixed_bfloat16",
+        "precision_reason": "auto: the CPU has avx512_bf16; 1,234,567 multiply-adds a sample",
+        "learning_rate": 0.001,
+        "global_batch": 1024,
+        "per_replica_batch": 512,
+        "train_rows": 1234567,
+        "val_rows": 123456,
+        "params": 9876543,
+        "start_epoch": 0,
+        "epochs": 3,
+    }
+    words = set(re.findall(r"\S+", "strategy MultiWorkerMirroredStrategy 1,234,567 1,234,567"))
+    term = Console(file=io.StringIO(), force_terminal=True, width=80, height=40, soft_wrap=True)
+    p = TrainProgress(term)
+    p.on_train_begin(info)
+    p.close()
+    lines = [re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", ln) for ln in term.file.getvalue().splitlines()]
+    head = [ln for ln in lines if ln.strip()][:6]
+    assert all(len(ln) <= 80 for ln in head), head
+    said = set(re.findall(r"\S+", " ".join(head)))
+    assert words <= said and "9,876,543" in said and "1,234,567" in said, head
+    log = Console(file=io.StringIO(), width=80, soft_wrap=True)  # no terminal: one line each
+    q = TrainProgress(log)
+    q.on_train_begin(info)
+    assert len(log.file.getvalue().splitlines()[0]) > 80

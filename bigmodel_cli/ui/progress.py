@@ -81,7 +81,8 @@ class TrainProgress(_LiveTable):
             + f"\nbatch {info['global_batch']} global / {info['per_replica_batch']} per replica · "
             f"lr {lr:g} · {info['train_rows']:,} train rows · {info['val_rows']:,} validation "
             f"rows · {info['params']:,} parameters"
-            + (f" · resuming after epoch {info['start_epoch']}" if info["start_epoch"] else "")
+            + (f" · resuming after epoch {info['start_epoch']}" if info["start_epoch"] else ""),
+            soft_wrap=not self.live_mode,  # a terminal breaks between words, not inside a number
         )
         st = info.get("stream")
         if st and "blocks" in st:
