@@ -110,6 +110,21 @@ def test_integer_columns_on_real_names(tmp_path, name, values, role):
     assert got[0] == role, got
 
 
+def test_integer_codes_say_why_and_how_to_undo_it(tmp_path):
+    """A few integers with gaps read as codes: the comment init writes names them, the rule
+    (a count fills most of its range) and the override, so 0/4/6/9 amounts are one edit."""
+    from bigmodel_cli.data.profile import profile_table
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"grade": rng.choice([0, 4, 6, 9], 300), "target": rng.normal(size=300)}).to_csv(
+        tmp_path / "t.csv", index=False
+    )
+    (col,) = [c for c in profile_table(tmp_path / "t.csv", "target").columns if c.name == "grade"]
+    assert col.role == "category", col
+    assert "(0, 4, 6, 9)" in col.why and "over 10 values" in col.why, col.why
+    assert "data.columns.grade: number" in col.why, col.why
+
+
 @pytest.mark.parametrize("name", ["rownames", "Unnamed: 0", "n"])
 def test_shuffled_row_numbers_are_ids(tmp_path, name):
     from bigmodel_cli.data.profile import profile_table

@@ -289,7 +289,13 @@ def _column_role(s, name: str, infer_type) -> tuple[str, str]:
         if named_like_code(name) and n_unique > 2:
             return CATEGORY.name, f"integer codes ({n_unique} distinct; named like a code)"
         if 3 <= n_unique <= 10 and not _AMOUNT_NAME.search(name) and not _count_like(present):
-            return CATEGORY.name, f"{n_unique} distinct integers, far apart: codes, not amounts"
+            values = sorted(set(_ints(present).tolist()))
+            return CATEGORY.name, (
+                f"{n_unique} distinct integers ({', '.join(map(str, values))}) with gaps "
+                f"between them over {values[-1] - values[0] + 1} values: read as codes (a "
+                f"count or amount fills most of its range); if they are amounts, set "
+                f"data.columns.{name}: number"
+            )
         if _count_like(present):
             return NUMBER.name, f"whole numbers from {_int_range(present)}: a count or an amount"
     if column_kind(kind) is NUMBER and not pd.api.types.is_numeric_dtype(s):
