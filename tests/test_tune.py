@@ -307,6 +307,34 @@ def test_runs_table_status_sort_and_json(tmp_path, cli):
     assert cli("runs", tmp_path / "nowhere").code == 2
 
 
+def test_runs_shows_each_tasks_own_metrics_and_sorts_by_any():
+    """runs' test columns: AUC, accuracy and F1 for a binary run, R², MAE and RMSE for a
+    regression (what metrics.json has, in the task's order); --sort takes any of them, and
+    one the runs lack is a clear error listing those they have."""
+    from bigmodel_cli.commands.runs import sort_rows
+    from bigmodel_cli.errors import ConfigError
+    from bigmodel_cli.ui.tables import _test_keys
+
+    binary = {"loss": 0.3, "accuracy": 0.87, "precision": 0.86, "recall": 0.83, "f1": 0.85}
+    binary |= {"roc_auc": 0.95, "rows": 2000}
+    regression = {"loss": 12.0, "mse": 12.0, "mae": 2.5, "rmse": 3.4, "r2": 0.91, "rows": 50}
+    rows = [
+        {"name": "b-1", "task": "binary", "test": binary},
+        {"name": "b-2", "task": "binary", "test": {**binary, "roc_auc": 0.97}},
+    ]
+    assert _test_keys(rows) == ["roc_auc", "accuracy", "f1"]
+    assert _test_keys([{"name": "r-1", "task": "regression", "test": regression}]) == [
+        "r2",
+        "mae",
+        "rmse",
+    ]
+    assert [r["name"] for r in sort_rows(rows, "roc_auc")] == ["b-2", "b-1"]
+    with pytest.raises(ConfigError) as e:
+        sort_rows(rows, "r2")
+    assert "--sort r2: not a column or a metric of these runs" in e.value.message
+    assert "roc_auc" in e.value.hint and "f1" in e.value.hint
+
+
 def test_tensorboard_event_files(make_exp, cli):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

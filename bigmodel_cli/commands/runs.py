@@ -147,6 +147,7 @@ def describe(run_dir: Path) -> dict[str, Any]:
     return {
         "name": run_dir.name,
         "run_dir": str(run_dir),
+        "task": cfg.get("task"),
         "status": status,
         "epochs": len(history),
         "epochs_planned": train.get("epochs"),
@@ -176,7 +177,10 @@ def sort_rows(rows: list[dict[str, Any]], key: str | None) -> list[dict[str, Any
     if key not in SORT_KEYS and key not in tests:
         from bigmodel_cli.config.experiment import suggest
 
-        raise ConfigError(f"--sort {key}: not a column", hint=suggest(key, [*SORT_KEYS, *tests]))
+        raise ConfigError(
+            f"--sort {key}: not a column or a metric of these runs",
+            hint=suggest(key, [*SORT_KEYS, *tests]),
+        )
     if key == "best":
         present = [r for r in rows if r["best"] is not None]
         modes = {r["mode"] for r in present}

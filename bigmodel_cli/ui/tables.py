@@ -218,13 +218,24 @@ STATUS_STYLE = {
 }
 
 
+# The metrics a task is judged by, first in the table (then the others metrics.json has)
+TASK_METRICS = {
+    "binary": ("roc_auc", "accuracy", "f1"),
+    "regression": ("r2", "mae", "rmse"),
+    "classification": ("accuracy", "macro_f1", "log_loss"),
+}
+
+
 def _test_keys(rows: list[dict[str, Any]], limit: int = 3) -> list[str]:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r["test"] if k not in keys and k != "rows"]
     if len(keys) > 1 and "loss" in keys:
         keys.remove("loss")  # the metrics say more than the loss they were trained on
-    return keys[:limit]
+    tasks = [r.get("task") for r in rows if r["test"]]
+    preferred = [k for t in dict.fromkeys(tasks) for k in TASK_METRICS.get(t or "", ())]
+    first = [k for k in dict.fromkeys(preferred) if k in keys]
+    return (first + [k for k in keys if k not in first])[:limit]
 
 
 def runs_table(rows: list[dict[str, Any]], console: Console | None = None) -> None:
