@@ -166,6 +166,15 @@ def test_the_accuracy_cut_moves_only_past_chance_and_the_minority_is_always_said
 
     lines = dict(after_training_lines({"threshold": t, **rec, "positive_class": "yes"}, None))
     assert "(0.5" in lines["  validation"] or "at 0.5" in lines["  validation"]
+    # the cut said once: its reason starts with it
+    assert lines["threshold"] == rec["threshold_why"] and lines["threshold"].startswith(f"{t:.4f}")
+    kept, why = threshold_step(p, y, "auto", "accuracy", True)
+    said = dict(after_training_lines({"threshold": 0.5, **why, "positive_class": "yes"}, None))
+    assert (
+        kept is None
+        and said["threshold"].startswith("0.5: ")
+        and "0.5: 0.5" not in said["threshold"]
+    )
     said = lines["minority class"]
     assert "'1' is" in said and "recall" in said and "train.threshold_metric: f1" in said
     # balanced classes: no minority line

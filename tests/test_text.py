@@ -236,6 +236,28 @@ def test_all_empty_batch_has_one_column(tf):
     assert tuple(T.keras_tokenizer(T.TextSpec(), ["a"])(tf.constant(["", "  "])).shape) == (2, 1)
 
 
+def test_a_run_without_text_saves_its_encoders_without_the_fold_table(tmp_path, monkeypatch):
+    """Categories and dates fold nothing: saving them never builds the 1-second fold table
+    (every such run paid it), and they load back the same."""
+    from collections import Counter
+
+    from bigmodel_cli.features.category import CategoryEncoder
+    from bigmodel_cli.features.date import DateEncoder
+
+    def not_built():
+        raise AssertionError("the fold table was built")
+
+    monkeypatch.setattr(T, "fold_table", not_built)
+    encoders = {
+        "colour": CategoryEncoder.from_counts(Counter({"red": 5, "green": 3}), 10),
+        "day": DateEncoder("date_iso", [2000.0, 5.0, 11000.0, 900.0]),
+    }
+    registry.save_tokenizers(tmp_path, encoders)
+    back = registry.load_tokenizers(tmp_path)
+    assert back["colour"].vocabulary == encoders["colour"].vocabulary
+    assert back["day"].stats == encoders["day"].stats and back["day"].format == "date_iso"
+
+
 def test_tokenizers_round_trip_through_files(tmp_path):
     spec = T.TextSpec(ngrams=2, max_tokens=50, max_chars=400, unique=True)
     vocab, idf = T.fit_vocabulary(HARD, spec, min_count=1)

@@ -118,8 +118,12 @@ def save_tokenizers(folder, tokenizers: dict[str, Any]) -> list:
         "columns": {col: encoder_doc(tok, ids_name(col)) for col, tok in tokenizers.items()},
     }
     atomic_write_text(folder / TEXT_FILE, json.dumps(doc, ensure_ascii=False))
-    table = next((t.table for t in tokenizers.values() if isinstance(t, PyTokenizer)), fold_table())
-    keys, values = table_diff(table)
+    table = next((t.table for t in tokenizers.values() if isinstance(t, PyTokenizer)), None)
+    if table is None and any(TEXT.owns(t) for t in tokenizers.values()):
+        table = fold_table()  # a pretrained encoder's columns: the shipped fold table
+    # categories and dates alone fold nothing: the identity, stored as no difference (the
+    # full table costs a second to build, every run that has one of them paid it)
+    keys, values = table_diff(table) if table is not None else (np.zeros(0, np.int32),) * 2
     buf = io.BytesIO()
     idf = {
         f"idf_{ids_name(col)}": t.idf

@@ -143,8 +143,8 @@ def after_training_lines(cal: dict | None, conformal: dict | None) -> list[tuple
         rows.append(
             (
                 "threshold",
-                f"{cal['threshold']:.4g}"
-                + (f": {cal['threshold_why']}" if cal.get("threshold_why") else ""),
+                # the reason starts with the cut itself: "0.5: the most accurate cut ..."
+                cal.get("threshold_why") or f"{cal['threshold']:.4g}",
             )
         )
         seen = (cal.get("validation") or {}).get("at_threshold")
