@@ -93,7 +93,8 @@ def test_category_branches_train_predict_export(tmp_path, cli, n_city, stream):
         ("zip_code", [2134, 10001, 94105, 60601], "category"),
         ("StoreType", [1, 2, 3, 4, 5], "category"),
         ("MSSubClass", [20, 30, 40, 50, 60, 70, 80, 90, 120, 160, 190], "category"),
-        ("bay", [100, 200, 300, 5000], "category"),  # few integers far apart: codes
+        ("bay", [100, 200, 300, 5000], "number"),  # a few integers with gaps: levels
+        ("bay_code", [100, 200, 300, 5000], "category"),  # ... unless named as codes
     ],
 )
 def test_integer_columns_on_real_names(tmp_path, name, values, role):
@@ -110,9 +111,10 @@ def test_integer_columns_on_real_names(tmp_path, name, values, role):
     assert got[0] == role, got
 
 
-def test_integer_codes_say_why_and_how_to_undo_it(tmp_path):
-    """A few integers with gaps read as codes: the comment init writes names them, the rule
-    (a count fills most of its range) and the override, so 0/4/6/9 amounts are one edit."""
+def test_integers_with_gaps_say_why_and_how_to_undo_it(tmp_path):
+    """A few integers with gaps (0/4/6/9) read as ordered levels, a number: most such
+    columns in public tables are (docs/tables.md has the count); the comment init writes
+    names them and the override, so codes are one edit."""
     from bigmodel_cli.data.profile import profile_table
 
     rng = np.random.default_rng(0)
@@ -120,9 +122,9 @@ def test_integer_codes_say_why_and_how_to_undo_it(tmp_path):
         tmp_path / "t.csv", index=False
     )
     (col,) = [c for c in profile_table(tmp_path / "t.csv", "target").columns if c.name == "grade"]
-    assert col.role == "category", col
-    assert "(0, 4, 6, 9)" in col.why and "over 10 values" in col.why, col.why
-    assert "data.columns.grade: number" in col.why, col.why
+    assert col.role == "number", col
+    assert "(0, 4, 6, 9)" in col.why and "ordered" in col.why, col.why
+    assert "data.columns.grade: category" in col.why, col.why
 
 
 @pytest.mark.parametrize("name", ["rownames", "Unnamed: 0", "n"])
