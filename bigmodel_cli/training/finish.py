@@ -50,7 +50,9 @@ def run_finish(
     copy: bool = True,
     best_epoch: int | None = None,
 ) -> tuple[Path | None, list[str], dict[str, float]]:
-    """Draw the plot (in a thread) beside the ONNX conversion; (plot, notes, times)."""
+    """Draw the plot (in a thread) beside the ONNX conversion; (plot, notes, times).
+    ``times["export"]`` is the wall time of both: they overlap, so a breakdown that adds
+    up counts it once."""
     from bigmodel_cli.model.metrics import plot_history
 
     times: dict[str, float] = {}
@@ -62,7 +64,7 @@ def run_finish(
             plotted["path"] = plot_history(history, run_dir / PLOTS / "training.png", best_epoch)
         except Exception as e:  # noqa: BLE001  (re-raised in the caller's thread below)
             plotted["error"] = e
-        times["plots"] = round(time.perf_counter() - t, 3)
+        plotted["seconds"] = round(time.perf_counter() - t, 3)
 
     if (
         copy
