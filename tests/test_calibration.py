@@ -179,3 +179,25 @@ def test_the_accuracy_cut_moves_only_past_chance_and_the_minority_is_always_said
     assert "'1' is" in said and "recall" in said and "train.threshold_metric: f1" in said
     # balanced classes: no minority line
     assert "minority" not in threshold_step(p, y, "auto", "accuracy", False)[1]
+
+
+def test_a_temperature_that_does_not_help_is_left_out_and_said_so():
+    """train.calibrate: auto keeps the fitted temperature only where it lowers the
+    validation ECE (issue 39: on the MNIST demo it raised it); the summary then says it was
+    left out, with both figures. Seed 2: 60 calibrated rows, where the NLL-optimal
+    temperature (1.14) raises the ECE."""
+    from bigmodel_cli.model.afterfit_steps import temperature_step
+    from bigmodel_cli.ui.summaries import after_training_lines
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(60, 3)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = (np.cumsum(p, 1) < rng.random((60, 1))).sum(1).clip(0, 2)
+    t, rec = temperature_step("classification", p, y, "auto", "validation")
+    assert t == 1.0 and rec["method"] == "none" and rec["fitted_temperature"] != 1.0
+    said = dict(after_training_lines(rec, None))["calibration"]
+    assert "left it out" in said and "0.1638" in said and "0.1651" in said, said
+    forced, rec = temperature_step("classification", p, y, "temperature", "validation")
+    assert forced == rec["fitted_temperature"] and rec["method"] == "temperature"
+    kept = dict(after_training_lines(rec, None))["calibration"]
+    assert kept.startswith(f"temperature {forced:.3f}") and "->" in kept, kept
