@@ -39,8 +39,10 @@ def test_no_tty_summaries_keep_whole_paths_and_names(tmp_path, cli, monkeypatch)
     assert str(run / "model.keras") in r.err and "…" not in r.err, r.err
     lines = r.err.splitlines()
     assert max(len(line) for line in lines) > 80  # laid out wider than a terminal's 80 columns
-    padded = [line for line in lines if line != line.rstrip()]
-    assert not padded, padded  # no cell padding at a line's end, in the profile or the summary
+    r = cli("eval", deep)  # its tables too: the metrics, the confusion matrix
+    assert r.code == 0 and "confusion matrix" in r.err, r.err
+    padded = [line for line in lines + r.err.splitlines() if line != line.rstrip()]
+    assert not padded, padded  # no cell padding at a line's end: profile, summary, eval
     # the summary's time is the whole command's, and its breakdown adds up to it
     import re
 

@@ -32,7 +32,7 @@ def temperature_step(
     after = M.expected_calibration_error(*M.top_label(task, M.with_temperature(task, p, t), y))
     # auto keeps the temperature only where it helps on the rows it was fitted on: the
     # NLL-optimal one can still raise the ECE (text-classifier: 0.0448 -> 0.0546)
-    kept = setting == "temperature" or after <= before
+    kept = setting == "temperature" or after < before
     record: dict[str, Any] = {
         "method": "temperature" if kept else "none",
         "temperature": round(t, 6) if kept else 1.0,
@@ -44,8 +44,8 @@ def temperature_step(
     }
     if not kept:
         record["why"] = (
-            f"train.calibrate: auto left it out: the fitted temperature {t:.3f} raised the "
-            f"validation ECE from {before:.4f} to {after:.4f}"
+            f"train.calibrate: auto left it out: the fitted temperature {t:.3f} did not lower "
+            f"the validation ECE ({before:.4f}, {after:.4f} with it)"
         )
     return (round(t, 6) if kept else 1.0), record
 

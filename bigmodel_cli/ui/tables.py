@@ -36,7 +36,7 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
                 fmt(row["f1"]),
                 str(row["support"]),
             )
-        con.print(pc)
+        print_table(con, pc)
     if "confusion_matrix" in m:
         con.print("confusion matrix (rows: true, columns: predicted)")
         cm = Table(box=None, header_style="bold")
@@ -45,7 +45,7 @@ def eval_table(outcome: Any, console: Console | None = None) -> None:
             cm.add_column(str(c), justify="right")
         for c, row in zip(m["classes"], m["confusion_matrix"]):
             cm.add_row(str(c), *[str(v) for v in row])
-        con.print(cm)
+        print_table(con, cm)
     if m.get("conformal"):
         size = "median_width" if outcome.task == "regression" else "mean_set_size"
         con.print(
