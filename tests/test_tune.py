@@ -335,6 +335,25 @@ def test_runs_shows_each_tasks_own_metrics_and_sorts_by_any():
     assert "roc_auc" in e.value.hint and "f1" in e.value.hint
 
 
+def test_runs_reads_an_eval_of_other_data_where_the_run_has_no_metrics_json(tmp_path):
+    """eval --data FILE writes metrics-FILE.json beside the run, never metrics.json: runs
+    shows the newest such file (and names its data) when the run has no metrics.json."""
+    import time as _time
+
+    from bigmodel_cli.commands.runs import describe
+
+    run = tmp_path / "runs" / "r-1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("task: regression\n")
+    (run / "metrics-old.json").write_text(json.dumps({"r2": 0.5, "mae": 2.0}))
+    _time.sleep(0.01)
+    (run / "metrics-test_cars.json").write_text(json.dumps({"r2": 0.78, "mae": 1.1}))
+    d = describe(run)
+    assert d["test"] == {"r2": 0.78, "mae": 1.1} and d["test_data"] == "test_cars"
+    (run / "metrics.json").write_text(json.dumps({"r2": 0.9}))  # the run's own wins
+    assert describe(run)["test"] == {"r2": 0.9}
+
+
 def test_tensorboard_event_files(make_exp, cli):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

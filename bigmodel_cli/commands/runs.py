@@ -112,6 +112,16 @@ def _with_jobs(rows: list[dict[str, Any]], exp_dir: Path) -> list[dict[str, Any]
     return rows
 
 
+def _newest_eval(run_dir: Path) -> dict[str, Any]:
+    """Without the run's own metrics.json, its newest ``eval --data FILE``
+    (metrics-FILE.json), which names its data: what the test columns then show."""
+    found = sorted(run_dir.glob("metrics-*.json"), key=lambda p: p.stat().st_mtime)
+    doc = _read(found[-1]) if found else None
+    if not doc:
+        return {}
+    return {"data": found[-1].name[len("metrics-") : -len(".json")], **doc}
+
+
 def _number(name: str) -> int:
     tail = name.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else 0
@@ -132,7 +142,7 @@ def describe(run_dir: Path) -> dict[str, Any]:
     values = [(r[monitor], r.get("epoch")) for r in history if isinstance(r.get(monitor), float)]
     if values:
         best, best_epoch = (min if mode == "min" else max)(values, key=lambda v: v[0])
-    metrics = _read(run_dir / METRICS_FILE) or {}
+    metrics = _read(run_dir / METRICS_FILE) or _newest_eval(run_dir)
     test = {
         k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
