@@ -543,3 +543,20 @@ def test_peak_rss_is_flat_in_the_data_size(tmp_path):
         peaks
     )  # 4x the data (+39 MB of float32) in memory
     del resource
+
+
+def test_a_resumed_runs_own_vocabulary_maps_onto_the_caches_text_ids():
+    """The blocks hold the cache's text ids; a run with the same vocabulary reads them as
+    they are (no map), one with another vocabulary through a map: an n-gram it lacks is its
+    out-of-vocabulary id, padding stays padding."""
+    from bigmodel_cli.data.block_reader import _id_map
+    from bigmodel_cli.features import text as T
+
+    spec = T.TextSpec(ngrams=1)
+    cache = T.PyTokenizer(spec, ["good", "bad", "slow"])
+    assert _id_map(cache, T.PyTokenizer(spec, ["good", "bad", "slow"])) is None
+    run = T.PyTokenizer(spec, ["slow", "good", "fast"])
+    m = _id_map(cache, run)
+    ids = cache.ids(["good slow bad", ""])
+    assert (m[ids] == run.ids(["good slow bad", ""])).all()
+    assert m[T.PAD] == T.PAD and m[cache.index["bad"]] == T.OOV

@@ -6,6 +6,7 @@ budget).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -75,8 +76,16 @@ class Prepared:
             out[c] = DateEncoder(info["format"], info["stats"])
         return {**out, **self.text_tokenizers()}
 
+    @functools.cached_property
+    def _text_tokenizers(self) -> dict[str, Any]:
+        return self._load_text_tokenizers()
+
     def text_tokenizers(self) -> dict[str, Any]:
-        """The tokenisers whose ids the blocks hold (fitted on the training rows)."""
+        """The tokenisers whose ids the blocks hold (fitted on the training rows), read
+        from the cache folder once (encoders and remaps both ask)."""
+        return dict(self._text_tokenizers)
+
+    def _load_text_tokenizers(self) -> dict[str, Any]:
         info = self.m.get("text")
         if not info:
             return {}
@@ -87,7 +96,9 @@ class Prepared:
             toks[c].chosen = list(chosen)
         return toks
 
-    def remaps(self, classes: list[Any] | None, encoders: dict[str, Any]) -> dict[str, np.ndarray]:
+    def remaps(
+        self, classes: list[Any] | None, encoders: dict[str, Any]
+    ) -> dict[str, np.ndarray | None]:
         """Code -> model value: class index for the target, category id per column; for a
         date column, its encoder's (year mean, std, days mean, std) that standardise the
         parts on disk; for a text column, the blocks' ids -> the run's (a resumed run's
@@ -95,7 +106,7 @@ class Prepared:
         from bigmodel_cli.data.sources import _key
         from bigmodel_cli.features.category import MISSING, UNSEEN, canonical
 
-        out: dict[str, np.ndarray] = {}
+        out: dict[str, np.ndarray | None] = {}
         if self.m["labels"] is not None:
             index = {_key(c): i for i, c in enumerate(classes or [])}
             values = self.m["labels"]["values"]
@@ -121,7 +132,7 @@ class Prepared:
         return out
 
     def split(
-        self, role: str, remaps: dict[str, np.ndarray], source: str, window: int = 2
+        self, role: str, remaps: dict[str, np.ndarray | None], source: str, window: int = 2
     ) -> "StreamedTable | None":
         part = self.m[role]
         if part is None:
@@ -130,14 +141,16 @@ class Prepared:
         return StreamedTable(self.folder, blocks, self.m, remaps, source, window)
 
 
-def _id_map(cached: Any, run: Any) -> np.ndarray:
-    """The blocks' text ids -> the run's (the same where the run's tokeniser is the cache's;
-    a resumed run keeps its own): an n-gram the run does not know is its out-of-vocabulary id."""
+def _id_map(cached: Any, run: Any) -> np.ndarray | None:
+    """The blocks' text ids -> the run's: None where the run's tokeniser is the cache's
+    (the ids are read as they are); for a resumed run with a vocabulary of its own, an
+    n-gram it does not know is its out-of-vocabulary id."""
     from bigmodel_cli.features.text import OOV, PAD
 
+    if list(cached.vocabulary) == list(run.vocabulary):
+        return None
     ids = np.arange(len(cached.vocabulary) + 2, dtype=np.int32)
-    if list(cached.vocabulary) != list(run.vocabulary):
-        ids[2:] = [run.index.get(g, OOV) for g in cached.vocabulary]
+    ids[2:] = [run.index.get(g, OOV) for g in cached.vocabulary]
     ids[PAD], ids[OOV] = PAD, OOV
     return ids
 
@@ -249,7 +262,7 @@ class StreamedTable:
         folder: Path,
         blocks: list[list[list[Any]]],
         manifest: dict[str, Any],
-        remaps: dict[str, np.ndarray],
+        remaps: dict[str, np.ndarray | None],
         source: str,
         window: int = 2,
     ):
@@ -306,7 +319,10 @@ class StreamedTable:
         at += DATE_PARTS * len(self.dates)
         for c in self.texts:
             w = self.text_widths[c]
-            x[ids_name(c)] = self.remaps[c][rows[:, at : at + w].astype(np.int64)]
+            ids, to_run = rows[:, at : at + w], self.remaps[c]
+            x[ids_name(c)] = (
+                ids.astype(np.int32) if to_run is None else to_run[ids.astype(np.int64)]
+            )
             at += w
         return x, y
 

@@ -49,11 +49,18 @@ class TextFitter:
                 return self
             self._settle()
             texts = texts[take:]
-        tok = PyTokenizer(self.spec)
+        tok = self._tokenizer()
         for t in texts:
             self.counts.update(set(tok.grams(t)))  # document frequency: one count per row
         self.rows += len(texts)
         return self
+
+    def _tokenizer(self) -> Any:
+        """The grams' tokeniser for the settled spec, made once (its fold translation is not
+        free; the conversion asks for it every chunk)."""
+        if getattr(self, "_tok", None) is None or self._tok.spec != self.spec:
+            self._tok = PyTokenizer(self.spec)
+        return self._tok
 
     def _settle(self) -> None:
         self.chosen = choose(self.sample, self.t.max_chars)
@@ -68,7 +75,7 @@ class TextFitter:
         if self.spec is None:  # the settings are not chosen yet: measured once they are
             self.unmeasured += list(texts)
             return
-        tok = PyTokenizer(self.spec)
+        tok = self._tokenizer()
         count = (lambda g: len(set(g))) if self.spec.unique else len
         self.width = max(self.width, *(count(tok.grams(t)) for t in texts), 1)
 
