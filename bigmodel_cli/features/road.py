@@ -80,6 +80,7 @@ class Where:
     source: str
     row: Callable[[int], str] = lambda i: f"row {i + 1}"
     hint: str = BAD_HINT
+    block: str = "block"  # what the rows came in: a file's block, an HTTP request
 
 
 def bad_value_error(
@@ -89,7 +90,7 @@ def bad_value_error(
     i = int(np.flatnonzero(bad)[0])
     return DataError(
         f"{where.source}: {where.row(i)}, column '{column}' is not {kind.not_a(spelling)}: "
-        f"{str(cells[i])[:40]!r} ({int(bad.sum())} such value(s) in this block)",
+        f"{str(cells[i])[:40]!r} ({int(bad.sum())} such value(s) in this {where.block})",
         hint=where.hint,
     )
 

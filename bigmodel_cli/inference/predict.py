@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -72,26 +72,44 @@ def make_infer(model, n_features: int):
     return lambda x: infer(tf.constant(x)).numpy()
 
 
-def model_inputs(batch, spec: PredictSpec, first_row: int, source: str) -> Any:
+BAD_VALUE_HINT = (
+    "fix the value (an empty cell is a missing value); or pass --on-bad-value missing to "
+    "treat such values as missing; no output was written"
+)
+
+
+@dataclass(frozen=True)
+class Words:
+    """How an input's errors are said to whoever sent it: what its rows came in, and what
+    they can do about a bad or a missing value (the CLI's flags; serve says its own)."""
+
+    block: str = "block"
+    bad_value: str = BAD_VALUE_HINT
+    missing: str = (
+        "fix the input, or train with data.missing: fill to fill missing values; "
+        "no output was written"
+    )
+
+
+CLI_WORDS = Words()
+
+
+def model_inputs(
+    batch, spec: PredictSpec, first_row: int, source: str, words: Words = CLI_WORDS
+) -> Any:
     """A block's model inputs through the one road (:func:`features.road.encode_rows`):
     the feature matrix, or a dict of numbers plus each encoded column as ids
     (``spec.tokenizers``) or as raw strings; then data.missing (:func:`check_missing`)."""
     from bigmodel_cli.features.road import ArrowCells, Layout, Where, encode_rows
 
     layout = Layout(spec.features, spec.column_types, spec.tokenizers)
-    where = Where(source, lambda i: where_row(spec, first_row + i), BAD_VALUE_HINT)
+    where = Where(source, lambda i: where_row(spec, first_row + i), words.bad_value, words.block)
     x, _ = encode_rows(ArrowCells(batch), layout, on_bad=spec.on_bad_value, where=where)
     if not isinstance(x, dict):
-        return check_missing(x, spec.features, spec, first_row, source)
+        return check_missing(x, spec.features, spec, first_row, source, words)
     if "features" in x:
-        x["features"] = check_missing(x["features"], spec.numeric, spec, first_row, source)
+        x["features"] = check_missing(x["features"], spec.numeric, spec, first_row, source, words)
     return x
-
-
-BAD_VALUE_HINT = (
-    "fix the value (an empty cell is a missing value); or pass --on-bad-value missing to "
-    "treat such values as missing; no output was written"
-)
 
 
 def row_slice(x: Any, start: int, stop: int) -> Any:
@@ -103,7 +121,12 @@ def row_slice(x: Any, start: int, stop: int) -> Any:
 
 
 def check_missing(
-    x: np.ndarray, features: list[str], spec: PredictSpec, first_row: int, source: str
+    x: np.ndarray,
+    features: list[str],
+    spec: PredictSpec,
+    first_row: int,
+    source: str,
+    words: Words = CLI_WORDS,
 ) -> np.ndarray:
     """Missing or infinite values under data.missing: impute (the model fills them),
     fill (filled here) or drop/error (an error naming the row and feature)."""
@@ -116,9 +139,8 @@ def check_missing(
             raise DataError(
                 f"{source}: row {first_row + int(r) + 1} has a missing or infinite value "
                 f"in feature '{features[int(c)]}' ({int(bad.any(axis=1).sum())} such "
-                "row(s) in this block)",
-                hint="fix the input, or train with data.missing: fill to fill missing values; "
-                "no output was written",
+                f"row(s) in this {words.block})",
+                hint=words.missing,
             )
     return x
 

@@ -327,22 +327,10 @@ def error_answer(e: Exception) -> Any:
     if isinstance(e, BadRequest):
         return JSONResponse({"error": str(e)}, status_code=400)
     status = 422 if isinstance(e, DataError) and not MALFORMED.search(e.message) else 400
-    message, hint = for_http(e.message, e.hint)
-    return JSONResponse({"error": message, **({"hint": hint} if hint else {})}, status_code=status)
-
-
-def for_http(message: str, hint: str | None) -> tuple[str, str | None]:
-    """A command's error in the words of the HTTP API: the request, not a 'block', and
-    no command-line flag in the hint."""
-    from bigmodel_cli.inference.predict import BAD_VALUE_HINT
-    from bigmodel_cli.inference.service import HTTP_BAD_VALUE_HINT
-
-    message = message.replace("in this block)", "in this request)")
-    if hint == BAD_VALUE_HINT or (hint and "--" in hint):
-        hint = HTTP_BAD_VALUE_HINT if hint == BAD_VALUE_HINT else None
-    if hint:
-        hint = hint.replace("; no output was written", "")
-    return message, hint
+    # the rows' errors come in the HTTP API's words already (service.HTTP_WORDS)
+    return JSONResponse(
+        {"error": e.message, **({"hint": e.hint} if e.hint else {})}, status_code=status
+    )
 
 
 INLINE_BODY = 64 * 1024  # bytes: a body up to this is parsed on the event loop

@@ -17,7 +17,7 @@ import numpy as np
 
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.features.registry import NUMBER
-from bigmodel_cli.inference.predict import output_table
+from bigmodel_cli.inference.predict import Words, output_table
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Service:
         if shape:
             per_row = X.image_saliency(
                 model.infer,
-                model_inputs(batch, spec, 0, "request"),
+                model_inputs(batch, spec, 0, "request", HTTP_WORDS),
                 list(shape),
                 cfg.data.classes,
                 cfg.task,
@@ -114,7 +114,7 @@ class Service:
             table,
             table.num_rows,
             self.batch_rows,
-            lambda b: model_inputs(b, spec, 0, "request"),
+            lambda b: model_inputs(b, spec, 0, "request", HTTP_WORDS),
             texts,
             cached[1],
         )
@@ -239,7 +239,7 @@ class Service:
         spec, batch = self.parse(body, content_type, probabilities, model)
         if isinstance(batch, Rows):
             return spec, batch, batch.x
-        return spec, batch, model_inputs(batch, spec, 0, "request")
+        return spec, batch, model_inputs(batch, spec, 0, "request", HTTP_WORDS)
 
     async def predict(
         self, spec: Any, batch: Any, x: Any = None, model: "Model | None" = None
@@ -248,7 +248,7 @@ class Service:
 
         model = model or self.model()
         if x is None:
-            x = model_inputs(batch, spec, 0, "request")
+            x = model_inputs(batch, spec, 0, "request", HTTP_WORDS)
         assert self.queue is not None
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         try:
@@ -486,7 +486,7 @@ def plain_numbers(rows: list[dict], spec: Any) -> np.ndarray | None:
     if not all(type(v) in kinds for row in values for v in row):
         return None
     x = np.array(values, dtype=np.float32)  # null -> NaN: missing
-    return check_missing(x, feats, spec, 0, "request")
+    return check_missing(x, feats, spec, 0, "request", HTTP_WORDS)
 
 
 MALFORMED = __import__("re").compile(
@@ -503,6 +503,14 @@ HTTP_BAD_VALUE_HINT = (
 
 class BadRequest(Exception):
     pass
+
+
+# predict's errors in the HTTP API's words: the request, and what a client can send
+HTTP_WORDS = Words(
+    block="request",
+    bad_value=HTTP_BAD_VALUE_HINT,
+    missing="send the value, or train with data.missing: impute or fill, which fill missing values",
+)
 
 
 class Overloaded(Exception):
