@@ -91,8 +91,7 @@ def read_chunks(
 ) -> Iterator[tuple[Any, int]]:
     """(DataFrame chunk, bytes of the file read so far); each chunk's index is
     its rows' positions in the file and ``attrs`` say where it came from."""
-    import pandas as pd
-
+    from bigmodel_cli.data.reader import frame_chunks
     from bigmodel_cli.data.sources import file_delimiter, read_error, table_format
 
     fmt, compression = table_format(path)
@@ -111,45 +110,12 @@ def read_chunks(
             f"{path} is empty", hint="the file needs a header line and at least one row"
         )
     where = {"source": str(path), "line_offset": 2 if fmt in ("csv", "tsv") else 1}
+    sep = file_delimiter(path, fmt, compression, delimiter) if fmt in ("csv", "tsv") else ","
     try:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            pf = pq.ParquetFile(path)
-            total, start, size = max(pf.metadata.num_rows, 1), 0, path.stat().st_size
-            for batch in pf.iter_batches(batch_size=chunk_rows):
-                df = batch.to_pandas()
-                df.index = pd.RangeIndex(start, start + len(df))
-                start += len(df)
-                df.attrs.update(where)
-                yield df, int(size * start / total)
-            return
-        with open(path, "rb") as f:
-            if fmt == "jsonl":
-                reader = pd.read_json(f, lines=True, chunksize=chunk_rows, compression=compression)
-            else:
-                reader = pd.read_csv(
-                    f,
-                    sep=file_delimiter(path, fmt, compression, delimiter),
-                    compression=compression,
-                    chunksize=chunk_rows,
-                    low_memory=False,
-                )
-            start = 0
-            for df in reader:
-                if fmt == "jsonl":
-                    df.index = pd.RangeIndex(start, start + len(df))
-                start += len(df)
-                df.attrs.update(where)
-                yield df, f.tell()
-    except (
-        DataError,
-        pd.errors.EmptyDataError,
-        pd.errors.ParserError,
-        UnicodeDecodeError,
-        OSError,
-        ValueError,
-    ) as e:
+        for df, at in frame_chunks(path, fmt, compression, sep, chunk_rows):
+            df.attrs.update(where)
+            yield df, at
+    except (DataError, OSError, ValueError) as e:
         raise read_error(e, path, fmt) from None
 
 

@@ -34,6 +34,7 @@ from bigmodel_cli.data.sources import (
     table_format,
 )
 from bigmodel_cli.data.labels import encode_labels, missing_labels
+from bigmodel_cli.data.reader import read_frame
 from bigmodel_cli.data.sources import line_of_row
 
 
@@ -81,16 +82,15 @@ def read_table(
             raise DataError(
                 f"{path} is empty", hint="the file needs a header line and at least one row"
             )
-        if fmt in ("csv", "tsv"):
-            sep = file_delimiter(
-                path, fmt, compression, cfg.data.delimiter if cfg is not None else "auto"
+        if fmt in ("csv", "tsv", "parquet", "jsonl"):
+            sep = (
+                file_delimiter(
+                    path, fmt, compression, cfg.data.delimiter if cfg is not None else "auto"
+                )
+                if fmt in ("csv", "tsv")
+                else ","
             )
-            df = pd.read_csv(path, sep=sep, compression=compression, low_memory=False, nrows=nrows)
-            df.attrs["delimiter"] = sep
-        elif fmt == "parquet":
-            df = pd.read_parquet(path)
-        elif fmt == "jsonl":
-            df = pd.read_json(path, lines=True, compression=compression)
+            df = read_frame(path, fmt, compression, sep, nrows)
         else:
             with np.load(path, allow_pickle=False) as z:
                 if "x" not in z or "y" not in z:

@@ -1,4 +1,5 @@
-"""The one reader of table files for predict, eval, explain and serve.
+"""Table files for predict, eval, explain and serve: the one reader
+(:mod:`bigmodel_cli.data.reader`) with the run's columns on top.
 
 CSV/TSV, Parquet and JSON Lines (local, remote or stdin) in blocks of rows, each row's
 line number kept for errors; the input's columns checked against the run's.
@@ -6,23 +7,24 @@ line number kept for errors; the input's columns checked against the run's.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import os
 import sys
 from dataclasses import replace
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
+from bigmodel_cli.data.reader import (
+    BLOCK_BYTES,
+    Position,
+    header,
+    line_finder,
+    locate,
+    open_stream,
+    read_batches,
+)
 from bigmodel_cli.data.sources import table_format
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.inference.spec import PredictSpec
-
-# Bytes of input parsed per block. pyarrow's streaming readers read ahead a
-# number of blocks, so memory grows with the block size: measured on a 5M-row
-# CSV, 1 MB blocks keep the reader's peak flat at ~120 MB (8 MB: ~430 MB, growing
-# with the file) and are no slower.
-BLOCK_BYTES = 1 << 20
 
 
 def _in_format(path: str, fmt: str | None) -> tuple[str, str | None]:
@@ -30,21 +32,6 @@ def _in_format(path: str, fmt: str | None) -> tuple[str, str | None]:
         return fmt or "csv", None
     f, comp = table_format(path)
     return fmt or f, comp
-
-
-def _header(stream_factory: Callable[[], Any], delimiter: str) -> list[str]:
-    """The header line, read in blocks (pyarrow streams have no readline)."""
-    buf = b""
-    with stream_factory() as s:
-        while b"\n" not in buf and len(buf) < (16 << 20):
-            chunk = s.read(65536)
-            if not chunk:
-                break
-            buf += chunk
-    line = buf.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
-    if not line.strip():
-        return []
-    return next(csv.reader([line], delimiter=delimiter))
 
 
 def _renamed(names: list[str], spec: PredictSpec, source: str) -> list[str]:
@@ -139,45 +126,6 @@ def check_input_columns(have: list[str], spec: PredictSpec, source: str) -> Pred
     return spec
 
 
-class Position:
-    """How far through its input a reader is, as a fraction (None: unknown).
-
-    For files, the byte offset of the raw (still compressed) file; the reader
-    reads ahead a few blocks, so it runs slightly ahead of the rows delivered."""
-
-    def __init__(self) -> None:
-        self._raw: Any = None
-        self._size = 0
-        self._rows_total = 0
-        self.rows = 0
-
-    def track_file(self, raw: Any, size: int) -> None:
-        self._raw, self._size = raw, size
-
-    def track_rows(self, total: int) -> None:
-        self._rows_total = total
-
-    def fraction(self) -> float | None:
-        try:
-            if self._raw is not None and self._size:
-                return min(1.0, self._raw.tell() / self._size)
-        except (OSError, ValueError):  # closed
-            return None
-        if self._rows_total:
-            return min(1.0, self.rows / self._rows_total)
-        return None
-
-
-def _file_stream(path: str, comp: str | None, position: Position | None = None):
-    """Open a file for streaming; the raw file's offset feeds ``position``."""
-    import pyarrow as pa
-
-    raw = pa.OSFile(path)
-    if position is not None:
-        position.track_file(raw, os.path.getsize(path))
-    return pa.CompressedInputStream(raw, comp) if comp else raw
-
-
 _END = object()
 
 
@@ -260,18 +208,18 @@ def _csv_blocks(
     else:
         if os.path.getsize(path) == 0:
             raise DataError(f"{path} is empty")
-        factory = lambda: pa.input_stream(path, compression=comp)  # noqa: E731
+        factory = lambda: open_stream(path, comp)  # noqa: E731
         delim = file_delimiter(path, fmt, comp)
-    header = _header(factory, delim)
-    if not header:
+    names = header(factory, delim)
+    if not names:
         raise DataError(f"{source} has no header line")
-    renamed = _renamed(header, spec, source)
-    if renamed != header:
-        header, read_names = renamed, {"column_names": renamed, "skip_rows": 1}
+    renamed = _renamed(names, spec, source)
+    if renamed != names:
+        names, read_names = renamed, {"column_names": renamed, "skip_rows": 1}
     else:
         read_names = {}
     spec = box["spec"] = check_input_columns(
-        header, replace(spec, line_of=_line_finder(factory, delim)), source
+        names, replace(spec, line_of=line_finder(factory, delim)), source
     )
     texts = (
         spec.id_columns
@@ -283,7 +231,7 @@ def _csv_blocks(
     types.update({c: pa.string() for c in texts if c not in spec.numeric})
     try:
         reader = pc.open_csv(
-            factory() if buffered else _file_stream(path, comp, position),
+            factory() if buffered else open_stream(path, comp, position),
             read_options=pc.ReadOptions(block_size=BLOCK_BYTES, **read_names),
             # Text may hold line breaks inside quotes (e-mails, posts); parsing them
             # costs speed, so only text models pay for it.
@@ -295,9 +243,9 @@ def _csv_blocks(
             ),
         )
     except pa.ArrowInvalid as e:
-        raise _locate(factory, delim, header, spec, 0, source, e) from None
-    yield from _read_batches(
-        reader, lambda rows, e: _locate(factory, delim, header, spec, rows, source, e)
+        raise locate(factory, delim, names, spec.numeric, 0, source, e) from None
+    yield from read_batches(
+        reader, lambda rows, e: locate(factory, delim, names, spec.numeric, rows, source, e)
     )
 
 
@@ -339,7 +287,7 @@ def _jsonl_blocks(
     stream = (
         pa.BufferReader(sys.stdin.buffer.read())
         if path == "-"
-        else _file_stream(path, comp, position)
+        else open_stream(path, comp, position)
     )
     try:
         reader = pj.open_json(stream, read_options=pj.ReadOptions(block_size=BLOCK_BYTES))
@@ -349,28 +297,11 @@ def _jsonl_blocks(
         _renamed(reader.schema.names, spec, source), spec, source
     )
     rows = 0
-    for batch in _read_batches(
+    for batch in read_batches(
         reader, lambda at, e: DataError(f"{source}: cannot parse JSON lines after row {at}: {e}")
     ):
         yield cast_features(_rename_batch(batch, spec).select(_wanted(spec)), spec, source, rows)
         rows += batch.num_rows
-
-
-def _read_batches(reader, on_error: Callable[[int, Exception], Exception]) -> Iterator[Any]:
-    """Batches of a pyarrow streaming reader; a parse error becomes
-    ``on_error(rows read before it, error)``."""
-    import pyarrow as pa
-
-    rows = 0
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
-        except pa.ArrowInvalid as e:
-            raise on_error(rows, e) from None
-        rows += batch.num_rows
-        yield batch
 
 
 def cast_features(batch, spec: PredictSpec, source: str = "input", first_row: int = 0):
@@ -400,113 +331,6 @@ def cast_features(batch, spec: PredictSpec, source: str = "input", first_row: in
     return pa.RecordBatch.from_arrays(cols, names=names)
 
 
-def _locate(
-    factory,
-    delim: str,
-    header: list[str],
-    spec: PredictSpec,
-    start_row: int,
-    source: str,
-    err: Exception,
-) -> DataError:
-    """Re-scan (error path only) to name the exact line of a bad row."""
-    feat_idx = {header.index(c): c for c in spec.numeric}
-    with factory() as s:
-        text = io.TextIOWrapper(_Readable(s), encoding="utf-8", newline="")
-        reader = csv.reader(text, delimiter=delim)
-        try:
-            return _scan(reader, start_row, header, feat_idx, source, err)
-        except UnicodeDecodeError:
-            return DataError(
-                f"{source}: line {_first_non_utf8_line(factory)} is not UTF-8 text",
-                hint="save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8); no output was "
-                "written",
-            )
-
-
-def _first_non_utf8_line(factory) -> int:
-    """The 1-based number of the first line that is not valid UTF-8 (error path only)."""
-    line, rest = 1, b""
-    with factory() as s:
-        while True:
-            chunk = s.read(1 << 20)
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop() if chunk else b""
-            for raw in lines:
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    return line
-                line += 1
-            if not chunk:
-                return line
-
-
-def _scan(
-    reader, start_row: int, header: list[str], feat_idx: dict[int, str], source: str, err: Exception
-) -> DataError:
-    """The first row from ``start_row`` on that is malformed or not numeric."""
-    next(reader, None)
-    for i, row in enumerate(reader):
-        if i < start_row:
-            continue
-        line = reader.line_num
-        if len(row) != len(header):
-            return DataError(
-                f"{source}: line {line} has {len(row)} fields, the header has {len(header)}",
-                hint="fix or remove that row; no output was written",
-            )
-        for j, name in feat_idx.items():
-            v = row[j]
-            try:
-                float(v)
-            except ValueError:
-                if v.strip() == "":
-                    continue  # empty = missing value, handled later
-                return DataError(
-                    f"{source}: column '{name}' is not numeric: line {line} has {v[:40]!r}",
-                    hint="fix that value; no output was written",
-                )
-    msg = str(err).splitlines()[0]
-    return DataError(
-        f"{source}: cannot parse after data row {start_row}: {msg}", hint="no output was written"
-    )
-
-
-class _Readable(io.RawIOBase):
-    """Adapt a pyarrow stream to io for csv.reader."""
-
-    def __init__(self, s: Any):
-        self.s = s
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        data = self.s.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
 def where_row(spec: PredictSpec, row: int) -> str:
     """A 0-based data row of the input, as the user finds it: a CSV line or a row number."""
     return f"line {spec.line_of(row)}" if spec.line_of is not None else f"row {row + 1}"
-
-
-def _line_finder(factory: Callable[[], Any], delim: str) -> Callable[[int], int]:
-    """data row -> the line it starts on, by re-reading the CSV (quoted fields may span lines)."""
-
-    def line_of(row: int) -> int:
-        with factory() as s:
-            reader = csv.reader(
-                io.TextIOWrapper(_Readable(s), encoding="utf-8", newline=""), delimiter=delim
-            )
-            next(reader, None)
-            start = reader.line_num + 1
-            for i, _ in enumerate(reader):
-                if i == row:
-                    return start
-                start = reader.line_num + 1
-        return row + 2
-
-    return line_of
