@@ -184,3 +184,42 @@ def test_a_validated_config_is_immutable_and_resolved_makes_a_new_one(tmp_path):
     assert new is not cfg and new.data.features == ["x"] and new.data.classes == [0, 1]
     assert new.train.precision == "float32" and cfg.data.features != ["x"]
     assert resolved(cfg) is cfg
+
+
+def test_the_image_type_checks_fits_encodes_and_builds_its_layers(tmp_path):
+    """An image goes through one class: a file that is not an image is found by its
+    header and named in the type's words, the same words decoding uses; encoding is
+    decoding at the fitted shape; the in-model layers reshape the pixels."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from bigmodel_cli.errors import DataError
+    from bigmodel_cli.features.image import IMAGE, ImageShape, check_readable, decode
+
+    good = tmp_path / "a.png"
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8)).save(good)
+    bad = tmp_path / "b.png"
+    bad.write_bytes(b"not a png at all")
+    files, mask = IMAGE.check([good, bad, good])
+    assert files == [good, bad, good] and mask.tolist() == [False, True, False]
+    with pytest.raises(DataError, match=r"b\.png: not a readable image") as checked:
+        check_readable([good, bad])
+    with pytest.raises(DataError, match=r"b\.png: not a readable image") as decoded:
+        decode([bad], [6, 8, 1])
+    assert str(checked.value).split(" (")[0] == str(decoded.value).split(" (")[0]
+
+    encoder = IMAGE.fit(
+        [good], "image", "image", SimpleNamespace(data=SimpleNamespace(image_shape=[3, 4, 1]))
+    )
+    assert encoder == ImageShape((3, 4, 1)) and IMAGE.owns(encoder) and not NUMBER.owns(encoder)
+    pixels = IMAGE.encode(encoder, [good, good])
+    assert pixels.shape == (2, 12) and pixels.dtype == np.float32
+    np.testing.assert_array_equal(pixels, decode([good, good], [3, 4, 1]))
+    with pytest.raises(DataError, match="data.image_shape"):
+        IMAGE.fit([good], "image", "image", SimpleNamespace(data=SimpleNamespace(image_shape=None)))
+
+    import keras
+
+    x = keras.Input((12,))
+    assert tuple(IMAGE.core_layers(x, [3, 4, 1], None, 0).shape) == (None, 3, 4, 1)

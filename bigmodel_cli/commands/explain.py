@@ -132,7 +132,8 @@ def _image_rows(
 ) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
     """(flat pixels, labels, None, notes) of an image run's --data: a pixel table with
     the target, or a folder with one subfolder of images per class."""
-    from bigmodel_cli.data.images import ImageFolder, decode_many
+    from bigmodel_cli.data.images import ImageFolder
+    from bigmodel_cli.features.image import decode_many
 
     folder = ImageFolder.find(Path(path)) if Path(path).is_dir() else None
     notes: list[str] = []

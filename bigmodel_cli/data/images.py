@@ -1,13 +1,13 @@
 """Image folders: one subfolder per class of PNG/JPEG files (the ImageFolder layout).
 
-Images are decoded with Pillow (no TensorFlow: predict's ONNX path uses this
-too), converted to ``data.image_shape``'s channels (1: grey, 3: RGB), resized
-to its height and width, and flattened to pixel columns, the layout of a
-pixel CSV such as the digit-recognizer one. So the same experiment trains on
-``data/train.csv`` or on ``data/train/<class>/*.png`` with only the path
-changed. Unless ``data.stream: false`` they are decoded as training goes
-(:class:`StreamedImages`, in a few threads), so memory does not grow with the
-number of images; the order is the in-memory order, ``rng([seed, epoch])``.
+An image is decoded, checked and laid out as pixel columns by its type,
+:data:`bigmodel_cli.features.image.IMAGE`; this module finds the files (a folder of
+class subfolders, ``predict --input``'s files, folders and globs) and streams them.
+So the same experiment trains on ``data/train.csv`` or on
+``data/train/<class>/*.png`` with only the path changed. Unless ``data.stream:
+false`` they are decoded as training goes (:class:`StreamedImages`, in a few
+threads), so memory does not grow with the number of images; the order is the
+in-memory order, ``rng([seed, epoch])``.
 
 Example::
 
@@ -24,12 +24,7 @@ from typing import Iterable
 import numpy as np
 
 from bigmodel_cli.errors import DataError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def is_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+from bigmodel_cli.features.image import decode, decode_many, is_image
 
 
 @dataclass
@@ -78,71 +73,6 @@ def need_shape(root: Path, shape: list[int] | None, role: str) -> list[int]:
 
 def pixel_names(shape: list[int]) -> list[str]:
     return [f"pixel{i}" for i in range(int(np.prod(shape)))]
-
-
-def decode(paths: Iterable[Path | str], shape: list[int]) -> np.ndarray:
-    """Images -> float32 [n, H*W*C] pixel values 0..255 (as a pixel CSV holds them)."""
-    from PIL import Image, UnidentifiedImageError
-
-    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 3)):
-        raise DataError(
-            f"data.image_shape {shape} cannot hold images",
-            hint="use [height, width, 1] for grey or [height, width, 3] for colour",
-        )
-    h, w = int(shape[0]), int(shape[1])
-    mode = "RGB" if len(shape) == 3 and shape[2] == 3 else "L"
-    rows = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                im = im.convert(mode)
-                if im.size != (w, h):
-                    im = im.resize((w, h), Image.Resampling.BILINEAR)
-                rows.append(np.asarray(im, dtype=np.float32).reshape(-1))
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(
-                f"{p}: not a readable image ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:120] if str(e) else ''})",
-                hint="remove or replace that file",
-            ) from None
-    return (
-        np.stack(rows) if rows else np.zeros((0, h * w * (3 if mode == "RGB" else 1)), np.float32)
-    )
-
-
-def check_readable(paths: list[Path], threads: int = 4) -> None:
-    """Every file opens as an image (its header only: fast); names the first that does not."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from PIL import Image, UnidentifiedImageError
-
-    def bad(p: Path) -> str | None:
-        try:
-            with Image.open(p) as im:
-                im.size  # noqa: B018  (the header is read)
-            return None
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            return f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-
-    with ThreadPoolExecutor(threads) as pool:
-        for p, why in zip(paths, pool.map(bad, paths, chunksize=256)):
-            if why:
-                raise DataError(
-                    f"{p}: not a readable image ({why})", hint="remove or replace that file"
-                )
-
-
-def decode_many(paths: list[Path], shape: list[int], threads: int = 4) -> np.ndarray:
-    """:func:`decode` in ``threads`` threads (Pillow releases the GIL while it decodes)."""
-    if len(paths) < 64 or threads <= 1:
-        return decode(paths, shape)
-    from concurrent.futures import ThreadPoolExecutor
-
-    step = -(-len(paths) // threads)
-    with ThreadPoolExecutor(threads) as pool:
-        return np.concatenate(
-            list(pool.map(lambda a: decode(paths[a : a + step], shape), range(0, len(paths), step)))
-        )
 
 
 class StreamedImages:

@@ -176,7 +176,7 @@ def _images(
                 "PNG/JPEG files)",
                 hint="with an image folder for data.train, the other splits are image folders too",
             )
-        from bigmodel_cli.data.images import check_readable
+        from bigmodel_cli.features.image import check_readable
 
         check_readable(folder.files)
         index = {str(c): i for i, c in enumerate(classes or [])}

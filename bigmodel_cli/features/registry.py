@@ -17,6 +17,13 @@ know what a type means asks it instead of comparing strings:
   ``preprocessing/text.json`` and back, and :func:`save_tokenizers` /
   :func:`load_tokenizers` for a run's every encoder (no TensorFlow needed).
 
+Two more types have a class but no ``data.columns`` spelling, since no table
+holds them as a column: images (``IMAGE``, :mod:`bigmodel_cli.features.image`:
+files decoded to pixels, from a folder or a list of files) and the target
+(:class:`bigmodel_cli.features.target.Target`). Id columns (``data.id_columns``)
+have none: nothing is fitted, checked or fed to the model, they are copied to
+the output as read.
+
 A new type is one :class:`ColumnType` subclass in a module of its own, listed in
 ``KINDS`` here, and its spelling in ``config.ColumnType``.
 
@@ -40,7 +47,7 @@ from bigmodel_cli.features.text_type import TEXT
 
 ColumnKind = ColumnType  # the name earlier code used
 NUMBER_NAME = NUMBER.name
-KINDS: tuple[ColumnType, ...] = (NUMBER, CATEGORY, TEXT, DATE)
+KINDS: tuple[ColumnType, ...] = (NUMBER, CATEGORY, TEXT, DATE)  # a table's columns
 _BY_SPELLING = {s: k for k in KINDS for s in k.spellings}
 _BY_SAVED = {s: k for k in KINDS for s in k.saved_as}
 

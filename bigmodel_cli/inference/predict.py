@@ -334,7 +334,7 @@ def predict_images(
     """Predict image files (decoded like the training folder); rows keep the files' order."""
     import pyarrow as pa
 
-    from bigmodel_cli.data.images import decode
+    from bigmodel_cli.features.image import decode
 
     t0 = time.perf_counter()
     writer = Writer(output_path, force)

@@ -12,7 +12,8 @@ from bigmodel_cli.features.number import impute_class
 from bigmodel_cli.model.architectures import _register_trees, load_hook
 from bigmodel_cli.model.builders import _register_temperature
 from bigmodel_cli.model.ensemble import _register_ensemble
-from bigmodel_cli.model.numeric import _register_augment, _register_expm1, _register_piecewise
+from bigmodel_cli.features.image import _register_augment
+from bigmodel_cli.model.numeric import _register_expm1, _register_piecewise
 
 
 def register_layers() -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from bigmodel_cli.config.experiment import ExperimentConfig
 from bigmodel_cli.errors import ConfigError
+from bigmodel_cli.features.image import IMAGE, augmentation
 from bigmodel_cli.features.number import impute_layer
 
 if TYPE_CHECKING:
@@ -72,86 +73,12 @@ def preprocessing(
     if d.scale:
         x = L.Rescaling(1.0 / d.scale, name="scale", dtype="float32")(x)
     if d.image_shape:
-        x = L.Reshape(tuple(d.image_shape), name="image")(x)
-    if d.augment is not None:
-        x = augmentation(x, d.augment, cfg.seed)
+        x = IMAGE.core_layers(x, d.image_shape, d.augment, cfg.seed)
+    elif d.augment is not None:
+        x = augmentation(x, d.augment, cfg.seed)  # no image_shape: the one-line error
     if plain is not None:
         plain.append(before if encoded else x)
     return x
-
-
-def augmentation(x, aug: Any, seed: int):
-    """Random flips, rotations, zooms, translations and contrast (Keras
-    preprocessing layers) in one :func:`_register_augment` layer, which changes
-    images only when called with ``training=True`` (the training step)."""
-    if len(x.shape) != 4:
-        raise ConfigError(
-            "data.augment works on images", hint="set data.image_shape, e.g. [28, 28, 1]"
-        )
-    settings = {k: v for k, v in aug.model_dump().items() if v}
-    if not settings:
-        return x
-    return _register_augment()(settings=settings, seed=seed, name="augment")(x)
-
-
-@functools.lru_cache(maxsize=1)
-def _register_augment():
-    """The Augment layer class, registered with Keras on first use.
-
-    Keras's random layers run their random ops unless told ``training=False``,
-    and an export traced without it would hold them (tf2onnx cannot convert
-    StatelessRandomUniformV2 or ImageProjectiveTransformV3). Here anything but
-    ``training=True`` passes images through, so model.keras, every export and
-    the ONNX copy contain no augmentation at all."""
-    import keras
-    from keras import layers as L
-
-    @keras.saving.register_keras_serializable(package="bigmodel")
-    class Augment(keras.layers.Layer):
-        def __init__(self, settings: dict[str, Any], seed: int = 0, **kwargs: Any):
-            super().__init__(**kwargs)
-            self.settings, self.seed = dict(settings), int(seed)
-            a = self.settings
-            self.steps = []
-            if a.get("flip"):
-                self.steps.append(L.RandomFlip(a["flip"], seed=seed, name="flip"))
-            if a.get("rotation"):
-                self.steps.append(
-                    L.RandomRotation(
-                        a["rotation"], fill_mode="constant", seed=seed + 1, name="rotation"
-                    )
-                )
-            if a.get("zoom"):
-                self.steps.append(
-                    L.RandomZoom(a["zoom"], fill_mode="constant", seed=seed + 2, name="zoom")
-                )
-            if a.get("translation"):
-                self.steps.append(
-                    L.RandomTranslation(
-                        a["translation"],
-                        a["translation"],
-                        fill_mode="constant",
-                        seed=seed + 3,
-                        name="translation",
-                    )
-                )
-            if a.get("contrast"):
-                self.steps.append(L.RandomContrast(a["contrast"], seed=seed + 4, name="contrast"))
-
-        def call(self, x, training=None):
-            if training is not True:
-                return x
-            for step in self.steps:
-                x = step(x, training=True)
-            return x
-
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-        def get_config(self):
-            return {**super().get_config(), "settings": self.settings, "seed": self.seed}
-
-    return Augment
 
 
 def piecewise_layer(x, stats: "ColumnStats", d: Any, columns: int):
