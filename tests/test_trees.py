@@ -79,6 +79,36 @@ def test_tree_members_are_part_of_the_ensemble():
         )
 
 
+@pytest.mark.parametrize("depth,outputs", [(6, 1), (3, 4)])
+def test_trees_layer_weighs_leaves_as_the_product_of_its_path(depth, outputs):
+    """The layer's log-space leaf weights (one matmul and one exp) give what the
+    definition says: a leaf's weight is the product of p or 1 - p along its path, level
+    d choosing bit d of the leaf's index."""
+    from bigmodel_cli.model.architectures import _register_trees
+
+    rng = np.random.default_rng(0)
+    layer = _register_trees()(trees=5, depth=depth, outputs=outputs, seed=3, speed=2.0)
+    x = rng.normal(size=(7, 4)).astype(np.float32)
+    layer.build((None, 4))
+    for w in layer.weights:  # away from the initial values: a wrong bit order shows
+        w.assign(rng.normal(size=w.shape).astype(np.float32))
+    v = 2.0
+    sel = np.exp(layer.select.numpy() * v)
+    mix = x @ (sel / sel.sum(axis=0))
+    t = layer.log_temperature.numpy() * v
+    right = 0.5 * (1 + np.tanh((mix - layer.threshold.numpy() * v) * np.exp(-t) / 2))  # sigmoid
+    right = right.reshape(7, 5, depth)
+    leaves = layer.leaves.numpy().reshape(5, 2**depth, outputs) * v
+    expect = np.zeros((7, outputs))
+    for leaf in range(2**depth):
+        bits = [(leaf >> d) & 1 for d in range(depth)]
+        weight = np.prod(
+            [right[:, :, d] if b else 1 - right[:, :, d] for d, b in enumerate(bits)], 0
+        )
+        expect += (weight[:, :, None] * leaves[None, :, leaf, :]).mean(axis=1)
+    np.testing.assert_allclose(np.asarray(layer(x)), expect, rtol=1e-4, atol=1e-5)
+
+
 def _table(path: Path, n: int = 400, seed: int = 0) -> None:
     """Three classes from a threshold rule on a sum and a category: what trees are good at."""
     rng = np.random.default_rng(seed)

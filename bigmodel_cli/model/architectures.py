@@ -101,6 +101,15 @@ def _trees(inputs, n_out: int, task: str, cfg: Any = None, name: str = "output")
     return L.Activation(activation, name=name, dtype="float32")(logits)
 
 
+def leaf_paths(depth: int):
+    """[2 * depth, 2**depth]: row d is 1 where leaf l goes right at level d (bit d of l),
+    row depth + d where it goes left; a leaf's weight is exp(logs @ its column)."""
+    import numpy as np
+
+    bits = (np.arange(2**depth)[None, :] >> np.arange(depth)[:, None]) & 1
+    return np.concatenate([bits, 1 - bits]).astype("float32")
+
+
 @functools.lru_cache(maxsize=1)
 def _register_trees():
     import keras
@@ -162,15 +171,23 @@ def _register_trees():
             v = (
                 self.speed
             )  # parameters stored divided by it: Adam then moves them `speed` times faster
-            mix = ops.matmul(ops.cast(x, "float32"), ops.softmax(self.select * v, axis=0))
-            right = ops.sigmoid((mix - self.threshold * v) * ops.exp(-self.log_temperature * v))
-            right = ops.reshape(right, (-1, self.trees, self.depth))
-            path = ops.ones_like(right[:, :, :1])  # [batch, trees, leaves so far]
-            for d in range(self.depth):
-                p = right[:, :, d : d + 1]
-                path = ops.concatenate([path * (1.0 - p), path * p], axis=-1)
-            leaves = ops.reshape(self.leaves * v, (self.trees, 2**self.depth, self.outputs))
-            return ops.mean(ops.einsum("btl,tlo->bto", path, leaves), axis=1)
+            # each split's mix of the inputs: a softmax over each column of select, taken
+            # along the last axis of its transpose (contiguous in memory; axis 0 was slower)
+            mix = ops.matmul(
+                ops.cast(x, "float32"),
+                ops.transpose(ops.softmax(ops.transpose(self.select) * v, axis=-1)),
+            )
+            z = (mix - self.threshold * v) * ops.exp(-self.log_temperature * v)
+            z = ops.reshape(z, (-1, self.depth))  # [batch * trees, depth]
+            # A leaf's weight is the product over the levels of p or 1 - p: in log space, one
+            # matmul of [log p, log(1 - p)] with each leaf's path bits, then one exp. The same
+            # numbers (to float32 rounding) as doubling the path level by level with a
+            # concatenation per level, in fewer and larger ops (benchmarks/member_cost.py)
+            logs = ops.concatenate([ops.log_sigmoid(z), ops.log_sigmoid(-z)], axis=-1)
+            path = ops.exp(ops.matmul(logs, ops.convert_to_tensor(leaf_paths(self.depth))))
+            path = ops.reshape(path, (-1, self.trees, 2**self.depth, 1))
+            leaves = ops.reshape(self.leaves * v, (1, self.trees, 2**self.depth, self.outputs))
+            return ops.mean(ops.sum(path * leaves, axis=2), axis=1)
 
         def compute_output_shape(self, input_shape):
             return (input_shape[0], self.outputs)
