@@ -7,6 +7,7 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -503,3 +504,21 @@ def test_previous_checkpoint_without_hard_links(tmp_path, monkeypatch):
     train_mod.keep_previous(last, previous)  # with hard links: both names, one file
     assert previous.read_bytes() == b"newer state" and last.read_bytes() == b"newer state"
     assert os.stat(last).st_ino == os.stat(previous).st_ino
+
+
+def test_a_checkpoint_reuses_keras_attribute_skipsets(tmp_path):
+    """Keras caches each kind's attribute skipset under one name and looks it up under
+    another, so each save built a throwaway Layer() per layer; checkpoints fill the name
+    it reads, and the file still loads to the same weights."""
+    import keras
+    from keras.src.backend.common import global_state
+    from keras.src.saving import saving_lib
+
+    from bigmodel_cli.training.checkpoints import TrainState, save_checkpoint
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    save_checkpoint(model, tmp_path / "last.keras", TrainState(epoch=1))
+    cached = global_state.get_global_attribute("saving_attr_skiplist_Layer")
+    assert cached is not None and cached == saving_lib.get_attr_skipset("Layer")
+    back = keras.saving.load_model(tmp_path / "last.keras", compile=False)
+    np.testing.assert_array_equal(back.layers[0].kernel.numpy(), model.layers[0].kernel.numpy())

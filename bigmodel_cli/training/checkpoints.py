@@ -61,6 +61,7 @@ def save_checkpoint(model, path: Path, state: TrainState, also: Path | None = No
     serialisation, and a kill between the two renames leaves ``also`` newer
     than ``path``, never older (resume redoes the epoch from ``path``)."""
     with atomic_path(path, suffix=".keras") as tmp:
+        _cache_attr_skipsets()
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as z:
             z.writestr(STATE_NAME, state.to_json())
@@ -75,6 +76,27 @@ def save_checkpoint(model, path: Path, state: TrainState, also: Path | None = No
                     import shutil
 
                     shutil.copyfile(tmp, tmp_also)
+
+
+def _cache_attr_skipsets() -> None:
+    """Keras 3's saving_lib.get_attr_skipset caches each kind's set under
+    ``saving_attr_skipset_<kind>`` but looks it up under ``saving_attr_skiplist_<kind>``,
+    so every save builds a throwaway Layer() per layer of the model: about a quarter
+    of a checkpoint's time, and a table's run saves one every epoch
+    (benchmarks/checkpoint_bench.py). Fill the key it reads; the sets are the ones it
+    would build. A no-op where Keras has fixed it or moved the function."""
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.saving import saving_lib
+    except ImportError:
+        return
+    for kind in ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss"):
+        key = f"saving_attr_skiplist_{kind}"
+        if global_state.get_global_attribute(key) is None:
+            try:
+                global_state.set_global_attribute(key, saving_lib.get_attr_skipset(kind))
+            except (AttributeError, ValueError):
+                return
 
 
 def keep_previous(last: Path, previous: Path) -> None:
