@@ -55,6 +55,39 @@ def test_resumed_iterator_yields_the_rest_of_the_epoch(dict_inputs):
     assert sum(full, []) == epoch_order(1, 2, n, True).tolist()
 
 
+def test_one_cpu_gets_the_datasets_own_iterator_with_the_same_batches():
+    """On a OneDeviceStrategy over a CPU the step reads the dataset's own iterator (a
+    distributed one stalled seconds when deleted); any other strategy, a distributed
+    one. Both give the same batches, epoch after epoch, partial ones included."""
+    from bigmodel_cli.training.pipeline import on_one_cpu
+    from bigmodel_cli.training.strategy import import_tensorflow
+
+    tf = import_tensorflow()
+    n = 29
+    src = InMemory(np.arange(n, dtype=np.float32)[:, None], np.arange(n), 8, seed=3, shuffle=True)
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0"])
+    assert on_one_cpu(one) and not on_one_cpu(mirrored)
+    assert not on_one_cpu(tf.distribute.get_strategy())
+
+    def batches(strategy):
+        it = src.iterator(strategy, [8], epoch=1, start_step=1, end_epoch=3)
+        got = []
+        for _ in range(3 + 4):  # epoch 1 from step 1, then epoch 2
+            x, y = next(it)
+            y = y.values[0] if hasattr(y, "values") else y
+            got.append(tf.convert_to_tensor(y).numpy().tolist())
+        return it, got
+
+    plain, got = batches(one)
+    assert isinstance(plain, tf.data.Iterator) and type(plain).__name__ == "OwnedIterator"
+    distributed, want = batches(mirrored)
+    assert type(distributed).__name__ != "OwnedIterator"
+    assert got == want
+    assert sum(got[:3], []) == epoch_order(3, 1, n, True).tolist()[8:]
+    assert sum(got[3:], []) == epoch_order(3, 2, n, True).tolist()
+
+
 def test_batch_larger_than_the_data_is_refused():
     from bigmodel_cli.errors import ConfigError
 
