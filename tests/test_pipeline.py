@@ -55,10 +55,11 @@ def test_resumed_iterator_yields_the_rest_of_the_epoch(dict_inputs):
     assert sum(full, []) == epoch_order(1, 2, n, True).tolist()
 
 
-def test_one_cpu_gets_the_datasets_own_iterator_with_the_same_batches():
-    """On a OneDeviceStrategy over a CPU the step reads the dataset's own iterator (a
-    distributed one stalled seconds when deleted); any other strategy, a distributed
-    one. Both give the same batches, epoch after epoch, partial ones included."""
+def test_one_cpu_gets_a_threadless_iterator_with_the_same_batches():
+    """On a OneDeviceStrategy over a CPU the step reads the dataset's own iterator, with
+    no map or prefetch thread and no autotuning (deleting a threaded one stalled for
+    seconds); any other strategy, a distributed one. Both give the same batches, epoch
+    after epoch, partial ones included."""
     from bigmodel_cli.training.pipeline import on_one_cpu
     from bigmodel_cli.training.strategy import import_tensorflow
 
@@ -86,6 +87,21 @@ def test_one_cpu_gets_the_datasets_own_iterator_with_the_same_batches():
     assert got == want
     assert sum(got[:3], []) == epoch_order(3, 1, n, True).tolist()[8:]
     assert sum(got[3:], []) == epoch_order(3, 2, n, True).tolist()
+
+    def stages(ds):
+        names = []
+        while ds is not None:
+            names.append(type(ds).__name__)
+            ds = getattr(ds, "_input_dataset", None)
+        return names
+
+    order = [tf.constant(np.arange(n, dtype=np.int64))]
+    inline = src.dataset(order, src._gather(), 8, False, 0, 1, inline=True)
+    threaded = src.dataset(order, src._gather(), 8, False, 0, 1)
+    assert inline.options().autotune.enabled is False
+    assert not any("Prefetch" in s or "ParallelMap" in s for s in stages(inline))
+    assert any("Prefetch" in s for s in stages(threaded))
+    assert any("ParallelMap" in s for s in stages(threaded))
 
 
 def test_batch_larger_than_the_data_is_refused():

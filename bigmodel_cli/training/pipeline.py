@@ -62,8 +62,8 @@ class Source:
             )
 
     def epochs_per_iterator(self, replicas: int, budget: int = 16_000_000) -> int:
-        """How many epochs one iterator covers: tearing a tf.data iterator down
-        costs about a second here, so epochs share one, within a budget of row
+        """How many epochs one iterator covers: deleting a tf.data iterator can cost
+        seconds (InMemory.iterator), so epochs share one, within a budget of row
         indices held (and at most 32 epochs of concatenated datasets)."""
         return max(1, min(32, budget // max(self.epoch_rows(replicas), 1)))
 
@@ -165,17 +165,31 @@ class InMemory(Source):
             )
 
         if on_one_cpu(strategy):
-            # The dataset's own iterator. A distributed one over a single CPU adds only a
-            # copy to the same device, and deleting it (every epochs_per_iterator epochs,
-            # and after the last) stalled at random: 5.9 s at epoch 96 of a telco churn
-            # run, 16 s at epoch 32 of a CPS1988 run; in isolation 7 of 28 deletions took
-            # 0.8 to 1.1 s. The dataset's own iterator stalled in none of 22.
-            return iter(self.dataset(orders, gather, batches[0], drop, 0, 1))
+            # The dataset's own iterator, gathering in the step's thread. Deleting an
+            # iterator (every epochs_per_iterator epochs, and after the last) waits for
+            # its pipeline's threads, and that wait stalled training at random: 7.7 s at
+            # epoch 32 of a telco churn run, 15.8 s at epoch 32 of a CPS1988 run, 9.1 and
+            # 6.6 s at epochs 64 and 96 of another churn run, distributed or not (the
+            # main thread in ~RootDataset::Iterator, waiting on a tf.data thread). With
+            # no map or prefetch thread, 4 runs (14 deletions) had no gap over 0.8 s,
+            # and a step took 2.9-3.0 ms against 3.4-3.9 ms with them: a gather of a
+            # batch from memory costs less than handing it between threads.
+            return iter(self.dataset(orders, gather, batches[0], drop, 0, 1, inline=True))
         return iter(strategy.distribute_datasets_from_function(fn))
 
-    def dataset(self, orders: list, gather: Any, batch: int, drop: bool, i: int, w: int):
+    def dataset(
+        self,
+        orders: list,
+        gather: Any,
+        batch: int,
+        drop: bool,
+        i: int,
+        w: int,
+        inline: bool = False,
+    ):
         """Input pipeline i of w: its share of each epoch's order, batched epoch by epoch
-        (an epoch's last partial batch stays its own), gathered from the tensors."""
+        (an epoch's last partial batch stays its own), gathered from the tensors;
+        ``inline``: gathered as the step asks, with no thread of its own."""
         import tensorflow as tf
 
         ds = None
@@ -188,6 +202,8 @@ class InMemory(Source):
             part = tf.data.Dataset.from_tensor_slices(mine).batch(batch, drop_remainder=drop)
             ds = part if ds is None else ds.concatenate(part)
         assert ds is not None
+        if inline:
+            return _finished(ds.map(gather), threads=False)
         ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return _finished(ds)
 
@@ -298,13 +314,18 @@ class Streamed(Source):
         return iter(strategy.distribute_datasets_from_function(fn))
 
 
-def _finished(ds):
-    """A pipeline's last steps: sharded already (no auto-sharding), deterministic, prefetched."""
+def _finished(ds, threads: bool = True):
+    """A pipeline's last steps: sharded already (no auto-sharding), deterministic, and
+    prefetched by a thread of its own, or (``threads=False``) without autotuning or
+    prefetch, so that it starts no thread."""
     import tensorflow as tf
 
     opts = tf.data.Options()
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     opts.deterministic = True
+    if not threads:
+        opts.autotune.enabled = False
+        return ds.with_options(opts)
     return ds.with_options(opts).prefetch(tf.data.AUTOTUNE)
 
 
