@@ -81,10 +81,11 @@ def save_checkpoint(model, path: Path, state: TrainState, also: Path | None = No
 def _cache_attr_skipsets() -> None:
     """Keras 3's saving_lib.get_attr_skipset caches each kind's set under
     ``saving_attr_skipset_<kind>`` but looks it up under ``saving_attr_skiplist_<kind>``,
-    so every save builds a throwaway Layer() per layer of the model: about a quarter
-    of a checkpoint's time, and a table's run saves one every epoch
-    (benchmarks/checkpoint_bench.py). Fill the key it reads; the sets are the ones it
-    would build. A no-op where Keras has fixed it or moved the function."""
+    so every save builds a throwaway Layer() per layer of the model: an epoch-end
+    checkpoint of the table default took 80 ms with it and 50 ms without
+    (benchmarks/member_cost.py), and a table's run saves one every epoch. Fill the key
+    it reads; the sets are the ones it would build. A no-op where Keras has fixed it or
+    moved the function."""
     try:
         from keras.src.backend.common import global_state
         from keras.src.saving import saving_lib
